@@ -1,0 +1,45 @@
+"""tflrnn: TensorFlow Lite models with the fused UNIDIRECTIONAL_SEQUENCE_RNN op, written directly and verified.
+
+    cell = tflrnn.RNNCell(64, activation="tanh")
+    data = tflrnn.build(cell, input_size=32, time_steps=50)     # .tflite bytes
+    report = tflrnn.verify(data)                                 # LiteRT vs the numpy reference
+    info = tflrnn.inspect(data)                                  # what the file holds
+
+Modules: model (the description), writer / reader (flatbuffer both ways), graph (the RNN op in a model),
+cell, weights, config, build, reference (numpy), runtime (LiteRT), verify, describe (inspect), cli.
+Nothing here imports tensorflow. Names are imported on first use, so `tflrnn build` loads only what it runs.
+"""
+
+import importlib
+
+from .version import __version__
+
+_EXPORTS = {
+    "RNNCell": "cell",
+    "CellWeights": "cell",
+    "initial_weights": "cell",
+    "load_weights": "weights",
+    "build": "build",
+    "verify": "verify",
+    "VerifyReport": "verify",
+    "Check": "verify",
+    "inspect": "describe",
+    "Inspection": "describe",
+    "TflrnnError": "errors",
+    "ConfigError": "errors",
+    "WeightsError": "errors",
+    "ModelFormatError": "errors",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tflrnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,171 @@
+"""The `tflrnn` command: parse, call the library, print.
+
+Exit codes: 0 success; 1 verify ran and a check failed; 2 bad input (one line on stderr, no output file);
+3 internal error (a bug: rerun with --debug for the traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import TflrnnError
+from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
+from .version import __version__
+
+# Each command imports what it needs when it runs: `tflrnn build` must not pay for the reader or the runtime.
+
+_debug = bool(os.environ.get("TFLRNN_DEBUG"))
+_path = click.Path(path_type=Path)  # existence is checked by the library, with its own message
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tflrnn")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def cli(debug: bool) -> None:
+    """Write and verify TFLite models with the fused UNIDIRECTIONAL_SEQUENCE_RNN op."""
+    global _debug
+    _debug = _debug or debug
+
+
+@cli.command()
+@click.option("--units", type=int, help="num_units (default: from --config or --weights).")
+@click.option("--input-size", type=int, help="Features per time step (default: from the weights, else units).")
+@click.option("--time-steps", type=int, help="Steps per invoke (default 1).")
+@click.option("--batch-size", type=int, help="Batch (default 1); fixed, because the state is [batch, units].")
+@click.option("--activation", help="tanh (default), relu, relu6, linear/none, relu_n1_to_1, sign_bit.")
+@click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] (default).")
+@click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")
+@click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
+@click.option("--weights", type=_path, help=".npz with input_weights/recurrent_weights/bias or Keras names.")
+@click.option("--config", type=_path, help="Cell config, JSON (get_config()) or TOML.")
+@click.option("-o", "--output", type=_path, default=Path("rnn.tflite"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def build(units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights, config, output,
+          as_json):
+    """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
+    from .build import build_file
+    from .config import resolve_build_options
+
+    options = {
+        "num_units": units,
+        "input_size": input_size,
+        "time_steps": time_steps,
+        "batch_size": batch_size,
+        "activation": activation,
+        "time_major": time_major,
+        "name": name,
+        "seed": seed,
+    }
+    summary = build_file(output, **resolve_build_options(options, config, weights))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    layout = "time-major" if summary["time_major"] else "batch-major"
+    click.echo(
+        f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
+        f"state {summary['state_shape']}, {summary['activation']}, {layout}, {summary['bytes']:,} bytes, "
+        f"sha256 {summary['sha256']}"
+    )
+
+
+@cli.command()
+@click.argument("model", type=_path)
+@click.option("--weights", type=_path, help="Also check the model holds exactly these trained weights (.npz).")
+@click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance.")
+@click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True, help="Relative tolerance.")
+@click.option("--sequences", type=int, default=DEFAULT_SEQUENCES, show_default=True,
+              help="Consecutive invokes (the state must carry across them).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schemas/verify-report.schema.json).")
+@click.pass_context
+def verify(ctx, model, weights, atol, rtol, sequences, seed, as_json):
+    """Run MODEL in LiteRT against the numpy reference and check its structure."""
+    from .verify import verify as verify_model
+
+    report = verify_model(model, weights=weights, atol=atol, rtol=rtol, sequences=sequences, seed=seed)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        width = max(len(c.name) for c in report.checks)
+        for check in report.checks:
+            click.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+        runtime = f" on {report.runtime['name']} {report.runtime['version']}" if report.runtime else ""
+        if report.passed:
+            click.echo(f"{model}: all {len(report.checks)} checks passed{runtime}")
+        else:
+            failed = ", ".join(c.name for c in report.failures)
+            click.echo(f"{model}: {len(report.failures)} of {len(report.checks)} checks failed{runtime}: {failed}")
+    ctx.exit(0 if report.passed else 1)
+
+
+@cli.command()
+@click.argument("model", type=_path)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect(model, as_json):
+    """Show what MODEL holds: tensors, ops, options, signature, metadata. Reads the file only."""
+    from .describe import inspect as inspect_model
+
+    info = inspect_model(model).to_dict()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['model']}: {info['bytes']:,} bytes, sha256 {info['sha256']}")
+    click.echo(f"schema version {info['schema_version']}, description {info['description']!r}")
+    for index, graph in enumerate(info["subgraphs"]):
+        click.echo(f"subgraph {index} {graph['name']!r}: inputs {graph['inputs']}, outputs {graph['outputs']}")
+        name_width = max([len(t["name"]) for t in graph["tensors"]] + [4])
+        click.echo(f"  {'#':>3}  {'name':<{name_width}}  {'shape':<16} {'dtype':<8} {'variable':<8} {'bytes':>12}")
+        for t in graph["tensors"]:
+            variable = "yes" if t["variable"] else ""
+            click.echo(
+                f"  {t['index']:>3}  {t['name']:<{name_width}}  {str(t['shape']):<16} {t['dtype']:<8} "
+                f"{variable:<8} {t['bytes']:>12,}"
+            )
+        for index_op, op in enumerate(graph["operators"]):
+            click.echo(
+                f"  op {index_op}: {op['op']} v{op['version']} (builtin_code {op['builtin_code']}, "
+                f"deprecated_builtin_code {op['deprecated_builtin_code']}) inputs {op['inputs']} "
+                f"outputs {op['outputs']}"
+            )
+            if op["options"]:
+                click.echo("    " + ", ".join(f"{k} {v}" for k, v in op["options"].items() if k != "type")
+                           + f" ({op['options']['type']})")
+    for sig in info["signatures"]:
+        click.echo(f"signature {sig['key']!r}: inputs {sig['inputs']}, outputs {sig['outputs']}")
+    for key, value in info["metadata"].items():
+        shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        click.echo(f"metadata {key}: {shown}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="tflrnn", standalone_mode=False)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "tflrnn"
+        _fail(f"{exc.format_message()} (see '{command} --help')", 2)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except TflrnnError as exc:
+        if _debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into something that stopped reading: not an error of ours
+        sys.exit(0)
+    except Exception as exc:  # a bug: still one line unless asked for the traceback
+        if _debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 3)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"tflrnn: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)

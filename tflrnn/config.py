@@ -1,0 +1,128 @@
+"""Cell config files (JSON or TOML) and how they combine with command-line options and weights.
+
+A config is what TfLiteRNNCell.get_config() or Keras SimpleRNN.get_config() writes, validated against
+`schemas/cell-config.schema.json`. Precedence: explicit options > config file > sizes taken from the weights >
+defaults. Sizes given anywhere must agree with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .cell import RNNCell
+from .errors import ConfigError
+from .files import read_bytes
+from .weights import load_weights
+
+CELL_CONFIG_SCHEMA = "cell-config.schema.json"
+
+# Keras options the fused op cannot honour, with the value that makes them refused and why.
+_REFUSED = {
+    "return_sequences": (False, "return_sequences=false (last-step output) is not supported yet: the fused op "
+                                "outputs the whole sequence, as Keras return_sequences=true"),
+    "return_state": (True, "return_state=true is not supported: the model has one output, whose last step is "
+                           "the final state"),
+    "go_backwards": (True, "go_backwards=true is not supported: the fused op runs forward in time"),
+}
+
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+def load_schema(name: str) -> dict:
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def validate(document, schema_name: str, where: str) -> None:
+    """Raise ConfigError naming the offending key when `document` does not follow the schema."""
+    import jsonschema  # ~0.1 s to import: only when a config is given
+
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    if error is not None:
+        key = "/".join(str(p) for p in error.absolute_path)
+        at = f"key '{key}'" if key else "top level"
+        raise ConfigError(f"{where}: invalid config at {at}: {error.message}")
+
+
+def load_config(path) -> dict:
+    """A validated config file as build settings: num_units, activation, name, sizes, time_major, seed."""
+    path = Path(path)
+    raw = read_bytes(path, "config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    document = _parse(text, path)
+    if isinstance(document, dict) and isinstance(document.get("config"), dict) and "class_name" in document:
+        document = document["config"]  # keras.layers.serialize() wraps get_config() like this
+    validate(document, CELL_CONFIG_SCHEMA, str(path))
+    return _settings(document, str(path))
+
+
+def _parse(text: str, path: Path):
+    as_toml = path.suffix.lower() == ".toml"
+    if as_toml:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+
+
+def _settings(document: dict, where: str) -> dict:
+    for key, (refused, reason) in _REFUSED.items():
+        if document.get(key) is refused:
+            raise ConfigError(f"{where}: {reason}")
+    if "num_units" in document and "units" in document and document["num_units"] != document["units"]:
+        raise ConfigError(f"{where}: num_units={document['num_units']} and units={document['units']} disagree")
+    settings = {}
+    shape = document.get("batch_input_shape") or [None, None, None]
+    for key, value in (("batch_size", shape[0]), ("time_steps", shape[1]), ("input_size", shape[2])):
+        if value is not None:
+            settings[key] = value
+    units = document.get("num_units", document.get("units"))
+    if units is not None:
+        settings["num_units"] = units
+    for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias"):
+        if document.get(key) is not None:
+            settings[key] = document[key]
+    return settings
+
+
+def resolve_build_options(options: dict, config_path=None, weights_path=None) -> dict:
+    """Combine options (None = not given), a config file and a weights file into `tflrnn.build` arguments."""
+    settings = load_config(config_path) if config_path else {}
+    settings.update({key: value for key, value in options.items() if value is not None})
+    weights = load_weights(weights_path, settings.get("name")) if weights_path else None
+    units = settings.get("num_units")
+    if units is None and weights is None:
+        raise ConfigError("the number of units is missing: give --units, a config with num_units, or --weights")
+    cell = RNNCell(
+        units if units is not None else weights.num_units,
+        activation=settings.get("activation"),
+        name=settings.get("name"),
+    )
+    if settings.get("use_bias") is False and weights is not None and np.any(weights.bias != 0):
+        raise ConfigError("the config says use_bias=false but the weights have a non-zero bias")
+    return {
+        "cell": cell,
+        "weights": weights,
+        "input_size": settings.get("input_size"),
+        "time_steps": settings.get("time_steps", 1),
+        "batch_size": settings.get("batch_size", 1),
+        "time_major": settings.get("time_major", False),
+        "seed": settings.get("seed", 0),
+    }

@@ -1,0 +1,111 @@
+"""inspect(): what a `.tflite` file holds, from a pure flatbuffer read (no interpreter)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import tflite as fb
+
+from .build import sha256
+from .files import read_bytes
+from .model import Activation, BuiltinOptions, Model, Operator
+from .reader import read
+
+
+@dataclass
+class Inspection:
+    """The reader's model description plus facts about the file."""
+
+    model: Model
+    source: str
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> dict:
+        m = self.model
+        return {
+            "model": self.source,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "schema_version": m.version,
+            "description": m.description,
+            "subgraphs": [
+                {
+                    "name": g.name,
+                    "inputs": g.inputs,
+                    "outputs": g.outputs,
+                    "tensors": [
+                        {
+                            "index": i,
+                            "name": t.name,
+                            "shape": list(t.shape),
+                            "shape_signature": None if t.shape_signature is None else list(t.shape_signature),
+                            "dtype": t.dtype,
+                            "variable": t.is_variable,
+                            "bytes": t.nbytes,
+                        }
+                        for i, t in enumerate(g.tensors)
+                    ],
+                    "operators": [_operator(op) for op in g.operators],
+                }
+                for g in m.subgraphs
+            ],
+            "signatures": [
+                {"key": s.key, "subgraph": s.subgraph, "inputs": s.inputs, "outputs": s.outputs} for s in m.signatures
+            ],
+            "metadata": {name: _metadata_value(name, value) for name, value in m.metadata.items()},
+        }
+
+
+def inspect(model) -> Inspection:
+    """Describe a model given as a path or as bytes. Raises TflrnnError when it is not a readable TFLite file."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data, source = bytes(model), "<bytes>"
+    else:
+        data, source = read_bytes(model, "model file"), str(Path(model))
+    return Inspection(read(data), source, len(data), sha256(data))
+
+
+def op_name(code: int) -> str:
+    return _names(fb.BuiltinOperator).get(code, f"BUILTIN_{code}")
+
+
+def _operator(op: Operator) -> dict:
+    entry = {
+        "op": op_name(op.code),
+        "builtin_code": op.builtin_code,
+        "deprecated_builtin_code": op.deprecated_builtin_code,
+        "version": op.version,
+        "inputs": op.inputs,
+        "outputs": op.outputs,
+        "options": None,
+    }
+    if op.options_type == BuiltinOptions.SequenceRNNOptions and op.options is not None:
+        act = op.options.activation
+        entry["options"] = {
+            "type": "SequenceRNNOptions",
+            "time_major": op.options.time_major,
+            "fused_activation_function": Activation(act).name if act in Activation._value2member_map_ else act,
+            "asymmetric_quantize_inputs": op.options.asymmetric_quantize_inputs,
+        }
+    elif op.options_type:
+        entry["options"] = {"type": _names(fb.BuiltinOptions).get(op.options_type, op.options_type)}
+    return entry
+
+
+def _metadata_value(name: str, value: bytes):
+    if name == "min_runtime_version":
+        return value.rstrip(b"\0").decode("utf-8", errors="replace")
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return {"bytes": len(value)}
+
+
+@cache
+def _names(enum_class) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
+

@@ -1,0 +1,49 @@
+"""File input and output with user-facing errors; outputs are replaced atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import TflrnnError
+
+
+def read_bytes(path, what: str = "file") -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TflrnnError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise TflrnnError(f"{what} is a directory: {path}") from None
+    except OSError as exc:
+        raise TflrnnError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def write_atomic(path, data: bytes) -> Path:
+    """Write to a temporary file beside `path`, then rename over it: readers see the old file or the new one."""
+    path = Path(path)
+    directory = path.parent
+    if path.is_dir():
+        raise TflrnnError(f"output path is a directory: {path}")
+    if not directory.is_dir():
+        raise TflrnnError(f"output directory does not exist: {directory}")
+    # A unique name in the same directory, so the rename cannot cross file systems. (os.open rather than
+    # tempfile: the umask applies as for any new file, and the import is not paid on every build.)
+    tmp = directory / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.part"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise TflrnnError(f"cannot write to {directory}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise TflrnnError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return path

@@ -1,0 +1,111 @@
+"""One declarative description of a TFLite model, used in both directions.
+
+`writer.write(Model)` turns it into flatbuffer bytes and does all the bookkeeping (buffers, op-code table,
+vtables); `reader.read(bytes)` returns the same description. Tensors carry their data directly, as in
+tflite-micro's model_editor: buffers are an encoding detail the writer owns.
+
+The reader keeps raw values it does not understand (an out-of-range activation, an unknown options type) so that
+`verify` can report them; the runtime would silently treat them as defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FILE_IDENTIFIER = b"TFL3"
+SCHEMA_VERSION = 3
+MAX_FLATBUFFER_BYTES = 2**31 - 1  # flatbuffers use signed 32-bit offsets
+
+
+class BuiltinOperator(enum.IntEnum):
+    UNIDIRECTIONAL_SEQUENCE_RNN = 35
+
+
+class BuiltinOptions(enum.IntEnum):
+    """Union tags of Operator.builtin_options."""
+
+    NONE = 0
+    SequenceRNNOptions = 31
+
+
+class Activation(enum.IntEnum):
+    """ActivationFunctionType: the only activations a fused TFLite op can apply."""
+
+    NONE = 0
+    RELU = 1
+    RELU_N1_TO_1 = 2
+    RELU6 = 3
+    TANH = 4
+    SIGN_BIT = 5
+
+
+# TensorType codes of the schema, by numpy dtype name.
+TENSOR_TYPES = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9}
+TENSOR_TYPE_NAMES = {code: name for name, code in TENSOR_TYPES.items()}
+
+
+@dataclass
+class SequenceRNNOptions:
+    time_major: bool = False
+    activation: int = Activation.TANH  # raw enum value as stored; may be out of range in a file we read
+    asymmetric_quantize_inputs: bool = False
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"  # numpy name; "type<N>" for a TensorType this package does not know
+    data: np.ndarray | None = None  # constant contents, shaped; None for activations and variables
+    is_variable: bool = False
+    shape_signature: tuple[int, ...] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.data is None else int(self.data.nbytes)
+
+
+@dataclass
+class Operator:
+    builtin_code: int
+    inputs: list[int]
+    outputs: list[int]
+    version: int = 1
+    options: SequenceRNNOptions | None = None
+    # As read from a file; the writer derives both from builtin_code / options when they are None.
+    deprecated_builtin_code: int | None = None
+    options_type: int | None = None
+
+    @property
+    def code(self) -> int:
+        # What the runtime executes: the larger field (builtin_code is 0 in files older than TF 2.4).
+        return max(self.builtin_code, self.deprecated_builtin_code or 0)
+
+
+@dataclass
+class Subgraph:
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: list[int]
+    outputs: list[int]
+    name: str = ""
+
+
+@dataclass
+class Signature:
+    key: str
+    inputs: dict[str, int]  # signature name -> tensor index
+    outputs: dict[str, int]
+    subgraph: int = 0
+
+
+@dataclass
+class Model:
+    subgraphs: list[Subgraph]
+    signatures: list[Signature] = field(default_factory=list)
+    metadata: dict[str, bytes] = field(default_factory=dict)
+    description: str = ""
+    version: int = SCHEMA_VERSION

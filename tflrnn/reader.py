@@ -1,0 +1,177 @@
+"""TFLite flatbuffer bytes -> the model description of `model.py`, through the `tflite` package's reader classes.
+
+Files come from other people, so every vector length and buffer range is checked against the file before use:
+a hostile length is refused rather than looped over, and a bad offset becomes a `ModelFormatError` instead of an
+IndexError deep inside the generated code.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import tflite as fb
+
+from .errors import ModelFormatError
+from .model import (
+    FILE_IDENTIFIER,
+    TENSOR_TYPE_NAMES,
+    BuiltinOptions,
+    Model,
+    Operator,
+    SequenceRNNOptions,
+    Signature,
+    Subgraph,
+    Tensor,
+)
+
+_MIN_FILE_BYTES = 8  # root offset + identifier
+
+
+def read(data: bytes) -> Model:
+    data = bytes(data)
+    if len(data) < _MIN_FILE_BYTES:
+        raise ModelFormatError(f"not a TFLite model: the file has {len(data)} bytes")
+    if data[4:8] != FILE_IDENTIFIER:
+        raise ModelFormatError(
+            f"not a TFLite model: file identifier is {data[4:8]!r}, expected {FILE_IDENTIFIER!r}"
+        )
+    try:
+        return _Reader(data).model()
+    except (struct.error, IndexError, ValueError, OverflowError, TypeError) as exc:
+        # The generated readers fail deep inside on a bad offset; the details mean nothing to a user.
+        raise ModelFormatError(
+            f"corrupt or truncated TFLite model: an offset or length points outside the {len(data)}-byte file"
+        ) from exc
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        root = struct.unpack_from("<I", data, 0)[0]
+        if root >= len(data):
+            raise ModelFormatError(f"corrupt TFLite model: root table offset {root} is past the end of the file")
+        self.fb_model = fb.Model.GetRootAs(data, 0)
+
+    def model(self) -> Model:
+        m = self.fb_model
+        buffers = [self._buffer(m.Buffers(i)) for i in self._range(m.BuffersLength(), "buffers")]
+        opcodes = [m.OperatorCodes(i) for i in self._range(m.OperatorCodesLength(), "operator codes")]
+        subgraphs = [
+            self._subgraph(m.Subgraphs(i), buffers, opcodes) for i in self._range(m.SubgraphsLength(), "subgraphs")
+        ]
+        signatures = [self._signature(m.SignatureDefs(i)) for i in self._range(m.SignatureDefsLength(), "signatures")]
+        metadata = {}
+        for i in self._range(m.MetadataLength(), "metadata"):
+            entry = m.Metadata(i)
+            index = entry.Buffer()
+            if index >= len(buffers):
+                raise ModelFormatError(f"corrupt TFLite model: metadata names buffer {index} of {len(buffers)}")
+            raw = buffers[index]
+            metadata[_text(entry.Name())] = b"" if raw is None else raw.tobytes()
+        return Model(
+            subgraphs=subgraphs,
+            signatures=signatures,
+            metadata=metadata,
+            description=_text(m.Description()),
+            version=m.Version(),
+        )
+
+    def _range(self, length: int, what: str) -> range:
+        # Each element takes at least 4 bytes: a longer vector cannot be in this file.
+        if length * 4 > len(self.data):
+            raise ModelFormatError(f"corrupt TFLite model: {what} vector claims {length} entries")
+        return range(length)
+
+    def _buffer(self, buf) -> np.ndarray | None:
+        offset, size = buf.Offset(), buf.Size()
+        if offset > 1:  # data stored after the flatbuffer (models over 2 GiB)
+            if offset + size > len(self.data):
+                raise ModelFormatError(f"corrupt TFLite model: buffer at {offset}+{size} is past the end of the file")
+            return np.frombuffer(self.data, dtype=np.uint8, count=size, offset=offset)
+        if buf.DataLength() == 0:
+            return None
+        return buf.DataAsNumpy()
+
+    def _subgraph(self, g, buffers, opcodes) -> Subgraph:
+        tensors = [self._tensor(g.Tensors(i), buffers) for i in self._range(g.TensorsLength(), "tensors")]
+        operators = [self._operator(g.Operators(i), opcodes) for i in self._range(g.OperatorsLength(), "operators")]
+        return Subgraph(
+            tensors=tensors,
+            operators=operators,
+            inputs=self._ints(g.InputsAsNumpy, g.InputsLength()),
+            outputs=self._ints(g.OutputsAsNumpy, g.OutputsLength()),
+            name=_text(g.Name()),
+        )
+
+    def _tensor(self, t, buffers) -> Tensor:
+        name = _text(t.Name())
+        shape = tuple(self._ints(t.ShapeAsNumpy, t.ShapeLength()))
+        signature = tuple(self._ints(t.ShapeSignatureAsNumpy, t.ShapeSignatureLength())) or None
+        dtype = TENSOR_TYPE_NAMES.get(t.Type(), f"type{t.Type()}")
+        index = t.Buffer()
+        if index >= len(buffers):
+            raise ModelFormatError(f"corrupt TFLite model: tensor '{name}' names buffer {index} of {len(buffers)}")
+        raw = buffers[index]
+        data = None
+        if raw is not None:
+            if dtype not in TENSOR_TYPE_NAMES.values() or any(d < 0 for d in shape):
+                data = raw  # kept as bytes: nothing here needs it typed
+            else:
+                expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                if raw.size != expected:
+                    raise ModelFormatError(
+                        f"corrupt TFLite model: tensor '{name}' has shape {list(shape)} ({expected} bytes) "
+                        f"but its buffer holds {raw.size} bytes"
+                    )
+                data = raw.view(np.dtype(dtype).newbyteorder("<")).reshape(shape)
+        return Tensor(
+            name=name, shape=shape, dtype=dtype, data=data, is_variable=t.IsVariable(), shape_signature=signature
+        )
+
+    def _operator(self, op, opcodes) -> Operator:
+        index = op.OpcodeIndex()
+        if index >= len(opcodes):
+            raise ModelFormatError(f"corrupt TFLite model: operator names op code {index} of {len(opcodes)}")
+        code = opcodes[index]
+        options_type = op.BuiltinOptionsType()
+        options = None
+        if options_type == BuiltinOptions.SequenceRNNOptions:
+            table = op.BuiltinOptions()
+            if table is not None:
+                parsed = fb.SequenceRNNOptions()
+                parsed.Init(table.Bytes, table.Pos)
+                options = SequenceRNNOptions(
+                    time_major=parsed.TimeMajor(),
+                    activation=parsed.FusedActivationFunction(),
+                    asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
+                )
+        return Operator(
+            builtin_code=code.BuiltinCode(),
+            deprecated_builtin_code=code.DeprecatedBuiltinCode(),
+            inputs=self._ints(op.InputsAsNumpy, op.InputsLength()),
+            outputs=self._ints(op.OutputsAsNumpy, op.OutputsLength()),
+            version=code.Version(),
+            options=options,
+            options_type=options_type,
+        )
+
+    def _signature(self, s) -> Signature:
+        def maps(get, length):
+            return {_text(get(i).Name()): get(i).TensorIndex() for i in self._range(length, "signature tensors")}
+
+        return Signature(
+            key=_text(s.SignatureKey()),
+            inputs=maps(s.Inputs, s.InputsLength()),
+            outputs=maps(s.Outputs, s.OutputsLength()),
+            subgraph=s.SubgraphIndex(),
+        )
+
+    def _ints(self, as_numpy, length: int) -> list[int]:
+        self._range(length, "index")
+        return [] if length == 0 else [int(v) for v in as_numpy()]
+
+
+def _text(raw: bytes | None) -> str:
+    # Names come from the file: never let a bad byte raise.
+    return "" if raw is None else raw.decode("utf-8", errors="replace")

@@ -1,0 +1,86 @@
+"""An independent numpy reference of the fused recurrence, in float64.
+
+    h_t = act(x_t W^T + h_{t-1} R^T + b)
+
+`run` is the free-running recurrence from a given state. `step` evaluates every step from given previous states
+at once; verify feeds it the runtime's own previous outputs, so each step is judged on its own arithmetic and
+float32 rounding does not compound over long or unstable sequences, while a lost or wrong state still fails the
+first step after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cell import CellWeights
+from .model import Activation
+
+# Defaults of verify's comparison. float32 rounds at ~6e-8 relative per operation; these leave room for long dot
+# products while still catching any real difference in weights, activation or state.
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-5
+DEFAULT_SEQUENCES = 3
+
+DISCONTINUOUS = {Activation.SIGN_BIT}  # a rounding-sized change of the input can flip the output
+
+
+def activate(z: np.ndarray, activation: int) -> np.ndarray:
+    if activation == Activation.NONE:
+        return z
+    if activation == Activation.RELU:
+        return np.maximum(z, 0.0)
+    if activation == Activation.RELU_N1_TO_1:
+        return np.clip(z, -1.0, 1.0)
+    if activation == Activation.RELU6:
+        return np.clip(z, 0.0, 6.0)
+    if activation == Activation.TANH:
+        return np.tanh(z)
+    if activation == Activation.SIGN_BIT:
+        return np.signbit(z).astype(z.dtype)  # TFLite: 1 where the sign bit is set, else 0
+    raise ValueError(f"{activation} is not an ActivationFunctionType")
+
+
+def _batch_major(x: np.ndarray, time_major: bool) -> np.ndarray:
+    return np.swapaxes(x, 0, 1) if time_major else x
+
+
+def run(
+    x: np.ndarray,
+    weights: CellWeights,
+    activation: int,
+    *,
+    time_major: bool = False,
+    initial_state: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs [B,T,U] (or [T,B,U]) and the final state [B,U] of the recurrence over x [B,T,I] (or [T,B,I])."""
+    w, r, b = (a.astype(np.float64) for a in weights.arrays())
+    xb = _batch_major(np.asarray(x, dtype=np.float64), time_major)
+    batch, steps = xb.shape[:2]
+    h = np.zeros((batch, weights.num_units)) if initial_state is None else np.asarray(initial_state, np.float64)
+    driven = xb @ w.T + b  # the input part of every step at once
+    outputs = np.empty((batch, steps, weights.num_units))
+    for t in range(steps):
+        h = activate(driven[:, t] + h @ r.T, activation)
+        outputs[:, t] = h
+    return _batch_major(outputs, time_major), h
+
+
+def step(
+    x: np.ndarray,
+    weights: CellWeights,
+    activation: int,
+    previous: np.ndarray,
+    *,
+    time_major: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every step from given previous states: `previous` has the layout of the outputs and holds h_{t-1}.
+
+    Returns the outputs, the pre-activations and a bound on their magnitude (the sum of absolute terms), all
+    in the layout of x.
+    """
+    w, r, b = (a.astype(np.float64) for a in weights.arrays())
+    xb = _batch_major(np.asarray(x, dtype=np.float64), time_major)
+    hb = _batch_major(np.asarray(previous, dtype=np.float64), time_major)
+    z = xb @ w.T + hb @ r.T + b
+    scale = np.abs(xb) @ np.abs(w.T) + np.abs(hb) @ np.abs(r.T) + np.abs(b)
+    return tuple(_batch_major(a, time_major) for a in (activate(z, activation), z, scale))

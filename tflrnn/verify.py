@@ -1,0 +1,398 @@
+"""verify(): prove a fused-RNN model right, structurally and numerically.
+
+Structure is read through the project's reader and checked against what the runtime needs but does not check
+itself (it silently defaults a bad activation or missing options). Numbers come from the LiteRT interpreter on
+seeded inputs and are compared with the numpy reference: a first invoke from the zero state, several consecutive
+invokes that must carry the state, and an invoke after reset_all_variables() that must equal the first one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import reference
+from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
+from .build import METADATA_KEY, MIN_RUNTIME_VERSION, sha256
+from .cell import ACTIVATION_NAMES, CellWeights
+from .errors import ConfigError, TflrnnError
+from .files import read_bytes
+from .graph import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, RNNGraph, find_rnn
+from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions
+from .reader import read
+from .version import __version__
+from .weights import load_weights
+
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+
+
+@dataclass
+class VerifyReport:
+    model: str
+    bytes: int
+    sha256: str
+    settings: dict
+    runtime: dict = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {
+            "tool": {"name": "tflrnn", "version": __version__},
+            "model": self.model,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "passed": self.passed,
+            "settings": self.settings,
+            "runtime": self.runtime,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def verify(
+    model,
+    *,
+    weights: CellWeights | str | Path | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    sequences: int = DEFAULT_SEQUENCES,
+    seed: int = 0,
+) -> VerifyReport:
+    """Verify a model given as a path or as bytes. Raises TflrnnError when the input is unusable."""
+    if not (atol >= 0 and rtol >= 0):
+        raise ConfigError(f"atol and rtol must be non-negative, got atol={atol}, rtol={rtol}")
+    if isinstance(sequences, bool) or not isinstance(sequences, int) or not 2 <= sequences <= 1000:
+        raise ConfigError(f"sequences must be an integer from 2 to 1000 (state is checked across them), got {sequences}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data, label = bytes(model), "<bytes>"
+    else:
+        data, label = read_bytes(model, "model file"), str(Path(model))
+    graph = find_rnn(read(data))
+    if weights is not None and not isinstance(weights, CellWeights):
+        # A weights file holding several cells is read under this model's cell name.
+        weights = load_weights(weights, graph.input_weights.name.rpartition("/")[0] or None)
+
+    report = VerifyReport(
+        model=label,
+        bytes=len(data),
+        sha256=sha256(data),
+        settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed},
+    )
+    report.checks += _structure_checks(graph)
+    model_weights, why_not = _usable_weights(graph)
+    if weights is not None:
+        report.checks.append(_weights_match(model_weights, weights, why_not))
+    if why_not is None:
+        why_not = _why_not_runnable(report.checks)
+    if why_not is not None:
+        report.checks.append(Check("numeric", False, f"not run: {why_not}"))
+    else:
+        report.checks += _numeric_checks(data, graph, model_weights, report, atol, rtol, sequences, seed)
+    return report
+
+
+# Structure ------------------------------------------------------------------------------------------------------
+
+
+def _structure_checks(g: RNNGraph) -> list[Check]:
+    op, model = g.operator, g.model
+    checks = [
+        Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}"),
+        Check(
+            "op.code",
+            op.builtin_code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN
+            and op.deprecated_builtin_code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
+            f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code} (both must be 35)",
+        ),
+    ]
+    expected_version = _expected_op_version(g)
+    checks.append(
+        Check("op.version", op.version == expected_version, f"version {op.version}, expected {expected_version}")
+    )
+    checks.append(_options_check(g))
+    checks.append(_shapes_check(g))
+    state = g.hidden_state
+    checks.append(
+        Check(
+            "state.variable",
+            state.is_variable and state.data is None,
+            f"'{state.name}' is_variable={state.is_variable}, "
+            + ("no buffer data" if state.data is None else f"{state.nbytes} bytes of buffer data (runtime refuses)"),
+        )
+    )
+    checks.append(_signature_check(g))
+    checks += _metadata_checks(g, expected_version)
+    return checks
+
+
+def _expected_op_version(g: RNNGraph) -> int:
+    if g.input_weights.dtype == "int8":
+        return 3 if g.options.asymmetric_quantize_inputs else 2
+    return 1
+
+
+def _options_check(g: RNNGraph) -> Check:
+    op = g.operator
+    if op.options_type != BuiltinOptions.SequenceRNNOptions or op.options is None:
+        return Check(
+            "op.options",
+            False,
+            f"builtin_options type {op.options_type}, expected SequenceRNNOptions "
+            f"({BuiltinOptions.SequenceRNNOptions}); the runtime would silently use batch-major and no activation",
+        )
+    act = op.options.activation
+    valid = act in Activation._value2member_map_
+    detail = (
+        f"activation {Activation(act).name if valid else act}, time_major {bool(op.options.time_major)}, "
+        f"asymmetric_quantize_inputs {bool(op.options.asymmetric_quantize_inputs)}"
+    )
+    if not valid:
+        detail += "; not an ActivationFunctionType (the runtime would silently apply none)"
+    return Check("op.options", valid, detail)
+
+
+def _shapes_check(g: RNNGraph) -> Check:
+    w, r, b, h, x, y = g.input_weights, g.recurrent_weights, g.bias, g.hidden_state, g.input, g.output
+    problems = []
+    if len(w.shape) != 2:
+        return Check("tensors.shapes", False, f"'{w.name}' has shape {list(w.shape)}, expected [units, input_size]")
+    units, input_size = w.shape
+    if len(x.shape) != 3:
+        return Check("tensors.shapes", False, f"'{x.name}' has shape {list(x.shape)}, expected rank 3")
+    batch, steps = (x.shape[1], x.shape[0]) if g.time_major else (x.shape[0], x.shape[1])
+    lead = (steps, batch) if g.time_major else (batch, steps)
+    expected = {
+        x.name: (x, (*lead, input_size)),
+        r.name: (r, (units, units)),
+        b.name: (b, (units,)),
+        h.name: (h, (batch, units)),
+        y.name: (y, (*lead, units)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            problems.append(f"'{name}' has shape {list(tensor.shape)}, expected {list(shape)}")
+    if min(units, input_size, batch, steps) < 1:
+        problems.append(f"non-positive dimension in {list(x.shape)} / {list(w.shape)}")
+    for tensor in (x, b, h, y):
+        if tensor.dtype != "float32":
+            problems.append(f"'{tensor.name}' is {tensor.dtype}, expected float32")
+    for tensor in (w, r):
+        if tensor.dtype not in ("float32", "int8"):
+            problems.append(f"'{tensor.name}' is {tensor.dtype}, expected float32 or int8")
+    if problems:
+        return Check("tensors.shapes", False, "; ".join(problems))
+    layout = "time-major" if g.time_major else "batch-major"
+    return Check(
+        "tensors.shapes",
+        True,
+        f"x {list(x.shape)} ({layout}), W {list(w.shape)}, R {list(r.shape)}, b {list(b.shape)}, "
+        f"state {list(h.shape)}, output {list(y.shape)}",
+    )
+
+
+def _signature_check(g: RNNGraph) -> Check:
+    x_index = g.operator.inputs[0]
+    y_index = g.operator.outputs[0]
+    signature = next((s for s in g.model.signatures if s.key == SIGNATURE_KEY), None)
+    problems = []
+    if signature is None:
+        problems.append(f"no '{SIGNATURE_KEY}' signature")
+    else:
+        if signature.inputs != {SIGNATURE_INPUT: x_index}:
+            problems.append(f"inputs {signature.inputs}, expected {{'{SIGNATURE_INPUT}': {x_index}}}")
+        if signature.outputs != {SIGNATURE_OUTPUT: y_index}:
+            problems.append(f"outputs {signature.outputs}, expected {{'{SIGNATURE_OUTPUT}': {y_index}}}")
+    if g.subgraph.inputs != [x_index] or g.subgraph.outputs != [y_index]:
+        problems.append(
+            f"subgraph inputs {g.subgraph.inputs} and outputs {g.subgraph.outputs}, expected [{x_index}] and [{y_index}]"
+        )
+    if problems:
+        return Check("signature", False, "; ".join(problems))
+    return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, output -> tensor {y_index}")
+
+
+def _metadata_checks(g: RNNGraph, op_version: int) -> list[Check]:
+    metadata = g.model.metadata
+    expected = MIN_RUNTIME_VERSION.get(op_version)
+    found = metadata.get("min_runtime_version")
+    text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
+    checks = [
+        Check(
+            "metadata.min_runtime_version",
+            text == expected,
+            f"{text!r}, expected {expected!r} for op version {op_version}" if text is not None else "missing",
+        )
+    ]
+    raw = metadata.get(METADATA_KEY)
+    if raw is None:
+        checks.append(Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn"))
+        return checks
+    try:
+        document = json.loads(raw)
+        cell = document["cells"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        checks.append(Check("metadata.tflrnn", False, "not valid tflrnn JSON"))
+        return checks
+    problems = []
+    w = g.input_weights
+    facts = {
+        "num_units": w.shape[0] if len(w.shape) == 2 else None,
+        "input_size": w.shape[1] if len(w.shape) == 2 else None,
+        "activation": ACTIVATION_NAMES.get(g.options.activation),
+    }
+    for key, actual in facts.items():
+        if cell.get(key) != actual:
+            problems.append(f"{key} {cell.get(key)!r} but the graph has {actual!r}")
+    weights, _ = _usable_weights(g)
+    if weights is not None and cell.get("weights_sha256") != weights.sha256():
+        problems.append("weights_sha256 does not match the weights in the file")
+    if problems:
+        return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
+    return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document.get('version')}; weights sha256 match")]
+
+
+def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:
+    try:
+        return g.weights(), None
+    except TflrnnError as exc:
+        return None, str(exc)
+
+
+def _weights_match(model_weights: CellWeights | None, expected: CellWeights, why_not: str | None) -> Check:
+    if model_weights is None:
+        return Check("weights.match", False, f"cannot compare: {why_not}")
+    names = ("input_weights", "recurrent_weights", "bias")
+    problems, worst = [], 0.0
+    for name, a, b in zip(names, model_weights.arrays(), expected.arrays()):
+        if a.shape != b.shape:
+            problems.append(f"{name} is {list(a.shape)} in the model, {list(b.shape)} in the weights")
+        elif not np.array_equal(a, b):
+            diff = float(np.max(np.abs(a.astype(np.float64) - b)))
+            worst = max(worst, diff)
+            problems.append(f"{name} differs (max {diff:.3g})")
+    if problems:
+        return Check("weights.match", False, "; ".join(problems), max_abs_error=worst or None)
+    return Check("weights.match", True, "input_weights, recurrent_weights and bias are bit-identical", 0.0)
+
+
+def _why_not_runnable(checks: list[Check]) -> str | None:
+    blocking = [c.name for c in checks if not c.passed and c.name in ("op.options", "tensors.shapes")]
+    return f"{', '.join(blocking)} failed" if blocking else None
+
+
+# Numbers --------------------------------------------------------------------------------------------------------
+
+
+def _numeric_checks(data, g: RNNGraph, weights, report, atol, rtol, sequences, seed) -> list[Check]:
+    from .runtime import LiteRTModel
+
+    activation = g.options.activation
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal(g.input.shape).astype(np.float32) for _ in range(sequences)]
+    try:
+        runtime = LiteRTModel(data, g.operator.inputs[0], g.operator.outputs[0])
+        report.runtime = {"name": runtime.name, "version": runtime.version}
+        outputs = [runtime.run(x) for x in inputs]
+        runtime.reset()
+        after_reset = runtime.run(inputs[0])
+    except (RuntimeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        return [Check("runtime", False, f"the interpreter refused the model: {message}")]
+
+    def compare(index: int, start_state: np.ndarray) -> tuple[float, float, int, bool]:
+        y = outputs[index] if index >= 0 else after_reset
+        x = inputs[max(index, 0)]
+        previous = _previous_states(y, start_state, g.time_major)
+        expected, pre, scale = reference.step(x, weights, activation, previous, time_major=g.time_major)
+        return _errors(y, expected, pre, scale, activation, atol, rtol)
+
+    zero = np.zeros(g.hidden_state.shape)
+    checks = []
+    abs_err, rel_err, ties, ok = compare(0, zero)
+    checks.append(_numeric("numeric.first_invoke", ok, abs_err, rel_err, ties, atol, rtol, "from the zero state"))
+
+    carried = [compare(k, _last_step(outputs[k - 1], g.time_major)) for k in range(1, sequences)]
+    checks.append(
+        _numeric(
+            "numeric.state_carried",
+            all(c[3] for c in carried),
+            _worst(c[0] for c in carried),
+            _worst(c[1] for c in carried),
+            sum(c[2] for c in carried),
+            atol,
+            rtol,
+            f"{sequences - 1} more invokes, each continuing from the previous one's final state",
+        )
+    )
+
+    abs_err, rel_err, ties, ok = compare(-1, zero)
+    identical = np.array_equal(after_reset, outputs[0])
+    detail = "after reset_all_variables(), " + (
+        "bit-identical to the first invoke" if identical else "differs from the first invoke"
+    )
+    checks.append(_numeric("numeric.reset", ok and identical, abs_err, rel_err, ties, atol, rtol, detail))
+    return checks
+
+
+def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
+    """h_{t-1} for every step, in the layout of y: the start state, then y shifted by one step."""
+    if time_major:
+        return np.concatenate([start[None], y[:-1]], axis=0)
+    return np.concatenate([start[:, None], y[:, :-1]], axis=1)
+
+
+def _last_step(y: np.ndarray, time_major: bool) -> np.ndarray:
+    return y[-1] if time_major else y[:, -1]
+
+
+def _errors(actual, expected, pre, scale, activation, atol, rtol) -> tuple[float | None, float | None, int, bool]:
+    diff = np.abs(actual.astype(np.float64) - expected)
+    bad = ~(diff <= atol + rtol * np.abs(expected))  # written so that a NaN output counts as bad
+    ties = 0
+    if activation in reference.DISCONTINUOUS:
+        # A pre-activation within rounding of the jump may land either side of it in float32.
+        tie = np.abs(pre) <= atol + rtol * scale
+        ties = int(np.count_nonzero(bad & tie))
+        bad &= ~tie
+        diff = np.where(tie, 0.0, diff)
+    rel = diff / np.maximum(np.abs(expected), atol or np.finfo(np.float32).tiny)
+    return _finite_max(diff), _finite_max(rel), ties, not bad.any()
+
+
+def _worst(values) -> float | None:
+    values = list(values)
+    return None if None in values else max(values)
+
+
+def _finite_max(values: np.ndarray) -> float | None:
+    worst = float(np.max(values, initial=0.0))
+    return worst if math.isfinite(worst) else None  # None: a non-finite output, which also fails the check
+
+
+def _numeric(name, ok, abs_err, rel_err, ties, atol, rtol, what) -> Check:
+    shown = "non-finite" if abs_err is None else f"{abs_err:.3g}"
+    detail = f"{what}; max abs error {shown} (atol {atol:g}, rtol {rtol:g})"
+    if ties:
+        detail += f"; {ties} output(s) within rounding of the sign bit's jump not counted"
+    return Check(name, ok, detail, max_abs_error=abs_err, max_rel_error=rel_err)

@@ -1,0 +1,223 @@
+"""Model description -> TFLite flatbuffer bytes.
+
+All bookkeeping lives here: buffer 0 as the empty sentinel, one buffer per constant (shared when two tensors hold
+the same array object), the op-code table, union tags and the file identifier. Weights go into the builder
+straight from numpy memory, 16-byte aligned as the schema's `force_align` asks, with the builder pre-sized so that
+large models are not copied while it grows.
+"""
+
+from __future__ import annotations
+
+import flatbuffers
+import numpy as np
+
+from ._schema import builder_functions
+from .model import FILE_IDENTIFIER, TENSOR_TYPES, BuiltinOptions, Model, Operator, SequenceRNNOptions, Subgraph
+
+_DATA_ALIGNMENT = 16
+_PLACEHOLDER_FOR_GREATER_OP_CODES = 127
+_STRUCTURE_BYTES_ESTIMATE = 4096
+
+fb = builder_functions()  # the tflite package's ModelStart, TensorAddShape, ...
+
+
+def estimated_size(model: Model) -> int:
+    """Bytes the flatbuffer will take, near enough to pre-size the builder and refuse > 2 GiB early."""
+    data = sum(t.nbytes + _DATA_ALIGNMENT for g in model.subgraphs for t in g.tensors if t.data is not None)
+    data += sum(len(v) + _DATA_ALIGNMENT for v in model.metadata.values())
+    names = sum(len(t.name) + 64 for g in model.subgraphs for t in g.tensors)
+    return data + names + len(model.description) + _STRUCTURE_BYTES_ESTIMATE
+
+
+def write(model: Model) -> bytes:
+    builder = flatbuffers.Builder(estimated_size(model))
+    int_vectors: dict[tuple[int, ...], int] = {}  # identical shapes and index lists are stored once
+
+    def ints(values) -> int:
+        key = tuple(int(v) for v in values)
+        if key not in int_vectors:
+            int_vectors[key] = builder.CreateNumpyVector(np.asarray(key, dtype=np.int32))
+        return int_vectors[key]
+
+    buffer_data: list[np.ndarray | None] = [None]  # buffer 0: the empty sentinel
+    buffer_of: dict[int, int] = {}  # id(array) -> buffer index, so a shared array is stored once
+    tensor_buffers = []
+    for graph in model.subgraphs:
+        indices = []
+        for tensor in graph.tensors:
+            if tensor.data is None:
+                indices.append(0)
+                continue
+            key = id(tensor.data)
+            if key not in buffer_of:
+                buffer_of[key] = len(buffer_data)
+                buffer_data.append(tensor.data)
+            indices.append(buffer_of[key])
+        tensor_buffers.append(indices)
+    metadata_buffers = {}
+    for name, value in model.metadata.items():
+        metadata_buffers[name] = len(buffer_data)
+        buffer_data.append(np.frombuffer(value, dtype=np.uint8))
+
+    # Large byte vectors first: they land at the end of the file, away from the tables. Tensor data is 16-byte
+    # aligned as the schema asks; metadata needs no alignment, so it is not padded.
+    data_offsets = [None] + [
+        _data_vector(builder, data, 1 if i > len(buffer_of) else _DATA_ALIGNMENT)
+        for i, data in enumerate(buffer_data[1:], start=1)
+    ]
+    buffers = []
+    for offset in data_offsets:
+        fb.BufferStart(builder)
+        if offset is not None:
+            fb.BufferAddData(builder, offset)
+        buffers.append(fb.BufferEnd(builder))
+
+    opcode_keys: list[tuple[int, int, int]] = []
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            key = _opcode_key(op)
+            if key not in opcode_keys:
+                opcode_keys.append(key)
+    opcodes = []
+    for builtin, deprecated, version in opcode_keys:
+        fb.OperatorCodeStart(builder)
+        fb.OperatorCodeAddDeprecatedBuiltinCode(builder, deprecated)
+        fb.OperatorCodeAddBuiltinCode(builder, builtin)
+        fb.OperatorCodeAddVersion(builder, version)
+        opcodes.append(fb.OperatorCodeEnd(builder))
+
+    subgraphs = [_subgraph(builder, ints, g, bufs, opcode_keys) for g, bufs in zip(model.subgraphs, tensor_buffers)]
+
+    signatures = []
+    for sig in model.signatures:
+        inputs = _tensor_maps(builder, sig.inputs, fb.SignatureDefStartInputsVector)
+        outputs = _tensor_maps(builder, sig.outputs, fb.SignatureDefStartOutputsVector)
+        key = builder.CreateString(sig.key)
+        fb.SignatureDefStart(builder)
+        fb.SignatureDefAddInputs(builder, inputs)
+        fb.SignatureDefAddOutputs(builder, outputs)
+        fb.SignatureDefAddSignatureKey(builder, key)
+        fb.SignatureDefAddSubgraphIndex(builder, sig.subgraph)
+        signatures.append(fb.SignatureDefEnd(builder))
+
+    metadata = []
+    for name, index in metadata_buffers.items():
+        name_offset = builder.CreateString(name)
+        fb.MetadataStart(builder)
+        fb.MetadataAddName(builder, name_offset)
+        fb.MetadataAddBuffer(builder, index)
+        metadata.append(fb.MetadataEnd(builder))
+
+    description = builder.CreateString(model.description)
+    opcodes_vec = _table_vector(builder, opcodes, fb.ModelStartOperatorCodesVector)
+    subgraphs_vec = _table_vector(builder, subgraphs, fb.ModelStartSubgraphsVector)
+    buffers_vec = _table_vector(builder, buffers, fb.ModelStartBuffersVector)
+    signatures_vec = _table_vector(builder, signatures, fb.ModelStartSignatureDefsVector)
+    metadata_vec = _table_vector(builder, metadata, fb.ModelStartMetadataVector)
+
+    fb.ModelStart(builder)
+    fb.ModelAddVersion(builder, model.version)
+    fb.ModelAddOperatorCodes(builder, opcodes_vec)
+    fb.ModelAddSubgraphs(builder, subgraphs_vec)
+    fb.ModelAddDescription(builder, description)
+    fb.ModelAddBuffers(builder, buffers_vec)
+    fb.ModelAddSignatureDefs(builder, signatures_vec)
+    fb.ModelAddMetadata(builder, metadata_vec)
+    builder.Finish(fb.ModelEnd(builder), file_identifier=FILE_IDENTIFIER)
+    # One copy out of the builder's buffer (Output() would slice, then bytes() copy again).
+    return bytes(memoryview(builder.Bytes)[builder.Head() :])
+
+
+def _opcode_key(op: Operator) -> tuple[int, int, int]:
+    deprecated = op.deprecated_builtin_code
+    if deprecated is None:
+        deprecated = min(op.builtin_code, _PLACEHOLDER_FOR_GREATER_OP_CODES)
+    return (op.builtin_code, deprecated, op.version)
+
+
+def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_keys) -> int:
+    tensors = []
+    for tensor, buffer_index in zip(graph.tensors, tensor_buffers):
+        name = builder.CreateString(tensor.name)
+        shape = ints(tensor.shape)
+        signature = None
+        if tensor.shape_signature is not None:
+            signature = ints(tensor.shape_signature)
+        fb.TensorStart(builder)
+        fb.TensorAddShape(builder, shape)
+        fb.TensorAddType(builder, TENSOR_TYPES[tensor.dtype])
+        fb.TensorAddBuffer(builder, buffer_index)
+        fb.TensorAddName(builder, name)
+        if tensor.is_variable:
+            fb.TensorAddIsVariable(builder, True)
+        if signature is not None:
+            fb.TensorAddShapeSignature(builder, signature)
+        tensors.append(fb.TensorEnd(builder))
+
+    operators = []
+    for op in graph.operators:
+        inputs = ints(op.inputs)
+        outputs = ints(op.outputs)
+        options_type, options = _options(builder, op.options)
+        fb.OperatorStart(builder)
+        fb.OperatorAddOpcodeIndex(builder, opcode_keys.index(_opcode_key(op)))
+        fb.OperatorAddInputs(builder, inputs)
+        fb.OperatorAddOutputs(builder, outputs)
+        if options is not None:
+            fb.OperatorAddBuiltinOptionsType(builder, options_type)
+            fb.OperatorAddBuiltinOptions(builder, options)
+        operators.append(fb.OperatorEnd(builder))
+
+    tensors_vec = _table_vector(builder, tensors, fb.SubGraphStartTensorsVector)
+    operators_vec = _table_vector(builder, operators, fb.SubGraphStartOperatorsVector)
+    inputs_vec = ints(graph.inputs)
+    outputs_vec = ints(graph.outputs)
+    name = builder.CreateString(graph.name) if graph.name else None
+    fb.SubGraphStart(builder)
+    fb.SubGraphAddTensors(builder, tensors_vec)
+    fb.SubGraphAddInputs(builder, inputs_vec)
+    fb.SubGraphAddOutputs(builder, outputs_vec)
+    fb.SubGraphAddOperators(builder, operators_vec)
+    if name is not None:
+        fb.SubGraphAddName(builder, name)
+    return fb.SubGraphEnd(builder)
+
+
+def _options(builder, options) -> tuple[int, int | None]:
+    if options is None:
+        return BuiltinOptions.NONE, None
+    if isinstance(options, SequenceRNNOptions):
+        fb.SequenceRNNOptionsStart(builder)
+        fb.SequenceRNNOptionsAddTimeMajor(builder, options.time_major)
+        fb.SequenceRNNOptionsAddFusedActivationFunction(builder, int(options.activation))
+        fb.SequenceRNNOptionsAddAsymmetricQuantizeInputs(builder, options.asymmetric_quantize_inputs)
+        return BuiltinOptions.SequenceRNNOptions, fb.SequenceRNNOptionsEnd(builder)
+    raise TypeError(f"no writer for options of type {type(options).__name__}")
+
+
+def _tensor_maps(builder, names_to_index: dict[str, int], start_vector) -> int:
+    maps = []
+    for name, index in names_to_index.items():
+        name_offset = builder.CreateString(name)
+        fb.TensorMapStart(builder)
+        fb.TensorMapAddName(builder, name_offset)
+        fb.TensorMapAddTensorIndex(builder, index)
+        maps.append(fb.TensorMapEnd(builder))
+    return _table_vector(builder, maps, start_vector)
+
+
+def _table_vector(builder, offsets: list[int], start_vector) -> int:
+    start_vector(builder, len(offsets))
+    for offset in reversed(offsets):
+        builder.PrependUOffsetTRelative(offset)
+    return builder.EndVector()
+
+
+def _data_vector(builder, array: np.ndarray, alignment: int) -> int:
+    """A [ubyte] vector copied straight from the array's memory (no Python list, no tobytes copy)."""
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    raw = array.reshape(-1).view(np.uint8)
+    builder.StartVector(1, raw.size, alignment)
+    builder.head -= raw.size
+    builder.Bytes[builder.head : builder.head + raw.size] = memoryview(raw)
+    return builder.EndVector()
