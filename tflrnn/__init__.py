@@ -6,7 +6,8 @@
     info = tflrnn.inspect(data)                                  # what the file holds
 
 Modules: model (the description), writer / reader (flatbuffer both ways), graph (the RNN op in a model),
-cell, weights, config, build, reference (numpy), runtime (LiteRT), verify, describe (inspect), cli.
+cell, weights, config, assemble (build), reference (numpy), runtime (LiteRT), verifier (verify),
+describe (inspect), cli.
 Nothing here imports tensorflow. Names are imported on first use, so `tflrnn build` loads only what it runs.
 """
 
@@ -19,10 +20,11 @@ _EXPORTS = {
     "CellWeights": "cell",
     "initial_weights": "cell",
     "load_weights": "weights",
-    "build": "build",
-    "verify": "verify",
-    "VerifyReport": "verify",
-    "Check": "verify",
+    "build": "assemble",
+    "build_file": "assemble",
+    "verify": "verifier",
+    "VerifyReport": "verifier",
+    "Check": "verifier",
     "inspect": "describe",
     "Inspection": "describe",
     "TflrnnError": "errors",

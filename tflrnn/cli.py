@@ -48,7 +48,7 @@ def cli(debug: bool) -> None:
 def build(units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights, config, output,
           as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
-    from .build import build_file
+    from .assemble import build_file
     from .config import resolve_build_options
 
     options = {
@@ -85,7 +85,7 @@ def build(units, input_size, time_steps, batch_size, activation, time_major, nam
 @click.pass_context
 def verify(ctx, model, weights, atol, rtol, sequences, seed, as_json):
     """Run MODEL in LiteRT against the numpy reference and check its structure."""
-    from .verify import verify as verify_model
+    from .verifier import verify as verify_model
 
     report = verify_model(model, weights=weights, atol=atol, rtol=rtol, sequences=sequences, seed=seed)
     if as_json:

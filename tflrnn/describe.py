@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tflite as fb
 
-from .build import sha256
+from .assemble import sha256
 from .files import read_bytes
 from .model import Activation, BuiltinOptions, Model, Operator
 from .reader import read

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+import flatbuffers
 import numpy as np
 import tflite as fb
 
@@ -147,7 +148,7 @@ class _Reader:
                     asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
                 )
         return Operator(
-            builtin_code=code.BuiltinCode(),
+            builtin_code=_raw_builtin_code(code),
             deprecated_builtin_code=code.DeprecatedBuiltinCode(),
             inputs=self._ints(op.InputsAsNumpy, op.InputsLength()),
             outputs=self._ints(op.OutputsAsNumpy, op.OutputsLength()),
@@ -170,6 +171,13 @@ class _Reader:
     def _ints(self, as_numpy, length: int) -> list[int]:
         self._range(length, "index")
         return [] if length == 0 else [int(v) for v in as_numpy()]
+
+
+def _raw_builtin_code(code) -> int:
+    # tflite's OperatorCode.BuiltinCode() returns deprecated_builtin_code for codes below 127, which would hide
+    # a file whose builtin_code field is missing: read the field (slot 3, vtable offset 10) itself.
+    offset = code._tab.Offset(10)
+    return code._tab.Get(flatbuffers.number_types.Int32Flags, offset + code._tab.Pos) if offset else 0
 
 
 def _text(raw: bytes | None) -> str:

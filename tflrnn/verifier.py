@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
-from .build import METADATA_KEY, MIN_RUNTIME_VERSION, sha256
+from .assemble import METADATA_KEY, MIN_RUNTIME_VERSION, sha256
 from .cell import ACTIVATION_NAMES, CellWeights
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
