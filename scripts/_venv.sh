@@ -24,8 +24,18 @@ ensure_venv() {
         fi
         echo "creating $VENV with $("$python" --version 2>&1)"
         "$python" -m venv "$VENV"
-        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        quiet_pip install --upgrade pip
     fi
     # Cheap when nothing changed; keeps the venv in step with pyproject.toml.
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$extras"
+    quiet_pip install -e "$ROOT$extras"
+}
+
+# pip and the build backend are chatty; keep their output in a log and show it only when they fail.
+quiet_pip() {
+    local log="$VENV/pip.log"
+    if ! "$VENV/bin/python" -m pip --disable-pip-version-check "$@" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "pip $* failed; the whole log is in $log" >&2
+        exit 2
+    fi
 }

@@ -101,3 +101,16 @@ def test_keras_layout_is_transposed():
     np.testing.assert_array_equal(weights.recurrent_weights, recurrent.T)
     np.testing.assert_array_equal(weights.to_keras()["kernel"], kernel)
     assert weights.num_units == 4 and weights.input_size == 3
+
+
+def test_reference_takes_activation_names():
+    from tflrnn import reference
+    from tflrnn.model import Activation
+
+    weights = tflrnn.initial_weights(6, 3, seed=2)
+    x = np.random.default_rng(0).standard_normal((2, 4, 3))
+    by_name, final = reference.run(x, weights, "relu6")
+    by_enum, _ = reference.run(x, weights, Activation.RELU6)
+    np.testing.assert_array_equal(by_name, by_enum)
+    np.testing.assert_array_equal(final, by_name[:, -1])
+    assert by_name.min() >= 0 and by_name.max() <= 6

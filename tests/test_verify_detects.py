@@ -169,3 +169,14 @@ def test_comparison_flags_wrong_and_non_finite_outputs():
     expected, pre, scale = reference.step(x, weights, Activation.TANH,
                                           _previous_states(restarted, carried_start, time_major=False))
     assert not _errors(restarted, expected, pre, scale, Activation.TANH, 1e-5, 1e-5)[3]
+
+
+def test_absurd_input_shape_is_refused_before_allocating():
+    # A hostile file may claim any batch and time; verify must not try to allocate it.
+    model = _model()
+    tensors = model.subgraphs[0].tensors
+    tensors[0].shape = (2, 10**9, 3)
+    tensors[5].shape = (2, 10**9, 6)
+    failed = _failed(write(model))
+    assert "would take 22.4 GiB (limit 2 GiB)" in failed["tensors.shapes"]
+    assert "numeric" in failed

@@ -24,7 +24,7 @@ OP_NAME = "UNIDIRECTIONAL_SEQUENCE_RNN"
 MIN_RUNTIME_VERSION = {1: "1.14.0", 2: "1.14.0", 3: "2.3.0"}  # by op version: float, hybrid, hybrid asymmetric
 METADATA_KEY = "tflrnn"
 _STRUCTURE_BYTES = 8192  # tables, names and metadata around the weights, with room to spare
-_MAX_ARENA_BYTES = 2**31 - 1  # the runtime indexes tensors with int; one larger input/output cannot be allocated
+MAX_TENSOR_BYTES = 2**31 - 1  # the runtime sizes tensors with int: a larger input/output cannot be allocated
 
 
 def _largest_square_units() -> int:
@@ -50,7 +50,7 @@ def check_sizes(num_units: int, input_size: int, time_steps: int, batch_size: in
             f"flatbuffer holds at most 2 GiB (with input_size = num_units, at most {LARGEST_SQUARE_UNITS} units)"
         )
     sequence_bytes = 4 * batch_size * time_steps * max(input_size, num_units)
-    if sequence_bytes > _MAX_ARENA_BYTES:
+    if sequence_bytes > MAX_TENSOR_BYTES:
         raise ConfigError(
             f"batch_size={batch_size} x time_steps={time_steps} x {max(input_size, num_units)} floats is "
             f"{sequence_bytes / 2**30:.2f} GiB per input/output tensor; the runtime allocates at most 2 GiB per tensor"

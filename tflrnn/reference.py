@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cell import CellWeights
+from .cell import CellWeights, parse_activation
 from .model import Activation
 
 # Defaults of verify's comparison. float32 rounds at ~6e-8 relative per operation; these leave room for long dot
@@ -52,7 +52,11 @@ def run(
     time_major: bool = False,
     initial_state: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs [B,T,U] (or [T,B,U]) and the final state [B,U] of the recurrence over x [B,T,I] (or [T,B,I])."""
+    """Outputs [B,T,U] (or [T,B,U]) and the final state [B,U] of the recurrence over x [B,T,I] (or [T,B,I]).
+
+    `activation` is an ActivationFunctionType value or a name such as "tanh".
+    """
+    activation = parse_activation(activation) if isinstance(activation, str) else activation
     w, r, b = (a.astype(np.float64) for a in weights.arrays())
     xb = _batch_major(np.asarray(x, dtype=np.float64), time_major)
     batch, steps = xb.shape[:2]

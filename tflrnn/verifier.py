@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
-from .assemble import METADATA_KEY, MIN_RUNTIME_VERSION, sha256
+from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha256
 from .cell import ACTIVATION_NAMES, CellWeights
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
@@ -194,6 +194,10 @@ def _shapes_check(g: RNNGraph) -> Check:
             problems.append(f"'{name}' has shape {list(tensor.shape)}, expected {list(shape)}")
     if min(units, input_size, batch, steps) < 1:
         problems.append(f"non-positive dimension in {list(x.shape)} / {list(w.shape)}")
+    for tensor in (x, y):
+        size = 4 * int(np.prod(tensor.shape, dtype=np.float64))  # float64: a hostile shape must not overflow
+        if size > MAX_TENSOR_BYTES:
+            problems.append(f"'{tensor.name}' {list(tensor.shape)} would take {size / 2**30:.1f} GiB (limit 2 GiB)")
     for tensor in (x, b, h, y):
         if tensor.dtype != "float32":
             problems.append(f"'{tensor.name}' is {tensor.dtype}, expected float32")
