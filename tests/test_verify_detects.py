@@ -142,7 +142,7 @@ def test_numeric_checks_measure_real_differences(tmp_path, cli):
 def test_comparison_flags_wrong_and_non_finite_outputs():
     """The comparison itself, on outputs the runtime could produce: a wrong value, a NaN, a lost state."""
     from tflrnn import reference
-    from tflrnn.verifier import _errors, _previous_states
+    from tflrnn.verifier import _compare, _previous_states
 
     w, r, b = random_weights(5, 3)
     weights = tflrnn.CellWeights(w, r, b)
@@ -152,23 +152,23 @@ def test_comparison_flags_wrong_and_non_finite_outputs():
 
     def judge(actual):
         expected, pre, scale = reference.step(x, weights, Activation.TANH, previous)
-        return _errors(actual, expected, pre, scale, Activation.TANH, 1e-5, 1e-5)
+        return _compare(actual, expected, pre, scale, Activation.TANH, 1e-5, 1e-5)
 
-    assert judge(y.astype(np.float32))[3]
+    assert judge(y.astype(np.float32)).ok
     wrong = y.copy()
     wrong[1, 3, 2] += 1e-3
-    abs_err, _, _, ok = judge(wrong)
-    assert not ok and abs_err == pytest.approx(1e-3, rel=1e-3)
+    result = judge(wrong)
+    assert not result.ok and result.max_abs_error == pytest.approx(1e-3, rel=1e-3)
     nan = y.copy()
     nan[0, 0, 0] = np.nan
-    abs_err, _, _, ok = judge(nan)
-    assert not ok and abs_err is None
+    result = judge(nan)
+    assert not result.ok and result.max_abs_error is None
     # A runtime that lost its state between invokes: judged against the state it should have carried.
     restarted, _ = reference.run(x, weights, Activation.TANH)
     carried_start = y[:, -1]
     expected, pre, scale = reference.step(x, weights, Activation.TANH,
                                           _previous_states(restarted, carried_start, time_major=False))
-    assert not _errors(restarted, expected, pre, scale, Activation.TANH, 1e-5, 1e-5)[3]
+    assert not _compare(restarted, expected, pre, scale, Activation.TANH, 1e-5, 1e-5).ok
 
 
 def test_absurd_input_shape_is_refused_before_allocating():

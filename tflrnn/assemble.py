@@ -57,25 +57,12 @@ def check_sizes(num_units: int, input_size: int, time_steps: int, batch_size: in
         )
 
 
-def build(
-    cell: RNNCell | None = None,
-    *,
-    weights: CellWeights | None = None,
-    input_size: int | None = None,
-    time_steps: int = 1,
-    batch_size: int = 1,
-    time_major: bool = False,
-    seed: int = 0,
-) -> bytes:
+def build(cell: RNNCell | None = None, **options) -> bytes:
     """The `.tflite` bytes of one fused UNIDIRECTIONAL_SEQUENCE_RNN op with a variable hidden state.
 
-    `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted). Without
-    `weights`, seeded initial weights are drawn as Keras SimpleRNN draws them.
+    Options as `describe_model`: weights, input_size, time_steps, batch_size, time_major, seed.
     """
-    return writer.write(
-        describe_model(cell, weights=weights, input_size=input_size, time_steps=time_steps,
-                       batch_size=batch_size, time_major=time_major, seed=seed)
-    )
+    return writer.write(describe_model(cell, **options))
 
 
 def build_file(path, cell: RNNCell | None = None, **options) -> dict:
@@ -84,20 +71,20 @@ def build_file(path, cell: RNNCell | None = None, **options) -> dict:
     data = writer.write(model)
     write_atomic(path, data)
     g = find_rnn(model)
-    weights = g.weights()
+    units, input_size = g.input_weights.shape
     return {
         "path": str(path),
         "op": OP_NAME,
         "input_shape": list(g.input.shape),
         "output_shape": list(g.output.shape),
         "state_shape": list(g.hidden_state.shape),
-        "units": weights.num_units,
-        "input_size": weights.input_size,
+        "units": units,
+        "input_size": input_size,
         "activation": ACTIVATION_NAMES[g.options.activation],
         "time_major": g.time_major,
         "bytes": len(data),
         "sha256": sha256(data),
-        "weights_sha256": weights.sha256(),
+        "weights_sha256": json.loads(model.metadata[METADATA_KEY])["cells"][0]["weights_sha256"],
     }
 
 
@@ -111,7 +98,12 @@ def describe_model(
     time_major: bool = False,
     seed: int = 0,
 ) -> Model:
-    """The model description `build` writes (see `build`)."""
+    """The model description `build` writes.
+
+    `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted). Without
+    `weights`, seeded initial weights are drawn as Keras SimpleRNN draws them: W glorot-uniform, R orthogonal,
+    b zeros. `input_size` defaults to the weights' input size, else the units.
+    """
     if cell is None:
         if weights is None:
             raise ConfigError("give a cell (num_units) or weights")

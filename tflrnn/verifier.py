@@ -308,10 +308,32 @@ def _why_not_runnable(checks: list[Check]) -> str | None:
 # Numbers --------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Comparison:
+    """Runtime outputs against the reference, over one or more invokes."""
+
+    ok: bool
+    max_abs_error: float | None  # None: a non-finite output
+    max_rel_error: float | None
+    ties: int = 0  # sign_bit outputs within rounding of the jump, not counted
+
+    @classmethod
+    def worst(cls, parts: list[Comparison]) -> Comparison:
+        def largest(values):
+            values = list(values)
+            return None if None in values else max(values)
+
+        return cls(
+            ok=all(p.ok for p in parts),
+            max_abs_error=largest(p.max_abs_error for p in parts),
+            max_rel_error=largest(p.max_rel_error for p in parts),
+            ties=sum(p.ties for p in parts),
+        )
+
+
 def _numeric_checks(data, g: RNNGraph, weights, report, atol, rtol, sequences, seed) -> list[Check]:
     from .runtime import LiteRTModel
 
-    activation = g.options.activation
     rng = np.random.default_rng(seed)
     inputs = [rng.standard_normal(g.input.shape).astype(np.float32) for _ in range(sequences)]
     try:
@@ -324,39 +346,31 @@ def _numeric_checks(data, g: RNNGraph, weights, report, atol, rtol, sequences, s
         message = " ".join(str(exc).split())
         return [Check("runtime", False, f"the interpreter refused the model: {message}")]
 
-    def compare(index: int, start_state: np.ndarray) -> tuple[float, float, int, bool]:
-        y = outputs[index] if index >= 0 else after_reset
-        x = inputs[max(index, 0)]
+    def compare(x: np.ndarray, y: np.ndarray, start_state: np.ndarray) -> Comparison:
         previous = _previous_states(y, start_state, g.time_major)
-        expected, pre, scale = reference.step(x, weights, activation, previous, time_major=g.time_major)
-        return _errors(y, expected, pre, scale, activation, atol, rtol)
+        expected, pre, scale = reference.step(x, weights, g.options.activation, previous, time_major=g.time_major)
+        return _compare(y, expected, pre, scale, g.options.activation, atol, rtol)
 
     zero = np.zeros(g.hidden_state.shape)
-    checks = []
-    abs_err, rel_err, ties, ok = compare(0, zero)
-    checks.append(_numeric("numeric.first_invoke", ok, abs_err, rel_err, ties, atol, rtol, "from the zero state"))
-
-    carried = [compare(k, _last_step(outputs[k - 1], g.time_major)) for k in range(1, sequences)]
-    checks.append(
-        _numeric(
-            "numeric.state_carried",
-            all(c[3] for c in carried),
-            _worst(c[0] for c in carried),
-            _worst(c[1] for c in carried),
-            sum(c[2] for c in carried),
-            atol,
-            rtol,
-            f"{sequences - 1} more invokes, each continuing from the previous one's final state",
-        )
+    first = compare(inputs[0], outputs[0], zero)
+    carried = Comparison.worst(
+        [compare(inputs[k], outputs[k], _last_step(outputs[k - 1], g.time_major)) for k in range(1, sequences)]
     )
-
-    abs_err, rel_err, ties, ok = compare(-1, zero)
+    reset = compare(inputs[0], after_reset, zero)
     identical = np.array_equal(after_reset, outputs[0])
-    detail = "after reset_all_variables(), " + (
-        "bit-identical to the first invoke" if identical else "differs from the first invoke"
-    )
-    checks.append(_numeric("numeric.reset", ok and identical, abs_err, rel_err, ties, atol, rtol, detail))
-    return checks
+    reset.ok = reset.ok and identical
+    return [
+        _numeric_check("numeric.first_invoke", first, atol, rtol, "from the zero state"),
+        _numeric_check(
+            "numeric.state_carried", carried, atol, rtol,
+            f"{sequences - 1} more invokes, each continuing from the previous one's final state",
+        ),
+        _numeric_check(
+            "numeric.reset", reset, atol, rtol,
+            "after reset_all_variables(), "
+            + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
+        ),
+    ]
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
@@ -370,7 +384,7 @@ def _last_step(y: np.ndarray, time_major: bool) -> np.ndarray:
     return y[-1] if time_major else y[:, -1]
 
 
-def _errors(actual, expected, pre, scale, activation, atol, rtol) -> tuple[float | None, float | None, int, bool]:
+def _compare(actual, expected, pre, scale, activation, atol, rtol) -> Comparison:
     diff = np.abs(actual.astype(np.float64) - expected)
     bad = ~(diff <= atol + rtol * np.abs(expected))  # written so that a NaN output counts as bad
     ties = 0
@@ -381,22 +395,17 @@ def _errors(actual, expected, pre, scale, activation, atol, rtol) -> tuple[float
         bad &= ~tie
         diff = np.where(tie, 0.0, diff)
     rel = diff / np.maximum(np.abs(expected), atol or np.finfo(np.float32).tiny)
-    return _finite_max(diff), _finite_max(rel), ties, not bad.any()
+    return Comparison(not bad.any(), _finite_max(diff), _finite_max(rel), ties)
 
 
-def _worst(values) -> float | None:
-    values = list(values)
-    return None if None in values else max(values)
+def _numeric_check(name: str, result: Comparison, atol: float, rtol: float, what: str) -> Check:
+    shown = "non-finite" if result.max_abs_error is None else f"{result.max_abs_error:.3g}"
+    detail = f"{what}; max abs error {shown} (atol {atol:g}, rtol {rtol:g})"
+    if result.ties:
+        detail += f"; {result.ties} output(s) within rounding of the sign bit's jump not counted"
+    return Check(name, result.ok, detail, result.max_abs_error, result.max_rel_error)
 
 
 def _finite_max(values: np.ndarray) -> float | None:
     worst = float(np.max(values, initial=0.0))
     return worst if math.isfinite(worst) else None  # None: a non-finite output, which also fails the check
-
-
-def _numeric(name, ok, abs_err, rel_err, ties, atol, rtol, what) -> Check:
-    shown = "non-finite" if abs_err is None else f"{abs_err:.3g}"
-    detail = f"{what}; max abs error {shown} (atol {atol:g}, rtol {rtol:g})"
-    if ties:
-        detail += f"; {ties} output(s) within rounding of the sign bit's jump not counted"
-    return Check(name, ok, detail, max_abs_error=abs_err, max_rel_error=rel_err)
