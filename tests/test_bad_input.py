@@ -118,9 +118,12 @@ def test_weights_file_problems(tmp_path, cli):
                      bias=np.zeros(64))
     truncated.write_bytes(truncated.read_bytes()[:5000])
     assert_clean_error(cli("build", "--weights", truncated, "-o", out), "cannot read weights")
-    other = tmp_path / "w.h5"
-    other.write_bytes(b"\x89HDF\r\n\x1a\n")
-    assert_clean_error(cli("build", "--weights", other, "-o", out), "reads .npz")
+    corrupt_h5 = tmp_path / "w.h5"
+    corrupt_h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    assert_clean_error(cli("build", "--weights", corrupt_h5, "-o", out), "cannot read Keras file")
+    unknown = tmp_path / "w.bin"
+    unknown.write_bytes(b"data")
+    assert_clean_error(cli("build", "--weights", unknown, "-o", out), "cannot tell the format", "--format")
     assert not out.exists()
 
 

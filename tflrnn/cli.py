@@ -15,6 +15,7 @@ import click
 
 from .errors import TflrnnError
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
+from .sources import FORMATS
 from .version import __version__
 
 # Each command imports what it needs when it runs: `tflrnn build` must not pay for the reader or the runtime.
@@ -41,12 +42,18 @@ def cli(debug: bool) -> None:
 @click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] (default).")
 @click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
-@click.option("--weights", type=_path, help=".npz with input_weights/recurrent_weights/bias or Keras names.")
+@click.option("--weights", type=_path,
+              help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
+@click.option("--format", "weights_format", type=click.Choice(FORMATS),
+              help="Format of --weights (default: from its content and suffix).")
+@click.option("--layer", help="Keras: the SimpleRNN layer to take, when there are several.")
+@click.option("--scope", help="TF checkpoint or .npz: the variable scope (<scope>/input_weights ...).")
+@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer to take, when there are several.")
 @click.option("--config", type=_path, help="Cell config, JSON (get_config()) or TOML.")
 @click.option("-o", "--output", type=_path, default=Path("rnn.tflite"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights, config, output,
-          as_json):
+def build(units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights, weights_format,
+          layer, scope, layer_index, config, output, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .assemble import build_file
     from .config import resolve_build_options
@@ -61,10 +68,16 @@ def build(units, input_size, time_steps, batch_size, activation, time_major, nam
         "name": name,
         "seed": seed,
     }
-    summary = build_file(output, **resolve_build_options(options, config, weights))
+    plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,
+                                 layer_index=layer_index)
+    summary = build_file(output, **plan.options)
+    if plan.source is not None:
+        summary["source"] = {"path": str(weights), **plan.source.to_dict()}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    if plan.source is not None:
+        click.echo(f"read {weights}: {plan.source.describe()}")
     layout = "time-major" if summary["time_major"] else "batch-major"
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "

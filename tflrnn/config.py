@@ -8,14 +8,15 @@ defaults. Sizes given anywhere must agree with the weights.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .cell import RNNCell
+from .cell import RNNCell, parse_activation
 from .errors import ConfigError
 from .files import read_bytes
-from .weights import load_weights
+from .sources import ImportedCell, import_cell
 
 CELL_CONFIG_SCHEMA = "cell-config.schema.json"
 
@@ -102,27 +103,48 @@ def _settings(document: dict, where: str) -> dict:
     return settings
 
 
-def resolve_build_options(options: dict, config_path=None, weights_path=None) -> dict:
-    """Combine options (None = not given), a config file and a weights file into `tflrnn.build` arguments."""
+@dataclass
+class BuildPlan:
+    """What `tflrnn build` will do: `tflrnn.build_file` arguments, and the weights source it read."""
+
+    options: dict
+    source: ImportedCell | None = None
+
+
+def resolve_build_options(options: dict, config_path=None, weights_path=None, *, weights_format=None,
+                          layer=None, scope=None, layer_index=None) -> BuildPlan:
+    """Combine options (None = not given), a config file and a weights file into `tflrnn.build` arguments.
+
+    Sizes and the activation given must agree with what the weights file records.
+    """
     settings = load_config(config_path) if config_path else {}
     settings.update({key: value for key, value in options.items() if value is not None})
-    weights = load_weights(weights_path, settings.get("name")) if weights_path else None
+    source = None
+    if weights_path is not None:
+        source = import_cell(weights_path, format=weights_format, name=scope or settings.get("name"), layer=layer,
+                             layer_index=layer_index)
+    weights = source.weights if source else None
     units = settings.get("num_units")
     if units is None and weights is None:
         raise ConfigError("the number of units is missing: give --units, a config with num_units, or --weights")
-    cell = RNNCell(
-        units if units is not None else weights.num_units,
-        activation=settings.get("activation"),
-        name=settings.get("name"),
-    )
+    activation = settings.get("activation")
+    if source is not None and source.activation is not None:
+        if activation is not None and parse_activation(activation) != parse_activation(source.activation):
+            label = f"{source.format} layer '{source.layer}'" if source.layer else f"{source.format} file"
+            raise ConfigError(f"the {label} records activation {source.activation}, but {activation!r} was given")
+        activation = source.activation
+    cell = RNNCell(units if units is not None else weights.num_units, activation=activation, name=settings.get("name"))
     if settings.get("use_bias") is False and weights is not None and np.any(weights.bias != 0):
         raise ConfigError("the config says use_bias=false but the weights have a non-zero bias")
-    return {
-        "cell": cell,
-        "weights": weights,
-        "input_size": settings.get("input_size"),
-        "time_steps": settings.get("time_steps", 1),
-        "batch_size": settings.get("batch_size", 1),
-        "time_major": settings.get("time_major", False),
-        "seed": settings.get("seed", 0),
-    }
+    return BuildPlan(
+        options={
+            "cell": cell,
+            "weights": weights,
+            "input_size": settings.get("input_size"),
+            "time_steps": settings.get("time_steps", 1),
+            "batch_size": settings.get("batch_size", 1),
+            "time_major": settings.get("time_major", False),
+            "seed": settings.get("seed", 0),
+        },
+        source=source,
+    )

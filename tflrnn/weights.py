@@ -1,81 +1,13 @@
-"""Weights files -> CellWeights.
-
-A `.npz` holds either TfLiteRNNCell's variable names (`input_weights` [U,I], `recurrent_weights` [U,U], `bias`
-[U]) or Keras SimpleRNN's (`kernel` [I,U], `recurrent_kernel` [U,U], `bias` [U], transposed on the way in),
-optionally under a `<name>/` prefix, as a TF variable scope would write them.
-"""
+"""Loading a cell's weights from any supported file (see `tflrnn.sources`)."""
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
-import numpy as np
-
 from .cell import CellWeights
-from .errors import WeightsError
+from .sources import ImportedCell, import_cell
 
-TFLITE_NAMES = ("input_weights", "recurrent_weights", "bias")
-KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
-_LEADING = {"input_weights", "recurrent_weights", "kernel", "recurrent_kernel"}  # keys that mark a cell
+__all__ = ["load_weights", "import_cell", "ImportedCell"]
 
 
-def load_weights(path, name: str | None = None) -> CellWeights:
-    """Read a cell's weights; `name` picks the `<name>/` prefix when the file holds several cells."""
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"weights file not found: {path}")
-    if path.suffix.lower() != ".npz":
-        raise WeightsError(f"cannot read weights {path}: tflrnn reads .npz weights (got '{path.suffix or path.name}')")
-    if not zipfile.is_zipfile(path):
-        raise WeightsError(f"cannot read weights {path}: not an .npz archive")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
-    try:
-        return weights_from_arrays(arrays, name)
-    except WeightsError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
-
-
-def weights_from_arrays(arrays: dict[str, np.ndarray], name: str | None = None) -> CellWeights:
-    cells: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in arrays.items():
-        prefix, _, leaf = key.rpartition("/")
-        cells.setdefault(prefix, {})[leaf] = value
-    candidates = [prefix for prefix, leaves in cells.items() if _LEADING & set(leaves)]
-    if not candidates:
-        raise WeightsError(
-            "no RNN cell weights found: expected input_weights, recurrent_weights, bias (TfLiteRNNCell) or kernel, "
-            f"recurrent_kernel, bias (Keras), optionally under '<name>/'; found keys: {_listing(arrays)}"
-        )
-    if len(candidates) > 1:
-        if name not in candidates:
-            listed = ", ".join(repr(c) for c in sorted(candidates))
-            raise WeightsError(f"several cells in the weights ({listed}); pick one with the cell name")
-        candidates = [name]
-    prefix = candidates[0]
-    leaves = cells[prefix]
-    scope = f"{prefix}/" if prefix else ""
-    tflite_keys = {"input_weights", "recurrent_weights"} & set(leaves)
-    keras_keys = {"kernel", "recurrent_kernel"} & set(leaves)
-    if tflite_keys and keras_keys:
-        raise WeightsError(
-            f"'{scope}' mixes TfLiteRNNCell names ({', '.join(sorted(tflite_keys))}) and Keras names "
-            f"({', '.join(sorted(keras_keys))}); use one set"
-        )
-    names = TFLITE_NAMES if tflite_keys else KERAS_NAMES
-    missing = [f"{scope}{n}" for n in names if n not in leaves]
-    if missing:
-        raise WeightsError(f"missing key {', '.join(repr(m) for m in missing)}; found keys: {_listing(arrays)}")
-    if tflite_keys:
-        return CellWeights(*(leaves[n] for n in TFLITE_NAMES))
-    return CellWeights.from_keras(*(leaves[n] for n in KERAS_NAMES))
-
-
-def _listing(arrays: dict) -> str:
-    keys = sorted(arrays)
-    shown = ", ".join(repr(k) for k in keys[:12])
-    return shown + (f" and {len(keys) - 12} more" if len(keys) > 12 else "") if keys else "(none)"
+def load_weights(path, name: str | None = None, **options) -> CellWeights:
+    """The weights of one RNN cell in `path`; options as `import_cell` (format, layer, layer_index)."""
+    return import_cell(path, name=name, **options).weights

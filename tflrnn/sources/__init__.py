@@ -1,0 +1,135 @@
+"""Weights from where people train RNNs, each format in its own module, all returning an ImportedCell.
+
+| format      | module          | reads                                                          | needs        |
+| npz         | npz.py          | TfLiteRNNCell or Keras names, optionally under <name>/          | numpy        |
+| keras       | keras_files.py  | .keras (Keras 3), .h5 (legacy whole model), .weights.h5         | h5py         |
+| checkpoint  | checkpoint.py   | TF checkpoints: TfLiteRNNCell (TF1) or Keras SimpleRNNCell vars | tensorflow   |
+| safetensors | pytorch.py      | nn.RNN state dicts                                              | safetensors  |
+| torch       | pytorch.py      | nn.RNN state dicts saved with torch.save                        | torch        |
+| onnx        | onnx_graph.py   | an RNN node, as torch.onnx.export writes nn.RNN                 | onnx         |
+
+A missing optional package is a clear error naming the extra to install, never an ImportError.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cell import CellWeights
+from ..errors import WeightsError
+
+FORMATS = ("npz", "keras", "checkpoint", "safetensors", "torch", "onnx")
+_ZIP, _HDF5 = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class ImportedCell:
+    weights: CellWeights
+    format: str
+    layer: str | None  # the layer, scope or node it came from
+    activation: str | None  # as the source records it; None when the source does not record one
+    details: str = ""  # anything else the user should know about what was read
+
+    def describe(self) -> str:
+        w = self.weights
+        found = f"{self.format}"
+        if self.layer:
+            found += f" '{self.layer}'"
+        found += (
+            f": input_weights {list(w.input_weights.shape)}, recurrent_weights {list(w.recurrent_weights.shape)}, "
+            f"bias {list(w.bias.shape)}, activation "
+            + (self.activation if self.activation else "not recorded")
+        )
+        return found + (f"; {self.details}" if self.details else "")
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "layer": self.layer,
+            "activation": self.activation,
+            "units": self.weights.num_units,
+            "input_size": self.weights.input_size,
+            "details": self.details,
+        }
+
+
+def require(module: str, extra: str, hint: str = ""):
+    """Import an optional package, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"this needs the '{module}' package: pip install 'tflrnn[{extra}]'"
+        raise WeightsError(message + (f" ({hint})" if hint else "")) from None
+
+
+def detect_format(path: Path) -> str:
+    """The weights format, from the file's content where it tells and its suffix where it does not."""
+    name = path.name.lower()
+    if path.is_dir() or (not path.exists() and Path(f"{path}.index").exists()):
+        return "checkpoint"
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if name.endswith((".pt", ".pth")):
+        return "torch"  # torch.save writes a zip too: the suffix decides
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith(".onnx"):
+        return "onnx"
+    if name.endswith(".index"):
+        return "checkpoint"
+    with path.open("rb") as f:
+        magic = f.read(8)
+    if magic.startswith(_HDF5):
+        return "keras"
+    if magic.startswith(_ZIP):
+        return "keras" if name.endswith(".keras") else "npz"
+    if name.endswith((".keras", ".h5", ".hdf5")):
+        return "keras"
+    if name.endswith(".npz"):
+        return "npz"
+    raise WeightsError(f"cannot tell the format of {path}; give --format ({', '.join(FORMATS)})")
+
+
+def import_cell(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,
+                layer_index: int | None = None) -> ImportedCell:
+    """Read one RNN cell's weights. `name` picks a <name>/ prefix or TF scope, `layer` a Keras layer,
+    `layer_index` a PyTorch nn.RNN layer."""
+    path = Path(path)
+    fmt = format or detect_format(path)
+    if fmt not in FORMATS:
+        raise WeightsError(f"unknown weights format '{fmt}'; one of {', '.join(FORMATS)}")
+    if fmt != "checkpoint" and not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if fmt != "checkpoint" and path.is_dir():
+        raise WeightsError(f"weights path is a directory: {path}")
+    if layer is not None and fmt != "keras":
+        raise WeightsError(f"--layer picks a Keras layer; {path} is {fmt}")
+    if layer_index is not None and fmt not in ("safetensors", "torch"):
+        raise WeightsError(f"--layer-index picks a PyTorch nn.RNN layer; {path} is {fmt}")
+    if fmt == "npz":
+        from .npz import read_npz
+
+        cell = read_npz(path, name)
+    elif fmt == "keras":
+        from .keras_files import read_keras
+
+        cell = read_keras(path, layer)
+    elif fmt == "checkpoint":
+        from .checkpoint import read_checkpoint
+
+        cell = read_checkpoint(path, name)
+    elif fmt == "safetensors":
+        from .pytorch import read_safetensors
+
+        cell = read_safetensors(path, layer_index)
+    elif fmt == "torch":
+        from .pytorch import read_torch
+
+        cell = read_torch(path, layer_index)
+    else:
+        from .onnx_graph import read_onnx
+
+        cell = read_onnx(path)
+    return cell

@@ -1,0 +1,190 @@
+"""Keras files read with zipfile + h5py, without TensorFlow.
+
+- `.keras` (Keras 3): a zip of config.json and model.weights.h5, where each layer's variables sit at
+  layers/<path>/cell/vars/{0,1,2} (kernel, recurrent_kernel, bias) and layers/<path>/vars carries the layer name.
+- `.weights.h5` (Keras 3 save_weights): the same HDF5 layout, without the config.
+- `.h5` (Keras 2 / tf_keras, or Keras 3 legacy): attrs model_config (absent when saved with save_weights), and
+  model_weights/<layer>/ (or /<layer>/) holding datasets listed in the weight_names attribute.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
+from ..errors import ConfigError, WeightsError
+from . import ImportedCell, require
+
+_CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError)
+
+
+def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
+    h5py = require("h5py", "keras")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+                if "model.weights.h5" not in names:
+                    raise WeightsError(f"{path}: a zip without model.weights.h5 is not a .keras file")
+                config = json.loads(archive.read("config.json")) if "config.json" in names else None
+                weights_h5 = io.BytesIO(archive.read("model.weights.h5"))
+            with h5py.File(weights_h5, "r") as h5:
+                found = _keras3_cells(h5)
+        else:
+            with h5py.File(path, "r") as h5:
+                if "layers" in h5:  # Keras 3 .weights.h5
+                    config, found = None, _keras3_cells(h5)
+                else:
+                    raw = h5.attrs.get("model_config")
+                    config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
+                    found = _legacy_cells(h5["model_weights"] if "model_weights" in h5 else h5)
+    except WeightsError:
+        raise
+    except _CORRUPT as exc:
+        raise WeightsError(f"cannot read Keras file {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+    layers = _simple_rnn_configs(config) if config is not None else {}
+    if config is not None:
+        found = {name: arrays for name, arrays in found.items() if name in layers}
+    if not found:
+        kinds = ", ".join(sorted(_layer_classes(config))) if config is not None else "none with SimpleRNN weights"
+        raise WeightsError(f"no SimpleRNN layer in {path} (layers: {kinds})")
+    if layer is None:
+        if len(found) > 1:
+            raise WeightsError(f"{path} has several SimpleRNN layers ({', '.join(sorted(found))}); pick one with --layer")
+        layer = next(iter(found))
+    elif layer not in found:
+        raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' (it has: {', '.join(sorted(found))})")
+
+    arrays = found[layer]
+    layer_config = layers.get(layer, {})
+    kernel, recurrent = arrays[0], arrays[1]
+    bias = arrays[2] if len(arrays) > 2 else _zeros_like_units(recurrent)
+    try:
+        weights = CellWeights.from_keras(kernel, recurrent, bias)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: SimpleRNN '{layer}': {exc}") from None
+    activation, details = None, []
+    if config is not None:
+        raw_activation = layer_config.get("activation", "tanh")
+        try:
+            activation = _activation_name(raw_activation)
+        except ConfigError:
+            raise WeightsError(
+                f"SimpleRNN '{layer}' in {path} uses activation {_shown(raw_activation)}, which the fused op cannot "
+                f"apply; supported: {SUPPORTED_ACTIVATIONS}"
+            ) from None
+        if layer_config.get("go_backwards"):
+            raise WeightsError(f"SimpleRNN '{layer}' in {path} has go_backwards=true; the fused op runs forward")
+        if layer_config.get("use_bias") is False:
+            details.append("use_bias=false: zero bias")
+        if not layer_config.get("return_sequences", False):
+            details.append("return_sequences=false in Keras: the model outputs every step, the last is Keras' output")
+    else:
+        details.append("weights-only file: give --activation if the layer does not use tanh")
+    return ImportedCell(weights, "keras", layer, activation, "; ".join(details))
+
+
+def _keras3_cells(h5) -> dict[str, list]:
+    """Layer name -> [kernel, recurrent_kernel(, bias)] for every group shaped like a SimpleRNN cell."""
+    found = {}
+
+    def visit(name, group):
+        if not hasattr(group, "keys") or "cell" not in group or "vars" not in group["cell"]:
+            return
+        variables = group["cell"]["vars"]
+        arrays = [variables[str(i)][()] for i in range(len(variables)) if str(i) in variables]
+        if _looks_like_simple_rnn(arrays):
+            layer_vars = group.get("vars")
+            layer_name = layer_vars.attrs.get("name") if layer_vars is not None else None
+            found[_text(layer_name) if layer_name is not None else name.rsplit("/", 1)[-1]] = arrays
+
+    h5.visititems(visit)
+    return found
+
+
+def _legacy_cells(root) -> dict[str, list]:
+    found = {}
+    for layer_name in root.attrs.get("layer_names", []):
+        layer_name = _text(layer_name)
+        group = root[layer_name]
+        by_role = {}
+        for weight_name in group.attrs.get("weight_names", []):
+            weight_name = _text(weight_name)
+            role = weight_name.rsplit("/", 1)[-1].split(":")[0]  # ".../simple_rnn_cell/kernel:0" -> kernel
+            by_role[role] = group[weight_name][()]
+        arrays = [by_role[r] for r in ("kernel", "recurrent_kernel", "bias") if r in by_role]
+        if "kernel" in by_role and "recurrent_kernel" in by_role and _looks_like_simple_rnn(arrays):
+            found[layer_name] = arrays
+    return found
+
+
+def _looks_like_simple_rnn(arrays: list) -> bool:
+    # kernel [I, U], recurrent_kernel [U, U] (LSTM and GRU have 4U and 3U columns), optional bias [U]
+    if len(arrays) not in (2, 3) or arrays[0].ndim != 2 or arrays[1].ndim != 2:
+        return False
+    units = arrays[1].shape[0]
+    return arrays[1].shape == (units, units) and arrays[0].shape[1] == units and (
+        len(arrays) == 2 or arrays[2].shape == (units,)
+    )
+
+
+def _simple_rnn_configs(config) -> dict[str, dict]:
+    """Every SimpleRNN layer config in a (nested) model config, by layer name."""
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "SimpleRNN" and isinstance(node.get("config"), dict):
+                found[node["config"].get("name")] = node["config"]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _layer_classes(config) -> set[str]:
+    classes = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str) and isinstance(node.get("config"), dict):
+                if "name" in node["config"] and node["class_name"] not in ("Sequential", "Functional", "Model"):
+                    classes.add(node["class_name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return classes or {"none"}
+
+
+def _activation_name(raw) -> str:
+    from ..cell import ACTIVATION_NAMES
+
+    return ACTIVATION_NAMES[parse_activation(raw)]
+
+
+def _shown(raw) -> str:
+    if isinstance(raw, dict):
+        raw = raw.get("config") if isinstance(raw.get("config"), str) else raw.get("class_name")
+    return repr(raw)
+
+
+def _zeros_like_units(recurrent):
+    import numpy as np
+
+    return np.zeros(recurrent.shape[0], dtype=recurrent.dtype)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

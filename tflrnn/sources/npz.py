@@ -1,0 +1,81 @@
+"""`.npz` weights, and the naming rules shared with TF checkpoints.
+
+Keys are TfLiteRNNCell's variable names (`input_weights` [U,I], `recurrent_weights` [U,U], `bias` [U]) or Keras
+SimpleRNN's (`kernel` [I,U], `recurrent_kernel` [U,U], `bias` [U], transposed on the way in), optionally under a
+`<name>/` prefix, as a TF variable scope writes them.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..cell import CellWeights
+from ..errors import WeightsError
+from . import ImportedCell
+
+TFLITE_NAMES = ("input_weights", "recurrent_weights", "bias")
+KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
+_RECURRENT = {"recurrent_weights", "recurrent_kernel"}  # keys that mark a cell
+_INPUT = {"input_weights", "kernel"}
+
+
+def read_npz(path: Path, name: str | None = None) -> ImportedCell:
+    if not zipfile.is_zipfile(path):
+        raise WeightsError(f"cannot read weights {path}: not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    try:
+        weights, prefix = weights_from_arrays(arrays, name)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    return ImportedCell(weights, "npz", prefix or None, activation=None)
+
+
+def weights_from_arrays(arrays: dict[str, np.ndarray], name: str | None = None) -> tuple[CellWeights, str]:
+    """The one cell among named arrays, and its prefix; `name` picks the prefix when there are several."""
+    cells: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        prefix, _, leaf = key.rpartition("/")
+        cells.setdefault(prefix, {})[leaf] = value
+    # A recurrent matrix marks a cell (a Dense layer also has kernel and bias); without one, report what is missing.
+    candidates = [prefix for prefix, leaves in cells.items() if _RECURRENT & set(leaves)]
+    candidates = candidates or [prefix for prefix, leaves in cells.items() if _INPUT & set(leaves)]
+    if not candidates:
+        raise WeightsError(
+            "no RNN cell weights found: expected input_weights, recurrent_weights, bias (TfLiteRNNCell) or kernel, "
+            f"recurrent_kernel, bias (Keras), optionally under '<name>/'; found keys: {_listing(arrays)}"
+        )
+    if len(candidates) > 1:
+        if name not in candidates:
+            listed = ", ".join(repr(c) for c in sorted(candidates))
+            raise WeightsError(f"several cells in the weights ({listed}); pick one with the cell name")
+        candidates = [name]
+    prefix = candidates[0]
+    leaves = cells[prefix]
+    scope = f"{prefix}/" if prefix else ""
+    tflite_keys = {"input_weights", "recurrent_weights"} & set(leaves)
+    keras_keys = {"kernel", "recurrent_kernel"} & set(leaves)
+    if tflite_keys and keras_keys:
+        raise WeightsError(
+            f"'{scope}' mixes TfLiteRNNCell names ({', '.join(sorted(tflite_keys))}) and Keras names "
+            f"({', '.join(sorted(keras_keys))}); use one set"
+        )
+    names = TFLITE_NAMES if tflite_keys else KERAS_NAMES
+    missing = [f"{scope}{n}" for n in names if n not in leaves]
+    if missing:
+        raise WeightsError(f"missing key {', '.join(repr(m) for m in missing)}; found keys: {_listing(arrays)}")
+    if tflite_keys:
+        return CellWeights(*(leaves[n] for n in TFLITE_NAMES)), prefix
+    return CellWeights.from_keras(*(leaves[n] for n in KERAS_NAMES)), prefix
+
+
+def _listing(arrays: dict) -> str:
+    keys = sorted(arrays)
+    shown = ", ".join(repr(k) for k in keys[:12])
+    return shown + (f" and {len(keys) - 12} more" if len(keys) > 12 else "") if keys else "(none)"

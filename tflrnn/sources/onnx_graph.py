@@ -1,0 +1,114 @@
+"""An ONNX graph with one RNN node, as torch.onnx.export writes nn.RNN, read with the onnx package.
+
+RNN inputs: X, W [1,U,I], R [1,U,U], B [1,2U] (Wb then Rb; b = Wb + Rb), sequence_lens, initial_h. Refused with
+the reason: clip, a sequence_lens input, an initial state that is not a zero constant, a direction other than
+forward, activations other than Tanh or Relu.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..cell import CellWeights
+from ..errors import WeightsError
+from . import ImportedCell, require
+
+_ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
+
+
+def read_onnx(path: Path) -> ImportedCell:
+    onnx = require("onnx", "onnx")
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise WeightsError(f"cannot read ONNX file {path}: {' '.join(str(exc).split())[:200] or 'not ONNX'}") from None
+    graph = model.graph
+    rnn_nodes = [node for node in graph.node if node.op_type == "RNN"]
+    if not rnn_nodes:
+        ops = ", ".join(sorted({node.op_type for node in graph.node})) or "none"
+        raise WeightsError(f"no RNN node in {path} (ops: {ops})")
+    if len(rnn_nodes) > 1:
+        raise WeightsError(f"{path} has {len(rnn_nodes)} RNN nodes; tflrnn builds one")
+    node = rnn_nodes[0]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    where = f"RNN node '{node.name or node.output[0]}' in {path}"
+    if "clip" in attrs:
+        raise WeightsError(f"{where} clips its cell state (clip={attrs['clip']}); the fused op cannot")
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if direction != "forward":
+        raise WeightsError(f"{where} runs direction '{direction}'; tflrnn builds forward RNNs")
+    activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [b"Tanh"])]
+    if len(activations) != 1 or activations[0] not in _ACTIVATIONS:
+        raise WeightsError(f"{where} uses activations {activations}; the fused op takes Tanh or Relu")
+    for attr in ("activation_alpha", "activation_beta"):
+        if attr in attrs:
+            raise WeightsError(f"{where} sets {attr}, which the fused op cannot take")
+
+    constants = _Constants(graph, numpy_helper)
+    inputs = list(node.input) + [""] * (6 - len(node.input))
+    if inputs[4]:
+        raise WeightsError(f"{where} takes a sequence_lens input ('{inputs[4]}'); the fused op runs every step")
+    if inputs[5] and not constants.is_zero(inputs[5]):
+        raise WeightsError(f"{where} takes an initial state '{inputs[5]}' that is not a zero constant")
+    w, r = constants.get(inputs[1], where, "W"), constants.get(inputs[2], where, "R")
+    if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
+        raise WeightsError(f"{where}: W {list(w.shape)} and R {list(r.shape)} should be [1,U,I] and [1,U,U]")
+    units = r.shape[1]
+    bias = np.zeros(units)
+    if inputs[3]:
+        b = constants.get(inputs[3], where, "B")
+        if b.shape != (1, 2 * units):
+            raise WeightsError(f"{where}: B is {list(b.shape)}, expected [1, {2 * units}]")
+        bias = b[0, :units].astype(np.float64) + b[0, units:]  # input bias + recurrent bias
+    try:
+        weights = CellWeights(w[0], r[0], bias)
+    except WeightsError as exc:
+        raise WeightsError(f"{where}: {exc}") from None
+    layout = "batch-major" if attrs.get("layout", 0) == 1 else "sequence-major"
+    return ImportedCell(weights, "onnx", node.name or node.output[0], _ACTIVATIONS[activations[0]],
+                        details=f"RNN layout {layout}")
+
+
+class _Constants:
+    """Values known without running the graph: initializers and Constant nodes, and zeros shaped by Expand,
+    Tile, Reshape or ConstantOfShape (torch.onnx.export builds nn.RNN's initial state that way)."""
+
+    def __init__(self, graph, numpy_helper):
+        self.numpy_helper = numpy_helper
+        self.values = {t.name: t for t in graph.initializer}
+        self.producers = {out: node for node in graph.node for out in node.output}
+
+    def value(self, name: str):
+        if name in self.values:
+            return self.numpy_helper.to_array(self.values[name])
+        node = self.producers.get(name)
+        if node is not None and node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return self.numpy_helper.to_array(attr.t)
+        return None
+
+    def get(self, name: str, where: str, role: str) -> np.ndarray:
+        value = self.value(name)
+        if value is None:
+            raise WeightsError(f"{where}: {role} ('{name}') is not a constant of the graph")
+        return value
+
+    def is_zero(self, name: str, depth: int = 0) -> bool:
+        value = self.value(name)
+        if value is not None:
+            return not np.any(value)
+        node = self.producers.get(name)
+        if node is None or depth > 8:
+            return False
+        if node.op_type == "ConstantOfShape":
+            fill = next((a.t for a in node.attribute if a.name == "value"), None)
+            return fill is None or not np.any(self.numpy_helper.to_array(fill))
+        if node.op_type in ("Expand", "Tile", "Reshape", "Identity", "Cast", "Unsqueeze", "Squeeze"):
+            return self.is_zero(node.input[0], depth + 1)
+        return False
