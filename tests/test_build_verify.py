@@ -153,7 +153,7 @@ def test_verify_json_report_follows_schema(tmp_path, cli):
     report = json.loads(result.out)
     jsonschema.validate(report, load_schema("verify-report.schema.json"))
     assert report["passed"] is True
-    assert report["settings"] == {"atol": 1e-4, "rtol": 1e-5, "sequences": 4, "seed": 5}
-    assert report["runtime"]["name"] == "litert"
+    assert report["settings"] == {"atol": 1e-4, "rtol": 1e-5, "sequences": 4, "seed": 5, "runtime": "litert"}
+    assert [r["name"] for r in report["runtimes"]] == ["litert"] and report["against"] is None
     numeric = [c for c in report["checks"] if c["name"].startswith("numeric.")]
     assert len(numeric) == 3 and all(0 <= c["max_abs_error"] < 1e-4 for c in numeric)

@@ -88,7 +88,15 @@ def build(units, input_size, time_steps, batch_size, activation, time_major, nam
 
 @cli.command()
 @click.argument("model", type=_path)
-@click.option("--weights", type=_path, help="Also check the model holds exactly these trained weights (.npz).")
+@click.option("--weights", type=_path, help="Also check the model holds exactly these trained weights (any format).")
+@click.option("--against", type=_path,
+              help="Also run the source model (Keras, ONNX, PyTorch, TF checkpoint) in its framework and compare.")
+@click.option("--format", "source_format", type=click.Choice(FORMATS), help="Format of --against / --weights.")
+@click.option("--layer", help="Keras: the SimpleRNN layer of --against / --weights.")
+@click.option("--scope", help="TF checkpoint: the variable scope of --against / --weights.")
+@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer of --against / --weights.")
+@click.option("--runtime", type=click.Choice(["litert", "tensorflow", "all"]), default="litert", show_default=True,
+              help="Interpreter(s) to run the model on.")
 @click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance.")
 @click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True, help="Relative tolerance.")
 @click.option("--sequences", type=int, default=DEFAULT_SEQUENCES, show_default=True,
@@ -96,18 +104,22 @@ def build(units, input_size, time_steps, batch_size, activation, time_major, nam
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schemas/verify-report.schema.json).")
 @click.pass_context
-def verify(ctx, model, weights, atol, rtol, sequences, seed, as_json):
+def verify(ctx, model, weights, against, source_format, layer, scope, layer_index, runtime, atol, rtol, sequences,
+           seed, as_json):
     """Run MODEL in LiteRT against the numpy reference and check its structure."""
     from .verifier import verify as verify_model
 
-    report = verify_model(model, weights=weights, atol=atol, rtol=rtol, sequences=sequences, seed=seed)
+    report = verify_model(model, weights=weights, against=against, format=source_format, layer=layer,
+                          scope=scope, layer_index=layer_index, runtime=runtime, atol=atol, rtol=rtol,
+                          sequences=sequences, seed=seed)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        width = max(len(c.name) for c in report.checks)
-        for check in report.checks:
-            click.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}")
-        runtime = f" on {report.runtime['name']} {report.runtime['version']}" if report.runtime else ""
+        labels = [c.name + (f" [{c.runtime}]" if c.runtime and len(report.runtimes) > 1 else "") for c in report.checks]
+        width = max(map(len, labels))
+        for label, check in zip(labels, report.checks):
+            click.echo(f"{'PASS' if check.passed else 'FAIL'}  {label:<{width}}  {check.detail}")
+        runtime = " on " + ", ".join(f"{r['name']} {r['version']}" for r in report.runtimes) if report.runtimes else ""
         if report.passed:
             click.echo(f"{model}: all {len(report.checks)} checks passed{runtime}")
         else:
@@ -153,6 +165,24 @@ def inspect(model, as_json):
     for key, value in info["metadata"].items():
         shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         click.echo(f"metadata {key}: {shown}")
+
+
+@cli.command()
+@click.argument("model", type=_path)
+@click.option("-o", "--output", type=_path, default=Path("weights.npz"), show_default=True)
+@click.option("--format", "names", type=click.Choice(["tflite", "keras"]), default="tflite", show_default=True,
+              help="tflite: input_weights [U,I], recurrent_weights, bias; keras: kernel [I,U], recurrent_kernel, bias.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def weights(model, output, names, as_json):
+    """Write MODEL's weights to an .npz (TfLiteRNNCell or Keras names)."""
+    from .describe import export_weights
+
+    written = export_weights(model, output, keras_names=names == "keras")
+    if as_json:
+        click.echo(json.dumps(written, indent=2))
+    else:
+        arrays = ", ".join(f"{k} {v}" for k, v in written["arrays"].items())
+        click.echo(f"{output}: {arrays} (weights sha256 {written['weights_sha256']})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,3 +109,25 @@ def _metadata_value(name: str, value: bytes):
 def _names(enum_class) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
 
+
+
+def export_weights(model, path, keras_names: bool = False) -> dict:
+    """Write the RNN op's weights to an .npz, atomically; returns the names and shapes written."""
+    import io
+
+    import numpy as np
+
+    from .files import write_atomic
+    from .graph import find_rnn
+
+    data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
+    weights = find_rnn(read(data)).weights()
+    arrays = weights.to_keras() if keras_names else weights.to_tflite()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
+    return {
+        "path": str(path),
+        "arrays": {name: list(array.shape) for name, array in arrays.items()},
+        "weights_sha256": weights.sha256(),
+    }

@@ -25,6 +25,7 @@ from .graph import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, RNNGraph, f
 from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions
 from .reader import read
 from .version import __version__
+from .runtime import RUNTIMES
 from .weights import load_weights
 
 
@@ -36,6 +37,7 @@ class Check:
     detail: str
     max_abs_error: float | None = None
     max_rel_error: float | None = None
+    runtime: str | None = None  # the interpreter a numeric check ran on
 
 
 @dataclass
@@ -44,7 +46,8 @@ class VerifyReport:
     bytes: int
     sha256: str
     settings: dict
-    runtime: dict = field(default_factory=dict)
+    runtimes: list[dict] = field(default_factory=list)
+    against: dict | None = None
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -63,7 +66,8 @@ class VerifyReport:
             "sha256": self.sha256,
             "passed": self.passed,
             "settings": self.settings,
-            "runtime": self.runtime,
+            "runtimes": self.runtimes,
+            "against": self.against,
             "checks": [asdict(c) for c in self.checks],
         }
 
@@ -72,32 +76,48 @@ def verify(
     model,
     *,
     weights: CellWeights | str | Path | None = None,
+    against: str | Path | None = None,
+    format: str | None = None,
+    layer: str | None = None,
+    scope: str | None = None,
+    layer_index: int | None = None,
+    runtime: str = "litert",
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     sequences: int = DEFAULT_SEQUENCES,
     seed: int = 0,
 ) -> VerifyReport:
-    """Verify a model given as a path or as bytes. Raises TflrnnError when the input is unusable."""
+    """Verify a model given as a path or as bytes. Raises TflrnnError when the input is unusable.
+
+    `weights` (CellWeights or a file): also check the model holds exactly these weights. `against`: also run
+    the source model (Keras, ONNX, PyTorch or a TF checkpoint) in its own framework on the same inputs and
+    compare. `format`, `layer`, `scope` and `layer_index` pick from those files as for building.
+    `runtime`: "litert", "tensorflow" or "all".
+    """
     if not (atol >= 0 and rtol >= 0):
         raise ConfigError(f"atol and rtol must be non-negative, got atol={atol}, rtol={rtol}")
     if isinstance(sequences, bool) or not isinstance(sequences, int) or not 2 <= sequences <= 1000:
         raise ConfigError(f"sequences must be an integer from 2 to 1000 (state is checked across them), got {sequences}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    runtimes = list(RUNTIMES) if runtime == "all" else [runtime]
+    if any(r not in RUNTIMES for r in runtimes):
+        raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
     if isinstance(model, (bytes, bytearray, memoryview)):
         data, label = bytes(model), "<bytes>"
     else:
         data, label = read_bytes(model, "model file"), str(Path(model))
     graph = find_rnn(read(data))
     if weights is not None and not isinstance(weights, CellWeights):
-        # A weights file holding several cells is read under this model's cell name.
-        weights = load_weights(weights, graph.input_weights.name.rpartition("/")[0] or None)
+        # A weights file holding several cells is read under this model's cell name unless a scope is given.
+        weights = load_weights(weights, scope or graph.input_weights.name.rpartition("/")[0] or None, format=format,
+                               layer=layer, layer_index=layer_index)
 
     report = VerifyReport(
         model=label,
         bytes=len(data),
         sha256=sha256(data),
-        settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed},
+        settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
     )
     report.checks += _structure_checks(graph)
     model_weights, why_not = _usable_weights(graph)
@@ -107,9 +127,44 @@ def verify(
         why_not = _why_not_runnable(report.checks)
     if why_not is not None:
         report.checks.append(Check("numeric", False, f"not run: {why_not}"))
-    else:
-        report.checks += _numeric_checks(data, graph, model_weights, report, atol, rtol, sequences, seed)
+        return report
+
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal(graph.input.shape).astype(np.float32) for _ in range(sequences)]
+    runs = {}
+    for name in runtimes:
+        checks, outputs = _numeric_checks(data, graph, model_weights, report, inputs, atol, rtol, name)
+        report.checks += checks
+        if outputs is not None:
+            runs[name] = outputs
+    if against is not None:
+        report.checks += _against_checks(graph, inputs, runs, report, atol, rtol, against=against,
+                                         format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
+
+
+def _against_checks(g: RNNGraph, inputs, runs: dict, report: VerifyReport, atol, rtol, **source) -> list[Check]:
+    from .against import run_source
+
+    path = source.pop("against")
+    result = run_source(path, inputs, activation=ACTIVATION_NAMES.get(g.options.activation),
+                        time_major=g.time_major, **source)
+    report.against = {
+        "source": str(path),
+        "format": result.source.format,
+        "reference": result.reference,
+        "framework": result.framework,
+    }
+    checks = []
+    for name, outputs in runs.items():
+        parts = [_compare(y, expected.astype(np.float64), None, None, None, atol, rtol)
+                 for y, expected in zip(outputs, result.outputs)]
+        checks.append(_numeric_check(
+            f"against.{result.source.format}", Comparison.worst(parts), atol, rtol,
+            f"{result.reference} on {result.framework}, {len(inputs)} invokes with the state chained",
+            runtime=name,
+        ))
+    return checks
 
 
 # Structure ------------------------------------------------------------------------------------------------------
@@ -331,20 +386,20 @@ class Comparison:
         )
 
 
-def _numeric_checks(data, g: RNNGraph, weights, report, atol, rtol, sequences, seed) -> list[Check]:
-    from .runtime import LiteRTModel
+def _numeric_checks(data, g: RNNGraph, weights, report, inputs, atol, rtol, runtime_name: str):
+    """The numeric checks on one runtime, and its outputs for each input (None when it could not run)."""
+    from . import runtime
 
-    rng = np.random.default_rng(seed)
-    inputs = [rng.standard_normal(g.input.shape).astype(np.float32) for _ in range(sequences)]
     try:
-        runtime = LiteRTModel(data, g.operator.inputs[0], g.operator.outputs[0])
-        report.runtime = {"name": runtime.name, "version": runtime.version}
-        outputs = [runtime.run(x) for x in inputs]
-        runtime.reset()
-        after_reset = runtime.run(inputs[0])
+        interpreter = runtime.load(runtime_name, data, g.operator.inputs[0], g.operator.outputs[0])
+        report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
+        outputs = [interpreter.run(x) for x in inputs]
+        interpreter.reset()
+        after_reset = interpreter.run(inputs[0])
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
-        return [Check("runtime", False, f"the interpreter refused the model: {message}")]
+        return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
+    sequences = len(inputs)
 
     def compare(x: np.ndarray, y: np.ndarray, start_state: np.ndarray) -> Comparison:
         previous = _previous_states(y, start_state, g.time_major)
@@ -360,17 +415,18 @@ def _numeric_checks(data, g: RNNGraph, weights, report, atol, rtol, sequences, s
     identical = np.array_equal(after_reset, outputs[0])
     reset.ok = reset.ok and identical
     return [
-        _numeric_check("numeric.first_invoke", first, atol, rtol, "from the zero state"),
+        _numeric_check("numeric.first_invoke", first, atol, rtol, "from the zero state", runtime_name),
         _numeric_check(
             "numeric.state_carried", carried, atol, rtol,
-            f"{sequences - 1} more invokes, each continuing from the previous one's final state",
+            f"{sequences - 1} more invokes, each continuing from the previous one's final state", runtime_name,
         ),
         _numeric_check(
             "numeric.reset", reset, atol, rtol,
             "after reset_all_variables(), "
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
+            runtime_name,
         ),
-    ]
+    ], outputs
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
@@ -388,7 +444,7 @@ def _compare(actual, expected, pre, scale, activation, atol, rtol) -> Comparison
     diff = np.abs(actual.astype(np.float64) - expected)
     bad = ~(diff <= atol + rtol * np.abs(expected))  # written so that a NaN output counts as bad
     ties = 0
-    if activation in reference.DISCONTINUOUS:
+    if pre is not None and activation in reference.DISCONTINUOUS:
         # A pre-activation within rounding of the jump may land either side of it in float32.
         tie = np.abs(pre) <= atol + rtol * scale
         ties = int(np.count_nonzero(bad & tie))
@@ -398,12 +454,12 @@ def _compare(actual, expected, pre, scale, activation, atol, rtol) -> Comparison
     return Comparison(not bad.any(), _finite_max(diff), _finite_max(rel), ties)
 
 
-def _numeric_check(name: str, result: Comparison, atol: float, rtol: float, what: str) -> Check:
+def _numeric_check(name: str, result: Comparison, atol: float, rtol: float, what: str, runtime: str) -> Check:
     shown = "non-finite" if result.max_abs_error is None else f"{result.max_abs_error:.3g}"
     detail = f"{what}; max abs error {shown} (atol {atol:g}, rtol {rtol:g})"
     if result.ties:
         detail += f"; {result.ties} output(s) within rounding of the sign bit's jump not counted"
-    return Check(name, result.ok, detail, result.max_abs_error, result.max_rel_error)
+    return Check(name, result.ok, detail, result.max_abs_error, result.max_rel_error, runtime)
 
 
 def _finite_max(values: np.ndarray) -> float | None:

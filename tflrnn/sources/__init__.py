@@ -14,6 +14,7 @@ A missing optional package is a clear error naming the extra to install, never a
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,10 @@ class ImportedCell:
 
 def require(module: str, extra: str, hint: str = ""):
     """Import an optional package, or fail with the command that installs it."""
+    if module in ("tensorflow", "keras"):
+        # TensorFlow logs its start-up (oneDNN, CPU features) to stderr; keep that out of tflrnn's output
+        # unless the user asked for it.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return importlib.import_module(module)
     except ImportError:

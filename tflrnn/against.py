@@ -1,0 +1,170 @@
+"""The source model run in its own framework, for `verify --against`.
+
+Each framework loads the weights through its own loader (not tflrnn's readers), so a mistake in tflrnn's import
+cannot hide itself: Keras files through keras, ONNX through onnxruntime, PyTorch state dicts through
+torch.nn.RNN. A TF checkpoint has no model to run, so its variables go through the numpy reference. The state
+is chained from one invoke to the next, as the .tflite carries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import reference
+from .cell import parse_activation
+from .errors import TflrnnError
+from .sources import ImportedCell, detect_format, import_cell, require
+
+
+@dataclass
+class SourceRun:
+    outputs: list[np.ndarray]  # one per invoke, in the layout of the .tflite's output
+    reference: str  # what ran, e.g. "keras.layers.SimpleRNN 'rnn' from model.keras"
+    framework: str  # e.g. "keras 3.15.1"
+    source: ImportedCell
+
+
+def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: bool, format: str | None = None,
+               layer: str | None = None, scope: str | None = None, layer_index: int | None = None) -> SourceRun:
+    """Run the source model on `inputs` (x in the .tflite's layout), chaining the state across them."""
+    path = Path(path)
+    fmt = format or detect_format(path)
+    cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
+    batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
+    if fmt == "keras":
+        outputs, what, framework = _keras(path, cell, batch_major)
+    elif fmt == "onnx":
+        outputs, what, framework = _onnx(path, cell, batch_major)
+    elif fmt in ("safetensors", "torch"):
+        outputs, what, framework = _torch(path, fmt, cell, batch_major, activation, layer_index)
+    elif fmt == "checkpoint":
+        outputs, what, framework = _numpy(cell, batch_major, activation)
+        what = f"the numpy reference on the checkpoint's variables{f' under {cell.layer}' if cell.layer else ''}"
+    else:
+        raise TflrnnError(f"--against needs a model in its framework (Keras, ONNX, PyTorch or a checkpoint); {path} "
+                          f"is {fmt}: use --weights to compare the weights themselves")
+    outputs = [np.swapaxes(y, 0, 1) if time_major else y for y in outputs]
+    return SourceRun(outputs, what, framework, cell)
+
+
+def _keras(path: Path, cell: ImportedCell, inputs):
+    keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
+    try:
+        if path.name.lower().endswith(".weights.h5"):
+            # Weights only: rebuild the one-layer model they came from and let Keras load them.
+            layer = keras.layers.SimpleRNN(cell.weights.num_units, activation=cell.activation or "tanh",
+                                           return_sequences=True, name=cell.layer)
+            model = keras.Sequential([keras.Input((None, cell.weights.input_size)), layer])
+            model.load_weights(str(path))
+        else:
+            model = keras.saving.load_model(str(path), compile=False)
+            layer = _find_layer(model, cell.layer)
+    except (ValueError, OSError, TypeError, KeyError) as exc:
+        raise TflrnnError(f"keras cannot load {path}: {' '.join(str(exc).split())[:300]}") from None
+    config = {**layer.get_config(), "return_sequences": True, "return_state": True, "stateful": False}
+    clone = type(layer).from_config(config)  # the same layer, returning every step and its final state
+    clone.build((None, None, cell.weights.input_size))
+    clone.set_weights(layer.get_weights())
+    outputs, state = [], None
+    for x in inputs:
+        y, state = clone(x, initial_state=None if state is None else [state])
+        outputs.append(np.asarray(y))
+    return outputs, f"keras.layers.{type(layer).__name__} '{layer.name}' from {path.name}", f"keras {keras.__version__}"
+
+
+def _find_layer(model, name: str):
+    for layer in getattr(model, "layers", []):
+        if layer.name == name:
+            return layer
+        found = _find_layer(layer, name) if hasattr(layer, "layers") else None
+        if found is not None:
+            return found
+    if name is None:
+        raise ValueError("no layer name")
+    raise ValueError(f"no layer '{name}' in the loaded model")
+
+
+def _onnx(path: Path, cell: ImportedCell, inputs):
+    onnx = require("onnx", "onnx", "verifying against ONNX runs it in onnxruntime")
+    ort = require("onnxruntime", "onnx", "verifying against ONNX runs it in onnxruntime")
+    from onnx import TensorProto, helper
+
+    original = onnx.load(str(path))
+    node = next(n for n in original.graph.node if n.op_type == "RNN")
+    constants = {t.name: t for t in original.graph.initializer}
+    for n in original.graph.node:
+        if n.op_type == "Constant":
+            constants.update({n.output[0]: a.t for a in n.attribute if a.name == "value"})
+    # The RNN node alone, with its weight tensors exactly as the file stores them and the state as an input.
+    weights = []
+    for index, role in ((1, "W"), (2, "R"), (3, "B")):
+        if index < len(node.input) and node.input[index]:
+            tensor = TensorProto()
+            tensor.CopyFrom(constants[node.input[index]])
+            tensor.name = role
+            weights.append(tensor)
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    batch_first = attrs.get("layout", 0) == 1
+    units, size = cell.weights.num_units, cell.weights.input_size
+    rnn = helper.make_node("RNN", ["X", "W", "R", "B" if len(weights) > 2 else "", "", "H0"], ["Y", "Y_h"],
+                           **{k: v for k, v in attrs.items()})
+    x_shape = ["batch", "time", size] if batch_first else ["time", "batch", size]
+    h_shape = ["batch", 1, units] if batch_first else [1, "batch", units]
+    graph = helper.make_graph(
+        [rnn], "rnn",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape),
+         helper.make_tensor_value_info("H0", TensorProto.FLOAT, h_shape)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=original.opset_import, ir_version=original.ir_version)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs, state = [], None
+    for x in inputs:  # batch-major [B,T,I]
+        batch = x.shape[0]
+        if state is None:
+            state = np.zeros((batch, 1, units) if batch_first else (1, batch, units), np.float32)
+        feed = x if batch_first else np.swapaxes(x, 0, 1)
+        y, state = session.run(None, {"X": np.ascontiguousarray(feed, np.float32), "H0": state})
+        # Y is [B,T,1,U] (layout 1) or [T,1,B,U] (layout 0)
+        outputs.append(y[:, :, 0] if batch_first else np.swapaxes(y[:, 0], 0, 1))
+    return outputs, f"onnx RNN node '{cell.layer}' from {path.name}", f"onnxruntime {ort.__version__}"
+
+
+def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, layer_index):
+    torch = require("torch", "torch", "verifying against a PyTorch state dict runs torch.nn.RNN")
+    if activation not in ("tanh", "relu"):
+        raise TflrnnError(f"torch.nn.RNN has no nonlinearity '{activation}' (tanh or relu)")
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = state.state_dict() if hasattr(state, "state_dict") else state
+    index = int(cell.layer.rsplit("l", 1)[1])  # "<prefix>l<k>"
+    prefix = cell.layer[: -len(f"l{index}")]
+    suffix = f"_l{index}"
+    layer_state = {key[len(prefix):].replace(suffix, "_l0"): value for key, value in state.items()
+                   if key.startswith(prefix) and key.endswith(suffix)}
+    rnn = torch.nn.RNN(cell.weights.input_size, cell.weights.num_units, nonlinearity=activation,
+                       bias="bias_ih_l0" in layer_state, batch_first=True)
+    rnn.load_state_dict(layer_state)  # strict: every tensor of the layer, through torch's own loader
+    outputs, state_h = [], None
+    with torch.no_grad():
+        for x in inputs:
+            y, state_h = rnn(torch.from_numpy(np.ascontiguousarray(x, np.float32)), state_h)
+            outputs.append(y.numpy())
+    return outputs, f"torch.nn.RNN layer {index} from {path.name}", f"torch {torch.__version__}"
+
+
+def _numpy(cell: ImportedCell, inputs, activation: str):
+    outputs, state = [], None
+    for x in inputs:
+        y, state = reference.run(x, cell.weights, parse_activation(activation), initial_state=state)
+        outputs.append(y)
+    return outputs, "numpy reference", f"numpy {np.__version__}"
