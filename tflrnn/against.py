@@ -35,7 +35,7 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
     if fmt == "keras":
-        outputs, what, framework = _keras(path, cell, batch_major)
+        outputs, what, framework = _keras(path, cell, batch_major, activation)
     elif fmt == "onnx":
         outputs, what, framework = _onnx(path, cell, batch_major)
     elif fmt in ("safetensors", "torch"):
@@ -50,12 +50,12 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     return SourceRun(outputs, what, framework, cell)
 
 
-def _keras(path: Path, cell: ImportedCell, inputs):
+def _keras(path: Path, cell: ImportedCell, inputs, activation: str):
     keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
     try:
         if path.name.lower().endswith(".weights.h5"):
             # Weights only: rebuild the one-layer model they came from and let Keras load them.
-            layer = keras.layers.SimpleRNN(cell.weights.num_units, activation=cell.activation or "tanh",
+            layer = keras.layers.SimpleRNN(cell.weights.num_units, activation=activation, use_bias=cell.has_bias,
                                            return_sequences=True, name=cell.layer)
             model = keras.Sequential([keras.Input((None, cell.weights.input_size)), layer])
             model.load_weights(str(path))
@@ -71,7 +71,7 @@ def _keras(path: Path, cell: ImportedCell, inputs):
     outputs, state = [], None
     for x in inputs:
         y, state = clone(x, initial_state=None if state is None else [state])
-        outputs.append(np.asarray(y))
+        outputs.append(keras.ops.convert_to_numpy(y))
     return outputs, f"keras.layers.{type(layer).__name__} '{layer.name}' from {path.name}", f"keras {keras.__version__}"
 
 

@@ -32,6 +32,7 @@ class ImportedCell:
     layer: str | None  # the layer, scope or node it came from
     activation: str | None  # as the source records it; None when the source does not record one
     details: str = ""  # anything else the user should know about what was read
+    has_bias: bool = True  # False: the source has no bias variable (a zero bias)
 
     def describe(self) -> str:
         w = self.weights

@@ -79,13 +79,13 @@ def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
             ) from None
         if layer_config.get("go_backwards"):
             raise WeightsError(f"SimpleRNN '{layer}' in {path} has go_backwards=true; the fused op runs forward")
-        if layer_config.get("use_bias") is False:
-            details.append("use_bias=false: zero bias")
         if not layer_config.get("return_sequences", False):
             details.append("return_sequences=false in Keras: the model outputs every step, the last is Keras' output")
     else:
         details.append("weights-only file: give --activation if the layer does not use tanh")
-    return ImportedCell(weights, "keras", layer, activation, "; ".join(details))
+    if len(arrays) == 2:
+        details.append("use_bias=false: zero bias")
+    return ImportedCell(weights, "keras", layer, activation, "; ".join(details), has_bias=len(arrays) > 2)
 
 
 def _keras3_cells(h5) -> dict[str, list]:
