@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Whole-process timings of the `tflrnn` command and the size overhead of its files.
 
-Targets (issue 2): `tflrnn build --units 64 --input-size 32 --time-steps 50` under 0.15 s median; the file within
-1 KiB of the raw weight bytes; `tflrnn verify` under 1 s. Baselines in the same interpreter are printed beside
-them, since Python start-up and numpy's import are most of a build.
+Targets: `tflrnn build --units 64 --input-size 32 --time-steps 50` under 0.15 s median; the file within 1 KiB of
+the raw weight bytes; `tflrnn verify` under 1 s; `tflrnn build --weights model.keras` under 0.5 s; and how long
+`tflrnn verify --against model.keras` takes. Baselines in the same interpreter are printed beside them, since
+Python start-up and numpy's import are most of a build. The Keras rows need the tensorflow extra (they are
+skipped without it).
 
     .venv/bin/python scripts/bench_cli.py [--runs 21] [--json]
 """
@@ -39,6 +41,18 @@ def timed(argv: list[str], runs: int) -> dict:
     }
 
 
+def _keras_file(directory: Path) -> Path | None:
+    """A Keras 3 model with a 64-unit SimpleRNN over 32 features, saved as .keras (None without keras)."""
+    program = (
+        "import sys, keras\n"
+        "model = keras.Sequential([keras.Input((50, 32)), keras.layers.SimpleRNN(64, return_sequences=True)])\n"
+        "model.save(sys.argv[1])"
+    )
+    path = directory / "model.keras"
+    made = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True)
+    return path if made.returncode == 0 else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
@@ -57,6 +71,13 @@ def main() -> None:
             "tflrnn verify": timed([tflrnn, "verify", str(model)], args.runs),
         }
         size = model.stat().st_size
+        keras_file = _keras_file(Path(tmp))
+        if keras_file is not None:
+            from_keras = Path(tmp) / "keras.tflite"
+            build_keras = [tflrnn, "build", "--weights", str(keras_file), "--time-steps", "50", "-o", str(from_keras)]
+            results["tflrnn build --weights model.keras"] = timed(build_keras, args.runs)
+            against = [tflrnn, "verify", str(from_keras), "--against", str(keras_file)]
+            results["tflrnn verify --against model.keras"] = timed(against, max(3, args.runs // 4))
     units, inputs = 64, 32
     weight_bytes = 4 * (units * inputs + units * units + units)
     report = {

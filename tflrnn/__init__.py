@@ -20,6 +20,8 @@ _EXPORTS = {
     "CellWeights": "cell",
     "initial_weights": "cell",
     "load_weights": "weights",
+    "import_cell": "weights",
+    "ImportedCell": "weights",
     "build": "assemble",
     "build_file": "assemble",
     "verify": "verifier",
