@@ -231,7 +231,7 @@ def test_model_without_rnn_op(tmp_path, cli):
     "args, fragment",
     [
         (["--sequences", "1"], "sequences must be an integer from 2"),
-        (["--atol", "-1"], "atol and rtol must be non-negative"),
+        (["--atol", "-1"], "atol and rtol must be finite and non-negative"),
         (["--seed", "-3"], "seed must be a non-negative integer"),
         (["--atol", "x"], "'x' is not a valid float"),
     ],
@@ -244,8 +244,70 @@ def test_verify_with_bad_weights_file(tmp_path, cli, model_path):
     assert_clean_error(cli("verify", model_path, "--weights", tmp_path / "none.npz"), "weights file not found")
 
 
-def test_json_mode_errors_are_still_one_line(tmp_path, cli):
-    result = cli("build", "--units", 0, "--json", "-o", tmp_path / "x.tflite")
-    assert_clean_error(result, "num_units")
-    with pytest.raises(json.JSONDecodeError):
-        json.loads(result.err)
+def test_json_mode_errors_are_still_one_line_on_stderr(tmp_path, cli):
+    assert_clean_error(cli("build", "--units", 0, "--json", "-o", tmp_path / "x.tflite"), "num_units")
+    assert_clean_error(cli("verify", tmp_path / "none.tflite", "--json"), "model file not found")
+
+
+def test_interrupted_or_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from tflrnn.files import write_atomic
+
+    out = tmp_path / "rnn.tflite"
+    out.write_bytes(b"previous model")
+    with pytest.raises(TypeError):
+        write_atomic(out, object())  # fails inside the write, after the temporary file exists
+    assert out.read_bytes() == b"previous model"
+    assert [p.name for p in tmp_path.iterdir()] == ["rnn.tflite"]
+
+
+def test_output_through_a_symlink_writes_the_target(tmp_path, cli):
+    target = tmp_path / "target.tflite"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.tflite"
+    link.symlink_to(target)
+    assert cli("build", "--units", 4, "-o", link).code == 0
+    assert link.is_symlink() and target.read_bytes()[4:8] == b"TFL3"
+
+
+def test_output_that_is_not_a_regular_file_is_refused(tmp_path, cli):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_clean_error(cli("build", "--units", 4, "-o", fifo), "not a regular file")
+    assert fifo.is_fifo()
+
+
+def test_npz_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path, cli):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1000000, 1000000)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("input_weights", "recurrent_weights", "bias"):
+            archive.writestr(f"{name}.npy", header.getvalue() + b"\0" * 16)
+    assert_clean_error(cli("build", "--weights", path), "claims shape [1000000, 1000000]")
+
+
+def test_overlong_name_is_refused(cli, tmp_path):
+    assert_clean_error(cli("build", "--units", 4, "--name", "n" * 300, "-o", tmp_path / "m.tflite"),
+                       "at most 256")
+
+
+def test_model_too_large_for_verify_is_refused_clearly(tmp_path, cli):
+    path = tmp_path / "long.tflite"
+    assert cli("build", "--units", 1, "--input-size", 1, "--time-steps", 2**25, "-o", path).code == 0
+    assert_clean_error(cli("verify", path), "verify's reference handles at most 16,777,216")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_tolerances_must_be_finite(cli, model_path, value):
+    assert_clean_error(cli("verify", model_path, "--atol", value), "finite and non-negative")
+
+
+def test_bare_command_prints_help(cli):
+    result = cli()
+    assert result.code == 0 and "Usage: tflrnn" in result.out and "build" in result.out

@@ -42,7 +42,24 @@ def test_build_alone_loads_neither_the_reader_nor_the_runtime(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_console_script_entry_point(tmp_path):
-    """The installed `tflrnn` command (python -m tflrnn runs the same main)."""
-    result = subprocess.run([sys.executable, "-m", "tflrnn", "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.startswith("tflrnn, version ")
+def test_installed_command_and_module_entry_points(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import tflrnn
+
+    script = shutil.which("tflrnn", path=str(Path(sys.executable).parent))
+    assert script is not None, "pyproject.toml should install the tflrnn command"
+    for argv in ([script, "--version"], [sys.executable, "-m", "tflrnn", "--version"]):
+        result = subprocess.run(argv, capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout.strip() == f"tflrnn, version {tflrnn.__version__}"
+
+
+def test_debug_flag_from_the_environment(tmp_path):
+    import os
+
+    argv = [sys.executable, "-m", "tflrnn", "build", "--units", "0", "-o", str(tmp_path / "m.tflite")]
+    quiet = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "TFLRNN_DEBUG": "0"})
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    loud = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "TFLRNN_DEBUG": "1"})
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

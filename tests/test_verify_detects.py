@@ -180,3 +180,93 @@ def test_absurd_input_shape_is_refused_before_allocating():
     failed = _failed(write(model))
     assert "would take 22.4 GiB (limit 2 GiB)" in failed["tensors.shapes"]
     assert "numeric" in failed
+
+
+@pytest.mark.parametrize("tensor, change", [(0, "data"), (5, "data"), (5, "variable")])
+def test_inputs_and_outputs_must_be_plain_tensors(tensor, change):
+    # With data, the runtime would write the sequence into the model's own bytes.
+    model = _model()
+    t = model.subgraphs[0].tensors[tensor]
+    if change == "data":
+        t.data = np.zeros(t.shape, dtype=np.float32)
+    else:
+        t.is_variable = True
+    data = write(model)
+    before = bytes(data)
+    failed = _failed(data)
+    assert "has buffer data or is a variable" in failed["tensors.shapes"] and "numeric" in failed
+    assert data == before
+
+
+def test_signature_must_name_the_rnn_subgraph():
+    model = _model()
+    model.signatures[0].subgraph = 5
+    assert "names subgraph 5" in _failed(write(model))["signature"]
+
+
+def test_metadata_cell_name_must_match():
+    model = _model()
+    model.metadata["tflrnn"] = model.metadata["tflrnn"].replace(b'"name":"rnn"', b'"name":"rnx"')
+    assert "name 'rnx' but the graph has 'rnn'" in _failed(write(model))["metadata.tflrnn"]
+
+
+@pytest.mark.parametrize("payload", [b'{"cells":[1]}', b"[" * 5000, b'{"cells":[{"num_units":NaN}]}', b"\xff"])
+def test_malformed_tflrnn_metadata_fails_the_check_not_the_tool(payload):
+    model = _model()
+    model.metadata["tflrnn"] = payload
+    assert _failed(write(model))["metadata.tflrnn"] == "not valid tflrnn JSON"
+
+
+def test_dynamic_shape_signature_is_reported():
+    model = _model()
+    model.subgraphs[0].tensors[0].shape_signature = (-1, 4, 3)
+    assert "dynamic dimensions are not supported" in _failed(write(model))["tensors.shapes"]
+
+
+def test_long_unstable_sequences_are_judged_by_float32_rounding_not_luck():
+    """Linear activation over 1000 steps: values grow and cancel; the tolerance follows the terms summed."""
+    for seed in range(3):
+        data = tflrnn.build(tflrnn.RNNCell(256, activation="linear"), time_steps=1000, seed=seed)
+        report = tflrnn.verify(data, seed=seed)
+        assert report.passed, [(c.name, c.detail) for c in report.failures]
+
+
+def test_vectors_that_reuse_one_table_are_refused_quickly():
+    """A tiny file whose vectors all point at the same table would otherwise be read a million times over."""
+    import flatbuffers
+
+    from tflrnn.errors import ModelFormatError
+    from tflrnn.reader import read
+    from tflrnn.writer import _table_vector, fb
+
+    builder = flatbuffers.Builder(1024)
+    name = builder.CreateString("t")
+    shape = builder.CreateNumpyVector(np.asarray([1], dtype=np.int32))
+    fb.TensorStart(builder)
+    fb.TensorAddShape(builder, shape)
+    fb.TensorAddName(builder, name)
+    tensor = fb.TensorEnd(builder)
+    tensors = _table_vector(builder, [tensor] * 1000, fb.SubGraphStartTensorsVector)
+    fb.SubGraphStart(builder)
+    fb.SubGraphAddTensors(builder, tensors)
+    graph = fb.SubGraphEnd(builder)
+    graphs = _table_vector(builder, [graph] * 1000, fb.ModelStartSubgraphsVector)
+    fb.BufferStart(builder)
+    buffers = _table_vector(builder, [fb.BufferEnd(builder)], fb.ModelStartBuffersVector)
+    fb.ModelStart(builder)
+    fb.ModelAddVersion(builder, 3)
+    fb.ModelAddSubgraphs(builder, graphs)
+    fb.ModelAddBuffers(builder, buffers)
+    builder.Finish(fb.ModelEnd(builder), file_identifier=b"TFL3")
+    data = bytes(builder.Output())
+    assert len(data) < 10_000
+    with pytest.raises(ModelFormatError, match="refer to the same entries over and over"):
+        read(data)
+
+
+def test_equal_weights_share_one_buffer_whatever_the_objects():
+    w = np.full((4, 4), 0.25, dtype=np.float32)
+    b = np.zeros(4, dtype=np.float32)
+    shared = tflrnn.build(tflrnn.RNNCell(4), weights=tflrnn.CellWeights(w, w, b))
+    copied = tflrnn.build(tflrnn.RNNCell(4), weights=tflrnn.CellWeights(w, w.copy(), b))
+    assert shared == copied and tflrnn.verify(shared).passed

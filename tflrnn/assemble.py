@@ -12,6 +12,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from . import writer
 from .cell import ACTIVATION_NAMES, CellWeights, RNNCell, check_positive_int, initial_weights
 from .errors import ConfigError
@@ -123,13 +125,13 @@ def describe_model(
     elif input_size is None:
         input_size = cell.num_units
     check_sizes(cell.num_units, input_size, time_steps, batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if weights is None:
         weights = initial_weights(cell.num_units, input_size, seed)
 
     info = BuildInfo(cell.name, cell.num_units, input_size, cell.activation, weights.sha256())
-    return rnn_model(
+    model = rnn_model(
         weights,
         name=cell.name,
         activation=cell.fused_activation,
@@ -142,6 +144,9 @@ def describe_model(
         },
         description=f"tflrnn {__version__}",
     )
+    if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
+        raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
+    return model
 
 
 @dataclass(frozen=True)

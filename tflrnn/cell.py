@@ -59,7 +59,12 @@ def check_positive_int(value, what: str) -> int:
     return int(value)
 
 
+MAX_NAME_LENGTH = 256
+
+
 def check_name(name) -> str:
+    if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
     if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
         raise ConfigError(
             f"name {name!r} is not a valid cell name: use letters, digits and _ . - / (not starting with - or /)"

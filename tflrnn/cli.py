@@ -20,7 +20,7 @@ from .version import __version__
 
 # Each command imports what it needs when it runs: `tflrnn build` must not pay for the reader or the runtime.
 
-_debug = bool(os.environ.get("TFLRNN_DEBUG"))
+_debug = os.environ.get("TFLRNN_DEBUG", "").lower() not in ("", "0", "false", "no")
 _path = click.Path(path_type=Path)  # existence is checked by the library, with its own message
 
 
@@ -74,7 +74,7 @@ def build(units, input_size, time_steps, batch_size, activation, time_major, nam
     if plan.source is not None:
         summary["source"] = {"path": str(weights), **plan.source.to_dict()}
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(_json(summary))
         return
     if plan.source is not None:
         click.echo(f"read {weights}: {plan.source.describe()}")
@@ -113,7 +113,7 @@ def verify(ctx, model, weights, against, source_format, layer, scope, layer_inde
                           scope=scope, layer_index=layer_index, runtime=runtime, atol=atol, rtol=rtol,
                           sequences=sequences, seed=seed)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(_json(report.to_dict()))
     else:
         labels = [c.name + (f" [{c.runtime}]" if c.runtime and len(report.runtimes) > 1 else "") for c in report.checks]
         width = max(map(len, labels))
@@ -137,7 +137,7 @@ def inspect(model, as_json):
 
     info = inspect_model(model).to_dict()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(_json(info))
         return
     click.echo(f"{info['model']}: {info['bytes']:,} bytes, sha256 {info['sha256']}")
     click.echo(f"schema version {info['schema_version']}, description {info['description']!r}")
@@ -179,13 +179,20 @@ def weights(model, output, names, as_json):
 
     written = export_weights(model, output, keras_names=names == "keras")
     if as_json:
-        click.echo(json.dumps(written, indent=2))
+        click.echo(_json(written))
     else:
         arrays = ", ".join(f"{k} {v}" for k, v in written["arrays"].items())
         click.echo(f"{output}: {arrays} (weights sha256 {written['weights_sha256']})")
 
 
+def _json(document) -> str:
+    return json.dumps(document, indent=2, allow_nan=False)  # strict JSON: a NaN here would be a bug, not output
+
+
 def main(argv: list[str] | None = None) -> None:
+    if not (sys.argv[1:] if argv is None else argv):
+        click.echo(cli.get_help(click.Context(cli, info_name="tflrnn")))
+        sys.exit(0)
     try:
         code = cli.main(args=argv, prog_name="tflrnn", standalone_mode=False)
     except click.UsageError as exc:
@@ -199,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
         _fail("interrupted", 130)
+    except MemoryError:
+        _fail("not enough memory for this input", 2)
     except BrokenPipeError:
         sys.stderr.close()  # output piped into something that stopped reading: not an error of ours
         sys.exit(0)

@@ -100,9 +100,13 @@ def _metadata_value(name: str, value: bytes):
     if name == "min_runtime_version":
         return value.rstrip(b"\0").decode("utf-8", errors="replace")
     try:
-        return json.loads(value)
+        return json.loads(value, parse_constant=_not_json)  # NaN/Infinity would make our own JSON invalid
     except (ValueError, RecursionError):
         return {"bytes": len(value)}
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
 
 
 @cache

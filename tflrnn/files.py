@@ -23,9 +23,13 @@ def read_bytes(path, what: str = "file") -> bytes:
 def write_atomic(path, data: bytes) -> Path:
     """Write to a temporary file beside `path`, then rename over it: readers see the old file or the new one."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()  # write the file the link points to, and keep the link
     directory = path.parent
     if path.is_dir():
         raise TflrnnError(f"output path is a directory: {path}")
+    if path.exists() and not path.is_file():
+        raise TflrnnError(f"output path is not a regular file: {path}")
     if not directory.is_dir():
         raise TflrnnError(f"output directory does not exist: {directory}")
     # A unique name in the same directory, so the rename cannot cross file systems. (os.open rather than

@@ -49,6 +49,10 @@ def read(data: bytes) -> Model:
 class _Reader:
     def __init__(self, data: bytes):
         self.data = data
+        # Vector entries may all point at one table, so each vector fitting in the file is not enough: the whole
+        # read visits at most one element per 4 bytes of file (every entry, and every table it names, takes at
+        # least that), plus slack for the small shared shape vectors a writer may deduplicate.
+        self.budget = len(data) // 4 + 64
         root = struct.unpack_from("<I", data, 0)[0]
         if root >= len(data):
             raise ModelFormatError(f"corrupt TFLite model: root table offset {root} is past the end of the file")
@@ -82,6 +86,9 @@ class _Reader:
         # Each element takes at least 4 bytes: a longer vector cannot be in this file.
         if length * 4 > len(self.data):
             raise ModelFormatError(f"corrupt TFLite model: {what} vector claims {length} entries")
+        self.budget -= length
+        if self.budget < 0:
+            raise ModelFormatError("corrupt TFLite model: its vectors refer to the same entries over and over")
         return range(length)
 
     def _buffer(self, buf) -> np.ndarray | None:

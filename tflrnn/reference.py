@@ -20,6 +20,8 @@ from .model import Activation
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 DEFAULT_SEQUENCES = 3
+# The reference keeps about 20 float64 copies of a sequence: 2**24 values per tensor is ~2.7 GB at the peak.
+MAX_VERIFY_VALUES = 2**24
 
 DISCONTINUOUS = {Activation.SIGN_BIT}  # a rounding-sized change of the input can flip the output
 

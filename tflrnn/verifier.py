@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reference
-from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
+from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_VALUES
 from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha256
 from .cell import ACTIVATION_NAMES, CellWeights
 from .errors import ConfigError, TflrnnError
@@ -94,12 +94,13 @@ def verify(
     compare. `format`, `layer`, `scope` and `layer_index` pick from those files as for building.
     `runtime`: "litert", "tensorflow" or "all".
     """
-    if not (atol >= 0 and rtol >= 0):
-        raise ConfigError(f"atol and rtol must be non-negative, got atol={atol}, rtol={rtol}")
+    if not (0 <= atol < math.inf and 0 <= rtol < math.inf):
+        raise ConfigError(f"atol and rtol must be finite and non-negative, got atol={atol}, rtol={rtol}")
     if isinstance(sequences, bool) or not isinstance(sequences, int) or not 2 <= sequences <= 1000:
         raise ConfigError(f"sequences must be an integer from 2 to 1000 (state is checked across them), got {sequences}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
     runtimes = list(RUNTIMES) if runtime == "all" else [runtime]
     if any(r not in RUNTIMES for r in runtimes):
         raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
@@ -108,6 +109,7 @@ def verify(
     else:
         data, label = read_bytes(model, "model file"), str(Path(model))
     graph = find_rnn(read(data))
+    _check_verifiable_size(graph)
     if weights is not None and not isinstance(weights, CellWeights):
         # A weights file holding several cells is read under this model's cell name unless a scope is given.
         weights = load_weights(weights, scope or graph.input_weights.name.rpartition("/")[0] or None, format=format,
@@ -155,16 +157,35 @@ def _against_checks(g: RNNGraph, inputs, runs: dict, report: VerifyReport, atol,
         "reference": result.reference,
         "framework": result.framework,
     }
+    # The scale of each step's terms along the source's own trajectory, for the rounding allowance.
+    scales, state = [], np.zeros(g.hidden_state.shape)
+    for x, y in zip(inputs, result.outputs):
+        previous = _previous_states(y, state, g.time_major)
+        scales.append(reference.step(x, result.source.weights, g.options.activation, previous,
+                                     time_major=g.time_major)[2])
+        state = _last_step(y, g.time_major)
     checks = []
     for name, outputs in runs.items():
-        parts = [_compare(y, expected.astype(np.float64), None, None, None, atol, rtol)
-                 for y, expected in zip(outputs, result.outputs)]
+        parts = [_compare(y, expected.astype(np.float64), None, scale, None, atol, rtol)
+                 for y, expected, scale in zip(outputs, result.outputs, scales)]
         checks.append(_numeric_check(
             f"against.{result.source.format}", Comparison.worst(parts), atol, rtol,
             f"{result.reference} on {result.framework}, {len(inputs)} invokes with the state chained",
             runtime=name,
         ))
     return checks
+
+
+def _check_verifiable_size(g: RNNGraph) -> None:
+    """A valid model can still be too large for verify's float64 reference, which holds several copies of every
+    sequence; refuse it up front rather than run out of memory. (Larger than 2 GiB is the model's fault: the
+    shapes check reports that.)"""
+    values = max(float(np.prod(g.input.shape, dtype=np.float64)), float(np.prod(g.output.shape, dtype=np.float64)))
+    if MAX_VERIFY_VALUES < values <= MAX_TENSOR_BYTES / 4:
+        raise ConfigError(
+            f"the model's input/output tensors hold {values:,.0f} values per invoke; verify's reference handles at "
+            f"most {MAX_VERIFY_VALUES:,} (build a copy with fewer time steps or a smaller batch to verify the weights)"
+        )
 
 
 # Structure ------------------------------------------------------------------------------------------------------
@@ -253,6 +274,13 @@ def _shapes_check(g: RNNGraph) -> Check:
         size = 4 * int(np.prod(tensor.shape, dtype=np.float64))  # float64: a hostile shape must not overflow
         if size > MAX_TENSOR_BYTES:
             problems.append(f"'{tensor.name}' {list(tensor.shape)} would take {size / 2**30:.1f} GiB (limit 2 GiB)")
+        if tensor.data is not None or tensor.is_variable:
+            # The runtime would write the sequence into the model's own bytes.
+            problems.append(f"'{tensor.name}' is an input/output but has buffer data or is a variable")
+    for tensor in (x, w, r, b, h, y):
+        if tensor.shape_signature is not None and tuple(tensor.shape_signature) != tuple(tensor.shape):
+            problems.append(f"'{tensor.name}' has shape_signature {list(tensor.shape_signature)}: dynamic dimensions "
+                            "are not supported (the state fixes the batch)")
     for tensor in (x, b, h, y):
         if tensor.dtype != "float32":
             problems.append(f"'{tensor.name}' is {tensor.dtype}, expected float32")
@@ -274,10 +302,13 @@ def _signature_check(g: RNNGraph) -> Check:
     x_index = g.operator.inputs[0]
     y_index = g.operator.outputs[0]
     signature = next((s for s in g.model.signatures if s.key == SIGNATURE_KEY), None)
+    subgraph_index = next(i for i, graph in enumerate(g.model.subgraphs) if graph is g.subgraph)
     problems = []
     if signature is None:
         problems.append(f"no '{SIGNATURE_KEY}' signature")
     else:
+        if signature.subgraph != subgraph_index:
+            problems.append(f"it names subgraph {signature.subgraph}, but the RNN is in subgraph {subgraph_index}")
         if signature.inputs != {SIGNATURE_INPUT: x_index}:
             problems.append(f"inputs {signature.inputs}, expected {{'{SIGNATURE_INPUT}': {x_index}}}")
         if signature.outputs != {SIGNATURE_OUTPUT: y_index}:
@@ -307,28 +338,42 @@ def _metadata_checks(g: RNNGraph, op_version: int) -> list[Check]:
     if raw is None:
         checks.append(Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn"))
         return checks
-    try:
-        document = json.loads(raw)
-        cell = document["cells"][0]
-    except (ValueError, KeyError, IndexError, TypeError):
+    cell, document = _tflrnn_metadata(raw)
+    if cell is None:
         checks.append(Check("metadata.tflrnn", False, "not valid tflrnn JSON"))
         return checks
-    problems = []
     w = g.input_weights
     facts = {
+        "name": w.name.rpartition("/")[0] or None,
         "num_units": w.shape[0] if len(w.shape) == 2 else None,
         "input_size": w.shape[1] if len(w.shape) == 2 else None,
         "activation": ACTIVATION_NAMES.get(g.options.activation),
     }
-    for key, actual in facts.items():
-        if cell.get(key) != actual:
-            problems.append(f"{key} {cell.get(key)!r} but the graph has {actual!r}")
+    problems = [f"{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
+                if cell.get(key) != actual]
     weights, _ = _usable_weights(g)
     if weights is not None and cell.get("weights_sha256") != weights.sha256():
         problems.append("weights_sha256 does not match the weights in the file")
     if problems:
         return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
-    return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document.get('version')}; weights sha256 match")]
+    return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document.get('version')}; name, sizes, "
+                                                     "activation and weights sha256 match the graph")]
+
+
+def _tflrnn_metadata(raw: bytes) -> tuple[dict | None, dict | None]:
+    """The first cell of a tflrnn metadata entry, or (None, None) when the entry is not what tflrnn writes."""
+    try:
+        document = json.loads(raw, parse_constant=_reject)
+    except (ValueError, RecursionError):
+        return None, None
+    cells = document.get("cells") if isinstance(document, dict) else None
+    if not isinstance(cells, list) or not cells or not isinstance(cells[0], dict):
+        return None, None
+    return cells[0], document
+
+
+def _reject(constant: str):
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:
@@ -441,12 +486,19 @@ def _last_step(y: np.ndarray, time_major: bool) -> np.ndarray:
 
 
 def _compare(actual, expected, pre, scale, activation, atol, rtol) -> Comparison:
+    """|actual - expected| <= atol + rtol * scale, where scale = sum of |terms| in the step's dot products.
+
+    float32 rounding grows with the terms summed, not with the result: a pre-activation that cancels to near
+    zero still carries the rounding of its large terms. Every fused activation changes by at most as much as
+    its input, so the bound carries over to the output.
+    """
     diff = np.abs(actual.astype(np.float64) - expected)
-    bad = ~(diff <= atol + rtol * np.abs(expected))  # written so that a NaN output counts as bad
+    allowed = atol + rtol * scale
+    bad = ~(diff <= allowed)  # written so that a NaN output counts as bad
     ties = 0
-    if pre is not None and activation in reference.DISCONTINUOUS:
+    if activation in reference.DISCONTINUOUS:
         # A pre-activation within rounding of the jump may land either side of it in float32.
-        tie = np.abs(pre) <= atol + rtol * scale
+        tie = np.abs(pre) <= allowed
         ties = int(np.count_nonzero(bad & tie))
         bad &= ~tie
         diff = np.where(tie, 0.0, diff)

@@ -40,7 +40,9 @@ def write(model: Model) -> bytes:
         return int_vectors[key]
 
     buffer_data: list[np.ndarray | None] = [None]  # buffer 0: the empty sentinel
-    buffer_of: dict[int, int] = {}  # id(array) -> buffer index, so a shared array is stored once
+    # Tensors with equal contents share one buffer, so the bytes depend only on the values (not on which arrays
+    # happen to be the same object) and shared weights are stored once.
+    same_layout: dict[tuple, list[int]] = {}  # (dtype, shape) -> buffer indices
     tensor_buffers = []
     for graph in model.subgraphs:
         indices = []
@@ -48,12 +50,15 @@ def write(model: Model) -> bytes:
             if tensor.data is None:
                 indices.append(0)
                 continue
-            key = id(tensor.data)
-            if key not in buffer_of:
-                buffer_of[key] = len(buffer_data)
+            candidates = same_layout.setdefault((tensor.data.dtype.str, tensor.data.shape), [])
+            index = next((i for i in candidates if np.array_equal(buffer_data[i], tensor.data)), None)
+            if index is None:
+                index = len(buffer_data)
                 buffer_data.append(tensor.data)
-            indices.append(buffer_of[key])
+                candidates.append(index)
+            indices.append(index)
         tensor_buffers.append(indices)
+    tensor_buffer_count = len(buffer_data)
     metadata_buffers = {}
     for name, value in model.metadata.items():
         metadata_buffers[name] = len(buffer_data)
@@ -62,7 +67,7 @@ def write(model: Model) -> bytes:
     # Large byte vectors first: they land at the end of the file, away from the tables. Tensor data is 16-byte
     # aligned as the schema asks; metadata needs no alignment, so it is not padded.
     data_offsets = [None] + [
-        _data_vector(builder, data, 1 if i > len(buffer_of) else _DATA_ALIGNMENT)
+        _data_vector(builder, data, _DATA_ALIGNMENT if i < tensor_buffer_count else 1)
         for i, data in enumerate(buffer_data[1:], start=1)
     ]
     buffers = []

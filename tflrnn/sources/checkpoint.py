@@ -40,6 +40,6 @@ def read_checkpoint(path: Path, scope: str | None = None) -> ImportedCell:
     try:
         weights, scope = weights_from_arrays(arrays, scope)
     except WeightsError as exc:
-        raise WeightsError(f"checkpoint {prefix}: {str(exc).replace('with the cell name', 'with --scope')}") from None
+        raise WeightsError(f"checkpoint {prefix}: {exc}") from None
     return ImportedCell(weights, "checkpoint", scope or None, activation=None,
                         details="a checkpoint does not record the activation: give --activation if it is not tanh")

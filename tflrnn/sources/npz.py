@@ -7,6 +7,7 @@ SimpleRNN's (`kernel` [I,U], `recurrent_kernel` [U,U], `bias` [U], transposed on
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -26,15 +27,35 @@ def read_npz(path: Path, name: str | None = None) -> ImportedCell:
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"cannot read weights {path}: not an .npz archive")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        with warnings.catch_warnings():  # numpy warns on odd headers before it raises: one line is enough
+            warnings.simplefilter("ignore")
+            _check_sizes(path)
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+        raise WeightsError(f"cannot read weights {path}: {' '.join(str(exc).split())}") from None
     try:
         weights, prefix = weights_from_arrays(arrays, name)
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
     return ImportedCell(weights, "npz", prefix or None, activation=None)
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuse an array whose header claims more data than its archive member holds, before allocating it."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0  # 3.0 differs from 2.0 only in the header's encoding
+                shape, _, dtype = read_header(member)
+            claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if claimed > info.file_size:
+                raise ValueError(f"'{info.filename[:-4]}' claims shape {list(shape)} ({claimed:,} bytes) but holds "
+                                 f"{info.file_size:,} bytes")
 
 
 def weights_from_arrays(arrays: dict[str, np.ndarray], name: str | None = None) -> tuple[CellWeights, str]:
@@ -54,7 +75,7 @@ def weights_from_arrays(arrays: dict[str, np.ndarray], name: str | None = None) 
     if len(candidates) > 1:
         if name not in candidates:
             listed = ", ".join(repr(c) for c in sorted(candidates))
-            raise WeightsError(f"several cells in the weights ({listed}); pick one with the cell name")
+            raise WeightsError(f"several cells in the weights ({listed}); pick one with --scope")
         candidates = [name]
     prefix = candidates[0]
     leaves = cells[prefix]
