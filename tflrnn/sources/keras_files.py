@@ -18,7 +18,7 @@ from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
 from ..errors import ConfigError, WeightsError
 from . import ImportedCell, require
 
-_CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError)
+_CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
 
 
 def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
@@ -132,40 +132,25 @@ def _looks_like_simple_rnn(arrays: list) -> bool:
     )
 
 
+def _layer_configs(node):
+    """(class_name, config) of every layer in a (nested) Keras model config."""
+    if isinstance(node, dict):
+        if isinstance(node.get("class_name"), str) and isinstance(node.get("config"), dict):
+            yield node["class_name"], node["config"]
+        for value in node.values():
+            yield from _layer_configs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _layer_configs(value)
+
+
 def _simple_rnn_configs(config) -> dict[str, dict]:
-    """Every SimpleRNN layer config in a (nested) model config, by layer name."""
-    found = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "SimpleRNN" and isinstance(node.get("config"), dict):
-                found[node["config"].get("name")] = node["config"]
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return found
+    return {layer.get("name"): layer for kind, layer in _layer_configs(config) if kind == "SimpleRNN"}
 
 
 def _layer_classes(config) -> set[str]:
-    classes = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("class_name"), str) and isinstance(node.get("config"), dict):
-                if "name" in node["config"] and node["class_name"] not in ("Sequential", "Functional", "Model"):
-                    classes.add(node["class_name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return classes or {"none"}
+    containers = ("Sequential", "Functional", "Model")
+    return {kind for kind, layer in _layer_configs(config) if "name" in layer and kind not in containers} or {"none"}
 
 
 def _activation_name(raw) -> str:
