@@ -107,7 +107,7 @@ def test_keras_reading_does_not_import_tensorflow(tmp_path):
 def test_keras_files_that_cannot_be_built(tmp_path, cli):
     no_rnn = keras.Sequential([keras.Input((5, 4)), keras.layers.LSTM(3), keras.layers.Dense(2)])
     no_rnn.save(tmp_path / "lstm.keras")
-    assert_clean_error(cli("build", "--weights", tmp_path / "lstm.keras"), "no SimpleRNN layer", "LSTM", "Dense")
+    assert_clean_error(cli("build", "--weights", tmp_path / "lstm.keras"), "no SimpleRNN layer", "(layers: Dense, LSTM)")
 
     sigmoid, _ = _keras_model(activation="sigmoid")
     sigmoid.save(tmp_path / "sigmoid.keras")

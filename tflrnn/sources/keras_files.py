@@ -149,8 +149,10 @@ def _simple_rnn_configs(config) -> dict[str, dict]:
 
 
 def _layer_classes(config) -> set[str]:
-    containers = ("Sequential", "Functional", "Model")
-    return {kind for kind, layer in _layer_configs(config) if "name" in layer and kind not in containers} or {"none"}
+    skipped = ("Sequential", "Functional", "Model", "InputLayer")
+    # Layers carry a dtype or trainable flag; nested objects such as a DTypePolicy or an initializer do not.
+    return {kind for kind, layer in _layer_configs(config)
+            if ("dtype" in layer or "trainable" in layer) and kind not in skipped} or {"none"}
 
 
 def _activation_name(raw) -> str:
