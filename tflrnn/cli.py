@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -51,12 +53,28 @@ def cli(debug: bool) -> None:
 @click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer to take, when there are several.")
 @click.option("--config", type=_path, help="Cell config, JSON (get_config()) or TOML.")
 @click.option("-o", "--output", type=_path, default=Path("rnn.tflite"), show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights, weights_format,
-          layer, scope, layer_index, config, output, as_json):
+@click.option("--manifest", type=_path, help="Build and verify every model a manifest (TOML/JSON) lists.")
+@click.option("--out-dir", type=_path, default=Path("tflrnn-models"), show_default=True,
+              help="With --manifest: where the models, SHA256SUMS, report.json and report.md go.")
+@click.option("--check", is_flag=True, help="With --manifest: rebuild in memory; exit 1 if --out-dir differs.")
+@click.option("--jobs", type=int, help="With --manifest: models built at once (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
+@click.pass_context
+def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights,
+          weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .assemble import build_file
     from .config import resolve_build_options
+
+    if manifest is not None:
+        single = [p.name for p in ctx.command.params
+                  if p.name not in ("manifest", "out_dir", "check", "jobs", "as_json")
+                  and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if single:
+            raise TflrnnError(f"--manifest builds what the manifest says; drop {', '.join('--' + n.replace('_', '-') for n in single)}")
+        ctx.exit(_build_manifest(manifest, out_dir, check, jobs, as_json))
+    if check or jobs is not None:
+        raise TflrnnError("--check and --jobs go with --manifest")
 
     options = {
         "num_units": units,
@@ -84,6 +102,58 @@ def build(units, input_size, time_steps, batch_size, activation, time_major, nam
         f"state {summary['state_shape']}, {summary['activation']}, {layout}, {summary['bytes']:,} bytes, "
         f"sha256 {summary['sha256']}"
     )
+
+
+def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None, as_json: bool) -> int:
+    from .manifest import build_all, check_artifacts, load_manifest, manifest_report, write_artifacts
+
+    entries = load_manifest(manifest)
+    if jobs is not None and jobs < 1:
+        raise TflrnnError(f"--jobs must be a positive integer, got {jobs}")
+    done = []
+    verb = "rebuilding" if check else "building"
+    bar = None
+    if sys.stderr.isatty():
+        bar = click.progressbar(length=len(entries), label=f"{verb} {len(entries)} models", file=sys.stderr)
+        bar.__enter__()
+
+    def show(outcome) -> None:
+        done.append(outcome)
+        if bar is not None:
+            bar.update(1)
+            return
+        if outcome.error is not None:
+            state = f"error: {outcome.error}"
+        elif check:
+            state = f"rebuilt ({outcome.summary['bytes']:,} bytes)"
+        else:
+            error = "" if outcome.max_abs_error is None else f", max error {outcome.max_abs_error:.2e}"
+            state = f"{'pass' if outcome.passed else 'FAIL'} ({outcome.summary['bytes']:,} bytes{error})"
+        click.echo(f"[{len(done)}/{len(entries)}] {outcome.name}: {state}", err=as_json)
+
+    try:
+        outcomes = build_all(entries, jobs, show, check_models=not check)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if check:
+        drift = check_artifacts(outcomes, out_dir)
+        for line in drift:
+            click.echo(f"drift: {line}", err=as_json)
+        click.echo(f"{out_dir}: {'up to date' if not drift else f'{len(drift)} difference(s)'}", err=as_json)
+        if as_json:
+            click.echo(_json({"out_dir": str(out_dir), "up_to_date": not drift, "drift": drift}))
+        return 0 if not drift else 1
+    write_artifacts(outcomes, out_dir, manifest)
+    report = manifest_report(outcomes, manifest)
+    failed = [m["name"] for m in report["models"] if not m["passed"]]
+    if as_json:
+        click.echo(_json(report))
+    else:
+        click.echo(f"{out_dir}: {len(outcomes) - len(failed)} of {len(outcomes)} models passed"
+                   + (f"; failed: {', '.join(failed)}" if failed else "")
+                   + f" (SHA256SUMS, report.json, report.md)")
+    return 0 if not failed else 1
 
 
 @cli.command()
@@ -189,7 +259,13 @@ def _json(document) -> str:
     return json.dumps(document, indent=2, allow_nan=False)  # strict JSON: a NaN here would be a bug, not output
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (CI cancelling a job) cleans up exactly as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     if not (sys.argv[1:] if argv is None else argv):
         click.echo(cli.get_help(click.Context(cli, info_name="tflrnn")))
         sys.exit(0)

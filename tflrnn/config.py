@@ -57,14 +57,14 @@ def load_config(path) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    document = _parse(text, path)
+    document = parse_document(text, path)
     if isinstance(document, dict) and isinstance(document.get("config"), dict) and "class_name" in document:
         document = document["config"]  # keras.layers.serialize() wraps get_config() like this
     validate(document, CELL_CONFIG_SCHEMA, str(path))
     return _settings(document, str(path))
 
 
-def _parse(text: str, path: Path):
+def parse_document(text: str, path: Path):
     as_toml = path.suffix.lower() == ".toml"
     if as_toml:
         try:

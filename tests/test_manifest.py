@@ -1,0 +1,179 @@
+"""`tflrnn build --manifest`: many models in parallel, reports, reproducibility, drift checks, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import tflrnn
+from support import assert_clean_error, random_weights
+from tflrnn.config import load_schema
+
+MANIFEST = """
+[defaults]
+time_steps = 6
+activation = "tanh"
+
+[[models]]
+name = "seeded"
+units = 16
+input_size = 8
+
+[[models]]
+name = "time_major"
+units = 8
+time_major = true
+batch_size = 2
+
+[[models]]
+name = "trained"
+weights = "w.npz"
+activation = "relu"
+
+[[models]]
+name = "broken"
+units = 8
+activation = "sigmoid"
+"""
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    w, r, b = random_weights(5, 3)
+    np.savez(tmp_path / "w.npz", input_weights=w, recurrent_weights=r, bias=b)
+    path = tmp_path / "models.toml"
+    path.write_text(MANIFEST)
+    return path
+
+
+def test_builds_verifies_and_reports_every_model(tmp_path, cli, manifest):
+    import jsonschema
+
+    out = tmp_path / "out"
+    result = cli("build", "--manifest", manifest, "--out-dir", out)
+
+    assert result.code == 1  # one entry fails; the rest are still built
+    lines = result.out.strip().splitlines()
+    assert sum(line.startswith("[") for line in lines) == 4  # plain progress lines off a terminal
+    assert any("broken: error: activation 'sigmoid'" in line for line in lines)
+    assert lines[-1].startswith(f"{out}: 3 of 4 models passed; failed: broken")
+    assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS", "report.json", "report.md", "seeded.tflite",
+                                                     "time_major.tflite", "trained.tflite"]
+    import hashlib
+
+    sums = (out / "SHA256SUMS").read_text().splitlines()
+    assert sums == sorted(sums) and len(sums) == 3
+    for line in sums:
+        digest, name = line.split("  ")
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+        assert tflrnn.verify(out / name).passed
+
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, load_schema("manifest-report.schema.json"))
+    assert report["passed"] is False
+    by_name = {m["name"]: m for m in report["models"]}
+    assert by_name["time_major"]["input_shape"] == [6, 2, 8] and by_name["trained"]["activation"] == "relu"
+    assert by_name["broken"]["file"] is None and "sigmoid" in by_name["broken"]["error"]
+    assert all(by_name[n]["passed"] and by_name[n]["max_abs_error"] < 1e-5 for n in ("seeded", "trained"))
+    table = (out / "report.md").read_text()
+    assert "## tflrnn: 3 of 4 models passed" in table and "| seeded | [1, 6, 8] | [1, 6, 16] | tanh |" in table
+
+
+def test_same_manifest_gives_byte_identical_artifacts(tmp_path, cli, manifest):
+    cli("build", "--manifest", manifest, "--out-dir", tmp_path / "a", "--jobs", 1)
+    cli("build", "--manifest", manifest, "--out-dir", tmp_path / "b")
+    for name in ("SHA256SUMS", "report.json", "report.md", "seeded.tflite", "time_major.tflite", "trained.tflite"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_check_detects_drift(tmp_path, cli, manifest):
+    manifest.write_text(MANIFEST.split('[[models]]\nname = "broken"')[0])
+    out = tmp_path / "out"
+    assert cli("build", "--manifest", manifest, "--out-dir", out).code == 0
+    up_to_date = cli("build", "--manifest", manifest, "--out-dir", out, "--check")
+    assert up_to_date.code == 0 and up_to_date.out.strip().endswith(f"{out}: up to date")
+
+    manifest.write_text(manifest.read_text().replace("units = 16", "units = 17"))
+    (out / "old_model.tflite").write_bytes((out / "seeded.tflite").read_bytes())
+    drifted = cli("build", "--manifest", manifest, "--out-dir", out, "--check", "--json")
+    assert drifted.code == 1
+    verdict = json.loads(drifted.out)
+    assert verdict["up_to_date"] is False
+    assert any("seeded: " in line and "differs from a rebuild" in line for line in verdict["drift"])
+    assert any("old_model.tflite is not in the manifest" in line for line in verdict["drift"])
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('[[models]]\nname = "a b"\nunits = 4\n', "key 'models/0/name'"),
+        ('[[models]]\nname = "a"\nunit = 4\n', "'unit' was unexpected"),
+        ("models = []\n", "key 'models'"),
+        ('[defaults]\nbatch = 2\n[[models]]\nname = "a"\nunits = 4\n', "'batch' was unexpected"),
+        ('[[models]]\nname = "a"\nunits = 4\n[[models]]\nname = "a"\nunits = 5\n', "two models are named 'a'"),
+    ],
+)
+def test_invalid_manifests(tmp_path, cli, text, fragment):
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    assert_clean_error(cli("build", "--manifest", path, "--out-dir", tmp_path / "out"), fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_manifest_excludes_single_model_options(tmp_path, cli, manifest):
+    assert_clean_error(cli("build", "--manifest", manifest, "--units", 4), "drop --units")
+    assert_clean_error(cli("build", "--units", 4, "--check"), "--check and --jobs go with --manifest")
+
+
+def test_progress_bar_on_a_terminal(tmp_path, manifest):
+    import pty
+
+    controller, terminal = pty.openpty()
+    result = subprocess.run(
+        [sys.executable, "-m", "tflrnn", "build", "--manifest", str(manifest), "--out-dir", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=terminal, timeout=300,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert result.returncode == 1
+    assert b"building 4 models" in shown
+    assert b"[1/4]" not in result.stdout  # the bar replaces the plain lines
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_no_partial_artifact(tmp_path, signum):
+    models = "".join(f'[[models]]\nname = "m{i}"\nunits = 512\ntime_steps = 400\nseed = {i}\n' for i in range(12))
+    path = tmp_path / "big.toml"
+    path.write_text(models)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "tflrnn", "build", "--manifest", str(path), "--out-dir",
+                                str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=300)
+
+    if process.returncode == 130:
+        assert stderr.strip().splitlines()[-1] == "tflrnn: error: interrupted"
+        assert "Traceback" not in stderr
+    else:  # it finished before the signal landed: nothing to clean up, and that is fine too
+        assert process.returncode == 0, stderr
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".part")] if out.exists() else []
+    assert leftovers == []
+    for model in out.glob("*.tflite") if out.exists() else []:
+        assert tflrnn.inspect(model).bytes == model.stat().st_size  # whole files only

@@ -1,0 +1,240 @@
+"""Many models from one manifest, for CI: build and verify each in parallel, then write the artifacts,
+SHA256SUMS, report.json and report.md.
+
+Workers only compute (bytes and a verify report); the parent writes every file atomically, in manifest order,
+so an interrupted run leaves whole artifacts or none, and the same manifest gives byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import parse_document, validate
+from .errors import ConfigError, TflrnnError
+from .files import read_bytes, write_atomic
+from .reference import DEFAULT_ATOL, DEFAULT_RTOL
+from .version import __version__
+
+MANIFEST_SCHEMA = "manifest.schema.json"
+REPORT_SCHEMA = "manifest-report.schema.json"
+_AGAINST_FORMATS = {"keras", "checkpoint", "safetensors", "torch", "onnx"}  # sources with a model to run
+
+
+@dataclass
+class Entry:
+    name: str
+    settings: dict  # defaults merged in; paths made absolute
+
+
+@dataclass
+class Outcome:
+    """One entry's result. `data` is None when it failed."""
+
+    name: str
+    data: bytes | None = None
+    summary: dict = field(default_factory=dict)
+    verify: dict | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.verify is not None and self.verify["passed"]
+
+    @property
+    def max_abs_error(self) -> float | None:
+        errors = [c["max_abs_error"] for c in (self.verify or {}).get("checks", []) if c["max_abs_error"] is not None]
+        return max(errors) if errors else None
+
+
+def load_manifest(path) -> list[Entry]:
+    path = Path(path)
+    raw = read_bytes(path, "manifest")
+    try:
+        document = parse_document(raw.decode("utf-8"), path)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    validate(document, MANIFEST_SCHEMA, str(path))
+    defaults = document.get("defaults", {})
+    entries, seen = [], set()
+    for item in document["models"]:
+        if item["name"] in seen:
+            raise ConfigError(f"{path}: two models are named '{item['name']}'")
+        seen.add(item["name"])
+        settings = {**defaults, **item}
+        for key in ("weights", "config"):
+            if key in settings:
+                settings[key] = str((path.parent / settings[key]).resolve())
+        entries.append(Entry(item["name"], settings))
+    return entries
+
+
+def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
+    """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
+    from .assemble import describe_model
+    from .config import resolve_build_options
+    from .graph import find_rnn
+    from .verifier import verify
+    from .writer import write
+
+    s = entry.settings
+    try:
+        options = {
+            "num_units": s.get("units", s.get("num_units")),
+            "input_size": s.get("input_size"),
+            "time_steps": s.get("time_steps"),
+            "batch_size": s.get("batch_size"),
+            "activation": s.get("activation"),
+            "time_major": s.get("time_major"),
+            "name": s.get("cell_name"),
+            "seed": s.get("seed"),
+        }
+        plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),
+                                     layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"))
+        model = describe_model(**plan.options)
+        data = write(model)
+        report = None
+        if check_models:
+            against = None
+            if plan.source is not None and plan.source.format in _AGAINST_FORMATS and s.get("against", True):
+                against = s["weights"]
+            report = verify(data, weights=plan.options["weights"], against=against, format=s.get("format"),
+                            layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"),
+                            atol=s.get("atol", DEFAULT_ATOL), rtol=s.get("rtol", DEFAULT_RTOL)).to_dict()
+    except TflrnnError as exc:
+        return Outcome(entry.name, error=str(exc))
+    except Exception as exc:  # one entry's bug must not take the others down; it is still reported
+        return Outcome(entry.name, error=f"internal error: {type(exc).__name__}: {exc}")
+    g = find_rnn(model)
+    summary = {
+        "input_shape": list(g.input.shape),
+        "output_shape": list(g.output.shape),
+        "activation": plan.options["cell"].activation,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    return Outcome(entry.name, data, summary, report)
+
+
+def build_all(entries: list[Entry], jobs: int | None = None, on_result=None, check_models: bool = True
+              ) -> list[Outcome]:
+    """Build (and verify) every entry, `jobs` at a time (default: all cores); results in manifest order."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(entries)))
+    results: dict[str, Outcome] = {}
+    if jobs == 1:
+        for entry in entries:
+            results[entry.name] = build_entry(entry, check_models)
+            if on_result:
+                on_result(results[entry.name])
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint) as pool:
+            futures = [pool.submit(build_entry, entry, check_models) for entry in entries]
+            try:
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    results[outcome.name] = outcome
+                    if on_result:
+                        on_result(outcome)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    return [results[entry.name] for entry in entries]
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group: the parent cancels the pool and reports; workers stay quiet.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def write_artifacts(outcomes: list[Outcome], out_dir, manifest_path) -> None:
+    """The models, SHA256SUMS, report.json and report.md, each written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for outcome in outcomes:
+        if outcome.data is not None:
+            write_atomic(out_dir / f"{outcome.name}.tflite", outcome.data)
+    write_atomic(out_dir / "SHA256SUMS", sha256sums(outcomes).encode())
+    report = manifest_report(outcomes, manifest_path)
+    write_atomic(out_dir / "report.json", (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(out_dir / "report.md", markdown_report(report).encode())
+
+
+def sha256sums(outcomes: list[Outcome]) -> str:
+    lines = sorted(f"{o.summary['sha256']}  {o.name}.tflite" for o in outcomes if o.data is not None)
+    return "".join(line + "\n" for line in lines)
+
+
+def manifest_report(outcomes: list[Outcome], manifest_path) -> dict:
+    return {
+        "tool": {"name": "tflrnn", "version": __version__},
+        "manifest": Path(manifest_path).name,
+        "passed": all(o.passed for o in outcomes),
+        "models": [
+            {
+                "name": o.name,
+                "file": f"{o.name}.tflite" if o.data is not None else None,
+                **{key: o.summary.get(key) for key in ("input_shape", "output_shape", "activation", "bytes",
+                                                        "sha256")},
+                "max_abs_error": o.max_abs_error,
+                "passed": o.passed,
+                "failed_checks": [c["name"] for c in (o.verify or {}).get("checks", []) if not c["passed"]],
+                "against": (o.verify or {}).get("against"),
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def markdown_report(report: dict) -> str:
+    """A table readable as a CI job summary."""
+    passed = sum(m["passed"] for m in report["models"])
+    lines = [
+        f"## tflrnn: {passed} of {len(report['models'])} models passed",
+        "",
+        "| model | input | output | activation | bytes | sha256 | max error | result |",
+        "| --- | --- | --- | --- | ---: | --- | ---: | --- |",
+    ]
+    for m in report["models"]:
+        if m["error"] is not None:
+            lines.append(f"| {m['name']} | | | | | | | error: {_cell(m['error'])} |")
+            continue
+        error = "" if m["max_abs_error"] is None else f"{m['max_abs_error']:.2e}"
+        result = "pass" if m["passed"] else "FAIL: " + ", ".join(m["failed_checks"])
+        lines.append(
+            f"| {m['name']} | {m['input_shape']} | {m['output_shape']} | {m['activation']} | {m['bytes']:,} | "
+            f"`{m['sha256'][:12]}` | {error} | {result} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def check_artifacts(outcomes: list[Outcome], out_dir) -> list[str]:
+    """Rebuilt models that differ from what DIR holds (CI drift), as one line each; empty when all match."""
+    out_dir = Path(out_dir)
+    drift = []
+    for o in outcomes:
+        if o.data is None:
+            drift.append(f"{o.name}: cannot rebuild: {o.error}")
+            continue
+        path = out_dir / f"{o.name}.tflite"
+        if not path.is_file():
+            drift.append(f"{o.name}: {path} is missing")
+        elif path.read_bytes() != o.data:
+            drift.append(f"{o.name}: {path} differs from a rebuild (sha256 {o.summary['sha256'][:12]})")
+    expected = {f"{o.name}.tflite" for o in outcomes}
+    for path in sorted(out_dir.glob("*.tflite")):
+        if path.name not in expected:
+            drift.append(f"{path} is not in the manifest")
+    sums = out_dir / "SHA256SUMS"
+    if not sums.is_file() or sums.read_text() != sha256sums(outcomes):
+        drift.append(f"{sums} does not list the rebuilt models")
+    return drift
