@@ -263,6 +263,35 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (CI cancelling a job) cleans up exactly as Ctrl-C does
 
 
+@cli.command()
+@click.argument("model", type=_path)
+@click.option("--vs", "other", type=_path, help="Another .tflite to time alternately against MODEL.")
+@click.option("--runs", type=int, default=100, show_default=True, help="Timed invokes per model.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed invokes first.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the timings as JSON.")
+def bench(model, other, runs, warmup, threads, as_json):
+    """Invoke latency of MODEL in LiteRT's classic interpreter (state reset before each invoke)."""
+    from .benchmark import bench as run_bench
+
+    result = run_bench(model, vs=other, runs=runs, warmup=warmup, threads=threads)
+    if as_json:
+        click.echo(_json(result))
+        return
+    for key in ("model", "vs"):
+        if key in result:
+            t = result[key]
+            click.echo(
+                f"{t['model']}: median {t['median_us']:,.1f} us per invoke (p10 {t['p10_us']:,.1f}, "
+                f"p90 {t['p90_us']:,.1f}), {t['per_step_median_us']:,.2f} us per step over {t['time_steps']} steps"
+            )
+    if "ratio" in result:
+        r = result["ratio"]
+        click.echo(f"{other} takes {r['median']:.2f}x as long as {model} (pair by pair: p10 {r['p10']:.2f}x, "
+                   f"p90 {r['p90']:.2f}x; {runs} pairs on {result['runtime']['name']} "
+                   f"{result['runtime']['version']}, {threads} thread{'s' if threads > 1 else ''})")
+
+
 def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
