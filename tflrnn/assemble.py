@@ -70,7 +70,7 @@ def build(cell: RNNCell | None = None, **options) -> bytes:
 def build_file(path, cell: RNNCell | None = None, **options) -> dict:
     """Build (as `build`) and write the file atomically; returns the summary `tflrnn build` prints."""
     model = describe_model(cell, **options)
-    data = writer.write(model)
+    data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     write_atomic(path, data)
     g = find_rnn(model)
     units, input_size = g.input_weights.shape

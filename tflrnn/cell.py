@@ -143,7 +143,7 @@ class RNNCell:
 
 @dataclass(frozen=True, eq=False)
 class CellWeights:
-    """The cell's variables in TFLite layout, as contiguous little-endian float32 arrays."""
+    """The cell's variables in TFLite layout, as float32 arrays (any strides; `from_keras` makes them contiguous)."""
 
     input_weights: np.ndarray  # [U, I]
     recurrent_weights: np.ndarray  # [U, U]
@@ -181,7 +181,8 @@ class CellWeights:
         """Digest of W, R and b as stored in the model (float32 little-endian, row-major, in that order)."""
         digest = hashlib.sha256()
         for array in (self.input_weights, self.recurrent_weights, self.bias):
-            digest.update(memoryview(array).cast("B"))
+            for block in row_blocks(array):
+                digest.update(memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B"))
         return digest.hexdigest()
 
     @classmethod
@@ -192,7 +193,8 @@ class CellWeights:
             raise WeightsError(f"kernel: expected shape [input_size, units], found {list(kernel.shape)}")
         if recurrent_kernel.ndim != 2:
             raise WeightsError(f"recurrent_kernel: expected shape [units, units], found {list(recurrent_kernel.shape)}")
-        return cls(kernel.T, recurrent_kernel.T, bias)
+        # Contiguous copies: writing a transposed view into the file is a strided copy, about half as fast.
+        return cls(np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent_kernel.T), bias)
 
     def to_keras(self) -> dict[str, np.ndarray]:
         return {
@@ -215,13 +217,25 @@ class CellWeights:
         return self.input_weights, self.recurrent_weights, self.bias
 
 
+def row_blocks(array: np.ndarray, block_bytes: int = 1 << 22):
+    """The array in blocks of whole rows of about `block_bytes`: bounded temporaries for strided arrays."""
+    if array.ndim < 2 or array.shape[0] == 0:
+        yield array
+        return
+    rows = max(1, block_bytes // max(1, array[0].nbytes))
+    for start in range(0, array.shape[0], rows):
+        yield array[start : start + rows]
+
+
 def _float32(value, name: str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind not in "fiu":
         raise WeightsError(f"{name}: expected real numbers, found dtype {array.dtype}")
-    with np.errstate(over="ignore"):
-        array = np.ascontiguousarray(array, dtype="<f4")
-    if not np.isfinite(array).all():
+    if array.dtype != np.float32:
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float32)
+    # Finite exactly when the float64 sum is (float32 values cannot overflow it); no temporary of the array's size.
+    if not np.isfinite(array.sum(dtype=np.float64)):
         bad = np.argwhere(~np.isfinite(array))[0]
         raise WeightsError(
             f"{name}: non-finite value {array[tuple(bad)]} at index {list(map(int, bad))} (NaN, Inf or beyond float32)"

@@ -12,6 +12,7 @@ import flatbuffers
 import numpy as np
 
 from ._schema import builder_functions
+from .cell import row_blocks
 from .model import FILE_IDENTIFIER, TENSOR_TYPES, BuiltinOptions, Model, Operator, SequenceRNNOptions, Subgraph
 
 _DATA_ALIGNMENT = 16
@@ -30,6 +31,11 @@ def estimated_size(model: Model) -> int:
 
 
 def write(model: Model) -> bytes:
+    return bytes(serialize(model))
+
+
+def serialize(model: Model) -> memoryview:
+    """The flatbuffer as a view of the builder's own buffer: no copy, for writing large models to a file."""
     builder = flatbuffers.Builder(estimated_size(model))
     int_vectors: dict[tuple[int, ...], int] = {}  # identical shapes and index lists are stored once
 
@@ -51,7 +57,7 @@ def write(model: Model) -> bytes:
                 indices.append(0)
                 continue
             candidates = same_layout.setdefault((tensor.data.dtype.str, tensor.data.shape), [])
-            index = next((i for i in candidates if np.array_equal(buffer_data[i], tensor.data)), None)
+            index = next((i for i in candidates if _same_bytes(buffer_data[i], tensor.data)), None)
             if index is None:
                 index = len(buffer_data)
                 buffer_data.append(tensor.data)
@@ -129,8 +135,14 @@ def write(model: Model) -> bytes:
     fb.ModelAddSignatureDefs(builder, signatures_vec)
     fb.ModelAddMetadata(builder, metadata_vec)
     builder.Finish(fb.ModelEnd(builder), file_identifier=FILE_IDENTIFIER)
-    # One copy out of the builder's buffer (Output() would slice, then bytes() copy again).
-    return bytes(memoryview(builder.Bytes)[builder.Head() :])
+    return memoryview(builder.Bytes)[builder.Head() :]  # Output() would copy
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    # Block by block: bounded temporaries, and unequal weights differ in the first block.
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return all(np.array_equal(x, y) for x, y in zip(row_blocks(a), row_blocks(b)))
 
 
 def _opcode_key(op: Operator) -> tuple[int, int, int]:
@@ -219,10 +231,12 @@ def _table_vector(builder, offsets: list[int], start_vector) -> int:
 
 
 def _data_vector(builder, array: np.ndarray, alignment: int) -> int:
-    """A [ubyte] vector copied straight from the array's memory (no Python list, no tobytes copy)."""
-    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    raw = array.reshape(-1).view(np.uint8)
-    builder.StartVector(1, raw.size, alignment)
-    builder.head -= raw.size
-    builder.Bytes[builder.head : builder.head + raw.size] = memoryview(raw)
+    """A [ubyte] vector copied from the array (strided or not) straight into the builder: no list, no temporary."""
+    nbytes = array.size * array.dtype.itemsize
+    builder.StartVector(1, nbytes, alignment)
+    builder.head -= nbytes
+    # Into a little-endian numpy view of the builder's own buffer (a bytearray slice assignment would copy first).
+    target = np.frombuffer(builder.Bytes, dtype=array.dtype.newbyteorder("<"), count=array.size, offset=builder.head)
+    np.copyto(target.reshape(array.shape), array)
+    del target  # release the export before the builder may need to grow its buffer
     return builder.EndVector()

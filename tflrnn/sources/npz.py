@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,28 @@ def read_npz(path: Path, name: str | None = None) -> ImportedCell:
             warnings.simplefilter("ignore")
             _check_sizes(path)
             with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {' '.join(str(exc).split())}") from None
-    try:
-        weights, prefix = weights_from_arrays(arrays, name)
+                weights, prefix = weights_from_arrays(_NpzArrays(archive), name)
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {' '.join(str(exc).split())}") from None
     return ImportedCell(weights, "npz", prefix or None, activation=None)
+
+
+class _NpzArrays(Mapping):
+    """An NpzFile's arrays by key, loaded one at a time when asked for."""
+
+    def __init__(self, archive):
+        self.archive = archive
+
+    def __getitem__(self, key):
+        return self.archive[key]
+
+    def __iter__(self):
+        return iter(self.archive.files)
+
+    def __len__(self):
+        return len(self.archive.files)
 
 
 def _check_sizes(path: Path) -> None:
@@ -58,12 +73,16 @@ def _check_sizes(path: Path) -> None:
                                  f"{info.file_size:,} bytes")
 
 
-def weights_from_arrays(arrays: dict[str, np.ndarray], name: str | None = None) -> tuple[CellWeights, str]:
-    """The one cell among named arrays, and its prefix; `name` picks the prefix when there are several."""
-    cells: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in arrays.items():
+def weights_from_arrays(arrays: Mapping[str, np.ndarray], name: str | None = None) -> tuple[CellWeights, str]:
+    """The one cell among named arrays, and its prefix; `name` picks the prefix when there are several.
+
+    Only the cell's own arrays are read from `arrays` (an NpzFile loads each on access), so nothing else in the
+    file takes memory.
+    """
+    cells: dict[str, dict[str, str]] = {}  # prefix -> leaf -> key
+    for key in arrays.keys():
         prefix, _, leaf = key.rpartition("/")
-        cells.setdefault(prefix, {})[leaf] = value
+        cells.setdefault(prefix, {})[leaf] = key
     # A recurrent matrix marks a cell (a Dense layer also has kernel and bias); without one, report what is missing.
     candidates = [prefix for prefix, leaves in cells.items() if _RECURRENT & set(leaves)]
     candidates = candidates or [prefix for prefix, leaves in cells.items() if _INPUT & set(leaves)]
@@ -92,8 +111,8 @@ def weights_from_arrays(arrays: dict[str, np.ndarray], name: str | None = None) 
     if missing:
         raise WeightsError(f"missing key {', '.join(repr(m) for m in missing)}; found keys: {_listing(arrays)}")
     if tflite_keys:
-        return CellWeights(*(leaves[n] for n in TFLITE_NAMES)), prefix
-    return CellWeights.from_keras(*(leaves[n] for n in KERAS_NAMES)), prefix
+        return CellWeights(*(arrays[leaves[n]] for n in TFLITE_NAMES)), prefix
+    return CellWeights.from_keras(*(arrays[leaves[n]] for n in KERAS_NAMES)), prefix
 
 
 def _listing(arrays: dict) -> str:

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""tflrnn against TensorFlow's converter, side by side in one run, on the same Keras SimpleRNN weights.
+
+Three ways to ship one SimpleRNN (batch 1, return_sequences=True): tflrnn's fused op, the converter's default
+(a WHILE loop) and the converter with unroll=True. For each: build time (in-process and whole-process), peak
+memory, file size and its ratio to the raw weights, op count, invoke latency (pair by pair against tflrnn's
+model, state reset before each invoke) and the largest error against Keras. Then a sweep of units (input = units,
+T = 50) for build time, peak RSS, size and latency. Writes BENCHMARKS.md and a plot.
+
+    scripts/test.sh -q && .venv/bin/pip install -e '.[bench]' && .venv/bin/python scripts/bench.py
+
+Needs TensorFlow (the test extra) and matplotlib (the bench extra). --quick runs a smaller sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADLINE = {"units": 64, "input_size": 32, "time_steps": 50}
+
+
+def keras_weights(units: int, input_size: int, seed: int = 0) -> list[np.ndarray]:
+    """SimpleRNN weights as Keras lays them out: kernel [I,U], recurrent_kernel [U,U], bias [U]."""
+    rng = np.random.default_rng(seed)
+    limit = np.sqrt(6 / (input_size + units))
+    kernel = rng.uniform(-limit, limit, (input_size, units)).astype(np.float32)
+    q, r = np.linalg.qr(rng.standard_normal((units, units)))
+    recurrent = (q * np.sign(np.diag(r))).astype(np.float32)
+    bias = (rng.standard_normal(units) * 0.1).astype(np.float32)
+    return [kernel, recurrent, bias]
+
+
+def keras_model(weights, time_steps: int, unroll: bool = False):
+    import keras
+
+    units = weights[2].shape[0]
+    layer = keras.layers.SimpleRNN(units, return_sequences=True, unroll=unroll)
+    model = keras.Sequential([keras.Input((time_steps, weights[0].shape[0]), batch_size=1), layer])
+    layer.set_weights(weights)
+    return model
+
+
+def convert(model) -> bytes:
+    import tensorflow as tf
+
+    with open(os.devnull, "w") as devnull:  # the converter prints its SavedModel signature to stdout
+        saved, sys.stdout = sys.stdout, devnull
+        try:
+            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        finally:
+            sys.stdout = saved
+
+
+def median_time(function, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def in_process(weights, time_steps: int) -> dict[str, tuple[float, bytes]]:
+    """Build time in this process, for each way; weights are already in memory for all of them."""
+    import tflrnn
+
+    cell = tflrnn.RNNCell(weights[2].shape[0])
+    cell_weights = tflrnn.CellWeights.from_keras(*weights)
+    results = {"tflrnn": median_time(lambda: tflrnn.build(cell, weights=cell_weights, time_steps=time_steps), 5)}
+    big = weights[2].shape[0] >= 1024
+    results["converter (WHILE)"] = median_time(lambda: convert(keras_model(weights, time_steps)), 1 if big else 3)
+    if weights[2].shape[0] <= 512:  # unrolled conversion grows with T x U^2; beyond this it takes minutes
+        results["converter (unroll=True)"] = median_time(
+            lambda: convert(keras_model(weights, time_steps, unroll=True)), 1 if big else 3)
+    return results
+
+
+_PROCESS = {
+    "tflrnn": (
+        "import sys\nfrom tflrnn.cli import main\n"
+        "try: main(['build', '--weights', sys.argv[1], '--time-steps', sys.argv[2], '-o', sys.argv[3]])\n"
+        "except SystemExit as e: assert e.code == 0\n"
+    ),
+    "converter (WHILE)": None,  # filled below: same program with unroll False/True
+    "converter (unroll=True)": None,
+}
+_CONVERTER = (
+    "import os, sys\nos.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')\nimport numpy as np, tensorflow as tf, keras\n"
+    "w = np.load(sys.argv[1]); steps = int(sys.argv[2])\n"
+    "layer = keras.layers.SimpleRNN(w['bias'].shape[0], return_sequences=True, unroll={unroll})\n"
+    "model = keras.Sequential([keras.Input((steps, w['kernel'].shape[0]), batch_size=1), layer])\n"
+    "layer.set_weights([w['kernel'], w['recurrent_kernel'], w['bias']])\n"
+    "open(sys.argv[3], 'wb').write(tf.lite.TFLiteConverter.from_keras_model(model).convert())\n"
+)
+_PROCESS["converter (WHILE)"] = _CONVERTER.format(unroll=False)
+_PROCESS["converter (unroll=True)"] = _CONVERTER.format(unroll=True)
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would count this (TensorFlow-sized) parent's pages that
+# the child shared between fork and exec.
+_PEAK = (
+    "\nfor line in open('/proc/self/status'):\n"
+    "    if line.startswith('VmHWM:'): print('peak_kb', line.split()[1])\n"
+)
+
+
+def whole_process(way: str, npz: Path, time_steps: int, out: Path) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB) of a fresh process that reads the weights and writes the model."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _PROCESS[way] + _PEAK, str(npz), str(time_steps), str(out)],
+                          capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - start
+    peak = int(done.stdout.strip().splitlines()[-1].split()[1])
+    return elapsed, peak
+
+
+def baseline_peak_kb() -> int:
+    """Peak RSS of a process that imports what `tflrnn build` imports and builds nothing."""
+    program = "import numpy, click, tflrnn.cli, tflrnn.assemble, tflrnn.config" + _PEAK
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1].split()[1])
+
+
+def op_count(data: bytes) -> int:
+    import tflrnn
+
+    return sum(len(g.operators) for g in tflrnn.inspect(data).model.subgraphs)
+
+
+def max_error(data: bytes, model, x: np.ndarray) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return float(np.max(np.abs(y - model.predict(x, verbose=0))))
+
+
+def compare(units: int, input_size: int, time_steps: int, runs: int, work: Path, errors: bool) -> dict:
+    import tflrnn.benchmark
+
+    weights = keras_weights(units, input_size)
+    weight_bytes = sum(w.nbytes for w in weights)
+    npz = work / f"w{units}.npz"
+    np.savez(npz, kernel=weights[0], recurrent_kernel=weights[1], bias=weights[2])
+    built = in_process(weights, time_steps)
+    files = {}
+    for way, (_, data) in built.items():
+        files[way] = work / f"{way.split()[0]}{'_unrolled' if 'unroll' in way else ''}_{units}.tflite"
+        files[way].write_bytes(data)
+    x = np.random.default_rng(1).standard_normal((1, time_steps, input_size)).astype(np.float32)
+    reference = keras_model(weights, time_steps) if errors else None
+    # Latency: each converter model timed pair by pair with tflrnn's in one run; tflrnn's own median comes from
+    # its pairing with the WHILE model, so every number in a row was measured together.
+    timings = {way: tflrnn.benchmark.bench(files["tflrnn"], vs=files[way], runs=runs, warmup=max(2, runs // 10))
+               for way in built if way != "tflrnn"}
+    timings["tflrnn"] = {"vs": timings["converter (WHILE)"]["model"], "ratio": {"median": 1.0}}
+    rows = {}
+    for way, (seconds, data) in built.items():
+        process_seconds, peak_kb = whole_process(way, npz, time_steps, work / "out.tflite")
+        timing = timings[way]
+        rows[way] = {
+            "build_in_process_s": seconds,
+            "build_whole_process_s": process_seconds,
+            "peak_rss_kb": peak_kb,
+            "bytes": len(data),
+            "bytes_per_weight_byte": len(data) / weight_bytes,
+            "ops": op_count(data),
+            "invoke_median_us": timing["vs"]["median_us"],
+            "invoke_ratio_to_tflrnn": timing["ratio"]["median"],
+            "max_error_vs_keras": max_error(data, reference, x) if errors else None,
+        }
+    return {"units": units, "input_size": input_size, "time_steps": time_steps, "weight_bytes": weight_bytes,
+            "ways": rows}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import ai_edge_litert
+    import tensorflow as tf
+
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python "
+            f"{platform.python_version()}, numpy {np.__version__}, TensorFlow {tf.__version__}, ai-edge-litert "
+            f"{ai_edge_litert.__version__}")
+
+
+def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, command: str, plot: str) -> str:
+    ways = list(headline["ways"])
+    h = headline["ways"]
+    t = h["tflrnn"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {about}.",
+        "",
+        f"Reproduce: `{command}` (numbers vary by a few percent between runs).",
+        "",
+        f"## One SimpleRNN: units {headline['units']}, input {headline['input_size']}, "
+        f"T {headline['time_steps']}, batch 1",
+        "",
+        f"Raw weights: {headline['weight_bytes']:,} bytes. Latency is the median invoke with the state reset "
+        "before each, timed pair by pair against tflrnn's model in one run. Hybrid int8 weights come with a later "
+        "issue; the column is ready.",
+        "",
+        "| | " + " | ".join(ways) + " | hybrid int8 |",
+        "| --- | " + " | ".join("---:" for _ in ways) + " | ---: |",
+    ]
+
+    def row(label, key, fmt):
+        return f"| {label} | " + " | ".join(fmt(h[w][key]) for w in ways) + " | n/a |"
+
+    lines += [
+        row("build, in-process", "build_in_process_s", lambda v: f"{v * 1000:,.1f} ms"),
+        row("build, whole process", "build_whole_process_s", lambda v: f"{v:,.2f} s"),
+        row("peak RSS, whole process", "peak_rss_kb", lambda v: f"{v / 1024:,.0f} MiB"),
+        row("file size", "bytes", lambda v: f"{v:,} B"),
+        row("size / raw weights", "bytes_per_weight_byte", lambda v: f"{v:.2f}x"),
+        row("ops", "ops", str),
+        row("invoke (median)", "invoke_median_us", lambda v: f"{v:,.1f} us"),
+        row("invoke vs tflrnn", "invoke_ratio_to_tflrnn", lambda v: f"{v:.2f}x"),
+        row("max error vs Keras", "max_error_vs_keras", lambda v: "n/a" if v is None else f"{v:.1e}"),
+        "",
+        "Targets against the converter's default (WHILE) model:",
+        "",
+    ]
+    w = h["converter (WHILE)"]
+    targets = [
+        ("build >= 100x faster in-process", w["build_in_process_s"] / t["build_in_process_s"], 100, ">="),
+        ("file <= 0.6x its size", t["bytes"] / w["bytes"], 0.6, "<="),
+        ("invoke >= 3x faster", w["invoke_ratio_to_tflrnn"], 3, ">="),
+    ]
+    for label, value, goal, sense in targets:
+        met = value >= goal if sense == ">=" else value <= goal
+        lines.append(f"- {label}: **{value:,.2f}x** ({'met' if met else 'missed'})")
+    if "converter (unroll=True)" in h:
+        u = h["converter (unroll=True)"]
+        lines.append(
+            f"- the fastest peer, the unrolled graph: its invoke takes {u['invoke_ratio_to_tflrnn']:.2f}x tflrnn's, "
+            f"its file is {u['bytes'] / t['bytes']:.2f}x tflrnn's, and it converts in "
+            f"{u['build_in_process_s'] * 1000:,.0f} ms against tflrnn's {t['build_in_process_s'] * 1000:,.2f} ms"
+        )
+    lines += [
+        "",
+        "## Sweep: input = units, T = 50",
+        "",
+        f"Peak RSS is a whole `tflrnn build --weights` process; the interpreter-free baseline (imports only) is "
+        f"{baseline_kb / 1024:,.0f} MiB. Throughput is raw weight bytes over in-process build time.",
+        "",
+        "| units | weights | tflrnn build | throughput | tflrnn peak RSS - baseline | / weights | tflrnn size | "
+        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for point in sweep:
+        t, w = point["ways"]["tflrnn"], point["ways"]["converter (WHILE)"]
+        extra = (t["peak_rss_kb"] - baseline_kb) * 1024
+        lines.append(
+            f"| {point['units']:,} | {point['weight_bytes'] / 2**20:,.2f} MiB | {t['build_in_process_s'] * 1000:,.2f} ms"
+            f" | {point['weight_bytes'] / t['build_in_process_s'] / 1e6:,.0f} MB/s | {extra / 2**20:,.1f} MiB | "
+            f"{extra / point['weight_bytes']:.2f}x | {t['bytes']:,} B | {w['build_in_process_s']:,.2f} s | "
+            f"{w['bytes']:,} B | {w['peak_rss_kb'] / 1024:,.0f} MiB | {t['invoke_median_us']:,.0f} us | "
+            f"{w['invoke_median_us']:,.0f} us |"
+        )
+    lines += ["", f"![latency and size against units]({plot})", ""]
+    return "\n".join(lines)
+
+
+def plot(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = [p["units"] for p in sweep]
+    figure, (latency, size) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for way, style in (("tflrnn", "o-"), ("converter (WHILE)", "s--"), ("converter (unroll=True)", "^:")):
+        points = [(p["units"], p["ways"][way]) for p in sweep if way in p["ways"]]
+        if not points:
+            continue
+        xs = [u for u, _ in points]
+        latency.plot(xs, [r["invoke_median_us"] for _, r in points], style, label=way)
+        size.plot(xs, [r["bytes"] / 2**20 for _, r in points], style, label=way)
+    size.plot(units, [p["weight_bytes"] / 2**20 for p in sweep], "k-", alpha=0.3, label="raw weights")
+    for axis, title, label in ((latency, "Invoke latency (T = 50, batch 1)", "median us per invoke"),
+                               (size, "File size", "MiB")):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("units (= input size)")
+        axis.set_ylabel(label)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="units 16..256 only, fewer runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks.png")
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = parser.parse_args()
+    units = [16, 32, 64, 128, 256] if args.quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
+    runs = 50 if args.quick else 200
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print("headline: units 64, input 32, T 50", file=sys.stderr)
+        headline = compare(**HEADLINE, runs=runs, work=work, errors=True)
+        sweep = []
+        for u in units:
+            print(f"sweep: units {u}", file=sys.stderr)
+            sweep.append(compare(u, u, 50, runs=max(10, runs // (1 + u // 128)), work=work, errors=False))
+        baseline = baseline_peak_kb()
+    command = "scripts/bench.py" + (" --quick" if args.quick else "")
+    plot(sweep, args.plot)
+    relative_plot = os.path.relpath(args.plot, args.out.parent)
+    args.out.write_text(markdown(headline, sweep, baseline, machine(), command, relative_plot))
+    if args.json:
+        args.json.write_text(json.dumps({"headline": headline, "sweep": sweep, "baseline_peak_kb": baseline},
+                                        indent=2))
+    print(f"wrote {args.out} and {args.plot}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
