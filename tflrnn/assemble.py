@@ -18,7 +18,7 @@ from . import writer
 from .cell import ACTIVATION_NAMES, CellWeights, RNNCell, check_positive_int, initial_weights
 from .errors import ConfigError
 from .files import write_atomic
-from .graph import find_rnn, rnn_model
+from .graph import Layer, find_rnns, rnn_model
 from .model import MAX_FLATBUFFER_BYTES, Model
 from .version import __version__
 
@@ -67,33 +67,44 @@ def build(cell: RNNCell | None = None, **options) -> bytes:
     return writer.write(describe_model(cell, **options))
 
 
-def build_file(path, cell: RNNCell | None = None, **options) -> dict:
+def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> dict:
     """Build (as `build`) and write the file atomically; returns the summary `tflrnn build` prints."""
     model = describe_model(cell, **options)
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     write_atomic(path, data)
-    g = find_rnn(model)
-    units, input_size = g.input_weights.shape
-    return {
+    rnns = find_rnns(model)
+    recorded = json.loads(model.metadata[METADATA_KEY])["cells"]
+    layers = [
+        {
+            "name": info["name"],
+            "units": info["num_units"],
+            "input_size": info["input_size"],
+            "activation": info["activation"],
+            "state_shape": list(g.hidden_state.shape),
+            "weights_sha256": info["weights_sha256"],
+        }
+        for g, info in zip(rnns, recorded)
+    ]
+    summary = {
         "path": str(path),
         "op": OP_NAME,
-        "input_shape": list(g.input.shape),
-        "output_shape": list(g.output.shape),
-        "state_shape": list(g.hidden_state.shape),
-        "units": units,
-        "input_size": input_size,
-        "activation": ACTIVATION_NAMES[g.options.activation],
-        "time_major": g.time_major,
+        "input_shape": list(rnns[0].input.shape),
+        "output_shape": list(rnns[-1].output.shape),
+        "time_major": rnns[0].time_major,
         "bytes": len(data),
         "sha256": sha256(data),
-        "weights_sha256": json.loads(model.metadata[METADATA_KEY])["cells"][0]["weights_sha256"],
+        "layers": layers,
     }
+    if len(layers) == 1:  # a single cell: its facts at the top level too
+        summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
+                                                          "weights_sha256")})
+    return summary
 
 
 def describe_model(
-    cell: RNNCell | None = None,
+    cell: RNNCell | list[RNNCell] | None = None,
     *,
-    weights: CellWeights | None = None,
+    weights: CellWeights | list[CellWeights | None] | None = None,
     input_size: int | None = None,
     time_steps: int = 1,
     batch_size: int = 1,
@@ -102,51 +113,88 @@ def describe_model(
 ) -> Model:
     """The model description `build` writes.
 
-    `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted). Without
-    `weights`, seeded initial weights are drawn as Keras SimpleRNN draws them: W glorot-uniform, R orthogonal,
-    b zeros. `input_size` defaults to the weights' input size, else the units.
+    `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted); a list of
+    cells makes a stack (MultiRNNCell), one op and one state per layer, with `weights` a list in the same order.
+    Without weights, seeded initial weights are drawn as Keras SimpleRNN draws them: W glorot-uniform,
+    R orthogonal, b zeros. `input_size` defaults to the first weights' input size, else the first cell's units.
     """
-    if cell is None:
-        if weights is None:
+    cells = cell if isinstance(cell, (list, tuple)) else [cell]
+    given = weights if isinstance(weights, (list, tuple)) else [weights] * (1 if weights is not None else 0)
+    if len(given) not in (0, len(cells)):
+        raise ConfigError(f"{len(cells)} cells but {len(given)} sets of weights")
+    given = list(given) or [None] * len(cells)
+    if cells == [None]:
+        if given[0] is None:
             raise ConfigError("give a cell (num_units) or weights")
-        cell = RNNCell(weights.num_units)
-    if weights is not None:
-        if weights.num_units != cell.num_units:
-            raise ConfigError(
-                f"num_units={cell.num_units} does not match the weights: input_weights is "
-                f"{list(weights.input_weights.shape)} (units {weights.num_units})"
-            )
-        if input_size is not None and input_size != weights.input_size:
-            raise ConfigError(
-                f"input_size={input_size} does not match the weights: input_weights is "
-                f"{list(weights.input_weights.shape)} (input size {weights.input_size})"
-            )
-        input_size = weights.input_size
-    elif input_size is None:
-        input_size = cell.num_units
-    check_sizes(cell.num_units, input_size, time_steps, batch_size)
+        cells = [RNNCell(given[0].num_units)]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if weights is None:
-        weights = initial_weights(cell.num_units, input_size, seed)
 
-    info = BuildInfo(cell.name, cell.num_units, input_size, cell.activation, weights.sha256())
+    layers, shared = [], {}
+    size = input_size
+    for k, (layer_cell, layer_weights) in enumerate(zip(cells, given)):
+        where = f"layer {k} ('{layer_cell.name}'): " if len(cells) > 1 else ""
+        if layer_weights is not None:
+            if layer_weights.num_units != layer_cell.num_units:
+                raise ConfigError(
+                    f"{where}num_units={layer_cell.num_units} does not match the weights: input_weights is "
+                    f"{list(layer_weights.input_weights.shape)} (units {layer_weights.num_units})"
+                )
+            if size is not None and size != layer_weights.input_size:
+                what = "input_size" if k == 0 else f"the previous layer's {size} units"
+                raise ConfigError(
+                    f"{where}{what}={size} does not match the weights: input_weights is "
+                    f"{list(layer_weights.input_weights.shape)} (input size {layer_weights.input_size})"
+                    if k == 0 else f"{where}{what} do not match its input_weights {list(layer_weights.input_weights.shape)}"
+                )
+            size = layer_weights.input_size
+        elif size is None:
+            size = layer_cell.num_units
+        check_sizes(layer_cell.num_units, size, time_steps, batch_size)
+        if layer_cell.name in shared:
+            layer_weights = _reused(layer_cell, shared[layer_cell.name], size, layer_weights)
+        elif layer_weights is None:
+            layer_weights = initial_weights(layer_cell.num_units, size, seed + k)
+        shared[layer_cell.name] = layer_weights
+        layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights))
+        size = layer_cell.num_units
+
+    cells_info = [BuildInfo(layer.name, layer.weights.num_units, layer.weights.input_size,
+                            ACTIVATION_NAMES[layer.activation], layer.weights.sha256()) for layer in layers]
     model = rnn_model(
-        weights,
-        name=cell.name,
-        activation=cell.fused_activation,
+        layers,
         time_steps=time_steps,
         batch_size=batch_size,
         time_major=bool(time_major),
         metadata={
             "min_runtime_version": MIN_RUNTIME_VERSION[1].encode().ljust(16, b"\0"),
-            METADATA_KEY: info.to_json().encode(),
+            METADATA_KEY: BuildInfo.document(cells_info).encode(),
         },
         description=f"tflrnn {__version__}",
     )
     if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
         raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
     return model
+
+
+def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:
+    """TfLiteRNNCell's variable sharing: a second layer of the same name reuses the first one's variables, only
+    with reuse=True and matching shapes, and with the same errors TensorFlow's variable scopes gave."""
+    variable = f"{cell.name}/input_weights"
+    if not cell.reuse:
+        raise ConfigError(
+            f"Variable {variable} already exists, disallowed. Did you mean to set reuse=True? (two layers are "
+            f"named '{cell.name}')"
+        )
+    shape = (cell.num_units, input_size)
+    if (existing.num_units, existing.input_size) != shape:
+        raise ConfigError(
+            f"Trying to share variable {variable}, but specified shape {list(shape)} and found shape "
+            f"{[existing.num_units, existing.input_size]}."
+        )
+    if weights is not None and not weights.equals(existing):
+        raise ConfigError(f"layers named '{cell.name}' share variables but were given different weights")
+    return existing
 
 
 @dataclass(frozen=True)
@@ -160,8 +208,11 @@ class BuildInfo:
     weights_sha256: str
 
     def to_json(self) -> str:
-        document = {"version": __version__, "cells": [asdict(self)]}
-        return json.dumps(document, separators=(",", ":"))
+        return BuildInfo.document([self])
+
+    @staticmethod
+    def document(cells: list[BuildInfo]) -> str:
+        return json.dumps({"version": __version__, "cells": [asdict(c) for c in cells]}, separators=(",", ":"))
 
 
 def sha256(data: bytes) -> str:

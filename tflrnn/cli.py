@@ -43,6 +43,7 @@ def cli(debug: bool) -> None:
 @click.option("--activation", help="tanh (default), relu, relu6, linear/none, relu_n1_to_1, sign_bit.")
 @click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] (default).")
 @click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")
+@click.option("--layers", type=int, help="Stack this many copies of the cell (names <name>/cell_<k>), one op each.")
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
 @click.option("--weights", type=_path,
               help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
@@ -60,7 +61,7 @@ def cli(debug: bool) -> None:
 @click.option("--jobs", type=int, help="With --manifest: models built at once (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
-def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, seed, weights,
+def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .assemble import build_file
@@ -84,6 +85,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         "activation": activation,
         "time_major": time_major,
         "name": name,
+        "layers": layers,
         "seed": seed,
     }
     plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,
@@ -97,10 +99,14 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     if plan.source is not None:
         click.echo(f"read {weights}: {plan.source.describe()}")
     layout = "time-major" if summary["time_major"] else "batch-major"
+    if len(summary["layers"]) == 1:
+        what = f"state {summary['state_shape']}, {summary['activation']}"
+    else:
+        what = f"{len(summary['layers'])} layers (" + ", ".join(
+            f"{layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
-        f"state {summary['state_shape']}, {summary['activation']}, {layout}, {summary['bytes']:,} bytes, "
-        f"sha256 {summary['sha256']}"
+        f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"
     )
 
 

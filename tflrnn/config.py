@@ -97,7 +97,10 @@ def _settings(document: dict, where: str) -> dict:
     units = document.get("num_units", document.get("units"))
     if units is not None:
         settings["num_units"] = units
-    for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias"):
+    if "cells" in document:
+        settings["cells"] = document["cells"]
+    for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
+                "layers"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -119,6 +122,12 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     """
     settings = load_config(config_path) if config_path else {}
     settings.update({key: value for key, value in options.items() if value is not None})
+    cells = _stack(settings)
+    if cells is not None:
+        weights = None
+        if weights_path is not None:
+            weights = [_layer_weights(weights_path, weights_format, cell.name) for cell in cells]
+        return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)})
     source = None
     if weights_path is not None:
         source = import_cell(weights_path, format=weights_format, name=scope or settings.get("name"), layer=layer,
@@ -136,15 +145,51 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     cell = RNNCell(units if units is not None else weights.num_units, activation=activation, name=settings.get("name"))
     if settings.get("use_bias") is False and weights is not None and np.any(weights.bias != 0):
         raise ConfigError("the config says use_bias=false but the weights have a non-zero bias")
-    return BuildPlan(
-        options={
-            "cell": cell,
-            "weights": weights,
-            "input_size": settings.get("input_size"),
-            "time_steps": settings.get("time_steps", 1),
-            "batch_size": settings.get("batch_size", 1),
-            "time_major": settings.get("time_major", False),
-            "seed": settings.get("seed", 0),
-        },
-        source=source,
-    )
+    return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)}, source=source)
+
+
+def _layout(settings: dict) -> dict:
+    return {
+        "input_size": settings.get("input_size"),
+        "time_steps": settings.get("time_steps", 1),
+        "batch_size": settings.get("batch_size", 1),
+        "time_major": settings.get("time_major", False),
+        "seed": settings.get("seed", 0),
+    }
+
+
+def _stack(settings: dict) -> list[RNNCell] | None:
+    """The cells of a stack (a config's `cells`, or --layers N copies of one cell); None for a single cell."""
+    base = settings.get("name") or "rnn"
+    if settings.get("cells"):
+        if settings.get("layers") not in (None, len(settings["cells"])):
+            raise ConfigError(f"layers={settings['layers']} but the config lists {len(settings['cells'])} cells")
+        cells = []
+        for k, c in enumerate(settings["cells"]):
+            units = c.get("num_units", c.get("units"))
+            if units is None:
+                raise ConfigError(f"cell {k} of the stack has no num_units")
+            cells.append(RNNCell(units, activation=c.get("activation"), name=c.get("name", f"{base}/cell_{k}"),
+                                 reuse=c.get("reuse"), dtype=c.get("dtype") if isinstance(c.get("dtype"), str) else None))
+        return cells
+    layers = settings.get("layers")
+    if layers is None or layers == 1:
+        return None
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        raise ConfigError(f"layers must be a positive integer, got {layers!r}")
+    units = settings.get("num_units")
+    if units is None:
+        raise ConfigError("--layers needs --units (or a config with num_units)")
+    return [RNNCell(units, activation=settings.get("activation"), name=f"{base}/cell_{k}") for k in range(layers)]
+
+
+def _layer_weights(path, weights_format, name: str):
+    source = import_cell(path, format=weights_format, name=name)
+    if source.format != "npz":
+        raise ConfigError(f"a stack's weights come from an .npz keyed <layer name>/input_weights ...; {path} is "
+                          f"{source.format} (Keras, PyTorch and ONNX stacks are not read yet)")
+    if source.layer != name:
+        raise ConfigError(f"{path} has no weights under '{name}/' for that layer")
+    return source.weights
+
+

@@ -122,16 +122,23 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     import numpy as np
 
     from .files import write_atomic
-    from .graph import find_rnn
+    from .graph import find_rnns
 
     data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
-    weights = find_rnn(read(data)).weights()
-    arrays = weights.to_keras() if keras_names else weights.to_tflite()
+    layers = find_rnns(read(data))
+    arrays, digests = {}, []
+    for g in layers:
+        weights = g.weights()
+        # One cell: plain names. A stack: keyed <layer name>/..., as `build` reads a stack's weights.
+        prefix = f"{g.input_weights.name.rpartition('/')[0]}/" if len(layers) > 1 else ""
+        named = weights.to_keras() if keras_names else weights.to_tflite()
+        arrays.update({prefix + name: array for name, array in named.items()})
+        digests.append(weights.sha256())
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
     return {
         "path": str(path),
         "arrays": {name: list(array.shape) for name, array in arrays.items()},
-        "weights_sha256": weights.sha256(),
+        "weights_sha256": digests[0] if len(digests) == 1 else digests,
     }

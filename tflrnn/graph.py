@@ -29,38 +29,56 @@ SIGNATURE_OUTPUT = "output"
 INPUT, INPUT_WEIGHTS, RECURRENT_WEIGHTS, BIAS, HIDDEN_STATE = range(5)
 
 
+@dataclass
+class Layer:
+    """One fused RNN op of a stack. Layers with the same name share one set of variables (TfLiteRNNCell reuse)."""
+
+    name: str
+    activation: Activation
+    weights: CellWeights
+
+
 def rnn_model(
-    weights: CellWeights,
+    layers: list[Layer],
     *,
-    name: str,
-    activation: Activation,
     time_steps: int,
     batch_size: int,
     time_major: bool,
     metadata: dict[str, bytes],
     description: str,
 ) -> Model:
-    units, input_size = weights.num_units, weights.input_size
+    """A chain of UNIDIRECTIONAL_SEQUENCE_RNN ops, each with its own variable state; layer k's output is layer
+    k+1's input. One layer gives tensors input, W, R, b, state, output (indices 0..5)."""
     lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
-    tensors = [
-        Tensor(f"{name}/input", (*lead, input_size)),
-        Tensor(f"{name}/input_weights", (units, input_size), data=weights.input_weights),
-        Tensor(f"{name}/recurrent_weights", (units, units), data=weights.recurrent_weights),
-        Tensor(f"{name}/bias", (units,), data=weights.bias),
-        Tensor(f"{name}/hidden_state", (batch_size, units), is_variable=True),
-        Tensor(f"{name}/output", (*lead, units)),
-    ]
-    output = len(tensors) - 1
-    op = Operator(
-        builtin_code=BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
-        inputs=[INPUT, INPUT_WEIGHTS, RECURRENT_WEIGHTS, BIAS, HIDDEN_STATE],
-        outputs=[output],
-        version=1,
-        options=SequenceRNNOptions(time_major=time_major, activation=activation),
-    )
+    first = layers[0]
+    tensors = [Tensor(f"{first.name}/input", (*lead, first.weights.input_size))]
+    variables: dict[str, list[int]] = {}  # layer name -> [W, R, b] tensor indices
+    operators = []
+    previous = INPUT
+    for k, layer in enumerate(layers):
+        w = layer.weights
+        suffix = f"_{k}" if layer.name in variables else ""  # a reused cell: new state and output, same variables
+        if layer.name not in variables:
+            variables[layer.name] = [len(tensors), len(tensors) + 1, len(tensors) + 2]
+            tensors += [
+                Tensor(f"{layer.name}/input_weights", (w.num_units, w.input_size), data=w.input_weights),
+                Tensor(f"{layer.name}/recurrent_weights", (w.num_units, w.num_units), data=w.recurrent_weights),
+                Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias),
+            ]
+        tensors.append(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, w.num_units), is_variable=True))
+        tensors.append(Tensor(f"{layer.name}/output{suffix}", (*lead, w.num_units)))
+        state, output = len(tensors) - 2, len(tensors) - 1
+        operators.append(Operator(
+            builtin_code=BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
+            inputs=[previous, *variables[layer.name], state],
+            outputs=[output],
+            version=1,
+            options=SequenceRNNOptions(time_major=time_major, activation=layer.activation),
+        ))
+        previous = output
     return Model(
-        subgraphs=[Subgraph(tensors=tensors, operators=[op], inputs=[INPUT], outputs=[output])],
-        signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, {SIGNATURE_OUTPUT: output})],
+        subgraphs=[Subgraph(tensors=tensors, operators=operators, inputs=[INPUT], outputs=[previous])],
+        signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, {SIGNATURE_OUTPUT: previous})],
         metadata=metadata,
         description=description,
     )
@@ -101,24 +119,39 @@ class RNNGraph:
             raise ModelFormatError(f"weights in the model are unusable: {exc}") from exc
 
 
-def find_rnn(model: Model) -> RNNGraph:
-    """The model's UNIDIRECTIONAL_SEQUENCE_RNN op; ModelFormatError if there is none or it is malformed."""
-    found = [
-        (g, op)
-        for g in model.subgraphs
-        for op in g.operators
-        if op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN
-    ]
-    if not found:
+def find_rnns(model: Model) -> list[RNNGraph]:
+    """The model's UNIDIRECTIONAL_SEQUENCE_RNN ops in order; ModelFormatError if there is none, one is malformed,
+    or they do not form a chain (each op's output feeding the next op's input)."""
+    graphs = [g for g in model.subgraphs
+              if any(op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN for op in g.operators)]
+    if not graphs:
         raise ModelFormatError("the model has no UNIDIRECTIONAL_SEQUENCE_RNN op")
+    if len(graphs) > 1:
+        raise ModelFormatError(f"RNN ops in {len(graphs)} subgraphs; tflrnn verifies one")
+    graph = graphs[0]
+    ops = [op for op in graph.operators if op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN]
+    if len(ops) != len(graph.operators):
+        others = sorted({op.code for op in graph.operators} - {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN})
+        raise ModelFormatError(f"the RNN subgraph also has ops with codes {others}; tflrnn verifies RNN stacks")
+    found = []
+    for k, op in enumerate(ops):
+        if len(op.inputs) != 5 or len(op.outputs) != 1:
+            raise ModelFormatError(
+                f"UNIDIRECTIONAL_SEQUENCE_RNN {k} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; "
+                "expected 5 and 1"
+            )
+        indices = [*op.inputs, op.outputs[0]]
+        if any(not 0 <= i < len(graph.tensors) for i in indices):
+            raise ModelFormatError(f"UNIDIRECTIONAL_SEQUENCE_RNN {k} names tensors {indices} of {len(graph.tensors)}")
+        if k and op.inputs[0] != ops[k - 1].outputs[0]:
+            raise ModelFormatError(f"UNIDIRECTIONAL_SEQUENCE_RNN {k} does not take op {k - 1}'s output: not a stack")
+        found.append(RNNGraph(model, graph, op, *(graph.tensors[i] for i in indices)))
+    return found
+
+
+def find_rnn(model: Model) -> RNNGraph:
+    """The model's single UNIDIRECTIONAL_SEQUENCE_RNN op (see find_rnns for stacks)."""
+    found = find_rnns(model)
     if len(found) > 1:
-        raise ModelFormatError(f"the model has {len(found)} UNIDIRECTIONAL_SEQUENCE_RNN ops; tflrnn verifies one")
-    graph, op = found[0]
-    if len(op.inputs) != 5 or len(op.outputs) != 1:
-        raise ModelFormatError(
-            f"UNIDIRECTIONAL_SEQUENCE_RNN has {len(op.inputs)} inputs and {len(op.outputs)} outputs; expected 5 and 1"
-        )
-    indices = [*op.inputs, op.outputs[0]]
-    if any(not 0 <= i < len(graph.tensors) for i in indices):
-        raise ModelFormatError(f"UNIDIRECTIONAL_SEQUENCE_RNN names tensors {indices} of {len(graph.tensors)}")
-    return RNNGraph(model, graph, op, *(graph.tensors[i] for i in indices))
+        raise ModelFormatError(f"the model has {len(found)} UNIDIRECTIONAL_SEQUENCE_RNN ops; expected one")
+    return found[0]

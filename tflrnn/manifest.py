@@ -78,7 +78,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
     from .assemble import describe_model
     from .config import resolve_build_options
-    from .graph import find_rnn
+    from .graph import find_rnns
     from .verifier import verify
     from .writer import write
 
@@ -92,6 +92,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
             "activation": s.get("activation"),
             "time_major": s.get("time_major"),
             "name": s.get("cell_name"),
+            "layers": s.get("layers"),
             "seed": s.get("seed"),
         }
         plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),
@@ -110,11 +111,12 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
         return Outcome(entry.name, error=str(exc))
     except Exception as exc:  # one entry's bug must not take the others down; it is still reported
         return Outcome(entry.name, error=f"internal error: {type(exc).__name__}: {exc}")
-    g = find_rnn(model)
+    layers = find_rnns(model)
+    cells = plan.options["cell"] if isinstance(plan.options["cell"], list) else [plan.options["cell"]]
     summary = {
-        "input_shape": list(g.input.shape),
-        "output_shape": list(g.output.shape),
-        "activation": plan.options["cell"].activation,
+        "input_shape": list(layers[0].input.shape),
+        "output_shape": list(layers[-1].output.shape),
+        "activation": ", ".join(dict.fromkeys(c.activation for c in cells)),
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }

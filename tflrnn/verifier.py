@@ -21,7 +21,7 @@ from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha25
 from .cell import ACTIVATION_NAMES, CellWeights
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
-from .graph import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, RNNGraph, find_rnn
+from .graph import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, RNNGraph, find_rnns
 from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions
 from .reader import read
 from .version import __version__
@@ -108,12 +108,22 @@ def verify(
         data, label = bytes(model), "<bytes>"
     else:
         data, label = read_bytes(model, "model file"), str(Path(model))
-    graph = find_rnn(read(data))
-    _check_verifiable_size(graph)
-    if weights is not None and not isinstance(weights, CellWeights):
-        # A weights file holding several cells is read under this model's cell name unless a scope is given.
-        weights = load_weights(weights, scope or graph.input_weights.name.rpartition("/")[0] or None, format=format,
-                               layer=layer, layer_index=layer_index)
+    layers = find_rnns(read(data))
+    for g in layers:
+        _check_verifiable_size(g)
+    if against is not None and len(layers) > 1:
+        raise ConfigError("--against compares one cell with its source; this model is a stack of "
+                          f"{len(layers)} layers")
+    if weights is not None:
+        if isinstance(weights, CellWeights):
+            if len(layers) > 1:
+                raise ConfigError(f"the model has {len(layers)} layers: give a weights file keyed by layer name")
+            weights = [weights]
+        else:
+            # Each layer's weights are read under its cell name (a single cell's under --scope when given).
+            names = [scope] if scope and len(layers) == 1 else [_cell_name(g) for g in layers]
+            weights = [load_weights(weights, name, format=format, layer=layer, layer_index=layer_index)
+                       for name in names]
 
     report = VerifyReport(
         model=label,
@@ -121,8 +131,11 @@ def verify(
         sha256=sha256(data),
         settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
     )
-    report.checks += _structure_checks(graph)
-    model_weights, why_not = _usable_weights(graph)
+    report.checks += _structure_checks(layers)
+    usable = [_usable_weights(g) for g in layers]
+    model_weights = [w for w, _ in usable]
+    why_not = next((f"layer {k}: {reason}" if len(layers) > 1 else reason
+                    for k, (_, reason) in enumerate(usable) if reason), None)
     if weights is not None:
         report.checks.append(_weights_match(model_weights, weights, why_not))
     if why_not is None:
@@ -132,17 +145,21 @@ def verify(
         return report
 
     rng = np.random.default_rng(seed)
-    inputs = [rng.standard_normal(graph.input.shape).astype(np.float32) for _ in range(sequences)]
+    inputs = [rng.standard_normal(layers[0].input.shape).astype(np.float32) for _ in range(sequences)]
     runs = {}
     for name in runtimes:
-        checks, outputs = _numeric_checks(data, graph, model_weights, report, inputs, atol, rtol, name)
+        checks, outputs = _numeric_checks(data, layers, model_weights, report, inputs, atol, rtol, name)
         report.checks += checks
         if outputs is not None:
             runs[name] = outputs
     if against is not None:
-        report.checks += _against_checks(graph, inputs, runs, report, atol, rtol, against=against,
+        report.checks += _against_checks(layers[0], inputs, runs, report, atol, rtol, against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
+
+
+def _cell_name(g: RNNGraph) -> str | None:
+    return g.input_weights.name.rpartition("/")[0] or None
 
 
 def _against_checks(g: RNNGraph, inputs, runs: dict, report: VerifyReport, atol, rtol, **source) -> list[Check]:
@@ -191,10 +208,22 @@ def _check_verifiable_size(g: RNNGraph) -> None:
 # Structure ------------------------------------------------------------------------------------------------------
 
 
-def _structure_checks(g: RNNGraph) -> list[Check]:
-    op, model = g.operator, g.model
+def _structure_checks(layers: list[RNNGraph]) -> list[Check]:
+    model = layers[0].model
+    checks = [Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}")]
+    for k, g in enumerate(layers):
+        for check in _layer_checks(g):
+            if len(layers) > 1:  # one set of checks per layer, named by its index
+                check.name, check.detail = f"{check.name}[{k}]", f"layer {k}: {check.detail}"
+            checks.append(check)
+    checks.append(_signature_check(layers))
+    checks += _metadata_checks(layers, max(_expected_op_version(g) for g in layers))
+    return checks
+
+
+def _layer_checks(g: RNNGraph) -> list[Check]:
+    op = g.operator
     checks = [
-        Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}"),
         Check(
             "op.code",
             op.builtin_code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN
@@ -217,8 +246,6 @@ def _structure_checks(g: RNNGraph) -> list[Check]:
             + ("no buffer data" if state.data is None else f"{state.nbytes} bytes of buffer data (runtime refuses)"),
         )
     )
-    checks.append(_signature_check(g))
-    checks += _metadata_checks(g, expected_version)
     return checks
 
 
@@ -298,9 +325,10 @@ def _shapes_check(g: RNNGraph) -> Check:
     )
 
 
-def _signature_check(g: RNNGraph) -> Check:
+def _signature_check(layers: list[RNNGraph]) -> Check:
+    g = layers[0]
     x_index = g.operator.inputs[0]
-    y_index = g.operator.outputs[0]
+    y_index = layers[-1].operator.outputs[0]
     signature = next((s for s in g.model.signatures if s.key == SIGNATURE_KEY), None)
     subgraph_index = next(i for i, graph in enumerate(g.model.subgraphs) if graph is g.subgraph)
     problems = []
@@ -322,8 +350,8 @@ def _signature_check(g: RNNGraph) -> Check:
     return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, output -> tensor {y_index}")
 
 
-def _metadata_checks(g: RNNGraph, op_version: int) -> list[Check]:
-    metadata = g.model.metadata
+def _metadata_checks(layers: list[RNNGraph], op_version: int) -> list[Check]:
+    metadata = layers[0].model.metadata
     expected = MIN_RUNTIME_VERSION.get(op_version)
     found = metadata.get("min_runtime_version")
     text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
@@ -338,38 +366,43 @@ def _metadata_checks(g: RNNGraph, op_version: int) -> list[Check]:
     if raw is None:
         checks.append(Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn"))
         return checks
-    cell, document = _tflrnn_metadata(raw)
-    if cell is None:
+    cells, document = _tflrnn_metadata(raw)
+    if cells is None:
         checks.append(Check("metadata.tflrnn", False, "not valid tflrnn JSON"))
         return checks
-    w = g.input_weights
-    facts = {
-        "name": w.name.rpartition("/")[0] or None,
-        "num_units": w.shape[0] if len(w.shape) == 2 else None,
-        "input_size": w.shape[1] if len(w.shape) == 2 else None,
-        "activation": ACTIVATION_NAMES.get(g.options.activation),
-    }
-    problems = [f"{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
-                if cell.get(key) != actual]
-    weights, _ = _usable_weights(g)
-    if weights is not None and cell.get("weights_sha256") != weights.sha256():
-        problems.append("weights_sha256 does not match the weights in the file")
+    if len(cells) != len(layers):
+        return checks + [Check("metadata.tflrnn", False, f"{len(cells)} cells recorded, {len(layers)} in the graph")]
+    problems = []
+    for k, (g, cell) in enumerate(zip(layers, cells)):
+        where = f"layer {k}: " if len(layers) > 1 else ""
+        w = g.input_weights
+        facts = {
+            "name": _cell_name(g),
+            "num_units": w.shape[0] if len(w.shape) == 2 else None,
+            "input_size": w.shape[1] if len(w.shape) == 2 else None,
+            "activation": ACTIVATION_NAMES.get(g.options.activation),
+        }
+        problems += [f"{where}{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
+                     if cell.get(key) != actual]
+        weights, _ = _usable_weights(g)
+        if weights is not None and cell.get("weights_sha256") != weights.sha256():
+            problems.append(f"{where}weights_sha256 does not match the weights in the file")
     if problems:
         return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
     return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document.get('version')}; name, sizes, "
                                                      "activation and weights sha256 match the graph")]
 
 
-def _tflrnn_metadata(raw: bytes) -> tuple[dict | None, dict | None]:
-    """The first cell of a tflrnn metadata entry, or (None, None) when the entry is not what tflrnn writes."""
+def _tflrnn_metadata(raw: bytes) -> tuple[list[dict] | None, dict | None]:
+    """The cells of a tflrnn metadata entry, or (None, None) when the entry is not what tflrnn writes."""
     try:
         document = json.loads(raw, parse_constant=_reject)
     except (ValueError, RecursionError):
         return None, None
     cells = document.get("cells") if isinstance(document, dict) else None
-    if not isinstance(cells, list) or not cells or not isinstance(cells[0], dict):
+    if not isinstance(cells, list) or not cells or not all(isinstance(c, dict) for c in cells):
         return None, None
-    return cells[0], document
+    return cells, document
 
 
 def _reject(constant: str):
@@ -383,25 +416,28 @@ def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:
         return None, str(exc)
 
 
-def _weights_match(model_weights: CellWeights | None, expected: CellWeights, why_not: str | None) -> Check:
-    if model_weights is None:
+def _weights_match(model_weights: list, expected: list[CellWeights], why_not: str | None) -> Check:
+    if why_not is not None:
         return Check("weights.match", False, f"cannot compare: {why_not}")
     names = ("input_weights", "recurrent_weights", "bias")
     problems, worst = [], 0.0
-    for name, a, b in zip(names, model_weights.arrays(), expected.arrays()):
-        if a.shape != b.shape:
-            problems.append(f"{name} is {list(a.shape)} in the model, {list(b.shape)} in the weights")
-        elif not np.array_equal(a, b):
-            diff = float(np.max(np.abs(a.astype(np.float64) - b)))
-            worst = max(worst, diff)
-            problems.append(f"{name} differs (max {diff:.3g})")
+    for k, (ours, theirs) in enumerate(zip(model_weights, expected)):
+        where = f"layer {k} " if len(expected) > 1 else ""
+        for name, a, b in zip(names, ours.arrays(), theirs.arrays()):
+            if a.shape != b.shape:
+                problems.append(f"{where}{name} is {list(a.shape)} in the model, {list(b.shape)} in the weights")
+            elif not np.array_equal(a, b):
+                diff = float(np.max(np.abs(a.astype(np.float64) - b)))
+                worst = max(worst, diff)
+                problems.append(f"{where}{name} differs (max {diff:.3g})")
     if problems:
         return Check("weights.match", False, "; ".join(problems), max_abs_error=worst or None)
-    return Check("weights.match", True, "input_weights, recurrent_weights and bias are bit-identical", 0.0)
+    what = "every layer's" if len(expected) > 1 else "the"
+    return Check("weights.match", True, f"{what} input_weights, recurrent_weights and bias are bit-identical", 0.0)
 
 
 def _why_not_runnable(checks: list[Check]) -> str | None:
-    blocking = [c.name for c in checks if not c.passed and c.name in ("op.options", "tensors.shapes")]
+    blocking = [c.name for c in checks if not c.passed and c.name.split("[")[0] in ("op.options", "tensors.shapes")]
     return f"{', '.join(blocking)} failed" if blocking else None
 
 
@@ -431,39 +467,49 @@ class Comparison:
         )
 
 
-def _numeric_checks(data, g: RNNGraph, weights, report, inputs, atol, rtol, runtime_name: str):
-    """The numeric checks on one runtime, and its outputs for each input (None when it could not run)."""
+def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs, atol, rtol, runtime_name: str):
+    """The numeric checks on one runtime, and the model's outputs for each input (None when it could not run).
+
+    Every layer is judged on its own: its input is what the runtime actually fed it (the previous layer's output,
+    read back from the interpreter), so an error is reported where it arises and does not propagate.
+    """
     from . import runtime
 
+    outputs_of = [g.operator.outputs[0] for g in layers]
     try:
-        interpreter = runtime.load(runtime_name, data, g.operator.inputs[0], g.operator.outputs[0])
+        interpreter = runtime.load(runtime_name, data, layers[0].operator.inputs[0], outputs_of)
         report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
-        outputs = [interpreter.run(x) for x in inputs]
+        runs = [interpreter.run(x) for x in inputs]  # per invoke: every layer's output
         interpreter.reset()
         after_reset = interpreter.run(inputs[0])
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
         return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
-    sequences = len(inputs)
 
-    def compare(x: np.ndarray, y: np.ndarray, start_state: np.ndarray) -> Comparison:
-        previous = _previous_states(y, start_state, g.time_major)
-        expected, pre, scale = reference.step(x, weights, g.options.activation, previous, time_major=g.time_major)
-        return _compare(y, expected, pre, scale, g.options.activation, atol, rtol)
+    def compare(x: np.ndarray, ys: list[np.ndarray], starts: list[np.ndarray]) -> Comparison:
+        parts = []
+        for g, w, y, start in zip(layers, weights, ys, starts):
+            previous = _previous_states(y, start, g.time_major)
+            expected, pre, scale = reference.step(x, w, g.options.activation, previous, time_major=g.time_major)
+            parts.append(_compare(y, expected, pre, scale, g.options.activation, atol, rtol))
+            x = y  # the next layer's input, as the runtime computed it
+        return Comparison.worst(parts)
 
-    zero = np.zeros(g.hidden_state.shape)
-    first = compare(inputs[0], outputs[0], zero)
-    carried = Comparison.worst(
-        [compare(inputs[k], outputs[k], _last_step(outputs[k - 1], g.time_major)) for k in range(1, sequences)]
-    )
-    reset = compare(inputs[0], after_reset, zero)
-    identical = np.array_equal(after_reset, outputs[0])
+    zeros = [np.zeros(g.hidden_state.shape) for g in layers]
+    first = compare(inputs[0], runs[0], zeros)
+    carried = Comparison.worst([
+        compare(inputs[k], runs[k], [_last_step(y, g.time_major) for g, y in zip(layers, runs[k - 1])])
+        for k in range(1, len(inputs))
+    ])
+    reset = compare(inputs[0], after_reset, zeros)
+    identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
     reset.ok = reset.ok and identical
+    each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
     return [
-        _numeric_check("numeric.first_invoke", first, atol, rtol, "from the zero state", runtime_name),
+        _numeric_check("numeric.first_invoke", first, atol, rtol, f"from the zero state{each}", runtime_name),
         _numeric_check(
             "numeric.state_carried", carried, atol, rtol,
-            f"{sequences - 1} more invokes, each continuing from the previous one's final state", runtime_name,
+            f"{len(inputs) - 1} more invokes, each continuing from the previous one's final state", runtime_name,
         ),
         _numeric_check(
             "numeric.reset", reset, atol, rtol,
@@ -471,7 +517,7 @@ def _numeric_checks(data, g: RNNGraph, weights, report, inputs, atol, rtol, runt
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
             runtime_name,
         ),
-    ], outputs
+    ], [ys[-1] for ys in runs]
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
