@@ -145,7 +145,6 @@ def test_sizes_given_must_agree_with_the_weights(tmp_path, cli):
         ('{"units": 8, "dtype": "float16"}', ".json", "key 'dtype'"),
         ('{"units": 8, "batch_input_shape": [1, 2]}', ".json", "key 'batch_input_shape'"),
         ('{"units": 8, "activation": "sigmoid"}', ".json", "'sigmoid' cannot be fused"),
-        ('{"units": 8, "return_sequences": false}', ".json", "return_sequences=false"),
         ('{"units": 8, "go_backwards": true}', ".json", "go_backwards=true"),
         ('{"num_units": 8, "units": 9}', ".json", "disagree"),
         ('{"units": 8,', ".json", "invalid JSON"),

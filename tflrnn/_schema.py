@@ -1,7 +1,7 @@
 """The `tflite` package's generated builder functions, loaded module by module.
 
 `import tflite` runs an __init__ that imports all ~190 generated modules: about 30 ms, a fifth of a whole
-`tflrnn build`. The writer needs ten, and each generated module imports only flatbuffers, so they are loaded
+`tflrnn build`. The writer needs a dozen, and each generated module imports only flatbuffers, so they are loaded
 from their files on their own. (The reader, off the hot path, imports the package as usual.)
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _TABLES = (
-    "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "SequenceRNNOptions", "SignatureDef", "SubGraph",
-    "Tensor", "TensorMap",
+    "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "SequenceRNNOptions", "SignatureDef",
+    "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
 )
 
 

@@ -89,7 +89,8 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
         "path": str(path),
         "op": OP_NAME,
         "input_shape": list(rnns[0].input.shape),
-        "output_shape": list(rnns[-1].output.shape),
+        "output_shape": list(model.subgraphs[0].tensors[model.subgraphs[0].outputs[0]].shape),
+        "last_step": len(model.subgraphs[0].operators) > len(rnns),
         "time_major": rnns[0].time_major,
         "bytes": len(data),
         "sha256": sha256(data),
@@ -110,6 +111,7 @@ def describe_model(
     batch_size: int = 1,
     time_major: bool = False,
     seed: int = 0,
+    last_step: bool = False,
 ) -> Model:
     """The model description `build` writes.
 
@@ -117,6 +119,7 @@ def describe_model(
     cells makes a stack (MultiRNNCell), one op and one state per layer, with `weights` a list in the same order.
     Without weights, seeded initial weights are drawn as Keras SimpleRNN draws them: W glorot-uniform,
     R orthogonal, b zeros. `input_size` defaults to the first weights' input size, else the first cell's units.
+    `last_step` outputs only the final step [B,U] (Keras return_sequences=False), through one STRIDED_SLICE op.
     """
     cells = cell if isinstance(cell, (list, tuple)) else [cell]
     given = weights if isinstance(weights, (list, tuple)) else [weights] * (1 if weights is not None else 0)
@@ -166,6 +169,7 @@ def describe_model(
         time_steps=time_steps,
         batch_size=batch_size,
         time_major=bool(time_major),
+        last_step=bool(last_step),
         metadata={
             "min_runtime_version": MIN_RUNTIME_VERSION[1].encode().ljust(16, b"\0"),
             METADATA_KEY: BuildInfo.document(cells_info).encode(),

@@ -44,6 +44,8 @@ def cli(debug: bool) -> None:
 @click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] (default).")
 @click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")
 @click.option("--layers", type=int, help="Stack this many copies of the cell (names <name>/cell_<k>), one op each.")
+@click.option("--last-step/--all-steps", "last_step", default=None,
+              help="Output only the final step [B,U] (Keras return_sequences=False), or every step (default).")
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
 @click.option("--weights", type=_path,
               help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
@@ -61,7 +63,8 @@ def cli(debug: bool) -> None:
 @click.option("--jobs", type=int, help="With --manifest: models built at once (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
-def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, seed, weights,
+def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step, seed,
+          weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .assemble import build_file
@@ -86,6 +89,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         "time_major": time_major,
         "name": name,
         "layers": layers,
+        "last_step": last_step,
         "seed": seed,
     }
     plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,

@@ -22,8 +22,6 @@ CELL_CONFIG_SCHEMA = "cell-config.schema.json"
 
 # Keras options the fused op cannot honour, with the value that makes them refused and why.
 _REFUSED = {
-    "return_sequences": (False, "return_sequences=false (last-step output) is not supported yet: the fused op "
-                                "outputs the whole sequence, as Keras return_sequences=true"),
     "return_state": (True, "return_state=true is not supported: the model has one output, whose last step is "
                            "the final state"),
     "go_backwards": (True, "go_backwards=true is not supported: the fused op runs forward in time"),
@@ -99,6 +97,8 @@ def _settings(document: dict, where: str) -> dict:
         settings["num_units"] = units
     if "cells" in document:
         settings["cells"] = document["cells"]
+    if "return_sequences" in document:
+        settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
                 "layers"):
         if document.get(key) is not None:
@@ -155,6 +155,7 @@ def _layout(settings: dict) -> dict:
         "batch_size": settings.get("batch_size", 1),
         "time_major": settings.get("time_major", False),
         "seed": settings.get("seed", 0),
+        "last_step": settings.get("last_step", False),
     }
 
 

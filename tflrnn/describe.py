@@ -91,6 +91,8 @@ def _operator(op: Operator) -> dict:
             "fused_activation_function": Activation(act).name if act in Activation._value2member_map_ else act,
             "asymmetric_quantize_inputs": op.options.asymmetric_quantize_inputs,
         }
+    elif op.options_type == BuiltinOptions.StridedSliceOptions and op.options is not None:
+        entry["options"] = {"type": "StridedSliceOptions", **vars(op.options)}
     elif op.options_type:
         entry["options"] = {"type": _names(fb.BuiltinOptions).get(op.options_type, op.options_type)}
     return entry

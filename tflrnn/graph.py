@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .cell import CellWeights
 from .errors import ModelFormatError, WeightsError
 from .model import (
@@ -19,6 +21,7 @@ from .model import (
     Operator,
     SequenceRNNOptions,
     Signature,
+    StridedSliceOptions,
     Subgraph,
     Tensor,
 )
@@ -38,6 +41,16 @@ class Layer:
     weights: CellWeights
 
 
+def last_step_slice(time_major: bool) -> tuple[list[int], StridedSliceOptions]:
+    """STRIDED_SLICE begin and options taking the last time step and dropping the time axis, for any length:
+    begin -1 on the time axis with shrink_axis_mask; the other axes are whole through begin/end masks."""
+    time_axis = 0 if time_major else 1
+    begin = [0, 0, 0]
+    begin[time_axis] = -1
+    whole = 0b111 & ~(1 << time_axis)
+    return begin, StridedSliceOptions(begin_mask=whole, end_mask=whole, shrink_axis_mask=1 << time_axis)
+
+
 def rnn_model(
     layers: list[Layer],
     *,
@@ -46,9 +59,11 @@ def rnn_model(
     time_major: bool,
     metadata: dict[str, bytes],
     description: str,
+    last_step: bool = False,
 ) -> Model:
     """A chain of UNIDIRECTIONAL_SEQUENCE_RNN ops, each with its own variable state; layer k's output is layer
-    k+1's input. One layer gives tensors input, W, R, b, state, output (indices 0..5)."""
+    k+1's input. One layer gives tensors input, W, R, b, state, output (indices 0..5). With `last_step`, one
+    STRIDED_SLICE op turns the last sequence [B,T,U] into its final step [B,U] (Keras return_sequences=False)."""
     lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
     first = layers[0]
     tensors = [Tensor(f"{first.name}/input", (*lead, first.weights.input_size))]
@@ -76,6 +91,19 @@ def rnn_model(
             options=SequenceRNNOptions(time_major=time_major, activation=layer.activation),
         ))
         previous = output
+    if last_step:
+        begin, options = last_step_slice(time_major)
+        name = layers[-1].name
+        tensors += [
+            Tensor(f"{name}/last_step/begin", (3,), "int32", data=np.asarray(begin, dtype=np.int32)),
+            Tensor(f"{name}/last_step/end", (3,), "int32", data=np.zeros(3, dtype=np.int32)),
+            Tensor(f"{name}/last_step/strides", (3,), "int32", data=np.ones(3, dtype=np.int32)),
+            Tensor(f"{name}/last_step", (batch_size, layers[-1].weights.num_units)),
+        ]
+        n = len(tensors)
+        operators.append(Operator(BuiltinOperator.STRIDED_SLICE, [previous, n - 4, n - 3, n - 2], [n - 1],
+                                  options=options))
+        previous = n - 1
     return Model(
         subgraphs=[Subgraph(tensors=tensors, operators=operators, inputs=[INPUT], outputs=[previous])],
         signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, {SIGNATURE_OUTPUT: previous})],
@@ -130,9 +158,11 @@ def find_rnns(model: Model) -> list[RNNGraph]:
         raise ModelFormatError(f"RNN ops in {len(graphs)} subgraphs; tflrnn verifies one")
     graph = graphs[0]
     ops = [op for op in graph.operators if op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN]
-    if len(ops) != len(graph.operators):
+    head = graph.operators[len(ops):]
+    if graph.operators[: len(ops)] != ops or len(head) > 1 or (head and head[0].code != BuiltinOperator.STRIDED_SLICE):
         others = sorted({op.code for op in graph.operators} - {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN})
-        raise ModelFormatError(f"the RNN subgraph also has ops with codes {others}; tflrnn verifies RNN stacks")
+        raise ModelFormatError(f"the RNN subgraph also has ops with codes {others}; tflrnn verifies RNN stacks, "
+                               "optionally ending in one STRIDED_SLICE (the last step)")
     found = []
     for k, op in enumerate(ops):
         if len(op.inputs) != 5 or len(op.outputs) != 1:
@@ -147,6 +177,13 @@ def find_rnns(model: Model) -> list[RNNGraph]:
             raise ModelFormatError(f"UNIDIRECTIONAL_SEQUENCE_RNN {k} does not take op {k - 1}'s output: not a stack")
         found.append(RNNGraph(model, graph, op, *(graph.tensors[i] for i in indices)))
     return found
+
+
+def find_last_step(layers: list[RNNGraph]) -> Operator | None:
+    """The STRIDED_SLICE after the last layer, when the model outputs only the last step."""
+    graph = layers[0].subgraph
+    head = graph.operators[len(layers):]
+    return head[0] if head else None
 
 
 def find_rnn(model: Model) -> RNNGraph:

@@ -93,6 +93,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
             "time_major": s.get("time_major"),
             "name": s.get("cell_name"),
             "layers": s.get("layers"),
+            "last_step": s.get("last_step"),
             "seed": s.get("seed"),
         }
         plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),

@@ -22,6 +22,7 @@ MAX_FLATBUFFER_BYTES = 2**31 - 1  # flatbuffers use signed 32-bit offsets
 
 class BuiltinOperator(enum.IntEnum):
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
+    STRIDED_SLICE = 45
 
 
 class BuiltinOptions(enum.IntEnum):
@@ -29,6 +30,7 @@ class BuiltinOptions(enum.IntEnum):
 
     NONE = 0
     SequenceRNNOptions = 31
+    StridedSliceOptions = 32
 
 
 class Activation(enum.IntEnum):
@@ -55,6 +57,15 @@ class SequenceRNNOptions:
 
 
 @dataclass
+class StridedSliceOptions:
+    begin_mask: int = 0
+    end_mask: int = 0
+    ellipsis_mask: int = 0
+    new_axis_mask: int = 0
+    shrink_axis_mask: int = 0
+
+
+@dataclass
 class Tensor:
     name: str
     shape: tuple[int, ...]
@@ -74,7 +85,7 @@ class Operator:
     inputs: list[int]
     outputs: list[int]
     version: int = 1
-    options: SequenceRNNOptions | None = None
+    options: SequenceRNNOptions | StridedSliceOptions | None = None
     # As read from a file; the writer derives both from builtin_code / options when they are None.
     deprecated_builtin_code: int | None = None
     options_type: int | None = None

@@ -22,6 +22,7 @@ from .model import (
     Operator,
     SequenceRNNOptions,
     Signature,
+    StridedSliceOptions,
     Subgraph,
     Tensor,
 )
@@ -153,6 +154,18 @@ class _Reader:
                     time_major=parsed.TimeMajor(),
                     activation=parsed.FusedActivationFunction(),
                     asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
+                )
+        elif options_type == BuiltinOptions.StridedSliceOptions:
+            table = op.BuiltinOptions()
+            if table is not None:
+                parsed = fb.StridedSliceOptions()
+                parsed.Init(table.Bytes, table.Pos)
+                options = StridedSliceOptions(
+                    begin_mask=parsed.BeginMask(),
+                    end_mask=parsed.EndMask(),
+                    ellipsis_mask=parsed.EllipsisMask(),
+                    new_axis_mask=parsed.NewAxisMask(),
+                    shrink_axis_mask=parsed.ShrinkAxisMask(),
                 )
         return Operator(
             builtin_code=_raw_builtin_code(code),

@@ -21,7 +21,15 @@ from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha25
 from .cell import ACTIVATION_NAMES, CellWeights
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
-from .graph import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, RNNGraph, find_rnns
+from .graph import (
+    SIGNATURE_INPUT,
+    SIGNATURE_KEY,
+    SIGNATURE_OUTPUT,
+    RNNGraph,
+    find_last_step,
+    find_rnns,
+    last_step_slice,
+)
 from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions
 from .reader import read
 from .version import __version__
@@ -216,9 +224,48 @@ def _structure_checks(layers: list[RNNGraph]) -> list[Check]:
             if len(layers) > 1:  # one set of checks per layer, named by its index
                 check.name, check.detail = f"{check.name}[{k}]", f"layer {k}: {check.detail}"
             checks.append(check)
+    last = find_last_step(layers)
+    if last is not None:
+        checks.append(_last_step_check(layers, last))
     checks.append(_signature_check(layers))
     checks += _metadata_checks(layers, max(_expected_op_version(g) for g in layers))
     return checks
+
+
+def _output_index(layers: list[RNNGraph]) -> int:
+    last = find_last_step(layers)
+    return (last or layers[-1].operator).outputs[0]
+
+
+def _last_step_check(layers: list[RNNGraph], op) -> Check:
+    g = layers[-1]
+    tensors = g.subgraph.tensors
+    begin, options = last_step_slice(g.time_major)
+    expected_constants = (begin, [0, 0, 0], [1, 1, 1])
+    problems = []
+    if op.builtin_code != BuiltinOperator.STRIDED_SLICE or op.deprecated_builtin_code != BuiltinOperator.STRIDED_SLICE:
+        problems.append(f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code}")
+    if op.version != 1:
+        problems.append(f"version {op.version}, expected 1")
+    if len(op.inputs) != 4 or len(op.outputs) != 1 or any(not 0 <= i < len(tensors) for i in (*op.inputs, *op.outputs)):
+        return Check("last_step", False, f"STRIDED_SLICE has inputs {op.inputs} and outputs {op.outputs}")
+    if op.inputs[0] != g.operator.outputs[0]:
+        problems.append("it does not slice the last layer's output")
+    for name, index, values in zip(("begin", "end", "strides"), op.inputs[1:], expected_constants):
+        tensor = tensors[index]
+        if tensor.data is None or tensor.dtype != "int32" or list(np.ravel(tensor.data)) != values:
+            shown = None if tensor.data is None else list(np.ravel(tensor.data))
+            problems.append(f"{name} {shown} ({tensor.dtype}), expected constant int32 {values}")
+    if op.options != options:
+        problems.append(f"options {op.options}, expected {options}")
+    out = tensors[op.outputs[0]]
+    expected_shape = (g.hidden_state.shape[0], g.output.shape[-1])
+    if tuple(out.shape) != expected_shape or out.dtype != "float32" or out.data is not None or out.is_variable:
+        problems.append(f"output '{out.name}' {list(out.shape)} {out.dtype}, expected a plain float32 "
+                        f"{list(expected_shape)}")
+    if problems:
+        return Check("last_step", False, "; ".join(problems))
+    return Check("last_step", True, f"STRIDED_SLICE takes the final step: output {list(out.shape)}")
 
 
 def _layer_checks(g: RNNGraph) -> list[Check]:
@@ -328,7 +375,7 @@ def _shapes_check(g: RNNGraph) -> Check:
 def _signature_check(layers: list[RNNGraph]) -> Check:
     g = layers[0]
     x_index = g.operator.inputs[0]
-    y_index = layers[-1].operator.outputs[0]
+    y_index = _output_index(layers)
     signature = next((s for s in g.model.signatures if s.key == SIGNATURE_KEY), None)
     subgraph_index = next(i for i, graph in enumerate(g.model.subgraphs) if graph is g.subgraph)
     problems = []
@@ -437,7 +484,8 @@ def _weights_match(model_weights: list, expected: list[CellWeights], why_not: st
 
 
 def _why_not_runnable(checks: list[Check]) -> str | None:
-    blocking = [c.name for c in checks if not c.passed and c.name.split("[")[0] in ("op.options", "tensors.shapes")]
+    blocking = [c.name for c in checks
+                if not c.passed and c.name.split("[")[0] in ("op.options", "tensors.shapes", "last_step")]
     return f"{', '.join(blocking)} failed" if blocking else None
 
 
@@ -452,6 +500,7 @@ class Comparison:
     max_abs_error: float | None  # None: a non-finite output
     max_rel_error: float | None
     ties: int = 0  # sign_bit outputs within rounding of the jump, not counted
+    note: str = ""  # why it failed, when not by the tolerance
 
     @classmethod
     def worst(cls, parts: list[Comparison]) -> Comparison:
@@ -464,6 +513,7 @@ class Comparison:
             max_abs_error=largest(p.max_abs_error for p in parts),
             max_rel_error=largest(p.max_rel_error for p in parts),
             ties=sum(p.ties for p in parts),
+            note="; ".join(dict.fromkeys(p.note for p in parts if p.note)),
         )
 
 
@@ -476,6 +526,9 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
     from . import runtime
 
     outputs_of = [g.operator.outputs[0] for g in layers]
+    last = find_last_step(layers)
+    if last is not None:
+        outputs_of.append(last.outputs[0])
     try:
         interpreter = runtime.load(runtime_name, data, layers[0].operator.inputs[0], outputs_of)
         report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
@@ -487,13 +540,20 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
         return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
 
     def compare(x: np.ndarray, ys: list[np.ndarray], starts: list[np.ndarray]) -> Comparison:
+        if last is not None:  # the model's output must be exactly the final step of the last layer
+            final = ys[-1]
+            ys = ys[:-1]
+            exact = np.array_equal(final, _last_step(ys[-1], layers[-1].time_major))
         parts = []
         for g, w, y, start in zip(layers, weights, ys, starts):
             previous = _previous_states(y, start, g.time_major)
             expected, pre, scale = reference.step(x, w, g.options.activation, previous, time_major=g.time_major)
             parts.append(_compare(y, expected, pre, scale, g.options.activation, atol, rtol))
             x = y  # the next layer's input, as the runtime computed it
-        return Comparison.worst(parts)
+        result = Comparison.worst(parts)
+        if last is not None and not exact:
+            result.ok, result.note = False, "the output is not the last layer's final step"
+        return result
 
     zeros = [np.zeros(g.hidden_state.shape) for g in layers]
     first = compare(inputs[0], runs[0], zeros)
@@ -505,6 +565,8 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
     identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
     reset.ok = reset.ok and identical
     each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
+    if last is not None:
+        each += "; the output is the last layer's final step, bit for bit"
     return [
         _numeric_check("numeric.first_invoke", first, atol, rtol, f"from the zero state{each}", runtime_name),
         _numeric_check(
@@ -517,7 +579,7 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
             runtime_name,
         ),
-    ], [ys[-1] for ys in runs]
+    ], [ys[len(layers) - 1] for ys in runs]  # the last layer's whole sequence, for --against
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
@@ -557,6 +619,8 @@ def _numeric_check(name: str, result: Comparison, atol: float, rtol: float, what
     detail = f"{what}; max abs error {shown} (atol {atol:g}, rtol {rtol:g})"
     if result.ties:
         detail += f"; {result.ties} output(s) within rounding of the sign bit's jump not counted"
+    if result.note:
+        detail += f"; {result.note}"
     return Check(name, result.ok, detail, result.max_abs_error, result.max_rel_error, runtime)
 
 

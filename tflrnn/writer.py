@@ -13,7 +13,16 @@ import numpy as np
 
 from ._schema import builder_functions
 from .cell import row_blocks
-from .model import FILE_IDENTIFIER, TENSOR_TYPES, BuiltinOptions, Model, Operator, SequenceRNNOptions, Subgraph
+from .model import (
+    FILE_IDENTIFIER,
+    TENSOR_TYPES,
+    BuiltinOptions,
+    Model,
+    Operator,
+    SequenceRNNOptions,
+    StridedSliceOptions,
+    Subgraph,
+)
 
 _DATA_ALIGNMENT = 16
 _PLACEHOLDER_FOR_GREATER_OP_CODES = 127
@@ -209,6 +218,14 @@ def _options(builder, options) -> tuple[int, int | None]:
         fb.SequenceRNNOptionsAddFusedActivationFunction(builder, int(options.activation))
         fb.SequenceRNNOptionsAddAsymmetricQuantizeInputs(builder, options.asymmetric_quantize_inputs)
         return BuiltinOptions.SequenceRNNOptions, fb.SequenceRNNOptionsEnd(builder)
+    if isinstance(options, StridedSliceOptions):
+        fb.StridedSliceOptionsStart(builder)
+        fb.StridedSliceOptionsAddBeginMask(builder, options.begin_mask)
+        fb.StridedSliceOptionsAddEndMask(builder, options.end_mask)
+        fb.StridedSliceOptionsAddEllipsisMask(builder, options.ellipsis_mask)
+        fb.StridedSliceOptionsAddNewAxisMask(builder, options.new_axis_mask)
+        fb.StridedSliceOptionsAddShrinkAxisMask(builder, options.shrink_axis_mask)
+        return BuiltinOptions.StridedSliceOptions, fb.StridedSliceOptionsEnd(builder)
     raise TypeError(f"no writer for options of type {type(options).__name__}")
 
 

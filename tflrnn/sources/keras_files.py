@@ -80,7 +80,7 @@ def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
         if layer_config.get("go_backwards"):
             raise WeightsError(f"SimpleRNN '{layer}' in {path} has go_backwards=true; the fused op runs forward")
         if not layer_config.get("return_sequences", False):
-            details.append("return_sequences=false in Keras: the model outputs every step, the last is Keras' output")
+            details.append("return_sequences=false in Keras: add --last-step to output only the final step as it does")
     else:
         details.append("weights-only file: give --activation if the layer does not use tanh")
     if len(arrays) == 2:
