@@ -217,10 +217,12 @@ def test_malformed_tflrnn_metadata_fails_the_check_not_the_tool(payload):
     assert _failed(write(model))["metadata.tflrnn"] == "not valid tflrnn JSON"
 
 
-def test_dynamic_shape_signature_is_reported():
+@pytest.mark.parametrize("signature, fragment", [((-1, 4, 3), "a dynamic batch is not supported"),
+                                                 ((2, 4, -1), "only the time axis")])
+def test_dynamic_dimensions_other_than_time_are_reported(signature, fragment):
     model = _model()
-    model.subgraphs[0].tensors[0].shape_signature = (-1, 4, 3)
-    assert "dynamic dimensions are not supported" in _failed(write(model))["tensors.shapes"]
+    model.subgraphs[0].tensors[0].shape_signature = signature
+    assert fragment in _failed(write(model))["tensors.shapes"]
 
 
 def test_long_unstable_sequences_are_judged_by_float32_rounding_not_luck():

@@ -88,8 +88,8 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     summary = {
         "path": str(path),
         "op": OP_NAME,
-        "input_shape": list(rnns[0].input.shape),
-        "output_shape": list(model.subgraphs[0].tensors[model.subgraphs[0].outputs[0]].shape),
+        "input_shape": _signature_shape(rnns[0].input),
+        "output_shape": _signature_shape(model.subgraphs[0].tensors[model.subgraphs[0].outputs[0]]),
         "last_step": len(model.subgraphs[0].operators) > len(rnns),
         "time_major": rnns[0].time_major,
         "bytes": len(data),
@@ -100,6 +100,10 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
         summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
                                                           "weights_sha256")})
     return summary
+
+
+def _signature_shape(tensor) -> list[int]:
+    return list(tensor.shape_signature if tensor.shape_signature is not None else tensor.shape)
 
 
 def describe_model(
@@ -115,12 +119,21 @@ def describe_model(
 ) -> Model:
     """The model description `build` writes.
 
+    `time_steps` may be "dynamic": the time axis is -1 in shape_signature and the model is resized to any length
+    (allocated for 1 step until then). The batch cannot be dynamic: each state is a [batch, units] variable.
+
     `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted); a list of
     cells makes a stack (MultiRNNCell), one op and one state per layer, with `weights` a list in the same order.
     Without weights, seeded initial weights are drawn as Keras SimpleRNN draws them: W glorot-uniform,
     R orthogonal, b zeros. `input_size` defaults to the first weights' input size, else the first cell's units.
     `last_step` outputs only the final step [B,U] (Keras return_sequences=False), through one STRIDED_SLICE op.
     """
+    if batch_size == "dynamic":
+        raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
+                          "tensor, fixed when the model is built")
+    dynamic_time = time_steps == "dynamic"
+    if dynamic_time:
+        time_steps = 1
     cells = cell if isinstance(cell, (list, tuple)) else [cell]
     given = weights if isinstance(weights, (list, tuple)) else [weights] * (1 if weights is not None else 0)
     if len(given) not in (0, len(cells)):
@@ -170,6 +183,7 @@ def describe_model(
         batch_size=batch_size,
         time_major=bool(time_major),
         last_step=bool(last_step),
+        dynamic_time=dynamic_time,
         metadata={
             "min_runtime_version": MIN_RUNTIME_VERSION[1].encode().ljust(16, b"\0"),
             METADATA_KEY: BuildInfo.document(cells_info).encode(),

@@ -26,6 +26,23 @@ _debug = os.environ.get("TFLRNN_DEBUG", "").lower() not in ("", "0", "false", "n
 _path = click.Path(path_type=Path)  # existence is checked by the library, with its own message
 
 
+class _SizeOrDynamic(click.ParamType):
+    """An integer, or the word "dynamic" (checked by the library, which says why a batch cannot be)."""
+
+    name = "integer|dynamic"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "dynamic":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither an integer nor 'dynamic'", param, ctx)
+
+
+_size_or_dynamic = _SizeOrDynamic()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tflrnn")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
@@ -38,8 +55,9 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.option("--units", type=int, help="num_units (default: from --config or --weights).")
 @click.option("--input-size", type=int, help="Features per time step (default: from the weights, else units).")
-@click.option("--time-steps", type=int, help="Steps per invoke (default 1).")
-@click.option("--batch-size", type=int, help="Batch (default 1); fixed, because the state is [batch, units].")
+@click.option("--time-steps", type=_size_or_dynamic,
+              help="Steps per invoke (default 1), or 'dynamic': any length, set by resizing the input.")
+@click.option("--batch-size", type=_size_or_dynamic, help="Batch (default 1); fixed, because the state is [batch, units].")
 @click.option("--activation", help="tanh (default), relu, relu6, linear/none, relu_n1_to_1, sign_bit.")
 @click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] (default).")
 @click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")

@@ -60,13 +60,21 @@ def rnn_model(
     metadata: dict[str, bytes],
     description: str,
     last_step: bool = False,
+    dynamic_time: bool = False,
 ) -> Model:
     """A chain of UNIDIRECTIONAL_SEQUENCE_RNN ops, each with its own variable state; layer k's output is layer
     k+1's input. One layer gives tensors input, W, R, b, state, output (indices 0..5). With `last_step`, one
-    STRIDED_SLICE op turns the last sequence [B,T,U] into its final step [B,U] (Keras return_sequences=False)."""
+    STRIDED_SLICE op turns the last sequence [B,T,U] into its final step [B,U] (Keras return_sequences=False).
+    With `dynamic_time`, the sequences' time axis is -1 in shape_signature (`time_steps` is the shape it is
+    allocated with until resized); the batch stays fixed, because each state is a [B,U] variable."""
     lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
+    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
+
+    def sequence(name: str, width: int) -> Tensor:
+        return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
+
     first = layers[0]
-    tensors = [Tensor(f"{first.name}/input", (*lead, first.weights.input_size))]
+    tensors = [sequence(f"{first.name}/input", first.weights.input_size)]
     variables: dict[str, list[int]] = {}  # layer name -> [W, R, b] tensor indices
     operators = []
     previous = INPUT
@@ -81,7 +89,7 @@ def rnn_model(
                 Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias),
             ]
         tensors.append(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, w.num_units), is_variable=True))
-        tensors.append(Tensor(f"{layer.name}/output{suffix}", (*lead, w.num_units)))
+        tensors.append(sequence(f"{layer.name}/output{suffix}", w.num_units))
         state, output = len(tensors) - 2, len(tensors) - 1
         operators.append(Operator(
             builtin_code=BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,

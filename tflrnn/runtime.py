@@ -27,6 +27,11 @@ class InterpreterModel:
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(index).copy() for index in self.output_indices]
 
+    def resize(self, input_shape: list[int]) -> None:
+        """A new length for a dynamic-time model. Allocation also zeroes the variables, as a reset does."""
+        self.interpreter.resize_tensor_input(self.input_index, input_shape)
+        self.interpreter.allocate_tensors()
+
     def reset(self) -> None:
         self.interpreter.reset_all_variables()
 

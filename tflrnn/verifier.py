@@ -17,6 +17,8 @@ import numpy as np
 
 from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_VALUES
+
+DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
 from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha256
 from .cell import ACTIVATION_NAMES, CellWeights
 from .errors import ConfigError, TflrnnError
@@ -351,10 +353,21 @@ def _shapes_check(g: RNNGraph) -> Check:
         if tensor.data is not None or tensor.is_variable:
             # The runtime would write the sequence into the model's own bytes.
             problems.append(f"'{tensor.name}' is an input/output but has buffer data or is a variable")
+    time_axis, batch_axis = (0, 1) if g.time_major else (1, 0)
     for tensor in (x, w, r, b, h, y):
-        if tensor.shape_signature is not None and tuple(tensor.shape_signature) != tuple(tensor.shape):
-            problems.append(f"'{tensor.name}' has shape_signature {list(tensor.shape_signature)}: dynamic dimensions "
-                            "are not supported (the state fixes the batch)")
+        signature = tensor.shape_signature
+        if signature is None or tuple(signature) == tuple(tensor.shape):
+            continue
+        dynamic = [axis for axis, (s, n) in enumerate(zip(signature, tensor.shape)) if s != n]
+        sequence = tensor is x or tensor is y
+        if sequence and dynamic == [time_axis] and signature[time_axis] == -1:
+            continue  # dynamic time: resized per invoke
+        if (sequence and batch_axis in dynamic) or (tensor is h and 0 in dynamic):
+            problems.append(f"'{tensor.name}' has shape_signature {list(signature)}: a dynamic batch is not supported "
+                            "(each state is a [batch, units] variable fixed in the model)")
+        else:
+            problems.append(f"'{tensor.name}' has shape_signature {list(signature)}: only the time axis of the "
+                            "input and output may be dynamic")
     for tensor in (x, b, h, y):
         if tensor.dtype != "float32":
             problems.append(f"'{tensor.name}' is {tensor.dtype}, expected float32")
@@ -364,6 +377,8 @@ def _shapes_check(g: RNNGraph) -> Check:
     if problems:
         return Check("tensors.shapes", False, "; ".join(problems))
     layout = "time-major" if g.time_major else "batch-major"
+    if x.shape_signature is not None and -1 in x.shape_signature:
+        layout += ", dynamic time"
     return Check(
         "tensors.shapes",
         True,
@@ -529,12 +544,26 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
     last = find_last_step(layers)
     if last is not None:
         outputs_of.append(last.outputs[0])
+    g0 = layers[0]
+    time_axis = 0 if g0.time_major else 1
+    dynamic = g0.input.shape_signature is not None and g0.input.shape_signature[time_axis] == -1
+    # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.
+    lengths = list(dict.fromkeys([g0.input.shape[time_axis], *DYNAMIC_LENGTHS])) if dynamic else [None]
     try:
-        interpreter = runtime.load(runtime_name, data, layers[0].operator.inputs[0], outputs_of)
+        interpreter = runtime.load(runtime_name, data, g0.operator.inputs[0], outputs_of)
         report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
-        runs = [interpreter.run(x) for x in inputs]  # per invoke: every layer's output
-        interpreter.reset()
-        after_reset = interpreter.run(inputs[0])
+        results = []
+        for length in lengths:
+            xs = inputs
+            if length is not None and length != g0.input.shape[time_axis]:
+                shape = list(g0.input.shape)
+                shape[time_axis] = length
+                rng = np.random.default_rng([report.settings["seed"], length])
+                xs = [rng.standard_normal(shape).astype(np.float32) for _ in inputs]
+                interpreter.resize(shape)
+            runs = [interpreter.run(x) for x in xs]  # per invoke: every layer's output
+            interpreter.reset()
+            results.append((xs, runs, interpreter.run(xs[0])))
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
         return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
@@ -556,15 +585,18 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
         return result
 
     zeros = [np.zeros(g.hidden_state.shape) for g in layers]
-    first = compare(inputs[0], runs[0], zeros)
-    carried = Comparison.worst([
-        compare(inputs[k], runs[k], [_last_step(y, g.time_major) for g, y in zip(layers, runs[k - 1])])
-        for k in range(1, len(inputs))
-    ])
-    reset = compare(inputs[0], after_reset, zeros)
-    identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
+    firsts, carries, resets, identical = [], [], [], True
+    for xs, runs, after_reset in results:
+        firsts.append(compare(xs[0], runs[0], zeros))
+        carries += [compare(xs[k], runs[k], [_last_step(y, g.time_major) for g, y in zip(layers, runs[k - 1])])
+                    for k in range(1, len(xs))]
+        resets.append(compare(xs[0], after_reset, zeros))
+        identical = identical and all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
+    first, carried, reset = Comparison.worst(firsts), Comparison.worst(carries), Comparison.worst(resets)
     reset.ok = reset.ok and identical
     each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
+    if dynamic:
+        each += f"; resized to {len(lengths)} lengths: {', '.join(map(str, lengths))} steps"
     if last is not None:
         each += "; the output is the last layer's final step, bit for bit"
     return [
@@ -579,7 +611,7 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
             runtime_name,
         ),
-    ], [ys[len(layers) - 1] for ys in runs]  # the last layer's whole sequence, for --against
+    ], [ys[len(layers) - 1] for ys in results[0][1]]  # the last layer's whole sequence, for --against
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
