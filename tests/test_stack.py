@@ -124,7 +124,7 @@ def test_verify_names_the_broken_layer():
     assert "op.options[0]" not in failed
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     units=st.lists(st.integers(1, 48), min_size=1, max_size=4),
     input_size=st.integers(1, 24),
@@ -132,10 +132,15 @@ def test_verify_names_the_broken_layer():
     batch_size=st.integers(1, 3),
     time_major=st.booleans(),
     activations=st.lists(st.sampled_from(sorted(ACTIVATIONS)), min_size=4, max_size=4),
+    last_step=st.booleans(),
+    quantize=st.sampled_from([None, "int8", "int8-asymmetric"]),
+    dynamic=st.booleans(),
 )
-def test_property_stacks_build_and_verify(units, input_size, time_steps, batch_size, time_major, activations):
+def test_property_stacks_build_and_verify(units, input_size, time_steps, batch_size, time_major, activations,
+                                          last_step, quantize, dynamic):
     cells = [tflrnn.RNNCell(u, activation=a, name=f"s/l{k}") for k, (u, a) in enumerate(zip(units, activations))]
-    data = tflrnn.build(cells, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
-                        time_major=time_major)
+    data = tflrnn.build(cells, input_size=input_size, time_steps="dynamic" if dynamic else time_steps,
+                        batch_size=batch_size, time_major=time_major, last_step=last_step,
+                        quantize=quantize and "int8", asymmetric_inputs=quantize == "int8-asymmetric")
     report = tflrnn.verify(data)
     assert report.passed, [(c.name, c.detail) for c in report.failures]

@@ -12,7 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _TABLES = (
-    "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "SequenceRNNOptions", "SignatureDef",
+    "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "QuantizationParameters", "SequenceRNNOptions",
+    "SignatureDef",
     "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
 )
 

@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import writer
-from .cell import ACTIVATION_NAMES, CellWeights, RNNCell, check_positive_int, initial_weights
+from .cell import (
+    ACTIVATION_NAMES,
+    CellWeights,
+    RNNCell,
+    check_positive_int,
+    dequantize,
+    initial_weights,
+    quantize_int8,
+)
 from .errors import ConfigError
 from .files import write_atomic
 from .graph import Layer, find_rnns, rnn_model
@@ -116,8 +124,13 @@ def describe_model(
     time_major: bool = False,
     seed: int = 0,
     last_step: bool = False,
+    quantize: str | None = None,
+    asymmetric_inputs: bool = False,
 ) -> Model:
     """The model description `build` writes.
+
+    `quantize="int8"` stores W and R as symmetric per-tensor int8 (a hybrid op, version 2, about a quarter of the
+    bytes); `asymmetric_inputs` also quantizes inputs asymmetrically at run time (version 3, runtime 2.3.0).
 
     `time_steps` may be "dynamic": the time axis is -1 in shape_signature and the model is resized to any length
     (allocated for 1 step until then). The batch cannot be dynamic: each state is a [batch, units] variable.
@@ -131,6 +144,11 @@ def describe_model(
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
                           "tensor, fixed when the model is built")
+    if quantize not in (None, "none", "int8"):
+        raise ConfigError(f"quantize must be int8 (or none), got {quantize!r}")
+    hybrid = quantize == "int8"
+    if asymmetric_inputs and not hybrid:
+        raise ConfigError("asymmetric input quantization applies to hybrid models: add --quantize int8")
     dynamic_time = time_steps == "dynamic"
     if dynamic_time:
         time_steps = 1
@@ -172,11 +190,18 @@ def describe_model(
         elif layer_weights is None:
             layer_weights = initial_weights(layer_cell.num_units, size, seed + k)
         shared[layer_cell.name] = layer_weights
-        layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights))
+        int8 = None
+        if hybrid:
+            int8 = (quantize_int8(layer_weights.input_weights), quantize_int8(layer_weights.recurrent_weights))
+            # The model computes with the dequantized values: those are its weights (and their digest).
+            layer_weights = CellWeights(dequantize(*int8[0]), dequantize(*int8[1]), layer_weights.bias)
+        layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights, int8,
+                            bool(asymmetric_inputs)))
         size = layer_cell.num_units
 
     cells_info = [BuildInfo(layer.name, layer.weights.num_units, layer.weights.input_size,
-                            ACTIVATION_NAMES[layer.activation], layer.weights.sha256()) for layer in layers]
+                            ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
+                            "int8" if layer.int8 is not None else None) for layer in layers]
     model = rnn_model(
         layers,
         time_steps=time_steps,
@@ -185,7 +210,8 @@ def describe_model(
         last_step=bool(last_step),
         dynamic_time=dynamic_time,
         metadata={
-            "min_runtime_version": MIN_RUNTIME_VERSION[1].encode().ljust(16, b"\0"),
+            "min_runtime_version": MIN_RUNTIME_VERSION[max(layer.op_version for layer in layers)].encode().ljust(
+                16, b"\0"),
             METADATA_KEY: BuildInfo.document(cells_info).encode(),
         },
         description=f"tflrnn {__version__}",
@@ -224,13 +250,15 @@ class BuildInfo:
     input_size: int
     activation: str
     weights_sha256: str
+    quantize: str | None = None  # "int8": W and R stored as int8; the digest is of their dequantized values
 
     def to_json(self) -> str:
         return BuildInfo.document([self])
 
     @staticmethod
     def document(cells: list[BuildInfo]) -> str:
-        return json.dumps({"version": __version__, "cells": [asdict(c) for c in cells]}, separators=(",", ":"))
+        recorded = [{k: v for k, v in asdict(c).items() if v is not None} for c in cells]
+        return json.dumps({"version": __version__, "cells": recorded}, separators=(",", ":"))
 
 
 def sha256(data: bytes) -> str:

@@ -217,6 +217,18 @@ class CellWeights:
         return self.input_weights, self.recurrent_weights, self.bias
 
 
+def quantize_int8(array: np.ndarray) -> tuple[np.ndarray, float]:
+    """Symmetric per-tensor int8, as TFLite's hybrid kernels take weights: q = round(w / s), s = max|w| / 127."""
+    largest = float(np.max(np.abs(array), initial=0.0))
+    scale = largest / 127.0 if largest > 0 else 1.0
+    return np.clip(np.rint(array / np.float32(scale)), -127, 127).astype(np.int8), scale
+
+
+def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
+    """What the kernel computes with: q * scale, in float32 (the same arithmetic when building and reading)."""
+    return q.astype(np.float32) * np.float32(scale)
+
+
 def row_blocks(array: np.ndarray, block_bytes: int = 1 << 22):
     """The array in blocks of whole rows of about `block_bytes`: bounded temporaries for strided arrays."""
     if array.ndim < 2 or array.shape[0] == 0:

@@ -64,6 +64,10 @@ def cli(debug: bool) -> None:
 @click.option("--layers", type=int, help="Stack this many copies of the cell (names <name>/cell_<k>), one op each.")
 @click.option("--last-step/--all-steps", "last_step", default=None,
               help="Output only the final step [B,U] (Keras return_sequences=False), or every step (default).")
+@click.option("--quantize", type=click.Choice(["none", "int8"]),
+              help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size).")
+@click.option("--asymmetric-inputs", is_flag=True, default=None,
+              help="With --quantize int8: quantize inputs asymmetrically at run time (op version 3, runtime 2.3.0).")
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
 @click.option("--weights", type=_path,
               help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
@@ -81,8 +85,8 @@ def cli(debug: bool) -> None:
 @click.option("--jobs", type=int, help="With --manifest: models built at once (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
-def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step, seed,
-          weights,
+def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
+          quantize, asymmetric_inputs, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .assemble import build_file
@@ -108,6 +112,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         "name": name,
         "layers": layers,
         "last_step": last_step,
+        "quantize": quantize,
+        "asymmetric_inputs": asymmetric_inputs,
         "seed": seed,
     }
     plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,

@@ -100,7 +100,7 @@ def _settings(document: dict, where: str) -> dict:
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
-                "layers"):
+                "layers", "quantize", "asymmetric_inputs"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -156,6 +156,8 @@ def _layout(settings: dict) -> dict:
         "time_major": settings.get("time_major", False),
         "seed": settings.get("seed", 0),
         "last_step": settings.get("last_step", False),
+        "quantize": settings.get("quantize"),
+        "asymmetric_inputs": settings.get("asymmetric_inputs", False),
     }
 
 

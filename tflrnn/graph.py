@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cell import CellWeights
+from .cell import CellWeights, dequantize
 from .errors import ModelFormatError, WeightsError
 from .model import (
     Activation,
     BuiltinOperator,
     Model,
     Operator,
+    Quantization,
     SequenceRNNOptions,
     Signature,
     StridedSliceOptions,
@@ -34,11 +35,21 @@ INPUT, INPUT_WEIGHTS, RECURRENT_WEIGHTS, BIAS, HIDDEN_STATE = range(5)
 
 @dataclass
 class Layer:
-    """One fused RNN op of a stack. Layers with the same name share one set of variables (TfLiteRNNCell reuse)."""
+    """One fused RNN op of a stack. Layers with the same name share one set of variables (TfLiteRNNCell reuse).
+
+    With `int8`, W and R are stored as (int8 array, scale) and `weights` holds their dequantized values: a hybrid
+    op (version 2; 3 with asymmetric input quantization) that quantizes x and h on the fly each step.
+    """
 
     name: str
     activation: Activation
     weights: CellWeights
+    int8: tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]] | None = None
+    asymmetric_inputs: bool = False
+
+    @property
+    def op_version(self) -> int:
+        return 1 if self.int8 is None else 3 if self.asymmetric_inputs else 2
 
 
 def last_step_slice(time_major: bool) -> tuple[list[int], StridedSliceOptions]:
@@ -83,11 +94,15 @@ def rnn_model(
         suffix = f"_{k}" if layer.name in variables else ""  # a reused cell: new state and output, same variables
         if layer.name not in variables:
             variables[layer.name] = [len(tensors), len(tensors) + 1, len(tensors) + 2]
-            tensors += [
-                Tensor(f"{layer.name}/input_weights", (w.num_units, w.input_size), data=w.input_weights),
-                Tensor(f"{layer.name}/recurrent_weights", (w.num_units, w.num_units), data=w.recurrent_weights),
-                Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias),
-            ]
+            shapes = {"input_weights": (w.num_units, w.input_size), "recurrent_weights": (w.num_units, w.num_units)}
+            if layer.int8 is None:
+                tensors += [Tensor(f"{layer.name}/{n}", shapes[n], data=a) for n, a in
+                            (("input_weights", w.input_weights), ("recurrent_weights", w.recurrent_weights))]
+            else:
+                tensors += [Tensor(f"{layer.name}/{n}", shapes[n], "int8", data=q,
+                                   quantization=Quantization((scale,), (0,)))
+                            for n, (q, scale) in zip(("input_weights", "recurrent_weights"), layer.int8)]
+            tensors.append(Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias))
         tensors.append(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, w.num_units), is_variable=True))
         tensors.append(sequence(f"{layer.name}/output{suffix}", w.num_units))
         state, output = len(tensors) - 2, len(tensors) - 1
@@ -95,8 +110,9 @@ def rnn_model(
             builtin_code=BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
             inputs=[previous, *variables[layer.name], state],
             outputs=[output],
-            version=1,
-            options=SequenceRNNOptions(time_major=time_major, activation=layer.activation),
+            version=layer.op_version,
+            options=SequenceRNNOptions(time_major=time_major, activation=layer.activation,
+                                       asymmetric_quantize_inputs=layer.asymmetric_inputs),
         ))
         previous = output
     if last_step:
@@ -142,15 +158,27 @@ class RNNGraph:
     def time_major(self) -> bool:
         return bool(self.options.time_major)
 
+    @property
+    def hybrid(self) -> bool:
+        return self.input_weights.dtype == "int8"
+
     def weights(self) -> CellWeights:
-        """The weights as CellWeights; raises ModelFormatError when the model does not hold usable float weights."""
+        """The weights the op computes with (int8 weights dequantized); ModelFormatError when unusable."""
+        arrays = []
         for tensor in (self.input_weights, self.recurrent_weights, self.bias):
             if tensor.data is None:
                 raise ModelFormatError(f"tensor '{tensor.name}' holds no data")
-            if tensor.dtype != "float32":
-                raise ModelFormatError(f"tensor '{tensor.name}' is {tensor.dtype}; only float32 weights are read")
+            if tensor.dtype == "int8" and tensor is not self.bias:
+                q = tensor.quantization
+                if q is None or len(q.scale) != 1 or any(q.zero_point):
+                    raise ModelFormatError(f"int8 tensor '{tensor.name}' needs one scale and a zero point of 0")
+                arrays.append(dequantize(tensor.data, q.scale[0]))
+            elif tensor.dtype != "float32":
+                raise ModelFormatError(f"tensor '{tensor.name}' is {tensor.dtype}; float32 or int8 weights are read")
+            else:
+                arrays.append(tensor.data)
         try:
-            return CellWeights(self.input_weights.data, self.recurrent_weights.data, self.bias.data)
+            return CellWeights(*arrays)
         except WeightsError as exc:  # inconsistent shapes or non-finite values in the file
             raise ModelFormatError(f"weights in the model are unusable: {exc}") from exc
 

@@ -94,6 +94,8 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
             "name": s.get("cell_name"),
             "layers": s.get("layers"),
             "last_step": s.get("last_step"),
+            "quantize": s.get("quantize"),
+            "asymmetric_inputs": s.get("asymmetric_inputs"),
             "seed": s.get("seed"),
         }
         plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),

@@ -66,6 +66,15 @@ class StridedSliceOptions:
 
 
 @dataclass
+class Quantization:
+    """Affine quantization: real = scale * (q - zero_point), per tensor (one value each) or per channel."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    quantized_dimension: int = 0
+
+
+@dataclass
 class Tensor:
     name: str
     shape: tuple[int, ...]
@@ -73,6 +82,7 @@ class Tensor:
     data: np.ndarray | None = None  # constant contents, shaped; None for activations and variables
     is_variable: bool = False
     shape_signature: tuple[int, ...] | None = None
+    quantization: Quantization | None = None
 
     @property
     def nbytes(self) -> int:

@@ -20,6 +20,7 @@ from .model import (
     BuiltinOptions,
     Model,
     Operator,
+    Quantization,
     SequenceRNNOptions,
     Signature,
     StridedSliceOptions,
@@ -134,8 +135,15 @@ class _Reader:
                         f"but its buffer holds {raw.size} bytes"
                     )
                 data = raw.view(np.dtype(dtype).newbyteorder("<")).reshape(shape)
+        quantization = None
+        q = t.Quantization()
+        if q is not None and q.ScaleLength():
+            scale = self._floats(q.ScaleAsNumpy, q.ScaleLength())
+            zero_point = self._ints(q.ZeroPointAsNumpy, q.ZeroPointLength())
+            quantization = Quantization(tuple(scale), tuple(zero_point), q.QuantizedDimension())
         return Tensor(
-            name=name, shape=shape, dtype=dtype, data=data, is_variable=t.IsVariable(), shape_signature=signature
+            name=name, shape=shape, dtype=dtype, data=data, is_variable=t.IsVariable(), shape_signature=signature,
+            quantization=quantization,
         )
 
     def _operator(self, op, opcodes) -> Operator:
@@ -187,6 +195,10 @@ class _Reader:
             outputs=maps(s.Outputs, s.OutputsLength()),
             subgraph=s.SubgraphIndex(),
         )
+
+    def _floats(self, as_numpy, length: int) -> list[float]:
+        self._range(length, "scale")
+        return [float(v) for v in as_numpy()]
 
     def _ints(self, as_numpy, length: int) -> list[int]:
         self._range(length, "index")

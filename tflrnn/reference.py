@@ -90,3 +90,33 @@ def step(
     z = xb @ w.T + hb @ r.T + b
     scale = np.abs(xb) @ np.abs(w.T) + np.abs(hb) @ np.abs(r.T) + np.abs(b)
     return tuple(_batch_major(a, time_major) for a in (activate(z, activation), z, scale))
+
+
+def input_quantization_error(x: np.ndarray, previous: np.ndarray, weights: CellWeights, asymmetric: bool) -> np.ndarray:
+    """A bound on what a hybrid (int8-weight) kernel loses by quantizing x_t and h_{t-1} to int8 each step.
+
+    It quantizes each batch row of x_t and of h_{t-1} on its own, with a step of max|v|/127 (symmetric) or
+    (max - min)/255 (asymmetric); each element is off by at most half a step, so each output by at most that
+    times the sum of |weights| in its row. Same layout as x, with the units as the last axis.
+    """
+
+    def half_step(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        if asymmetric:
+            span = np.maximum(v.max(axis=-1), 0.0) - np.minimum(v.min(axis=-1), 0.0)
+            return span[..., None] / 255.0 / 2
+        return np.abs(v).max(axis=-1)[..., None] / 127.0 / 2
+
+    w_rows = np.abs(weights.input_weights.astype(np.float64)).sum(axis=1)
+    r_rows = np.abs(weights.recurrent_weights.astype(np.float64)).sum(axis=1)
+    return half_step(x) * w_rows + half_step(previous) * r_rows
+
+
+def weight_quantization_error(x: np.ndarray, previous: np.ndarray, weights: CellWeights) -> np.ndarray:
+    """A bound on the output change from rounding W and R to symmetric per-tensor int8: each weight moves by at
+    most half a step, max|W|/127/2, so an output by that times the sum of |x| (and likewise for R and |h|)."""
+    w_half = float(np.max(np.abs(weights.input_weights), initial=0.0)) / 127.0 / 2
+    r_half = float(np.max(np.abs(weights.recurrent_weights), initial=0.0)) / 127.0 / 2
+    x_sum = np.abs(np.asarray(x, dtype=np.float64)).sum(axis=-1, keepdims=True)
+    h_sum = np.abs(np.asarray(previous, dtype=np.float64)).sum(axis=-1, keepdims=True)
+    return w_half * x_sum + r_half * h_sum

@@ -20,7 +20,7 @@ from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY
 
 DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
 from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha256
-from .cell import ACTIVATION_NAMES, CellWeights
+from .cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
 from .graph import (
@@ -146,8 +146,12 @@ def verify(
     model_weights = [w for w, _ in usable]
     why_not = next((f"layer {k}: {reason}" if len(layers) > 1 else reason
                     for k, (_, reason) in enumerate(usable) if reason), None)
+    float_weights = None
     if weights is not None:
-        report.checks.append(_weights_match(model_weights, weights, why_not))
+        if any(g.hybrid for g in layers):
+            float_weights = weights  # also judge the hybrid model against the float model they came from
+            weights = [_as_stored(w) if g.hybrid else w for g, w in zip(layers, weights)]
+        report.checks.append(_weights_match(model_weights, weights, why_not, float_weights is not None))
     if why_not is None:
         why_not = _why_not_runnable(report.checks)
     if why_not is not None:
@@ -158,7 +162,8 @@ def verify(
     inputs = [rng.standard_normal(layers[0].input.shape).astype(np.float32) for _ in range(sequences)]
     runs = {}
     for name in runtimes:
-        checks, outputs = _numeric_checks(data, layers, model_weights, report, inputs, atol, rtol, name)
+        checks, outputs = _numeric_checks(data, layers, model_weights, report, inputs, atol, rtol, name,
+                                          float_weights)
         report.checks += checks
         if outputs is not None:
             runs[name] = outputs
@@ -166,6 +171,12 @@ def verify(
         report.checks += _against_checks(layers[0], inputs, runs, report, atol, rtol, against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
+
+
+def _as_stored(w: CellWeights) -> CellWeights:
+    """Float weights as a hybrid model stores them: W and R through int8 and back."""
+    return CellWeights(dequantize(*quantize_int8(w.input_weights)), dequantize(*quantize_int8(w.recurrent_weights)),
+                       w.bias)
 
 
 def _cell_name(g: RNNGraph) -> str | None:
@@ -478,7 +489,7 @@ def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:
         return None, str(exc)
 
 
-def _weights_match(model_weights: list, expected: list[CellWeights], why_not: str | None) -> Check:
+def _weights_match(model_weights: list, expected: list[CellWeights], why_not: str | None, quantized=False) -> Check:
     if why_not is not None:
         return Check("weights.match", False, f"cannot compare: {why_not}")
     names = ("input_weights", "recurrent_weights", "bias")
@@ -495,7 +506,9 @@ def _weights_match(model_weights: list, expected: list[CellWeights], why_not: st
     if problems:
         return Check("weights.match", False, "; ".join(problems), max_abs_error=worst or None)
     what = "every layer's" if len(expected) > 1 else "the"
-    return Check("weights.match", True, f"{what} input_weights, recurrent_weights and bias are bit-identical", 0.0)
+    how = " once W and R are rounded to int8 as the model stores them" if quantized else ""
+    return Check("weights.match", True, f"{what} input_weights, recurrent_weights and bias are bit-identical{how}",
+                 0.0)
 
 
 def _why_not_runnable(checks: list[Check]) -> str | None:
@@ -532,7 +545,8 @@ class Comparison:
         )
 
 
-def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs, atol, rtol, runtime_name: str):
+def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs, atol, rtol, runtime_name: str,
+                    float_weights: list | None = None):
     """The numeric checks on one runtime, and the model's outputs for each input (None when it could not run).
 
     Every layer is judged on its own: its input is what the runtime actually fed it (the previous layer's output,
@@ -568,16 +582,23 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
         message = " ".join(str(exc).split())
         return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
 
-    def compare(x: np.ndarray, ys: list[np.ndarray], starts: list[np.ndarray]) -> Comparison:
+    def compare(x: np.ndarray, ys: list[np.ndarray], starts: list[np.ndarray], against=None) -> Comparison:
+        """Each layer against the reference; `against` = float weights to judge a hybrid model by instead."""
         if last is not None:  # the model's output must be exactly the final step of the last layer
             final = ys[-1]
             ys = ys[:-1]
             exact = np.array_equal(final, _last_step(ys[-1], layers[-1].time_major))
         parts = []
-        for g, w, y, start in zip(layers, weights, ys, starts):
+        for k, (g, w, y, start) in enumerate(zip(layers, weights, ys, starts)):
             previous = _previous_states(y, start, g.time_major)
-            expected, pre, scale = reference.step(x, w, g.options.activation, previous, time_major=g.time_major)
-            parts.append(_compare(y, expected, pre, scale, g.options.activation, atol, rtol))
+            judge_by = against[k] if against is not None else w
+            expected, pre, scale = reference.step(x, judge_by, g.options.activation, previous, time_major=g.time_major)
+            extra = 0.0
+            if g.hybrid:  # the kernel quantizes x and h to int8 every step: allow for that, and no more
+                extra = reference.input_quantization_error(x, previous, w, g.options.asymmetric_quantize_inputs)
+                if against is not None:  # and, against float weights, for rounding them to int8
+                    extra = extra + reference.weight_quantization_error(x, previous, judge_by)
+            parts.append(_compare(y, expected, pre, scale, g.options.activation, atol, rtol, extra))
             x = y  # the next layer's input, as the runtime computed it
         result = Comparison.worst(parts)
         if last is not None and not exact:
@@ -594,7 +615,21 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
         identical = identical and all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
     first, carried, reset = Comparison.worst(firsts), Comparison.worst(carries), Comparison.worst(resets)
     reset.ok = reset.ok and identical
+    extra_checks = []
+    if float_weights is not None:
+        xs, runs, _ = results[0]
+        starts = zeros
+        parts = []
+        for x, ys in zip(xs, runs):
+            parts.append(compare(x, ys, starts, against=float_weights))
+            starts = [_last_step(y, g.time_major) for g, y in zip(layers, ys)]
+        extra_checks.append(_numeric_check(
+            "numeric.float_weights", Comparison.worst(parts), atol, rtol,
+            "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
+            "and inputs", runtime_name))
     each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
+    if any(g.hybrid for g in layers):
+        each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
     if dynamic:
         each += f"; resized to {len(lengths)} lengths: {', '.join(map(str, lengths))} steps"
     if last is not None:
@@ -611,6 +646,7 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
             runtime_name,
         ),
+        *extra_checks,
     ], [ys[len(layers) - 1] for ys in results[0][1]]  # the last layer's whole sequence, for --against
 
 
@@ -625,7 +661,7 @@ def _last_step(y: np.ndarray, time_major: bool) -> np.ndarray:
     return y[-1] if time_major else y[:, -1]
 
 
-def _compare(actual, expected, pre, scale, activation, atol, rtol) -> Comparison:
+def _compare(actual, expected, pre, scale, activation, atol, rtol, extra=0.0) -> Comparison:
     """|actual - expected| <= atol + rtol * scale, where scale = sum of |terms| in the step's dot products.
 
     float32 rounding grows with the terms summed, not with the result: a pre-activation that cancels to near
@@ -633,7 +669,7 @@ def _compare(actual, expected, pre, scale, activation, atol, rtol) -> Comparison
     its input, so the bound carries over to the output.
     """
     diff = np.abs(actual.astype(np.float64) - expected)
-    allowed = atol + rtol * scale
+    allowed = atol + rtol * scale + extra  # extra: input quantization of a hybrid op
     bad = ~(diff <= allowed)  # written so that a NaN output counts as bad
     ties = 0
     if activation in reference.DISCONTINUOUS:

@@ -169,6 +169,16 @@ def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_
         signature = None
         if tensor.shape_signature is not None:
             signature = ints(tensor.shape_signature)
+        quantization = None
+        if tensor.quantization is not None:
+            q = tensor.quantization
+            scale = builder.CreateNumpyVector(np.asarray(q.scale, dtype="<f4"))
+            zero_point = builder.CreateNumpyVector(np.asarray(q.zero_point, dtype="<i8"))
+            fb.QuantizationParametersStart(builder)
+            fb.QuantizationParametersAddScale(builder, scale)
+            fb.QuantizationParametersAddZeroPoint(builder, zero_point)
+            fb.QuantizationParametersAddQuantizedDimension(builder, q.quantized_dimension)
+            quantization = fb.QuantizationParametersEnd(builder)
         fb.TensorStart(builder)
         fb.TensorAddShape(builder, shape)
         fb.TensorAddType(builder, TENSOR_TYPES[tensor.dtype])
@@ -178,6 +188,8 @@ def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_
             fb.TensorAddIsVariable(builder, True)
         if signature is not None:
             fb.TensorAddShapeSignature(builder, signature)
+        if quantization is not None:
+            fb.TensorAddQuantization(builder, quantization)
         tensors.append(fb.TensorEnd(builder))
 
     operators = []
