@@ -81,6 +81,8 @@ def in_process(weights, time_steps: int) -> dict[str, tuple[float, bytes]]:
     cell = tflrnn.RNNCell(weights[2].shape[0])
     cell_weights = tflrnn.CellWeights.from_keras(*weights)
     results = {"tflrnn": median_time(lambda: tflrnn.build(cell, weights=cell_weights, time_steps=time_steps), 5)}
+    results["tflrnn int8"] = median_time(
+        lambda: tflrnn.build(cell, weights=cell_weights, time_steps=time_steps, quantize="int8"), 5)
     big = weights[2].shape[0] >= 1024
     results["converter (WHILE)"] = median_time(lambda: convert(keras_model(weights, time_steps)), 1 if big else 3)
     if weights[2].shape[0] <= 512:  # unrolled conversion grows with T x U^2; beyond this it takes minutes
@@ -93,6 +95,12 @@ _PROCESS = {
     "tflrnn": (
         "import sys\nfrom tflrnn.cli import main\n"
         "try: main(['build', '--weights', sys.argv[1], '--time-steps', sys.argv[2], '-o', sys.argv[3]])\n"
+        "except SystemExit as e: assert e.code == 0\n"
+    ),
+    "tflrnn int8": (
+        "import sys\nfrom tflrnn.cli import main\n"
+        "try: main(['build', '--weights', sys.argv[1], '--time-steps', sys.argv[2], '-o', sys.argv[3],"
+        " '--quantize', 'int8'])\n"
         "except SystemExit as e: assert e.code == 0\n"
     ),
     "converter (WHILE)": None,  # filled below: same program with unroll False/True
@@ -160,7 +168,7 @@ def compare(units: int, input_size: int, time_steps: int, runs: int, work: Path,
     built = in_process(weights, time_steps)
     files = {}
     for way, (_, data) in built.items():
-        files[way] = work / f"{way.split()[0]}{'_unrolled' if 'unroll' in way else ''}_{units}.tflite"
+        files[way] = work / f"{way.replace(' ', '_').replace('(', '').replace(')', '').replace('=', '')}_{units}.tflite"
         files[way].write_bytes(data)
     x = np.random.default_rng(1).standard_normal((1, time_steps, input_size)).astype(np.float32)
     reference = keras_model(weights, time_steps) if errors else None
@@ -238,7 +246,7 @@ def machine() -> str:
 
 def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, command: str, plot: str,
              delegates: dict) -> str:
-    ways = list(headline["ways"])
+    ways = [w for w in headline["ways"] if w != "tflrnn int8"] + ["tflrnn int8"]  # int8 last, as its own column
     h = headline["ways"]
     t = h["tflrnn"]
     lines = [
@@ -252,22 +260,23 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
         f"T {headline['time_steps']}, batch 1",
         "",
         f"Raw weights: {headline['weight_bytes']:,} bytes. Latency is the median invoke with the state reset "
-        "before each, timed pair by pair against tflrnn's model in one run. Hybrid int8 weights come with a later "
-        "issue; the column is ready.",
+        "before each, timed pair by pair against tflrnn's float model in one run. `tflrnn int8` is the hybrid "
+        "model (`--quantize int8`: int8 W and R, float activations); its error against Keras is the int8 "
+        "quantization's.",
         "",
-        "| | " + " | ".join(ways) + " | hybrid int8 |",
-        "| --- | " + " | ".join("---:" for _ in ways) + " | ---: |",
+        "| | " + " | ".join(ways) + " |",
+        "| --- | " + " | ".join("---:" for _ in ways) + " |",
     ]
 
     def row(label, key, fmt):
-        return f"| {label} | " + " | ".join(fmt(h[w][key]) for w in ways) + " | n/a |"
+        return f"| {label} | " + " | ".join(fmt(h[w][key]) for w in ways) + " |"
 
     lines += [
         row("build, in-process", "build_in_process_s", lambda v: f"{v * 1000:,.1f} ms"),
         row("build, whole process", "build_whole_process_s", lambda v: f"{v:,.2f} s"),
         row("peak RSS, whole process", "peak_rss_kb", lambda v: f"{v / 1024:,.0f} MiB"),
         row("file size", "bytes", lambda v: f"{v:,} B"),
-        row("size / raw weights", "bytes_per_weight_byte", lambda v: f"{v:.2f}x"),
+        row("size / raw float weights", "bytes_per_weight_byte", lambda v: f"{v:.2f}x"),
         row("ops", "ops", str),
         row("invoke (median)", "invoke_median_us", lambda v: f"{v:,.1f} us"),
         row("invoke vs tflrnn", "invoke_ratio_to_tflrnn", lambda v: f"{v:.2f}x"),
@@ -300,18 +309,18 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
         f"{baseline_kb / 1024:,.0f} MiB. Throughput is raw weight bytes over in-process build time.",
         "",
         "| units | weights | tflrnn build | throughput | tflrnn peak RSS - baseline | / weights | tflrnn size | "
-        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke | int8 size | int8 invoke |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for point in sweep:
-        t, w = point["ways"]["tflrnn"], point["ways"]["converter (WHILE)"]
+        t, w, q = point["ways"]["tflrnn"], point["ways"]["converter (WHILE)"], point["ways"]["tflrnn int8"]
         extra = (t["peak_rss_kb"] - baseline_kb) * 1024
         lines.append(
             f"| {point['units']:,} | {point['weight_bytes'] / 2**20:,.2f} MiB | {t['build_in_process_s'] * 1000:,.2f} ms"
             f" | {point['weight_bytes'] / t['build_in_process_s'] / 1e6:,.0f} MB/s | {extra / 2**20:,.1f} MiB | "
             f"{extra / point['weight_bytes']:.2f}x | {t['bytes']:,} B | {w['build_in_process_s']:,.2f} s | "
             f"{w['bytes']:,} B | {w['peak_rss_kb'] / 1024:,.0f} MiB | {t['invoke_median_us']:,.0f} us | "
-            f"{w['invoke_median_us']:,.0f} us |"
+            f"{w['invoke_median_us']:,.0f} us | {q['bytes']:,} B | {q['invoke_median_us']:,.0f} us |"
         )
     crossover = next((p["units"] for p in sweep
                       if p["ways"]["converter (WHILE)"]["invoke_median_us"] < p["ways"]["tflrnn"]["invoke_median_us"]),
@@ -352,7 +361,8 @@ def plot(sweep: list[dict], path: Path) -> None:
 
     units = [p["units"] for p in sweep]
     figure, (latency, size) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for way, style in (("tflrnn", "o-"), ("converter (WHILE)", "s--"), ("converter (unroll=True)", "^:")):
+    for way, style in (("tflrnn", "o-"), ("tflrnn int8", "d-."), ("converter (WHILE)", "s--"),
+                       ("converter (unroll=True)", "^:")):
         points = [(p["units"], p["ways"][way]) for p in sweep if way in p["ways"]]
         if not points:
             continue
