@@ -1,7 +1,7 @@
 """The `tflite` package's generated builder functions, loaded module by module.
 
 `import tflite` runs an __init__ that imports all ~190 generated modules: about 30 ms, a fifth of a whole
-`tflrnn build`. The writer needs a dozen, and each generated module imports only flatbuffers, so they are loaded
+`tflrnn build`. The writer needs about a dozen, and each generated module imports only flatbuffers, so they are loaded
 from their files on their own. (The reader, off the hot path, imports the package as usual.)
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _TABLES = (
-    "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "QuantizationParameters", "SequenceRNNOptions",
+    "BidirectionalSequenceRNNOptions", "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "QuantizationParameters", "SequenceRNNOptions",
     "SignatureDef",
     "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
 )

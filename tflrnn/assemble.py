@@ -26,7 +26,7 @@ from .cell import (
 )
 from .errors import ConfigError
 from .files import write_atomic
-from .graph import Layer, find_rnns, rnn_model
+from .graph import Layer, bidirectional_model, find_bidirectional, find_rnns, rnn_model
 from .model import MAX_FLATBUFFER_BYTES, Model
 from .version import __version__
 
@@ -80,7 +80,8 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     model = describe_model(cell, **options)
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     write_atomic(path, data)
-    rnns = find_rnns(model)
+    bidirectional = find_bidirectional(model)
+    rnns = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(model)
     recorded = json.loads(model.metadata[METADATA_KEY])["cells"]
     layers = [
         {
@@ -95,10 +96,11 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     ]
     summary = {
         "path": str(path),
-        "op": OP_NAME,
+        "op": "BIDIRECTIONAL_SEQUENCE_RNN" if bidirectional else OP_NAME,
         "input_shape": _signature_shape(rnns[0].input),
         "output_shape": _signature_shape(model.subgraphs[0].tensors[model.subgraphs[0].outputs[0]]),
-        "last_step": len(model.subgraphs[0].operators) > len(rnns),
+        "last_step": not bidirectional and len(model.subgraphs[0].operators) > len(rnns),
+        "bidirectional": bidirectional is not None,
         "time_major": rnns[0].time_major,
         "bytes": len(data),
         "sha256": sha256(data),
@@ -126,9 +128,14 @@ def describe_model(
     last_step: bool = False,
     quantize: str | None = None,
     asymmetric_inputs: bool = False,
+    bidirectional: bool = False,
+    merge: str = "concat",
 ) -> Model:
     """The model description `build` writes.
 
+    `bidirectional` writes one BIDIRECTIONAL_SEQUENCE_RNN op: the cell runs forward and backward (cells named
+    <name>/fw and <name>/bw; `weights` then a [forward, backward] pair), with the outputs concatenated
+    (`merge="concat"`, Keras' default) or separate (`merge="none"`).
     `quantize="int8"` stores W and R as symmetric per-tensor int8 (a hybrid op, version 2, about a quarter of the
     bytes); `asymmetric_inputs` also quantizes inputs asymmetrically at run time (version 3, runtime 2.3.0).
 
@@ -149,11 +156,15 @@ def describe_model(
     hybrid = quantize == "int8"
     if asymmetric_inputs and not hybrid:
         raise ConfigError("asymmetric input quantization applies to hybrid models: add --quantize int8")
+    if merge not in ("concat", "none"):
+        raise ConfigError(f"merge must be concat or none, got {merge!r}")
     dynamic_time = time_steps == "dynamic"
     if dynamic_time:
         time_steps = 1
     cells = cell if isinstance(cell, (list, tuple)) else [cell]
     given = weights if isinstance(weights, (list, tuple)) else [weights] * (1 if weights is not None else 0)
+    if bidirectional and len(cells) == 1 and len(given) == 2:
+        cells = cells * 2  # one cell, run forward and backward, with a weights pair
     if len(given) not in (0, len(cells)):
         raise ConfigError(f"{len(cells)} cells but {len(given)} sets of weights")
     given = list(given) or [None] * len(cells)
@@ -161,6 +172,22 @@ def describe_model(
         if given[0] is None:
             raise ConfigError("give a cell (num_units) or weights")
         cells = [RNNCell(given[0].num_units)]
+    if bidirectional:
+        if len(cells) != 1 and not (len(cells) == 2 and len(given) == 2):
+            raise ConfigError("a bidirectional model takes one cell (run forward and backward); stacks of "
+                              "bidirectional layers are not built yet")
+        if last_step:
+            raise ConfigError("--last-step with a bidirectional model is not built yet (Keras takes the backward "
+                              "direction's output at t=0, not at the last step)")
+        if hybrid and time_major:
+            # TFLite's hybrid time-major bidirectional kernel loops over the whole sequence once per step, and
+            # crashed LiteRT 2.3 when tried here: tflrnn does not write a model the runtime cannot run.
+            raise ConfigError("a hybrid (int8) bidirectional model must be batch-major: the runtime's time-major "
+                              "hybrid bidirectional kernel is broken (it crashes LiteRT 2.3)")
+        base = cells[0]
+        cells = [RNNCell(base.num_units, activation=base.activation, name=f"{base.name}/{d}") for d in ("fw", "bw")]
+        if len(given) == 1:
+            given = [given[0], None] if given[0] is not None else [None, None]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
@@ -190,6 +217,8 @@ def describe_model(
         elif layer_weights is None:
             layer_weights = initial_weights(layer_cell.num_units, size, seed + k)
         shared[layer_cell.name] = layer_weights
+        if bidirectional:
+            size = input_size if input_size is not None else layer_weights.input_size  # both read x
         int8 = None
         if hybrid:
             int8 = (quantize_int8(layer_weights.input_weights), quantize_int8(layer_weights.recurrent_weights))
@@ -197,17 +226,16 @@ def describe_model(
             layer_weights = CellWeights(dequantize(*int8[0]), dequantize(*int8[1]), layer_weights.bias)
         layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights, int8,
                             bool(asymmetric_inputs)))
-        size = layer_cell.num_units
+        if not bidirectional:
+            size = layer_cell.num_units
 
     cells_info = [BuildInfo(layer.name, layer.weights.num_units, layer.weights.input_size,
                             ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
                             "int8" if layer.int8 is not None else None) for layer in layers]
-    model = rnn_model(
-        layers,
+    common = dict(
         time_steps=time_steps,
         batch_size=batch_size,
         time_major=bool(time_major),
-        last_step=bool(last_step),
         dynamic_time=dynamic_time,
         metadata={
             "min_runtime_version": MIN_RUNTIME_VERSION[max(layer.op_version for layer in layers)].encode().ljust(
@@ -216,6 +244,13 @@ def describe_model(
         },
         description=f"tflrnn {__version__}",
     )
+    if bidirectional:
+        if layers[0].weights.input_size != layers[1].weights.input_size:
+            raise ConfigError("the forward and backward weights read inputs of different sizes: "
+                              f"{layers[0].weights.input_size} and {layers[1].weights.input_size}")
+        model = bidirectional_model(layers[0], layers[1], merge=merge == "concat", **common)
+    else:
+        model = rnn_model(layers, last_step=bool(last_step), **common)
     if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
         raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
     return model

@@ -64,6 +64,10 @@ def cli(debug: bool) -> None:
 @click.option("--layers", type=int, help="Stack this many copies of the cell (names <name>/cell_<k>), one op each.")
 @click.option("--last-step/--all-steps", "last_step", default=None,
               help="Output only the final step [B,U] (Keras return_sequences=False), or every step (default).")
+@click.option("--bidirectional", is_flag=True, default=None,
+              help="One BIDIRECTIONAL_SEQUENCE_RNN op: the cell run forward and backward.")
+@click.option("--merge", type=click.Choice(["concat", "none"]),
+              help="Bidirectional outputs: concatenated [fw | bw] (default, Keras merge_mode='concat') or separate.")
 @click.option("--quantize", type=click.Choice(["none", "int8"]),
               help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size).")
 @click.option("--asymmetric-inputs", is_flag=True, default=None,
@@ -86,7 +90,7 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
 def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
-          quantize, asymmetric_inputs, seed, weights,
+          bidirectional, merge, quantize, asymmetric_inputs, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .assemble import build_file
@@ -114,6 +118,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         "last_step": last_step,
         "quantize": quantize,
         "asymmetric_inputs": asymmetric_inputs,
+        "bidirectional": bidirectional,
+        "merge": merge,
         "seed": seed,
     }
     plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,
@@ -127,7 +133,10 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     if plan.source is not None:
         click.echo(f"read {weights}: {plan.source.describe()}")
     layout = "time-major" if summary["time_major"] else "batch-major"
-    if len(summary["layers"]) == 1:
+    if summary["bidirectional"]:
+        layer = summary["layers"][0]
+        what = f"forward and backward {layer['units']} {layer['activation']}"
+    elif len(summary["layers"]) == 1:
         what = f"state {summary['state_shape']}, {summary['activation']}"
     else:
         what = f"{len(summary['layers'])} layers (" + ", ".join(

@@ -100,7 +100,7 @@ def _settings(document: dict, where: str) -> dict:
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
-                "layers", "quantize", "asymmetric_inputs"):
+                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -122,6 +122,15 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     """
     settings = load_config(config_path) if config_path else {}
     settings.update({key: value for key, value in options.items() if value is not None})
+    if settings.get("bidirectional"):
+        units = settings.get("num_units")
+        if units is None:
+            raise ConfigError("a bidirectional model needs --units (or a config with num_units)")
+        cell = RNNCell(units, activation=settings.get("activation"), name=settings.get("name"))
+        weights = None
+        if weights_path is not None:  # keyed <name>/fw/... and <name>/bw/...
+            weights = [_layer_weights(weights_path, weights_format, f"{cell.name}/{d}") for d in ("fw", "bw")]
+        return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)})
     cells = _stack(settings)
     if cells is not None:
         weights = None
@@ -158,6 +167,8 @@ def _layout(settings: dict) -> dict:
         "last_step": settings.get("last_step", False),
         "quantize": settings.get("quantize"),
         "asymmetric_inputs": settings.get("asymmetric_inputs", False),
+        "bidirectional": settings.get("bidirectional", False),
+        "merge": settings.get("merge", "concat"),
     }
 
 

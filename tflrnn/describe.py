@@ -91,6 +91,15 @@ def _operator(op: Operator) -> dict:
             "fused_activation_function": Activation(act).name if act in Activation._value2member_map_ else act,
             "asymmetric_quantize_inputs": op.options.asymmetric_quantize_inputs,
         }
+    elif op.options_type == BuiltinOptions.BidirectionalSequenceRNNOptions and op.options is not None:
+        act = op.options.activation
+        entry["options"] = {
+            "type": "BidirectionalSequenceRNNOptions",
+            "time_major": op.options.time_major,
+            "fused_activation_function": Activation(act).name if act in Activation._value2member_map_ else act,
+            "merge_outputs": op.options.merge_outputs,
+            "asymmetric_quantize_inputs": op.options.asymmetric_quantize_inputs,
+        }
     elif op.options_type == BuiltinOptions.StridedSliceOptions and op.options is not None:
         entry["options"] = {"type": "StridedSliceOptions", **vars(op.options)}
     elif op.options_type:
@@ -124,14 +133,16 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     import numpy as np
 
     from .files import write_atomic
-    from .graph import find_rnns
+    from .graph import find_bidirectional, find_rnns
 
     data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
-    layers = find_rnns(read(data))
+    description = read(data)
+    bidirectional = find_bidirectional(description)
+    layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
     arrays, digests = {}, []
     for g in layers:
         weights = g.weights()
-        # One cell: plain names. A stack: keyed <layer name>/..., as `build` reads a stack's weights.
+        # One cell: plain names. A stack or both directions: keyed <layer name>/..., as `build` reads them.
         prefix = f"{g.input_weights.name.rpartition('/')[0]}/" if len(layers) > 1 else ""
         named = weights.to_keras() if keras_names else weights.to_tflite()
         arrays.update({prefix + name: array for name, array in named.items()})

@@ -16,6 +16,7 @@ from .cell import CellWeights, dequantize
 from .errors import ModelFormatError, WeightsError
 from .model import (
     Activation,
+    BidirectionalSequenceRNNOptions,
     BuiltinOperator,
     Model,
     Operator,
@@ -136,6 +137,69 @@ def rnn_model(
     )
 
 
+def bidirectional_model(
+    forward: Layer,
+    backward: Layer,
+    *,
+    merge: bool,
+    time_steps: int,
+    batch_size: int,
+    time_major: bool,
+    metadata: dict[str, bytes],
+    description: str,
+    dynamic_time: bool = False,
+) -> Model:
+    """One BIDIRECTIONAL_SEQUENCE_RNN op (code 46): inputs x, forward W/R/b/state, backward W/R/b/state and three
+    unused aux inputs (-1). The output is [fw | bw] on the last axis when merged (Keras merge_mode="concat"),
+    else two outputs. Both states are variables; the backward one carries from its t=0 output to the next invoke.
+    """
+    lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
+    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
+
+    def sequence(name: str, width: int) -> Tensor:
+        return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
+
+    base = forward.name.rpartition("/")[0] or forward.name
+    tensors = [sequence(f"{base}/input", forward.weights.input_size)]
+    for layer in (forward, backward):
+        w = layer.weights
+        if layer.int8 is None:
+            tensors += [Tensor(f"{layer.name}/input_weights", (w.num_units, w.input_size), data=w.input_weights),
+                        Tensor(f"{layer.name}/recurrent_weights", (w.num_units, w.num_units),
+                               data=w.recurrent_weights)]
+        else:
+            tensors += [Tensor(f"{layer.name}/{n}", shape, "int8", data=q, quantization=Quantization((scale,), (0,)))
+                        for n, shape, (q, scale) in zip(("input_weights", "recurrent_weights"),
+                                                        ((w.num_units, w.input_size), (w.num_units, w.num_units)),
+                                                        layer.int8)]
+        tensors += [Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias),
+                    Tensor(f"{layer.name}/hidden_state", (batch_size, w.num_units), is_variable=True)]
+    units = forward.weights.num_units, backward.weights.num_units
+    if merge:
+        tensors.append(sequence(f"{base}/output", sum(units)))
+        outputs = [len(tensors) - 1]
+        named = {SIGNATURE_OUTPUT: outputs[0]}
+    else:
+        tensors += [sequence(f"{forward.name}/output", units[0]), sequence(f"{backward.name}/output", units[1])]
+        outputs = [len(tensors) - 2, len(tensors) - 1]
+        named = {f"{SIGNATURE_OUTPUT}_fw": outputs[0], f"{SIGNATURE_OUTPUT}_bw": outputs[1]}
+    op = Operator(
+        builtin_code=BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN,
+        inputs=[INPUT, *range(1, 9), -1, -1, -1],
+        outputs=outputs,
+        version=forward.op_version,
+        options=BidirectionalSequenceRNNOptions(time_major=time_major, activation=forward.activation,
+                                                merge_outputs=merge,
+                                                asymmetric_quantize_inputs=forward.asymmetric_inputs),
+    )
+    return Model(
+        subgraphs=[Subgraph(tensors=tensors, operators=[op], inputs=[INPUT], outputs=outputs)],
+        signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, named)],
+        metadata=metadata,
+        description=description,
+    )
+
+
 @dataclass
 class RNNGraph:
     """The RNN op of a model we read, with its tensors resolved."""
@@ -189,6 +253,8 @@ def find_rnns(model: Model) -> list[RNNGraph]:
     graphs = [g for g in model.subgraphs
               if any(op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN for op in g.operators)]
     if not graphs:
+        if any(op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN for g in model.subgraphs for op in g.operators):
+            raise ModelFormatError("the model is bidirectional (BIDIRECTIONAL_SEQUENCE_RNN)")
         raise ModelFormatError("the model has no UNIDIRECTIONAL_SEQUENCE_RNN op")
     if len(graphs) > 1:
         raise ModelFormatError(f"RNN ops in {len(graphs)} subgraphs; tflrnn verifies one")
@@ -228,3 +294,40 @@ def find_rnn(model: Model) -> RNNGraph:
     if len(found) > 1:
         raise ModelFormatError(f"the model has {len(found)} UNIDIRECTIONAL_SEQUENCE_RNN ops; expected one")
     return found[0]
+
+
+@dataclass
+class Bidirectional:
+    """A model's BIDIRECTIONAL_SEQUENCE_RNN op: each direction as an RNNGraph over its own tensors. When the output
+    is merged, both directions' `output` is the merged tensor (forward first on the last axis)."""
+
+    operator: Operator
+    forward: RNNGraph
+    backward: RNNGraph
+
+    @property
+    def merged(self) -> bool:
+        return len(self.operator.outputs) == 1
+
+
+def find_bidirectional(model: Model) -> Bidirectional | None:
+    """The model's BIDIRECTIONAL_SEQUENCE_RNN op when it is a bidirectional model, else None."""
+    found = [(g, op) for g in model.subgraphs for op in g.operators
+             if op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN]
+    if not found:
+        return None
+    if len(found) > 1 or len(model.subgraphs[0].operators) > 1:
+        raise ModelFormatError("tflrnn verifies a model of one BIDIRECTIONAL_SEQUENCE_RNN op")
+    graph, op = found[0]
+    if len(op.inputs) != 12 or len(op.outputs) not in (1, 2):
+        raise ModelFormatError(f"BIDIRECTIONAL_SEQUENCE_RNN has {len(op.inputs)} inputs and {len(op.outputs)} "
+                               "outputs; expected 12 and 1 or 2")
+    used = [*op.inputs[:9], *op.outputs]
+    if any(not 0 <= i < len(graph.tensors) for i in used):
+        raise ModelFormatError(f"BIDIRECTIONAL_SEQUENCE_RNN names tensors {used} of {len(graph.tensors)}")
+    t = graph.tensors
+    fw_out = t[op.outputs[0]]
+    bw_out = t[op.outputs[-1]]
+    forward = RNNGraph(model, graph, op, t[op.inputs[0]], *(t[i] for i in op.inputs[1:5]), fw_out)
+    backward = RNNGraph(model, graph, op, t[op.inputs[0]], *(t[i] for i in op.inputs[5:9]), bw_out)
+    return Bidirectional(op, forward, backward)

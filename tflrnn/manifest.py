@@ -78,7 +78,6 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
     from .assemble import describe_model
     from .config import resolve_build_options
-    from .graph import find_rnns
     from .verifier import verify
     from .writer import write
 
@@ -96,6 +95,8 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
             "last_step": s.get("last_step"),
             "quantize": s.get("quantize"),
             "asymmetric_inputs": s.get("asymmetric_inputs"),
+            "bidirectional": s.get("bidirectional"),
+            "merge": s.get("merge"),
             "seed": s.get("seed"),
         }
         plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),
@@ -114,11 +115,11 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
         return Outcome(entry.name, error=str(exc))
     except Exception as exc:  # one entry's bug must not take the others down; it is still reported
         return Outcome(entry.name, error=f"internal error: {type(exc).__name__}: {exc}")
-    layers = find_rnns(model)
+    graph = model.subgraphs[0]
     cells = plan.options["cell"] if isinstance(plan.options["cell"], list) else [plan.options["cell"]]
     summary = {
-        "input_shape": list(layers[0].input.shape),
-        "output_shape": list(layers[-1].output.shape),
+        "input_shape": list(graph.tensors[graph.inputs[0]].shape),
+        "output_shape": list(graph.tensors[graph.outputs[0]].shape),
         "activation": ", ".join(dict.fromkeys(c.activation for c in cells)),
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),

@@ -23,6 +23,7 @@ MAX_FLATBUFFER_BYTES = 2**31 - 1  # flatbuffers use signed 32-bit offsets
 class BuiltinOperator(enum.IntEnum):
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
     STRIDED_SLICE = 45
+    BIDIRECTIONAL_SEQUENCE_RNN = 46
 
 
 class BuiltinOptions(enum.IntEnum):
@@ -31,6 +32,7 @@ class BuiltinOptions(enum.IntEnum):
     NONE = 0
     SequenceRNNOptions = 31
     StridedSliceOptions = 32
+    BidirectionalSequenceRNNOptions = 70
 
 
 class Activation(enum.IntEnum):
@@ -53,6 +55,14 @@ TENSOR_TYPE_NAMES = {code: name for name, code in TENSOR_TYPES.items()}
 class SequenceRNNOptions:
     time_major: bool = False
     activation: int = Activation.TANH  # raw enum value as stored; may be out of range in a file we read
+    asymmetric_quantize_inputs: bool = False
+
+
+@dataclass
+class BidirectionalSequenceRNNOptions:
+    time_major: bool = False
+    activation: int = Activation.TANH
+    merge_outputs: bool = False
     asymmetric_quantize_inputs: bool = False
 
 
@@ -95,7 +105,7 @@ class Operator:
     inputs: list[int]
     outputs: list[int]
     version: int = 1
-    options: SequenceRNNOptions | StridedSliceOptions | None = None
+    options: SequenceRNNOptions | BidirectionalSequenceRNNOptions | StridedSliceOptions | None = None
     # As read from a file; the writer derives both from builtin_code / options when they are None.
     deprecated_builtin_code: int | None = None
     options_type: int | None = None

@@ -16,6 +16,7 @@ import tflite as fb
 from .errors import ModelFormatError
 from .model import (
     FILE_IDENTIFIER,
+    BidirectionalSequenceRNNOptions,
     TENSOR_TYPE_NAMES,
     BuiltinOptions,
     Model,
@@ -161,6 +162,17 @@ class _Reader:
                 options = SequenceRNNOptions(
                     time_major=parsed.TimeMajor(),
                     activation=parsed.FusedActivationFunction(),
+                    asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
+                )
+        elif options_type == BuiltinOptions.BidirectionalSequenceRNNOptions:
+            table = op.BuiltinOptions()
+            if table is not None:
+                parsed = fb.BidirectionalSequenceRNNOptions()
+                parsed.Init(table.Bytes, table.Pos)
+                options = BidirectionalSequenceRNNOptions(
+                    time_major=parsed.TimeMajor(),
+                    activation=parsed.FusedActivationFunction(),
+                    merge_outputs=parsed.MergeOutputs(),
                     asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
                 )
         elif options_type == BuiltinOptions.StridedSliceOptions:

@@ -28,6 +28,7 @@ from .graph import (
     SIGNATURE_KEY,
     SIGNATURE_OUTPUT,
     RNNGraph,
+    find_bidirectional,
     find_last_step,
     find_rnns,
     last_step_slice,
@@ -118,12 +119,14 @@ def verify(
         data, label = bytes(model), "<bytes>"
     else:
         data, label = read_bytes(model, "model file"), str(Path(model))
-    layers = find_rnns(read(data))
+    description = read(data)
+    bidirectional = find_bidirectional(description)
+    layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
     for g in layers:
         _check_verifiable_size(g)
     if against is not None and len(layers) > 1:
-        raise ConfigError("--against compares one cell with its source; this model is a stack of "
-                          f"{len(layers)} layers")
+        kind = "bidirectional" if bidirectional else f"a stack of {len(layers)} layers"
+        raise ConfigError(f"--against compares one cell with its source; this model is {kind}")
     if weights is not None:
         if isinstance(weights, CellWeights):
             if len(layers) > 1:
@@ -141,7 +144,7 @@ def verify(
         sha256=sha256(data),
         settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
     )
-    report.checks += _structure_checks(layers)
+    report.checks += _structure_checks(layers, bidirectional)
     usable = [_usable_weights(g) for g in layers]
     model_weights = [w for w, _ in usable]
     why_not = next((f"layer {k}: {reason}" if len(layers) > 1 else reason
@@ -163,7 +166,7 @@ def verify(
     runs = {}
     for name in runtimes:
         checks, outputs = _numeric_checks(data, layers, model_weights, report, inputs, atol, rtol, name,
-                                          float_weights)
+                                          float_weights, bidirectional)
         report.checks += checks
         if outputs is not None:
             runs[name] = outputs
@@ -229,9 +232,24 @@ def _check_verifiable_size(g: RNNGraph) -> None:
 # Structure ------------------------------------------------------------------------------------------------------
 
 
-def _structure_checks(layers: list[RNNGraph]) -> list[Check]:
+def _structure_checks(layers: list[RNNGraph], bidirectional=None) -> list[Check]:
     model = layers[0].model
     checks = [Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}")]
+    if bidirectional:
+        op = bidirectional.operator
+        width = sum(g.input_weights.shape[0] for g in layers if len(g.input_weights.shape) == 2)
+        for direction, g in zip(("fw", "bw"), layers):
+            for check in _layer_checks(g, output_width=width if bidirectional.merged else None):
+                if direction == "bw" and check.name.startswith("op."):
+                    continue  # one op: its code, version and options are checked once
+                if not check.name.startswith("op."):
+                    check.name, check.detail = f"{check.name}[{direction}]", f"{direction}: {check.detail}"
+                checks.append(check)
+        checks.append(Check("op.aux_inputs", op.inputs[9:] == [-1, -1, -1],
+                            f"aux inputs {op.inputs[9:]} (unused: all -1)"))
+        checks.append(_signature_check(layers, bidirectional))
+        checks += _metadata_checks(layers, _expected_op_version(layers[0]))
+        return checks
     for k, g in enumerate(layers):
         for check in _layer_checks(g):
             if len(layers) > 1:  # one set of checks per layer, named by its index
@@ -281,22 +299,29 @@ def _last_step_check(layers: list[RNNGraph], op) -> Check:
     return Check("last_step", True, f"STRIDED_SLICE takes the final step: output {list(out.shape)}")
 
 
-def _layer_checks(g: RNNGraph) -> list[Check]:
+_OPTIONS_OF = {  # the options each RNN op must carry
+    BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN: BuiltinOptions.SequenceRNNOptions,
+    BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN: BuiltinOptions.BidirectionalSequenceRNNOptions,
+}
+
+
+def _layer_checks(g: RNNGraph, output_width: int | None = None) -> list[Check]:
     op = g.operator
+    code = op.code if op.code in _OPTIONS_OF else BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN
     checks = [
         Check(
             "op.code",
-            op.builtin_code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN
-            and op.deprecated_builtin_code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
-            f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code} (both must be 35)",
+            op.builtin_code == code and op.deprecated_builtin_code == code,
+            f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code} "
+            f"(both must be {int(code)})",
         ),
     ]
     expected_version = _expected_op_version(g)
     checks.append(
         Check("op.version", op.version == expected_version, f"version {op.version}, expected {expected_version}")
     )
-    checks.append(_options_check(g))
-    checks.append(_shapes_check(g))
+    checks.append(_options_check(g, _OPTIONS_OF[code]))
+    checks.append(_shapes_check(g, output_width))
     state = g.hidden_state
     checks.append(
         Check(
@@ -315,27 +340,28 @@ def _expected_op_version(g: RNNGraph) -> int:
     return 1
 
 
-def _options_check(g: RNNGraph) -> Check:
+def _options_check(g: RNNGraph, expected: BuiltinOptions) -> Check:
     op = g.operator
-    if op.options_type != BuiltinOptions.SequenceRNNOptions or op.options is None:
+    if op.options_type != expected or op.options is None:
         return Check(
             "op.options",
             False,
-            f"builtin_options type {op.options_type}, expected SequenceRNNOptions "
-            f"({BuiltinOptions.SequenceRNNOptions}); the runtime would silently use batch-major and no activation",
+            f"builtin_options type {op.options_type}, expected {expected.name} "
+            f"({int(expected)}); the runtime would silently use batch-major and no activation",
         )
     act = op.options.activation
     valid = act in Activation._value2member_map_
     detail = (
         f"activation {Activation(act).name if valid else act}, time_major {bool(op.options.time_major)}, "
         f"asymmetric_quantize_inputs {bool(op.options.asymmetric_quantize_inputs)}"
+        + (f", merge_outputs {bool(op.options.merge_outputs)}" if hasattr(op.options, "merge_outputs") else "")
     )
     if not valid:
         detail += "; not an ActivationFunctionType (the runtime would silently apply none)"
     return Check("op.options", valid, detail)
 
 
-def _shapes_check(g: RNNGraph) -> Check:
+def _shapes_check(g: RNNGraph, output_width: int | None = None) -> Check:
     w, r, b, h, x, y = g.input_weights, g.recurrent_weights, g.bias, g.hidden_state, g.input, g.output
     problems = []
     if len(w.shape) != 2:
@@ -350,7 +376,7 @@ def _shapes_check(g: RNNGraph) -> Check:
         r.name: (r, (units, units)),
         b.name: (b, (units,)),
         h.name: (h, (batch, units)),
-        y.name: (y, (*lead, units)),
+        y.name: (y, (*lead, output_width or units)),
     }
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
@@ -398,10 +424,13 @@ def _shapes_check(g: RNNGraph) -> Check:
     )
 
 
-def _signature_check(layers: list[RNNGraph]) -> Check:
+def _signature_check(layers: list[RNNGraph], bidirectional=None) -> Check:
     g = layers[0]
     x_index = g.operator.inputs[0]
-    y_index = _output_index(layers)
+    if bidirectional and not bidirectional.merged:
+        outputs = dict(zip((f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"), bidirectional.operator.outputs))
+    else:
+        outputs = {SIGNATURE_OUTPUT: bidirectional.operator.outputs[0] if bidirectional else _output_index(layers)}
     signature = next((s for s in g.model.signatures if s.key == SIGNATURE_KEY), None)
     subgraph_index = next(i for i, graph in enumerate(g.model.subgraphs) if graph is g.subgraph)
     problems = []
@@ -412,15 +441,15 @@ def _signature_check(layers: list[RNNGraph]) -> Check:
             problems.append(f"it names subgraph {signature.subgraph}, but the RNN is in subgraph {subgraph_index}")
         if signature.inputs != {SIGNATURE_INPUT: x_index}:
             problems.append(f"inputs {signature.inputs}, expected {{'{SIGNATURE_INPUT}': {x_index}}}")
-        if signature.outputs != {SIGNATURE_OUTPUT: y_index}:
-            problems.append(f"outputs {signature.outputs}, expected {{'{SIGNATURE_OUTPUT}': {y_index}}}")
-    if g.subgraph.inputs != [x_index] or g.subgraph.outputs != [y_index]:
-        problems.append(
-            f"subgraph inputs {g.subgraph.inputs} and outputs {g.subgraph.outputs}, expected [{x_index}] and [{y_index}]"
-        )
+        if signature.outputs != outputs:
+            problems.append(f"outputs {signature.outputs}, expected {outputs}")
+    if g.subgraph.inputs != [x_index] or g.subgraph.outputs != list(outputs.values()):
+        problems.append(f"subgraph inputs {g.subgraph.inputs} and outputs {g.subgraph.outputs}, expected "
+                        f"[{x_index}] and {list(outputs.values())}")
     if problems:
         return Check("signature", False, "; ".join(problems))
-    return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, output -> tensor {y_index}")
+    shown = ", ".join(f"{name} -> tensor {index}" for name, index in outputs.items())
+    return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, {shown}")
 
 
 def _metadata_checks(layers: list[RNNGraph], op_version: int) -> list[Check]:
@@ -546,19 +575,21 @@ class Comparison:
 
 
 def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs, atol, rtol, runtime_name: str,
-                    float_weights: list | None = None):
-    """The numeric checks on one runtime, and the model's outputs for each input (None when it could not run).
+                    float_weights: list | None = None, bidirectional=None):
+    """The numeric checks on one runtime, and the last layer's outputs for each input (None when it could not run).
 
-    Every layer is judged on its own: its input is what the runtime actually fed it (the previous layer's output,
-    read back from the interpreter), so an error is reported where it arises and does not propagate.
+    Every layer (or direction) is judged on its own: its input is what the runtime actually fed it (the previous
+    layer's output, read back from the interpreter), so an error is reported where it arises and does not spread.
+    A backward direction is judged with time reversed: then it too runs forward from its carried state.
     """
     from . import runtime
 
-    outputs_of = [g.operator.outputs[0] for g in layers]
-    last = find_last_step(layers)
-    if last is not None:
-        outputs_of.append(last.outputs[0])
     g0 = layers[0]
+    last = None if bidirectional else find_last_step(layers)
+    if bidirectional:
+        outputs_of = list(bidirectional.operator.outputs)
+    else:
+        outputs_of = [g.operator.outputs[0] for g in layers] + ([last.outputs[0]] if last is not None else [])
     time_axis = 0 if g0.time_major else 1
     dynamic = g0.input.shape_signature is not None and g0.input.shape_signature[time_axis] == -1
     # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.
@@ -575,42 +606,59 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
                 rng = np.random.default_rng([report.settings["seed"], length])
                 xs = [rng.standard_normal(shape).astype(np.float32) for _ in inputs]
                 interpreter.resize(shape)
-            runs = [interpreter.run(x) for x in xs]  # per invoke: every layer's output
+            runs = [interpreter.run(x) for x in xs]  # per invoke: the outputs read back
             interpreter.reset()
             results.append((xs, runs, interpreter.run(xs[0])))
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
         return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
 
+    def views(x: np.ndarray, ys: list[np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+        """(input, output) of each layer or direction, in forward time order; and whether a last-step output is
+        exactly the last layer's final step."""
+        if bidirectional:
+            if bidirectional.merged:
+                units = layers[0].input_weights.shape[0]
+                forward, backward = ys[0][..., :units], ys[0][..., units:]
+            else:
+                forward, backward = ys
+            return [(x, forward), (np.flip(x, axis=time_axis), np.flip(backward, axis=time_axis))], True
+        if last is not None:
+            ys, final = ys[:-1], ys[-1]
+            exact = np.array_equal(final, _last_step(ys[-1], layers[-1].time_major))
+        else:
+            exact = True
+        return list(zip([x, *ys[:-1]], ys)), exact
+
     def compare(x: np.ndarray, ys: list[np.ndarray], starts: list[np.ndarray], against=None) -> Comparison:
         """Each layer against the reference; `against` = float weights to judge a hybrid model by instead."""
-        if last is not None:  # the model's output must be exactly the final step of the last layer
-            final = ys[-1]
-            ys = ys[:-1]
-            exact = np.array_equal(final, _last_step(ys[-1], layers[-1].time_major))
+        pairs, exact = views(x, ys)
         parts = []
-        for k, (g, w, y, start) in enumerate(zip(layers, weights, ys, starts)):
-            previous = _previous_states(y, start, g.time_major)
+        for k, (g, w, (x_k, y_k), start) in enumerate(zip(layers, weights, pairs, starts)):
+            previous = _previous_states(y_k, start, g.time_major)
             judge_by = against[k] if against is not None else w
-            expected, pre, scale = reference.step(x, judge_by, g.options.activation, previous, time_major=g.time_major)
+            expected, pre, scale = reference.step(x_k, judge_by, g.options.activation, previous,
+                                                  time_major=g.time_major)
             extra = 0.0
             if g.hybrid:  # the kernel quantizes x and h to int8 every step: allow for that, and no more
-                extra = reference.input_quantization_error(x, previous, w, g.options.asymmetric_quantize_inputs)
+                extra = reference.input_quantization_error(x_k, previous, w, g.options.asymmetric_quantize_inputs)
                 if against is not None:  # and, against float weights, for rounding them to int8
-                    extra = extra + reference.weight_quantization_error(x, previous, judge_by)
-            parts.append(_compare(y, expected, pre, scale, g.options.activation, atol, rtol, extra))
-            x = y  # the next layer's input, as the runtime computed it
+                    extra = extra + reference.weight_quantization_error(x_k, previous, judge_by)
+            parts.append(_compare(y_k, expected, pre, scale, g.options.activation, atol, rtol, extra))
         result = Comparison.worst(parts)
-        if last is not None and not exact:
+        if not exact:
             result.ok, result.note = False, "the output is not the last layer's final step"
         return result
+
+    def final_states(x: np.ndarray, ys: list[np.ndarray]) -> list[np.ndarray]:
+        # What each state holds after an invoke: its direction's last output (time-reversed for backward).
+        return [_last_step(y_k, g.time_major) for g, (_, y_k) in zip(layers, views(x, ys)[0])]
 
     zeros = [np.zeros(g.hidden_state.shape) for g in layers]
     firsts, carries, resets, identical = [], [], [], True
     for xs, runs, after_reset in results:
         firsts.append(compare(xs[0], runs[0], zeros))
-        carries += [compare(xs[k], runs[k], [_last_step(y, g.time_major) for g, y in zip(layers, runs[k - 1])])
-                    for k in range(1, len(xs))]
+        carries += [compare(xs[k], runs[k], final_states(xs[k - 1], runs[k - 1])) for k in range(1, len(xs))]
         resets.append(compare(xs[0], after_reset, zeros))
         identical = identical and all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
     first, carried, reset = Comparison.worst(firsts), Comparison.worst(carries), Comparison.worst(resets)
@@ -618,16 +666,18 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
     extra_checks = []
     if float_weights is not None:
         xs, runs, _ = results[0]
-        starts = zeros
-        parts = []
+        starts, parts = zeros, []
         for x, ys in zip(xs, runs):
             parts.append(compare(x, ys, starts, against=float_weights))
-            starts = [_last_step(y, g.time_major) for g, y in zip(layers, ys)]
+            starts = final_states(x, ys)
         extra_checks.append(_numeric_check(
             "numeric.float_weights", Comparison.worst(parts), atol, rtol,
             "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
             "and inputs", runtime_name))
-    each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
+    if bidirectional:
+        each = " (forward, and backward with its state carried from t=0 to the next invoke)"
+    else:
+        each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
     if any(g.hybrid for g in layers):
         each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
     if dynamic:
@@ -647,7 +697,7 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
             runtime_name,
         ),
         *extra_checks,
-    ], [ys[len(layers) - 1] for ys in results[0][1]]  # the last layer's whole sequence, for --against
+    ], [ys[len(layers) - 1] for ys in results[0][1]] if not bidirectional else None  # for --against
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:

@@ -15,6 +15,7 @@ from ._schema import builder_functions
 from .cell import row_blocks
 from .model import (
     FILE_IDENTIFIER,
+    BidirectionalSequenceRNNOptions,
     TENSOR_TYPES,
     BuiltinOptions,
     Model,
@@ -230,6 +231,13 @@ def _options(builder, options) -> tuple[int, int | None]:
         fb.SequenceRNNOptionsAddFusedActivationFunction(builder, int(options.activation))
         fb.SequenceRNNOptionsAddAsymmetricQuantizeInputs(builder, options.asymmetric_quantize_inputs)
         return BuiltinOptions.SequenceRNNOptions, fb.SequenceRNNOptionsEnd(builder)
+    if isinstance(options, BidirectionalSequenceRNNOptions):
+        fb.BidirectionalSequenceRNNOptionsStart(builder)
+        fb.BidirectionalSequenceRNNOptionsAddTimeMajor(builder, options.time_major)
+        fb.BidirectionalSequenceRNNOptionsAddFusedActivationFunction(builder, int(options.activation))
+        fb.BidirectionalSequenceRNNOptionsAddMergeOutputs(builder, options.merge_outputs)
+        fb.BidirectionalSequenceRNNOptionsAddAsymmetricQuantizeInputs(builder, options.asymmetric_quantize_inputs)
+        return BuiltinOptions.BidirectionalSequenceRNNOptions, fb.BidirectionalSequenceRNNOptionsEnd(builder)
     if isinstance(options, StridedSliceOptions):
         fb.StridedSliceOptionsStart(builder)
         fb.StridedSliceOptionsAddBeginMask(builder, options.begin_mask)
