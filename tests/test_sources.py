@@ -196,7 +196,9 @@ def test_safetensors_state_dict(tmp_path, cli):
     path = tmp_path / "rnn.safetensors"
     safetensors_numpy.save_file(state, str(path))
 
-    assert_clean_error(cli("build", "--weights", path), "2 layers", "--layer-index")
+    whole, printed = _build(cli, tmp_path, "--weights", path, "--activation", "relu")  # both layers: a stack
+    assert printed.count("read ") == 2 and "2 layers (5 relu, 5 relu)" in printed
+    assert tflrnn.verify(whole).passed
     out, printed = _build(cli, tmp_path, "--weights", path, "--layer-index", 1, "--activation", "relu")
 
     assert "safetensors 'rnn.l1'" in printed and "nonlinearity is not recorded" in printed
@@ -209,9 +211,12 @@ def test_pytorch_state_dicts_that_cannot_be_built(tmp_path, cli):
     lstm = {"weight_ih_l0": np.zeros((16, 3), np.float32), "weight_hh_l0": np.zeros((16, 4), np.float32)}
     safetensors_numpy.save_file(lstm, str(tmp_path / "lstm.safetensors"))
     assert_clean_error(cli("build", "--weights", tmp_path / "lstm.safetensors"), "an LSTM")
-    bidirectional = {**_state_dict(), "rnn.weight_ih_l0_reverse": np.zeros((5, 3), np.float32)}
-    safetensors_numpy.save_file(bidirectional, str(tmp_path / "bi.safetensors"))
-    assert_clean_error(cli("build", "--weights", tmp_path / "bi.safetensors"), "bidirectional")
+    half = {**_state_dict(), "rnn.weight_ih_l0_reverse": np.zeros((5, 3), np.float32)}
+    safetensors_numpy.save_file(half, str(tmp_path / "half.safetensors"))
+    assert_clean_error(cli("build", "--weights", tmp_path / "half.safetensors"), "missing key 'rnn.weight_hh_l0_reverse'")
+    stacked_bidirectional = {**_state_dict(layers=2), **{k + "_reverse": v for k, v in _state_dict(layers=2).items()}}
+    safetensors_numpy.save_file(stacked_bidirectional, str(tmp_path / "sb.safetensors"))
+    assert_clean_error(cli("build", "--weights", tmp_path / "sb.safetensors"), "not stacks of bidirectional")
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     assert_clean_error(cli("build", "--weights", tmp_path / "bad.safetensors"), "cannot read safetensors")
 
@@ -247,6 +252,21 @@ def test_pytorch_files_against_torch(tmp_path, cli, nonlinearity):
                         "--time-steps", 6, "--batch-size", 2)
         report = _verify_against(cli, out, tmp_path / source)
         assert report["against"]["framework"].startswith("torch ")
+
+
+@pytest.mark.torch
+@needs_torch
+@pytest.mark.parametrize("layers, bidirectional", [(3, False), (1, True)])
+def test_pytorch_stacks_and_bidirectional_against_torch(tmp_path, cli, layers, bidirectional):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    rnn = torch.nn.RNN(4, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+    save_file(rnn.state_dict(), str(tmp_path / "rnn.safetensors"))
+    out, printed = _build(cli, tmp_path, "--weights", tmp_path / "rnn.safetensors", "--time-steps", 5)
+    assert printed.count("read ") == (2 if bidirectional else layers)
+    report = _verify_against(cli, out, tmp_path / "rnn.safetensors")
+    assert f"num_layers={layers}, bidirectional={bidirectional}" in report["against"]["reference"]
 
 
 # ONNX -----------------------------------------------------------------------------------------------------------

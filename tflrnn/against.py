@@ -16,7 +16,7 @@ import numpy as np
 from . import reference
 from .cell import parse_activation
 from .errors import TflrnnError
-from .sources import ImportedCell, detect_format, import_cell, require
+from .sources import ImportedCell, detect_format, import_cell, import_cells, require
 
 
 @dataclass
@@ -28,18 +28,27 @@ class SourceRun:
 
 
 def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: bool, format: str | None = None,
-               layer: str | None = None, scope: str | None = None, layer_index: int | None = None) -> SourceRun:
-    """Run the source model on `inputs` (x in the .tflite's layout), chaining the state across them."""
+               layer: str | None = None, scope: str | None = None, layer_index: int | None = None,
+               whole: bool = False) -> SourceRun:
+    """Run the source model on `inputs` (x in the .tflite's layout), chaining the state across them.
+
+    `whole`: the .tflite holds every layer (or both directions) of a PyTorch nn.RNN, so run all of it."""
     path = Path(path)
     fmt = format or detect_format(path)
-    cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
+    if whole:
+        if fmt not in ("safetensors", "torch"):
+            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN; {path} is {fmt}")
+        cells, kind = import_cells(path, format=fmt)
+        cell = cells[0]
+    else:
+        cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
     if fmt == "keras":
         outputs, what, framework = _keras(path, cell, batch_major, activation)
     elif fmt == "onnx":
         outputs, what, framework = _onnx(path, cell, batch_major)
     elif fmt in ("safetensors", "torch"):
-        outputs, what, framework = _torch(path, fmt, cell, batch_major, activation, layer_index)
+        outputs, what, framework = _torch(path, fmt, cell, batch_major, activation, whole)
     elif fmt == "checkpoint":
         outputs, what, framework = _numpy(cell, batch_major, activation)
         what = f"the numpy reference on the checkpoint's variables{f' under {cell.layer}' if cell.layer else ''}"
@@ -135,7 +144,7 @@ def _onnx(path: Path, cell: ImportedCell, inputs):
     return outputs, f"onnx RNN node '{cell.layer}' from {path.name}", f"onnxruntime {ort.__version__}"
 
 
-def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, layer_index):
+def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, whole: bool):
     torch = require("torch", "torch", "verifying against a PyTorch state dict runs torch.nn.RNN")
     if activation not in ("tanh", "relu"):
         raise TflrnnError(f"torch.nn.RNN has no nonlinearity '{activation}' (tanh or relu)")
@@ -148,18 +157,26 @@ def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, la
         state = state.state_dict() if hasattr(state, "state_dict") else state
     index = int(cell.layer.rsplit("l", 1)[1])  # "<prefix>l<k>"
     prefix = cell.layer[: -len(f"l{index}")]
-    suffix = f"_l{index}"
-    layer_state = {key[len(prefix):].replace(suffix, "_l0"): value for key, value in state.items()
-                   if key.startswith(prefix) and key.endswith(suffix)}
-    rnn = torch.nn.RNN(cell.weights.input_size, cell.weights.num_units, nonlinearity=activation,
-                       bias="bias_ih_l0" in layer_state, batch_first=True)
-    rnn.load_state_dict(layer_state)  # strict: every tensor of the layer, through torch's own loader
+    if whole:  # every layer and direction of the module, as it was
+        layer_state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        layers = 1 + max(int(key.split("_l")[1].split("_")[0]) for key in layer_state if "_l" in key)
+        bidirectional = any(key.endswith("_reverse") for key in layer_state)
+    else:
+        suffix = f"_l{index}"
+        layer_state = {key[len(prefix):].replace(suffix, "_l0"): value for key, value in state.items()
+                       if key.startswith(prefix) and key.endswith(suffix)}
+        layers, bidirectional = 1, False
+    rnn = torch.nn.RNN(cell.weights.input_size, cell.weights.num_units, num_layers=layers, nonlinearity=activation,
+                       bias="bias_ih_l0" in layer_state, batch_first=True, bidirectional=bidirectional)
+    rnn.load_state_dict(layer_state)  # strict: every tensor, through torch's own loader
     outputs, state_h = [], None
     with torch.no_grad():
         for x in inputs:
             y, state_h = rnn(torch.from_numpy(np.ascontiguousarray(x, np.float32)), state_h)
             outputs.append(y.numpy())
-    return outputs, f"torch.nn.RNN layer {index} from {path.name}", f"torch {torch.__version__}"
+    what = (f"torch.nn.RNN(num_layers={layers}, bidirectional={bidirectional})" if whole
+            else f"torch.nn.RNN layer {index}")
+    return outputs, f"{what} from {path.name}", f"torch {torch.__version__}"
 
 
 def _numpy(cell: ImportedCell, inputs, activation: str):

@@ -127,11 +127,13 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     summary = build_file(output, **plan.options)
     if plan.source is not None:
         summary["source"] = {"path": str(weights), **plan.source.to_dict()}
+        if plan.sources:
+            summary["source"]["cells"] = [s.to_dict() for s in plan.sources]
     if as_json:
         click.echo(_json(summary))
         return
-    if plan.source is not None:
-        click.echo(f"read {weights}: {plan.source.describe()}")
+    for source in plan.sources or ([plan.source] if plan.source is not None else []):
+        click.echo(f"read {weights}: {source.describe()}")
     layout = "time-major" if summary["time_major"] else "batch-major"
     if summary["bidirectional"]:
         layer = summary["layers"][0]

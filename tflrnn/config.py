@@ -16,7 +16,7 @@ import numpy as np
 from .cell import RNNCell, parse_activation
 from .errors import ConfigError
 from .files import read_bytes
-from .sources import ImportedCell, import_cell
+from .sources import ImportedCell, import_cell, import_cells
 
 CELL_CONFIG_SCHEMA = "cell-config.schema.json"
 
@@ -111,7 +111,8 @@ class BuildPlan:
     """What `tflrnn build` will do: `tflrnn.build_file` arguments, and the weights source it read."""
 
     options: dict
-    source: ImportedCell | None = None
+    source: ImportedCell | None = None  # the (first) cell read from --weights
+    sources: list[ImportedCell] | None = None  # all of them, when the source is a stack or bidirectional
 
 
 def resolve_build_options(options: dict, config_path=None, weights_path=None, *, weights_format=None,
@@ -139,8 +140,11 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
         return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)})
     source = None
     if weights_path is not None:
-        source = import_cell(weights_path, format=weights_format, name=scope or settings.get("name"), layer=layer,
-                             layer_index=layer_index)
+        found, kind = import_cells(weights_path, format=weights_format, name=scope or settings.get("name"),
+                                   layer=layer, layer_index=layer_index)
+        if kind != "cell":
+            return _imported_model(found, kind, settings)
+        source = found[0]
     weights = source.weights if source else None
     units = settings.get("num_units")
     if units is None and weights is None:
@@ -155,6 +159,25 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     if settings.get("use_bias") is False and weights is not None and np.any(weights.bias != 0):
         raise ConfigError("the config says use_bias=false but the weights have a non-zero bias")
     return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)}, source=source)
+
+
+def _imported_model(found: list[ImportedCell], kind: str, settings: dict) -> BuildPlan:
+    """A stack or a bidirectional model read from a source (a PyTorch nn.RNN with several layers or directions)."""
+    base = settings.get("name") or "rnn"
+    activation = settings.get("activation")
+    units = settings.get("num_units")
+    if units is not None and units != found[0].weights.num_units:
+        raise ConfigError(f"num_units={units} does not match the weights: {found[0].layer} has "
+                          f"{found[0].weights.num_units} units")
+    weights = [c.weights for c in found]
+    if kind == "bidirectional":
+        cell = RNNCell(found[0].weights.num_units, activation=activation, name=base)
+        layout = {**_layout(settings), "bidirectional": True}
+        return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
+    cells = [RNNCell(c.weights.num_units, activation=activation, name=f"{base}/cell_{k}")
+             for k, c in enumerate(found)]
+    return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)}, source=found[0],
+                     sources=found)
 
 
 def _layout(settings: dict) -> dict:

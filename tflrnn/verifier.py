@@ -37,6 +37,7 @@ from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions
 from .reader import read
 from .version import __version__
 from .runtime import RUNTIMES
+from .sources import detect_format
 from .weights import load_weights
 
 
@@ -124,9 +125,11 @@ def verify(
     layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
     for g in layers:
         _check_verifiable_size(g)
-    if against is not None and len(layers) > 1:
+    if against is not None and len(layers) > 1 and (format or detect_format(Path(against))) not in ("safetensors",
+                                                                                                      "torch"):
         kind = "bidirectional" if bidirectional else f"a stack of {len(layers)} layers"
-        raise ConfigError(f"--against compares one cell with its source; this model is {kind}")
+        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN only; this "
+                          f"model is {kind}")
     if weights is not None:
         if isinstance(weights, CellWeights):
             if len(layers) > 1:
@@ -171,7 +174,7 @@ def verify(
         if outputs is not None:
             runs[name] = outputs
     if against is not None:
-        report.checks += _against_checks(layers[0], inputs, runs, report, atol, rtol, against=against,
+        report.checks += _against_checks(layers, inputs, runs, report, atol, rtol, against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
 
@@ -186,21 +189,27 @@ def _cell_name(g: RNNGraph) -> str | None:
     return g.input_weights.name.rpartition("/")[0] or None
 
 
-def _against_checks(g: RNNGraph, inputs, runs: dict, report: VerifyReport, atol, rtol, **source) -> list[Check]:
+def _against_checks(layers: list[RNNGraph], inputs, runs: dict, report: VerifyReport, atol, rtol, **source
+                    ) -> list[Check]:
     from .against import run_source
 
+    g = layers[0]
     path = source.pop("against")
     result = run_source(path, inputs, activation=ACTIVATION_NAMES.get(g.options.activation),
-                        time_major=g.time_major, **source)
+                        time_major=g.time_major, whole=len(layers) > 1, **source)
     report.against = {
         "source": str(path),
         "format": result.source.format,
         "reference": result.reference,
         "framework": result.framework,
     }
-    # The scale of each step's terms along the source's own trajectory, for the rounding allowance.
+    # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
+    # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
     scales, state = [], np.zeros(g.hidden_state.shape)
     for x, y in zip(inputs, result.outputs):
+        if len(layers) > 1:
+            scales.append(np.abs(y.astype(np.float64)) + 1.0)
+            continue
         previous = _previous_states(y, state, g.time_major)
         scales.append(reference.step(x, result.source.weights, g.options.activation, previous,
                                      time_major=g.time_major)[2])
@@ -697,7 +706,14 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
             runtime_name,
         ),
         *extra_checks,
-    ], [ys[len(layers) - 1] for ys in results[0][1]] if not bidirectional else None  # for --against
+    ], [_model_output(ys, len(layers), bidirectional) for ys in results[0][1]]  # for --against
+
+
+def _model_output(ys: list[np.ndarray], layer_count: int, bidirectional) -> np.ndarray:
+    """What the source framework outputs: the last layer's sequence, or both directions concatenated."""
+    if bidirectional:
+        return ys[0] if bidirectional.merged else np.concatenate(ys, axis=-1)
+    return ys[layer_count - 1]
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:

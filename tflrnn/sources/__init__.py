@@ -98,6 +98,31 @@ def detect_format(path: Path) -> str:
     raise WeightsError(f"cannot tell the format of {path}; give --format ({', '.join(FORMATS)})")
 
 
+def _state_dict(path: Path, fmt: str) -> dict:
+    from .pytorch import read_safetensors, read_torch
+
+    return read_safetensors(path) if fmt == "safetensors" else read_torch(path)
+
+
+def import_cells(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,
+                 layer_index: int | None = None) -> tuple[list[ImportedCell], str]:
+    """All the RNN cells a source holds and how they connect: ("cell" | "stack" | "bidirectional").
+
+    A PyTorch nn.RNN with num_layers > 1 is a stack, one with bidirectional=True a forward and backward pair;
+    everything else (and any file with `layer`/`layer_index` picking one) is read as one cell.
+    """
+    path = Path(path)
+    fmt = format or detect_format(path)
+    if fmt in ("safetensors", "torch") and layer_index is None and path.is_file():
+        from .pytorch import cells_from_state_dict
+
+        cells = cells_from_state_dict(_state_dict(path, fmt), None, fmt, path)
+        if len(cells) > 1:
+            return cells, "bidirectional" if cells[-1].layer.endswith("_reverse") else "stack"
+        return cells, "cell"
+    return [import_cell(path, format=fmt, name=name, layer=layer, layer_index=layer_index)], "cell"
+
+
 def import_cell(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,
                 layer_index: int | None = None) -> ImportedCell:
     """Read one RNN cell's weights. `name` picks a <name>/ prefix or TF scope, `layer` a Keras layer,
@@ -126,14 +151,10 @@ def import_cell(path, *, format: str | None = None, name: str | None = None, lay
         from .checkpoint import read_checkpoint
 
         cell = read_checkpoint(path, name)
-    elif fmt == "safetensors":
-        from .pytorch import read_safetensors
+    elif fmt in ("safetensors", "torch"):
+        from .pytorch import cell_from_state_dict
 
-        cell = read_safetensors(path, layer_index)
-    elif fmt == "torch":
-        from .pytorch import read_torch
-
-        cell = read_torch(path, layer_index)
+        cell = cell_from_state_dict(_state_dict(path, fmt), layer_index, fmt, path)
     else:
         from .onnx_graph import read_onnx
 

@@ -23,7 +23,8 @@ _SAFETENSORS_HINT = (
 )
 
 
-def read_safetensors(path: Path, layer_index: int | None) -> ImportedCell:
+def read_safetensors(path: Path) -> dict:
+    """The file's tensors as numpy arrays."""
     require("safetensors", "safetensors")
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -32,10 +33,11 @@ def read_safetensors(path: Path, layer_index: int | None) -> ImportedCell:
         arrays = load_file(str(path))
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise WeightsError(f"cannot read safetensors file {path}: {exc}") from None
-    return cell_from_state_dict(arrays, layer_index, "safetensors", path)
+    return arrays
 
 
-def read_torch(path: Path, layer_index: int | None) -> ImportedCell:
+def read_torch(path: Path) -> dict:
+    """The state dict's tensors as float32 numpy arrays."""
     torch = require("torch", "torch", _SAFETENSORS_HINT)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -45,44 +47,49 @@ def read_torch(path: Path, layer_index: int | None) -> ImportedCell:
         state = state.state_dict()
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict (save rnn.state_dict())")
-    arrays = {k: v.detach().to(torch.float32).numpy() for k, v in state.items() if torch.is_tensor(v)}
-    return cell_from_state_dict(arrays, layer_index, "torch", path)
+    return {k: v.detach().to(torch.float32).numpy() for k, v in state.items() if torch.is_tensor(v)}
 
 
-def cell_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: Path) -> ImportedCell:
-    layers: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-    reverse = False
+def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: Path) -> list[ImportedCell]:
+    """The state dict's nn.RNN as cells: one (a single layer, or `layer_index`), a stack (num_layers > 1), or a
+    forward and backward pair (bidirectional=True, one layer). The layer names are l<k> and l<k>_reverse."""
+    layers: dict[tuple[str, int, bool], dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         match = _KEY.match(key)
-        if match is None:
-            continue
-        if match["reverse"]:
-            reverse = True
-            continue
-        layers.setdefault((match["prefix"], int(match["layer"])), {})[match["role"]] = value
+        if match is not None:
+            layers.setdefault((match["prefix"], int(match["layer"]), bool(match["reverse"])), {})[match["role"]] = value
     if not layers:
         raise WeightsError(f"no nn.RNN weights (weight_ih_l0, weight_hh_l0, ...) in {path}")
-    if reverse:
-        raise WeightsError(f"{path} is a bidirectional nn.RNN, which tflrnn does not build yet (one direction only)")
-    prefixes = sorted({prefix for prefix, _ in layers})
+    prefixes = sorted({prefix for prefix, _, _ in layers})
     if len(prefixes) > 1:
         raise WeightsError(f"{path} holds several RNN modules ({', '.join(repr(p) for p in prefixes)})")
-    indices = sorted(index for _, index in layers)
-    if layer_index is None:
-        if len(indices) > 1:
-            raise WeightsError(f"{path} has {len(indices)} layers (0..{indices[-1]}); pick one with --layer-index")
-        layer_index = indices[0]
-    if layer_index not in indices:
-        raise WeightsError(f"{path} has no layer {layer_index} (layers: {', '.join(map(str, indices))})")
-    roles = layers[(prefixes[0], layer_index)]
-    prefix = f"{prefixes[0]}" if prefixes[0] else ""
+    prefix = prefixes[0]
+    indices = sorted({index for _, index, _ in layers})
+    reverse = any(r for _, _, r in layers)
+    if layer_index is not None:
+        if reverse:
+            raise WeightsError(f"{path} is bidirectional: --layer-index picks a layer of a unidirectional nn.RNN")
+        if layer_index not in indices:
+            raise WeightsError(f"{path} has no layer {layer_index} (layers: {', '.join(map(str, indices))})")
+        indices = [layer_index]
+    elif reverse and len(indices) > 1:
+        raise WeightsError(f"{path} is a bidirectional nn.RNN with {len(indices)} layers; tflrnn builds stacks and "
+                           "single bidirectional layers, not stacks of bidirectional ones yet")
+    keys = [(prefix, k, False) for k in indices] + ([(prefix, indices[0], True)] if reverse else [])
+    return [_cell(layers.get(key, {}), key, fmt, path) for key in keys]
+
+
+def _cell(roles: dict, key: tuple, fmt: str, path: Path) -> ImportedCell:
+    prefix, index, reverse = key
+    name = f"{prefix}l{index}{'_reverse' if reverse else ''}"
+    suffix = f"_l{index}{'_reverse' if reverse else ''}"
     for role in ("weight_ih", "weight_hh"):
         if role not in roles:
-            raise WeightsError(f"{path}: missing key '{prefix}{role}_l{layer_index}'")
+            raise WeightsError(f"{path}: missing key '{prefix}{role}{suffix}'")
     w, r = roles["weight_ih"], roles["weight_hh"]
     if r.ndim == 2 and w.ndim == 2 and r.shape[0] != r.shape[1]:
         kind = {4: "an LSTM", 3: "a GRU"}.get(r.shape[0] // max(r.shape[1], 1), "not an nn.RNN")
-        raise WeightsError(f"{path}: weight_hh_l{layer_index} is {list(r.shape)}, {kind}; tflrnn reads nn.RNN")
+        raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}, {kind}; tflrnn reads nn.RNN")
     bias = np.zeros(r.shape[0], dtype=np.float64)
     for role in ("bias_ih", "bias_hh"):
         if role in roles:
@@ -90,8 +97,17 @@ def cell_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: 
     try:
         weights = CellWeights(w, r, bias)
     except WeightsError as exc:
-        raise WeightsError(f"{path}: layer {layer_index}: {exc}") from None
+        raise WeightsError(f"{path}: {name}: {exc}") from None
     details = ["nonlinearity is not recorded in a state dict: give --activation relu for nonlinearity='relu'"]
     if "bias_ih" not in roles and "bias_hh" not in roles:
         details.append("bias=False: zero bias")
-    return ImportedCell(weights, fmt, f"{prefix}l{layer_index}", activation=None, details="; ".join(details))
+    return ImportedCell(weights, fmt, name, activation=None, details="; ".join(details), has_bias="bias_ih" in roles)
+
+
+def cell_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: Path) -> ImportedCell:
+    """One cell: the only layer, or `layer_index`."""
+    cells = cells_from_state_dict(arrays, layer_index, fmt, path)
+    if len(cells) > 1:
+        kind = "a bidirectional nn.RNN" if cells[-1].layer.endswith("_reverse") else f"{len(cells)} layers"
+        raise WeightsError(f"{path} holds {kind}; build it whole, or pick one layer with --layer-index")
+    return cells[0]
