@@ -83,25 +83,13 @@ def _operator(op: Operator) -> dict:
         "outputs": op.outputs,
         "options": None,
     }
-    if op.options_type == BuiltinOptions.SequenceRNNOptions and op.options is not None:
-        act = op.options.activation
-        entry["options"] = {
-            "type": "SequenceRNNOptions",
-            "time_major": op.options.time_major,
-            "fused_activation_function": Activation(act).name if act in Activation._value2member_map_ else act,
-            "asymmetric_quantize_inputs": op.options.asymmetric_quantize_inputs,
-        }
-    elif op.options_type == BuiltinOptions.BidirectionalSequenceRNNOptions and op.options is not None:
-        act = op.options.activation
-        entry["options"] = {
-            "type": "BidirectionalSequenceRNNOptions",
-            "time_major": op.options.time_major,
-            "fused_activation_function": Activation(act).name if act in Activation._value2member_map_ else act,
-            "merge_outputs": op.options.merge_outputs,
-            "asymmetric_quantize_inputs": op.options.asymmetric_quantize_inputs,
-        }
-    elif op.options_type == BuiltinOptions.StridedSliceOptions and op.options is not None:
-        entry["options"] = {"type": "StridedSliceOptions", **vars(op.options)}
+    if op.options is not None:
+        fields = dict(vars(op.options))
+        if "activation" in fields:  # shown under the schema's name, as an enum name when it is one
+            act = fields.pop("activation")
+            fields["fused_activation_function"] = (Activation(act).name if act in Activation._value2member_map_
+                                                   else act)
+        entry["options"] = {"type": type(op.options).__name__, **fields}
     elif op.options_type:
         entry["options"] = {"type": _names(fb.BuiltinOptions).get(op.options_type, op.options_type)}
     return entry

@@ -53,6 +53,30 @@ class Layer:
         return 1 if self.int8 is None else 3 if self.asymmetric_inputs else 2
 
 
+def _sequence(name: str, lead: tuple[int, int], width: int, dynamic: tuple[int, int] | None) -> Tensor:
+    """An input or output sequence; with `dynamic`, its time axis is -1 in shape_signature."""
+    return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
+
+
+def _variables(layer: Layer) -> list[Tensor]:
+    """W, R and b of a layer: float32, or int8 W and R with their scales for a hybrid op."""
+    w = layer.weights
+    shapes = {"input_weights": (w.num_units, w.input_size), "recurrent_weights": (w.num_units, w.num_units)}
+    if layer.int8 is None:
+        tensors = [Tensor(f"{layer.name}/{n}", shapes[n], data=a)
+                   for n, a in (("input_weights", w.input_weights), ("recurrent_weights", w.recurrent_weights))]
+    else:
+        tensors = [Tensor(f"{layer.name}/{n}", shapes[n], "int8", data=q, quantization=Quantization((scale,), (0,)))
+                   for n, (q, scale) in zip(shapes, layer.int8)]
+    return tensors + [Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias)]
+
+
+def _time_layout(time_steps, batch_size, time_major, dynamic_time):
+    lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
+    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
+    return lead, dynamic
+
+
 def last_step_slice(time_major: bool) -> tuple[list[int], StridedSliceOptions]:
     """STRIDED_SLICE begin and options taking the last time step and dropping the time axis, for any length:
     begin -1 on the time axis with shrink_axis_mask; the other axes are whole through begin/end masks."""
@@ -79,14 +103,9 @@ def rnn_model(
     STRIDED_SLICE op turns the last sequence [B,T,U] into its final step [B,U] (Keras return_sequences=False).
     With `dynamic_time`, the sequences' time axis is -1 in shape_signature (`time_steps` is the shape it is
     allocated with until resized); the batch stays fixed, because each state is a [B,U] variable."""
-    lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
-    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
-
-    def sequence(name: str, width: int) -> Tensor:
-        return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
-
+    lead, dynamic = _time_layout(time_steps, batch_size, time_major, dynamic_time)
     first = layers[0]
-    tensors = [sequence(f"{first.name}/input", first.weights.input_size)]
+    tensors = [_sequence(f"{first.name}/input", lead, first.weights.input_size, dynamic)]
     variables: dict[str, list[int]] = {}  # layer name -> [W, R, b] tensor indices
     operators = []
     previous = INPUT
@@ -95,17 +114,9 @@ def rnn_model(
         suffix = f"_{k}" if layer.name in variables else ""  # a reused cell: new state and output, same variables
         if layer.name not in variables:
             variables[layer.name] = [len(tensors), len(tensors) + 1, len(tensors) + 2]
-            shapes = {"input_weights": (w.num_units, w.input_size), "recurrent_weights": (w.num_units, w.num_units)}
-            if layer.int8 is None:
-                tensors += [Tensor(f"{layer.name}/{n}", shapes[n], data=a) for n, a in
-                            (("input_weights", w.input_weights), ("recurrent_weights", w.recurrent_weights))]
-            else:
-                tensors += [Tensor(f"{layer.name}/{n}", shapes[n], "int8", data=q,
-                                   quantization=Quantization((scale,), (0,)))
-                            for n, (q, scale) in zip(("input_weights", "recurrent_weights"), layer.int8)]
-            tensors.append(Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias))
+            tensors += _variables(layer)
         tensors.append(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, w.num_units), is_variable=True))
-        tensors.append(sequence(f"{layer.name}/output{suffix}", w.num_units))
+        tensors.append(_sequence(f"{layer.name}/output{suffix}", lead, w.num_units, dynamic))
         state, output = len(tensors) - 2, len(tensors) - 1
         operators.append(Operator(
             builtin_code=BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
@@ -153,34 +164,20 @@ def bidirectional_model(
     unused aux inputs (-1). The output is [fw | bw] on the last axis when merged (Keras merge_mode="concat"),
     else two outputs. Both states are variables; the backward one carries from its t=0 output to the next invoke.
     """
-    lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
-    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
-
-    def sequence(name: str, width: int) -> Tensor:
-        return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
-
+    lead, dynamic = _time_layout(time_steps, batch_size, time_major, dynamic_time)
     base = forward.name.rpartition("/")[0] or forward.name
-    tensors = [sequence(f"{base}/input", forward.weights.input_size)]
+    tensors = [_sequence(f"{base}/input", lead, forward.weights.input_size, dynamic)]
     for layer in (forward, backward):
-        w = layer.weights
-        if layer.int8 is None:
-            tensors += [Tensor(f"{layer.name}/input_weights", (w.num_units, w.input_size), data=w.input_weights),
-                        Tensor(f"{layer.name}/recurrent_weights", (w.num_units, w.num_units),
-                               data=w.recurrent_weights)]
-        else:
-            tensors += [Tensor(f"{layer.name}/{n}", shape, "int8", data=q, quantization=Quantization((scale,), (0,)))
-                        for n, shape, (q, scale) in zip(("input_weights", "recurrent_weights"),
-                                                        ((w.num_units, w.input_size), (w.num_units, w.num_units)),
-                                                        layer.int8)]
-        tensors += [Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias),
-                    Tensor(f"{layer.name}/hidden_state", (batch_size, w.num_units), is_variable=True)]
+        tensors += _variables(layer)
+        tensors.append(Tensor(f"{layer.name}/hidden_state", (batch_size, layer.weights.num_units), is_variable=True))
     units = forward.weights.num_units, backward.weights.num_units
     if merge:
-        tensors.append(sequence(f"{base}/output", sum(units)))
+        tensors.append(_sequence(f"{base}/output", lead, sum(units), dynamic))
         outputs = [len(tensors) - 1]
         named = {SIGNATURE_OUTPUT: outputs[0]}
     else:
-        tensors += [sequence(f"{forward.name}/output", units[0]), sequence(f"{backward.name}/output", units[1])]
+        tensors += [_sequence(f"{forward.name}/output", lead, units[0], dynamic),
+                    _sequence(f"{backward.name}/output", lead, units[1], dynamic)]
         outputs = [len(tensors) - 2, len(tensors) - 1]
         named = {f"{SIGNATURE_OUTPUT}_fw": outputs[0], f"{SIGNATURE_OUTPUT}_bw": outputs[1]}
     op = Operator(

@@ -154,39 +154,13 @@ class _Reader:
         code = opcodes[index]
         options_type = op.BuiltinOptionsType()
         options = None
-        if options_type == BuiltinOptions.SequenceRNNOptions:
-            table = op.BuiltinOptions()
-            if table is not None:
-                parsed = fb.SequenceRNNOptions()
-                parsed.Init(table.Bytes, table.Pos)
-                options = SequenceRNNOptions(
-                    time_major=parsed.TimeMajor(),
-                    activation=parsed.FusedActivationFunction(),
-                    asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
-                )
-        elif options_type == BuiltinOptions.BidirectionalSequenceRNNOptions:
-            table = op.BuiltinOptions()
-            if table is not None:
-                parsed = fb.BidirectionalSequenceRNNOptions()
-                parsed.Init(table.Bytes, table.Pos)
-                options = BidirectionalSequenceRNNOptions(
-                    time_major=parsed.TimeMajor(),
-                    activation=parsed.FusedActivationFunction(),
-                    merge_outputs=parsed.MergeOutputs(),
-                    asymmetric_quantize_inputs=parsed.AsymmetricQuantizeInputs(),
-                )
-        elif options_type == BuiltinOptions.StridedSliceOptions:
-            table = op.BuiltinOptions()
-            if table is not None:
-                parsed = fb.StridedSliceOptions()
-                parsed.Init(table.Bytes, table.Pos)
-                options = StridedSliceOptions(
-                    begin_mask=parsed.BeginMask(),
-                    end_mask=parsed.EndMask(),
-                    ellipsis_mask=parsed.EllipsisMask(),
-                    new_axis_mask=parsed.NewAxisMask(),
-                    shrink_axis_mask=parsed.ShrinkAxisMask(),
-                )
+        known = _OPTIONS.get(options_type)
+        table = op.BuiltinOptions() if known else None
+        if table is not None:
+            reader_class, describe = known
+            parsed = reader_class()
+            parsed.Init(table.Bytes, table.Pos)
+            options = describe(parsed)
         return Operator(
             builtin_code=_raw_builtin_code(code),
             deprecated_builtin_code=code.DeprecatedBuiltinCode(),
@@ -215,6 +189,21 @@ class _Reader:
     def _ints(self, as_numpy, length: int) -> list[int]:
         self._range(length, "index")
         return [] if length == 0 else [int(v) for v in as_numpy()]
+
+
+# The options this package understands: the generated reader class, and how to turn it into the description's.
+_OPTIONS = {
+    BuiltinOptions.SequenceRNNOptions: (fb.SequenceRNNOptions, lambda p: SequenceRNNOptions(
+        time_major=p.TimeMajor(), activation=p.FusedActivationFunction(),
+        asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs())),
+    BuiltinOptions.BidirectionalSequenceRNNOptions: (fb.BidirectionalSequenceRNNOptions, lambda p:
+        BidirectionalSequenceRNNOptions(
+            time_major=p.TimeMajor(), activation=p.FusedActivationFunction(), merge_outputs=p.MergeOutputs(),
+            asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs())),
+    BuiltinOptions.StridedSliceOptions: (fb.StridedSliceOptions, lambda p: StridedSliceOptions(
+        begin_mask=p.BeginMask(), end_mask=p.EndMask(), ellipsis_mask=p.EllipsisMask(),
+        new_axis_mask=p.NewAxisMask(), shrink_axis_mask=p.ShrinkAxisMask())),
+}
 
 
 def _raw_builtin_code(code) -> int:
