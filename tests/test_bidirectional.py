@@ -72,9 +72,9 @@ def test_bidirectional_refusals(tmp_path, cli):
     assert_clean_error(cli("build", "--bidirectional"), "needs --units")
     model = tmp_path / "bi.tflite"
     model.write_bytes(tflrnn.build(tflrnn.RNNCell(4), bidirectional=True))
-    (tmp_path / "x.keras").write_bytes(b"PK\x03\x04")  # never read: refused before
-    assert_clean_error(cli("verify", model, "--against", tmp_path / "x.keras"), "with a PyTorch nn.RNN only",
-                       "this model is bidirectional")
+    (tmp_path / "x.onnx").write_bytes(b"never read: refused before")
+    assert_clean_error(cli("verify", model, "--against", tmp_path / "x.onnx"), "with a PyTorch nn.RNN or a Keras "
+                       "model only", "this model is bidirectional")
 
 
 def test_verify_catches_a_broken_bidirectional_model():

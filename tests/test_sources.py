@@ -114,9 +114,10 @@ def test_keras_files_that_cannot_be_built(tmp_path, cli):
     assert_clean_error(cli("build", "--weights", tmp_path / "sigmoid.keras"), "'sigmoid'", "cannot apply")
 
     two = keras.Sequential([keras.Input((5, 4)), keras.layers.SimpleRNN(3, return_sequences=True, name="a"),
-                            keras.layers.SimpleRNN(2, name="b")])
+                            keras.layers.Dense(3), keras.layers.SimpleRNN(2, name="b")])
     two.save(tmp_path / "two.keras")
-    assert_clean_error(cli("build", "--weights", tmp_path / "two.keras"), "several SimpleRNN layers (a, b)")
+    assert_clean_error(cli("build", "--weights", tmp_path / "two.keras", "-o", tmp_path / "x.tflite"),
+                       "Dense between its SimpleRNN layers")
     out, _ = _build(cli, tmp_path, "--weights", tmp_path / "two.keras", "--layer", "b")
     assert tflrnn.inspect(out).model.subgraphs[0].tensors[1].shape == (2, 3)
     assert_clean_error(cli("build", "--weights", tmp_path / "two.keras", "--layer", "c"), "no SimpleRNN layer 'c'")
@@ -374,3 +375,32 @@ def test_extracted_weights_rebuild_byte_identical(tmp_path, cli, names):
                "-o", rebuilt).code == 0
     assert rebuilt.read_bytes() == original.read_bytes()
     assert cli("verify", original, "--weights", exported).code == 0
+
+
+@pytest.mark.parametrize("kind", ["stack", "bidirectional", "bidirectional-separate"])
+def test_keras_stacks_and_bidirectional_against_keras(tmp_path, cli, kind):
+    if kind == "stack":
+        layers = [keras.layers.SimpleRNN(5, activation="relu", return_sequences=True, name="l0"),
+                  keras.layers.SimpleRNN(4, name="l1")]  # the last returns only its final step
+    else:
+        merge = "concat" if kind == "bidirectional" else None
+        layers = [keras.layers.Bidirectional(keras.layers.SimpleRNN(4, return_sequences=True), merge_mode=merge,
+                                             name="bi")]
+    model = keras.Sequential([keras.Input((None, 3)), *layers])
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    out, printed = _build(cli, tmp_path, "--weights", path, "--time-steps", 4, "--batch-size", 2)
+
+    assert printed.count("read ") == 2
+    info = tflrnn.inspect(out).to_dict()["subgraphs"][0]
+    if kind == "stack":
+        assert [op["op"] for op in info["operators"]][-1] == "STRIDED_SLICE"  # return_sequences=False: last step
+        x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(out))
+        y = interpreter.get_signature_runner("serving_default")(input=x)["output"]
+        np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)
+    report = _verify_against(cli, out, path)
+    assert report["against"]["framework"].startswith("keras ")

@@ -36,10 +36,16 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     path = Path(path)
     fmt = format or detect_format(path)
     if whole:
-        if fmt not in ("safetensors", "torch"):
-            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN; {path} is {fmt}")
+        if fmt not in ("safetensors", "torch", "keras"):
+            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN or a Keras model; "
+                              f"{path} is {fmt}")
         cells, kind = import_cells(path, format=fmt)
         cell = cells[0]
+        if fmt == "keras":
+            outputs, what, framework = _keras_whole(path, cells, kind, [np.swapaxes(x, 0, 1) if time_major else x
+                                                                        for x in inputs])
+            outputs = [np.swapaxes(y, 0, 1) if time_major else y for y in outputs]
+            return SourceRun(outputs, what, framework, cell)
     else:
         cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
@@ -82,6 +88,44 @@ def _keras(path: Path, cell: ImportedCell, inputs, activation: str):
         y, state = clone(x, initial_state=None if state is None else [state])
         outputs.append(keras.ops.convert_to_numpy(y))
     return outputs, f"keras.layers.{type(layer).__name__} '{layer.name}' from {path.name}", f"keras {keras.__version__}"
+
+
+def _keras_whole(path: Path, cells: list[ImportedCell], kind: str, inputs):
+    """A Keras model's stack of SimpleRNN layers, or its Bidirectional(SimpleRNN), run by Keras with every step
+    returned and the states chained from one invoke to the next."""
+    keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
+    try:
+        model = keras.saving.load_model(str(path), compile=False)
+    except (ValueError, OSError, TypeError, KeyError) as exc:
+        raise TflrnnError(f"keras cannot load {path}: {' '.join(str(exc).split())[:300]}") from None
+    every_step = {"return_sequences": True, "return_state": True, "stateful": False}
+    if kind == "bidirectional":
+        original = _find_layer(model, cells[0].layer.split("/")[0])
+        config = original.get_config()
+        config["layer"] = {**config["layer"], "config": {**config["layer"]["config"], **every_step}}
+        config.pop("backward_layer", None)
+        layers = [keras.layers.Bidirectional.from_config(config)]
+        sources = [original]
+    else:
+        sources = [_find_layer(model, c.layer) for c in cells]
+        layers = [type(layer).from_config({**layer.get_config(), **every_step}) for layer in sources]
+    sizes = [cells[0].weights.input_size] + [c.weights.num_units for c in cells[:-1]]  # each layer's input
+    for clone, original, size in zip(layers, sources, sizes):
+        clone.build((None, None, size))
+        clone.set_weights(original.get_weights())
+    outputs, states = [], [None] * len(layers)
+    for x in inputs:
+        y = x
+        for k, layer in enumerate(layers):
+            result = layer(y, initial_state=states[k])
+            if len(result) == 4:  # Bidirectional with merge_mode=None: forward, backward, then their states
+                y, states[k] = keras.ops.concatenate(result[:2], axis=-1), list(result[2:])
+            else:  # output, then the state(s)
+                y, states[k] = result[0], list(result[1:])
+        outputs.append(keras.ops.convert_to_numpy(y))
+    what = (f"keras.layers.Bidirectional '{sources[0].name}'" if kind == "bidirectional"
+            else f"{len(layers)} keras SimpleRNN layers ({', '.join(l.name for l in sources)})")
+    return outputs, f"{what} from {path.name}", f"keras {keras.__version__}"
 
 
 def _find_layer(model, name: str):

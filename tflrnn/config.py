@@ -16,7 +16,7 @@ import numpy as np
 from .cell import RNNCell, parse_activation
 from .errors import ConfigError
 from .files import read_bytes
-from .sources import ImportedCell, import_cell, import_cells
+from .sources import ImportedCell, import_cell, import_model
 
 CELL_CONFIG_SCHEMA = "cell-config.schema.json"
 
@@ -140,10 +140,10 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
         return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)})
     source = None
     if weights_path is not None:
-        found, kind = import_cells(weights_path, format=weights_format, name=scope or settings.get("name"),
-                                   layer=layer, layer_index=layer_index)
+        found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
+                                            layer=layer, layer_index=layer_index)
         if kind != "cell":
-            return _imported_model(found, kind, settings)
+            return _imported_model(found, kind, {**implied, **settings})
         source = found[0]
     weights = source.weights if source else None
     units = settings.get("num_units")
@@ -162,19 +162,24 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
 
 
 def _imported_model(found: list[ImportedCell], kind: str, settings: dict) -> BuildPlan:
-    """A stack or a bidirectional model read from a source (a PyTorch nn.RNN with several layers or directions)."""
+    """A stack or a bidirectional model read from a source: a PyTorch nn.RNN with several layers or directions, or
+    a Keras model's consecutive SimpleRNN layers or Bidirectional(SimpleRNN)."""
     base = settings.get("name") or "rnn"
-    activation = settings.get("activation")
+    given = settings.get("activation")
+    for c in found:
+        if given is not None and c.activation is not None and parse_activation(given) != parse_activation(c.activation):
+            raise ConfigError(f"the {c.format} layer '{c.layer}' records activation {c.activation}, but {given!r} "
+                              "was given")
     units = settings.get("num_units")
     if units is not None and units != found[0].weights.num_units:
         raise ConfigError(f"num_units={units} does not match the weights: {found[0].layer} has "
                           f"{found[0].weights.num_units} units")
     weights = [c.weights for c in found]
     if kind == "bidirectional":
-        cell = RNNCell(found[0].weights.num_units, activation=activation, name=base)
+        cell = RNNCell(found[0].weights.num_units, activation=found[0].activation or given, name=base)
         layout = {**_layout(settings), "bidirectional": True}
         return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
-    cells = [RNNCell(c.weights.num_units, activation=activation, name=f"{base}/cell_{k}")
+    cells = [RNNCell(c.weights.num_units, activation=c.activation or given, name=f"{base}/cell_{k}")
              for k, c in enumerate(found)]
     return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)}, source=found[0],
                      sources=found)

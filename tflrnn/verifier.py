@@ -125,11 +125,11 @@ def verify(
     layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
     for g in layers:
         _check_verifiable_size(g)
-    if against is not None and len(layers) > 1 and (format or detect_format(Path(against))) not in ("safetensors",
-                                                                                                      "torch"):
+    whole_sources = ("safetensors", "torch", "keras")
+    if against is not None and len(layers) > 1 and (format or detect_format(Path(against))) not in whole_sources:
         kind = "bidirectional" if bidirectional else f"a stack of {len(layers)} layers"
-        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN only; this "
-                          f"model is {kind}")
+        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN or a Keras "
+                          f"model only; this model is {kind}")
     if weights is not None:
         if isinstance(weights, CellWeights):
             if len(layers) > 1:

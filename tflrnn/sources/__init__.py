@@ -111,16 +111,28 @@ def import_cells(path, *, format: str | None = None, name: str | None = None, la
     A PyTorch nn.RNN with num_layers > 1 is a stack, one with bidirectional=True a forward and backward pair;
     everything else (and any file with `layer`/`layer_index` picking one) is read as one cell.
     """
+    cells, kind, _ = import_model(path, format=format, name=name, layer=layer, layer_index=layer_index)
+    return cells, kind
+
+
+def import_model(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,
+                 layer_index: int | None = None) -> tuple[list[ImportedCell], str, dict]:
+    """As import_cells, with the build options the source implies (a Keras stack's last step, a
+    Bidirectional layer's merge mode)."""
     path = Path(path)
     fmt = format or detect_format(path)
+    if fmt == "keras" and layer is None and path.is_file():
+        from .keras_files import read_keras_model
+
+        return read_keras_model(path)
     if fmt in ("safetensors", "torch") and layer_index is None and path.is_file():
         from .pytorch import cells_from_state_dict
 
         cells = cells_from_state_dict(_state_dict(path, fmt), None, fmt, path)
         if len(cells) > 1:
-            return cells, "bidirectional" if cells[-1].layer.endswith("_reverse") else "stack"
-        return cells, "cell"
-    return [import_cell(path, format=fmt, name=name, layer=layer, layer_index=layer_index)], "cell"
+            return cells, "bidirectional" if cells[-1].layer.endswith("_reverse") else "stack", {}
+        return cells, "cell", {}
+    return [import_cell(path, format=fmt, name=name, layer=layer, layer_index=layer_index)], "cell", {}
 
 
 def import_cell(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,

@@ -21,7 +21,9 @@ from . import ImportedCell, require
 _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
 
 
-def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
+def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
+    """The model config (None for a weights-only file) and every SimpleRNN cell's arrays, by layer name; a
+    Bidirectional layer's two cells are keyed <name>/forward and <name>/backward."""
     h5py = require("h5py", "keras")
     try:
         if zipfile.is_zipfile(path):
@@ -32,20 +34,21 @@ def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
                 config = json.loads(archive.read("config.json")) if "config.json" in names else None
                 weights_h5 = io.BytesIO(archive.read("model.weights.h5"))
             with h5py.File(weights_h5, "r") as h5:
-                found = _keras3_cells(h5)
-        else:
-            with h5py.File(path, "r") as h5:
-                if "layers" in h5:  # Keras 3 .weights.h5
-                    config, found = None, _keras3_cells(h5)
-                else:
-                    raw = h5.attrs.get("model_config")
-                    config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
-                    found = _legacy_cells(h5["model_weights"] if "model_weights" in h5 else h5)
+                return config, _keras3_cells(h5)
+        with h5py.File(path, "r") as h5:
+            if "layers" in h5:  # Keras 3 .weights.h5
+                return None, _keras3_cells(h5)
+            raw = h5.attrs.get("model_config")
+            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
+            return config, _legacy_cells(h5["model_weights"] if "model_weights" in h5 else h5)
     except WeightsError:
         raise
     except _CORRUPT as exc:
         raise WeightsError(f"cannot read Keras file {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
 
+
+def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
+    config, found = _load(path)
     layers = _simple_rnn_configs(config) if config is not None else {}
     if config is not None:
         found = {name: arrays for name, arrays in found.items() if name in layers}
@@ -58,9 +61,57 @@ def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
         layer = next(iter(found))
     elif layer not in found:
         raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' (it has: {', '.join(sorted(found))})")
+    return _cell(path, layer, found[layer], layers.get(layer, {}), config is not None)
 
-    arrays = found[layer]
-    layer_config = layers.get(layer, {})
+
+def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
+    """Every SimpleRNN of a saved Keras model, as it connects: ([cell], "cell"), a stack of consecutive SimpleRNN
+    layers ("stack"), or one Bidirectional(SimpleRNN) ("bidirectional"); with the build options they imply."""
+    config, found = _load(path)
+    if config is None:
+        return [read_keras(path)], "cell", {}
+    order = [(kind, layer) for kind, layer in _top_level_layers(config) if kind != "InputLayer"]
+    rnn = [(k, c) for k, c in order if k == "SimpleRNN" or (k == "Bidirectional" and
+                                                            c.get("layer", {}).get("class_name") == "SimpleRNN")]
+    if len(rnn) == 1 and rnn[0][0] == "SimpleRNN":
+        return [read_keras(path)], "cell", {}
+    if len(rnn) == 1:  # one Bidirectional(SimpleRNN)
+        bi = rnn[0][1]
+        inner = bi["layer"]["config"]
+        merge = bi.get("merge_mode", "concat")
+        if merge not in ("concat", None):
+            raise WeightsError(f"Bidirectional '{bi['name']}' in {path} merges with '{merge}'; the fused op "
+                               "concatenates (merge_mode='concat') or keeps both outputs (merge_mode=None)")
+        if not inner.get("return_sequences", False):
+            raise WeightsError(f"Bidirectional '{bi['name']}' in {path} returns the last step only; a last-step "
+                               "bidirectional model is not built yet")
+        cells = [_cell(path, f"{bi['name']}/{d}", found.get(f"{bi['name']}/{d}"), inner, True)
+                 for d in ("forward", "backward")]
+        return cells, "bidirectional", {"merge": "concat" if merge == "concat" else "none"}
+    if rnn and all(k == "SimpleRNN" for k, _ in rnn):
+        names = [c["name"] for _, c in rnn]
+        between = [k for k, c in order[order.index(rnn[0]): order.index(rnn[-1]) + 1] if k != "SimpleRNN"]
+        if between:
+            raise WeightsError(f"{path} has {', '.join(between)} between its SimpleRNN layers; build one with --layer")
+        for _, c in rnn[:-1]:
+            if not c.get("return_sequences", False):
+                raise WeightsError(f"SimpleRNN '{c['name']}' in {path} feeds another but returns only its last step")
+        cells = [_cell(path, name, found.get(name), c, True) for name, (_, c) in zip(names, rnn)]
+        return cells, "stack", {"last_step": not rnn[-1][1].get("return_sequences", False)}
+    if not rnn:
+        return [read_keras(path)], "cell", {}  # reports that there is no SimpleRNN
+    raise WeightsError(f"{path} mixes SimpleRNN and Bidirectional layers; build one with --layer")
+
+
+def _top_level_layers(config) -> list[tuple[str, dict]]:
+    """(class_name, config) of the model's own layers, in order (Sequential or a linear Functional)."""
+    layers = config.get("config", {}).get("layers", []) if isinstance(config, dict) else []
+    return [(entry.get("class_name"), entry.get("config", {})) for entry in layers if isinstance(entry, dict)]
+
+
+def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_config: bool) -> ImportedCell:
+    if arrays is None:
+        raise WeightsError(f"{path}: no weights for SimpleRNN '{layer}'")
     kernel, recurrent = arrays[0], arrays[1]
     bias = arrays[2] if len(arrays) > 2 else _zeros_like_units(recurrent)
     try:
@@ -68,7 +119,7 @@ def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
     except WeightsError as exc:
         raise WeightsError(f"{path}: SimpleRNN '{layer}': {exc}") from None
     activation, details = None, []
-    if config is not None:
+    if has_config:
         raw_activation = layer_config.get("activation", "tanh")
         try:
             activation = _activation_name(raw_activation)
@@ -98,9 +149,15 @@ def _keras3_cells(h5) -> dict[str, list]:
         variables = group["cell"]["vars"]
         arrays = [variables[str(i)][()] for i in range(len(variables)) if str(i) in variables]
         if _looks_like_simple_rnn(arrays):
+            key = name.rsplit("/", 1)[-1]
+            if key in ("forward_layer", "backward_layer"):  # one half of a Bidirectional: <its name>/<direction>
+                parent_vars = group.parent.get("vars")
+                parent = _text(parent_vars.attrs.get("name")) if parent_vars is not None else group.parent.name
+                found[f"{parent}/{key.split('_')[0]}"] = arrays
+                return
             layer_vars = group.get("vars")
             layer_name = layer_vars.attrs.get("name") if layer_vars is not None else None
-            found[_text(layer_name) if layer_name is not None else name.rsplit("/", 1)[-1]] = arrays
+            found[_text(layer_name) if layer_name is not None else key] = arrays
 
     h5.visititems(visit)
     return found
