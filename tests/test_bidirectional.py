@@ -70,6 +70,7 @@ def test_bidirectional_refusals(tmp_path, cli):
     assert_clean_error(cli("build", "--units", 4, "--bidirectional", "--quantize", "int8", "--time-major"),
                        "must be batch-major")
     assert_clean_error(cli("build", "--bidirectional"), "needs --units")
+    assert_clean_error(cli("build", "--units", 4, "--merge", "none"), "add --bidirectional")
     model = tmp_path / "bi.tflite"
     model.write_bytes(tflrnn.build(tflrnn.RNNCell(4), bidirectional=True))
     (tmp_path / "x.onnx").write_bytes(b"never read: refused before")

@@ -131,7 +131,7 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
         weights = None
         if weights_path is not None:  # keyed <name>/fw/... and <name>/bw/...
             weights = [_layer_weights(weights_path, weights_format, f"{cell.name}/{d}") for d in ("fw", "bw")]
-        return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)})
+        return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings, bidirectional=True)})
     cells = _stack(settings)
     if cells is not None:
         weights = None
@@ -177,7 +177,7 @@ def _imported_model(found: list[ImportedCell], kind: str, settings: dict) -> Bui
     weights = [c.weights for c in found]
     if kind == "bidirectional":
         cell = RNNCell(found[0].weights.num_units, activation=found[0].activation or given, name=base)
-        layout = {**_layout(settings), "bidirectional": True}
+        layout = {**_layout(settings, bidirectional=True), "bidirectional": True}
         return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
     cells = [RNNCell(c.weights.num_units, activation=c.activation or given, name=f"{base}/cell_{k}")
              for k, c in enumerate(found)]
@@ -185,7 +185,9 @@ def _imported_model(found: list[ImportedCell], kind: str, settings: dict) -> Bui
                      sources=found)
 
 
-def _layout(settings: dict) -> dict:
+def _layout(settings: dict, bidirectional: bool = False) -> dict:
+    if settings.get("merge") is not None and not bidirectional:
+        raise ConfigError("--merge chooses how a bidirectional model's outputs come out: add --bidirectional")
     return {
         "input_size": settings.get("input_size"),
         "time_steps": settings.get("time_steps", 1),
