@@ -29,7 +29,7 @@ class SourceRun:
 
 def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: bool, format: str | None = None,
                layer: str | None = None, scope: str | None = None, layer_index: int | None = None,
-               whole: bool = False) -> SourceRun:
+               whole: bool = False, shapes: list[tuple[int, int]] | None = None) -> SourceRun:
     """Run the source model on `inputs` (x in the .tflite's layout), chaining the state across them.
 
     `whole`: the .tflite holds every layer (or both directions) of a PyTorch nn.RNN, so run all of it."""
@@ -40,6 +40,7 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
             raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN or a Keras model; "
                               f"{path} is {fmt}")
         cells, kind = import_cells(path, format=fmt)
+        _same_cells(path, [c.weights for c in cells], shapes)
         cell = cells[0]
         if fmt == "keras":
             outputs, what, framework = _keras_whole(path, cells, kind, [np.swapaxes(x, 0, 1) if time_major else x
@@ -48,6 +49,7 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
             return SourceRun(outputs, what, framework, cell)
     else:
         cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
+        _same_cells(path, [cell.weights], shapes)
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
     if fmt == "keras":
         outputs, what, framework = _keras(path, cell, batch_major, activation)
@@ -90,6 +92,16 @@ def _keras(path: Path, cell: ImportedCell, inputs, activation: str):
     return outputs, f"keras.layers.{type(layer).__name__} '{layer.name}' from {path.name}", f"keras {keras.__version__}"
 
 
+def _same_cells(path: Path, weights: list, shapes: list[tuple[int, int]] | None) -> None:
+    """The source must hold the model's cells, in order: same count, same [units, input] each."""
+    if shapes is None:
+        return
+    found = [(w.num_units, w.input_size) for w in weights]
+    if found != [tuple(s) for s in shapes]:
+        raise TflrnnError(f"{path} holds cells of [units, input size] {[list(f) for f in found]}; the model's are "
+                          f"{[list(s) for s in shapes]}: not the source of this model")
+
+
 def _keras_whole(path: Path, cells: list[ImportedCell], kind: str, inputs):
     """A Keras model's stack of SimpleRNN layers, or its Bidirectional(SimpleRNN), run by Keras with every step
     returned and the states chained from one invoke to the next."""
@@ -102,8 +114,9 @@ def _keras_whole(path: Path, cells: list[ImportedCell], kind: str, inputs):
     if kind == "bidirectional":
         original = _find_layer(model, cells[0].layer.split("/")[0])
         config = original.get_config()
-        config["layer"] = {**config["layer"], "config": {**config["layer"]["config"], **every_step}}
-        config.pop("backward_layer", None)
+        for half in ("layer", "backward_layer"):  # the backward layer keeps its own config (and go_backwards)
+            if config.get(half):
+                config[half] = {**config[half], "config": {**config[half]["config"], **every_step}}
         layers = [keras.layers.Bidirectional.from_config(config)]
         sources = [original]
     else:

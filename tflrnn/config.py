@@ -122,7 +122,12 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     Sizes and the activation given must agree with what the weights file records.
     """
     settings = load_config(config_path) if config_path else {}
-    settings.update({key: value for key, value in options.items() if value is not None})
+    given = {key: value for key, value in options.items() if value is not None}
+    settings.update(given)
+    settings["_given"] = set(given)
+    if settings.get("bidirectional") and (settings.get("layers") or 1) > 1 or (
+            settings.get("bidirectional") and settings.get("cells")):
+        raise ConfigError("a stack of bidirectional layers is not built yet: give --bidirectional or --layers")
     if settings.get("bidirectional"):
         units = settings.get("num_units")
         if units is None:
@@ -202,10 +207,19 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
     }
 
 
+def options_given(settings: dict, key: str) -> bool:
+    """Whether an option came from the command line (or API call) rather than the config file."""
+    return key in settings.get("_given", ())
+
+
 def _stack(settings: dict) -> list[RNNCell] | None:
     """The cells of a stack (a config's `cells`, or --layers N copies of one cell); None for a single cell."""
     base = settings.get("name") or "rnn"
     if settings.get("cells"):
+        ignored = [f"--{k.replace('num_', '')}" for k in ("num_units", "activation") if options_given(settings, k)]
+        if ignored:
+            raise ConfigError(f"the config lists its cells: set {' and '.join(ignored)} per cell there, not on the "
+                              "command line")
         if settings.get("layers") not in (None, len(settings["cells"])):
             raise ConfigError(f"layers={settings['layers']} but the config lists {len(settings['cells'])} cells")
         cells = []

@@ -125,6 +125,9 @@ def verify(
     layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
     for g in layers:
         _check_verifiable_size(g)
+    if against is not None and len(layers) > 1 and any(g.hybrid for g in layers):
+        raise ConfigError("--against a hybrid (int8) stack or bidirectional model is not supported: its int8 "
+                          "rounding compounds through the layers; verify the float model against the source")
     whole_sources = ("safetensors", "torch", "keras")
     if against is not None and len(layers) > 1 and (format or detect_format(Path(against))) not in whole_sources:
         kind = "bidirectional" if bidirectional else f"a stack of {len(layers)} layers"
@@ -132,9 +135,18 @@ def verify(
                           f"model only; this model is {kind}")
     if weights is not None:
         if isinstance(weights, CellWeights):
-            if len(layers) > 1:
-                raise ConfigError(f"the model has {len(layers)} layers: give a weights file keyed by layer name")
             weights = [weights]
+        if isinstance(weights, (list, tuple)):  # one per layer (or forward, backward), in the model's op order
+            if len(weights) != len(layers):
+                raise ConfigError(f"{len(weights)} sets of weights for a model of {len(layers)} layers")
+            weights = list(weights)
+        elif len(layers) > 1 and (format or detect_format(Path(weights))) in ("safetensors", "torch", "keras"):
+            # A whole PyTorch nn.RNN or Keras model: its cells in order, matched to the model's layers by position.
+            from .sources import import_cells
+
+            weights = [c.weights for c in import_cells(weights, format=format)[0]]
+            if len(weights) != len(layers):
+                raise ConfigError(f"the weights hold {len(weights)} cells; the model has {len(layers)} layers")
         else:
             # Each layer's weights are read under its cell name (a single cell's under --scope when given).
             names = [scope] if scope and len(layers) == 1 else [_cell_name(g) for g in layers]
@@ -195,8 +207,9 @@ def _against_checks(layers: list[RNNGraph], inputs, runs: dict, report: VerifyRe
 
     g = layers[0]
     path = source.pop("against")
+    shapes = [tuple(layer.input_weights.shape) for layer in layers]
     result = run_source(path, inputs, activation=ACTIVATION_NAMES.get(g.options.activation),
-                        time_major=g.time_major, whole=len(layers) > 1, **source)
+                        time_major=g.time_major, whole=len(layers) > 1, shapes=shapes, **source)
     report.against = {
         "source": str(path),
         "format": result.source.format,
@@ -205,19 +218,26 @@ def _against_checks(layers: list[RNNGraph], inputs, runs: dict, report: VerifyRe
     }
     # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
-    scales, state = [], np.zeros(g.hidden_state.shape)
+    # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
+    scales, extras, state = [], [], np.zeros(g.hidden_state.shape)
     for x, y in zip(inputs, result.outputs):
         if len(layers) > 1:
             scales.append(np.abs(y.astype(np.float64)) + 1.0)
+            extras.append(0.0)
             continue
         previous = _previous_states(y, state, g.time_major)
         scales.append(reference.step(x, result.source.weights, g.options.activation, previous,
                                      time_major=g.time_major)[2])
+        extra = 0.0
+        if g.hybrid:
+            extra = (reference.input_quantization_error(x, previous, g.weights(), g.options.asymmetric_quantize_inputs)
+                     + reference.weight_quantization_error(x, previous, result.source.weights))
+        extras.append(extra)
         state = _last_step(y, g.time_major)
     checks = []
     for name, outputs in runs.items():
-        parts = [_compare(y, expected.astype(np.float64), None, scale, None, atol, rtol)
-                 for y, expected, scale in zip(outputs, result.outputs, scales)]
+        parts = [_compare(y, expected.astype(np.float64), None, scale, None, atol, rtol, extra)
+                 for y, expected, scale, extra in zip(outputs, result.outputs, scales, extras)]
         checks.append(_numeric_check(
             f"against.{result.source.format}", Comparison.worst(parts), atol, rtol,
             f"{result.reference} on {result.framework}, {len(inputs)} invokes with the state chained",
@@ -256,6 +276,11 @@ def _structure_checks(layers: list[RNNGraph], bidirectional=None) -> list[Check]
                 checks.append(check)
         checks.append(Check("op.aux_inputs", op.inputs[9:] == [-1, -1, -1],
                             f"aux inputs {op.inputs[9:]} (unused: all -1)"))
+        prefixes = [_cell_name(g) or "" for g in layers]
+        swapped = prefixes[0].endswith("/bw") or prefixes[1].endswith("/fw")
+        checks.append(Check("op.directions", not swapped,
+                            f"forward slots hold '{prefixes[0]}', backward slots '{prefixes[1]}'"
+                            + ("; they are swapped" if swapped else "")))
         checks.append(_signature_check(layers, bidirectional))
         checks += _metadata_checks(layers, _expected_op_version(layers[0]))
         return checks
@@ -330,6 +355,10 @@ def _layer_checks(g: RNNGraph, output_width: int | None = None) -> list[Check]:
         Check("op.version", op.version == expected_version, f"version {op.version}, expected {expected_version}")
     )
     checks.append(_options_check(g, _OPTIONS_OF[code]))
+    names = {t.name.rpartition("/")[0] for t in (g.input_weights, g.recurrent_weights, g.bias, g.hidden_state)}
+    checks.append(Check("tensors.names", len(names) == 1,
+                        f"W, R, b and the state are named under {sorted(names)}"
+                        + ("" if len(names) == 1 else ": one layer's tensors mixed with another's")))
     checks.append(_shapes_check(g, output_width))
     state = g.hidden_state
     checks.append(

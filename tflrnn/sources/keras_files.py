@@ -78,6 +78,12 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
     if len(rnn) == 1:  # one Bidirectional(SimpleRNN)
         bi = rnn[0][1]
         inner = bi["layer"]["config"]
+        backward = (bi.get("backward_layer") or {}).get("config")
+        if backward is not None:  # a backward layer of its own: the fused op has one activation and one size
+            differs = [k for k in ("units", "activation", "use_bias") if backward.get(k) != inner.get(k)]
+            if differs:
+                raise WeightsError(f"Bidirectional '{bi['name']}' in {path} has a backward layer whose "
+                                   f"{', '.join(differs)} differ from the forward one's; tflrnn builds both directions from one cell")
         merge = bi.get("merge_mode", "concat")
         if merge not in ("concat", None):
             raise WeightsError(f"Bidirectional '{bi['name']}' in {path} merges with '{merge}'; the fused op "
@@ -90,6 +96,11 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
         return cells, "bidirectional", {"merge": "concat" if merge == "concat" else "none"}
     if rnn and all(k == "SimpleRNN" for k, _ in rnn):
         names = [c["name"] for _, c in rnn]
+        feeds = _inbound(config)
+        for previous, name in zip(names, names[1:]):
+            if name in feeds and feeds[name] != [previous]:
+                raise WeightsError(f"SimpleRNN '{name}' in {path} takes {feeds[name] or 'the model input'}, not "
+                                   f"'{previous}': its SimpleRNN layers do not form one chain; build one with --layer")
         between = [k for k, c in order[order.index(rnn[0]): order.index(rnn[-1]) + 1] if k != "SimpleRNN"]
         if between:
             raise WeightsError(f"{path} has {', '.join(between)} between its SimpleRNN layers; build one with --layer")
@@ -101,6 +112,32 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
     if not rnn:
         return [read_keras(path)], "cell", {}  # reports that there is no SimpleRNN
     raise WeightsError(f"{path} mixes SimpleRNN and Bidirectional layers; build one with --layer")
+
+
+def _inbound(config) -> dict[str, list[str]]:
+    """For a Functional model: each layer's input layers, by name (a Sequential model is a chain by definition)."""
+    feeds = {}
+    if not isinstance(config, dict) or config.get("class_name") not in ("Functional", "Model"):
+        return feeds
+    for entry in config.get("config", {}).get("layers", []):
+        names = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                history = node.get("config", {}).get("keras_history") if isinstance(node.get("config"), dict) else None
+                if isinstance(history, list) and history:
+                    names.add(history[0])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                if len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int):  # Keras 2: [name, i, j]
+                    names.add(node[0])
+                for value in node:
+                    walk(value)
+
+        walk(entry.get("inbound_nodes", []))
+        feeds[entry.get("name") or entry.get("config", {}).get("name")] = sorted(names)
+    return feeds
 
 
 def _top_level_layers(config) -> list[tuple[str, dict]]:

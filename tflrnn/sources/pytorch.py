@@ -65,6 +65,8 @@ def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path:
         raise WeightsError(f"{path} holds several RNN modules ({', '.join(repr(p) for p in prefixes)})")
     prefix = prefixes[0]
     indices = sorted({index for _, index, _ in layers})
+    if indices != list(range(len(indices))):
+        raise WeightsError(f"{path} has nn.RNN layers {indices}; a state dict holds layers 0 to n-1")
     reverse = any(r for _, _, r in layers)
     if layer_index is not None:
         if reverse:
