@@ -46,33 +46,31 @@ def test_option_combinations_that_would_be_ignored_are_refused(tmp_path, cli):
     assert_clean_error(cli("build", "--config", config, "--activation", "relu"), "set --activation per cell")
 
 
-def test_state_dict_layers_must_be_contiguous(tmp_path, cli):
+def _state_dict_file(path, layers, units=4, input_size=3):
+    """An nn.RNN state dict with the given layer indices, saved as .safetensors (no torch needed)."""
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
     arrays = {}
-    for k in (0, 2):
-        w, r, b = random_weights(4, 3 if k == 0 else 4, seed=k)
-        arrays.update({f"weight_ih_l{k}": w, f"weight_hh_l{k}": r, f"bias_ih_l{k}": b, f"bias_hh_l{k}": b})
-    safetensors_numpy.save_file(arrays, str(tmp_path / "gap.safetensors"))
+    for k in layers:
+        w, r, b = random_weights(units, input_size if k == 0 else units, seed=k)
+        arrays.update({f"weight_ih_l{k}": w, f"weight_hh_l{k}": r, f"bias_ih_l{k}": b, f"bias_hh_l{k}": 0 * b})
+    safetensors_numpy.save_file(arrays, str(path))
+    return path
+
+
+def test_state_dict_layers_must_be_contiguous(tmp_path, cli):
+    _state_dict_file(tmp_path / "gap.safetensors", (0, 2))
     assert_clean_error(cli("build", "--weights", tmp_path / "gap.safetensors"), "layers [0, 2]")
 
 
 def test_against_a_source_of_other_cells_is_refused(tmp_path, cli):
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    w, r, b = random_weights(6, 3)
-    safetensors_numpy.save_file({"weight_ih_l0": w, "weight_hh_l0": r, "bias_ih_l0": b, "bias_hh_l0": b},
-                                str(tmp_path / "one.safetensors"))
+    _state_dict_file(tmp_path / "one.safetensors", (0,), units=6)
     model = tmp_path / "m.tflite"
     model.write_bytes(tflrnn.build(tflrnn.RNNCell(5), input_size=3))
     assert_clean_error(cli("verify", model, "--against", tmp_path / "one.safetensors"), "not the source of this model")
 
 
 def test_hybrid_stack_against_is_refused_with_the_reason(tmp_path, cli):
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    arrays = {}
-    for k in (0, 1):
-        w, r, b = random_weights(4, 3 if k == 0 else 4, seed=k)
-        arrays.update({f"weight_ih_l{k}": w, f"weight_hh_l{k}": r, f"bias_ih_l{k}": b, f"bias_hh_l{k}": b})
-    safetensors_numpy.save_file(arrays, str(tmp_path / "two.safetensors"))
+    _state_dict_file(tmp_path / "two.safetensors", (0, 1))
     out = tmp_path / "q.tflite"
     assert cli("build", "--weights", tmp_path / "two.safetensors", "--quantize", "int8", "-o", out).code == 0
     assert_clean_error(cli("verify", out, "--against", tmp_path / "two.safetensors"), "hybrid (int8) stack")
@@ -80,10 +78,7 @@ def test_hybrid_stack_against_is_refused_with_the_reason(tmp_path, cli):
 
 @pytest.mark.skipif("not _has_torch()", reason="the comparison runs torch.nn.RNN")
 def test_hybrid_against_allows_for_quantization(tmp_path, cli):
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    w, r, b = random_weights(6, 3)
-    safetensors_numpy.save_file({"weight_ih_l0": w, "weight_hh_l0": r, "bias_ih_l0": b, "bias_hh_l0": 0 * b},
-                                str(tmp_path / "one.safetensors"))
+    _state_dict_file(tmp_path / "one.safetensors", (0,), units=6)
     out = tmp_path / "q.tflite"
     assert cli("build", "--weights", tmp_path / "one.safetensors", "--quantize", "int8", "--time-steps", 5,
                "-o", out).code == 0

@@ -124,7 +124,6 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     settings = load_config(config_path) if config_path else {}
     given = {key: value for key, value in options.items() if value is not None}
     settings.update(given)
-    settings["_given"] = set(given)
     if settings.get("bidirectional") and (settings.get("layers") or 1) > 1 or (
             settings.get("bidirectional") and settings.get("cells")):
         raise ConfigError("a stack of bidirectional layers is not built yet: give --bidirectional or --layers")
@@ -137,7 +136,7 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
         if weights_path is not None:  # keyed <name>/fw/... and <name>/bw/...
             weights = [_layer_weights(weights_path, weights_format, f"{cell.name}/{d}") for d in ("fw", "bw")]
         return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings, bidirectional=True)})
-    cells = _stack(settings)
+    cells = _stack(settings, set(given))
     if cells is not None:
         weights = None
         if weights_path is not None:
@@ -207,16 +206,12 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
     }
 
 
-def options_given(settings: dict, key: str) -> bool:
-    """Whether an option came from the command line (or API call) rather than the config file."""
-    return key in settings.get("_given", ())
-
-
-def _stack(settings: dict) -> list[RNNCell] | None:
-    """The cells of a stack (a config's `cells`, or --layers N copies of one cell); None for a single cell."""
+def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
+    """The cells of a stack (a config's `cells`, or --layers N copies of one cell); None for a single cell.
+    `given`: the options set on the command line (or the API call), which a `cells` list cannot take."""
     base = settings.get("name") or "rnn"
     if settings.get("cells"):
-        ignored = [f"--{k.replace('num_', '')}" for k in ("num_units", "activation") if options_given(settings, k)]
+        ignored = [f"--{k.replace('num_', '')}" for k in ("num_units", "activation") if k in given]
         if ignored:
             raise ConfigError(f"the config lists its cells: set {' and '.join(ignored)} per cell there, not on the "
                               "command line")
