@@ -17,7 +17,6 @@ import click
 
 from .errors import TflrnnError
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
-from .sources import FORMATS
 from .version import __version__
 
 # Each command imports what it needs when it runs: `tflrnn build` must not pay for the reader or the runtime.
@@ -75,8 +74,9 @@ def cli(debug: bool) -> None:
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
 @click.option("--weights", type=_path,
               help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
-@click.option("--format", "weights_format", type=click.Choice(FORMATS),
-              help="Format of --weights (default: from its content and suffix).")
+@click.option("--format", "weights_format", metavar="FORMAT",
+              help="Format of --weights: npz, keras, checkpoint, safetensors, torch or onnx (default: from its "
+                   "content and suffix).")
 @click.option("--layer", help="Keras: the SimpleRNN layer to take, when there are several.")
 @click.option("--scope", help="TF checkpoint or .npz: the variable scope (<scope>/input_weights ...).")
 @click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer to take, when there are several.")
@@ -206,7 +206,8 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
 @click.option("--weights", type=_path, help="Also check the model holds exactly these trained weights (any format).")
 @click.option("--against", type=_path,
               help="Also run the source model (Keras, ONNX, PyTorch, TF checkpoint) in its framework and compare.")
-@click.option("--format", "source_format", type=click.Choice(FORMATS), help="Format of --against / --weights.")
+@click.option("--format", "source_format", metavar="FORMAT",
+              help="Format of --against / --weights: npz, keras, checkpoint, safetensors, torch or onnx.")
 @click.option("--layer", help="Keras: the SimpleRNN layer of --against / --weights.")
 @click.option("--scope", help="TF checkpoint: the variable scope of --against / --weights.")
 @click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer of --against / --weights.")

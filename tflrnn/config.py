@@ -16,7 +16,6 @@ import numpy as np
 from .cell import RNNCell, parse_activation
 from .errors import ConfigError
 from .files import read_bytes
-from .sources import ImportedCell, import_cell, import_model
 
 CELL_CONFIG_SCHEMA = "cell-config.schema.json"
 
@@ -111,8 +110,8 @@ class BuildPlan:
     """What `tflrnn build` will do: `tflrnn.build_file` arguments, and the weights source it read."""
 
     options: dict
-    source: ImportedCell | None = None  # the (first) cell read from --weights
-    sources: list[ImportedCell] | None = None  # all of them, when the source is a stack or bidirectional
+    source: object | None = None  # the (first) ImportedCell read from --weights
+    sources: list | None = None  # all of them, when the source is a stack or bidirectional
 
 
 def resolve_build_options(options: dict, config_path=None, weights_path=None, *, weights_format=None,
@@ -144,6 +143,8 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
         return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)})
     source = None
     if weights_path is not None:
+        from .sources import import_model  # only when there are weights to read: not on the plain build path
+
         found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
                                             layer=layer, layer_index=layer_index)
         if kind != "cell":
@@ -165,7 +166,7 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)}, source=source)
 
 
-def _imported_model(found: list[ImportedCell], kind: str, settings: dict) -> BuildPlan:
+def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
     """A stack or a bidirectional model read from a source: a PyTorch nn.RNN with several layers or directions, or
     a Keras model's consecutive SimpleRNN layers or Bidirectional(SimpleRNN)."""
     base = settings.get("name") or "rnn"
@@ -237,6 +238,8 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
 
 
 def _layer_weights(path, weights_format, name: str):
+    from .sources import import_cell
+
     source = import_cell(path, format=weights_format, name=name)
     if source.format != "npz":
         raise ConfigError(f"a stack's weights come from an .npz keyed <layer name>/input_weights ...; {path} is "
