@@ -73,9 +73,9 @@ def test_bidirectional_refusals(tmp_path, cli):
     assert_clean_error(cli("build", "--units", 4, "--merge", "none"), "add --bidirectional")
     model = tmp_path / "bi.tflite"
     model.write_bytes(tflrnn.build(tflrnn.RNNCell(4), bidirectional=True))
-    (tmp_path / "x.onnx").write_bytes(b"never read: refused before")
-    assert_clean_error(cli("verify", model, "--against", tmp_path / "x.onnx"), "with a PyTorch nn.RNN or a Keras "
-                       "model only", "this model is bidirectional")
+    (tmp_path / "x.npz").write_bytes(b"never read: refused before")
+    assert_clean_error(cli("verify", model, "--against", tmp_path / "x.npz"), "a Keras model or an ONNX RNN node only",
+                       "this model is bidirectional")
 
 
 def test_verify_catches_a_broken_bidirectional_model():

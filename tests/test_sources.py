@@ -317,7 +317,7 @@ def test_onnx_rnn_node(tmp_path, cli):
         ({"sequence_lens": True}, "sequence_lens"),
         ({"initial_h": np.ones((1, 1, 4), np.float32)}, "not a zero constant"),
         ({"activations": ("Sigmoid",)}, "Sigmoid"),
-        ({"direction": "bidirectional"}, "bidirectional"),
+        ({"direction": "reverse"}, "runs direction 'reverse'"),
     ],
 )
 def test_onnx_variants_refused_with_the_reason(tmp_path, cli, variant, fragment):
@@ -404,3 +404,26 @@ def test_keras_stacks_and_bidirectional_against_keras(tmp_path, cli, kind):
         np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)
     report = _verify_against(cli, out, path)
     assert report["against"]["framework"].startswith("keras ")
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_onnx_bidirectional_rnn_against_onnxruntime(tmp_path, cli, layout):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(layout)
+    w = (rng.standard_normal((2, 4, 3)) * 0.4).astype(np.float32)
+    r = (rng.standard_normal((2, 4, 4)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal((2, 8)) * 0.1).astype(np.float32)
+    x_shape = ["B", "T", 3] if layout else ["T", "B", 3]
+    node = helper.make_node("RNN", ["X", "W", "R", "B"], ["Y"], name="birnn", hidden_size=4,
+                            direction="bidirectional", activations=["Relu", "Relu"], layout=layout)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(a, n) for a, n in ((w, "W"), (r, "R"), (b, "B"))])
+    path = tmp_path / "bi.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+
+    out, printed = _build(cli, tmp_path, "--weights", path, "--time-steps", 5, "--batch-size", 2)
+    assert "BIDIRECTIONAL_SEQUENCE_RNN" in printed and printed.count("read ") == 2 and "relu" in printed
+    report = _verify_against(cli, out, path)
+    assert report["against"]["framework"].startswith("onnxruntime ")

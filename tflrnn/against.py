@@ -36,7 +36,7 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     path = Path(path)
     fmt = format or detect_format(path)
     if whole:
-        if fmt not in ("safetensors", "torch", "keras"):
+        if fmt not in ("safetensors", "torch", "keras", "onnx"):
             raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN or a Keras model; "
                               f"{path} is {fmt}")
         cells, kind = import_cells(path, format=fmt)
@@ -54,7 +54,7 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     if fmt == "keras":
         outputs, what, framework = _keras(path, cell, batch_major, activation)
     elif fmt == "onnx":
-        outputs, what, framework = _onnx(path, cell, batch_major)
+        outputs, what, framework = _onnx(path, cell, batch_major, directions=2 if whole else 1)
     elif fmt in ("safetensors", "torch"):
         outputs, what, framework = _torch(path, fmt, cell, batch_major, activation, whole)
     elif fmt == "checkpoint":
@@ -153,7 +153,7 @@ def _find_layer(model, name: str):
     raise ValueError(f"no layer '{name}' in the loaded model")
 
 
-def _onnx(path: Path, cell: ImportedCell, inputs):
+def _onnx(path: Path, cell: ImportedCell, inputs, directions: int = 1):
     onnx = require("onnx", "onnx", "verifying against ONNX runs it in onnxruntime")
     ort = require("onnxruntime", "onnx", "verifying against ONNX runs it in onnxruntime")
     from onnx import TensorProto, helper
@@ -173,12 +173,15 @@ def _onnx(path: Path, cell: ImportedCell, inputs):
             tensor.name = role
             weights.append(tensor)
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    batch_first = attrs.get("layout", 0) == 1
+    # onnxruntime runs only layout 0 (sequence-major); layout only orders the X, Y and H axes, so run the same
+    # weights in layout 0 and arrange the data here.
+    attrs["layout"] = 0
+    batch_first = False
     units, size = cell.weights.num_units, cell.weights.input_size
     rnn = helper.make_node("RNN", ["X", "W", "R", "B" if len(weights) > 2 else "", "", "H0"], ["Y", "Y_h"],
                            **{k: v for k, v in attrs.items()})
     x_shape = ["batch", "time", size] if batch_first else ["time", "batch", size]
-    h_shape = ["batch", 1, units] if batch_first else [1, "batch", units]
+    h_shape = ["batch", directions, units] if batch_first else [directions, "batch", units]
     graph = helper.make_graph(
         [rnn], "rnn",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape),
@@ -188,16 +191,20 @@ def _onnx(path: Path, cell: ImportedCell, inputs):
         initializer=weights,
     )
     model = helper.make_model(graph, opset_imports=original.opset_import, ir_version=original.ir_version)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types
+        raise TflrnnError(f"onnxruntime cannot run the RNN node of {path}: {' '.join(str(exc).split())[:300]}") from None
     outputs, state = [], None
     for x in inputs:  # batch-major [B,T,I]
         batch = x.shape[0]
         if state is None:
-            state = np.zeros((batch, 1, units) if batch_first else (1, batch, units), np.float32)
+            state = np.zeros((batch, directions, units) if batch_first else (directions, batch, units), np.float32)
         feed = x if batch_first else np.swapaxes(x, 0, 1)
         y, state = session.run(None, {"X": np.ascontiguousarray(feed, np.float32), "H0": state})
-        # Y is [B,T,1,U] (layout 1) or [T,1,B,U] (layout 0)
-        outputs.append(y[:, :, 0] if batch_first else np.swapaxes(y[:, 0], 0, 1))
+        # Y is [B,T,D,U] (layout 1) or [T,D,B,U] (layout 0); directions side by side on the last axis
+        per_direction = [y[:, :, d] if batch_first else np.swapaxes(y[:, d], 0, 1) for d in range(directions)]
+        outputs.append(np.concatenate(per_direction, axis=-1))
     return outputs, f"onnx RNN node '{cell.layer}' from {path.name}", f"onnxruntime {ort.__version__}"
 
 

@@ -128,11 +128,11 @@ def verify(
     if against is not None and len(layers) > 1 and any(g.hybrid for g in layers):
         raise ConfigError("--against a hybrid (int8) stack or bidirectional model is not supported: its int8 "
                           "rounding compounds through the layers; verify the float model against the source")
-    whole_sources = ("safetensors", "torch", "keras")
+    whole_sources = ("safetensors", "torch", "keras", "onnx")
     if against is not None and len(layers) > 1 and (format or detect_format(Path(against))) not in whole_sources:
         kind = "bidirectional" if bidirectional else f"a stack of {len(layers)} layers"
-        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN or a Keras "
-                          f"model only; this model is {kind}")
+        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN, a Keras model "
+                          f"or an ONNX RNN node only; this model is {kind}")
     if weights is not None:
         if isinstance(weights, CellWeights):
             weights = [weights]

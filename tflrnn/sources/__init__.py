@@ -125,6 +125,11 @@ def import_model(path, *, format: str | None = None, name: str | None = None, la
         from .keras_files import read_keras_model
 
         return read_keras_model(path)
+    if fmt == "onnx" and path.is_file():
+        from .onnx_graph import read_onnx_cells
+
+        cells = read_onnx_cells(path)
+        return cells, "bidirectional" if len(cells) == 2 else "cell", {}
     if fmt in ("safetensors", "torch") and layer_index is None and path.is_file():
         from .pytorch import cells_from_state_dict
 

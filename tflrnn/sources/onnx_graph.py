@@ -19,6 +19,15 @@ _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 
 
 def read_onnx(path: Path) -> ImportedCell:
+    """The RNN node as one cell (a forward node)."""
+    cells = read_onnx_cells(path)
+    if len(cells) > 1:
+        raise WeightsError(f"{path} holds a bidirectional RNN node; build it whole (without --layer)")
+    return cells[0]
+
+
+def read_onnx_cells(path: Path) -> list[ImportedCell]:
+    """The RNN node's cells: one for direction forward, forward and backward for bidirectional."""
     onnx = require("onnx", "onnx")
     from onnx import numpy_helper
 
@@ -32,7 +41,7 @@ def read_onnx(path: Path) -> ImportedCell:
         ops = ", ".join(sorted({node.op_type for node in graph.node})) or "none"
         raise WeightsError(f"no RNN node in {path} (ops: {ops})")
     if len(rnn_nodes) > 1:
-        raise WeightsError(f"{path} has {len(rnn_nodes)} RNN nodes; tflrnn builds one")
+        raise WeightsError(f"{path} has {len(rnn_nodes)} RNN nodes; tflrnn builds one (chains are not read yet)")
     node = rnn_nodes[0]
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     where = f"RNN node '{node.name or node.output[0]}' in {path}"
@@ -40,11 +49,13 @@ def read_onnx(path: Path) -> ImportedCell:
         raise WeightsError(f"{where} clips its cell state (clip={attrs['clip']}); the fused op cannot")
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
-    if direction != "forward":
-        raise WeightsError(f"{where} runs direction '{direction}'; tflrnn builds forward RNNs")
-    activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [b"Tanh"])]
-    if len(activations) != 1 or activations[0] not in _ACTIVATIONS:
-        raise WeightsError(f"{where} uses activations {activations}; the fused op takes Tanh or Relu")
+    if direction not in ("forward", "bidirectional"):
+        raise WeightsError(f"{where} runs direction '{direction}'; tflrnn builds forward and bidirectional RNNs")
+    directions = 2 if direction == "bidirectional" else 1
+    activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [b"Tanh"] * directions)]
+    if len(set(activations)) != 1 or activations[0] not in _ACTIVATIONS:
+        raise WeightsError(f"{where} uses activations {activations}; the fused op takes Tanh or Relu, one for both "
+                           "directions")
     for attr in ("activation_alpha", "activation_beta"):
         if attr in attrs:
             raise WeightsError(f"{where} sets {attr}, which the fused op cannot take")
@@ -56,22 +67,25 @@ def read_onnx(path: Path) -> ImportedCell:
     if inputs[5] and not constants.is_zero(inputs[5]):
         raise WeightsError(f"{where} takes an initial state '{inputs[5]}' that is not a zero constant")
     w, r = constants.get(inputs[1], where, "W"), constants.get(inputs[2], where, "R")
-    if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
-        raise WeightsError(f"{where}: W {list(w.shape)} and R {list(r.shape)} should be [1,U,I] and [1,U,U]")
+    if w.ndim != 3 or w.shape[0] != directions or r.ndim != 3 or r.shape[0] != directions:
+        raise WeightsError(f"{where}: W {list(w.shape)} and R {list(r.shape)} should be [{directions},U,I] and "
+                           f"[{directions},U,U]")
     units = r.shape[1]
-    bias = np.zeros(units)
-    if inputs[3]:
-        b = constants.get(inputs[3], where, "B")
-        if b.shape != (1, 2 * units):
-            raise WeightsError(f"{where}: B is {list(b.shape)}, expected [1, {2 * units}]")
-        bias = b[0, :units].astype(np.float64) + b[0, units:]  # input bias + recurrent bias
-    try:
-        weights = CellWeights(w[0], r[0], bias)
-    except WeightsError as exc:
-        raise WeightsError(f"{where}: {exc}") from None
+    b = constants.get(inputs[3], where, "B") if inputs[3] else np.zeros((directions, 2 * units))
+    if b.shape != (directions, 2 * units):
+        raise WeightsError(f"{where}: B is {list(b.shape)}, expected [{directions}, {2 * units}]")
     layout = "batch-major" if attrs.get("layout", 0) == 1 else "sequence-major"
-    return ImportedCell(weights, "onnx", node.name or node.output[0], _ACTIVATIONS[activations[0]],
-                        details=f"RNN layout {layout}")
+    cells = []
+    for d, label in zip(range(directions), ("", "backward")):
+        bias = b[d, :units].astype(np.float64) + b[d, units:]  # input bias + recurrent bias
+        try:
+            weights = CellWeights(w[d], r[d], bias)
+        except WeightsError as exc:
+            raise WeightsError(f"{where}: {exc}") from None
+        name = node.name or node.output[0]
+        cells.append(ImportedCell(weights, "onnx", f"{name}/{label}" if label else name,
+                                  _ACTIVATIONS[activations[0]], details=f"RNN layout {layout}"))
+    return cells
 
 
 class _Constants:
