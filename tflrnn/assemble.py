@@ -287,9 +287,6 @@ class BuildInfo:
     weights_sha256: str
     quantize: str | None = None  # "int8": W and R stored as int8; the digest is of their dequantized values
 
-    def to_json(self) -> str:
-        return BuildInfo.document([self])
-
     @staticmethod
     def document(cells: list[BuildInfo]) -> str:
         recorded = [{k: v for k, v in asdict(c).items() if v is not None} for c in cells]

@@ -285,14 +285,6 @@ def find_last_step(layers: list[RNNGraph]) -> Operator | None:
     return head[0] if head else None
 
 
-def find_rnn(model: Model) -> RNNGraph:
-    """The model's single UNIDIRECTIONAL_SEQUENCE_RNN op (see find_rnns for stacks)."""
-    found = find_rnns(model)
-    if len(found) > 1:
-        raise ModelFormatError(f"the model has {len(found)} UNIDIRECTIONAL_SEQUENCE_RNN ops; expected one")
-    return found[0]
-
-
 @dataclass
 class Bidirectional:
     """A model's BIDIRECTIONAL_SEQUENCE_RNN op: each direction as an RNNGraph over its own tensors. When the output
