@@ -32,27 +32,21 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
                whole: bool = False, shapes: list[tuple[int, int]] | None = None) -> SourceRun:
     """Run the source model on `inputs` (x in the .tflite's layout), chaining the state across them.
 
-    `whole`: the .tflite holds every layer (or both directions) of a PyTorch nn.RNN, so run all of it."""
+    `whole`: the .tflite holds every layer (or both directions) of the source, so run all of it."""
     path = Path(path)
     fmt = format or detect_format(path)
     if whole:
         if fmt not in ("safetensors", "torch", "keras", "onnx"):
-            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN or a Keras model; "
-                              f"{path} is {fmt}")
+            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN, a Keras model or "
+                              f"an ONNX RNN node; {path} is {fmt}")
         cells, kind = import_cells(path, format=fmt)
-        _same_cells(path, [c.weights for c in cells], shapes)
-        cell = cells[0]
-        if fmt == "keras":
-            outputs, what, framework = _keras_whole(path, cells, kind, [np.swapaxes(x, 0, 1) if time_major else x
-                                                                        for x in inputs])
-            outputs = [np.swapaxes(y, 0, 1) if time_major else y for y in outputs]
-            return SourceRun(outputs, what, framework, cell)
     else:
-        cell = import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)
-        _same_cells(path, [cell.weights], shapes)
+        cells, kind = [import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)], "cell"
+    _same_cells(path, [c.weights for c in cells], shapes)
+    cell = cells[0]
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
     if fmt == "keras":
-        outputs, what, framework = _keras(path, cell, batch_major, activation)
+        outputs, what, framework = _keras(path, cells, kind, batch_major, activation)
     elif fmt == "onnx":
         outputs, what, framework = _onnx(path, cell, batch_major, directions=2 if whole else 1)
     elif fmt in ("safetensors", "torch"):
@@ -67,31 +61,6 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     return SourceRun(outputs, what, framework, cell)
 
 
-def _keras(path: Path, cell: ImportedCell, inputs, activation: str):
-    keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
-    try:
-        if path.name.lower().endswith(".weights.h5"):
-            # Weights only: rebuild the one-layer model they came from and let Keras load them.
-            layer = keras.layers.SimpleRNN(cell.weights.num_units, activation=activation, use_bias=cell.has_bias,
-                                           return_sequences=True, name=cell.layer)
-            model = keras.Sequential([keras.Input((None, cell.weights.input_size)), layer])
-            model.load_weights(str(path))
-        else:
-            model = keras.saving.load_model(str(path), compile=False)
-            layer = _find_layer(model, cell.layer)
-    except (ValueError, OSError, TypeError, KeyError) as exc:
-        raise TflrnnError(f"keras cannot load {path}: {' '.join(str(exc).split())[:300]}") from None
-    config = {**layer.get_config(), "return_sequences": True, "return_state": True, "stateful": False}
-    clone = type(layer).from_config(config)  # the same layer, returning every step and its final state
-    clone.build((None, None, cell.weights.input_size))
-    clone.set_weights(layer.get_weights())
-    outputs, state = [], None
-    for x in inputs:
-        y, state = clone(x, initial_state=None if state is None else [state])
-        outputs.append(keras.ops.convert_to_numpy(y))
-    return outputs, f"keras.layers.{type(layer).__name__} '{layer.name}' from {path.name}", f"keras {keras.__version__}"
-
-
 def _same_cells(path: Path, weights: list, shapes: list[tuple[int, int]] | None) -> None:
     """The source must hold the model's cells, in order: same count, same [units, input] each."""
     if shapes is None:
@@ -102,12 +71,20 @@ def _same_cells(path: Path, weights: list, shapes: list[tuple[int, int]] | None)
                           f"{[list(s) for s in shapes]}: not the source of this model")
 
 
-def _keras_whole(path: Path, cells: list[ImportedCell], kind: str, inputs):
-    """A Keras model's stack of SimpleRNN layers, or its Bidirectional(SimpleRNN), run by Keras with every step
-    returned and the states chained from one invoke to the next."""
+def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation: str):
+    """A Keras model's SimpleRNN layer, stack of SimpleRNN layers or Bidirectional(SimpleRNN), loaded by Keras and
+    run with every step returned and the states chained from one invoke to the next."""
     keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
     try:
-        model = keras.saving.load_model(str(path), compile=False)
+        if path.name.lower().endswith(".weights.h5"):
+            # Weights only: rebuild the one-layer model they came from and let Keras load them.
+            cell = cells[0]
+            rebuilt = keras.layers.SimpleRNN(cell.weights.num_units, activation=activation, use_bias=cell.has_bias,
+                                             return_sequences=True, name=cell.layer)
+            model = keras.Sequential([keras.Input((None, cell.weights.input_size)), rebuilt])
+            model.load_weights(str(path))
+        else:
+            model = keras.saving.load_model(str(path), compile=False)
     except (ValueError, OSError, TypeError, KeyError) as exc:
         raise TflrnnError(f"keras cannot load {path}: {' '.join(str(exc).split())[:300]}") from None
     every_step = {"return_sequences": True, "return_state": True, "stateful": False}
@@ -136,8 +113,12 @@ def _keras_whole(path: Path, cells: list[ImportedCell], kind: str, inputs):
             else:  # output, then the state(s)
                 y, states[k] = result[0], list(result[1:])
         outputs.append(keras.ops.convert_to_numpy(y))
-    what = (f"keras.layers.Bidirectional '{sources[0].name}'" if kind == "bidirectional"
-            else f"{len(layers)} keras SimpleRNN layers ({', '.join(l.name for l in sources)})")
+    if kind == "bidirectional":
+        what = f"keras.layers.Bidirectional '{sources[0].name}'"
+    elif len(sources) == 1:
+        what = f"keras.layers.{type(sources[0]).__name__} '{sources[0].name}'"
+    else:
+        what = f"{len(layers)} keras SimpleRNN layers ({', '.join(layer.name for layer in sources)})"
     return outputs, f"{what} from {path.name}", f"keras {keras.__version__}"
 
 

@@ -159,8 +159,8 @@ def verify(
         sha256=sha256(data),
         settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
     )
-    report.checks += _structure_checks(layers, bidirectional)
-    usable = [_usable_weights(g) for g in layers]
+    usable = [_usable_weights(g) for g in layers]  # read (and dequantized) once, for every check that needs them
+    report.checks += _structure_checks(layers, bidirectional, [w for w, _ in usable])
     model_weights = [w for w, _ in usable]
     why_not = next((f"layer {k}: {reason}" if len(layers) > 1 else reason
                     for k, (_, reason) in enumerate(usable) if reason), None)
@@ -186,7 +186,7 @@ def verify(
         if outputs is not None:
             runs[name] = outputs
     if against is not None:
-        report.checks += _against_checks(layers, inputs, runs, report, atol, rtol, against=against,
+        report.checks += _against_checks(layers, model_weights, inputs, runs, report, atol, rtol, against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
 
@@ -201,8 +201,8 @@ def _cell_name(g: RNNGraph) -> str | None:
     return g.input_weights.name.rpartition("/")[0] or None
 
 
-def _against_checks(layers: list[RNNGraph], inputs, runs: dict, report: VerifyReport, atol, rtol, **source
-                    ) -> list[Check]:
+def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: dict, report: VerifyReport, atol,
+                    rtol, **source) -> list[Check]:
     from .against import run_source
 
     g = layers[0]
@@ -230,7 +230,8 @@ def _against_checks(layers: list[RNNGraph], inputs, runs: dict, report: VerifyRe
                                      time_major=g.time_major)[2])
         extra = 0.0
         if g.hybrid:
-            extra = (reference.input_quantization_error(x, previous, g.weights(), g.options.asymmetric_quantize_inputs)
+            extra = (reference.input_quantization_error(x, previous, model_weights[0],
+                                                        g.options.asymmetric_quantize_inputs)
                      + reference.weight_quantization_error(x, previous, result.source.weights))
         extras.append(extra)
         state = _last_step(y, g.time_major)
@@ -261,7 +262,7 @@ def _check_verifiable_size(g: RNNGraph) -> None:
 # Structure ------------------------------------------------------------------------------------------------------
 
 
-def _structure_checks(layers: list[RNNGraph], bidirectional=None) -> list[Check]:
+def _structure_checks(layers: list[RNNGraph], bidirectional, weights: list) -> list[Check]:
     model = layers[0].model
     checks = [Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}")]
     if bidirectional:
@@ -282,7 +283,7 @@ def _structure_checks(layers: list[RNNGraph], bidirectional=None) -> list[Check]
                             f"forward slots hold '{prefixes[0]}', backward slots '{prefixes[1]}'"
                             + ("; they are swapped" if swapped else "")))
         checks.append(_signature_check(layers, bidirectional))
-        checks += _metadata_checks(layers, _expected_op_version(layers[0]))
+        checks += _metadata_checks(layers, weights, _expected_op_version(layers[0]))
         return checks
     for k, g in enumerate(layers):
         for check in _layer_checks(g):
@@ -293,7 +294,7 @@ def _structure_checks(layers: list[RNNGraph], bidirectional=None) -> list[Check]
     if last is not None:
         checks.append(_last_step_check(layers, last))
     checks.append(_signature_check(layers))
-    checks += _metadata_checks(layers, max(_expected_op_version(g) for g in layers))
+    checks += _metadata_checks(layers, weights, max(_expected_op_version(g) for g in layers))
     return checks
 
 
@@ -490,7 +491,7 @@ def _signature_check(layers: list[RNNGraph], bidirectional=None) -> Check:
     return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, {shown}")
 
 
-def _metadata_checks(layers: list[RNNGraph], op_version: int) -> list[Check]:
+def _metadata_checks(layers: list[RNNGraph], layer_weights: list, op_version: int) -> list[Check]:
     metadata = layers[0].model.metadata
     expected = MIN_RUNTIME_VERSION.get(op_version)
     found = metadata.get("min_runtime_version")
@@ -513,7 +514,7 @@ def _metadata_checks(layers: list[RNNGraph], op_version: int) -> list[Check]:
     if len(cells) != len(layers):
         return checks + [Check("metadata.tflrnn", False, f"{len(cells)} cells recorded, {len(layers)} in the graph")]
     problems = []
-    for k, (g, cell) in enumerate(zip(layers, cells)):
+    for k, (g, cell, weights) in enumerate(zip(layers, cells, layer_weights)):
         where = f"layer {k}: " if len(layers) > 1 else ""
         w = g.input_weights
         facts = {
@@ -524,7 +525,6 @@ def _metadata_checks(layers: list[RNNGraph], op_version: int) -> list[Check]:
         }
         problems += [f"{where}{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
                      if cell.get(key) != actual]
-        weights, _ = _usable_weights(g)
         if weights is not None and cell.get("weights_sha256") != weights.sha256():
             problems.append(f"{where}weights_sha256 does not match the weights in the file")
     if problems:
