@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 verify ran and a check failed; 2 bad input (one line on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -157,14 +158,13 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
         raise TflrnnError(f"--jobs must be a positive integer, got {jobs}")
     done = []
     verb = "rebuilding" if check else "building"
-    bar = None
-    if sys.stderr.isatty():
-        bar = click.progressbar(length=len(entries), label=f"{verb} {len(entries)} models", file=sys.stderr)
-        bar.__enter__()
+    on_terminal = sys.stderr.isatty()
+    progress = (click.progressbar(length=len(entries), label=f"{verb} {len(entries)} models", file=sys.stderr)
+                if on_terminal else contextlib.nullcontext())
 
     def show(outcome) -> None:
         done.append(outcome)
-        if bar is not None:
+        if on_terminal:
             bar.update(1)
             return
         if outcome.error is not None:
@@ -176,11 +176,8 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
             state = f"{'pass' if outcome.passed else 'FAIL'} ({outcome.summary['bytes']:,} bytes{error})"
         click.echo(f"[{len(done)}/{len(entries)}] {outcome.name}: {state}", err=as_json)
 
-    try:
+    with progress as bar:
         outcomes = build_all(entries, jobs, show, check_models=not check)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     if check:
         drift = check_artifacts(outcomes, out_dir)
         for line in drift:
