@@ -66,7 +66,8 @@ def test_keras_model_files(tmp_path, cli, suffix):
     path = tmp_path / f"model{suffix}"
     model.save(path)
 
-    out, printed = _build(cli, tmp_path, "--weights", path, "--time-steps", 5, "--batch-size", 2)
+    # The SimpleRNN layer alone (--layer); the whole model with its Dense head is tests/test_network.py's.
+    out, printed = _build(cli, tmp_path, "--weights", path, "--layer", "speech", "--time-steps", 5, "--batch-size", 2)
 
     assert "keras 'speech'" in printed and "activation relu" in printed and "input_weights [6, 4]" in printed
     kernel, recurrent, bias = rnn.get_weights()
@@ -117,7 +118,8 @@ def test_keras_files_that_cannot_be_built(tmp_path, cli):
                             keras.layers.Dense(3), keras.layers.SimpleRNN(2, name="b")])
     two.save(tmp_path / "two.keras")
     assert_clean_error(cli("build", "--weights", tmp_path / "two.keras", "-o", tmp_path / "x.tflite"),
-                       "Dense between its SimpleRNN layers")
+                       "Dense layer 'dense", "before or between the recurrent layers", "--layer")
+    assert not (tmp_path / "x.tflite").exists()
     out, _ = _build(cli, tmp_path, "--weights", tmp_path / "two.keras", "--layer", "b")
     assert tflrnn.inspect(out).model.subgraphs[0].tensors[1].shape == (2, 3)
     assert_clean_error(cli("build", "--weights", tmp_path / "two.keras", "--layer", "c"), "no SimpleRNN layer 'c'")
@@ -217,7 +219,8 @@ def test_pytorch_state_dicts_that_cannot_be_built(tmp_path, cli):
     assert_clean_error(cli("build", "--weights", tmp_path / "half.safetensors"), "missing key 'rnn.weight_hh_l0_reverse'")
     stacked_bidirectional = {**_state_dict(layers=2), **{k + "_reverse": v for k, v in _state_dict(layers=2).items()}}
     safetensors_numpy.save_file(stacked_bidirectional, str(tmp_path / "sb.safetensors"))
-    assert_clean_error(cli("build", "--weights", tmp_path / "sb.safetensors"), "not stacks of bidirectional")
+    # Layer 1 of a bidirectional stack reads [fw | bw]: 10 values, not the 5 these weights take.
+    assert_clean_error(cli("build", "--weights", tmp_path / "sb.safetensors"), "previous layer's 10 outputs")
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     assert_clean_error(cli("build", "--weights", tmp_path / "bad.safetensors"), "cannot read safetensors")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _TABLES = (
-    "BidirectionalSequenceRNNOptions", "Buffer", "Metadata", "Model", "Operator", "OperatorCode", "QuantizationParameters", "SequenceRNNOptions",
-    "SignatureDef",
+    "BidirectionalSequenceRNNOptions", "Buffer", "ConcatenationOptions", "FullyConnectedOptions", "Metadata", "Model",
+    "Operator", "OperatorCode", "QuantizationParameters", "SequenceRNNOptions", "SignatureDef", "SoftmaxOptions",
     "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
 )
 

@@ -29,16 +29,17 @@ class SourceRun:
 
 def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: bool, format: str | None = None,
                layer: str | None = None, scope: str | None = None, layer_index: int | None = None,
-               whole: bool = False, shapes: list[tuple[int, int]] | None = None) -> SourceRun:
+               whole: bool = False, shapes: list[tuple[int, int]] | None = None, final: bool = False) -> SourceRun:
     """Run the source model on `inputs` (x in the .tflite's layout), chaining the state across them.
 
-    `whole`: the .tflite holds every layer (or both directions) of the source, so run all of it."""
+    `whole`: the .tflite holds every layer (or both directions) of the source, so run all of it; `final`: and its
+    dense head, so compare the model's own output."""
     path = Path(path)
     fmt = format or detect_format(path)
     if whole:
-        if fmt not in ("safetensors", "torch", "keras", "onnx"):
-            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN, a Keras model or "
-                              f"an ONNX RNN node; {path} is {fmt}")
+        if fmt not in ("safetensors", "torch", "keras", "onnx", "checkpoint"):
+            raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN, a Keras model, "
+                              f"ONNX RNN nodes or a TF checkpoint's stack; {path} is {fmt}")
         cells, kind = import_cells(path, format=fmt)
     else:
         cells, kind = [import_cell(path, format=fmt, name=scope, layer=layer, layer_index=layer_index)], "cell"
@@ -46,18 +47,19 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     cell = cells[0]
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
     if fmt == "keras":
-        outputs, what, framework = _keras(path, cells, kind, batch_major, activation)
+        outputs, what, framework = _keras(path, cells, kind, batch_major, activation, final)
     elif fmt == "onnx":
-        outputs, what, framework = _onnx(path, cell, batch_major, directions=2 if whole else 1)
+        outputs, what, framework = _onnx(path, batch_major, whole)
     elif fmt in ("safetensors", "torch"):
         outputs, what, framework = _torch(path, fmt, cell, batch_major, activation, whole)
     elif fmt == "checkpoint":
-        outputs, what, framework = _numpy(cell, batch_major, activation)
-        what = f"the numpy reference on the checkpoint's variables{f' under {cell.layer}' if cell.layer else ''}"
+        outputs, what, framework = _numpy(cells, batch_major, activation)
+        scopes = ", ".join(c.layer for c in cells if c.layer)
+        what = f"the numpy reference on the checkpoint's variables{f' under {scopes}' if scopes else ''}"
     else:
         raise TflrnnError(f"--against needs a model in its framework (Keras, ONNX, PyTorch or a checkpoint); {path} "
                           f"is {fmt}: use --weights to compare the weights themselves")
-    outputs = [np.swapaxes(y, 0, 1) if time_major else y for y in outputs]
+    outputs = [np.swapaxes(y, 0, 1) if time_major and y.ndim == 3 else y for y in outputs]
     return SourceRun(outputs, what, framework, cell)
 
 
@@ -71,9 +73,10 @@ def _same_cells(path: Path, weights: list, shapes: list[tuple[int, int]] | None)
                           f"{[list(s) for s in shapes]}: not the source of this model")
 
 
-def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation: str):
-    """A Keras model's SimpleRNN layer, stack of SimpleRNN layers or Bidirectional(SimpleRNN), loaded by Keras and
-    run with every step returned and the states chained from one invoke to the next."""
+def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation: str, final: bool = False):
+    """A Keras model's SimpleRNN layer, or its chain of SimpleRNN / Bidirectional(SimpleRNN) layers, loaded by Keras
+    and run with every step returned and the states chained from one invoke to the next. `final`: the model's own
+    output (its last step and Dense layers too), with the first invoke from model.predict itself."""
     keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
     try:
         if path.name.lower().endswith(".weights.h5"):
@@ -88,21 +91,27 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     except (ValueError, OSError, TypeError, KeyError) as exc:
         raise TflrnnError(f"keras cannot load {path}: {' '.join(str(exc).split())[:300]}") from None
     every_step = {"return_sequences": True, "return_state": True, "stateful": False}
-    if kind == "bidirectional":
-        original = _find_layer(model, cells[0].layer.split("/")[0])
-        config = original.get_config()
-        for half in ("layer", "backward_layer"):  # the backward layer keeps its own config (and go_backwards)
-            if config.get(half):
-                config[half] = {**config[half], "config": {**config[half]["config"], **every_step}}
-        layers = [keras.layers.Bidirectional.from_config(config)]
-        sources = [original]
+    if kind == "cell":
+        sources = [_find_layer(model, cells[0].layer)]
     else:
-        sources = [_find_layer(model, c.layer) for c in cells]
-        layers = [type(layer).from_config({**layer.get_config(), **every_step}) for layer in sources]
-    sizes = [cells[0].weights.input_size] + [c.weights.num_units for c in cells[:-1]]  # each layer's input
-    for clone, original, size in zip(layers, sources, sizes):
+        sources = [layer for layer in model.layers if type(layer).__name__ in ("SimpleRNN", "Bidirectional")]
+    layers = []
+    for original in sources:
+        config = original.get_config()
+        if type(original).__name__ == "Bidirectional":
+            for half in ("layer", "backward_layer"):  # the backward layer keeps its own config (and go_backwards)
+                if config.get(half):
+                    config[half] = {**config[half], "config": {**config[half]["config"], **every_step}}
+            layers.append(keras.layers.Bidirectional.from_config(config))
+        else:
+            layers.append(type(original).from_config({**config, **every_step}))
+    size = cells[0].weights.input_size
+    for clone, original in zip(layers, sources):
         clone.build((None, None, size))
         clone.set_weights(original.get_weights())
+        size = clone.compute_output_shape((None, None, size))[0][-1]  # each layer's output is the next one's input
+    head = model.layers[model.layers.index(sources[-1]) + 1:] if final else []
+    last_step = final and not _returns_sequences(sources[-1])
     outputs, states = [], [None] * len(layers)
     for x in inputs:
         y = x
@@ -112,14 +121,24 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
                 y, states[k] = keras.ops.concatenate(result[:2], axis=-1), list(result[2:])
             else:  # output, then the state(s)
                 y, states[k] = result[0], list(result[1:])
+        if last_step:  # each direction's final state: Keras' output with return_sequences=False
+            y = keras.ops.concatenate(states[-1], axis=-1) if len(states[-1]) > 1 else states[-1][0]
+        for layer in head:
+            y = layer(y, training=False)
         outputs.append(keras.ops.convert_to_numpy(y))
-    if kind == "bidirectional":
-        what = f"keras.layers.Bidirectional '{sources[0].name}'"
-    elif len(sources) == 1:
-        what = f"keras.layers.{type(sources[0]).__name__} '{sources[0].name}'"
-    else:
-        what = f"{len(layers)} keras SimpleRNN layers ({', '.join(layer.name for layer in sources)})"
+    what = (f"keras.layers.{type(sources[0]).__name__} '{sources[0].name}'" if len(sources) == 1 else
+            f"{len(layers)} keras recurrent layers ({', '.join(layer.name for layer in sources)})")
+    if final:
+        outputs[0] = model.predict(inputs[0], verbose=0)
+        what = (f"keras model '{model.name}': model.predict for the first invoke, then layer by layer with the states "
+                "chained")
     return outputs, f"{what} from {path.name}", f"keras {keras.__version__}"
+
+
+def _returns_sequences(layer) -> bool:
+    config = layer.get_config()
+    inner = config["layer"]["config"] if "layer" in config else config
+    return bool(inner.get("return_sequences", False))
 
 
 def _find_layer(model, name: str):
@@ -134,59 +153,71 @@ def _find_layer(model, name: str):
     raise ValueError(f"no layer '{name}' in the loaded model")
 
 
-def _onnx(path: Path, cell: ImportedCell, inputs, directions: int = 1):
+def _onnx(path: Path, inputs, whole: bool):
+    """The graph's RNN node (or, `whole`, its chain of RNN nodes) in onnxruntime, with the weight tensors exactly
+    as the file stores them, each initial state as an input, and the layers joined as torch.onnx.export joins them
+    (Y [T,D,B,U] -> [T,B,D*U]); outputs [B,T,D*U] (directions side by side)."""
     onnx = require("onnx", "onnx", "verifying against ONNX runs it in onnxruntime")
     ort = require("onnxruntime", "onnx", "verifying against ONNX runs it in onnxruntime")
     from onnx import TensorProto, helper
 
     original = onnx.load(str(path))
-    node = next(n for n in original.graph.node if n.op_type == "RNN")
+    rnn_nodes = [n for n in original.graph.node if n.op_type == "RNN"]
+    rnn_nodes = rnn_nodes if whole else rnn_nodes[:1]
     constants = {t.name: t for t in original.graph.initializer}
     for n in original.graph.node:
         if n.op_type == "Constant":
             constants.update({n.output[0]: a.t for a in n.attribute if a.name == "value"})
-    # The RNN node alone, with its weight tensors exactly as the file stores them and the state as an input.
-    weights = []
-    for index, role in ((1, "W"), (2, "R"), (3, "B")):
-        if index < len(node.input) and node.input[index]:
-            tensor = TensorProto()
-            tensor.CopyFrom(constants[node.input[index]])
-            tensor.name = role
-            weights.append(tensor)
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    # onnxruntime runs only layout 0 (sequence-major); layout only orders the X, Y and H axes, so run the same
-    # weights in layout 0 and arrange the data here.
-    attrs["layout"] = 0
-    batch_first = False
-    units, size = cell.weights.num_units, cell.weights.input_size
-    rnn = helper.make_node("RNN", ["X", "W", "R", "B" if len(weights) > 2 else "", "", "H0"], ["Y", "Y_h"],
-                           **{k: v for k, v in attrs.items()})
-    x_shape = ["batch", "time", size] if batch_first else ["time", "batch", size]
-    h_shape = ["batch", directions, units] if batch_first else [directions, "batch", units]
+    nodes, initializers, graph_inputs, states = [], [], [helper.make_tensor_value_info(
+        "X", TensorProto.FLOAT, ["time", "batch", None])], []
+    x = "X"
+    for k, node in enumerate(rnn_nodes):
+        names = []
+        for index, role in ((1, "W"), (2, "R"), (3, "B")):
+            if index < len(node.input) and node.input[index]:
+                tensor = TensorProto()
+                tensor.CopyFrom(constants[node.input[index]])
+                tensor.name = f"{role}{k}"
+                initializers.append(tensor)
+                names.append(tensor.name)
+            else:
+                names.append("")
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        # onnxruntime runs only layout 0 (sequence-major); layout only orders the X, Y and H axes, so run the same
+        # weights in layout 0 and arrange the data here.
+        attrs["layout"] = 0
+        direction = attrs.get("direction", b"forward")
+        directions = 2 if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional" else 1
+        units = constants[node.input[2]].dims[-1]
+        nodes.append(helper.make_node("RNN", [x, *names, "", f"H{k}"], [f"Y{k}", f"Yh{k}"], **attrs))
+        nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
+        nodes.append(helper.make_node("Reshape", [f"T{k}", "joined"], [f"S{k}"]))
+        graph_inputs.append(helper.make_tensor_value_info(f"H{k}", TensorProto.FLOAT, [directions, "batch", units]))
+        states.append((directions, units))
+        x = f"S{k}"
+    initializers.append(helper.make_tensor("joined", TensorProto.INT64, [3], [0, 0, -1]))
     graph = helper.make_graph(
-        [rnn], "rnn",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape),
-         helper.make_tensor_value_info("H0", TensorProto.FLOAT, h_shape)],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
-        initializer=weights,
+        nodes, "rnn", graph_inputs,
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, None),
+         *(helper.make_tensor_value_info(f"Yh{k}", TensorProto.FLOAT, None) for k in range(len(rnn_nodes)))],
+        initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=original.opset_import, ir_version=original.ir_version)
     try:
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types
-        raise TflrnnError(f"onnxruntime cannot run the RNN node of {path}: {' '.join(str(exc).split())[:300]}") from None
+        raise TflrnnError(f"onnxruntime cannot run the RNN nodes of {path}: {' '.join(str(exc).split())[:300]}") from None
     outputs, state = [], None
     for x in inputs:  # batch-major [B,T,I]
-        batch = x.shape[0]
         if state is None:
-            state = np.zeros((batch, directions, units) if batch_first else (directions, batch, units), np.float32)
-        feed = x if batch_first else np.swapaxes(x, 0, 1)
-        y, state = session.run(None, {"X": np.ascontiguousarray(feed, np.float32), "H0": state})
-        # Y is [B,T,D,U] (layout 1) or [T,D,B,U] (layout 0); directions side by side on the last axis
-        per_direction = [y[:, :, d] if batch_first else np.swapaxes(y[:, d], 0, 1) for d in range(directions)]
-        outputs.append(np.concatenate(per_direction, axis=-1))
-    return outputs, f"onnx RNN node '{cell.layer}' from {path.name}", f"onnxruntime {ort.__version__}"
+            state = [np.zeros((d, x.shape[0], u), np.float32) for d, u in states]
+        feed = {"X": np.ascontiguousarray(np.swapaxes(x, 0, 1), np.float32)}
+        feed.update({f"H{k}": h for k, h in enumerate(state)})
+        y, *state = session.run(None, feed)
+        outputs.append(np.swapaxes(y, 0, 1))
+    label = (f"{len(rnn_nodes)} onnx RNN nodes" if len(rnn_nodes) > 1 else
+             f"onnx RNN node '{rnn_nodes[0].name or rnn_nodes[0].output[0]}'")
+    return outputs, f"{label} from {path.name}", f"onnxruntime {ort.__version__}"
 
 
 def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, whole: bool):
@@ -224,9 +255,12 @@ def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, wh
     return outputs, f"{what} from {path.name}", f"torch {torch.__version__}"
 
 
-def _numpy(cell: ImportedCell, inputs, activation: str):
-    outputs, state = [], None
+def _numpy(cells: list[ImportedCell], inputs, activation: str):
+    """The cells chained (a stack), each from the state the previous invoke left."""
+    outputs, states = [], [None] * len(cells)
     for x in inputs:
-        y, state = reference.run(x, cell.weights, parse_activation(activation), initial_state=state)
+        y = x
+        for k, cell in enumerate(cells):
+            y, states[k] = reference.run(y, cell.weights, parse_activation(activation), initial_state=states[k])
         outputs.append(y)
     return outputs, "numpy reference", f"numpy {np.__version__}"

@@ -26,7 +26,8 @@ from .cell import (
 )
 from .errors import ConfigError
 from .files import write_atomic
-from .graph import Layer, bidirectional_model, find_bidirectional, find_rnns, rnn_model
+from .graph import DENSE_ACTIVATIONS, Dense, Layer, find_network, network_model, op_name
+from .model import BuiltinOperator
 from .model import MAX_FLATBUFFER_BYTES, Model
 from .version import __version__
 
@@ -80,9 +81,8 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     model = describe_model(cell, **options)
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     write_atomic(path, data)
-    bidirectional = find_bidirectional(model)
-    rnns = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(model)
-    recorded = json.loads(model.metadata[METADATA_KEY])["cells"]
+    network = find_network(model)
+    document = json.loads(model.metadata[METADATA_KEY])
     layers = [
         {
             "name": info["name"],
@@ -92,20 +92,24 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
             "state_shape": list(g.hidden_state.shape),
             "weights_sha256": info["weights_sha256"],
         }
-        for g, info in zip(rnns, recorded)
+        for g, info in zip(network.directions, document["cells"])
     ]
+    graph = model.subgraphs[0]
     summary = {
         "path": str(path),
-        "op": "BIDIRECTIONAL_SEQUENCE_RNN" if bidirectional else OP_NAME,
-        "input_shape": _signature_shape(rnns[0].input),
-        "output_shape": _signature_shape(model.subgraphs[0].tensors[model.subgraphs[0].outputs[0]]),
-        "last_step": not bidirectional and len(model.subgraphs[0].operators) > len(rnns),
-        "bidirectional": bidirectional is not None,
-        "time_major": rnns[0].time_major,
+        "op": "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME,
+        "ops": [op_name(op.code) for op in graph.operators],
+        "input_shape": _signature_shape(network.directions[0].input),
+        "output_shape": _signature_shape(graph.tensors[graph.outputs[0]]),
+        "last_step": any(op.code == BuiltinOperator.STRIDED_SLICE for op in network.head),
+        "bidirectional": network.bidirectional,
+        "time_major": network.directions[0].time_major,
         "bytes": len(data),
         "sha256": sha256(data),
         "layers": layers,
     }
+    if document.get("dense"):
+        summary["dense"] = document["dense"]
     if len(layers) == 1:  # a single cell: its facts at the top level too
         summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
                                                           "weights_sha256")})
@@ -114,6 +118,21 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
 
 def _signature_shape(tensor) -> list[int]:
     return list(tensor.shape_signature if tensor.shape_signature is not None else tensor.shape)
+
+
+def min_runtime_version(model: Model) -> str:
+    """The oldest TFLite runtime that has every op at its version (TFLite's runtime_version.cc)."""
+    versions = [_OP_MIN_RUNTIME.get((op.code, op.version), "1.5.0") for g in model.subgraphs for op in g.operators]
+    return max(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+_OP_MIN_RUNTIME = {
+    **{(BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, v): r for v, r in MIN_RUNTIME_VERSION.items()},
+    **{(BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, v): r for v, r in MIN_RUNTIME_VERSION.items()},
+    (BuiltinOperator.STRIDED_SLICE, 1): "1.6.0",
+    (BuiltinOperator.FULLY_CONNECTED, 1): "1.5.0",
+    (BuiltinOperator.FULLY_CONNECTED, 5): "2.0.0",  # keep_num_dims: a Dense layer on a sequence
+}
 
 
 def describe_model(
@@ -128,25 +147,28 @@ def describe_model(
     last_step: bool = False,
     quantize: str | None = None,
     asymmetric_inputs: bool = False,
-    bidirectional: bool = False,
+    bidirectional: bool | list[bool] = False,
     merge: str = "concat",
+    head: list[Dense] | None = None,
 ) -> Model:
     """The model description `build` writes.
 
-    `bidirectional` writes one BIDIRECTIONAL_SEQUENCE_RNN op: the cell runs forward and backward (cells named
-    <name>/fw and <name>/bw; `weights` then a [forward, backward] pair), with the outputs concatenated
-    (`merge="concat"`, Keras' default) or separate (`merge="none"`).
+    `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted); a list of
+    cells makes a stack (MultiRNNCell), one op and one state per layer. `bidirectional` (for every layer, or a
+    list with one flag per layer) makes a layer one BIDIRECTIONAL_SEQUENCE_RNN op: the cell runs forward and
+    backward (named <name>/fw and <name>/bw), each with its own weights and state, and the layer's output is
+    [fw | bw] (`merge="concat"`, Keras' default); the last layer may keep them apart (`merge="none"`).
+    `weights`: one CellWeights per direction in op order (forward before backward), or None for seeded ones.
+    Without weights, they are drawn as Keras SimpleRNN draws them: W glorot-uniform, R orthogonal, b zeros.
+    `input_size` defaults to the first weights' input size, else the first cell's units.
+
     `quantize="int8"` stores W and R as symmetric per-tensor int8 (a hybrid op, version 2, about a quarter of the
     bytes); `asymmetric_inputs` also quantizes inputs asymmetrically at run time (version 3, runtime 2.3.0).
-
     `time_steps` may be "dynamic": the time axis is -1 in shape_signature and the model is resized to any length
     (allocated for 1 step until then). The batch cannot be dynamic: each state is a [batch, units] variable.
-
-    `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted); a list of
-    cells makes a stack (MultiRNNCell), one op and one state per layer, with `weights` a list in the same order.
-    Without weights, seeded initial weights are drawn as Keras SimpleRNN draws them: W glorot-uniform,
-    R orthogonal, b zeros. `input_size` defaults to the first weights' input size, else the first cell's units.
-    `last_step` outputs only the final step [B,U] (Keras return_sequences=False), through one STRIDED_SLICE op.
+    `last_step` outputs only the final step [B,U] (Keras return_sequences=False; for a bidirectional layer the
+    forward direction's last step and the backward one's first, as Keras does). `head`: Dense layers after that
+    (FULLY_CONNECTED ops, float), e.g. a classifier's.
     """
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
@@ -158,43 +180,54 @@ def describe_model(
         raise ConfigError("asymmetric input quantization applies to hybrid models: add --quantize int8")
     if merge not in ("concat", "none"):
         raise ConfigError(f"merge must be concat or none, got {merge!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    head = list(head or [])
     dynamic_time = time_steps == "dynamic"
     if dynamic_time:
         time_steps = 1
-    cells = cell if isinstance(cell, (list, tuple)) else [cell]
-    given = weights if isinstance(weights, (list, tuple)) else [weights] * (1 if weights is not None else 0)
-    if bidirectional and len(cells) == 1 and len(given) == 2:
-        cells = cells * 2  # one cell, run forward and backward, with a weights pair
-    if len(given) not in (0, len(cells)):
-        raise ConfigError(f"{len(cells)} cells but {len(given)} sets of weights")
-    given = list(given) or [None] * len(cells)
+    cells = list(cell) if isinstance(cell, (list, tuple)) else [cell]
+    flags = list(bidirectional) if isinstance(bidirectional, (list, tuple)) else [bool(bidirectional)] * len(cells)
+    if len(flags) != len(cells):
+        raise ConfigError(f"{len(flags)} bidirectional flags for {len(cells)} layers")
+    directions = sum(2 if f else 1 for f in flags)
+    given = list(weights) if isinstance(weights, (list, tuple)) else [weights] * (1 if weights is not None else 0)
+    if len(given) == 1 and directions == 2 and flags[0]:
+        given = [given[0], None]  # the forward direction's weights; the backward one's drawn
+    if len(given) not in (0, directions):
+        raise ConfigError(f"{directions} cells (directions) but {len(given)} sets of weights")
+    given = given or [None] * directions
     if cells == [None]:
         if given[0] is None:
             raise ConfigError("give a cell (num_units) or weights")
         cells = [RNNCell(given[0].num_units)]
-    if bidirectional:
-        if len(cells) != 1 and not (len(cells) == 2 and len(given) == 2):
-            raise ConfigError("a bidirectional model takes one cell (run forward and backward); stacks of "
-                              "bidirectional layers are not built yet")
-        if last_step:
-            raise ConfigError("--last-step with a bidirectional model is not built yet (Keras takes the backward "
-                              "direction's output at t=0, not at the last step)")
+    if any(flags):
         if hybrid and time_major:
             # TFLite's hybrid time-major bidirectional kernel loops over the whole sequence once per step, and
             # crashed LiteRT 2.3 when tried here: tflrnn does not write a model the runtime cannot run.
             raise ConfigError("a hybrid (int8) bidirectional model must be batch-major: the runtime's time-major "
                               "hybrid bidirectional kernel is broken (it crashes LiteRT 2.3)")
-        base = cells[0]
-        cells = [RNNCell(base.num_units, activation=base.activation, name=f"{base.name}/{d}") for d in ("fw", "bw")]
-        if len(given) == 1:
-            given = [given[0], None] if given[0] is not None else [None, None]
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if merge == "none" and not flags[-1]:
+        raise ConfigError("--merge chooses how a bidirectional layer's outputs come out; the last layer is not "
+                          "bidirectional")
+    if merge == "none" and head:
+        raise ConfigError("a dense head takes one input: merge the bidirectional outputs (--merge concat)")
+
+    # One RNNCell per direction, with the stage it belongs to.
+    expanded = []
+    for k, (c, flag) in enumerate(zip(cells, flags)):
+        if flag:
+            expanded += [(k, RNNCell(c.num_units, activation=c.activation, name=f"{c.name}/{d}")) for d in ("fw", "bw")]
+        else:
+            expanded.append((k, c))
 
     layers, shared = [], {}
     size = input_size
-    for k, (layer_cell, layer_weights) in enumerate(zip(cells, given)):
-        where = f"layer {k} ('{layer_cell.name}'): " if len(cells) > 1 else ""
+    stage_input = {}  # stage -> its input size
+    for k, ((stage, layer_cell), layer_weights) in enumerate(zip(expanded, given)):
+        where = f"layer {stage} ('{layer_cell.name}'): " if len(expanded) > 1 else ""
+        if stage in stage_input:
+            size = stage_input[stage]  # the backward direction reads the same input as the forward one
         if layer_weights is not None:
             if layer_weights.num_units != layer_cell.num_units:
                 raise ConfigError(
@@ -202,23 +235,22 @@ def describe_model(
                     f"{list(layer_weights.input_weights.shape)} (units {layer_weights.num_units})"
                 )
             if size is not None and size != layer_weights.input_size:
-                what = "input_size" if k == 0 else f"the previous layer's {size} units"
                 raise ConfigError(
-                    f"{where}{what}={size} does not match the weights: input_weights is "
+                    f"{where}input_size={size} does not match the weights: input_weights is "
                     f"{list(layer_weights.input_weights.shape)} (input size {layer_weights.input_size})"
-                    if k == 0 else f"{where}{what} do not match its input_weights {list(layer_weights.input_weights.shape)}"
+                    if stage == 0 else f"{where}the previous layer's {size} outputs do not match its input_weights "
+                    f"{list(layer_weights.input_weights.shape)}"
                 )
             size = layer_weights.input_size
         elif size is None:
             size = layer_cell.num_units
+        stage_input.setdefault(stage, size)
         check_sizes(layer_cell.num_units, size, time_steps, batch_size)
         if layer_cell.name in shared:
             layer_weights = _reused(layer_cell, shared[layer_cell.name], size, layer_weights)
         elif layer_weights is None:
             layer_weights = initial_weights(layer_cell.num_units, size, seed + k)
         shared[layer_cell.name] = layer_weights
-        if bidirectional:
-            size = input_size if input_size is not None else layer_weights.input_size  # both read x
         int8 = None
         if hybrid:
             int8 = (quantize_int8(layer_weights.input_weights), quantize_int8(layer_weights.recurrent_weights))
@@ -226,34 +258,52 @@ def describe_model(
             layer_weights = CellWeights(dequantize(*int8[0]), dequantize(*int8[1]), layer_weights.bias)
         layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights, int8,
                             bool(asymmetric_inputs)))
-        if not bidirectional:
-            size = layer_cell.num_units
+        size = sum(c.num_units for s, c in expanded if s == stage)  # the stage's output width, once complete
+    stages = []
+    for k, flag in enumerate(flags):
+        mine = [layer for (s, _), layer in zip(expanded, layers) if s == k]
+        stages.append(tuple(mine) if flag else mine[0])
+    width = layers[-1].weights.num_units if not flags[-1] else sum(x.weights.num_units for x in stages[-1])
+    for dense in head:
+        if dense.activation not in DENSE_ACTIVATIONS:
+            raise ConfigError(f"Dense '{dense.name}': activation {dense.activation!r} is not one tflrnn writes "
+                              f"({', '.join(DENSE_ACTIVATIONS)})")
+        if dense.weights.ndim != 2 or dense.weights.shape[1] != width or dense.bias.shape != (dense.units,):
+            raise ConfigError(f"Dense '{dense.name}': kernel {list(dense.weights.shape)} and bias "
+                              f"{list(dense.bias.shape)} do not take the {width} values before it")
+        width = dense.units
 
     cells_info = [BuildInfo(layer.name, layer.weights.num_units, layer.weights.input_size,
                             ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
                             "int8" if layer.int8 is not None else None) for layer in layers]
-    common = dict(
+    dense_info = [{"name": d.name, "units": d.units, "input_size": int(d.weights.shape[1]),
+                   "activation": d.activation, "weights_sha256": dense_sha256(d.weights, d.bias)} for d in head]
+    model = network_model(
+        stages,
         time_steps=time_steps,
         batch_size=batch_size,
         time_major=bool(time_major),
         dynamic_time=dynamic_time,
-        metadata={
-            "min_runtime_version": MIN_RUNTIME_VERSION[max(layer.op_version for layer in layers)].encode().ljust(
-                16, b"\0"),
-            METADATA_KEY: BuildInfo.document(cells_info).encode(),
-        },
+        last_step=bool(last_step),
+        merge=merge == "concat",
+        head=head,
+        metadata={},
         description=f"tflrnn {__version__}",
     )
-    if bidirectional:
-        if layers[0].weights.input_size != layers[1].weights.input_size:
-            raise ConfigError("the forward and backward weights read inputs of different sizes: "
-                              f"{layers[0].weights.input_size} and {layers[1].weights.input_size}")
-        model = bidirectional_model(layers[0], layers[1], merge=merge == "concat", **common)
-    else:
-        model = rnn_model(layers, last_step=bool(last_step), **common)
+    model.metadata = {
+        "min_runtime_version": min_runtime_version(model).encode().ljust(16, b"\0"),
+        METADATA_KEY: BuildInfo.document(cells_info, dense_info).encode(),
+    }
     if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
         raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
     return model
+
+
+def dense_sha256(weights: np.ndarray, bias: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (weights, bias):
+        digest.update(np.ascontiguousarray(array, dtype="<f4").tobytes())
+    return digest.hexdigest()
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:
@@ -288,9 +338,12 @@ class BuildInfo:
     quantize: str | None = None  # "int8": W and R stored as int8; the digest is of their dequantized values
 
     @staticmethod
-    def document(cells: list[BuildInfo]) -> str:
+    def document(cells: list[BuildInfo], dense: list[dict] | None = None) -> str:
         recorded = [{k: v for k, v in asdict(c).items() if v is not None} for c in cells]
-        return json.dumps({"version": __version__, "cells": recorded}, separators=(",", ":"))
+        document = {"version": __version__, "cells": recorded}
+        if dense:
+            document["dense"] = dense
+        return json.dumps(document, separators=(",", ":"))
 
 
 def sha256(data: bytes) -> str:

@@ -98,11 +98,10 @@ class _Subject:
 
 def _time_steps(model) -> int:
     """Steps per invoke: from the fused RNN op when there is one, else the time axis of a [B, T, ...] input."""
-    from .graph import find_bidirectional, find_rnns
+    from .graph import find_network
 
     try:
-        bidirectional = find_bidirectional(model)
-        g = bidirectional.forward if bidirectional else find_rnns(model)[0]
+        g = find_network(model).directions[0]
         return g.input.shape[0] if g.time_major else g.input.shape[1]
     except ModelFormatError:
         graph = model.subgraphs[0] if model.subgraphs else None

@@ -136,14 +136,19 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     for source in plan.sources or ([plan.source] if plan.source is not None else []):
         click.echo(f"read {weights}: {source.describe()}")
     layout = "time-major" if summary["time_major"] else "batch-major"
-    if summary["bidirectional"]:
+    if summary["bidirectional"] and len([op for op in summary["ops"] if op.endswith("SEQUENCE_RNN")]) == 1:
         layer = summary["layers"][0]
         what = f"forward and backward {layer['units']} {layer['activation']}"
+    elif summary["bidirectional"]:
+        what = f"{len(summary['layers'])} cells (" + ", ".join(
+            f"{layer['name']} {layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
     elif len(summary["layers"]) == 1:
         what = f"state {summary['state_shape']}, {summary['activation']}"
     else:
         what = f"{len(summary['layers'])} layers (" + ", ".join(
             f"{layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
+    if summary.get("dense"):
+        what += ", then dense " + ", ".join(f"{d['units']} {d['activation']}" for d in summary["dense"])
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"

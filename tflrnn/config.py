@@ -123,19 +123,22 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
     settings = load_config(config_path) if config_path else {}
     given = {key: value for key, value in options.items() if value is not None}
     settings.update(given)
-    if settings.get("bidirectional") and (settings.get("layers") or 1) > 1 or (
-            settings.get("bidirectional") and settings.get("cells")):
-        raise ConfigError("a stack of bidirectional layers is not built yet: give --bidirectional or --layers")
-    if settings.get("bidirectional"):
-        units = settings.get("num_units")
-        if units is None:
-            raise ConfigError("a bidirectional model needs --units (or a config with num_units)")
-        cell = RNNCell(units, activation=settings.get("activation"), name=settings.get("name"))
-        weights = None
-        if weights_path is not None:  # keyed <name>/fw/... and <name>/bw/...
-            weights = [_layer_weights(weights_path, weights_format, f"{cell.name}/{d}") for d in ("fw", "bw")]
-        return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings, bidirectional=True)})
     cells = _stack(settings, set(given))
+    flags = settings.get("bidirectional")
+    if flags and not isinstance(flags, list) or isinstance(flags, list) and any(flags):
+        # Bidirectional layers: a cell (or a stack of them), each run forward (<name>/fw) and backward (<name>/bw).
+        if cells is None:
+            units = settings.get("num_units")
+            if units is None:
+                raise ConfigError("a bidirectional model needs --units (or a config with num_units)")
+            cells = [RNNCell(units, activation=settings.get("activation"), name=settings.get("name"))]
+        flags = flags if isinstance(flags, list) else [True] * len(cells)
+        weights = None
+        if weights_path is not None:  # keyed <name>/fw/... and <name>/bw/... (a one-way layer: <name>/...)
+            names = [n for c, f in zip(cells, flags) for n in ((f"{c.name}/fw", f"{c.name}/bw") if f else (c.name,))]
+            weights = [_layer_weights(weights_path, weights_format, name) for name in names]
+        layout = {**_layout(settings, bidirectional=True), "bidirectional": flags}
+        return BuildPlan(options={"cell": cells, "weights": weights, **layout})
     if cells is not None:
         weights = None
         if weights_path is not None:
@@ -148,7 +151,8 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
         found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
                                             layer=layer, layer_index=layer_index)
         if kind != "cell":
-            return _imported_model(found, kind, {**implied, **settings})
+            structure = {key: implied[key] for key in ("bidirectional", "head") if key in implied}
+            return _imported_model(found, kind, {**implied, **settings, **structure})
         source = found[0]
     weights = source.weights if source else None
     units = settings.get("num_units")
@@ -184,6 +188,17 @@ def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
         cell = RNNCell(found[0].weights.num_units, activation=found[0].activation or given, name=base)
         layout = {**_layout(settings, bidirectional=True), "bidirectional": True}
         return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
+    if kind == "network":  # a Keras model: layers one way or both, then maybe Dense layers
+        flags = settings["bidirectional"]
+        cells, position = [], 0
+        for k, flag in enumerate(flags):
+            c = found[position]
+            name = base if len(flags) == 1 else f"{base}/cell_{k}"
+            cells.append(RNNCell(c.weights.num_units, activation=c.activation or given, name=name))
+            position += 2 if flag else 1
+        layout = {**_layout(settings, bidirectional=True), "bidirectional": flags,
+                  "head": settings.get("head")}
+        return BuildPlan(options={"cell": cells, "weights": weights, **layout}, source=found[0], sources=found)
     cells = [RNNCell(c.weights.num_units, activation=c.activation or given, name=f"{base}/cell_{k}")
              for k, c in enumerate(found)]
     return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)}, source=found[0],
@@ -225,6 +240,9 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
                 raise ConfigError(f"cell {k} of the stack has no num_units")
             cells.append(RNNCell(units, activation=c.get("activation"), name=c.get("name", f"{base}/cell_{k}"),
                                  reuse=c.get("reuse"), dtype=c.get("dtype") if isinstance(c.get("dtype"), str) else None))
+        if any("bidirectional" in c for c in settings["cells"]):
+            settings["bidirectional"] = [bool(c.get("bidirectional", settings.get("bidirectional"))) for c in
+                                         settings["cells"]]
         return cells
     layers = settings.get("layers")
     if layers is None or layers == 1:

@@ -10,6 +10,7 @@ from pathlib import Path
 import tflite as fb
 
 from .assemble import sha256
+from .errors import ModelFormatError
 from .files import read_bytes
 from .model import Activation, BuiltinOptions, Model, Operator
 from .reader import read
@@ -121,20 +122,28 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     import numpy as np
 
     from .files import write_atomic
-    from .graph import find_bidirectional, find_rnns
+    from .graph import dense_layers, find_network
 
     data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
     description = read(data)
-    bidirectional = find_bidirectional(description)
-    layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
+    network = find_network(description)
+    layers = network.directions
+    dense = dense_layers(network)
     arrays, digests = {}, []
     for g in layers:
         weights = g.weights()
-        # One cell: plain names. A stack or both directions: keyed <layer name>/..., as `build` reads them.
-        prefix = f"{g.input_weights.name.rpartition('/')[0]}/" if len(layers) > 1 else ""
+        # One cell: plain names. A stack, both directions or a classifier: keyed <layer name>/..., as `build`
+        # reads them.
+        prefix = f"{g.name}/" if len(layers) > 1 or dense else ""
         named = weights.to_keras() if keras_names else weights.to_tflite()
         arrays.update({prefix + name: array for name, array in named.items()})
         digests.append(weights.sha256())
+    for op, _ in dense:  # a Dense layer: <name>/kernel [input, units] (Keras' layout) and <name>/bias
+        w, b = (network.tensor(i) for i in op.inputs[1:3])
+        if w.data is None or b.data is None:
+            raise ModelFormatError(f"dense layer '{w.name}' holds no data")
+        arrays[w.name] = np.ascontiguousarray(w.data.T) if keras_names else w.data
+        arrays[b.name] = b.data
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())

@@ -1,9 +1,15 @@
-"""The fused RNN graph in both directions: a cell and its weights -> a model description, and back.
+"""The fused RNN graph in both directions: layers (and a dense head) -> a model description, and back.
 
-One subgraph, one UNIDIRECTIONAL_SEQUENCE_RNN op with inputs
-    0 x [B,T,I] (or [T,B,I] time-major), 1 W [U,I], 2 R [U,U], 3 b [U], 4 h [B,U] (variable, no data)
-and output [B,T,U] (or [T,B,U]). The hidden state is a variable tensor: the runtime zero-fills it, keeps it across
-invokes and zeroes it again on reset_all_variables().
+One subgraph, in this order:
+- a chain of RNN ops, each with its own variable state(s) (the runtime zero-fills them, keeps them across invokes
+  and zeroes them on reset_all_variables()):
+    UNIDIRECTIONAL_SEQUENCE_RNN (35): x [B,T,I] (or [T,B,I]), W [U,I], R [U,U], b [U], h [B,U] -> [B,T,U]
+    BIDIRECTIONAL_SEQUENCE_RNN (46): x, forward W/R/b/h, backward W/R/b/h, three unused aux inputs (-1)
+        -> [fw | bw] on the last axis (merged), or two outputs
+- optionally the last step (Keras return_sequences=False): one STRIDED_SLICE per direction, the forward one at
+  t=-1 and the backward one at t=0 (its final state), joined by a CONCATENATION;
+- optionally a dense head (Keras Dense layers): FULLY_CONNECTED each, with relu / relu6 fused and tanh, sigmoid
+  and softmax as ops of their own (FULLY_CONNECTED's float kernel refuses a fused tanh).
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from .model import (
     Activation,
     BidirectionalSequenceRNNOptions,
     BuiltinOperator,
+    ConcatenationOptions,
+    FullyConnectedOptions,
     Model,
     Operator,
     Quantization,
     SequenceRNNOptions,
     Signature,
+    SoftmaxOptions,
     StridedSliceOptions,
     Subgraph,
     Tensor,
@@ -31,12 +40,24 @@ from .model import (
 SIGNATURE_KEY = "serving_default"
 SIGNATURE_INPUT = "input"
 SIGNATURE_OUTPUT = "output"
-INPUT, INPUT_WEIGHTS, RECURRENT_WEIGHTS, BIAS, HIDDEN_STATE = range(5)
+INPUT = 0
+RNN_CODES = (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN)
+# Dense activations: the one FULLY_CONNECTED fuses, and the op that follows it (None: nothing follows).
+DENSE_ACTIVATIONS = {
+    "linear": (Activation.NONE, None),
+    "relu": (Activation.RELU, None),
+    "relu6": (Activation.RELU6, None),
+    "tanh": (Activation.NONE, BuiltinOperator.TANH),
+    "sigmoid": (Activation.NONE, BuiltinOperator.LOGISTIC),
+    "softmax": (Activation.NONE, BuiltinOperator.SOFTMAX),
+}
+HEAD_CODES = (BuiltinOperator.STRIDED_SLICE, BuiltinOperator.CONCATENATION, BuiltinOperator.FULLY_CONNECTED,
+              *(code for _, code in DENSE_ACTIVATIONS.values() if code is not None))
 
 
 @dataclass
 class Layer:
-    """One fused RNN op of a stack. Layers with the same name share one set of variables (TfLiteRNNCell reuse).
+    """One direction of an RNN op. Layers with the same name share one set of variables (TfLiteRNNCell reuse).
 
     With `int8`, W and R are stored as (int8 array, scale) and `weights` holds their dequantized values: a hybrid
     op (version 2; 3 with asymmetric input quantization) that quantizes x and h on the fly each step.
@@ -51,6 +72,24 @@ class Layer:
     @property
     def op_version(self) -> int:
         return 1 if self.int8 is None else 3 if self.asymmetric_inputs else 2
+
+
+@dataclass
+class Dense:
+    """A Keras Dense layer: y = activation(x W^T + b), with W [units, input] as TFLite stores it (Keras' kernel
+    transposed); on a sequence it applies to every step."""
+
+    name: str
+    weights: np.ndarray
+    bias: np.ndarray
+    activation: str = "linear"
+
+    @property
+    def units(self) -> int:
+        return self.weights.shape[0]
+
+
+Stage = "Layer | tuple[Layer, Layer]"  # one RNN op: a layer, or a (forward, backward) pair
 
 
 def _sequence(name: str, lead: tuple[int, int], width: int, dynamic: tuple[int, int] | None) -> Tensor:
@@ -77,18 +116,37 @@ def _time_layout(time_steps, batch_size, time_major, dynamic_time):
     return lead, dynamic
 
 
-def last_step_slice(time_major: bool) -> tuple[list[int], StridedSliceOptions]:
-    """STRIDED_SLICE begin and options taking the last time step and dropping the time axis, for any length:
-    begin -1 on the time axis with shrink_axis_mask; the other axes are whole through begin/end masks."""
+def last_step_slice(time_major: bool, backward: bool = False) -> tuple[list[int], StridedSliceOptions]:
+    """STRIDED_SLICE begin and options taking one time step and dropping the time axis, for any length: begin -1
+    (the last step; 0 for a backward direction, whose final state is its output at t=0) on the time axis with
+    shrink_axis_mask; the other axes are whole through begin/end masks."""
     time_axis = 0 if time_major else 1
     begin = [0, 0, 0]
-    begin[time_axis] = -1
+    begin[time_axis] = 0 if backward else -1
     whole = 0b111 & ~(1 << time_axis)
     return begin, StridedSliceOptions(begin_mask=whole, end_mask=whole, shrink_axis_mask=1 << time_axis)
 
 
-def rnn_model(
-    layers: list[Layer],
+def op_name(code: int) -> str:
+    return BuiltinOperator(code).name if code in BuiltinOperator._value2member_map_ else f"op code {code}"
+
+
+def base_name(stage) -> str:
+    """A stage's name: a layer's own, or what a forward/backward pair's names share (<name>/fw -> <name>)."""
+    if isinstance(stage, tuple):
+        return stage[0].name.rpartition("/")[0] or stage[0].name
+    return stage.name
+
+
+class _Tensors(list):
+    def add(self, *tensors: Tensor) -> int:
+        """Append; the index of the last one added."""
+        self.extend(tensors)
+        return len(self) - 1
+
+
+def network_model(
+    stages: list,
     *,
     time_steps: int,
     batch_size: int,
@@ -96,110 +154,124 @@ def rnn_model(
     metadata: dict[str, bytes],
     description: str,
     last_step: bool = False,
+    merge: bool = True,
+    head: list[Dense] = (),
     dynamic_time: bool = False,
 ) -> Model:
-    """A chain of UNIDIRECTIONAL_SEQUENCE_RNN ops, each with its own variable state; layer k's output is layer
-    k+1's input. One layer gives tensors input, W, R, b, state, output (indices 0..5). With `last_step`, one
-    STRIDED_SLICE op turns the last sequence [B,T,U] into its final step [B,U] (Keras return_sequences=False).
-    With `dynamic_time`, the sequences' time axis is -1 in shape_signature (`time_steps` is the shape it is
-    allocated with until resized); the batch stays fixed, because each state is a [B,U] variable."""
+    """A chain of RNN ops (a Layer, or a (forward, backward) pair for a bidirectional op), each with its own
+    variable state(s); each op's output is the next one's input, a bidirectional one's merged as [fw | bw].
+    `merge=False` keeps a final bidirectional op's two outputs apart. `last_step` outputs the final step [B,U]
+    (Keras return_sequences=False), `head` adds Dense layers. With `dynamic_time`, the sequences' time axis is -1
+    in shape_signature (`time_steps` is the length allocated until resized); the batch stays fixed, because each
+    state is a [B,U] variable."""
     lead, dynamic = _time_layout(time_steps, batch_size, time_major, dynamic_time)
-    first = layers[0]
-    tensors = [_sequence(f"{first.name}/input", lead, first.weights.input_size, dynamic)]
+    first = stages[0][0] if isinstance(stages[0], tuple) else stages[0]
+    tensors = _Tensors()
+    previous = tensors.add(_sequence(f"{base_name(stages[0])}/input", lead, first.weights.input_size, dynamic))
     variables: dict[str, list[int]] = {}  # layer name -> [W, R, b] tensor indices
     operators = []
-    previous = INPUT
-    for k, layer in enumerate(layers):
-        w = layer.weights
-        suffix = f"_{k}" if layer.name in variables else ""  # a reused cell: new state and output, same variables
+
+    def layer_inputs(layer: Layer, suffix: str) -> list[int]:
         if layer.name not in variables:
-            variables[layer.name] = [len(tensors), len(tensors) + 1, len(tensors) + 2]
-            tensors += _variables(layer)
-        tensors.append(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, w.num_units), is_variable=True))
-        tensors.append(_sequence(f"{layer.name}/output{suffix}", lead, w.num_units, dynamic))
-        state, output = len(tensors) - 2, len(tensors) - 1
-        operators.append(Operator(
-            builtin_code=BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN,
-            inputs=[previous, *variables[layer.name], state],
-            outputs=[output],
-            version=layer.op_version,
-            options=SequenceRNNOptions(time_major=time_major, activation=layer.activation,
-                                       asymmetric_quantize_inputs=layer.asymmetric_inputs),
-        ))
-        previous = output
+            start = len(tensors)
+            tensors.add(*_variables(layer))
+            variables[layer.name] = [start, start + 1, start + 2]
+        state = tensors.add(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, layer.weights.num_units),
+                                   is_variable=True))
+        return [*variables[layer.name], state]
+
+    ends: list[int] = []  # the final op's outputs
+    for k, stage in enumerate(stages):
+        if isinstance(stage, tuple):
+            forward, backward = stage
+            slots = layer_inputs(forward, "") + layer_inputs(backward, "")
+            separate = k == len(stages) - 1 and (last_step or not merge)
+            if separate:
+                ends = [tensors.add(_sequence(f"{layer.name}/output", lead, layer.weights.num_units, dynamic))
+                        for layer in stage]
+            else:
+                width = forward.weights.num_units + backward.weights.num_units
+                ends = [tensors.add(_sequence(f"{base_name(stage)}/output", lead, width, dynamic))]
+            operators.append(Operator(
+                BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots, -1, -1, -1], list(ends),
+                version=forward.op_version,
+                options=BidirectionalSequenceRNNOptions(time_major=time_major, activation=forward.activation,
+                                                        merge_outputs=not separate,
+                                                        asymmetric_quantize_inputs=forward.asymmetric_inputs),
+            ))
+        else:
+            suffix = f"_{k}" if stage.name in variables else ""  # a reused cell: new state and output, same variables
+            slots = layer_inputs(stage, suffix)
+            ends = [tensors.add(_sequence(f"{stage.name}/output{suffix}", lead, stage.weights.num_units, dynamic))]
+            operators.append(Operator(
+                BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots], list(ends),
+                version=stage.op_version,
+                options=SequenceRNNOptions(time_major=time_major, activation=stage.activation,
+                                           asymmetric_quantize_inputs=stage.asymmetric_inputs),
+            ))
+        previous = ends[0]
+
     if last_step:
-        begin, options = last_step_slice(time_major)
-        name = layers[-1].name
-        tensors += [
-            Tensor(f"{name}/last_step/begin", (3,), "int32", data=np.asarray(begin, dtype=np.int32)),
-            Tensor(f"{name}/last_step/end", (3,), "int32", data=np.zeros(3, dtype=np.int32)),
-            Tensor(f"{name}/last_step/strides", (3,), "int32", data=np.ones(3, dtype=np.int32)),
-            Tensor(f"{name}/last_step", (batch_size, layers[-1].weights.num_units)),
-        ]
-        n = len(tensors)
-        operators.append(Operator(BuiltinOperator.STRIDED_SLICE, [previous, n - 4, n - 3, n - 2], [n - 1],
-                                  options=options))
-        previous = n - 1
-    return Model(
-        subgraphs=[Subgraph(tensors=tensors, operators=operators, inputs=[INPUT], outputs=[previous])],
-        signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, {SIGNATURE_OUTPUT: previous})],
-        metadata=metadata,
-        description=description,
-    )
+        final = stages[-1]
+        layers = final if isinstance(final, tuple) else (final,)
+        steps = []
+        for direction, (layer, sequence) in enumerate(zip(layers, ends)):
+            begin, options = last_step_slice(time_major, backward=direction == 1)
+            name = f"{layer.name}/last_step"
+            tensors.add(Tensor(f"{name}/begin", (3,), "int32", data=np.asarray(begin, dtype=np.int32)),
+                        Tensor(f"{name}/end", (3,), "int32", data=np.zeros(3, dtype=np.int32)),
+                        Tensor(f"{name}/strides", (3,), "int32", data=np.ones(3, dtype=np.int32)))
+            out = tensors.add(Tensor(name, (batch_size, layer.weights.num_units)))
+            operators.append(Operator(BuiltinOperator.STRIDED_SLICE, [sequence, out - 3, out - 2, out - 1], [out],
+                                      options=options))
+            steps.append(out)
+        ends = steps
+        if len(steps) == 2 and merge:
+            width = sum(layer.weights.num_units for layer in layers)
+            out = tensors.add(Tensor(f"{base_name(final)}/last_step", (batch_size, width)))
+            operators.append(Operator(BuiltinOperator.CONCATENATION, steps, [out],
+                                      options=ConcatenationOptions(axis=-1)))
+            ends = [out]
 
+    for dense in head:
+        x = tensors[ends[0]]
+        fused, after = DENSE_ACTIVATIONS[dense.activation]
+        sequence = len(x.shape) == 3
+        weights = tensors.add(Tensor(f"{dense.name}/kernel", dense.weights.shape, data=dense.weights),
+                              Tensor(f"{dense.name}/bias", dense.bias.shape, data=dense.bias)) - 1
+        signature = (*x.shape_signature[:-1], dense.units) if x.shape_signature is not None else None
+        out = tensors.add(Tensor(f"{dense.name}/output", (*x.shape[:-1], dense.units), shape_signature=signature))
+        # keep_num_dims keeps [B,T,units] on a sequence (op version 5); without it the output would be flattened.
+        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [ends[0], weights, weights + 1], [out],
+                                  version=5 if sequence else 1,
+                                  options=FullyConnectedOptions(activation=fused, keep_num_dims=sequence)))
+        if after is not None:
+            activated = tensors.add(Tensor(f"{dense.name}/{dense.activation}", tensors[out].shape,
+                                           shape_signature=signature))
+            operators.append(Operator(after, [out], [activated],
+                                      options=SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None))
+            out = activated
+        ends = [out]
 
-def bidirectional_model(
-    forward: Layer,
-    backward: Layer,
-    *,
-    merge: bool,
-    time_steps: int,
-    batch_size: int,
-    time_major: bool,
-    metadata: dict[str, bytes],
-    description: str,
-    dynamic_time: bool = False,
-) -> Model:
-    """One BIDIRECTIONAL_SEQUENCE_RNN op (code 46): inputs x, forward W/R/b/state, backward W/R/b/state and three
-    unused aux inputs (-1). The output is [fw | bw] on the last axis when merged (Keras merge_mode="concat"),
-    else two outputs. Both states are variables; the backward one carries from its t=0 output to the next invoke.
-    """
-    lead, dynamic = _time_layout(time_steps, batch_size, time_major, dynamic_time)
-    base = forward.name.rpartition("/")[0] or forward.name
-    tensors = [_sequence(f"{base}/input", lead, forward.weights.input_size, dynamic)]
-    for layer in (forward, backward):
-        tensors += _variables(layer)
-        tensors.append(Tensor(f"{layer.name}/hidden_state", (batch_size, layer.weights.num_units), is_variable=True))
-    units = forward.weights.num_units, backward.weights.num_units
-    if merge:
-        tensors.append(_sequence(f"{base}/output", lead, sum(units), dynamic))
-        outputs = [len(tensors) - 1]
-        named = {SIGNATURE_OUTPUT: outputs[0]}
+    if len(ends) == 1:
+        named = {SIGNATURE_OUTPUT: ends[0]}
     else:
-        tensors += [_sequence(f"{forward.name}/output", lead, units[0], dynamic),
-                    _sequence(f"{backward.name}/output", lead, units[1], dynamic)]
-        outputs = [len(tensors) - 2, len(tensors) - 1]
-        named = {f"{SIGNATURE_OUTPUT}_fw": outputs[0], f"{SIGNATURE_OUTPUT}_bw": outputs[1]}
-    op = Operator(
-        builtin_code=BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN,
-        inputs=[INPUT, *range(1, 9), -1, -1, -1],
-        outputs=outputs,
-        version=forward.op_version,
-        options=BidirectionalSequenceRNNOptions(time_major=time_major, activation=forward.activation,
-                                                merge_outputs=merge,
-                                                asymmetric_quantize_inputs=forward.asymmetric_inputs),
-    )
+        named = {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]}
     return Model(
-        subgraphs=[Subgraph(tensors=tensors, operators=[op], inputs=[INPUT], outputs=outputs)],
+        subgraphs=[Subgraph(tensors=list(tensors), operators=operators, inputs=[INPUT], outputs=list(ends))],
         signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, named)],
         metadata=metadata,
         description=description,
     )
 
 
+# Reading --------------------------------------------------------------------------------------------------------
+
+
 @dataclass
 class RNNGraph:
-    """The RNN op of a model we read, with its tensors resolved."""
+    """One direction of an RNN op of a model we read, with its tensors resolved. For a bidirectional op with a
+    merged output, `output` is the merged tensor and `columns` this direction's part of its last axis."""
 
     model: Model
     subgraph: Subgraph
@@ -210,6 +282,9 @@ class RNNGraph:
     bias: Tensor
     hidden_state: Tensor
     output: Tensor
+    output_index: int = -1
+    direction: str = ""  # "" for a unidirectional op, else "fw" or "bw"
+    columns: tuple[int, int] | None = None
 
     @property
     def options(self) -> SequenceRNNOptions:
@@ -222,6 +297,15 @@ class RNNGraph:
     @property
     def hybrid(self) -> bool:
         return self.input_weights.dtype == "int8"
+
+    @property
+    def backward(self) -> bool:
+        return self.direction == "bw"
+
+    @property
+    def name(self) -> str | None:
+        """The cell name its tensors are named under (<name>/input_weights)."""
+        return self.input_weights.name.rpartition("/")[0] or None
 
     def weights(self) -> CellWeights:
         """The weights the op computes with (int8 weights dequantized); ModelFormatError when unusable."""
@@ -244,79 +328,89 @@ class RNNGraph:
             raise ModelFormatError(f"weights in the model are unusable: {exc}") from exc
 
 
-def find_rnns(model: Model) -> list[RNNGraph]:
-    """The model's UNIDIRECTIONAL_SEQUENCE_RNN ops in order; ModelFormatError if there is none, one is malformed,
-    or they do not form a chain (each op's output feeding the next op's input)."""
-    graphs = [g for g in model.subgraphs
-              if any(op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN for op in g.operators)]
+@dataclass
+class Network:
+    """A model as tflrnn reads it: its RNN ops in chain order, each direction of them, and the ops after them."""
+
+    model: Model
+    subgraph: Subgraph
+    rnn_ops: list[Operator]
+    directions: list[RNNGraph]
+    head: list[Operator]
+
+    @property
+    def bidirectional(self) -> bool:
+        return any(op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN for op in self.rnn_ops)
+
+    @property
+    def sequence_outputs(self) -> list[int]:
+        """The final RNN op's outputs."""
+        return list(self.rnn_ops[-1].outputs)
+
+    def directions_of(self, op: Operator) -> list[RNNGraph]:
+        return [g for g in self.directions if g.operator is op]
+
+    def tensor(self, index: int) -> Tensor:
+        return self.subgraph.tensors[index]
+
+
+def find_network(model: Model) -> Network:
+    """The model's RNN ops and what follows them; ModelFormatError when there is none, one is malformed, they do not
+    form a chain (each op's output feeding the next op's input), or other ops are mixed in."""
+    graphs = [g for g in model.subgraphs if any(op.code in RNN_CODES for op in g.operators)]
     if not graphs:
-        if any(op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN for g in model.subgraphs for op in g.operators):
-            raise ModelFormatError("the model is bidirectional (BIDIRECTIONAL_SEQUENCE_RNN)")
-        raise ModelFormatError("the model has no UNIDIRECTIONAL_SEQUENCE_RNN op")
+        raise ModelFormatError("the model has no UNIDIRECTIONAL_SEQUENCE_RNN op (nor a BIDIRECTIONAL_SEQUENCE_RNN)")
     if len(graphs) > 1:
         raise ModelFormatError(f"RNN ops in {len(graphs)} subgraphs; tflrnn verifies one")
     graph = graphs[0]
-    ops = [op for op in graph.operators if op.code == BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN]
-    head = graph.operators[len(ops):]
-    if graph.operators[: len(ops)] != ops or len(head) > 1 or (head and head[0].code != BuiltinOperator.STRIDED_SLICE):
-        others = sorted({op.code for op in graph.operators} - {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN})
-        raise ModelFormatError(f"the RNN subgraph also has ops with codes {others}; tflrnn verifies RNN stacks, "
-                               "optionally ending in one STRIDED_SLICE (the last step)")
+    count = next((k for k, op in enumerate(graph.operators) if op.code not in RNN_CODES), len(graph.operators))
+    rnn_ops, head = graph.operators[:count], graph.operators[count:]
+    unexpected = sorted({op.code for op in head if op.code not in HEAD_CODES})
+    if unexpected:
+        raise ModelFormatError(
+            f"the RNN subgraph also has ops with codes {unexpected}; tflrnn verifies a chain of RNN ops, then "
+            "optionally the last step and a dense head"
+        )
+    directions = []
+    n = len(graph.tensors)
+    for k, op in enumerate(rnn_ops):
+        name = op_name(op.code)
+        bidirectional = op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN
+        inputs, outputs = (12, (1, 2)) if bidirectional else (5, (1,))
+        if len(op.inputs) != inputs or len(op.outputs) not in outputs:
+            raise ModelFormatError(f"{name} {k} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; expected "
+                                   f"{inputs} and {' or '.join(map(str, outputs))}")
+        used = [*op.inputs[:9 if bidirectional else 5], *op.outputs]
+        if any(not 0 <= i < n for i in used):
+            raise ModelFormatError(f"{name} {k} names tensors {used} of {n}")
+        if k:
+            before = rnn_ops[k - 1]
+            if op.inputs[0] != before.outputs[0] or len(before.outputs) != 1:
+                raise ModelFormatError(f"RNN op {k} does not take op {k - 1}'s (single) output: not a chain")
+        t = graph.tensors
+        if not bidirectional:
+            directions.append(RNNGraph(model, graph, op, *(t[i] for i in used), output_index=op.outputs[0]))
+            continue
+        units = [t[i].shape[0] if len(t[i].shape) == 2 else 0 for i in (op.inputs[1], op.inputs[5])]
+        merged = len(op.outputs) == 1
+        for d, (direction, slots) in enumerate((("fw", op.inputs[1:5]), ("bw", op.inputs[5:9]))):
+            out = op.outputs[0] if merged else op.outputs[d]
+            columns = ((0, units[0]) if d == 0 else (units[0], units[0] + units[1])) if merged else None
+            directions.append(RNNGraph(model, graph, op, t[op.inputs[0]], *(t[i] for i in slots), t[out],
+                                       output_index=out, direction=direction, columns=columns))
+    for op in head:
+        if not op.outputs or any(not -1 <= i < n for i in op.inputs) or any(not 0 <= i < n for i in op.outputs):
+            raise ModelFormatError(f"{op_name(op.code)} names tensors {op.inputs} -> {op.outputs} "
+                                   f"of {n}")
+    return Network(model, graph, rnn_ops, directions, head)
+
+
+def dense_layers(network: Network) -> list[tuple[Operator, Operator | None]]:
+    """Each FULLY_CONNECTED of the head with the activation op that follows it, if any."""
     found = []
-    for k, op in enumerate(ops):
-        if len(op.inputs) != 5 or len(op.outputs) != 1:
-            raise ModelFormatError(
-                f"UNIDIRECTIONAL_SEQUENCE_RNN {k} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; "
-                "expected 5 and 1"
-            )
-        indices = [*op.inputs, op.outputs[0]]
-        if any(not 0 <= i < len(graph.tensors) for i in indices):
-            raise ModelFormatError(f"UNIDIRECTIONAL_SEQUENCE_RNN {k} names tensors {indices} of {len(graph.tensors)}")
-        if k and op.inputs[0] != ops[k - 1].outputs[0]:
-            raise ModelFormatError(f"UNIDIRECTIONAL_SEQUENCE_RNN {k} does not take op {k - 1}'s output: not a stack")
-        found.append(RNNGraph(model, graph, op, *(graph.tensors[i] for i in indices)))
+    for k, op in enumerate(network.head):
+        if op.code == BuiltinOperator.FULLY_CONNECTED:
+            following = network.head[k + 1] if k + 1 < len(network.head) else None
+            found.append((op, following if following is not None and following.code in
+                          (BuiltinOperator.TANH, BuiltinOperator.LOGISTIC, BuiltinOperator.SOFTMAX) else None))
     return found
-
-
-def find_last_step(layers: list[RNNGraph]) -> Operator | None:
-    """The STRIDED_SLICE after the last layer, when the model outputs only the last step."""
-    graph = layers[0].subgraph
-    head = graph.operators[len(layers):]
-    return head[0] if head else None
-
-
-@dataclass
-class Bidirectional:
-    """A model's BIDIRECTIONAL_SEQUENCE_RNN op: each direction as an RNNGraph over its own tensors. When the output
-    is merged, both directions' `output` is the merged tensor (forward first on the last axis)."""
-
-    operator: Operator
-    forward: RNNGraph
-    backward: RNNGraph
-
-    @property
-    def merged(self) -> bool:
-        return len(self.operator.outputs) == 1
-
-
-def find_bidirectional(model: Model) -> Bidirectional | None:
-    """The model's BIDIRECTIONAL_SEQUENCE_RNN op when it is a bidirectional model, else None."""
-    found = [(g, op) for g in model.subgraphs for op in g.operators
-             if op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN]
-    if not found:
-        return None
-    if len(found) > 1 or len(model.subgraphs[0].operators) > 1:
-        raise ModelFormatError("tflrnn verifies a model of one BIDIRECTIONAL_SEQUENCE_RNN op")
-    graph, op = found[0]
-    if len(op.inputs) != 12 or len(op.outputs) not in (1, 2):
-        raise ModelFormatError(f"BIDIRECTIONAL_SEQUENCE_RNN has {len(op.inputs)} inputs and {len(op.outputs)} "
-                               "outputs; expected 12 and 1 or 2")
-    used = [*op.inputs[:9], *op.outputs]
-    if any(not 0 <= i < len(graph.tensors) for i in used):
-        raise ModelFormatError(f"BIDIRECTIONAL_SEQUENCE_RNN names tensors {used} of {len(graph.tensors)}")
-    t = graph.tensors
-    fw_out = t[op.outputs[0]]
-    bw_out = t[op.outputs[-1]]
-    forward = RNNGraph(model, graph, op, t[op.inputs[0]], *(t[i] for i in op.inputs[1:5]), fw_out)
-    backward = RNNGraph(model, graph, op, t[op.inputs[0]], *(t[i] for i in op.inputs[5:9]), bw_out)
-    return Bidirectional(op, forward, backward)

@@ -21,6 +21,11 @@ MAX_FLATBUFFER_BYTES = 2**31 - 1  # flatbuffers use signed 32-bit offsets
 
 
 class BuiltinOperator(enum.IntEnum):
+    CONCATENATION = 2
+    FULLY_CONNECTED = 9
+    LOGISTIC = 14
+    SOFTMAX = 25
+    TANH = 28
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
     STRIDED_SLICE = 45
     BIDIRECTIONAL_SEQUENCE_RNN = 46
@@ -30,6 +35,9 @@ class BuiltinOptions(enum.IntEnum):
     """Union tags of Operator.builtin_options."""
 
     NONE = 0
+    FullyConnectedOptions = 8
+    SoftmaxOptions = 9
+    ConcatenationOptions = 10
     SequenceRNNOptions = 31
     StridedSliceOptions = 32
     BidirectionalSequenceRNNOptions = 70
@@ -76,6 +84,25 @@ class StridedSliceOptions:
 
 
 @dataclass
+class FullyConnectedOptions:
+    activation: int = Activation.NONE
+    weights_format: int = 0  # DEFAULT
+    keep_num_dims: bool = False
+    asymmetric_quantize_inputs: bool = False
+
+
+@dataclass
+class SoftmaxOptions:
+    beta: float = 1.0
+
+
+@dataclass
+class ConcatenationOptions:
+    axis: int = 0
+    activation: int = Activation.NONE
+
+
+@dataclass
 class Quantization:
     """Affine quantization: real = scale * (q - zero_point), per tensor (one value each) or per channel."""
 
@@ -105,7 +132,7 @@ class Operator:
     inputs: list[int]
     outputs: list[int]
     version: int = 1
-    options: SequenceRNNOptions | BidirectionalSequenceRNNOptions | StridedSliceOptions | None = None
+    options: object | None = None  # one of the *Options dataclasses above
     # As read from a file; the writer derives both from builtin_code / options when they are None.
     deprecated_builtin_code: int | None = None
     options_type: int | None = None

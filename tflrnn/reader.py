@@ -19,11 +19,14 @@ from .model import (
     BidirectionalSequenceRNNOptions,
     TENSOR_TYPE_NAMES,
     BuiltinOptions,
+    ConcatenationOptions,
+    FullyConnectedOptions,
     Model,
     Operator,
     Quantization,
     SequenceRNNOptions,
     Signature,
+    SoftmaxOptions,
     StridedSliceOptions,
     Subgraph,
     Tensor,
@@ -200,6 +203,12 @@ _OPTIONS = {
         BidirectionalSequenceRNNOptions(
             time_major=p.TimeMajor(), activation=p.FusedActivationFunction(), merge_outputs=p.MergeOutputs(),
             asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs())),
+    BuiltinOptions.FullyConnectedOptions: (fb.FullyConnectedOptions, lambda p: FullyConnectedOptions(
+        activation=p.FusedActivationFunction(), weights_format=p.WeightsFormat(), keep_num_dims=p.KeepNumDims(),
+        asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs())),
+    BuiltinOptions.SoftmaxOptions: (fb.SoftmaxOptions, lambda p: SoftmaxOptions(beta=p.Beta())),
+    BuiltinOptions.ConcatenationOptions: (fb.ConcatenationOptions, lambda p: ConcatenationOptions(
+        axis=p.Axis(), activation=p.FusedActivationFunction())),
     BuiltinOptions.StridedSliceOptions: (fb.StridedSliceOptions, lambda p: StridedSliceOptions(
         begin_mask=p.BeginMask(), end_mask=p.EndMask(), ellipsis_mask=p.EllipsisMask(),
         new_axis_mask=p.NewAxisMask(), shrink_axis_mask=p.ShrinkAxisMask())),

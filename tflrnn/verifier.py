@@ -19,7 +19,7 @@ from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_VALUES
 
 DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
-from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, MIN_RUNTIME_VERSION, sha256
+from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, dense_sha256, min_runtime_version, sha256
 from .cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
@@ -27,13 +27,13 @@ from .graph import (
     SIGNATURE_INPUT,
     SIGNATURE_KEY,
     SIGNATURE_OUTPUT,
+    Network,
     RNNGraph,
-    find_bidirectional,
-    find_last_step,
-    find_rnns,
+    find_network,
     last_step_slice,
+    op_name,
 )
-from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions
+from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions, FullyConnectedOptions
 from .reader import read
 from .version import __version__
 from .runtime import RUNTIMES
@@ -121,18 +121,20 @@ def verify(
     else:
         data, label = read_bytes(model, "model file"), str(Path(model))
     description = read(data)
-    bidirectional = find_bidirectional(description)
-    layers = [bidirectional.forward, bidirectional.backward] if bidirectional else find_rnns(description)
+    network = find_network(description)
+    layers = network.directions  # each direction of each RNN op, in op order
     for g in layers:
         _check_verifiable_size(g)
+    whole = len(layers) > 1 or _has_dense(network)  # --against runs the whole source model
     if against is not None and len(layers) > 1 and any(g.hybrid for g in layers):
         raise ConfigError("--against a hybrid (int8) stack or bidirectional model is not supported: its int8 "
                           "rounding compounds through the layers; verify the float model against the source")
-    whole_sources = ("safetensors", "torch", "keras", "onnx")
-    if against is not None and len(layers) > 1 and (format or detect_format(Path(against))) not in whole_sources:
-        kind = "bidirectional" if bidirectional else f"a stack of {len(layers)} layers"
-        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN, a Keras model "
-                          f"or an ONNX RNN node only; this model is {kind}")
+    whole_sources = ("safetensors", "torch", "keras", "onnx", "checkpoint")
+    if against is not None and whole and (format or detect_format(Path(against))) not in whole_sources:
+        kind = "bidirectional" if network.bidirectional else "a classifier" if len(layers) == 1 else \
+            f"a stack of {len(layers)} layers"
+        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN, a Keras model, "
+                          f"ONNX RNN nodes or a TF checkpoint's stack only; this model is {kind}")
     if weights is not None:
         if isinstance(weights, CellWeights):
             weights = [weights]
@@ -140,7 +142,8 @@ def verify(
             if len(weights) != len(layers):
                 raise ConfigError(f"{len(weights)} sets of weights for a model of {len(layers)} layers")
             weights = list(weights)
-        elif len(layers) > 1 and (format or detect_format(Path(weights))) in ("safetensors", "torch", "keras"):
+        elif len(layers) > 1 and (format or detect_format(Path(weights))) in ("safetensors", "torch", "keras", "onnx",
+                                                                               "checkpoint"):
             # A whole PyTorch nn.RNN or Keras model: its cells in order, matched to the model's layers by position.
             from .sources import import_cells
 
@@ -160,7 +163,7 @@ def verify(
         settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
     )
     usable = [_usable_weights(g) for g in layers]  # read (and dequantized) once, for every check that needs them
-    report.checks += _structure_checks(layers, bidirectional, [w for w, _ in usable])
+    report.checks += _structure_checks(network, [w for w, _ in usable])
     model_weights = [w for w, _ in usable]
     why_not = next((f"layer {k}: {reason}" if len(layers) > 1 else reason
                     for k, (_, reason) in enumerate(usable) if reason), None)
@@ -180,13 +183,14 @@ def verify(
     inputs = [rng.standard_normal(layers[0].input.shape).astype(np.float32) for _ in range(sequences)]
     runs = {}
     for name in runtimes:
-        checks, outputs = _numeric_checks(data, layers, model_weights, report, inputs, atol, rtol, name,
-                                          float_weights, bidirectional)
+        checks, outputs = _numeric_checks(data, network, model_weights, report, inputs, atol, rtol, name,
+                                          float_weights)
         report.checks += checks
         if outputs is not None:
             runs[name] = outputs
     if against is not None:
-        report.checks += _against_checks(layers, model_weights, inputs, runs, report, atol, rtol, against=against,
+        report.checks += _against_checks(layers, model_weights, inputs, runs, report, atol, rtol, whole,
+                                         _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
 
@@ -198,18 +202,22 @@ def _as_stored(w: CellWeights) -> CellWeights:
 
 
 def _cell_name(g: RNNGraph) -> str | None:
-    return g.input_weights.name.rpartition("/")[0] or None
+    return g.name
+
+
+def _has_dense(network: Network) -> bool:
+    return any(op.code == BuiltinOperator.FULLY_CONNECTED for op in network.head)
 
 
 def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: dict, report: VerifyReport, atol,
-                    rtol, **source) -> list[Check]:
+                    rtol, whole: bool, final: bool, **source) -> list[Check]:
     from .against import run_source
 
     g = layers[0]
     path = source.pop("against")
     shapes = [tuple(layer.input_weights.shape) for layer in layers]
     result = run_source(path, inputs, activation=ACTIVATION_NAMES.get(g.options.activation),
-                        time_major=g.time_major, whole=len(layers) > 1, shapes=shapes, **source)
+                        time_major=g.time_major, whole=whole, shapes=shapes, final=final, **source)
     report.against = {
         "source": str(path),
         "format": result.source.format,
@@ -221,7 +229,7 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
     # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
     scales, extras, state = [], [], np.zeros(g.hidden_state.shape)
     for x, y in zip(inputs, result.outputs):
-        if len(layers) > 1:
+        if whole:
             scales.append(np.abs(y.astype(np.float64)) + 1.0)
             extras.append(0.0)
             continue
@@ -262,76 +270,193 @@ def _check_verifiable_size(g: RNNGraph) -> None:
 # Structure ------------------------------------------------------------------------------------------------------
 
 
-def _structure_checks(layers: list[RNNGraph], bidirectional, weights: list) -> list[Check]:
-    model = layers[0].model
+def _structure_checks(network: Network, weights: list) -> list[Check]:
+    model = network.model
     checks = [Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}")]
-    if bidirectional:
-        op = bidirectional.operator
-        width = sum(g.input_weights.shape[0] for g in layers if len(g.input_weights.shape) == 2)
-        for direction, g in zip(("fw", "bw"), layers):
-            for check in _layer_checks(g, output_width=width if bidirectional.merged else None):
-                if direction == "bw" and check.name.startswith("op."):
+    several = len(network.rnn_ops) > 1
+    for k, op in enumerate(network.rnn_ops):
+        directions = network.directions_of(op)
+        for g in directions:
+            width = sum(d.input_weights.shape[0] for d in directions if len(d.input_weights.shape) == 2)
+            for check in _layer_checks(g, output_width=width if g.columns else None):
+                if g.backward and check.name.startswith("op."):
                     continue  # one op: its code, version and options are checked once
-                if not check.name.startswith("op."):
-                    check.name, check.detail = f"{check.name}[{direction}]", f"{direction}: {check.detail}"
+                # One set of checks per layer and direction: [1], [fw], [1.bw]
+                tag = ".".join(([str(k)] if several else []) +
+                               ([g.direction] if g.direction and not check.name.startswith("op.") else []))
+                if tag:
+                    where = " ".join(([f"layer {k}"] if several else []) + ([g.direction] if "." in tag or
+                                                                            not several and g.direction else []))
+                    check.name, check.detail = f"{check.name}[{tag}]", f"{where}: {check.detail}"
                 checks.append(check)
-        checks.append(Check("op.aux_inputs", op.inputs[9:] == [-1, -1, -1],
-                            f"aux inputs {op.inputs[9:]} (unused: all -1)"))
-        prefixes = [_cell_name(g) or "" for g in layers]
-        swapped = prefixes[0].endswith("/bw") or prefixes[1].endswith("/fw")
-        checks.append(Check("op.directions", not swapped,
-                            f"forward slots hold '{prefixes[0]}', backward slots '{prefixes[1]}'"
-                            + ("; they are swapped" if swapped else "")))
-        checks.append(_signature_check(layers, bidirectional))
-        checks += _metadata_checks(layers, weights, _expected_op_version(layers[0]))
-        return checks
-    for k, g in enumerate(layers):
-        for check in _layer_checks(g):
-            if len(layers) > 1:  # one set of checks per layer, named by its index
-                check.name, check.detail = f"{check.name}[{k}]", f"layer {k}: {check.detail}"
-            checks.append(check)
-    last = find_last_step(layers)
-    if last is not None:
-        checks.append(_last_step_check(layers, last))
-    checks.append(_signature_check(layers))
-    checks += _metadata_checks(layers, weights, max(_expected_op_version(g) for g in layers))
+        if len(directions) == 2:
+            tag, where = (f"[{k}]", f"layer {k}: ") if several else ("", "")
+            checks.append(Check(f"op.aux_inputs{tag}", op.inputs[9:] == [-1, -1, -1],
+                                f"{where}aux inputs {op.inputs[9:]} (unused: all -1)"))
+            prefixes = [d.name or "" for d in directions]
+            swapped = prefixes[0].endswith("/bw") or prefixes[1].endswith("/fw")
+            checks.append(Check(f"op.directions{tag}", not swapped,
+                                f"{where}forward slots hold '{prefixes[0]}', backward slots '{prefixes[1]}'"
+                                + ("; they are swapped" if swapped else "")))
+    head_checks, ends = _head_checks(network)
+    checks += head_checks
+    checks.append(_signature_check(network, ends))
+    checks += _metadata_checks(network, weights)
     return checks
 
 
-def _output_index(layers: list[RNNGraph]) -> int:
-    last = find_last_step(layers)
-    return (last or layers[-1].operator).outputs[0]
+def _head_checks(network: Network) -> tuple[list[Check], list[int]]:
+    """The ops after the RNN ops, each as tflrnn writes them: the last step (a STRIDED_SLICE per direction, then a
+    CONCATENATION of two), then Dense layers. Returns the checks and the tensors the model should output."""
+    ends, checks = network.sequence_outputs, []
+    head = list(network.head)
+    slices = []
+    while head and head[0].code == BuiltinOperator.STRIDED_SLICE:
+        slices.append(head.pop(0))
+    if slices:
+        concat = head.pop(0) if head and head[0].code == BuiltinOperator.CONCATENATION else None
+        check, ends = _last_step_check(network, slices, concat)
+        checks.append(check)
+    index = 0
+    while head:
+        op = head.pop(0)
+        following = head.pop(0) if head and head[0].code in _DENSE_FOLLOWERS else None
+        check, ends = _dense_check(network, index, op, following, ends)
+        checks.append(check)
+        index += 1
+    return checks, ends
 
 
-def _last_step_check(layers: list[RNNGraph], op) -> Check:
-    g = layers[-1]
-    tensors = g.subgraph.tensors
-    begin, options = last_step_slice(g.time_major)
-    expected_constants = (begin, [0, 0, 0], [1, 1, 1])
+_DENSE_FOLLOWERS = (BuiltinOperator.TANH, BuiltinOperator.LOGISTIC, BuiltinOperator.SOFTMAX)
+
+
+def _op_problems(op, code: int, version: int, inputs: int, tensors) -> list[str]:
     problems = []
-    if op.builtin_code != BuiltinOperator.STRIDED_SLICE or op.deprecated_builtin_code != BuiltinOperator.STRIDED_SLICE:
-        problems.append(f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code}")
-    if op.version != 1:
-        problems.append(f"version {op.version}, expected 1")
-    if len(op.inputs) != 4 or len(op.outputs) != 1 or any(not 0 <= i < len(tensors) for i in (*op.inputs, *op.outputs)):
-        return Check("last_step", False, f"STRIDED_SLICE has inputs {op.inputs} and outputs {op.outputs}")
-    if op.inputs[0] != g.operator.outputs[0]:
-        problems.append("it does not slice the last layer's output")
-    for name, index, values in zip(("begin", "end", "strides"), op.inputs[1:], expected_constants):
-        tensor = tensors[index]
-        if tensor.data is None or tensor.dtype != "int32" or list(np.ravel(tensor.data)) != values:
-            shown = None if tensor.data is None else list(np.ravel(tensor.data))
-            problems.append(f"{name} {shown} ({tensor.dtype}), expected constant int32 {values}")
-    if op.options != options:
-        problems.append(f"options {op.options}, expected {options}")
-    out = tensors[op.outputs[0]]
-    expected_shape = (g.hidden_state.shape[0], g.output.shape[-1])
-    if tuple(out.shape) != expected_shape or out.dtype != "float32" or out.data is not None or out.is_variable:
-        problems.append(f"output '{out.name}' {list(out.shape)} {out.dtype}, expected a plain float32 "
-                        f"{list(expected_shape)}")
+    if op.builtin_code != code or op.deprecated_builtin_code != code:
+        problems.append(f"{op_name(code)}: builtin_code {op.builtin_code}, deprecated_builtin_code "
+                        f"{op.deprecated_builtin_code}")
+    if op.version != version:
+        problems.append(f"{op_name(code)} version {op.version}, expected {version}")
+    if len(op.inputs) != inputs or len(op.outputs) != 1 or any(not 0 <= i < len(tensors) for i in op.inputs):
+        problems.append(f"{op_name(code)} has inputs {op.inputs} and outputs {op.outputs}, expected {inputs} and 1")
+    return problems
+
+
+def _plain_float(tensor, shape) -> str | None:
+    """Why `tensor` is not a plain float32 activation of `shape` (None when it is)."""
+    if tuple(tensor.shape) != tuple(shape) or tensor.dtype != "float32" or tensor.data is not None or tensor.is_variable:
+        return f"'{tensor.name}' {list(tensor.shape)} {tensor.dtype}, expected a plain float32 {list(shape)}"
+    return None
+
+
+def _last_step_check(network: Network, slices: list, concat) -> tuple[Check, list[int]]:
+    tensors = network.subgraph.tensors
+    final = network.rnn_ops[-1]
+    directions = network.directions_of(final)
+    g = directions[0]
+    problems = []
+    if len(slices) != len(final.outputs):
+        problems.append(f"{len(slices)} STRIDED_SLICE ops for the final RNN op's {len(final.outputs)} outputs"
+                        + ("; a merged bidirectional output cannot be sliced per direction" if g.columns else ""))
+        return Check("last_step", False, "; ".join(problems)), [op.outputs[0] for op in slices if op.outputs]
+    outs = []
+    for d, (op, source) in enumerate(zip(slices, directions if len(slices) == 2 else directions[:1])):
+        problems += _op_problems(op, BuiltinOperator.STRIDED_SLICE, 1, 4, tensors)
+        if problems:
+            break
+        backward = d == 1
+        begin, options = last_step_slice(g.time_major, backward=backward)
+        if op.inputs[0] != final.outputs[d]:
+            problems.append(f"STRIDED_SLICE {d} does not slice the final RNN op's output {d}")
+        for name, index, values in zip(("begin", "end", "strides"), op.inputs[1:], (begin, [0, 0, 0], [1, 1, 1])):
+            tensor = tensors[index]
+            if tensor.data is None or tensor.dtype != "int32" or list(np.ravel(tensor.data)) != values:
+                shown = None if tensor.data is None else list(np.ravel(tensor.data))
+                problems.append(f"{name} {shown} ({tensor.dtype}), expected constant int32 {values}"
+                                + (" (the backward direction's final state is its output at t=0)" if backward and
+                                   name == "begin" else ""))
+        if op.options != options:
+            problems.append(f"options {op.options}, expected {options}")
+        units = source.input_weights.shape[0] if len(source.input_weights.shape) == 2 else -1
+        if op.outputs and 0 <= op.outputs[0] < len(tensors):
+            problem = _plain_float(tensors[op.outputs[0]], (source.hidden_state.shape[0], units))
+            problems += [problem] if problem else []
+        outs.append(op.outputs[0] if op.outputs else -1)
+    ends = outs
+    if concat is not None and not problems:
+        problems += _op_problems(concat, BuiltinOperator.CONCATENATION, 1, 2, tensors)
+        if not problems:
+            rank_axes = (-1, 1)
+            if concat.inputs != outs:
+                problems.append(f"CONCATENATION joins {concat.inputs}, expected the slices {outs} (forward first)")
+            if concat.options is None or concat.options.axis not in rank_axes or concat.options.activation != 0:
+                problems.append(f"CONCATENATION options {concat.options}, expected axis -1 and no activation")
+            width = sum(tensors[i].shape[-1] for i in outs)
+            problem = _plain_float(tensors[concat.outputs[0]], (g.hidden_state.shape[0], width))
+            problems += [problem] if problem else []
+            ends = [concat.outputs[0]]
     if problems:
-        return Check("last_step", False, "; ".join(problems))
-    return Check("last_step", True, f"STRIDED_SLICE takes the final step: output {list(out.shape)}")
+        return Check("last_step", False, "; ".join(problems)), ends
+    shape = list(tensors[ends[0]].shape)
+    what = ("forward at the last step and backward at t=0, concatenated" if concat is not None else
+            "forward at the last step and backward at t=0" if len(outs) == 2 else "the final step")
+    return Check("last_step", True, f"STRIDED_SLICE takes {what}: output {shape}"), ends
+
+
+def _dense_check(network: Network, index: int, op, following, ends: list[int]) -> tuple[Check, list[int]]:
+    """A FULLY_CONNECTED (and the activation op after it) as a Keras Dense layer."""
+    tensors = network.subgraph.tensors
+    name = f"dense[{index}]"
+    problems = _op_problems(op, BuiltinOperator.FULLY_CONNECTED, 1, 3, tensors)
+    if op.code != BuiltinOperator.FULLY_CONNECTED:
+        return Check(name, False, f"{op_name(op.code)} where a FULLY_CONNECTED was expected"), op.outputs[:1]
+    if len(op.inputs) != 3 or len(op.outputs) != 1 or any(not 0 <= i < len(tensors) for i in op.inputs):
+        return Check(name, False, "; ".join(problems)), op.outputs[:1]
+    x, w, b = (tensors[i] for i in op.inputs)
+    out = tensors[op.outputs[0]]
+    problems = [p for p in problems if "version" not in p]
+    if op.inputs[0] != (ends[0] if len(ends) == 1 else None):
+        problems.append(f"it takes tensor {op.inputs[0]}, not the output before it ({ends})")
+    sequence = len(x.shape) == 3
+    if op.version != (5 if sequence else 1):
+        problems.append(f"version {op.version}, expected {5 if sequence else 1}")
+    if w.data is None or w.dtype != "float32" or len(w.shape) != 2 or x.shape[-1:] != w.shape[1:]:
+        problems.append(f"kernel '{w.name}' {list(w.shape)} {w.dtype}, expected constant float32 [units, "
+                        f"{x.shape[-1] if x.shape else '?'}]")
+    units = w.shape[0] if len(w.shape) == 2 else -1
+    if b.data is None or b.dtype != "float32" or tuple(b.shape) != (units,):
+        problems.append(f"bias '{b.name}' {list(b.shape)} {b.dtype}, expected constant float32 [{units}]")
+    options = op.options
+    if not isinstance(options, FullyConnectedOptions):
+        problems.append(f"builtin_options type {op.options_type}, expected FullyConnectedOptions (8)")
+    else:
+        if options.activation not in (Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1):
+            problems.append(f"fused activation {options.activation}: FULLY_CONNECTED's float kernel takes only "
+                            "none, relu, relu_n1_to_1 and relu6 (the runtime refuses the model)")
+        if options.weights_format != 0 or options.keep_num_dims != sequence:
+            problems.append(f"options {options}, expected weights_format 0 and keep_num_dims {sequence}")
+    problem = _plain_float(out, (*x.shape[:-1], units))
+    problems += [problem] if problem else []
+    activation = ACTIVATION_NAMES.get(options.activation, "?") if isinstance(options, FullyConnectedOptions) else "?"
+    end = op.outputs[0]
+    if following is not None:
+        activation = {BuiltinOperator.TANH: "tanh", BuiltinOperator.LOGISTIC: "sigmoid",
+                      BuiltinOperator.SOFTMAX: "softmax"}[following.code]
+        problems += _op_problems(following, following.code, 1, 1, tensors)
+        if following.inputs[:1] != [op.outputs[0]]:
+            problems.append(f"{op_name(following.code)} does not take the FULLY_CONNECTED output")
+        if following.code == BuiltinOperator.SOFTMAX:
+            beta = getattr(following.options, "beta", None)
+            if beta is None or not (0 < beta < math.inf):
+                problems.append(f"SOFTMAX beta {beta}, expected a positive finite value")
+        if following.outputs and 0 <= following.outputs[0] < len(tensors):
+            problem = _plain_float(tensors[following.outputs[0]], out.shape)
+            problems += [problem] if problem else []
+            end = following.outputs[0]
+    if problems:
+        return Check(name, False, f"'{w.name.rpartition('/')[0]}': " + "; ".join(problems)), [end]
+    return Check(name, True, f"'{w.name.rpartition('/')[0]}': FULLY_CONNECTED {list(x.shape)} -> {list(out.shape)}, "
+                             f"activation {activation}"), [end]
 
 
 _OPTIONS_OF = {  # the options each RNN op must carry
@@ -463,15 +588,15 @@ def _shapes_check(g: RNNGraph, output_width: int | None = None) -> Check:
     )
 
 
-def _signature_check(layers: list[RNNGraph], bidirectional=None) -> Check:
-    g = layers[0]
+def _signature_check(network: Network, ends: list[int]) -> Check:
+    g = network.directions[0]
     x_index = g.operator.inputs[0]
-    if bidirectional and not bidirectional.merged:
-        outputs = dict(zip((f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"), bidirectional.operator.outputs))
+    if len(ends) == 2:
+        outputs = dict(zip((f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"), ends))
     else:
-        outputs = {SIGNATURE_OUTPUT: bidirectional.operator.outputs[0] if bidirectional else _output_index(layers)}
-    signature = next((s for s in g.model.signatures if s.key == SIGNATURE_KEY), None)
-    subgraph_index = next(i for i, graph in enumerate(g.model.subgraphs) if graph is g.subgraph)
+        outputs = {SIGNATURE_OUTPUT: ends[0] if ends else -1}
+    signature = next((s for s in network.model.signatures if s.key == SIGNATURE_KEY), None)
+    subgraph_index = next(i for i, graph in enumerate(network.model.subgraphs) if graph is network.subgraph)
     problems = []
     if signature is None:
         problems.append(f"no '{SIGNATURE_KEY}' signature")
@@ -482,8 +607,8 @@ def _signature_check(layers: list[RNNGraph], bidirectional=None) -> Check:
             problems.append(f"inputs {signature.inputs}, expected {{'{SIGNATURE_INPUT}': {x_index}}}")
         if signature.outputs != outputs:
             problems.append(f"outputs {signature.outputs}, expected {outputs}")
-    if g.subgraph.inputs != [x_index] or g.subgraph.outputs != list(outputs.values()):
-        problems.append(f"subgraph inputs {g.subgraph.inputs} and outputs {g.subgraph.outputs}, expected "
+    if network.subgraph.inputs != [x_index] or network.subgraph.outputs != list(outputs.values()):
+        problems.append(f"subgraph inputs {network.subgraph.inputs} and outputs {network.subgraph.outputs}, expected "
                         f"[{x_index}] and {list(outputs.values())}")
     if problems:
         return Check("signature", False, "; ".join(problems))
@@ -491,16 +616,17 @@ def _signature_check(layers: list[RNNGraph], bidirectional=None) -> Check:
     return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, {shown}")
 
 
-def _metadata_checks(layers: list[RNNGraph], layer_weights: list, op_version: int) -> list[Check]:
-    metadata = layers[0].model.metadata
-    expected = MIN_RUNTIME_VERSION.get(op_version)
+def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
+    layers = network.directions
+    metadata = network.model.metadata
+    expected = min_runtime_version(network.model)
     found = metadata.get("min_runtime_version")
     text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
     checks = [
         Check(
             "metadata.min_runtime_version",
             text == expected,
-            f"{text!r}, expected {expected!r} for op version {op_version}" if text is not None else "missing",
+            f"{text!r}, expected {expected!r} for {_op_versions(network)}" if text is not None else "missing",
         )
     ]
     raw = metadata.get(METADATA_KEY)
@@ -527,10 +653,23 @@ def _metadata_checks(layers: list[RNNGraph], layer_weights: list, op_version: in
                      if cell.get(key) != actual]
         if weights is not None and cell.get("weights_sha256") != weights.sha256():
             problems.append(f"{where}weights_sha256 does not match the weights in the file")
+    dense = document.get("dense") or []
+    fully_connected = [op for op in network.head if op.code == BuiltinOperator.FULLY_CONNECTED]
+    if len(dense) != len(fully_connected) or not all(isinstance(d, dict) for d in dense):
+        problems.append(f"{len(dense)} dense layers recorded, {len(fully_connected)} FULLY_CONNECTED ops in the graph")
+    else:
+        for k, (info, op) in enumerate(zip(dense, fully_connected)):
+            w, b = (network.tensor(i) for i in op.inputs[1:3])
+            if w.data is not None and b.data is not None and info.get("weights_sha256") != dense_sha256(w.data, b.data):
+                problems.append(f"dense {k}: weights_sha256 does not match the kernel and bias in the file")
     if problems:
         return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
     return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document.get('version')}; name, sizes, "
                                                      "activation and weights sha256 match the graph")]
+
+
+def _op_versions(network: Network) -> str:
+    return ", ".join(dict.fromkeys(f"{op_name(op.code)} v{op.version}" for op in network.subgraph.operators))
 
 
 def _tflrnn_metadata(raw: bytes) -> tuple[list[dict] | None, dict | None]:
@@ -580,7 +719,7 @@ def _weights_match(model_weights: list, expected: list[CellWeights], why_not: st
 
 def _why_not_runnable(checks: list[Check]) -> str | None:
     blocking = [c.name for c in checks
-                if not c.passed and c.name.split("[")[0] in ("op.options", "tensors.shapes", "last_step")]
+                if not c.passed and c.name.split("[")[0] in ("op.options", "tensors.shapes", "last_step", "dense")]
     return f"{', '.join(blocking)} failed" if blocking else None
 
 
@@ -612,28 +751,28 @@ class Comparison:
         )
 
 
-def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs, atol, rtol, runtime_name: str,
-                    float_weights: list | None = None, bidirectional=None):
-    """The numeric checks on one runtime, and the last layer's outputs for each input (None when it could not run).
+def _numeric_checks(data, network: Network, weights: list, report, inputs, atol, rtol, runtime_name: str,
+                    float_weights: list | None = None):
+    """The numeric checks on one runtime, and the model's output for each input (None when it could not run).
 
-    Every layer (or direction) is judged on its own: its input is what the runtime actually fed it (the previous
-    layer's output, read back from the interpreter), so an error is reported where it arises and does not spread.
-    A backward direction is judged with time reversed: then it too runs forward from its carried state.
+    Every op is judged on its own: its input is what the runtime actually fed it (the previous op's output, read
+    back from the interpreter), so an error is reported where it arises and does not spread. A backward direction
+    is judged with time reversed: then it too runs forward from its carried state.
     """
     from . import runtime
 
+    layers = network.directions
     g0 = layers[0]
-    last = None if bidirectional else find_last_step(layers)
-    if bidirectional:
-        outputs_of = list(bidirectional.operator.outputs)
-    else:
-        outputs_of = [g.operator.outputs[0] for g in layers] + ([last.outputs[0]] if last is not None else [])
+    tensors = network.subgraph.tensors
+    # Every activation an op reads or writes (not constants, not states), read back after each invoke.
+    read_back = sorted({i for op in network.subgraph.operators for i in (*op.inputs, *op.outputs)
+                        if i >= 0 and tensors[i].data is None and not tensors[i].is_variable})
     time_axis = 0 if g0.time_major else 1
     dynamic = g0.input.shape_signature is not None and g0.input.shape_signature[time_axis] == -1
     # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.
     lengths = list(dict.fromkeys([g0.input.shape[time_axis], *DYNAMIC_LENGTHS])) if dynamic else [None]
     try:
-        interpreter = runtime.load(runtime_name, data, g0.operator.inputs[0], outputs_of)
+        interpreter = runtime.load(runtime_name, data, g0.operator.inputs[0], read_back)
         report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
         results = []
         for length in lengths:
@@ -644,35 +783,31 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
                 rng = np.random.default_rng([report.settings["seed"], length])
                 xs = [rng.standard_normal(shape).astype(np.float32) for _ in inputs]
                 interpreter.resize(shape)
-            runs = [interpreter.run(x) for x in xs]  # per invoke: the outputs read back
+            runs = [dict(zip(read_back, interpreter.run(x))) for x in xs]  # per invoke: tensor index -> value
             interpreter.reset()
-            results.append((xs, runs, interpreter.run(xs[0])))
+            results.append((xs, runs, dict(zip(read_back, interpreter.run(xs[0])))))
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
-        return [Check("runtime", False, f"the interpreter refused the model: {message}", runtime=runtime_name)], None
+        if not isinstance(exc, runtime.IsolationError):  # a crash, hang or memory blow-up says so itself
+            message = f"the interpreter refused the model: {message}"
+        return [Check("runtime", False, message, runtime=runtime_name)], None
 
-    def views(x: np.ndarray, ys: list[np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
-        """(input, output) of each layer or direction, in forward time order; and whether a last-step output is
-        exactly the last layer's final step."""
-        if bidirectional:
-            if bidirectional.merged:
-                units = layers[0].input_weights.shape[0]
-                forward, backward = ys[0][..., :units], ys[0][..., units:]
-            else:
-                forward, backward = ys
-            return [(x, forward), (np.flip(x, axis=time_axis), np.flip(backward, axis=time_axis))], True
-        if last is not None:
-            ys, final = ys[:-1], ys[-1]
-            exact = np.array_equal(final, _last_step(ys[-1], layers[-1].time_major))
-        else:
-            exact = True
-        return list(zip([x, *ys[:-1]], ys)), exact
+    def views(values: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(input, output) of each direction, in its own forward time order."""
+        pairs = []
+        for g in layers:
+            x, y = values[g.operator.inputs[0]], values[g.output_index]
+            if g.columns:
+                y = y[..., g.columns[0]:g.columns[1]]
+            if g.backward:
+                x, y = np.flip(x, axis=time_axis), np.flip(y, axis=time_axis)
+            pairs.append((x, y))
+        return pairs
 
-    def compare(x: np.ndarray, ys: list[np.ndarray], starts: list[np.ndarray], against=None) -> Comparison:
-        """Each layer against the reference; `against` = float weights to judge a hybrid model by instead."""
-        pairs, exact = views(x, ys)
+    def compare(values: dict, starts: list[np.ndarray], against=None) -> Comparison:
+        """Each op against the reference; `against` = float weights to judge a hybrid model by instead."""
         parts = []
-        for k, (g, w, (x_k, y_k), start) in enumerate(zip(layers, weights, pairs, starts)):
+        for k, (g, w, (x_k, y_k), start) in enumerate(zip(layers, weights, views(values), starts)):
             previous = _previous_states(y_k, start, g.time_major)
             judge_by = against[k] if against is not None else w
             expected, pre, scale = reference.step(x_k, judge_by, g.options.activation, previous,
@@ -683,45 +818,47 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
                 if against is not None:  # and, against float weights, for rounding them to int8
                     extra = extra + reference.weight_quantization_error(x_k, previous, judge_by)
             parts.append(_compare(y_k, expected, pre, scale, g.options.activation, atol, rtol, extra))
-        result = Comparison.worst(parts)
-        if not exact:
-            result.ok, result.note = False, "the output is not the last layer's final step"
-        return result
+        parts += [_head_comparison(op, tensors, values, atol, rtol) for op in network.head]
+        return Comparison.worst(parts)
 
-    def final_states(x: np.ndarray, ys: list[np.ndarray]) -> list[np.ndarray]:
+    def final_states(values: dict) -> list[np.ndarray]:
         # What each state holds after an invoke: its direction's last output (time-reversed for backward).
-        return [_last_step(y_k, g.time_major) for g, (_, y_k) in zip(layers, views(x, ys)[0])]
+        return [_last_step(y_k, g.time_major) for g, (_, y_k) in zip(layers, views(values))]
 
     zeros = [np.zeros(g.hidden_state.shape) for g in layers]
+    outputs = network.subgraph.outputs
     firsts, carries, resets, identical = [], [], [], True
     for xs, runs, after_reset in results:
-        firsts.append(compare(xs[0], runs[0], zeros))
-        carries += [compare(xs[k], runs[k], final_states(xs[k - 1], runs[k - 1])) for k in range(1, len(xs))]
-        resets.append(compare(xs[0], after_reset, zeros))
-        identical = identical and all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
+        firsts.append(compare(runs[0], zeros))
+        carries += [compare(runs[k], final_states(runs[k - 1])) for k in range(1, len(xs))]
+        resets.append(compare(after_reset, zeros))
+        identical = identical and all(np.array_equal(after_reset[i], runs[0][i]) for i in outputs if i in after_reset)
     first, carried, reset = Comparison.worst(firsts), Comparison.worst(carries), Comparison.worst(resets)
     reset.ok = reset.ok and identical
     extra_checks = []
     if float_weights is not None:
-        xs, runs, _ = results[0]
+        _, runs, _ = results[0]
         starts, parts = zeros, []
-        for x, ys in zip(xs, runs):
-            parts.append(compare(x, ys, starts, against=float_weights))
-            starts = final_states(x, ys)
+        for values in runs:
+            parts.append(compare(values, starts, against=float_weights))
+            starts = final_states(values)
         extra_checks.append(_numeric_check(
             "numeric.float_weights", Comparison.worst(parts), atol, rtol,
             "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
             "and inputs", runtime_name))
-    if bidirectional:
-        each = " (forward, and backward with its state carried from t=0 to the next invoke)"
-    else:
-        each = f" (each of {len(layers)} layers on its own input)" if len(layers) > 1 else ""
+    each = ""
+    if len(network.rnn_ops) > 1:
+        each = f" (each of {len(network.rnn_ops)} layers on its own input)"
+    if network.bidirectional:
+        each += " (forward, and backward with its state carried from t=0 to the next invoke)"
     if any(g.hybrid for g in layers):
         each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
     if dynamic:
         each += f"; resized to {len(lengths)} lengths: {', '.join(map(str, lengths))} steps"
-    if last is not None:
+    if any(op.code == BuiltinOperator.STRIDED_SLICE for op in network.head):
         each += "; the output is the last layer's final step, bit for bit"
+    if _has_dense(network):
+        each += "; each dense layer on its own input"
     return [
         _numeric_check("numeric.first_invoke", first, atol, rtol, f"from the zero state{each}", runtime_name),
         _numeric_check(
@@ -735,14 +872,47 @@ def _numeric_checks(data, layers: list[RNNGraph], weights: list, report, inputs,
             runtime_name,
         ),
         *extra_checks,
-    ], [_model_output(ys, len(layers), bidirectional) for ys in results[0][1]]  # for --against
+    ], [_model_output(network, values) for values in results[0][1]]  # for --against
 
 
-def _model_output(ys: list[np.ndarray], layer_count: int, bidirectional) -> np.ndarray:
-    """What the source framework outputs: the last layer's sequence, or both directions concatenated."""
-    if bidirectional:
-        return ys[0] if bidirectional.merged else np.concatenate(ys, axis=-1)
-    return ys[layer_count - 1]
+def _head_comparison(op, tensors, values: dict, atol: float, rtol: float) -> Comparison:
+    """One op after the RNN ops, on the input the runtime gave it: slices and concatenation exactly, a dense layer
+    within the rounding of its dot products, an activation within the rounding of its input."""
+    actual = values[op.outputs[0]]
+    x = values[op.inputs[0]].astype(np.float64)
+    if op.code == BuiltinOperator.STRIDED_SLICE:
+        begin = int(np.ravel(tensors[op.inputs[1]].data)[op.options.shrink_axis_mask.bit_length() - 1])
+        time_major = op.options.shrink_axis_mask == 1
+        expected = (x[begin] if time_major else x[:, begin])
+        exact = np.array_equal(actual, expected.astype(np.float32))
+        return Comparison(exact, 0.0 if exact else _finite_max(np.abs(actual - expected)), None,
+                          note="" if exact else "the last step is not the final step of its direction")
+    if op.code == BuiltinOperator.CONCATENATION:
+        expected = np.concatenate([values[i] for i in op.inputs], axis=-1)
+        exact = np.array_equal(actual, expected)
+        return Comparison(exact, 0.0 if exact else None, None, note="" if exact else "the concatenation differs")
+    if op.code == BuiltinOperator.FULLY_CONNECTED:
+        w, b = (tensors[i].data.astype(np.float64) for i in op.inputs[1:3])
+        pre = x @ w.T + b
+        scale = np.abs(x) @ np.abs(w.T) + np.abs(b)
+        return _compare(actual, reference.activate(pre, op.options.activation), pre, scale, op.options.activation,
+                        atol, rtol)
+    if op.code == BuiltinOperator.SOFTMAX:
+        z = op.options.beta * x
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return _compare(actual, e / e.sum(axis=-1, keepdims=True), None, np.abs(z).max(axis=-1, keepdims=True), None,
+                        atol, rtol)
+    expected = np.tanh(x) if op.code == BuiltinOperator.TANH else 1.0 / (1.0 + np.exp(-x))
+    return _compare(actual, expected, None, np.abs(x), None, atol, rtol)
+
+
+def _model_output(network: Network, values: dict) -> np.ndarray:
+    """What the source framework outputs: a classifier's final output, else the last RNN op's sequence (both
+    directions concatenated)."""
+    if _has_dense(network):
+        return values[network.subgraph.outputs[0]]
+    ys = [values[i] for i in network.sequence_outputs]
+    return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=-1)
 
 
 def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:

@@ -8,6 +8,8 @@ large models are not copied while it grows.
 
 from __future__ import annotations
 
+import enum
+
 import flatbuffers
 import numpy as np
 
@@ -15,12 +17,15 @@ from ._schema import builder_functions
 from .cell import row_blocks
 from .model import (
     FILE_IDENTIFIER,
-    BidirectionalSequenceRNNOptions,
     TENSOR_TYPES,
+    BidirectionalSequenceRNNOptions,
     BuiltinOptions,
+    ConcatenationOptions,
+    FullyConnectedOptions,
     Model,
     Operator,
     SequenceRNNOptions,
+    SoftmaxOptions,
     StridedSliceOptions,
     Subgraph,
 )
@@ -222,31 +227,35 @@ def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_
     return fb.SubGraphEnd(builder)
 
 
+# Each options dataclass: its table in the schema, and (field, attribute) in the order the fields are added.
+_OPTION_TABLES = {
+    SequenceRNNOptions: ("SequenceRNNOptions", (("TimeMajor", "time_major"), ("FusedActivationFunction", "activation"),
+                                                ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
+    BidirectionalSequenceRNNOptions: ("BidirectionalSequenceRNNOptions", (
+        ("TimeMajor", "time_major"), ("FusedActivationFunction", "activation"), ("MergeOutputs", "merge_outputs"),
+        ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
+    StridedSliceOptions: ("StridedSliceOptions", (
+        ("BeginMask", "begin_mask"), ("EndMask", "end_mask"), ("EllipsisMask", "ellipsis_mask"),
+        ("NewAxisMask", "new_axis_mask"), ("ShrinkAxisMask", "shrink_axis_mask"))),
+    FullyConnectedOptions: ("FullyConnectedOptions", (
+        ("FusedActivationFunction", "activation"), ("WeightsFormat", "weights_format"),
+        ("KeepNumDims", "keep_num_dims"), ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
+    SoftmaxOptions: ("SoftmaxOptions", (("Beta", "beta"),)),
+    ConcatenationOptions: ("ConcatenationOptions", (("Axis", "axis"), ("FusedActivationFunction", "activation"))),
+}
+
+
 def _options(builder, options) -> tuple[int, int | None]:
     if options is None:
         return BuiltinOptions.NONE, None
-    if isinstance(options, SequenceRNNOptions):
-        fb.SequenceRNNOptionsStart(builder)
-        fb.SequenceRNNOptionsAddTimeMajor(builder, options.time_major)
-        fb.SequenceRNNOptionsAddFusedActivationFunction(builder, int(options.activation))
-        fb.SequenceRNNOptionsAddAsymmetricQuantizeInputs(builder, options.asymmetric_quantize_inputs)
-        return BuiltinOptions.SequenceRNNOptions, fb.SequenceRNNOptionsEnd(builder)
-    if isinstance(options, BidirectionalSequenceRNNOptions):
-        fb.BidirectionalSequenceRNNOptionsStart(builder)
-        fb.BidirectionalSequenceRNNOptionsAddTimeMajor(builder, options.time_major)
-        fb.BidirectionalSequenceRNNOptionsAddFusedActivationFunction(builder, int(options.activation))
-        fb.BidirectionalSequenceRNNOptionsAddMergeOutputs(builder, options.merge_outputs)
-        fb.BidirectionalSequenceRNNOptionsAddAsymmetricQuantizeInputs(builder, options.asymmetric_quantize_inputs)
-        return BuiltinOptions.BidirectionalSequenceRNNOptions, fb.BidirectionalSequenceRNNOptionsEnd(builder)
-    if isinstance(options, StridedSliceOptions):
-        fb.StridedSliceOptionsStart(builder)
-        fb.StridedSliceOptionsAddBeginMask(builder, options.begin_mask)
-        fb.StridedSliceOptionsAddEndMask(builder, options.end_mask)
-        fb.StridedSliceOptionsAddEllipsisMask(builder, options.ellipsis_mask)
-        fb.StridedSliceOptionsAddNewAxisMask(builder, options.new_axis_mask)
-        fb.StridedSliceOptionsAddShrinkAxisMask(builder, options.shrink_axis_mask)
-        return BuiltinOptions.StridedSliceOptions, fb.StridedSliceOptionsEnd(builder)
-    raise TypeError(f"no writer for options of type {type(options).__name__}")
+    if type(options) not in _OPTION_TABLES:
+        raise TypeError(f"no writer for options of type {type(options).__name__}")
+    table, fields = _OPTION_TABLES[type(options)]
+    getattr(fb, f"{table}Start")(builder)
+    for field, attribute in fields:
+        value = getattr(options, attribute)
+        getattr(fb, f"{table}Add{field}")(builder, int(value) if isinstance(value, enum.IntEnum) else value)
+    return BuiltinOptions[table], getattr(fb, f"{table}End")(builder)
 
 
 def _tensor_maps(builder, names_to_index: dict[str, int], start_vector) -> int:

@@ -108,8 +108,9 @@ def import_cells(path, *, format: str | None = None, name: str | None = None, la
                  layer_index: int | None = None) -> tuple[list[ImportedCell], str]:
     """All the RNN cells a source holds and how they connect: ("cell" | "stack" | "bidirectional").
 
-    A PyTorch nn.RNN with num_layers > 1 is a stack, one with bidirectional=True a forward and backward pair;
-    everything else (and any file with `layer`/`layer_index` picking one) is read as one cell.
+    A PyTorch nn.RNN with num_layers > 1 (or a chain of ONNX RNN nodes) is a stack, one with bidirectional=True a
+    forward and backward pair, or a "network" of such layers; a Keras model may add Dense layers ("network").
+    Everything else (and any file with `layer`/`layer_index` picking one) is read as one cell.
     """
     cells, kind, _ = import_model(path, format=format, name=name, layer=layer, layer_index=layer_index)
     return cells, kind
@@ -126,17 +127,25 @@ def import_model(path, *, format: str | None = None, name: str | None = None, la
 
         return read_keras_model(path)
     if fmt == "onnx" and path.is_file():
-        from .onnx_graph import read_onnx_cells
+        from .onnx_graph import read_onnx_network
 
-        cells = read_onnx_cells(path)
-        return cells, "bidirectional" if len(cells) == 2 else "cell", {}
+        cells, flags = read_onnx_network(path)
+        if len(flags) == 1:
+            return cells, "bidirectional" if flags[0] else "cell", {}
+        return cells, "network" if any(flags) else "stack", {"bidirectional": flags}
     if fmt in ("safetensors", "torch") and layer_index is None and path.is_file():
         from .pytorch import cells_from_state_dict
 
         cells = cells_from_state_dict(_state_dict(path, fmt), None, fmt, path)
-        if len(cells) > 1:
-            return cells, "bidirectional" if cells[-1].layer.endswith("_reverse") else "stack", {}
-        return cells, "cell", {}
+        reverse = cells[-1].layer.endswith("_reverse")
+        if len(cells) == 1 or reverse and len(cells) == 2:
+            return cells, "bidirectional" if reverse else "cell", {}
+        return cells, "network" if reverse else "stack", {"bidirectional": [reverse] * (len(cells) // (1 + reverse))}
+    if fmt == "checkpoint" and name is None:
+        from .checkpoint import read_checkpoint_cells
+
+        cells = read_checkpoint_cells(path)
+        return cells, "stack" if len(cells) > 1 else "cell", {}
     return [import_cell(path, format=fmt, name=name, layer=layer, layer_index=layer_index)], "cell", {}
 
 

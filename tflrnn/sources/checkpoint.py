@@ -7,6 +7,7 @@ Two namings: a TF1 graph with TfLiteRNNCell writes `<scope>/input_weights`, `<sc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import WeightsError
@@ -17,7 +18,7 @@ _LEAVES = set(TFLITE_NAMES) | set(KERAS_NAMES)
 _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-def read_checkpoint(path: Path, scope: str | None = None) -> ImportedCell:
+def _checkpoint_arrays(path: Path) -> tuple[dict, str]:
     tf = require("tensorflow", "tensorflow", "TF checkpoints are read with tf.train.load_checkpoint")
     prefix = str(path)
     if path.is_dir():
@@ -37,6 +38,38 @@ def read_checkpoint(path: Path, scope: str | None = None) -> ImportedCell:
             arrays[clean] = reader.get_tensor(name)
     except (ValueError, OSError, tf.errors.OpError) as exc:
         raise WeightsError(f"cannot read checkpoint {prefix}: {' '.join(str(exc).split())[:300]}") from None
+    return arrays, prefix
+
+
+def read_checkpoint(path: Path, scope: str | None = None) -> ImportedCell:
+    arrays, prefix = _checkpoint_arrays(path)
+    return _cell(arrays, scope, prefix)
+
+
+def read_checkpoint_cells(path: Path) -> list[ImportedCell]:
+    """Every cell of a checkpoint: one, or a stack (MultiRNNCell's cell_0, cell_1, ..., Keras' stacked layers)
+    when there are several whose sizes chain, first layer first in natural order of their scopes."""
+    arrays, prefix = _checkpoint_arrays(path)
+    scopes = sorted({key.rpartition("/")[0] for key in arrays if key.rpartition("/")[2] in _RECURRENT}, key=_natural)
+    if len(scopes) <= 1:
+        return [_cell(arrays, None, prefix)]
+    cells = [_cell(arrays, scope, prefix) for scope in scopes]
+    for before, after in zip(cells, cells[1:]):
+        if after.weights.input_size != before.weights.num_units:
+            listed = ", ".join(repr(s) for s in scopes)
+            raise WeightsError(f"checkpoint {prefix} holds several cells ({listed}) whose sizes do not chain as a "
+                               "stack; pick one with --scope")
+    return cells
+
+
+_RECURRENT = {"recurrent_weights", "recurrent_kernel"}
+
+
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _cell(arrays: dict, scope: str | None, prefix: str) -> ImportedCell:
     try:
         weights, scope = weights_from_arrays(arrays, scope)
     except WeightsError as exc:

@@ -18,6 +18,7 @@ from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
 from ..errors import ConfigError, WeightsError
 from . import ImportedCell, require
 
+_DENSE = "dense:"  # key prefix of a Dense layer's arrays among the cells' arrays
 _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
 
 
@@ -49,6 +50,7 @@ def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
 
 def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
     config, found = _load(path)
+    found = {name: arrays for name, arrays in found.items() if not name.startswith(_DENSE)}
     layers = _simple_rnn_configs(config) if config is not None else {}
     if config is not None:
         found = {name: arrays for name, arrays in found.items() if name in layers}
@@ -66,52 +68,100 @@ def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
 
 def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
     """Every SimpleRNN of a saved Keras model, as it connects: ([cell], "cell"), a stack of consecutive SimpleRNN
-    layers ("stack"), or one Bidirectional(SimpleRNN) ("bidirectional"); with the build options they imply."""
+    layers ("stack"), one Bidirectional(SimpleRNN) ("bidirectional"), or any chain of those followed by Dense
+    layers ("network"); with the build options they imply (last step, merge mode, per-layer directions, the
+    dense head). Dropout is skipped (a no-op at inference); any other layer is an error that names it."""
     config, found = _load(path)
     if config is None:
         return [read_keras(path)], "cell", {}
     order = [(kind, layer) for kind, layer in _top_level_layers(config) if kind != "InputLayer"]
-    rnn = [(k, c) for k, c in order if k == "SimpleRNN" or (k == "Bidirectional" and
-                                                            c.get("layer", {}).get("class_name") == "SimpleRNN")]
-    if len(rnn) == 1 and rnn[0][0] == "SimpleRNN":
-        return [read_keras(path)], "cell", {}
-    if len(rnn) == 1:  # one Bidirectional(SimpleRNN)
-        bi = rnn[0][1]
-        inner = bi["layer"]["config"]
-        backward = (bi.get("backward_layer") or {}).get("config")
-        if backward is not None:  # a backward layer of its own: the fused op has one activation and one size
-            differs = [k for k in ("units", "activation", "use_bias") if backward.get(k) != inner.get(k)]
-            if differs:
-                raise WeightsError(f"Bidirectional '{bi['name']}' in {path} has a backward layer whose "
-                                   f"{', '.join(differs)} differ from the forward one's; tflrnn builds both directions from one cell")
-        merge = bi.get("merge_mode", "concat")
-        if merge not in ("concat", None):
-            raise WeightsError(f"Bidirectional '{bi['name']}' in {path} merges with '{merge}'; the fused op "
-                               "concatenates (merge_mode='concat') or keeps both outputs (merge_mode=None)")
-        if not inner.get("return_sequences", False):
-            raise WeightsError(f"Bidirectional '{bi['name']}' in {path} returns the last step only; a last-step "
-                               "bidirectional model is not built yet")
-        cells = [_cell(path, f"{bi['name']}/{d}", found.get(f"{bi['name']}/{d}"), inner, True)
-                 for d in ("forward", "backward")]
-        return cells, "bidirectional", {"merge": "concat" if merge == "concat" else "none"}
-    if rnn and all(k == "SimpleRNN" for k, _ in rnn):
-        names = [c["name"] for _, c in rnn]
-        feeds = _inbound(config)
-        for previous, name in zip(names, names[1:]):
-            if name in feeds and feeds[name] != [previous]:
-                raise WeightsError(f"SimpleRNN '{name}' in {path} takes {feeds[name] or 'the model input'}, not "
-                                   f"'{previous}': its SimpleRNN layers do not form one chain; build one with --layer")
-        between = [k for k, c in order[order.index(rnn[0]): order.index(rnn[-1]) + 1] if k != "SimpleRNN"]
-        if between:
-            raise WeightsError(f"{path} has {', '.join(between)} between its SimpleRNN layers; build one with --layer")
-        for _, c in rnn[:-1]:
-            if not c.get("return_sequences", False):
-                raise WeightsError(f"SimpleRNN '{c['name']}' in {path} feeds another but returns only its last step")
-        cells = [_cell(path, name, found.get(name), c, True) for name, (_, c) in zip(names, rnn)]
-        return cells, "stack", {"last_step": not rnn[-1][1].get("return_sequences", False)}
-    if not rnn:
+    if not any(_is_rnn(kind, c) for kind, c in order):
         return [read_keras(path)], "cell", {}  # reports that there is no SimpleRNN
-    raise WeightsError(f"{path} mixes SimpleRNN and Bidirectional layers; build one with --layer")
+    if len(order) == 1 and order[0][0] == "SimpleRNN":
+        return [read_keras(path)], "cell", {}
+    names = [c.get("name") for _, c in order]
+    feeds = _inbound(config)
+    for previous, name in zip(names, names[1:]):
+        if name in feeds and feeds[name] != [previous]:
+            raise WeightsError(f"layer '{name}' in {path} takes {feeds[name] or 'the model input'}, not '{previous}': "
+                               "the model is not one chain; build one SimpleRNN layer with --layer")
+    stages = [(kind, c) for kind, c in order if _is_rnn(kind, c)]
+    if order[: len(stages)] != stages:
+        first = next((kind, c) for kind, c in order if not _is_rnn(kind, c))
+        raise WeightsError(_unsupported(path, *first, "before or between the recurrent layers"))
+    cells, flags, merge = [], [], "concat"
+    for k, (kind, c) in enumerate(stages):
+        final = k == len(stages) - 1
+        inner = c["layer"]["config"] if kind == "Bidirectional" else c
+        if not final and not inner.get("return_sequences", False):
+            raise WeightsError(f"{kind} '{c['name']}' in {path} feeds another layer but returns only its last step")
+        if kind == "SimpleRNN":
+            cells.append(_cell(path, c["name"], found.get(c["name"]), c, True))
+            flags.append(False)
+            continue
+        backward = (c.get("backward_layer") or {}).get("config")
+        if backward is not None:  # a backward layer of its own: the fused op has one activation and one size
+            differs = [key for key in ("units", "activation", "use_bias") if backward.get(key) != inner.get(key)]
+            if differs:
+                raise WeightsError(f"Bidirectional '{c['name']}' in {path} has a backward layer whose "
+                                   f"{', '.join(differs)} differ from the forward one's; tflrnn builds both directions "
+                                   "from one cell")
+        mode = c.get("merge_mode", "concat")
+        if mode not in ("concat", None) or (mode is None and (not final or len(order) > len(stages))):
+            raise WeightsError(f"Bidirectional '{c['name']}' in {path} merges with {mode!r}; the fused op concatenates "
+                               "(merge_mode='concat'), or keeps both outputs (merge_mode=None) as the model's last layer")
+        if final:
+            merge = "concat" if mode == "concat" else "none"
+        cells += [_cell(path, f"{c['name']}/{d}", found.get(f"{c['name']}/{d}"), inner, True)
+                  for d in ("forward", "backward")]
+        flags.append(True)
+    for c in cells:  # the last step is applied as Keras does (see the options), not left to --last-step
+        c.details = "; ".join(d for d in c.details.split("; ") if d and not d.startswith("return_sequences"))
+    last = stages[-1][1]["layer"]["config"] if stages[-1][0] == "Bidirectional" else stages[-1][1]
+    options = {"last_step": not last.get("return_sequences", False)}
+    head = [(kind, c) for kind, c in order[len(stages):] if kind != "Dropout"]
+    if head:
+        options["head"] = [_dense(path, kind, c, found) for kind, c in head]
+    if len(stages) == 1 and flags[0] and not head:
+        return cells, "bidirectional", {**options, "merge": merge}
+    if not any(flags) and not head:
+        return cells, "stack", options
+    return cells, "network", {**options, "bidirectional": flags, "merge": merge}
+
+
+def _is_rnn(kind: str, config: dict) -> bool:
+    return kind == "SimpleRNN" or (kind == "Bidirectional" and config.get("layer", {}).get("class_name") == "SimpleRNN")
+
+
+def _unsupported(path: Path, kind: str, config: dict, where: str) -> str:
+    return (f"{kind} layer '{config.get('name')}' in {path} ({where}) has no fused TFLite form here: tflrnn writes "
+            "SimpleRNN and Bidirectional(SimpleRNN) layers, then Dense layers (Dropout is skipped); build one "
+            "SimpleRNN layer with --layer")
+
+
+def _dense(path: Path, kind: str, config: dict, found: dict):
+    """A Dense layer of the head, as graph.Dense (kernel transposed to TFLite's [units, input])."""
+    import numpy as np
+
+    from ..graph import DENSE_ACTIVATIONS, Dense
+
+    if kind != "Dense":
+        raise WeightsError(_unsupported(path, kind, config, "after the recurrent layers"))
+    name = config.get("name")
+    raw = config.get("activation", "linear")
+    activation = raw if isinstance(raw, str) else _shown(raw).strip("'")
+    if activation not in DENSE_ACTIVATIONS:
+        raise WeightsError(f"Dense '{name}' in {path} uses activation {_shown(raw)}; tflrnn writes Dense layers with "
+                           f"{', '.join(DENSE_ACTIVATIONS)}")
+    arrays = found.get(f"{_DENSE}{name}")
+    if arrays is None or not 1 <= len(arrays) <= 2 or np.ndim(arrays[0]) != 2:
+        raise WeightsError(f"{path}: no kernel for Dense '{name}'")
+    kernel = np.asarray(arrays[0], dtype=np.float32)
+    bias = np.asarray(arrays[1], dtype=np.float32) if len(arrays) == 2 else np.zeros(kernel.shape[1], np.float32)
+    if bias.shape != (kernel.shape[1],) or not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+        raise WeightsError(f"{path}: Dense '{name}' has kernel {list(kernel.shape)} and bias {list(bias.shape)}, or "
+                           "non-finite values")
+    return Dense(name, np.ascontiguousarray(kernel.T), bias, activation)
 
 
 def _inbound(config) -> dict[str, list[str]]:
@@ -181,7 +231,15 @@ def _keras3_cells(h5) -> dict[str, list]:
     found = {}
 
     def visit(name, group):
-        if not hasattr(group, "keys") or "cell" not in group or "vars" not in group["cell"]:
+        if not hasattr(group, "keys"):
+            return
+        if "cell" not in group and "vars" in group and len(group["vars"]) in (1, 2):
+            variables = group["vars"]
+            arrays = [variables[str(i)][()] for i in range(len(variables)) if str(i) in variables]
+            if arrays and arrays[0].ndim == 2:  # shaped like a Dense layer: kernel [input, units], bias [units]
+                found[_DENSE + _text(variables.attrs.get("name", name.rsplit("/", 1)[-1]))] = arrays
+            return
+        if "cell" not in group or "vars" not in group["cell"]:
             return
         variables = group["cell"]["vars"]
         arrays = [variables[str(i)][()] for i in range(len(variables)) if str(i) in variables]
@@ -205,14 +263,20 @@ def _legacy_cells(root) -> dict[str, list]:
     for layer_name in root.attrs.get("layer_names", []):
         layer_name = _text(layer_name)
         group = root[layer_name]
-        by_role = {}
+        parts = {}  # "" for a layer's own weights, "forward" / "backward" for a Bidirectional's halves
         for weight_name in group.attrs.get("weight_names", []):
             weight_name = _text(weight_name)
-            role = weight_name.rsplit("/", 1)[-1].split(":")[0]  # ".../simple_rnn_cell/kernel:0" -> kernel
-            by_role[role] = group[weight_name][()]
-        arrays = [by_role[r] for r in ("kernel", "recurrent_kernel", "bias") if r in by_role]
-        if "kernel" in by_role and "recurrent_kernel" in by_role and _looks_like_simple_rnn(arrays):
-            found[layer_name] = arrays
+            path = weight_name.split("/")
+            role = path[-1].split(":")[0]  # ".../simple_rnn_cell/kernel:0" -> kernel
+            half = next((p.split("_")[0] for p in path if p.startswith(("forward_", "backward_"))), "")
+            parts.setdefault(half, {})[role] = group[weight_name][()]
+        for half, by_role in parts.items():
+            key = f"{layer_name}/{half}" if half else layer_name
+            arrays = [by_role[r] for r in ("kernel", "recurrent_kernel", "bias") if r in by_role]
+            if "kernel" in by_role and "recurrent_kernel" in by_role and _looks_like_simple_rnn(arrays):
+                found[key] = arrays
+            elif not half and set(by_role) <= {"kernel", "bias"} and "kernel" in by_role:
+                found[_DENSE + layer_name] = [by_role[r] for r in ("kernel", "bias") if r in by_role]
     return found
 
 

@@ -1,4 +1,4 @@
-"""An ONNX graph with one RNN node, as torch.onnx.export writes nn.RNN, read with the onnx package.
+"""An ONNX graph with RNN nodes (one, or a chain), as torch.onnx.export writes nn.RNN, read with the onnx package.
 
 RNN inputs: X, W [1,U,I], R [1,U,U], B [1,2U] (Wb then Rb; b = Wb + Rb), sequence_lens, initial_h. Refused with
 the reason: clip, a sequence_lens input, an initial state that is not a zero constant, a direction other than
@@ -20,14 +20,23 @@ _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 
 def read_onnx(path: Path) -> ImportedCell:
     """The RNN node as one cell (a forward node)."""
-    cells = read_onnx_cells(path)
-    if len(cells) > 1:
+    cells, flags = read_onnx_network(path)
+    if len(flags) > 1:
+        raise WeightsError(f"{path} holds a chain of {len(flags)} RNN nodes; build it whole (without --layer)")
+    if flags[0]:
         raise WeightsError(f"{path} holds a bidirectional RNN node; build it whole (without --layer)")
     return cells[0]
 
 
 def read_onnx_cells(path: Path) -> list[ImportedCell]:
-    """The RNN node's cells: one for direction forward, forward and backward for bidirectional."""
+    return read_onnx_network(path)[0]
+
+
+def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
+    """The cells of the graph's RNN nodes, in order (forward, then backward for a bidirectional node), and which
+    nodes are bidirectional. Several nodes must form a chain, each reading the previous one's Y through the
+    Squeeze (one direction) or Transpose [0,2,1,3] + Reshape (two) that torch.onnx.export writes for nn.RNN's
+    num_layers."""
     onnx = require("onnx", "onnx")
     from onnx import numpy_helper
 
@@ -40,9 +49,36 @@ def read_onnx_cells(path: Path) -> list[ImportedCell]:
     if not rnn_nodes:
         ops = ", ".join(sorted({node.op_type for node in graph.node})) or "none"
         raise WeightsError(f"no RNN node in {path} (ops: {ops})")
-    if len(rnn_nodes) > 1:
-        raise WeightsError(f"{path} has {len(rnn_nodes)} RNN nodes; tflrnn builds one (chains are not read yet)")
-    node = rnn_nodes[0]
+    constants = _Constants(graph, numpy_helper)
+    cells, flags = [], []
+    for k, node in enumerate(rnn_nodes):
+        if k:
+            _check_link(rnn_nodes[k - 1], node, constants, path)
+        found = _node_cells(node, constants, path, onnx)
+        cells += found
+        flags.append(len(found) == 2)
+    return cells, flags
+
+
+def _check_link(previous, node, constants, path: Path) -> None:
+    """`node` must read `previous`'s Y, reshaped only as torch.onnx.export does between layers."""
+    name, seen = node.input[0], []
+    while name != previous.output[0]:
+        producer = constants.producers.get(name)
+        if producer is None or producer.op_type not in ("Squeeze", "Transpose", "Reshape", "Identity"):
+            raise WeightsError(f"RNN node '{node.name or node.output[0]}' in {path} does not read the previous RNN "
+                               f"node's output (through {seen or 'nothing'}, then "
+                               f"{producer.op_type if producer else 'a graph input'}): not a chain")
+        if producer.op_type == "Transpose":
+            perm = next((list(a.ints) for a in producer.attribute if a.name == "perm"), None)
+            if perm != [0, 2, 1, 3]:
+                raise WeightsError(f"RNN node '{node.name or node.output[0]}' in {path} reads the previous node's "
+                                   f"output transposed with perm {perm}; a chain joins directions with [0, 2, 1, 3]")
+        seen.append(producer.op_type)
+        name = producer.input[0]
+
+
+def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     where = f"RNN node '{node.name or node.output[0]}' in {path}"
     if "clip" in attrs:
@@ -60,7 +96,6 @@ def read_onnx_cells(path: Path) -> list[ImportedCell]:
         if attr in attrs:
             raise WeightsError(f"{where} sets {attr}, which the fused op cannot take")
 
-    constants = _Constants(graph, numpy_helper)
     inputs = list(node.input) + [""] * (6 - len(node.input))
     if inputs[4]:
         raise WeightsError(f"{where} takes a sequence_lens input ('{inputs[4]}'); the fused op runs every step")
@@ -123,6 +158,6 @@ class _Constants:
         if node.op_type == "ConstantOfShape":
             fill = next((a.t for a in node.attribute if a.name == "value"), None)
             return fill is None or not np.any(self.numpy_helper.to_array(fill))
-        if node.op_type in ("Expand", "Tile", "Reshape", "Identity", "Cast", "Unsqueeze", "Squeeze"):
+        if node.op_type in ("Expand", "Tile", "Reshape", "Identity", "Cast", "Unsqueeze", "Squeeze", "Slice", "Gather"):
             return self.is_zero(node.input[0], depth + 1)
         return False

@@ -51,8 +51,8 @@ def read_torch(path: Path) -> dict:
 
 
 def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: Path) -> list[ImportedCell]:
-    """The state dict's nn.RNN as cells: one (a single layer, or `layer_index`), a stack (num_layers > 1), or a
-    forward and backward pair (bidirectional=True, one layer). The layer names are l<k> and l<k>_reverse."""
+    """The state dict's nn.RNN as cells: one (a single layer, or `layer_index`), a stack (num_layers > 1), with a
+    forward and backward pair per layer when bidirectional=True. The layer names are l<k> and l<k>_reverse."""
     layers: dict[tuple[str, int, bool], dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         match = _KEY.match(key)
@@ -74,10 +74,7 @@ def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path:
         if layer_index not in indices:
             raise WeightsError(f"{path} has no layer {layer_index} (layers: {', '.join(map(str, indices))})")
         indices = [layer_index]
-    elif reverse and len(indices) > 1:
-        raise WeightsError(f"{path} is a bidirectional nn.RNN with {len(indices)} layers; tflrnn builds stacks and "
-                           "single bidirectional layers, not stacks of bidirectional ones yet")
-    keys = [(prefix, k, False) for k in indices] + ([(prefix, indices[0], True)] if reverse else [])
+    keys = [(prefix, k, r) for k in indices for r in ((False, True) if reverse else (False,))]
     return [_cell(layers.get(key, {}), key, fmt, path) for key in keys]
 
 
