@@ -65,9 +65,10 @@ def cli(debug: bool) -> None:
 @click.option("--last-step/--all-steps", "last_step", default=None,
               help="Output only the final step [B,U] (Keras return_sequences=False), or every step (default).")
 @click.option("--bidirectional", is_flag=True, default=None,
-              help="One BIDIRECTIONAL_SEQUENCE_RNN op: the cell run forward and backward.")
+              help="Each layer a BIDIRECTIONAL_SEQUENCE_RNN op: the cell run forward and backward.")
 @click.option("--merge", type=click.Choice(["concat", "none"]),
-              help="Bidirectional outputs: concatenated [fw | bw] (default, Keras merge_mode='concat') or separate.")
+              help="The last bidirectional layer's outputs: concatenated [fw | bw] (default, Keras "
+                   "merge_mode='concat') or separate.")
 @click.option("--quantize", type=click.Choice(["none", "int8"]),
               help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size).")
 @click.option("--asymmetric-inputs", is_flag=True, default=None,
