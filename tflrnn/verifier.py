@@ -126,8 +126,8 @@ def verify(
     for g in layers:
         _check_verifiable_size(g)
     whole = len(layers) > 1 or _has_dense(network)  # --against runs the whole source model
-    if against is not None and len(layers) > 1 and any(g.hybrid for g in layers):
-        raise ConfigError("--against a hybrid (int8) stack or bidirectional model is not supported: its int8 "
+    if against is not None and whole and any(g.hybrid for g in layers):
+        raise ConfigError("--against a hybrid (int8) stack, bidirectional model or classifier is not supported: its int8 "
                           "rounding compounds through the layers; verify the float model against the source")
     whole_sources = ("safetensors", "torch", "keras", "onnx", "checkpoint")
     if against is not None and whole and (format or detect_format(Path(against))) not in whole_sources:
