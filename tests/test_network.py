@@ -308,3 +308,10 @@ def test_property_networks_build_and_verify(layers, head, input_size, time_steps
                         head=dense, quantize="int8" if quantize else None, seed=seed)
     report = tflrnn.verify(data)
     assert report.passed, [(c.name, c.detail) for c in report.failures]
+
+
+def test_verify_refuses_a_model_whose_reference_would_run_for_minutes(tmp_path, cli):
+    out = tmp_path / "long.tflite"
+    # Per invoke, 2 * 16000 steps * 1024 units * (input + 1024) per layer: 1.7e11 for three layers, x 4 invokes.
+    assert cli("build", "--units", 1024, "--input-size", 16, "--time-steps", 16000, "--layers", 3, "-o", out).code == 0
+    assert_clean_error(cli("verify", out), "multiply-adds", "fewer time steps")

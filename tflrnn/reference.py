@@ -22,6 +22,9 @@ DEFAULT_RTOL = 1e-5
 DEFAULT_SEQUENCES = 3
 # The reference keeps about 20 float64 copies of a sequence: 2**24 values per tensor is ~2.7 GB at the peak.
 MAX_VERIFY_VALUES = 2**24
+# And its time: float64 multiply-adds over all of verify's comparisons. 2**38 is about 7 s at the ~40 G/s numpy
+# reaches on two cores here (the single-threaded interpreter takes several times longer on such a model).
+MAX_VERIFY_MULTIPLY_ADDS = 2**38
 
 DISCONTINUOUS = {Activation.SIGN_BIT}  # a rounding-sized change of the input can flip the output
 

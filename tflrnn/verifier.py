@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reference
-from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_VALUES
+from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
 
 DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
 from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, dense_sha256, min_runtime_version, sha256
@@ -125,6 +125,7 @@ def verify(
     layers = network.directions  # each direction of each RNN op, in op order
     for g in layers:
         _check_verifiable_size(g)
+    _check_verifiable_time(network, sequences)
     whole = len(layers) > 1 or _has_dense(network)  # --against runs the whole source model
     if against is not None and whole and any(g.hybrid for g in layers):
         raise ConfigError("--against a hybrid (int8) stack, bidirectional model or classifier is not supported: its int8 "
@@ -264,6 +265,27 @@ def _check_verifiable_size(g: RNNGraph) -> None:
         raise ConfigError(
             f"the model's input/output tensors hold {values:,.0f} values per invoke; verify's reference handles at "
             f"most {MAX_VERIFY_VALUES:,} (build a copy with fewer time steps or a smaller batch to verify the weights)"
+        )
+
+
+def _check_verifiable_time(network: Network, sequences: int) -> None:
+    """Refuse a model whose reference comparisons would run for minutes: each invoke compared costs two float64
+    products per direction (the step and the scale of its terms), B*T*U*(I+U) multiply-adds each."""
+    per_invoke = 0.0
+    for g in network.directions:
+        if len(g.input.shape) != 3 or len(g.input_weights.shape) != 2:
+            return  # malformed: the shapes check reports it
+        units, size = (float(d) for d in g.input_weights.shape)
+        per_invoke += 2 * float(np.prod(g.input.shape[:2], dtype=np.float64)) * units * (size + units)
+    time_axis = 0 if network.directions[0].time_major else 1
+    signature = network.directions[0].input.shape_signature
+    lengths = 1 + len(DYNAMIC_LENGTHS) if signature is not None and signature[time_axis] == -1 else 1
+    total = per_invoke * (sequences + 1) * lengths
+    if total > MAX_VERIFY_MULTIPLY_ADDS:
+        raise ConfigError(
+            f"verify's reference would need about {total:.2g} float64 multiply-adds for {sequences + 1} invokes of "
+            f"this model; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with "
+            "fewer time steps or a smaller batch, or pass --sequences 2"
         )
 
 
