@@ -1,8 +1,28 @@
 """Interpreters that run a model: LiteRT (ai_edge_litert, the default) and TensorFlow's deprecated
-tf.lite.Interpreter. Each is imported only when a model is run on it."""
+tf.lite.Interpreter. Each is imported only when a model is run on it.
+
+A model under verification may be hostile, and the native runtimes are not hardened against that (LiteRT 2.3
+segfaults on a time-major hybrid bidirectional RNN, for one). So `load` runs the interpreter in a child process of
+its own by default: a fresh Python (not a fork: the parent may have imported TensorFlow and be multithreaded)
+that imports only numpy and the runtime, caps its own data memory, and answers load/run/resize/reset over a pipe.
+The parent gives every call a time limit. A crash, an abort, running out of memory or time becomes an
+`IsolationError` (a RuntimeError) naming what happened, the child is killed and reaped, and the parent carries on.
+
+Limits, per model (keyword arguments of `load`, else the environment, else the default):
+    TFLRNN_VERIFY_TIMEOUT  seconds each call may take (load, invoke, resize, reset). Default: 30 s plus an
+                           allowance for the call's work (the model's bytes times the steps it runs), so a
+                           legitimately huge model is not cut short. A number makes it fixed; 0 or "none": no limit.
+    TFLRNN_VERIFY_MEMORY   data memory the interpreter may allocate beyond the runtime's own start-up footprint,
+                           the model's bytes included: "512M", "2G", a number of bytes; 0 or "none": no cap.
+                           Default: the model's size plus 1 GiB. (Linux: RLIMIT_DATA. Elsewhere not enforced.)
+The child's stderr (native logs) is kept from the terminal: its last line is quoted when the child dies, and
+TFLRNN_DEBUG=1 (or `--debug`) lets it through.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -10,10 +30,38 @@ import numpy as np
 from .errors import TflrnnError
 
 RUNTIMES = ("litert", "tensorflow")
+LABELS = {"litert": "LiteRT", "tensorflow": "TensorFlow Lite (tf.lite)"}
+
+DEFAULT_TIMEOUT = 30.0  # seconds per call, before the allowance for the call's work
+DEFAULT_MEMORY_HEADROOM = 1 << 30  # bytes beyond the model's own
+STARTUP_TIMEOUT = 120.0  # to import the runtime in the child (TensorFlow takes seconds), not the model's fault
+# Conservative rates for the default time allowance, ~20x below a plain CPU core: LiteRT invokes a float RNN at
+# about 10 GB of weights per second per step, and takes a model in at memory speed.
+WORK_BYTES_PER_SECOND = 5e8
+LOAD_BYTES_PER_SECOND = 5e7
+_STDERR_TAIL = 8192
+_MAX_HEADER = 1 << 20
+
+
+class IsolationError(RuntimeError):
+    """The interpreter's process failed on the model: it crashed, was killed, or ran out of time or memory."""
+
+
+class InterpreterCrashed(IsolationError):
+    """The child died by a signal (SIGSEGV, SIGABRT, ...) or exited on its own."""
+
+
+class InterpreterTimeout(IsolationError):
+    """A call did not finish within the time limit; the child was killed."""
+
+
+class InterpreterOutOfMemory(IsolationError):
+    """The interpreter exceeded the memory cap."""
 
 
 class InterpreterModel:
-    """One interpreter over one model. The hidden state lives in the interpreter and carries across `run` calls."""
+    """One interpreter over one model, in this process. The hidden state lives in the interpreter and carries
+    across `run` calls. (`load` gives an `IsolatedInterpreter`, which runs one of these in a child process.)"""
 
     def __init__(self, name: str, version: str, interpreter, input_index: int, output_indices: list[int]):
         self.name, self.version = name, version
@@ -35,9 +83,40 @@ class InterpreterModel:
     def reset(self) -> None:
         self.interpreter.reset_all_variables()
 
+    def close(self) -> None:
+        pass
 
-def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]) -> InterpreterModel:
-    """An interpreter over `model` that keeps every tensor after invoke, so intermediate outputs can be read."""
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def load(runtime: str, model: bytes, input_index: int, output_indices: list[int], *, timeout: float | None = None,
+         memory: int | str | None = None, isolate: bool = True):
+    """An interpreter over `model` that keeps every tensor after invoke, so intermediate outputs can be read.
+
+    By default it runs in a child process (see the module's docstring): `timeout` in seconds per call and
+    `memory` in bytes beyond the runtime's footprint override TFLRNN_VERIFY_TIMEOUT / TFLRNN_VERIFY_MEMORY
+    (0 or math.inf: no limit). `isolate=False` runs it in this process, without limits.
+    """
+    if runtime not in RUNTIMES:
+        raise TflrnnError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
+    if runtime == "tensorflow":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:
+            from .sources import require
+
+            require("tensorflow", "tensorflow", "--runtime tensorflow runs tf.lite.Interpreter")  # raises
+    if not isolate:
+        return _in_process(runtime, bytes(model), int(input_index), [int(i) for i in output_indices])
+    return IsolatedInterpreter(runtime, bytes(model), int(input_index), [int(i) for i in output_indices],
+                               timeout=_timeout_setting(timeout), memory=_memory_setting(memory))
+
+
+def _in_process(runtime: str, model: bytes, input_index: int, output_indices: list[int]) -> InterpreterModel:
     if runtime == "litert":
         import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -51,17 +130,586 @@ def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]
             experimental_preserve_all_tensors=True,
         )
         return InterpreterModel("litert", ai_edge_litert.__version__, interpreter, input_index, output_indices)
-    if runtime == "tensorflow":
-        from .sources import require
+    from .sources import require
 
-        tf = require("tensorflow", "tensorflow", "--runtime tensorflow runs tf.lite.Interpreter")
-        with warnings.catch_warnings():  # its deprecation notice: the README already says so
-            warnings.simplefilter("ignore", UserWarning)
-            interpreter = tf.lite.Interpreter(
-                model_content=model,
-                num_threads=1,
-                experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                experimental_preserve_all_tensors=True,
-            )
-        return InterpreterModel("tensorflow", tf.__version__, interpreter, input_index, output_indices)
-    raise TflrnnError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
+    tf = require("tensorflow", "tensorflow", "--runtime tensorflow runs tf.lite.Interpreter")
+    with warnings.catch_warnings():  # its deprecation notice: the README already says so
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(
+            model_content=model,
+            num_threads=1,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=True,
+        )
+    return InterpreterModel("tensorflow", tf.__version__, interpreter, input_index, output_indices)
+
+
+# ---- settings ----------------------------------------------------------------------------------------------------
+
+_OFF = ("0", "none", "off", "inf", "unlimited")
+
+
+def _timeout_setting(value) -> float | None:
+    """Seconds per call; None = the default (base plus work allowance); math.inf = no limit."""
+    name = "TFLRNN_VERIFY_TIMEOUT"
+    if value is None:
+        text = os.environ.get(name, "").strip().lower()
+        if not text:
+            return None
+        if text in _OFF:
+            return float("inf")
+        try:
+            value = float(text.removesuffix("s"))
+        except ValueError:
+            raise TflrnnError(f"{name} must be a number of seconds (or 0 for no limit), got {text!r}") from None
+        if not value >= 0 or value != value:
+            raise TflrnnError(f"{name} must be a number of seconds (or 0 for no limit), got {text!r}")
+    value = float(value)
+    if not value >= 0:
+        raise TflrnnError(f"the time limit must be a non-negative number of seconds, got {value}")
+    return float("inf") if value == 0 else value
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _memory_setting(value) -> int | float | None:
+    """Bytes beyond the runtime's footprint; None = the default (model size + 1 GiB); math.inf = no cap."""
+    name = "TFLRNN_VERIFY_MEMORY"
+    if value is None:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _OFF:
+            return float("inf")
+        number, unit = text.rstrip("ib"), ""
+        if number and number[-1] in _UNITS:
+            number, unit = number[:-1], number[-1]
+        try:
+            value = float(number) * _UNITS[unit]
+        except ValueError:
+            raise TflrnnError(f"{name} must be a size such as 512M or 2G (or 0 for no cap), got {value!r}") from None
+    if not value >= 0:
+        raise TflrnnError(f"the memory cap must be a non-negative number of bytes, got {value}")
+    return float("inf") if value == 0 or value == float("inf") else int(value)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _debug() -> bool:
+    if os.environ.get("TFLRNN_DEBUG", "").lower() not in ("", "0", "false", "no"):
+        return True
+    cli = sys.modules.get("tflrnn.cli")
+    return bool(getattr(cli, "_debug", False))
+
+
+# ---- the parent's side -------------------------------------------------------------------------------------------
+
+
+class IsolatedInterpreter:
+    """An interpreter in a child process, with InterpreterModel's interface. Closed (the child killed and reaped)
+    by `close()`, on leaving a `with` block, when garbage-collected, at exit, and after any failure."""
+
+    def __init__(self, runtime: str, model: bytes, input_index: int, output_indices: list[int], *,
+                 timeout: float | None = None, memory: int | float | None = None):
+        import subprocess
+        import weakref
+
+        self.runtime, self.label = runtime, LABELS[runtime]
+        self.name, self.version = runtime, ""
+        self._model_bytes = len(model)
+        self._timeout = timeout
+        self._memory = memory
+        self._debug = _debug()
+        self._stderr_tail = bytearray()
+        self._memory_cap = float("inf")
+        self._proc = None
+        if not sys.executable:
+            raise RuntimeError("cannot run the interpreter in a child process: sys.executable is not set")
+        env = dict(os.environ)
+        # The child needs no BLAS threads of its own (each reserves memory), nor TensorFlow's start-up log.
+        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(key, "1")
+        if runtime == "tensorflow":
+            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # The child searches this process's sys.path (and this package's root, for an editable install), so it
+        # imports the same numpy, runtime and tflrnn; -S skips site's .pth processing, which that makes redundant
+        # (an editable install's finder alone costs 40 ms).
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = "import sys; sys.path[:] = sys.argv[3:]; from tflrnn.runtime import _serve; _serve()"
+        argv = [sys.executable, "-S", "-c", code, runtime, str(os.getpid()), *map(str, sys.path), package_root]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=None if self._debug else subprocess.PIPE, env=env)
+        self._finalizer = weakref.finalize(self, _stop, self._proc, os.getpid())
+        self._buffer = bytearray()
+        try:
+            import selectors
+
+            self._selector = selectors.DefaultSelector()
+            self._out = self._proc.stdout.fileno()
+            self._in = self._proc.stdin.fileno()
+            os.set_blocking(self._out, False)
+            os.set_blocking(self._in, False)
+            self._selector.register(self._out, selectors.EVENT_READ)
+            if self._proc.stderr is not None:
+                self._err = self._proc.stderr.fileno()
+                os.set_blocking(self._err, False)
+                self._selector.register(self._err, selectors.EVENT_READ)
+            else:
+                self._err = None
+            hello, _ = self._exchange(None, (), "starting up", max(STARTUP_TIMEOUT, self._limit(0)))
+            self.version = hello["version"]
+            memory = self._memory
+            if memory is None:
+                memory = len(model) + DEFAULT_MEMORY_HEADROOM
+            self._memory_cap = memory
+            header = {"op": "load", "input": input_index, "outputs": output_indices, "nbytes": len(model),
+                      "memory": None if memory == float("inf") else int(memory)}
+            self._exchange(header, (model,), "loading the model", self._limit(len(model) / LOAD_BYTES_PER_SECOND))
+        except BaseException:
+            self.close()
+            raise
+
+    # The interface of InterpreterModel.
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        steps = x.size // max(1, x.shape[-1]) if x.ndim else 1
+        header = {"op": "run", "shape": list(x.shape), "nbytes": x.nbytes}
+        _, arrays = self._exchange(header, (x,), "invoke",
+                                   self._limit(self._model_bytes * steps / WORK_BYTES_PER_SECOND))
+        return arrays
+
+    def resize(self, input_shape: list[int]) -> None:
+        self._exchange({"op": "resize", "shape": [int(n) for n in input_shape]}, (), "resizing the input",
+                       self._limit(self._model_bytes / LOAD_BYTES_PER_SECOND))
+
+    def reset(self) -> None:
+        self._exchange({"op": "reset"}, (), "reset_all_variables", self._limit(0))
+
+    def close(self) -> None:
+        """Kill the child (it holds nothing worth a graceful exit) and reap it. Idempotent."""
+        if self._proc is not None:
+            self._finalizer()
+            if getattr(self, "_selector", None) is not None:
+                self._selector.close()
+                self._selector = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    # The protocol: a frame is a 4-byte little-endian header length, a JSON header, then header["nbytes"] bytes
+    # of payload (the model, an input, or the outputs back to back, as the header describes). Never pickle:
+    # the child runs a hostile model, so what it sends back is parsed as plain data only.
+
+    def _limit(self, allowance: float) -> float:
+        if self._timeout is not None:
+            return self._timeout
+        return DEFAULT_TIMEOUT + allowance
+
+    def _exchange(self, header: dict | None, payload, doing: str, limit: float):
+        import json
+        import selectors
+        import struct
+        import time
+
+        if not self._finalizer.alive:
+            raise IsolationError(f"the {self.label} interpreter process has already stopped")
+        deadline = None if limit == float("inf") else time.monotonic() + limit
+        self._drain_stderr()
+        self._stderr_tail.clear()  # a failure quotes what the child wrote while handling this request only
+        pending = []
+        if header is not None:
+            encoded = json.dumps(header).encode()
+            parts = [struct.pack("<I", len(encoded)), encoded, *(memoryview(p).cast("B") for p in payload)]
+            total = sum(len(p) for p in parts)
+            # A small frame goes in one write (one wake-up of the child); a model is written from its own memory.
+            pending = [memoryview(b"".join(parts))] if total <= 1 << 20 else [memoryview(p) for p in parts if len(p)]
+            pending = self._write(pending)  # most requests fit in the pipe at once: no need to wait for it
+            if pending:
+                self._selector.register(self._in, selectors.EVENT_WRITE)
+        writing = bool(pending)
+        buffer = self._buffer
+        reply = None
+        try:
+            while True:
+                # A whole reply read? (header, then its payload)
+                if reply is None and len(buffer) >= 4:
+                    (size,) = struct.unpack_from("<I", buffer)
+                    if size > _MAX_HEADER:
+                        raise self._broken("sent a malformed reply")
+                    if len(buffer) >= 4 + size:
+                        try:
+                            reply = json.loads(bytes(buffer[4:4 + size]))
+                            need = int(reply.get("nbytes", 0))
+                        except (ValueError, TypeError, AttributeError):
+                            raise self._broken("sent a malformed reply") from None
+                        if need < 0:
+                            raise self._broken("sent a malformed reply")
+                        del buffer[:4 + size]
+                        body = bytearray(need)
+                        take = min(need, len(buffer))
+                        body[:take] = buffer[:take]
+                        del buffer[:take]
+                        got = take
+                if reply is not None and got == len(body):
+                    break
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    raise self._timed_out(doing, limit)
+                for key, _ in self._selector.select(timeout):
+                    fd = key.fd
+                    if fd == self._in:
+                        pending = self._write(pending)
+                        if not pending:
+                            self._selector.unregister(fd)
+                            writing = False
+                    elif fd == self._err:
+                        try:
+                            chunk = os.read(fd, 65536)
+                        except BlockingIOError:
+                            continue
+                        if not chunk:
+                            self._selector.unregister(fd)
+                            self._err = None
+                        else:
+                            self._stderr_tail += chunk
+                            del self._stderr_tail[:-_STDERR_TAIL]
+                    elif fd == self._out:
+                        if reply is None:
+                            try:
+                                chunk = os.read(fd, 1 << 20)
+                            except BlockingIOError:
+                                continue
+                            if not chunk:
+                                raise self._died(doing)
+                            buffer += chunk
+                        else:
+                            try:
+                                n = os.readv(fd, [memoryview(body)[got:]])
+                            except BlockingIOError:
+                                continue
+                            if not n:
+                                raise self._died(doing)
+                            got += n
+        except BaseException:
+            # A timeout, a dead child, a malformed reply, or KeyboardInterrupt / SIGTERM in this process: the
+            # child's state is unknown (it may be mid-invoke), so it goes.
+            if writing:
+                try:
+                    self._selector.unregister(self._in)
+                except (KeyError, ValueError):
+                    pass
+            self.close()
+            raise
+        if writing:  # it answered before taking the whole request (an error): out of step, so it goes
+            self.close()
+        if "error" in reply:
+            raise self._error(reply, doing)
+        return reply, self._arrays(reply, body)
+
+    def _write(self, pending: list) -> list:
+        """Write what the pipe takes now; what is left."""
+        try:
+            while pending:
+                n = os.write(self._in, pending[0][:1 << 20])
+                pending[0] = pending[0][n:]
+                if not len(pending[0]):
+                    pending.pop(0)
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:  # the child is gone; its exit status, read at EOF, tells why
+            pending = []
+        return pending
+
+    def _arrays(self, reply: dict, body: bytearray) -> list[np.ndarray]:
+        arrays, offset = [], 0
+        try:
+            for dtype, shape in reply.get("arrays", []):
+                dtype = np.dtype(dtype)
+                shape = tuple(int(n) for n in shape)
+                if dtype.kind not in "biuf" or dtype.hasobject or any(n < 0 for n in shape):
+                    raise ValueError(dtype)
+                count = int(np.prod(shape, dtype=np.int64))
+                arrays.append(np.frombuffer(body, dtype, count, offset).reshape(shape))
+                offset += count * dtype.itemsize
+        except (ValueError, TypeError):
+            self.close()
+            raise self._broken("sent a malformed reply") from None
+        if offset != len(body):
+            self.close()
+            raise self._broken("sent a malformed reply")
+        return arrays
+
+    def _error(self, reply: dict, doing: str) -> BaseException:
+        kind, message = str(reply.get("error")), str(reply.get("message", ""))
+        if kind == "MemoryError":
+            self.close()
+            text = f"the {self.label} interpreter ran out of memory {self._while(doing)}"
+            if self._memory_cap != float("inf"):
+                text += (f": over its cap of {_size(self._memory_cap)} beyond its start-up footprint "
+                         f"(TFLRNN_VERIFY_MEMORY)")
+            return InterpreterOutOfMemory(text)
+        if kind == "RuntimeError" and not message.strip():
+            # LiteRT reports nothing when the allocator fails (as under the cap: RLIMIT_DATA makes malloc fail).
+            if self._memory_cap != float("inf"):
+                self.close()
+                return InterpreterOutOfMemory(
+                    f"the {self.label} interpreter failed {self._while(doing)} without a message, as it does when "
+                    f"memory cannot be allocated: probably over its cap of {_size(self._memory_cap)} beyond its "
+                    f"start-up footprint (TFLRNN_VERIFY_MEMORY)"
+                )
+            message = f"failed {self._while(doing)} without a message"
+        # The exception the runtime raised, as it would have been raised in this process: ValueError and
+        # RuntimeError are the model's (verify reports them); anything else is a bug and stays one.
+        import builtins
+
+        cls = getattr(builtins, kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            cls = RuntimeError
+            message = f"{kind}: {message}"
+        return cls(message)
+
+    def _while(self, doing: str) -> str:
+        return f"while {doing}" if doing.endswith("ing") or " " in doing else f"during {doing}"
+
+    def _timed_out(self, doing: str, limit: float) -> BaseException:
+        self.close()
+        return InterpreterTimeout(
+            f"the {self.label} interpreter did not finish {doing} within {limit:.3g} s and was stopped "
+            f"(time limit per call: TFLRNN_VERIFY_TIMEOUT)"
+        )
+
+    def _broken(self, what: str) -> BaseException:
+        self.close()
+        return InterpreterCrashed(f"the {self.label} interpreter process {what}")
+
+    def _died(self, doing: str) -> BaseException:
+        """The child closed its end: wait for its exit status and say what it was."""
+        import signal
+        import subprocess
+
+        proc = self._proc
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._drain_stderr()
+        self.close()
+        last = self._last_stderr_line()
+        where = self._while(doing)
+        model = "" if doing == "starting up" else " on this model"
+        if code is None:
+            text = f"the {self.label} interpreter process stopped answering {where}"
+        elif code < 0:
+            number = -code
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
+            description = signal.strsignal(number) if hasattr(signal, "strsignal") else None
+            named = f"{name}, {description}" if description else name
+            if number == getattr(signal, "SIGKILL", None):
+                text = (f"the {self.label} interpreter was killed ({named}) {where}, perhaps by the system for "
+                        f"lack of memory")
+            elif name == "SIGABRT":
+                text = f"the {self.label} interpreter aborted ({named}) {where}{model}"
+            elif name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGTRAP", "SIGSYS"):
+                text = f"the {self.label} interpreter crashed ({named}) {where}{model}"
+            else:
+                text = f"the {self.label} interpreter was stopped by {named} {where}"
+        else:
+            text = f"the {self.label} interpreter exited unexpectedly (status {code}) {where}"
+        if last:
+            text += f": {last}"
+        return InterpreterCrashed(text)
+
+    def _drain_stderr(self) -> None:
+        if self._err is None:
+            return
+        try:
+            while True:
+                chunk = os.read(self._err, 65536)
+                if not chunk:
+                    break
+                self._stderr_tail += chunk
+                del self._stderr_tail[:-_STDERR_TAIL]
+        except (BlockingIOError, OSError):
+            pass
+
+    def _last_stderr_line(self) -> str:
+        for line in reversed(self._stderr_tail.decode("utf-8", "replace").splitlines()):
+            line = " ".join(line.split())
+            if line:
+                return line if len(line) <= 300 else line[:297] + "..."
+        return ""
+
+
+def _stop(proc, owner: int) -> None:
+    """Kill and reap the child, and close our ends of its pipes. Also runs at garbage collection and at exit
+    (not in a fork of the process that started it: the child is not that copy's to stop)."""
+    if os.getpid() != owner:
+        return
+    try:
+        if proc.poll() is None:
+            proc.kill()
+    except OSError:
+        pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    try:
+        proc.wait()
+    except OSError:
+        pass
+
+
+# ---- the child's side --------------------------------------------------------------------------------------------
+
+
+def _serve() -> None:
+    """The child: `python -c ... RUNTIME PARENT_PID PATH...`. Speaks the protocol on the original stdin/stdout;
+    everything else written to fd 1 or 2 (native logs included) goes to stderr, which the parent keeps."""
+    import json
+    import signal
+    import struct
+
+    runtime, parent = sys.argv[1], int(sys.argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    _die_with_parent(parent)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inp = sys.stdin.buffer
+
+    def send(header: dict, arrays=()) -> None:
+        header["nbytes"] = sum(a.nbytes for a in arrays)
+        encoded = json.dumps(header).encode()
+        parts = [struct.pack("<I", len(encoded)), encoded, *(memoryview(a).cast("B") for a in arrays)]
+        if header["nbytes"] <= 1 << 20:
+            parts = [b"".join(parts)]  # one write, one wake-up of the parent
+        for part in parts:
+            out.write(part)
+        out.flush()
+
+    def receive():
+        head = inp.read(4)
+        if len(head) < 4:
+            os._exit(0)  # the parent closed the pipe: done
+        (size,) = struct.unpack("<I", head)
+        header = json.loads(inp.read(size))
+        return header, header.get("nbytes", 0)
+
+    try:
+        if runtime == "litert":
+            import ai_edge_litert
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            version = ai_edge_litert.__version__
+        else:
+            import tensorflow as tf
+
+            Interpreter, OpResolverType, version = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, \
+                tf.__version__
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        send({"error": type(exc).__name__, "message": str(exc)})
+        os._exit(0)
+    send({"version": version})
+
+    interpreter, input_index, outputs = None, 0, []
+    while True:
+        header, n = receive()
+        op = header.get("op")
+        read = [n == 0]
+
+        def payload() -> bytes:
+            data = inp.read(n)  # one bytes object of n bytes, read in place: the model is never copied
+            if len(data) < n:
+                os._exit(0)
+            read[0] = True
+            return data
+
+        try:
+            if op == "load":
+                _cap_memory(header.get("memory"))
+                model = payload()
+                input_index, outputs = header["input"], header["outputs"]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    interpreter = Interpreter(
+                        model_content=model,
+                        num_threads=1,
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                        experimental_preserve_all_tensors=True,
+                    )
+                interpreter.allocate_tensors()
+                send({})
+            elif op == "run":
+                x = np.frombuffer(payload(), np.float32).reshape(header["shape"])
+                interpreter.set_tensor(input_index, x)
+                interpreter.invoke()
+                ys = [np.ascontiguousarray(interpreter.get_tensor(i)) for i in outputs]
+                send({"arrays": [[y.dtype.str, list(y.shape)] for y in ys]}, ys)
+            elif op == "resize":
+                interpreter.resize_tensor_input(input_index, header["shape"])
+                interpreter.allocate_tensors()
+                send({})
+            elif op == "reset":
+                interpreter.reset_all_variables()
+                send({})
+            else:
+                send({"error": "RuntimeError", "message": f"unknown request {op!r}"})
+        except Exception as exc:  # noqa: BLE001 - the runtime's own errors go back to the parent
+            send({"error": type(exc).__name__, "message": str(exc)})
+            if not read[0]:  # the request's payload is still in the pipe: out of step, so stop
+                os._exit(0)
+
+
+def _cap_memory(memory: int | None) -> None:
+    """RLIMIT_DATA at what this process already holds (Python, numpy, the runtime) plus `memory`."""
+    if memory is None:
+        return
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            held = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+    except (ImportError, OSError, StopIteration, ValueError):
+        return  # not Linux: no cap
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = held + memory
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when the parent dies, however it dies (SIGKILL included)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(0)

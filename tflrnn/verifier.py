@@ -273,8 +273,9 @@ def _check_verifiable_time(network: Network, sequences: int) -> None:
     products per direction (the step and the scale of its terms), B*T*U*(I+U) multiply-adds each."""
     per_invoke = 0.0
     for g in network.directions:
-        if len(g.input.shape) != 3 or len(g.input_weights.shape) != 2:
-            return  # malformed: the shapes check reports it
+        if len(g.input.shape) != 3 or len(g.input_weights.shape) != 2 or \
+                4 * float(np.prod(g.input.shape, dtype=np.float64)) > MAX_TENSOR_BYTES:
+            return  # malformed, or beyond 2 GiB: the shapes check reports it
         units, size = (float(d) for d in g.input_weights.shape)
         per_invoke += 2 * float(np.prod(g.input.shape[:2], dtype=np.float64)) * units * (size + units)
     time_axis = 0 if network.directions[0].time_major else 1
@@ -794,20 +795,21 @@ def _numeric_checks(data, network: Network, weights: list, report, inputs, atol,
     # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.
     lengths = list(dict.fromkeys([g0.input.shape[time_axis], *DYNAMIC_LENGTHS])) if dynamic else [None]
     try:
-        interpreter = runtime.load(runtime_name, data, g0.operator.inputs[0], read_back)
-        report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
-        results = []
-        for length in lengths:
-            xs = inputs
-            if length is not None and length != g0.input.shape[time_axis]:
-                shape = list(g0.input.shape)
-                shape[time_axis] = length
-                rng = np.random.default_rng([report.settings["seed"], length])
-                xs = [rng.standard_normal(shape).astype(np.float32) for _ in inputs]
-                interpreter.resize(shape)
-            runs = [dict(zip(read_back, interpreter.run(x))) for x in xs]  # per invoke: tensor index -> value
-            interpreter.reset()
-            results.append((xs, runs, dict(zip(read_back, interpreter.run(xs[0])))))
+        # In a child process with a time limit and a memory cap: a hostile model may crash or hang the runtime.
+        with runtime.load(runtime_name, data, g0.operator.inputs[0], read_back) as interpreter:
+            report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
+            results = []
+            for length in lengths:
+                xs = inputs
+                if length is not None and length != g0.input.shape[time_axis]:
+                    shape = list(g0.input.shape)
+                    shape[time_axis] = length
+                    rng = np.random.default_rng([report.settings["seed"], length])
+                    xs = [rng.standard_normal(shape).astype(np.float32) for _ in inputs]
+                    interpreter.resize(shape)
+                runs = [dict(zip(read_back, interpreter.run(x))) for x in xs]  # per invoke: tensor index -> value
+                interpreter.reset()
+                results.append((xs, runs, dict(zip(read_back, interpreter.run(xs[0])))))
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
         if not isinstance(exc, runtime.IsolationError):  # a crash, hang or memory blow-up says so itself
