@@ -17,6 +17,7 @@ import numpy as np
 from . import writer
 from .cell import (
     ACTIVATION_NAMES,
+    MAX_LAYERS,
     CellWeights,
     RNNCell,
     check_positive_int,
@@ -188,6 +189,8 @@ def describe_model(
         time_steps = 1
     cells = list(cell) if isinstance(cell, (list, tuple)) else [cell]
     flags = list(bidirectional) if isinstance(bidirectional, (list, tuple)) else [bool(bidirectional)] * len(cells)
+    if len(cells) > MAX_LAYERS:
+        raise ConfigError(f"{len(cells)} layers; tflrnn builds at most {MAX_LAYERS}")
     if len(flags) != len(cells):
         raise ConfigError(f"{len(flags)} bidirectional flags for {len(cells)} layers")
     directions = sum(2 if f else 1 for f in flags)

@@ -38,6 +38,9 @@ SUPPORTED_ACTIVATIONS = "tanh, relu, relu6, linear (or none), relu_n1_to_1, sign
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*")  # TensorFlow's scope-name rule
 
 
+MAX_LAYERS = 1024  # layers in a stack; each is an op with its own state (real stacks have a handful)
+
+
 def parse_activation(value) -> Activation:
     """A Keras/TFLite activation name (or None for TfLiteRNNCell's default, tanh) -> the fused enum value."""
     if value is None:
@@ -53,10 +56,20 @@ def parse_activation(value) -> Activation:
     )
 
 
+MAX_DIMENSION = 2**31 - 1  # TFLite shapes are int32
+
+
 def check_positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{what} must be a positive integer, got {_shown(value)}")
+    if value > MAX_DIMENSION:
+        raise ConfigError(f"{what} must be at most {MAX_DIMENSION:,} (TFLite shapes are int32), got {_shown(value)}")
     return int(value)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 MAX_NAME_LENGTH = 256

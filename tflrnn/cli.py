@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import click
@@ -347,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     if not (sys.argv[1:] if argv is None else argv):
         click.echo(cli.get_help(click.Context(cli, info_name="tflrnn")))
         sys.exit(0)
+    if not sys.warnoptions:
+        # numpy's warnings about NaN or overflow in a hostile file's values: the checks and errors say what is
+        # wrong, in one line; a stray warning would only add noise (`python -W` still shows them).
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         code = cli.main(args=argv, prog_name="tflrnn", standalone_mode=False)
     except click.UsageError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cell import RNNCell, parse_activation
+from .cell import MAX_LAYERS, RNNCell, parse_activation
 from .errors import ConfigError
 from .files import read_bytes
 
@@ -61,23 +61,34 @@ def load_config(path) -> dict:
     return _settings(document, str(path))
 
 
+MAX_NESTING = 64  # levels of tables, arrays or dotted keys in a config or manifest: real ones use three
+
+
 def parse_document(text: str, path: Path):
     as_toml = path.suffix.lower() == ".toml"
+    kind = "TOML" if as_toml else "JSON"
     if as_toml:
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        # tomllib takes time and memory quadratic in the depth of a dotted key (a.a.a...: 30,000 levels took 9 s
+        # and 3 GB), so a deep one is refused before parsing.
+        if any(line.split("=", 1)[0].count(".") > MAX_NESTING for line in text.splitlines()):
+            raise ConfigError(f"{path}: invalid TOML: keys nested deeper than {MAX_NESTING} levels")
+        parse, errors = tomllib.loads, (tomllib.TOMLDecodeError,)
+    else:
+        parse, errors = json.loads, ()
     try:
-        return json.loads(text)
+        return parse(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except errors as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+        raise ConfigError(f"{path}: invalid {kind}: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid {kind}: {' '.join(str(exc).split())[:160]}") from None
 
 
 def _settings(document: dict, where: str) -> dict:
@@ -247,8 +258,8 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
     layers = settings.get("layers")
     if layers is None or layers == 1:
         return None
-    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
-        raise ConfigError(f"layers must be a positive integer, got {layers!r}")
+    if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= MAX_LAYERS:
+        raise ConfigError(f"layers must be an integer from 1 to {MAX_LAYERS}, got {layers!r}")
     units = settings.get("num_units")
     if units is None:
         raise ConfigError("--layers needs --units (or a config with num_units)")

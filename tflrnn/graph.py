@@ -288,7 +288,10 @@ class RNNGraph:
 
     @property
     def options(self) -> SequenceRNNOptions:
-        return self.operator.options or SequenceRNNOptions(activation=Activation.NONE)  # the runtime's default
+        options = self.operator.options
+        if isinstance(options, (SequenceRNNOptions, BidirectionalSequenceRNNOptions)):
+            return options
+        return SequenceRNNOptions(activation=Activation.NONE)  # the runtime's default (the options check fails)
 
     @property
     def time_major(self) -> bool:

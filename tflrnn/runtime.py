@@ -479,10 +479,12 @@ class IsolatedInterpreter:
         import builtins
 
         cls = getattr(builtins, kind, None)
-        if not (isinstance(cls, type) and issubclass(cls, Exception)):
-            cls = RuntimeError
-            message = f"{kind}: {message}"
-        return cls(message)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                return cls(message)
+            except TypeError:  # e.g. UnicodeDecodeError, which takes five arguments
+                pass
+        return RuntimeError(f"{kind}: {message}")
 
     def _while(self, doing: str) -> str:
         return f"while {doing}" if doing.endswith("ing") or " " in doing else f"during {doing}"

@@ -170,7 +170,8 @@ def verify(
                     for k, (_, reason) in enumerate(usable) if reason), None)
     float_weights = None
     if weights is not None:
-        if any(g.hybrid for g in layers):
+        if any(g.hybrid for g in layers) and all(
+                w is not None and tuple(g.input_weights.shape) == w.input_weights.shape for g, w in zip(layers, weights)):
             float_weights = weights  # also judge the hybrid model against the float model they came from
             weights = [_as_stored(w) if g.hybrid else w for g, w in zip(layers, weights)]
         report.checks.append(_weights_match(model_weights, weights, why_not, float_weights is not None))
@@ -280,7 +281,8 @@ def _check_verifiable_time(network: Network, sequences: int) -> None:
         per_invoke += 2 * float(np.prod(g.input.shape[:2], dtype=np.float64)) * units * (size + units)
     time_axis = 0 if network.directions[0].time_major else 1
     signature = network.directions[0].input.shape_signature
-    lengths = 1 + len(DYNAMIC_LENGTHS) if signature is not None and signature[time_axis] == -1 else 1
+    dynamic = signature is not None and len(signature) == 3 and signature[time_axis] == -1
+    lengths = 1 + len(DYNAMIC_LENGTHS) if dynamic else 1
     total = per_invoke * (sequences + 1) * lengths
     if total > MAX_VERIFY_MULTIPLY_ADDS:
         raise ConfigError(
@@ -789,7 +791,7 @@ def _numeric_checks(data, network: Network, weights: list, report, inputs, atol,
     tensors = network.subgraph.tensors
     # Every activation an op reads or writes (not constants, not states), read back after each invoke.
     read_back = sorted({i for op in network.subgraph.operators for i in (*op.inputs, *op.outputs)
-                        if i >= 0 and tensors[i].data is None and not tensors[i].is_variable})
+                        if 0 <= i < len(tensors) and tensors[i].data is None and not tensors[i].is_variable})
     time_axis = 0 if g0.time_major else 1
     dynamic = g0.input.shape_signature is not None and g0.input.shape_signature[time_axis] == -1
     # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.

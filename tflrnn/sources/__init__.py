@@ -13,13 +13,14 @@ A missing optional package is a clear error naming the extra to install, never a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..cell import CellWeights
-from ..errors import WeightsError
+from ..errors import TflrnnError, WeightsError
 
 FORMATS = ("npz", "keras", "checkpoint", "safetensors", "torch", "onnx")
 _ZIP, _HDF5 = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
@@ -122,6 +123,29 @@ def import_model(path, *, format: str | None = None, name: str | None = None, la
     Bidirectional layer's merge mode)."""
     path = Path(path)
     fmt = format or detect_format(path)
+    with reading(path, fmt):
+        return _import_model(path, fmt, name, layer, layer_index)
+
+
+@contextlib.contextmanager
+def reading(path: Path, fmt: str):
+    """Turn whatever a reader library raises on a malformed file (h5py, zipfile, onnx, protobuf, numpy...) into a
+    WeightsError naming the file. Files come from other people: a broken one is bad input, not a bug of tflrnn."""
+    try:
+        yield
+    except TflrnnError:
+        raise
+    except MemoryError:
+        raise WeightsError(f"cannot read {fmt} file {path}: it claims more memory than there is") from None
+    except RecursionError:
+        raise WeightsError(f"cannot read {fmt} file {path}: nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - the readers' own exception types are many and undocumented
+        detail = " ".join(str(exc).split())[:200]
+        raise WeightsError(f"cannot read {fmt} file {path}: {type(exc).__name__}"
+                           + (f": {detail}" if detail else "")) from None
+
+
+def _import_model(path: Path, fmt: str, name, layer, layer_index) -> tuple[list[ImportedCell], str, dict]:
     if fmt == "keras" and layer is None and path.is_file():
         from .keras_files import read_keras_model
 
@@ -165,6 +189,11 @@ def import_cell(path, *, format: str | None = None, name: str | None = None, lay
         raise WeightsError(f"--layer picks a Keras layer; {path} is {fmt}")
     if layer_index is not None and fmt not in ("safetensors", "torch"):
         raise WeightsError(f"--layer-index picks a PyTorch nn.RNN layer; {path} is {fmt}")
+    with reading(path, fmt):
+        return _import_cell(path, fmt, name, layer, layer_index)
+
+
+def _import_cell(path: Path, fmt: str, name, layer, layer_index) -> ImportedCell:
     if fmt == "npz":
         from .npz import read_npz
 

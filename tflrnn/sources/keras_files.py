@@ -14,6 +14,8 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
 from ..errors import ConfigError, WeightsError
 from . import ImportedCell, require
@@ -24,7 +26,17 @@ _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, Unicode
 
 def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
     """The model config (None for a weights-only file) and every SimpleRNN cell's arrays, by layer name; a
-    Bidirectional layer's two cells are keyed <name>/forward and <name>/backward."""
+    Bidirectional layer's two cells are keyed <name>/forward and <name>/backward (and each Dense layer's arrays
+    under "dense:<name>"). Parsed in a child process with a time limit: the HDF5 library can hang on a corrupt
+    file, beyond the reach of any Python signal handler."""
+    from ..sandbox import run_parser
+
+    require("h5py", "keras")
+    config, found = run_parser(_parse, path, what="Keras file")
+    return config, found
+
+
+def _parse(path: Path) -> tuple[dict | None, dict[str, list]]:
     h5py = require("h5py", "keras")
     try:
         if zipfile.is_zipfile(path):
@@ -35,13 +47,16 @@ def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
                 config = json.loads(archive.read("config.json")) if "config.json" in names else None
                 weights_h5 = io.BytesIO(archive.read("model.weights.h5"))
             with h5py.File(weights_h5, "r") as h5:
-                return config, _keras3_cells(h5)
+                return config, _keras3_cells(h5, _budget(weights_h5.getbuffer().nbytes))
+        budget = _budget(path.stat().st_size)
         with h5py.File(path, "r") as h5:
             if "layers" in h5:  # Keras 3 .weights.h5
-                return None, _keras3_cells(h5)
-            raw = h5.attrs.get("model_config")
+                return None, _keras3_cells(h5, budget)
+            raw = _attr(h5, "model_config", budget)
+            if raw is not None and not isinstance(raw, (str, bytes)):
+                raise WeightsError(f"{path}: model_config is not JSON text")
             config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
-            return config, _legacy_cells(h5["model_weights"] if "model_weights" in h5 else h5)
+            return config, _legacy_cells(h5["model_weights"] if "model_weights" in h5 else h5, budget)
     except WeightsError:
         raise
     except _CORRUPT as exc:
@@ -141,7 +156,6 @@ def _unsupported(path: Path, kind: str, config: dict, where: str) -> str:
 
 def _dense(path: Path, kind: str, config: dict, found: dict):
     """A Dense layer of the head, as graph.Dense (kernel transposed to TFLite's [units, input])."""
-    import numpy as np
 
     from ..graph import DENSE_ACTIVATIONS, Dense
 
@@ -226,7 +240,33 @@ def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_c
     return ImportedCell(weights, "keras", layer, activation, "; ".join(details), has_bias=len(arrays) > 2)
 
 
-def _keras3_cells(h5) -> dict[str, list]:
+def _budget(file_bytes: int) -> int:
+    """The most bytes one array or attribute of an HDF5 file may claim: what an uncompressed file of this size could
+    hold, with room for compression. A hostile header may claim terabytes; h5py would try to allocate them."""
+    return 16 * file_bytes + (1 << 20)
+
+
+def _attr(obj, name: str, budget: int, default=None):
+    if name not in obj.attrs:
+        return default
+    attr = obj.attrs.get_id(name)
+    claimed = float(np.prod(attr.shape or (), dtype=np.float64)) * max(attr.dtype.itemsize, 1)
+    if claimed > budget:
+        raise WeightsError(f"attribute '{name}' of '{obj.name}' claims {claimed:,.0f} bytes, more than the file holds")
+    return obj.attrs[name]
+
+
+def _data(node, budget: int):
+    """A weights dataset's values, after checking it is one: numeric, at most 2-D, no larger than the file allows."""
+    if not hasattr(node, "dtype") or not hasattr(node, "shape") or node.dtype.kind not in "fiu" or len(node.shape) > 2:
+        raise WeightsError(f"'{getattr(node, 'name', node)}' is not a weights array")
+    claimed = float(np.prod(node.shape, dtype=np.float64)) * node.dtype.itemsize
+    if claimed > budget:
+        raise WeightsError(f"'{node.name}' claims {claimed:,.0f} bytes, more than the file holds")
+    return node[()]
+
+
+def _keras3_cells(h5, budget: int) -> dict[str, list]:
     """Layer name -> [kernel, recurrent_kernel(, bias)] for every group shaped like a SimpleRNN cell."""
     found = {}
 
@@ -235,41 +275,41 @@ def _keras3_cells(h5) -> dict[str, list]:
             return
         if "cell" not in group and "vars" in group and len(group["vars"]) in (1, 2):
             variables = group["vars"]
-            arrays = [variables[str(i)][()] for i in range(len(variables)) if str(i) in variables]
+            arrays = [_data(variables[str(i)], budget) for i in range(len(variables)) if str(i) in variables]
             if arrays and arrays[0].ndim == 2:  # shaped like a Dense layer: kernel [input, units], bias [units]
-                found[_DENSE + _text(variables.attrs.get("name", name.rsplit("/", 1)[-1]))] = arrays
+                found[_DENSE + _text(_attr(variables, "name", budget, name.rsplit("/", 1)[-1]))] = arrays
             return
         if "cell" not in group or "vars" not in group["cell"]:
             return
         variables = group["cell"]["vars"]
-        arrays = [variables[str(i)][()] for i in range(len(variables)) if str(i) in variables]
+        arrays = [_data(variables[str(i)], budget) for i in range(len(variables)) if str(i) in variables]
         if _looks_like_simple_rnn(arrays):
             key = name.rsplit("/", 1)[-1]
             if key in ("forward_layer", "backward_layer"):  # one half of a Bidirectional: <its name>/<direction>
                 parent_vars = group.parent.get("vars")
-                parent = _text(parent_vars.attrs.get("name")) if parent_vars is not None else group.parent.name
+                parent = _text(_attr(parent_vars, "name", budget)) if parent_vars is not None else group.parent.name
                 found[f"{parent}/{key.split('_')[0]}"] = arrays
                 return
             layer_vars = group.get("vars")
-            layer_name = layer_vars.attrs.get("name") if layer_vars is not None else None
+            layer_name = _attr(layer_vars, "name", budget) if layer_vars is not None else None
             found[_text(layer_name) if layer_name is not None else key] = arrays
 
     h5.visititems(visit)
     return found
 
 
-def _legacy_cells(root) -> dict[str, list]:
+def _legacy_cells(root, budget: int) -> dict[str, list]:
     found = {}
-    for layer_name in root.attrs.get("layer_names", []):
+    for layer_name in _attr(root, "layer_names", budget, []):
         layer_name = _text(layer_name)
         group = root[layer_name]
         parts = {}  # "" for a layer's own weights, "forward" / "backward" for a Bidirectional's halves
-        for weight_name in group.attrs.get("weight_names", []):
+        for weight_name in _attr(group, "weight_names", budget, []):
             weight_name = _text(weight_name)
             path = weight_name.split("/")
             role = path[-1].split(":")[0]  # ".../simple_rnn_cell/kernel:0" -> kernel
             half = next((p.split("_")[0] for p in path if p.startswith(("forward_", "backward_"))), "")
-            parts.setdefault(half, {})[role] = group[weight_name][()]
+            parts.setdefault(half, {})[role] = _data(group[weight_name], budget)
         for half, by_role in parts.items():
             key = f"{layer_name}/{half}" if half else layer_name
             arrays = [by_role[r] for r in ("kernel", "recurrent_kernel", "bias") if r in by_role]
@@ -326,8 +366,6 @@ def _shown(raw) -> str:
 
 
 def _zeros_like_units(recurrent):
-    import numpy as np
-
     return np.zeros(recurrent.shape[0], dtype=recurrent.dtype)
 
 
