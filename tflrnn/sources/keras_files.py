@@ -63,8 +63,9 @@ def _parse(path: Path) -> tuple[dict | None, dict[str, list]]:
         raise WeightsError(f"cannot read Keras file {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
 
 
-def read_keras(path: Path, layer: str | None = None) -> ImportedCell:
-    config, found = _load(path)
+def read_keras(path: Path, layer: str | None = None, loaded=None) -> ImportedCell:
+    """One SimpleRNN layer (`layer`, or the only one). `loaded`: what _load already returned for this file."""
+    config, found = loaded or _load(path)
     found = {name: arrays for name, arrays in found.items() if not name.startswith(_DENSE)}
     layers = _simple_rnn_configs(config) if config is not None else {}
     if config is not None:
@@ -88,12 +89,12 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
     dense head). Dropout is skipped (a no-op at inference); any other layer is an error that names it."""
     config, found = _load(path)
     if config is None:
-        return [read_keras(path)], "cell", {}
+        return [read_keras(path, loaded=(config, found))], "cell", {}
     order = [(kind, layer) for kind, layer in _top_level_layers(config) if kind != "InputLayer"]
     if not any(_is_rnn(kind, c) for kind, c in order):
-        return [read_keras(path)], "cell", {}  # reports that there is no SimpleRNN
+        return [read_keras(path, loaded=(config, found))], "cell", {}  # reports that there is no SimpleRNN
     if len(order) == 1 and order[0][0] == "SimpleRNN":
-        return [read_keras(path)], "cell", {}
+        return [read_keras(path, loaded=(config, found))], "cell", {}
     names = [c.get("name") for _, c in order]
     feeds = _inbound(config)
     for previous, name in zip(names, names[1:]):
