@@ -315,3 +315,64 @@ def test_verify_refuses_a_model_whose_reference_would_run_for_minutes(tmp_path, 
     # Per invoke, 2 * 16000 steps * 1024 units * (input + 1024) per layer: 1.7e11 for three layers, x 4 invokes.
     assert cli("build", "--units", 1024, "--input-size", 16, "--time-steps", 16000, "--layers", 3, "-o", out).code == 0
     assert_clean_error(cli("verify", out), "multiply-adds", "fewer time steps")
+
+
+def _onnx_chain(path, directions: int, units=(5, 4), input_size=3, seed=0):
+    """Two RNN nodes joined as torch.onnx.export joins nn.RNN's layers, written with onnx.helper (no torch)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, initializers, x, size = [], [], "X", input_size
+    for k, u in enumerate(units):
+        for role, shape in (("W", (directions, u, size)), ("R", (directions, u, u)), ("B", (directions, 2 * u))):
+            initializers.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.4).astype(np.float32),
+                                                        f"{role}{k}"))
+        direction = "bidirectional" if directions == 2 else "forward"
+        nodes.append(helper.make_node("RNN", [x, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}"], name=f"rnn{k}",
+                                      hidden_size=u, direction=direction))
+        if directions == 1:
+            initializers.append(numpy_helper.from_array(np.array([1], np.int64), f"axis{k}"))
+            nodes.append(helper.make_node("Squeeze", [f"Y{k}", f"axis{k}"], [f"S{k}"]))
+        else:
+            initializers.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"shape{k}"))
+            nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", [f"T{k}", f"shape{k}"], [f"S{k}"]))
+        x, size = f"S{k}", directions * u
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], initializer=initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+
+
+@pytest.mark.parametrize("directions", [1, 2])
+def test_onnx_chain_written_by_hand_against_onnxruntime(tmp_path, cli, directions):
+    path = tmp_path / "chain.onnx"
+    _onnx_chain(path, directions)
+    out = tmp_path / "chain.tflite"
+    summary = _build(cli, out, "--weights", path, "--time-steps", 6, "--batch-size", 2)
+    assert [(layer["units"], layer["input_size"]) for layer in summary["layers"]] == (
+        [(5, 3), (4, 5)] if directions == 1 else [(5, 3), (5, 3), (4, 10), (4, 10)])
+    _verify(cli, out, "--weights", path)
+    _against(cli, out, path)
+    # A node that reads something other than the previous node's output is not a chain.
+    model = onnx.load(str(path))
+    model.graph.node[-(1 if directions == 1 else 2) - 1].input[0] = "X"
+    onnx.save(model, str(path))
+    assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "x.tflite"), "not a chain")
+
+
+def test_pytorch_bidirectional_stack_from_safetensors_without_torch(tmp_path, cli):
+    from safetensors.numpy import save_file
+
+    state = {}
+    for k in range(2):
+        for suffix in ("", "_reverse"):
+            w, r, b = random_weights(5, 3 if k == 0 else 10, seed=10 * k + len(suffix))
+            state.update({f"weight_ih_l{k}{suffix}": w, f"weight_hh_l{k}{suffix}": r,
+                          f"bias_ih_l{k}{suffix}": b, f"bias_hh_l{k}{suffix}": np.zeros_like(b)})
+    path = tmp_path / "rnn.safetensors"
+    save_file(state, str(path))
+    out = tmp_path / "rnn.tflite"
+    summary = _build(cli, out, "--weights", path, "--time-steps", 4, "--last-step")
+    assert summary["ops"] == ["BIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE"] * 2 + ["CONCATENATION"]
+    assert summary["output_shape"] == [1, 10]
+    _verify(cli, out, "--weights", path)
