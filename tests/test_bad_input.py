@@ -310,3 +310,11 @@ def test_tolerances_must_be_finite(cli, model_path, value):
 def test_bare_command_prints_help(cli):
     result = cli()
     assert result.code == 0 and "Usage: tflrnn" in result.out and "build" in result.out
+
+
+def test_size_limits_name_the_largest_that_fits(cli):
+    assert_clean_error(cli("build", "--units", 1024, "--input-size", 523261), "input_size at most 523,260",
+                       "at most 16383 units")
+    assert_clean_error(cli("build", "--units", 30000, "--input-size", 2), "30000 units do not fit at any input size")
+    assert_clean_error(cli("build", "--units", 2**31), "at most 2,147,483,647 (TFLite shapes are int32)")
+    assert_clean_error(cli("build", "--units", 4, "--layers", 1025), "layers must be an integer from 1 to 1024")

@@ -57,9 +57,13 @@ def check_sizes(num_units: int, input_size: int, time_steps: int, batch_size: in
         check_positive_int(value, what)
     weight_bytes = 4 * (num_units * input_size + num_units * num_units + num_units)
     if weight_bytes + _STRUCTURE_BYTES > MAX_FLATBUFFER_BYTES:
+        largest_input = ((MAX_FLATBUFFER_BYTES - _STRUCTURE_BYTES) // 4 - num_units * num_units - num_units) // num_units
+        fits = (f"with {num_units} units, input_size at most {largest_input:,}" if largest_input >= 1 else
+                f"{num_units} units do not fit at any input size")
         raise ConfigError(
             f"num_units={num_units}, input_size={input_size} need {weight_bytes / 2**30:.2f} GiB of weights; a TFLite "
-            f"flatbuffer holds at most 2 GiB (with input_size = num_units, at most {LARGEST_SQUARE_UNITS} units)"
+            f"flatbuffer holds at most 2 GiB ({fits}; with input_size = num_units, at most {LARGEST_SQUARE_UNITS} "
+            "units)"
         )
     sequence_bytes = 4 * batch_size * time_steps * max(input_size, num_units)
     if sequence_bytes > MAX_TENSOR_BYTES:
