@@ -132,6 +132,9 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     arrays, digests = {}, []
     for g in layers:
         weights = g.weights()
+        if len(layers) > 1 and any(f"{g.name}/{n}" in arrays for n in ("input_weights", "kernel")):
+            raise ModelFormatError(f"two layers' tensors are named under '{g.name}': their weights would overwrite "
+                                   "each other in the .npz")
         # One cell: plain names. A stack, both directions or a classifier: keyed <layer name>/..., as `build`
         # reads them.
         prefix = f"{g.name}/" if len(layers) > 1 or dense else ""
@@ -144,6 +147,13 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
             raise ModelFormatError(f"dense layer '{w.name}' holds no data")
         arrays[w.name] = np.ascontiguousarray(w.data.T) if keras_names else w.data
         arrays[b.name] = b.data
+    # Names come from the file: two that end up the same in the archive (a zip member name stops at a NUL) would
+    # silently keep one array.
+    members = [name.split("\0")[0] for name in arrays]
+    repeated = sorted({name for name in members if members.count(name) > 1})
+    if repeated:
+        raise ModelFormatError(f"the model's tensor names give two weights the same name in the .npz: "
+                               f"{', '.join(repr(n) for n in repeated[:3])}")
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
