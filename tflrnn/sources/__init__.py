@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +133,11 @@ def reading(path: Path, fmt: str):
     """Turn whatever a reader library raises on a malformed file (h5py, zipfile, onnx, protobuf, numpy...) into a
     WeightsError naming the file. Files come from other people: a broken one is bad input, not a bug of tflrnn."""
     try:
-        yield
+        with warnings.catch_warnings():
+            # The libraries' own complaints about a file (onnx's unknown external-data keys, zipfile's duplicate
+            # names...) are not for the terminal: the file either reads, or gives one error line.
+            warnings.simplefilter("ignore")
+            yield
     except TflrnnError:
         raise
     except MemoryError:
