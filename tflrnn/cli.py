@@ -51,6 +51,8 @@ def cli(debug: bool) -> None:
     """Write and verify TFLite models with the fused UNIDIRECTIONAL_SEQUENCE_RNN op."""
     global _debug
     _debug = _debug or debug
+    if debug:
+        os.environ["TFLRNN_DEBUG"] = "1"  # for the library too: native logs and child processes' stderr shown
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +62,33 @@ class ImportedCell:
 
 def require(module: str, extra: str, hint: str = ""):
     """Import an optional package, or fail with the command that installs it."""
+    quiet = contextlib.nullcontext()
     if module in ("tensorflow", "keras"):
-        # TensorFlow logs its start-up (oneDNN, CPU features) to stderr; keep that out of tflrnn's output
-        # unless the user asked for it.
+        # TensorFlow logs its start-up (oneDNN, CPU features) to stderr, partly before its log level is read; keep
+        # that out of tflrnn's output unless the user asked for it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if module not in sys.modules and os.environ.get("TFLRNN_DEBUG", "").lower() in ("", "0", "false", "no"):
+            quiet = _native_stderr_silenced()
     try:
-        return importlib.import_module(module)
+        with quiet:
+            return importlib.import_module(module)
     except ImportError:
         message = f"this needs the '{module}' package: pip install 'tflrnn[{extra}]'"
         raise WeightsError(message + (f" ({hint})" if hint else "")) from None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 to /dev/null (Python's own sys.stderr is untouched)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def detect_format(path: Path) -> str:
