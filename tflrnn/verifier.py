@@ -404,7 +404,7 @@ def _last_step_check(network: Network, slices: list, concat) -> tuple[Check, lis
             problems.append(f"options {op.options}, expected {options}")
         units = source.input_weights.shape[0] if len(source.input_weights.shape) == 2 else -1
         if op.outputs and 0 <= op.outputs[0] < len(tensors):
-            problem = _plain_float(tensors[op.outputs[0]], (source.hidden_state.shape[0], units))
+            problem = _plain_float(tensors[op.outputs[0]], (_batch(source), units))
             problems += [problem] if problem else []
         outs.append(op.outputs[0] if op.outputs else -1)
     ends = outs
@@ -417,7 +417,7 @@ def _last_step_check(network: Network, slices: list, concat) -> tuple[Check, lis
             if concat.options is None or concat.options.axis not in rank_axes or concat.options.activation != 0:
                 problems.append(f"CONCATENATION options {concat.options}, expected axis -1 and no activation")
             width = sum(tensors[i].shape[-1] for i in outs)
-            problem = _plain_float(tensors[concat.outputs[0]], (g.hidden_state.shape[0], width))
+            problem = _plain_float(tensors[concat.outputs[0]], (_batch(g), width))
             problems += [problem] if problem else []
             ends = [concat.outputs[0]]
     if problems:
@@ -426,6 +426,10 @@ def _last_step_check(network: Network, slices: list, concat) -> tuple[Check, lis
     what = ("forward at the last step and backward at t=0, concatenated" if concat is not None else
             "forward at the last step and backward at t=0" if len(outs) == 2 else "the final step")
     return Check("last_step", True, f"STRIDED_SLICE takes {what}: output {shape}"), ends
+
+
+def _batch(g: RNNGraph) -> int:
+    return g.hidden_state.shape[0] if g.hidden_state.shape else -1  # -1: a malformed state, reported elsewhere
 
 
 def _dense_check(network: Network, index: int, op, following, ends: list[int]) -> tuple[Check, list[int]]:
