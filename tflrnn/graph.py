@@ -89,9 +89,6 @@ class Dense:
         return self.weights.shape[0]
 
 
-Stage = "Layer | tuple[Layer, Layer]"  # one RNN op: a layer, or a (forward, backward) pair
-
-
 def _sequence(name: str, lead: tuple[int, int], width: int, dynamic: tuple[int, int] | None) -> Tensor:
     """An input or output sequence; with `dynamic`, its time axis is -1 in shape_signature."""
     return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
@@ -146,7 +143,7 @@ class _Tensors(list):
 
 
 def network_model(
-    stages: list,
+    stages: list[Layer | tuple[Layer, Layer]],
     *,
     time_steps: int,
     batch_size: int,
