@@ -114,3 +114,11 @@ def test_reference_takes_activation_names():
     np.testing.assert_array_equal(by_name, by_enum)
     np.testing.assert_array_equal(final, by_name[:, -1])
     assert by_name.min() >= 0 and by_name.max() <= 6
+
+
+def test_large_seeded_cells_stay_orthogonal_without_a_quadratic_memory_qr():
+    weights = tflrnn.initial_weights(3000, 2, seed=5)  # above QR_UNITS: a random signed permutation
+    r = weights.recurrent_weights
+    assert r.dtype == np.float32 and np.count_nonzero(r) == 3000 and set(np.unique(np.abs(r))) == {0.0, 1.0}
+    np.testing.assert_array_equal(r @ r.T, np.eye(3000, dtype=np.float32))
+    assert tflrnn.initial_weights(3000, 2, seed=5).equals(weights)

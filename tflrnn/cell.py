@@ -268,16 +268,27 @@ def _float32(value, name: str) -> np.ndarray:
     return array
 
 
+QR_UNITS = 2048  # above this, QR of an n x n matrix takes seconds to minutes and gigabytes (16383 units: 10 GB)
+
+
 def initial_weights(num_units: int, input_size: int, seed: int = 0) -> CellWeights:
-    """Seeded initial weights drawn as Keras SimpleRNN draws them: W glorot-uniform, R orthogonal, b zeros."""
+    """Seeded initial weights drawn as Keras SimpleRNN draws them: W glorot-uniform, R orthogonal, b zeros.
+    Drawn in float32, as Keras does, so a 2 GiB model does not pass through float64 copies twice its size."""
     rng = np.random.default_rng(seed)
-    limit = np.sqrt(6.0 / (input_size + num_units))
-    kernel = rng.uniform(-limit, limit, size=(input_size, num_units))
+    limit = np.float32(np.sqrt(6.0 / (input_size + num_units)))
+    kernel = rng.random((input_size, num_units), dtype=np.float32)
+    kernel *= 2 * limit
+    kernel -= limit
     recurrent_kernel = _orthogonal(rng, num_units)
-    return CellWeights.from_keras(kernel, recurrent_kernel, np.zeros(num_units))
+    return CellWeights.from_keras(kernel, recurrent_kernel, np.zeros(num_units, dtype=np.float32))
 
 
 def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    # Keras' Orthogonal: QR of a normal matrix, with signs fixed so the result is uniformly distributed.
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
+    if n <= QR_UNITS:
+        # Keras' Orthogonal: QR of a normal matrix, with signs fixed so the result is uniformly distributed.
+        q, r = np.linalg.qr(rng.standard_normal((n, n)))
+        return (q * np.sign(np.diag(r))).astype(np.float32)
+    # A random signed permutation: orthogonal too, in O(n^2) time and one float32 copy.
+    matrix = np.zeros((n, n), dtype=np.float32)
+    matrix[np.arange(n), rng.permutation(n)] = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=n)
+    return matrix
