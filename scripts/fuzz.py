@@ -2430,10 +2430,10 @@ def print_summary(summary: Summary, file=sys.stdout) -> None:
         fams = sorted(((m, n) for (t, m), n in summary.by_mutation.items() if t == target), key=lambda x: -x[1])
         if fams:
             p(f"  {target:<14} " + ", ".join(f"{m} {n}" for m, n in fams))
-    p(f"\nslowest: " + "; ".join(f"{s:.2f}s {t} {m[:60]}" for s, t, m in summary.slowest))
+    p("\nslowest: " + "; ".join(f"{s:.2f}s {t} {m[:60]}" for s, t, m in summary.slowest))
     if summary.notes:
         kinds = Counter(n.split(":")[0] for _, r in summary.notes for n in r.notes)
-        p(f"\nnotes (passing): " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
+        p("\nnotes (passing): " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
     p(f"\nfailures: {summary.failed} ({len(summary.signatures)} distinct)")
     for (case, result, count) in summary.signatures.values():
         p(f"\n- {case.target}: {'; '.join(result.problems)}  [x{count}]")

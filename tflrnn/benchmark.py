@@ -7,16 +7,14 @@ timed alternately, pair by pair, so both see the same machine state and the rati
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError, ModelFormatError
-from .files import read_bytes
+from .files import native_stderr_silenced, read_bytes
 
 
 def bench(model, *, vs=None, runs: int = 100, warmup: int = 10, threads: int = 1, seed: int = 0) -> dict:
@@ -64,7 +62,7 @@ class _Subject:
         description = read(data)  # a readable TFLite file first: the interpreter's own errors are not friendly
         self.time_steps = _time_steps(description)
         try:
-            with _quiet_stderr():  # the default XNNPACK delegate announces itself on stderr
+            with native_stderr_silenced():  # the default XNNPACK delegate announces itself on stderr
                 self.interpreter = Interpreter(model_content=data, num_threads=threads)
                 self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
@@ -112,16 +110,3 @@ def _time_steps(model) -> int:
 
 def _percentile(ordered: list[float], q: int) -> float:
     return ordered[min(len(ordered) - 1, (len(ordered) * q) // 100)]
-
-
-@contextmanager
-def _quiet_stderr():
-    """Silence native code writing to file descriptor 2 (Python's sys.stderr is untouched)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

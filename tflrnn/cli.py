@@ -203,7 +203,7 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
     else:
         click.echo(f"{out_dir}: {len(outcomes) - len(failed)} of {len(outcomes)} models passed"
                    + (f"; failed: {', '.join(failed)}" if failed else "")
-                   + f" (SHA256SUMS, report.json, report.md)")
+                   + " (SHA256SUMS, report.json, report.md)")
     return 0 if not failed else 1
 
 

@@ -12,7 +12,7 @@ import tflite as fb
 from .assemble import sha256
 from .errors import ModelFormatError
 from .files import read_bytes
-from .model import Activation, BuiltinOptions, Model, Operator
+from .model import Activation, Model, Operator
 from .reader import read
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from .errors import TflrnnError
@@ -51,3 +53,17 @@ def write_atomic(path, data: bytes) -> Path:
             raise TflrnnError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 to /dev/null, for native code that logs there (Python's own sys.stderr is untouched)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -21,6 +21,7 @@ TFLRNN_DEBUG=1 (or `--debug`) lets it through.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
@@ -626,8 +627,7 @@ def _serve() -> None:
 
             version = ai_edge_litert.__version__
         else:
-            import tensorflow as tf
-
+            tf = importlib.import_module("tensorflow")  # only in the child, only for --runtime tensorflow
             Interpreter, OpResolverType, version = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, \
                 tf.__version__
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..cell import CellWeights
 from ..errors import TflrnnError, WeightsError
+from ..files import native_stderr_silenced
 
 FORMATS = ("npz", "keras", "checkpoint", "safetensors", "torch", "onnx")
 _ZIP, _HDF5 = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
@@ -68,27 +69,13 @@ def require(module: str, extra: str, hint: str = ""):
         # that out of tflrnn's output unless the user asked for it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if module not in sys.modules and os.environ.get("TFLRNN_DEBUG", "").lower() in ("", "0", "false", "no"):
-            quiet = _native_stderr_silenced()
+            quiet = native_stderr_silenced()
     try:
         with quiet:
             return importlib.import_module(module)
     except ImportError:
         message = f"this needs the '{module}' package: pip install 'tflrnn[{extra}]'"
         raise WeightsError(message + (f" ({hint})" if hint else "")) from None
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """File descriptor 2 to /dev/null (Python's own sys.stderr is untouched)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def detect_format(path: Path) -> str:
