@@ -376,3 +376,82 @@ def test_pytorch_bidirectional_stack_from_safetensors_without_torch(tmp_path, cl
     assert summary["ops"] == ["BIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE"] * 2 + ["CONCATENATION"]
     assert summary["output_shape"] == [1, 10]
     _verify(cli, out, "--weights", path)
+
+
+# Found in review ----------------------------------------------------------------------------------------------------
+
+
+def test_one_slice_of_a_merged_bidirectional_output_is_not_a_last_step():
+    """Slicing [fw | bw] at t=-1 takes the backward half at the wrong end: verify must say so."""
+    from tflrnn.graph import last_step_slice
+    from tflrnn.model import Operator, Tensor
+
+    model = describe_model(tflrnn.RNNCell(4), input_size=2, time_steps=5, bidirectional=True)
+    graph = model.subgraphs[0]
+    begin, options = last_step_slice(time_major=False)
+    n = len(graph.tensors)
+    graph.tensors += [Tensor("b", (3,), "int32", data=np.asarray(begin, np.int32)),
+                      Tensor("e", (3,), "int32", data=np.zeros(3, np.int32)),
+                      Tensor("s", (3,), "int32", data=np.ones(3, np.int32)), Tensor("last", (1, 8))]
+    graph.operators.append(Operator(Op.STRIDED_SLICE, [graph.outputs[0], n, n + 1, n + 2], [n + 3], options=options))
+    graph.outputs = [n + 3]
+    model.signatures[0].outputs = {"output": n + 3}
+    failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
+    assert "merged bidirectional output cannot be sliced" in failed["last_step"]
+
+
+def test_malformed_dense_layers_are_reported_not_raised(tmp_path, cli):
+    head = [Dense("out", np.ones((2, 4), np.float32), np.zeros(2, np.float32), "relu")]
+    model = describe_model(tflrnn.RNNCell(4), input_size=3, time_steps=2, last_step=True, head=head)
+    model.subgraphs[0].operators[-1].options.activation = 3  # relu6, where the metadata records relu
+    failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
+    assert "dense 0: activation 'relu' but the graph has 'relu6'" in failed["metadata.tflrnn"]
+
+    model.subgraphs[0].operators[-1].inputs.pop()  # FULLY_CONNECTED without its bias
+    path = tmp_path / "two_inputs.tflite"
+    path.write_bytes(write(model))
+    result = cli("verify", path)
+    assert result.code == 1 and "dense[0]" in result.out
+    assert_clean_error(cli("weights", path, "-o", tmp_path / "w.npz"), "expected input, kernel and bias")
+
+
+def test_weights_export_refuses_names_that_would_overwrite_each_other(tmp_path, cli):
+    head = [Dense("rnn", np.ones((2, 4), np.float32), np.zeros(2, np.float32))]  # rnn/bias, as the cell's
+    path = tmp_path / "clash.tflite"
+    path.write_bytes(tflrnn.build(tflrnn.RNNCell(4), input_size=3, last_step=True, head=head))
+    assert_clean_error(cli("weights", path, "-o", tmp_path / "w.npz"), "would be saved as 'rnn/bias'")
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_an_onnx_graph_with_a_cycle_is_not_a_chain(tmp_path, cli):
+    from onnx import helper
+
+    path = tmp_path / "cycle.onnx"
+    _onnx_chain(path, 1)
+    model = onnx.load(str(path))
+    model.graph.node.append(helper.make_node("Identity", ["loop"], ["loop"]))
+    next(n for n in model.graph.node if n.name == "rnn1").input[0] = "loop"
+    onnx.save(model, str(path))
+    assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "x.tflite"), "not a chain")
+
+
+def test_checkpoint_cells_that_only_happen_to_chain_are_not_a_stack(tmp_path, cli):
+    graph = tf.Graph()
+    with graph.as_default():
+        for k, scope in enumerate(("encoder/rnn", "decoder/rnn")):
+            for name, value in zip(("input_weights", "recurrent_weights", "bias"), random_weights(4, 4, seed=k)):
+                tf.compat.v1.get_variable(f"{scope}/{name}", initializer=value)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(session, str(tmp_path / "model.ckpt"))
+    assert_clean_error(cli("build", "--weights", prefix, "-o", tmp_path / "x.tflite"), "several cells", "--scope")
+
+
+def test_keras_dropout_between_recurrent_layers_is_skipped(tmp_path, cli):
+    path = tmp_path / "dropout.keras"
+    _seeded(keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5, return_sequences=True),
+                              keras.layers.Dropout(0.3), keras.layers.SimpleRNN(4), keras.layers.Dense(2)])).save(path)
+    out = tmp_path / "dropout.tflite"
+    summary = _build(cli, out, "--weights", path, "--time-steps", 4)
+    assert summary["ops"] == ["UNIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE", "FULLY_CONNECTED"]
+    _against(cli, out, path)

@@ -224,7 +224,8 @@ def describe_model(
     expanded = []
     for k, (c, flag) in enumerate(zip(cells, flags)):
         if flag:
-            expanded += [(k, RNNCell(c.num_units, activation=c.activation, name=f"{c.name}/{d}")) for d in ("fw", "bw")]
+            expanded += [(k, RNNCell(c.num_units, activation=c.activation, reuse=c.reuse, name=f"{c.name}/{d}"))
+                         for d in ("fw", "bw")]
         else:
             expanded.append((k, c))
 

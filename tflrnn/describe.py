@@ -122,7 +122,7 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     import numpy as np
 
     from .files import write_atomic
-    from .graph import dense_layers, find_network
+    from .graph import dense_arrays, dense_layers, find_network
 
     data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
     description = read(data)
@@ -130,23 +130,25 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     layers = network.directions
     dense = dense_layers(network)
     arrays, digests = {}, []
+
+    def put(name: str, array) -> None:
+        # Names come from the file: two weights with one name would silently keep one array.
+        if name in arrays:
+            raise ModelFormatError(f"two weights in the model would be saved as '{name}'")
+        arrays[name] = array
+
     for g in layers:
         weights = g.weights()
-        if len(layers) > 1 and any(f"{g.name}/{n}" in arrays for n in ("input_weights", "kernel")):
-            raise ModelFormatError(f"two layers' tensors are named under '{g.name}': their weights would overwrite "
-                                   "each other in the .npz")
         # One cell: plain names. A stack, both directions or a classifier: keyed <layer name>/..., as `build`
         # reads them.
         prefix = f"{g.name}/" if len(layers) > 1 or dense else ""
-        named = weights.to_keras() if keras_names else weights.to_tflite()
-        arrays.update({prefix + name: array for name, array in named.items()})
+        for name, array in (weights.to_keras() if keras_names else weights.to_tflite()).items():
+            put(prefix + name, array)
         digests.append(weights.sha256())
     for op, _ in dense:  # a Dense layer: <name>/kernel [input, units] (Keras' layout) and <name>/bias
-        w, b = (network.tensor(i) for i in op.inputs[1:3])
-        if w.data is None or b.data is None:
-            raise ModelFormatError(f"dense layer '{w.name}' holds no data")
-        arrays[w.name] = np.ascontiguousarray(w.data.T) if keras_names else w.data
-        arrays[b.name] = b.data
+        w, b = dense_arrays(network, op)
+        put(w.name, np.ascontiguousarray(w.data.T) if keras_names else w.data)
+        put(b.name, b.data)
     # Names come from the file: two that end up the same in the archive (a zip member name stops at a NUL) would
     # silently keep one array.
     members = [name.split("\0")[0] for name in arrays]

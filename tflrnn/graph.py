@@ -51,8 +51,9 @@ DENSE_ACTIVATIONS = {
     "sigmoid": (Activation.NONE, BuiltinOperator.LOGISTIC),
     "softmax": (Activation.NONE, BuiltinOperator.SOFTMAX),
 }
+DENSE_FOLLOWERS = {code: name for name, (_, code) in DENSE_ACTIVATIONS.items() if code is not None}
 HEAD_CODES = (BuiltinOperator.STRIDED_SLICE, BuiltinOperator.CONCATENATION, BuiltinOperator.FULLY_CONNECTED,
-              *(code for _, code in DENSE_ACTIVATIONS.values() if code is not None))
+              *DENSE_FOLLOWERS)
 
 
 @dataclass
@@ -411,6 +412,26 @@ def dense_layers(network: Network) -> list[tuple[Operator, Operator | None]]:
     for k, op in enumerate(network.head):
         if op.code == BuiltinOperator.FULLY_CONNECTED:
             following = network.head[k + 1] if k + 1 < len(network.head) else None
-            found.append((op, following if following is not None and following.code in
-                          (BuiltinOperator.TANH, BuiltinOperator.LOGISTIC, BuiltinOperator.SOFTMAX) else None))
+            found.append((op, following if following is not None and following.code in DENSE_FOLLOWERS else None))
     return found
+
+
+def dense_arrays(network: Network, op: Operator) -> tuple[Tensor, Tensor]:
+    """A FULLY_CONNECTED's kernel and bias tensors, both constant; ModelFormatError when it has no such inputs."""
+    tensors = network.subgraph.tensors
+    if len(op.inputs) != 3 or any(not 0 <= i < len(tensors) for i in op.inputs[1:]):
+        raise ModelFormatError(f"FULLY_CONNECTED has inputs {op.inputs}; expected input, kernel and bias")
+    w, b = (tensors[i] for i in op.inputs[1:])
+    if w.data is None or b.data is None:
+        raise ModelFormatError(f"FULLY_CONNECTED '{w.name}': its kernel and bias must be constants")
+    return w, b
+
+
+def dense_activation(op: Operator, following: Operator | None) -> str:
+    """The Keras activation a FULLY_CONNECTED (and the op after it) computes: its fused one, or the follower's."""
+    if following is not None:
+        return DENSE_FOLLOWERS[following.code]
+    from .cell import ACTIVATION_NAMES
+
+    activation = getattr(op.options, "activation", None)
+    return ACTIVATION_NAMES.get(activation, f"activation {activation}")

@@ -13,6 +13,7 @@ import json
 import os
 import select
 import struct
+import threading
 import time
 
 import numpy as np
@@ -28,26 +29,24 @@ def run_parser(parse, path, *, what: str):
     """parse(path) in a forked child; its result (JSON-able data, numpy arrays anywhere inside lists and dicts).
     A TflrnnError raised by parse comes back as a WeightsError with its message; a hang, a crash or a blow-up of
     memory becomes a WeightsError naming the file. Without fork (Windows), parse runs in this process."""
-    if not hasattr(os, "fork"):
-        return parse(path)
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return parse(path)  # no fork, or a parent whose other threads a fork would leave holding their locks
     size = os.path.getsize(path)
     limit = _base_seconds() + size / READ_BYTES_PER_SECOND
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: parse, send, and leave without running the parent's clean-up
-        os.close(read_end)
-        code = 0
+    if pid == 0:  # the child: parse, send, and leave without running the parent's code or clean-up, whatever happens
         try:
-            _cap_memory(MEMORY_HEADROOM + 4 * size)
-            message = _encode({"result": parse(path)})
-        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
-            message = _encode({"error": str(exc) if _is_user_error(exc) else
-                               f"cannot read {what} {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"})
-            code = 1
-        try:
+            os.close(read_end)
+            try:
+                _cap_memory(MEMORY_HEADROOM + 4 * size)
+                message = _encode({"result": parse(path)})
+            except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
+                message = _encode({"error": _text(exc) if _is_user_error(exc) else
+                                   f"cannot read {what} {path}: {type(exc).__name__} {_text(exc)}".rstrip()})
             _write_all(write_end, message)
         finally:
-            os._exit(code)
+            os._exit(0)
     os.close(write_end)
     try:
         data = _read_all(read_end, time.monotonic() + limit)
@@ -80,6 +79,13 @@ def _base_seconds() -> float:
     if not 0 < seconds < float("inf"):
         raise WeightsError(f"TFLRNN_READ_TIMEOUT must be a positive number of seconds, got {raw!r}")
     return seconds
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return " ".join(str(exc).split())[:200]
+    except BaseException:  # noqa: BLE001 - an exception whose str() fails still gets reported
+        return ""
 
 
 def _is_user_error(exc: BaseException) -> bool:

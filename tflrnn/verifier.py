@@ -17,8 +17,6 @@ import numpy as np
 
 from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
-
-DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
 from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, dense_sha256, min_runtime_version, sha256
 from .cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
 from .errors import ConfigError, TflrnnError
@@ -27,8 +25,12 @@ from .graph import (
     SIGNATURE_INPUT,
     SIGNATURE_KEY,
     SIGNATURE_OUTPUT,
+    DENSE_FOLLOWERS,
     Network,
     RNNGraph,
+    dense_activation,
+    dense_arrays,
+    dense_layers,
     find_network,
     last_step_slice,
     op_name,
@@ -39,6 +41,8 @@ from .version import __version__
 from .runtime import RUNTIMES
 from .sources import detect_format
 from .weights import load_weights
+
+DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
 
 
 
@@ -189,9 +193,9 @@ def verify(
                                           float_weights)
         report.checks += checks
         if outputs is not None:
-            runs[name] = outputs
-    if against is not None:
-        report.checks += _against_checks(layers, model_weights, inputs, runs, report, atol, rtol, whole,
+            against_inputs, runs[name] = outputs
+    if against is not None and runs:
+        report.checks += _against_checks(layers, model_weights, against_inputs, runs, report, atol, rtol, whole,
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
@@ -271,24 +275,30 @@ def _check_verifiable_size(g: RNNGraph) -> None:
 
 def _check_verifiable_time(network: Network, sequences: int) -> None:
     """Refuse a model whose reference comparisons would run for minutes: each invoke compared costs two float64
-    products per direction (the step and the scale of its terms), B*T*U*(I+U) multiply-adds each."""
-    per_invoke = 0.0
+    products per direction per step (the step and the scale of its terms), 2*U*(I+U) multiply-adds per batch row,
+    and as much per Dense layer; a dynamic-time model is compared at each of its lengths."""
+    per_step = 0.0
     for g in network.directions:
         if len(g.input.shape) != 3 or len(g.input_weights.shape) != 2 or \
                 4 * float(np.prod(g.input.shape, dtype=np.float64)) > MAX_TENSOR_BYTES:
             return  # malformed, or beyond 2 GiB: the shapes check reports it
         units, size = (float(d) for d in g.input_weights.shape)
-        per_invoke += 2 * float(np.prod(g.input.shape[:2], dtype=np.float64)) * units * (size + units)
-    time_axis = 0 if network.directions[0].time_major else 1
-    signature = network.directions[0].input.shape_signature
+        per_step += 2 * units * (size + units)
+    for op, _ in dense_layers(network):
+        kernel = network.tensor(op.inputs[1]).shape if len(op.inputs) > 1 and 0 <= op.inputs[1] < len(
+            network.subgraph.tensors) else ()
+        per_step += 2 * float(np.prod(kernel, dtype=np.float64))
+    g = network.directions[0]
+    time_axis = 0 if g.time_major else 1
+    signature = g.input.shape_signature
     dynamic = signature is not None and len(signature) == 3 and signature[time_axis] == -1
-    lengths = 1 + len(DYNAMIC_LENGTHS) if dynamic else 1
-    total = per_invoke * (sequences + 1) * lengths
+    lengths = set([g.input.shape[time_axis], *DYNAMIC_LENGTHS]) if dynamic else {g.input.shape[time_axis]}
+    total = per_step * g.input.shape[1 - time_axis] * float(sum(lengths)) * (sequences + 1)
     if total > MAX_VERIFY_MULTIPLY_ADDS:
         raise ConfigError(
             f"verify's reference would need about {total:.2g} float64 multiply-adds for {sequences + 1} invokes of "
-            f"this model; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with "
-            "fewer time steps or a smaller batch, or pass --sequences 2"
+            f"this model; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with fewer time steps or "
+            "a smaller batch, or pass --sequences 2"
         )
 
 
@@ -345,14 +355,11 @@ def _head_checks(network: Network) -> tuple[list[Check], list[int]]:
     index = 0
     while head:
         op = head.pop(0)
-        following = head.pop(0) if head and head[0].code in _DENSE_FOLLOWERS else None
+        following = head.pop(0) if head and head[0].code in DENSE_FOLLOWERS else None
         check, ends = _dense_check(network, index, op, following, ends)
         checks.append(check)
         index += 1
     return checks, ends
-
-
-_DENSE_FOLLOWERS = (BuiltinOperator.TANH, BuiltinOperator.LOGISTIC, BuiltinOperator.SOFTMAX)
 
 
 def _op_problems(op, code: int, version: int, inputs: int, tensors) -> list[str]:
@@ -380,9 +387,10 @@ def _last_step_check(network: Network, slices: list, concat) -> tuple[Check, lis
     directions = network.directions_of(final)
     g = directions[0]
     problems = []
-    if len(slices) != len(final.outputs):
+    if len(slices) != len(final.outputs) or g.columns:
         problems.append(f"{len(slices)} STRIDED_SLICE ops for the final RNN op's {len(final.outputs)} outputs"
-                        + ("; a merged bidirectional output cannot be sliced per direction" if g.columns else ""))
+                        + ("; a merged bidirectional output cannot be sliced per direction (its backward half's "
+                           "final state is at t=0)" if g.columns else ""))
         return Check("last_step", False, "; ".join(problems)), [op.outputs[0] for op in slices if op.outputs]
     outs = []
     for d, (op, source) in enumerate(zip(slices, directions if len(slices) == 2 else directions[:1])):
@@ -436,19 +444,16 @@ def _dense_check(network: Network, index: int, op, following, ends: list[int]) -
     """A FULLY_CONNECTED (and the activation op after it) as a Keras Dense layer."""
     tensors = network.subgraph.tensors
     name = f"dense[{index}]"
-    problems = _op_problems(op, BuiltinOperator.FULLY_CONNECTED, 1, 3, tensors)
+    sequence = bool(op.inputs) and 0 <= op.inputs[0] < len(tensors) and len(tensors[op.inputs[0]].shape) == 3
+    problems = _op_problems(op, BuiltinOperator.FULLY_CONNECTED, 5 if sequence else 1, 3, tensors)
     if op.code != BuiltinOperator.FULLY_CONNECTED:
         return Check(name, False, f"{op_name(op.code)} where a FULLY_CONNECTED was expected"), op.outputs[:1]
     if len(op.inputs) != 3 or len(op.outputs) != 1 or any(not 0 <= i < len(tensors) for i in op.inputs):
         return Check(name, False, "; ".join(problems)), op.outputs[:1]
     x, w, b = (tensors[i] for i in op.inputs)
     out = tensors[op.outputs[0]]
-    problems = [p for p in problems if "version" not in p]
     if op.inputs[0] != (ends[0] if len(ends) == 1 else None):
         problems.append(f"it takes tensor {op.inputs[0]}, not the output before it ({ends})")
-    sequence = len(x.shape) == 3
-    if op.version != (5 if sequence else 1):
-        problems.append(f"version {op.version}, expected {5 if sequence else 1}")
     if w.data is None or w.dtype != "float32" or len(w.shape) != 2 or x.shape[-1:] != w.shape[1:]:
         problems.append(f"kernel '{w.name}' {list(w.shape)} {w.dtype}, expected constant float32 [units, "
                         f"{x.shape[-1] if x.shape else '?'}]")
@@ -466,11 +471,9 @@ def _dense_check(network: Network, index: int, op, following, ends: list[int]) -
             problems.append(f"options {options}, expected weights_format 0 and keep_num_dims {sequence}")
     problem = _plain_float(out, (*x.shape[:-1], units))
     problems += [problem] if problem else []
-    activation = ACTIVATION_NAMES.get(options.activation, "?") if isinstance(options, FullyConnectedOptions) else "?"
+    activation = dense_activation(op, following)
     end = op.outputs[0]
     if following is not None:
-        activation = {BuiltinOperator.TANH: "tanh", BuiltinOperator.LOGISTIC: "sigmoid",
-                      BuiltinOperator.SOFTMAX: "softmax"}[following.code]
         problems += _op_problems(following, following.code, 1, 1, tensors)
         if following.inputs[:1] != [op.outputs[0]]:
             problems.append(f"{op_name(following.code)} does not take the FULLY_CONNECTED output")
@@ -683,13 +686,25 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
         if weights is not None and cell.get("weights_sha256") != weights.sha256():
             problems.append(f"{where}weights_sha256 does not match the weights in the file")
     dense = document.get("dense") or []
-    fully_connected = [op for op in network.head if op.code == BuiltinOperator.FULLY_CONNECTED]
-    if len(dense) != len(fully_connected) or not all(isinstance(d, dict) for d in dense):
-        problems.append(f"{len(dense)} dense layers recorded, {len(fully_connected)} FULLY_CONNECTED ops in the graph")
+    layers_of_head = dense_layers(network)
+    if len(dense) != len(layers_of_head) or not all(isinstance(d, dict) for d in dense):
+        problems.append(f"{len(dense)} dense layers recorded, {len(layers_of_head)} FULLY_CONNECTED ops in the graph")
     else:
-        for k, (info, op) in enumerate(zip(dense, fully_connected)):
-            w, b = (network.tensor(i) for i in op.inputs[1:3])
-            if w.data is not None and b.data is not None and info.get("weights_sha256") != dense_sha256(w.data, b.data):
+        for k, (info, (op, following)) in enumerate(zip(dense, layers_of_head)):
+            try:
+                w, b = dense_arrays(network, op)
+            except TflrnnError as exc:
+                problems.append(f"dense {k}: {exc}")
+                continue
+            facts = {"name": w.name.rpartition("/")[0], "units": w.shape[0] if len(w.shape) == 2 else None,
+                     "input_size": w.shape[1] if len(w.shape) == 2 else None,
+                     "activation": dense_activation(op, following)}
+            problems += [f"dense {k}: {key} {info.get(key)!r} but the graph has {actual!r}"
+                         for key, actual in facts.items() if info.get(key) != actual]
+            beta = getattr(getattr(following, "options", None), "beta", 1.0)
+            if facts["activation"] == "softmax" and beta != 1.0:
+                problems.append(f"dense {k}: SOFTMAX beta {beta}, but a Keras softmax has beta 1")
+            if info.get("weights_sha256") != dense_sha256(w.data, b.data):
                 problems.append(f"dense {k}: weights_sha256 does not match the kernel and bias in the file")
     if problems:
         return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
@@ -902,7 +917,8 @@ def _numeric_checks(data, network: Network, weights: list, report, inputs, atol,
             runtime_name,
         ),
         *extra_checks,
-    ], [_model_output(network, values) for values in results[0][1]]  # for --against
+    ], (results[-1][0], [_model_output(network, values) for values in results[-1][1]])  # for --against: the
+    # inputs and outputs at the longest length run (a dynamic-time model's allocated length is one step)
 
 
 def _head_comparison(op, tensors, values: dict, atol: float, rtol: float) -> Comparison:
@@ -940,7 +956,7 @@ def _model_output(network: Network, values: dict) -> np.ndarray:
     """What the source framework outputs: a classifier's final output, else the last RNN op's sequence (both
     directions concatenated)."""
     if _has_dense(network):
-        return values[network.subgraph.outputs[0]]
+        return values[network.head[-1].outputs[0]]
     ys = [values[i] for i in network.sequence_outputs]
     return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=-1)
 

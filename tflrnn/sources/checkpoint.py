@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import WeightsError
 from . import ImportedCell, require
-from .npz import KERAS_NAMES, TFLITE_NAMES, weights_from_arrays
+from .npz import KERAS_NAMES, RECURRENT_KEYS, TFLITE_NAMES, weights_from_arrays
 
 _LEAVES = set(TFLITE_NAMES) | set(KERAS_NAMES)
 _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -48,11 +48,12 @@ def read_checkpoint(path: Path, scope: str | None = None) -> ImportedCell:
 
 def read_checkpoint_cells(path: Path) -> list[ImportedCell]:
     """Every cell of a checkpoint: one, or a stack (MultiRNNCell's cell_0, cell_1, ..., Keras' stacked layers)
-    when there are several whose sizes chain, first layer first in natural order of their scopes."""
+    when there are several whose scopes differ only in their indices and whose sizes chain, first layer first.
+    Other sets of cells (an encoder and a decoder, say) need --scope."""
     arrays, prefix = _checkpoint_arrays(path)
-    scopes = sorted({key.rpartition("/")[0] for key in arrays if key.rpartition("/")[2] in _RECURRENT}, key=_natural)
-    if len(scopes) <= 1:
-        return [_cell(arrays, None, prefix)]
+    scopes = sorted({key.rpartition("/")[0] for key in arrays if key.rpartition("/")[2] in RECURRENT_KEYS}, key=_natural)
+    if len(scopes) <= 1 or len({re.sub(r"\d+", "#", scope) for scope in scopes}) > 1:
+        return [_cell(arrays, None, prefix)]  # one cell, or the error that asks for --scope
     cells = [_cell(arrays, scope, prefix) for scope in scopes]
     for before, after in zip(cells, cells[1:]):
         if after.weights.input_size != before.weights.num_units:
@@ -60,9 +61,6 @@ def read_checkpoint_cells(path: Path) -> list[ImportedCell]:
             raise WeightsError(f"checkpoint {prefix} holds several cells ({listed}) whose sizes do not chain as a "
                                "stack; pick one with --scope")
     return cells
-
-
-_RECURRENT = {"recurrent_weights", "recurrent_kernel"}
 
 
 def _natural(text: str) -> list:

@@ -32,8 +32,7 @@ def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
     from ..sandbox import run_parser
 
     require("h5py", "keras")
-    config, found = run_parser(_parse, path, what="Keras file")
-    return config, found
+    return tuple(run_parser(_parse, path, what="Keras file"))
 
 
 def _parse(path: Path) -> tuple[dict | None, dict[str, list]]:
@@ -101,6 +100,7 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
         if name in feeds and feeds[name] != [previous]:
             raise WeightsError(f"layer '{name}' in {path} takes {feeds[name] or 'the model input'}, not '{previous}': "
                                "the model is not one chain; build one SimpleRNN layer with --layer")
+    order = [(kind, c) for kind, c in order if kind != "Dropout"]  # a no-op at inference, wherever it is
     stages = [(kind, c) for kind, c in order if _is_rnn(kind, c)]
     if order[: len(stages)] != stages:
         first = next((kind, c) for kind, c in order if not _is_rnn(kind, c))
@@ -135,7 +135,7 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
         c.details = "; ".join(d for d in c.details.split("; ") if d and not d.startswith("return_sequences"))
     last = stages[-1][1]["layer"]["config"] if stages[-1][0] == "Bidirectional" else stages[-1][1]
     options = {"last_step": not last.get("return_sequences", False)}
-    head = [(kind, c) for kind, c in order[len(stages):] if kind != "Dropout"]
+    head = order[len(stages):]
     if head:
         options["head"] = [_dense(path, kind, c, found) for kind, c in head]
     if len(stages) == 1 and flags[0] and not head:

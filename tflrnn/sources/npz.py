@@ -20,7 +20,7 @@ from . import ImportedCell
 
 TFLITE_NAMES = ("input_weights", "recurrent_weights", "bias")
 KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
-_RECURRENT = {"recurrent_weights", "recurrent_kernel"}  # keys that mark a cell
+RECURRENT_KEYS = {"recurrent_weights", "recurrent_kernel"}  # keys that mark a cell
 _INPUT = {"input_weights", "kernel"}
 
 
@@ -84,7 +84,7 @@ def weights_from_arrays(arrays: Mapping[str, np.ndarray], name: str | None = Non
         prefix, _, leaf = key.rpartition("/")
         cells.setdefault(prefix, {})[leaf] = key
     # A recurrent matrix marks a cell (a Dense layer also has kernel and bias); without one, report what is missing.
-    candidates = [prefix for prefix, leaves in cells.items() if _RECURRENT & set(leaves)]
+    candidates = [prefix for prefix, leaves in cells.items() if RECURRENT_KEYS & set(leaves)]
     candidates = candidates or [prefix for prefix, leaves in cells.items() if _INPUT & set(leaves)]
     if not candidates:
         raise WeightsError(

@@ -28,10 +28,6 @@ def read_onnx(path: Path) -> ImportedCell:
     return cells[0]
 
 
-def read_onnx_cells(path: Path) -> list[ImportedCell]:
-    return read_onnx_network(path)[0]
-
-
 def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
     """The cells of the graph's RNN nodes, in order (forward, then backward for a bidirectional node), and which
     nodes are bidirectional. Several nodes must form a chain, each reading the previous one's Y through the
@@ -65,6 +61,8 @@ def _check_link(previous, node, constants, path: Path) -> None:
     name, seen = node.input[0], []
     while name != previous.output[0]:
         producer = constants.producers.get(name)
+        if len(seen) > 8:  # torch.onnx.export puts two ops between layers; a cycle or a long detour is not a chain
+            producer = None
         if producer is None or producer.op_type not in ("Squeeze", "Transpose", "Reshape", "Identity"):
             raise WeightsError(f"RNN node '{node.name or node.output[0]}' in {path} does not read the previous RNN "
                                f"node's output (through {seen or 'nothing'}, then "
