@@ -118,31 +118,35 @@ def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]
 
 
 def _in_process(runtime: str, model: bytes, input_index: int, output_indices: list[int]) -> InterpreterModel:
+    version, make = _open(runtime)
+    return InterpreterModel(runtime, version, make(model), input_index, output_indices)
+
+
+def _open(runtime: str):
+    """The runtime's version, and a function from model bytes to an interpreter that keeps every tensor after
+    invoke (so intermediate outputs can be read). The runtime is imported here, where it is needed."""
     if runtime == "litert":
         import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        version = ai_edge_litert.__version__
+    else:
+        tf = importlib.import_module("tensorflow")
+        Interpreter, OpResolverType, version = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, tf.__version__
+
+    def make(model: bytes):
         # XNNPACK does not take this op, so the builtin kernel runs either way; leaving the default delegate out
         # only skips its set-up (and the log line it prints).
-        interpreter = Interpreter(
-            model_content=model,
-            num_threads=1,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=True,
-        )
-        return InterpreterModel("litert", ai_edge_litert.__version__, interpreter, input_index, output_indices)
-    from .sources import require
+        with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice: the README already says so
+            warnings.simplefilter("ignore", UserWarning)
+            return Interpreter(
+                model_content=model,
+                num_threads=1,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                experimental_preserve_all_tensors=True,
+            )
 
-    tf = require("tensorflow", "tensorflow", "--runtime tensorflow runs tf.lite.Interpreter")
-    with warnings.catch_warnings():  # its deprecation notice: the README already says so
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(
-            model_content=model,
-            num_threads=1,
-            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=True,
-        )
-    return InterpreterModel("tensorflow", tf.__version__, interpreter, input_index, output_indices)
+    return version, make
 
 
 # ---- settings ----------------------------------------------------------------------------------------------------
@@ -621,21 +625,13 @@ def _serve() -> None:
         return header, header.get("nbytes", 0)
 
     try:
-        if runtime == "litert":
-            import ai_edge_litert
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-            version = ai_edge_litert.__version__
-        else:
-            tf = importlib.import_module("tensorflow")  # only in the child, only for --runtime tensorflow
-            Interpreter, OpResolverType, version = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, \
-                tf.__version__
+        version, make = _open(runtime)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send({"error": type(exc).__name__, "message": str(exc)})
         os._exit(0)
     send({"version": version})
 
-    interpreter, input_index, outputs = None, 0, []
+    interpreter = None
     while True:
         header, n = receive()
         op = header.get("op")
@@ -652,29 +648,16 @@ def _serve() -> None:
             if op == "load":
                 _cap_memory(header.get("memory"))
                 model = payload()
-                input_index, outputs = header["input"], header["outputs"]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    interpreter = Interpreter(
-                        model_content=model,
-                        num_threads=1,
-                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                        experimental_preserve_all_tensors=True,
-                    )
-                interpreter.allocate_tensors()
+                interpreter = InterpreterModel(runtime, version, make(model), header["input"], header["outputs"])
                 send({})
             elif op == "run":
-                x = np.frombuffer(payload(), np.float32).reshape(header["shape"])
-                interpreter.set_tensor(input_index, x)
-                interpreter.invoke()
-                ys = [np.ascontiguousarray(interpreter.get_tensor(i)) for i in outputs]
+                ys = interpreter.run(np.frombuffer(payload(), np.float32).reshape(header["shape"]))
                 send({"arrays": [[y.dtype.str, list(y.shape)] for y in ys]}, ys)
             elif op == "resize":
-                interpreter.resize_tensor_input(input_index, header["shape"])
-                interpreter.allocate_tensors()
+                interpreter.resize(header["shape"])
                 send({})
             elif op == "reset":
-                interpreter.reset_all_variables()
+                interpreter.reset()
                 send({})
             else:
                 send({"error": "RuntimeError", "message": f"unknown request {op!r}"})
