@@ -159,15 +159,14 @@ def _onnx(path: Path, inputs, whole: bool):
     (Y [T,D,B,U] -> [T,B,D*U]); outputs [B,T,D*U] (directions side by side)."""
     onnx = require("onnx", "onnx", "verifying against ONNX runs it in onnxruntime")
     ort = require("onnxruntime", "onnx", "verifying against ONNX runs it in onnxruntime")
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
+
+    from .sources.onnx_graph import Constants
 
     original = onnx.load(str(path))
     rnn_nodes = [n for n in original.graph.node if n.op_type == "RNN"]
     rnn_nodes = rnn_nodes if whole else rnn_nodes[:1]
-    constants = {t.name: t for t in original.graph.initializer}
-    for n in original.graph.node:
-        if n.op_type == "Constant":
-            constants.update({n.output[0]: a.t for a in n.attribute if a.name == "value"})
+    constants = Constants(original.graph, numpy_helper)
     nodes, initializers, graph_inputs, states = [], [], [helper.make_tensor_value_info(
         "X", TensorProto.FLOAT, ["time", "batch", None])], []
     x = "X"
@@ -176,7 +175,7 @@ def _onnx(path: Path, inputs, whole: bool):
         for index, role in ((1, "W"), (2, "R"), (3, "B")):
             if index < len(node.input) and node.input[index]:
                 tensor = TensorProto()
-                tensor.CopyFrom(constants[node.input[index]])
+                tensor.CopyFrom(constants.proto(node.input[index]))
                 tensor.name = f"{role}{k}"
                 initializers.append(tensor)
                 names.append(tensor.name)
@@ -188,7 +187,7 @@ def _onnx(path: Path, inputs, whole: bool):
         attrs["layout"] = 0
         direction = attrs.get("direction", b"forward")
         directions = 2 if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional" else 1
-        units = constants[node.input[2]].dims[-1]
+        units = constants.proto(node.input[2]).dims[-1]
         nodes.append(helper.make_node("RNN", [x, *names, "", f"H{k}"], [f"Y{k}", f"Yh{k}"], **attrs))
         nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
         nodes.append(helper.make_node("Reshape", [f"T{k}", "joined"], [f"S{k}"]))

@@ -157,7 +157,7 @@ def verify(
                 raise ConfigError(f"the weights hold {len(weights)} cells; the model has {len(layers)} layers")
         else:
             # Each layer's weights are read under its cell name (a single cell's under --scope when given).
-            names = [scope] if scope and len(layers) == 1 else [_cell_name(g) for g in layers]
+            names = [scope] if scope and len(layers) == 1 else [g.name for g in layers]
             weights = [load_weights(weights, name, format=format, layer=layer, layer_index=layer_index)
                        for name in names]
 
@@ -205,10 +205,6 @@ def _as_stored(w: CellWeights) -> CellWeights:
     """Float weights as a hybrid model stores them: W and R through int8 and back."""
     return CellWeights(dequantize(*quantize_int8(w.input_weights)), dequantize(*quantize_int8(w.recurrent_weights)),
                        w.bias)
-
-
-def _cell_name(g: RNNGraph) -> str | None:
-    return g.name
 
 
 def _has_dense(network: Network) -> bool:
@@ -676,7 +672,7 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
         where = f"layer {k}: " if len(layers) > 1 else ""
         w = g.input_weights
         facts = {
-            "name": _cell_name(g),
+            "name": g.name,
             "num_units": w.shape[0] if len(w.shape) == 2 else None,
             "input_size": w.shape[1] if len(w.shape) == 2 else None,
             "activation": ACTIVATION_NAMES.get(g.options.activation),

@@ -45,7 +45,7 @@ def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
     if not rnn_nodes:
         ops = ", ".join(sorted({node.op_type for node in graph.node})) or "none"
         raise WeightsError(f"no RNN node in {path} (ops: {ops})")
-    constants = _Constants(graph, numpy_helper)
+    constants = Constants(graph, numpy_helper)
     cells, flags = [], []
     for k, node in enumerate(rnn_nodes):
         if k:
@@ -121,7 +121,7 @@ def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
     return cells
 
 
-class _Constants:
+class Constants:
     """Values known without running the graph: initializers and Constant nodes, and zeros shaped by Expand,
     Tile, Reshape or ConstantOfShape (torch.onnx.export builds nn.RNN's initial state that way)."""
 
@@ -130,15 +130,18 @@ class _Constants:
         self.values = {t.name: t for t in graph.initializer}
         self.producers = {out: node for node in graph.node for out in node.output}
 
-    def value(self, name: str):
+    def proto(self, name: str):
+        """The TensorProto of an initializer or a Constant node's value, as the file stores it; None otherwise."""
         if name in self.values:
-            return self.numpy_helper.to_array(self.values[name])
+            return self.values[name]
         node = self.producers.get(name)
         if node is not None and node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    return self.numpy_helper.to_array(attr.t)
+            return next((attr.t for attr in node.attribute if attr.name == "value"), None)
         return None
+
+    def value(self, name: str):
+        proto = self.proto(name)
+        return None if proto is None else self.numpy_helper.to_array(proto)
 
     def get(self, name: str, where: str, role: str) -> np.ndarray:
         value = self.value(name)
