@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -114,10 +115,21 @@ def test_model_structure(tmp_path):
     assert info["signatures"] == [{"key": "serving_default", "subgraph": 0, "inputs": {"input": 0},
                                    "outputs": {"output": 5}}]
     assert info["metadata"]["min_runtime_version"] == "1.14.0"
-    meta = info["metadata"]["tflrnn"]
-    assert meta["version"] == tflrnn.__version__
-    assert meta["cells"][0]["num_units"] == 16 and meta["cells"][0]["name"] == "enc"
+    # The record: [activation, sha256 in base64url] per direction; names and sizes are the graph's own.
+    (entry,) = info["metadata"]["tflrnn"]["c"]
+    weights = tflrnn.inspect(data).model.subgraphs[0].tensors
+    digest = tflrnn.CellWeights(weights[1].data, weights[2].data, weights[3].data).sha256()
+    assert entry == ["tanh", base64.urlsafe_b64encode(bytes.fromhex(digest)).rstrip(b"=").decode()]
     assert info["description"] == f"tflrnn {tflrnn.__version__}"
+
+
+def test_metadata_is_compact():
+    """A 64-unit, 32-input, 50-step cell: at most 1 KiB beside its raw weights, and the record still holds what
+    verify checks."""
+    data = tflrnn.build(tflrnn.RNNCell(64), input_size=32, time_steps=50)
+    raw_weights = 4 * (64 * 32 + 64 * 64 + 64)
+    assert len(data) - raw_weights <= 1024, len(data) - raw_weights
+    assert tflrnn.verify(data).passed
 
 
 def test_state_carries_and_reset_zeroes_in_the_interpreter():

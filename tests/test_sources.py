@@ -204,10 +204,15 @@ def test_safetensors_state_dict(tmp_path, cli):
     assert tflrnn.verify(whole).passed
     out, printed = _build(cli, tmp_path, "--weights", path, "--layer-index", 1, "--activation", "relu")
 
-    assert "safetensors 'rnn.l1'" in printed and "nonlinearity is not recorded" in printed
+    # The activation was given: no hint to give it.
+    assert "safetensors 'rnn.l1'" in printed and "activation not recorded (relu as given)" in printed
+    assert "give --activation" not in printed
     bias = state["rnn.bias_ih_l1"].astype(np.float64) + state["rnn.bias_hh_l1"]
     expected = tflrnn.CellWeights(state["rnn.weight_ih_l1"], state["rnn.weight_hh_l1"], bias)
     assert out.read_bytes() == _npz_build(tmp_path, cli, expected, "--activation", "relu")
+    _, printed = _build(cli, tmp_path, "--weights", path, "--layer-index", 1)
+    assert "activation not recorded: a state dict does not record nn.RNN's nonlinearity; give --activation relu" \
+        in printed
 
 
 def test_pytorch_state_dicts_that_cannot_be_built(tmp_path, cli):

@@ -204,13 +204,28 @@ def test_signature_must_name_the_rnn_subgraph():
     assert "names subgraph 5" in _failed(write(model))["signature"]
 
 
-def test_metadata_cell_name_must_match():
+def test_metadata_activation_must_match():
     model = _model()
-    model.metadata["tflrnn"] = model.metadata["tflrnn"].replace(b'"name":"rnn"', b'"name":"rnx"')
+    model.metadata["tflrnn"] = model.metadata["tflrnn"].replace(b'["tanh"', b'["relu"')
+    assert "activation 'relu' but the graph has 'tanh'" in _failed(write(model))["metadata.tflrnn"]
+
+
+def test_a_0_1_record_is_still_checked():
+    """tflrnn 0.1 wrote long keys, hex digests and the names and sizes: such a model is still verified in full."""
+    model = _model()
+    w = model.subgraphs[0].tensors
+    digest = tflrnn.CellWeights(w[1].data, w[2].data, w[3].data).sha256()
+    cell = {"name": "rnn", "num_units": 6, "input_size": 3, "activation": "tanh", "weights_sha256": digest}
+    model.metadata["tflrnn"] = json.dumps({"version": "0.1.0", "cells": [cell]}).encode()
+    report = tflrnn.verify(write(model))
+    detail = next(c.detail for c in report.checks if c.name == "metadata.tflrnn")
+    assert report.passed and "written by tflrnn 0.1.0; name, sizes, activation" in detail
+    model.metadata["tflrnn"] = json.dumps({"version": "0.1.0", "cells": [{**cell, "name": "rnx"}]}).encode()
     assert "name 'rnx' but the graph has 'rnn'" in _failed(write(model))["metadata.tflrnn"]
 
 
-@pytest.mark.parametrize("payload", [b'{"cells":[1]}', b"[" * 5000, b'{"cells":[{"num_units":NaN}]}', b"\xff"])
+@pytest.mark.parametrize("payload", [b'{"cells":[1]}', b"[" * 5000, b'{"cells":[{"num_units":NaN}]}', b"\xff",
+                                     b'{"c":[{"a":"tanh"}]}', b'{"c":[]}', b'{"c":[["tanh"]]}', b'[["tanh","x"]]'])
 def test_malformed_tflrnn_metadata_fails_the_check_not_the_tool(payload):
     model = _model()
     model.metadata["tflrnn"] = payload

@@ -8,13 +8,11 @@ give byte-identical files.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import writer
+from . import metadata, writer
 from .cell import (
     ACTIVATION_NAMES,
     MAX_LAYERS,
@@ -27,14 +25,12 @@ from .cell import (
 )
 from .errors import ConfigError
 from .files import write_atomic
-from .graph import DENSE_ACTIVATIONS, Dense, Layer, find_network, network_model, op_name
+from .graph import DENSE_ACTIVATIONS, Dense, Layer, dense_arrays, dense_layers, find_network, network_model, op_name
 from .model import BuiltinOperator
 from .model import MAX_FLATBUFFER_BYTES, Model
 from .version import __version__
 
 OP_NAME = "UNIDIRECTIONAL_SEQUENCE_RNN"
-MIN_RUNTIME_VERSION = {1: "1.14.0", 2: "1.14.0", 3: "2.3.0"}  # by op version: float, hybrid, hybrid asymmetric
-METADATA_KEY = "tflrnn"
 _STRUCTURE_BYTES = 8192  # tables, names and metadata around the weights, with room to spare
 MAX_TENSOR_BYTES = 2**31 - 1  # the runtime sizes tensors with int: a larger input/output cannot be allocated
 
@@ -87,12 +83,12 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     write_atomic(path, data)
     network = find_network(model)
-    document = json.loads(model.metadata[METADATA_KEY])
+    document = metadata.parse(model.metadata[metadata.METADATA_KEY], model.description)
     layers = [
         {
-            "name": info["name"],
-            "units": info["num_units"],
-            "input_size": info["input_size"],
+            "name": g.name,
+            "units": g.input_weights.shape[0],
+            "input_size": g.input_weights.shape[1],
             "activation": info["activation"],
             "state_shape": list(g.hidden_state.shape),
             "weights_sha256": info["weights_sha256"],
@@ -113,8 +109,12 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
         "sha256": sha256(data),
         "layers": layers,
     }
-    if document.get("dense"):
-        summary["dense"] = document["dense"]
+    if document["dense"]:
+        summary["dense"] = [
+            {"name": w.name.rpartition("/")[0], "units": w.shape[0], "input_size": w.shape[1],
+             "activation": info["activation"], "weights_sha256": info["weights_sha256"]}
+            for (w, _), info in zip((dense_arrays(network, op) for op, _ in dense_layers(network)), document["dense"])
+        ]
     if len(layers) == 1:  # a single cell: its facts at the top level too
         summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
                                                           "weights_sha256")})
@@ -123,21 +123,6 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
 
 def _signature_shape(tensor) -> list[int]:
     return list(tensor.shape_signature if tensor.shape_signature is not None else tensor.shape)
-
-
-def min_runtime_version(model: Model) -> str:
-    """The oldest TFLite runtime that has every op at its version (TFLite's runtime_version.cc)."""
-    versions = [_OP_MIN_RUNTIME.get((op.code, op.version), "1.5.0") for g in model.subgraphs for op in g.operators]
-    return max(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
-
-
-_OP_MIN_RUNTIME = {
-    **{(BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, v): r for v, r in MIN_RUNTIME_VERSION.items()},
-    **{(BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, v): r for v, r in MIN_RUNTIME_VERSION.items()},
-    (BuiltinOperator.STRIDED_SLICE, 1): "1.6.0",
-    (BuiltinOperator.FULLY_CONNECTED, 1): "1.5.0",
-    (BuiltinOperator.FULLY_CONNECTED, 5): "2.0.0",  # keep_num_dims: a Dense layer on a sequence
-}
 
 
 def describe_model(
@@ -281,11 +266,9 @@ def describe_model(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
-    cells_info = [BuildInfo(layer.name, layer.weights.num_units, layer.weights.input_size,
-                            ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
-                            "int8" if layer.int8 is not None else None) for layer in layers]
-    dense_info = [{"name": d.name, "units": d.units, "input_size": int(d.weights.shape[1]),
-                   "activation": d.activation, "weights_sha256": dense_sha256(d.weights, d.bias)} for d in head]
+    cells_info = [metadata.Record(ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
+                                  "int8" if layer.int8 is not None else None) for layer in layers]
+    dense_info = [metadata.Record(d.activation, metadata.dense_sha256(d.weights, d.bias)) for d in head]
     model = network_model(
         stages,
         time_steps=time_steps,
@@ -299,19 +282,12 @@ def describe_model(
         description=f"tflrnn {__version__}",
     )
     model.metadata = {
-        "min_runtime_version": min_runtime_version(model).encode().ljust(16, b"\0"),
-        METADATA_KEY: BuildInfo.document(cells_info, dense_info).encode(),
+        "min_runtime_version": metadata.min_runtime_entry(model),
+        metadata.METADATA_KEY: metadata.record(cells_info, dense_info),
     }
     if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
         raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
     return model
-
-
-def dense_sha256(weights: np.ndarray, bias: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in (weights, bias):
-        digest.update(np.ascontiguousarray(array, dtype="<f4").tobytes())
-    return digest.hexdigest()
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:
@@ -332,26 +308,6 @@ def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: Cell
     if weights is not None and not weights.equals(existing):
         raise ConfigError(f"layers named '{cell.name}' share variables but were given different weights")
     return existing
-
-
-@dataclass(frozen=True)
-class BuildInfo:
-    """What tflrnn records about a cell in its `tflrnn` metadata entry (the layout is in the graph itself)."""
-
-    name: str
-    num_units: int
-    input_size: int
-    activation: str
-    weights_sha256: str
-    quantize: str | None = None  # "int8": W and R stored as int8; the digest is of their dequantized values
-
-    @staticmethod
-    def document(cells: list[BuildInfo], dense: list[dict] | None = None) -> str:
-        recorded = [{k: v for k, v in asdict(c).items() if v is not None} for c in cells]
-        document = {"version": __version__, "cells": recorded}
-        if dense:
-            document["dense"] = dense
-        return json.dumps(document, separators=(",", ":"))
 
 
 def sha256(data: bytes) -> str:

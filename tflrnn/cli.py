@@ -130,6 +130,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,
                                  layer_index=layer_index)
     summary = build_file(output, **plan.options)
+    summary["sizes_from"] = plan.origins
     if plan.source is not None:
         summary["source"] = {"path": str(weights), **plan.source.to_dict()}
         if plan.sources:
@@ -138,7 +139,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         click.echo(_json(summary))
         return
     for source in plan.sources or ([plan.source] if plan.source is not None else []):
-        click.echo(f"read {weights}: {source.describe()}")
+        click.echo(f"read {weights}: {source.describe(activation)}")
     layout = "time-major" if summary["time_major"] else "batch-major"
     if summary["bidirectional"] and len([op for op in summary["ops"] if op.endswith("SEQUENCE_RNN")]) == 1:
         layer = summary["layers"][0]
@@ -157,6 +158,22 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"
     )
+    click.echo("  " + _sizes_line(summary))
+
+
+def _sizes_line(summary: dict) -> str:
+    """Where each size came from, so that a default is never silent: `time_steps 20 (from the Keras Input), ...`."""
+    shape = summary["input_shape"]
+    time, batch = (shape[0], shape[1]) if summary["time_major"] else (shape[1], shape[0])
+    values = {"input_size": shape[2], "time_steps": "dynamic" if time == -1 else time, "batch_size": batch}
+    origins = summary["sizes_from"]
+    shown = [f"{key} {value} ({_origin(origins[key])})" for key, value in values.items()]
+    shown.append(f"{'time-major' if summary['time_major'] else 'batch-major'} ({_origin(origins['time_major'])})")
+    return ", ".join(shown)
+
+
+def _origin(origin: str) -> str:
+    return origin if origin == "default" else f"from {origin}"
 
 
 def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None, as_json: bool) -> int:
@@ -241,6 +258,8 @@ def verify(ctx, model, weights, against, source_format, layer, scope, layer_inde
         width = max(map(len, labels))
         for label, check in zip(labels, report.checks):
             click.echo(f"{'PASS' if check.passed else 'FAIL'}  {label:<{width}}  {check.detail}")
+        for note in report.notes:
+            click.echo(f"note: {note}")
         runtime = " on " + ", ".join(f"{r['name']} {r['version']}" for r in report.runtimes) if report.runtimes else ""
         if report.passed:
             click.echo(f"{model}: all {len(report.checks)} checks passed{runtime}")

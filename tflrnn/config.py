@@ -8,7 +8,7 @@ defaults. Sizes given anywhere must agree with the weights.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -123,16 +123,40 @@ class BuildPlan:
     options: dict
     source: object | None = None  # the (first) ImportedCell read from --weights
     sources: list | None = None  # all of them, when the source is a stack or bidirectional
+    origins: dict = field(default_factory=dict)  # where input_size, time_steps, batch_size and the layout came from
+
+
+SIZE_KEYS = ("input_size", "time_steps", "batch_size", "time_major")
 
 
 def resolve_build_options(options: dict, config_path=None, weights_path=None, *, weights_format=None,
-                          layer=None, scope=None, layer_index=None) -> BuildPlan:
+                          layer=None, scope=None, layer_index=None, given_by: str = "the command line") -> BuildPlan:
     """Combine options (None = not given), a config file and a weights file into `tflrnn.build` arguments.
 
-    Sizes and the activation given must agree with what the weights file records.
+    Precedence: options (`given_by` names where they came from) > config file > the input shape the source model
+    declares (a Keras Input, an ONNX graph input) > defaults. Sizes and the activation given must agree with what
+    the weights file records.
     """
-    settings = load_config(config_path) if config_path else {}
+    from_config = load_config(config_path) if config_path else {}
     given = {key: value for key, value in options.items() if value is not None}
+    plan = _resolve(dict(from_config), given, config_path, weights_path, weights_format, layer, scope, layer_index)
+    declared = plan.source.declared if plan.source is not None else None
+    for key in SIZE_KEYS:
+        if key in given:
+            plan.origins[key] = given_by
+        elif key in from_config:
+            plan.origins[key] = "the config"
+        elif declared is not None and key in declared.sizes():
+            plan.origins[key] = declared.origin
+        elif key == "input_size" and plan.options.get("weights"):
+            plan.origins[key] = "the weights"
+        else:
+            plan.origins[key] = "default"
+    return plan
+
+
+def _resolve(settings: dict, given: dict, config_path, weights_path, weights_format, layer, scope,
+             layer_index) -> BuildPlan:
     settings.update(given)
     cells = _stack(settings, set(given))
     flags = settings.get("bidirectional")
@@ -161,9 +185,11 @@ def resolve_build_options(options: dict, config_path=None, weights_path=None, *,
 
         found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
                                             layer=layer, layer_index=layer_index)
+        declared = found[0].declared.sizes() if found[0].declared is not None else {}
         if kind != "cell":
             structure = {key: implied[key] for key in ("bidirectional", "head") if key in implied}
-            return _imported_model(found, kind, {**implied, **settings, **structure})
+            return _imported_model(found, kind, {**implied, **declared, **settings, **structure})
+        settings = {**declared, **settings}
         source = found[0]
     weights = source.weights if source else None
     units = settings.get("num_units")

@@ -17,7 +17,9 @@ import numpy as np
 
 from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
-from .assemble import MAX_TENSOR_BYTES, METADATA_KEY, dense_sha256, min_runtime_version, sha256
+from .assemble import MAX_TENSOR_BYTES, sha256
+from .metadata import METADATA_KEY, dense_sha256, min_runtime_version
+from .metadata import parse as parse_metadata
 from .cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
@@ -65,6 +67,7 @@ class VerifyReport:
     runtimes: list[dict] = field(default_factory=list)
     against: dict | None = None
     checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts worth a look that fail no check
 
     @property
     def passed(self) -> bool:
@@ -85,6 +88,7 @@ class VerifyReport:
             "runtimes": self.runtimes,
             "against": self.against,
             "checks": [asdict(c) for c in self.checks],
+            "notes": self.notes,
         }
 
 
@@ -226,6 +230,7 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
         "reference": result.reference,
         "framework": result.framework,
     }
+    report.notes += _declared_input_notes(g, result.source.declared)
     # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
     # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
@@ -255,6 +260,27 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
             runtime=name,
         ))
     return checks
+
+
+def _declared_input_notes(g: RNNGraph, declared) -> list[str]:
+    """Where the model's fixed time steps, batch or layout differ from what the source model declares: not a
+    failure (a streaming model built with --time-steps 1 on purpose is legitimate), but worth a look."""
+    if declared is None:
+        return []
+    shape, signature = list(g.input.shape), g.input.shape_signature
+    time_axis, batch_axis = (0, 1) if g.time_major else (1, 0)
+    dynamic = signature is not None and signature[time_axis] == -1
+    notes = []
+    if isinstance(declared.time_steps, int) and not dynamic and shape[time_axis] != declared.time_steps:
+        notes.append(f"{declared.origin} declares {declared.time_steps} time steps; this model takes "
+                     f"{shape[time_axis]} per invoke")
+    if declared.batch_size is not None and shape[batch_axis] != declared.batch_size:
+        notes.append(f"{declared.origin} declares batch {declared.batch_size}; this model's batch is "
+                     f"{shape[batch_axis]}")
+    if declared.time_major is not None and declared.time_major != g.time_major:
+        layouts = {True: "time-major [T, B, I]", False: "batch-major [B, T, I]"}
+        notes.append(f"{declared.origin} is {layouts[declared.time_major]}; this model is {layouts[g.time_major]}")
+    return notes
 
 
 def _check_verifiable_size(g: RNNGraph) -> None:
@@ -661,10 +687,11 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
     if raw is None:
         checks.append(Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn"))
         return checks
-    cells, document = _tflrnn_metadata(raw)
-    if cells is None:
+    document = parse_metadata(raw, network.model.description)
+    if document is None:
         checks.append(Check("metadata.tflrnn", False, "not valid tflrnn JSON"))
         return checks
+    cells = document["cells"]
     if len(cells) != len(layers):
         return checks + [Check("metadata.tflrnn", False, f"{len(cells)} cells recorded, {len(layers)} in the graph")]
     problems = []
@@ -678,7 +705,7 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
             "activation": ACTIVATION_NAMES.get(g.options.activation),
         }
         problems += [f"{where}{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
-                     if cell.get(key) != actual]
+                     if (key in cell or key == "activation") and cell.get(key) != actual]
         if weights is not None and cell.get("weights_sha256") != weights.sha256():
             problems.append(f"{where}weights_sha256 does not match the weights in the file")
     dense = document.get("dense") or []
@@ -696,7 +723,8 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
                      "input_size": w.shape[1] if len(w.shape) == 2 else None,
                      "activation": dense_activation(op, following)}
             problems += [f"dense {k}: {key} {info.get(key)!r} but the graph has {actual!r}"
-                         for key, actual in facts.items() if info.get(key) != actual]
+                         for key, actual in facts.items()
+                         if (key in info or key == "activation") and info.get(key) != actual]
             beta = getattr(getattr(following, "options", None), "beta", 1.0)
             if facts["activation"] == "softmax" and beta != 1.0:
                 problems.append(f"dense {k}: SOFTMAX beta {beta}, but a Keras softmax has beta 1")
@@ -704,28 +732,13 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
                 problems.append(f"dense {k}: weights_sha256 does not match the kernel and bias in the file")
     if problems:
         return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
-    return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document.get('version')}; name, sizes, "
-                                                     "activation and weights sha256 match the graph")]
+    recorded = "name, sizes, activation" if "name" in cells[0] else "activation"
+    return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document['version']}; {recorded} and "
+                                                     "weights sha256 match the graph")]
 
 
 def _op_versions(network: Network) -> str:
     return ", ".join(dict.fromkeys(f"{op_name(op.code)} v{op.version}" for op in network.subgraph.operators))
-
-
-def _tflrnn_metadata(raw: bytes) -> tuple[list[dict] | None, dict | None]:
-    """The cells of a tflrnn metadata entry, or (None, None) when the entry is not what tflrnn writes."""
-    try:
-        document = json.loads(raw, parse_constant=_reject)
-    except (ValueError, RecursionError):
-        return None, None
-    cells = document.get("cells") if isinstance(document, dict) else None
-    if not isinstance(cells, list) or not cells or not all(isinstance(c, dict) for c in cells):
-        return None, None
-    return cells, document
-
-
-def _reject(constant: str):
-    raise ValueError(f"{constant} is not JSON")
 
 
 def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:

@@ -29,6 +29,27 @@ FORMATS = ("npz", "keras", "checkpoint", "safetensors", "torch", "onnx")
 _ZIP, _HDF5 = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
 
 
+@dataclass(frozen=True)
+class DeclaredInput:
+    """The input shape a source model declares (a Keras Input, an ONNX graph input): None where it says nothing.
+
+    `time_steps` is "dynamic" for an unknown length; an unknown batch is None (the state is [batch, units], so it
+    stays at the default)."""
+
+    origin: str  # e.g. "the Keras Input", "the ONNX graph input 'x'"
+    time_steps: int | str | None = None
+    batch_size: int | None = None
+    time_major: bool | None = None
+
+    def sizes(self) -> dict:
+        """The build settings it implies."""
+        return {key: value for key, value in (("time_steps", self.time_steps), ("batch_size", self.batch_size),
+                                              ("time_major", self.time_major)) if value is not None}
+
+    def to_dict(self) -> dict:
+        return {"origin": self.origin, **self.sizes()}
+
+
 @dataclass
 class ImportedCell:
     weights: CellWeights
@@ -37,16 +58,23 @@ class ImportedCell:
     activation: str | None  # as the source records it; None when the source does not record one
     details: str = ""  # anything else the user should know about what was read
     has_bias: bool = True  # False: the source has no bias variable (a zero bias)
+    hint: str = ""  # what to do when the source does not record the activation and none was given
+    declared: DeclaredInput | None = None  # the model input's shape, where the source declares it
 
-    def describe(self) -> str:
+    def describe(self, given_activation: str | None = None) -> str:
         w = self.weights
         found = f"{self.format}"
         if self.layer:
             found += f" '{self.layer}'"
+        if self.activation:
+            activation = self.activation
+        elif given_activation:
+            activation = f"not recorded ({given_activation} as given)"
+        else:
+            activation = "not recorded" + (f": {self.hint}" if self.hint else "")
         found += (
             f": input_weights {list(w.input_weights.shape)}, recurrent_weights {list(w.recurrent_weights.shape)}, "
-            f"bias {list(w.bias.shape)}, activation "
-            + (self.activation if self.activation else "not recorded")
+            f"bias {list(w.bias.shape)}, activation {activation}"
         )
         return found + (f"; {self.details}" if self.details else "")
 
@@ -58,6 +86,7 @@ class ImportedCell:
             "units": self.weights.num_units,
             "input_size": self.weights.input_size,
             "details": self.details,
+            "declared_input": self.declared.to_dict() if self.declared else None,
         }
 
 

@@ -73,4 +73,4 @@ def _cell(arrays: dict, scope: str | None, prefix: str) -> ImportedCell:
     except WeightsError as exc:
         raise WeightsError(f"checkpoint {prefix}: {exc}") from None
     return ImportedCell(weights, "checkpoint", scope or None, activation=None,
-                        details="a checkpoint does not record the activation: give --activation if it is not tanh")
+                        hint="a checkpoint does not record it; give --activation if it is not tanh")

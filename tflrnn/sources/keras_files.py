@@ -18,7 +18,7 @@ import numpy as np
 
 from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
 from ..errors import ConfigError, WeightsError
-from . import ImportedCell, require
+from . import DeclaredInput, ImportedCell, require
 
 _DENSE = "dense:"  # key prefix of a Dense layer's arrays among the cells' arrays
 _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
@@ -78,7 +78,9 @@ def read_keras(path: Path, layer: str | None = None, loaded=None) -> ImportedCel
         layer = next(iter(found))
     elif layer not in found:
         raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' (it has: {', '.join(sorted(found))})")
-    return _cell(path, layer, found[layer], layers.get(layer, {}), config is not None)
+    cell = _cell(path, layer, found[layer], layers.get(layer, {}), config is not None)
+    cell.declared = declared_input(config, layer)
+    return cell
 
 
 def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
@@ -133,6 +135,7 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
         flags.append(True)
     for c in cells:  # the last step is applied as Keras does (see the options), not left to --last-step
         c.details = "; ".join(d for d in c.details.split("; ") if d and not d.startswith("return_sequences"))
+    cells[0].declared = declared_input(config, stages[0][1].get("name"))
     last = stages[-1][1]["layer"]["config"] if stages[-1][0] == "Bidirectional" else stages[-1][1]
     options = {"last_step": not last.get("return_sequences", False)}
     head = order[len(stages):]
@@ -143,6 +146,37 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
     if not any(flags) and not head:
         return cells, "stack", options
     return cells, "network", {**options, "bidirectional": flags, "merge": merge}
+
+
+def declared_input(config, layer: str | None) -> DeclaredInput | None:
+    """The model input's shape as the model declares it (its InputLayer's batch_shape, or Keras 2's
+    batch_input_shape, on the InputLayer or the first layer), when it reaches `layer` with its batch and time axes
+    unchanged: only recurrent layers that return sequences, and Dropout, may stand before it. None otherwise."""
+    shape = None
+    for kind, c in _top_level_layers(config):
+        if shape is None:
+            shape = c.get("batch_shape") if kind == "InputLayer" else None
+            shape = shape or c.get("batch_input_shape")
+        if kind == "InputLayer":
+            continue
+        if c.get("name") == layer:
+            break
+        inner = c.get("layer", {}).get("config", {}) if kind == "Bidirectional" else c
+        if not (kind == "Dropout" or _is_rnn(kind, c) and inner.get("return_sequences")):
+            return None
+    else:
+        return None
+    if not isinstance(shape, list) or len(shape) != 3:
+        return None
+    batch, time = shape[0], shape[1]
+
+    def positive(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not (time is None or positive(time)) or not (batch is None or positive(batch)):
+        return None
+    return DeclaredInput("the Keras Input", time_steps=time if time is not None else "dynamic",
+                         batch_size=batch, time_major=False)
 
 
 def _is_rnn(kind: str, config: dict) -> bool:
@@ -234,11 +268,10 @@ def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_c
             raise WeightsError(f"SimpleRNN '{layer}' in {path} has go_backwards=true; the fused op runs forward")
         if not layer_config.get("return_sequences", False):
             details.append("return_sequences=false in Keras: add --last-step to output only the final step as it does")
-    else:
-        details.append("weights-only file: give --activation if the layer does not use tanh")
     if len(arrays) == 2:
         details.append("use_bias=false: zero bias")
-    return ImportedCell(weights, "keras", layer, activation, "; ".join(details), has_bias=len(arrays) > 2)
+    hint = "" if has_config else "a weights-only file does not record it; give --activation if the layer does not use tanh"
+    return ImportedCell(weights, "keras", layer, activation, "; ".join(details), has_bias=len(arrays) > 2, hint=hint)
 
 
 def _budget(file_bytes: int) -> int:

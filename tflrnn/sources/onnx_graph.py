@@ -13,7 +13,7 @@ import numpy as np
 
 from ..cell import CellWeights
 from ..errors import WeightsError
-from . import ImportedCell, require
+from . import DeclaredInput, ImportedCell, require
 
 _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 
@@ -53,7 +53,25 @@ def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
         found = _node_cells(node, constants, path, onnx)
         cells += found
         flags.append(len(found) == 2)
+    cells[0].declared = declared_input(graph, rnn_nodes[0], onnx)
     return cells, flags
+
+
+def declared_input(graph, node, onnx) -> DeclaredInput | None:
+    """The shape the graph declares for the first RNN node's X, when X is a graph input of rank 3, read with the
+    node's layout (0: [T, B, I], time-major; 1: [B, T, I]). A dim_param or an absent dim is unknown."""
+    initializers = {t.name for t in graph.initializer}
+    value = next((v for v in graph.input if v.name == node.input[0] and v.name not in initializers), None)
+    if value is None or not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
+        return None
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) != 3:
+        return None
+    known = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 1 else None for d in dims]
+    layout = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "layout"), 0)
+    time, batch = (known[1], known[0]) if layout == 1 else (known[0], known[1])
+    return DeclaredInput(f"the ONNX graph input '{value.name}'", time_steps=time if time is not None else "dynamic",
+                         batch_size=batch, time_major=layout != 1)
 
 
 def _check_link(previous, node, constants, path: Path) -> None:

@@ -97,10 +97,10 @@ def _cell(roles: dict, key: tuple, fmt: str, path: Path) -> ImportedCell:
         weights = CellWeights(w, r, bias)
     except WeightsError as exc:
         raise WeightsError(f"{path}: {name}: {exc}") from None
-    details = ["nonlinearity is not recorded in a state dict: give --activation relu for nonlinearity='relu'"]
-    if "bias_ih" not in roles and "bias_hh" not in roles:
-        details.append("bias=False: zero bias")
-    return ImportedCell(weights, fmt, name, activation=None, details="; ".join(details), has_bias="bias_ih" in roles)
+    details = "bias=False: zero bias" if "bias_ih" not in roles and "bias_hh" not in roles else ""
+    return ImportedCell(weights, fmt, name, activation=None, details=details, has_bias="bias_ih" in roles,
+                        hint="a state dict does not record nn.RNN's nonlinearity; give --activation relu for "
+                             "nonlinearity='relu'")
 
 
 def cell_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: Path) -> ImportedCell:
