@@ -309,6 +309,8 @@ def _keras3_cells(h5, budget: int) -> dict[str, list]:
             return
         if "cell" not in group and "vars" in group and len(group["vars"]) in (1, 2):
             variables = group["vars"]
+            if len(getattr(variables.get("0"), "shape", ())) != 2:
+                return  # not shaped like a Dense layer (a Conv1D's kernel is 3-D): not read
             arrays = [_data(variables[str(i)], budget) for i in range(len(variables)) if str(i) in variables]
             if arrays and arrays[0].ndim == 2:  # shaped like a Dense layer: kernel [input, units], bias [units]
                 found[_DENSE + _text(_attr(variables, "name", budget, name.rsplit("/", 1)[-1]))] = arrays
