@@ -138,7 +138,7 @@ def test_sizes_given_must_agree_with_the_weights(tmp_path, cli):
     [
         ('{"units": "8"}', ".json", "key 'units': '8' is not of type 'integer'"),
         ('{"units": 0}', ".json", "key 'units': 0 is less than the minimum of 1"),
-        ('{"unit": 8}', ".json", "'unit' was unexpected"),
+        ('{"unit": 8}', ".json", "unknown key 'unit' at top level; did you mean 'units'?"),
         ('{"units": 8, "time_major": "yes"}', ".json", "key 'time_major'"),
         ('{"units": 8, "dtype": "float16"}', ".json", "key 'dtype'"),
         ('{"units": 8, "batch_input_shape": [1, 2]}', ".json", "key 'batch_input_shape'"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from support import random_weights
+from support import random_weights, write_onnx_rnn
 
 keras = pytest.importorskip("keras", reason="needs the test extra: pip install 'tflrnn[test]'")
 onnx = pytest.importorskip("onnx", reason="needs the test extra: pip install 'tflrnn[test]'")
@@ -157,20 +157,6 @@ def test_options_config_and_manifest_override_the_declared_shape(tmp_path, cli):
     assert shapes == {"short": [2, 4, 8], "declared": [2, 20, 8]}
 
 
-def _onnx_file(path, dims, layout: int):
-    from onnx import TensorProto, helper, numpy_helper
-
-    w, r, b = random_weights(4, 3, seed=2)
-    bias = np.concatenate([b, np.zeros(4, np.float32)])[None]
-    initializers = [numpy_helper.from_array(w[None], "W"), numpy_helper.from_array(r[None], "R"),
-                    numpy_helper.from_array(bias, "B")]
-    node = helper.make_node("RNN", ["X", "W", "R", "B"], ["Y"], name="rnn", hidden_size=4, layout=layout)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, dims)],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=initializers)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
-    return w, r, b
-
-
 @pytest.mark.parametrize("layout, dims, expected", [
     (0, [5, 3, 3], ([5, 3, 3], True)),       # [T, B, I]: time-major
     (1, [3, 5, 3], ([3, 5, 3], False)),      # [B, T, I]: batch-major
@@ -179,7 +165,7 @@ def _onnx_file(path, dims, layout: int):
 ])
 def test_onnx_graph_input(tmp_path, cli, layout, dims, expected):
     source = tmp_path / "rnn.onnx"
-    w, r, b = _onnx_file(source, dims, layout)
+    w, r, b = write_onnx_rnn(source, dims, layout)
     summary = _build(cli, "--weights", source, "-o", tmp_path / "m.tflite")
     assert (summary["input_shape"], summary["time_major"]) == expected
     assert summary["sizes_from"]["time_major"] == "the ONNX graph input 'X'"
@@ -199,7 +185,7 @@ def test_onnx_graph_input(tmp_path, cli, layout, dims, expected):
 
 def test_onnx_layout_overridden_is_noted(tmp_path, cli):
     source = tmp_path / "rnn.onnx"
-    _onnx_file(source, [5, 3, 3], 0)
+    write_onnx_rnn(source, [5, 3, 3], 0)
     summary = _build(cli, "--weights", source, "--batch-major", "-o", tmp_path / "m.tflite")
     assert summary["input_shape"] == [3, 5, 3] and summary["sizes_from"]["time_major"] == "the command line"
     notes = _against(cli, tmp_path / "m.tflite", source)["notes"]

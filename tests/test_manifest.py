@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tflrnn
-from support import assert_clean_error, random_weights
+from support import assert_clean_error, random_weights, run_without, write_onnx_rnn
 from tflrnn.config import load_schema
 
 MANIFEST = """
@@ -114,9 +116,9 @@ def test_check_detects_drift(tmp_path, cli, manifest):
     "text, fragment",
     [
         ('[[models]]\nname = "a b"\nunits = 4\n', "key 'models/0/name'"),
-        ('[[models]]\nname = "a"\nunit = 4\n', "'unit' was unexpected"),
+        ('[[models]]\nname = "a"\nunit = 4\n', "unknown key 'unit' at key 'models/0'; did you mean 'units'?"),
         ("models = []\n", "key 'models'"),
-        ('[defaults]\nbatch = 2\n[[models]]\nname = "a"\nunits = 4\n', "'batch' was unexpected"),
+        ('[defaults]\nbatch = 2\n[[models]]\nname = "a"\nunits = 4\n', "unknown key 'batch' at key 'defaults'; did you mean"),
         ('[[models]]\nname = "a"\nunits = 4\n[[models]]\nname = "a"\nunits = 5\n', "two models are named 'a'"),
     ],
 )
@@ -177,3 +179,68 @@ def test_interrupted_run_leaves_no_partial_artifact(tmp_path, signum):
     assert leftovers == []
     for model in out.glob("*.tflite") if out.exists() else []:
         assert tflrnn.inspect(model).bytes == model.stat().st_size  # whole files only
+
+
+def _safetensors_entry(tmp_path, against: str = "") -> Path:
+    from safetensors.numpy import save_file
+
+    w, r, b = random_weights(5, 3)
+    save_file({"rnn.weight_ih_l0": w, "rnn.weight_hh_l0": r, "rnn.bias_ih_l0": b, "rnn.bias_hh_l0": b},
+              str(tmp_path / "rnn.safetensors"))
+    path = tmp_path / "models.toml"
+    path.write_text(f'[[models]]\nname = "torch_rnn"\nweights = "rnn.safetensors"\ntime_steps = 4\n{against}')
+    return path
+
+
+def test_a_comparison_whose_framework_is_missing_is_skipped(tmp_path):
+    """A safetensors source reads without torch; its automatic comparison needs torch, so it is skipped with the
+    extra to install, and the model is still built and verified."""
+    manifest = _safetensors_entry(tmp_path)
+    result = run_without("torch", ["build", "--manifest", manifest, "--out-dir", tmp_path / "out"])
+    assert result.returncode == 0, result.stderr
+    assert "torch_rnn: pass" in result.stdout and "comparison skipped: running a safetensors source needs torch: " \
+        "pip install 'tflrnn[torch]'" in result.stdout
+    (model,) = json.loads((tmp_path / "out" / "report.json").read_text())["models"]
+    assert model["passed"] and model["against"] is None and "tflrnn[torch]" in model["against_skipped"]
+    assert "comparison skipped" in (tmp_path / "out" / "report.md").read_text()
+    assert tflrnn.verify(tmp_path / "out" / "torch_rnn.tflite").passed
+
+    # Asked for explicitly, the comparison is required: without torch the entry fails.
+    manifest = _safetensors_entry(tmp_path, "against = true\n")
+    result = run_without("torch", ["build", "--manifest", manifest, "--out-dir", tmp_path / "out2"])
+    assert result.returncode == 1
+    (model,) = json.loads((tmp_path / "out2" / "report.json").read_text())["models"]
+    assert not model["passed"] and "pip install 'tflrnn[torch]'" in model["error"]
+
+
+def test_report_is_the_same_wherever_the_manifest_lies(tmp_path, cli):
+    import jsonschema
+
+    reports = []
+    for place in ("a", "b/deeper"):
+        directory = tmp_path / place
+        directory.mkdir(parents=True)
+        write_onnx_rnn(directory / "rnn.onnx", dims=[5, 1, 3])
+        (directory / "models.toml").write_text('[[models]]\nname = "onnx_rnn"\nweights = "rnn.onnx"\n\n'
+                                               '[[models]]\nname = "missing"\nweights = "gone.npz"\n')
+        cli("build", "--manifest", directory / "models.toml", "--out-dir", directory / "out")
+        reports.append((directory / "out" / "report.json").read_bytes())
+    assert reports[0] == reports[1]
+    report = json.loads(reports[0])
+    jsonschema.validate(report, load_schema("manifest-report.schema.json"))
+    onnx_rnn, missing = report["models"]
+    assert onnx_rnn["passed"] and onnx_rnn["against"]["source"] == "rnn.onnx"
+    assert missing["error"] == "weights file not found: gone.npz"
+    assert str(tmp_path) not in reports[0].decode()
+
+
+def test_drift_names_both_digests(tmp_path, cli, manifest):
+    manifest.write_text(MANIFEST.split('[[models]]\nname = "broken"')[0])
+    out = tmp_path / "out"
+    assert cli("build", "--manifest", manifest, "--out-dir", out).code == 0
+    committed = hashlib.sha256((out / "seeded.tflite").read_bytes()).hexdigest()
+    manifest.write_text(manifest.read_text().replace("units = 16", "units = 17"))
+    drifted = cli("build", "--manifest", manifest, "--out-dir", out, "--check")
+    rebuilt = tflrnn.build(tflrnn.RNNCell(17), input_size=8, time_steps=6)
+    line = next(line for line in drifted.out.splitlines() if line.startswith("drift: seeded"))
+    assert f"committed sha256 {committed[:12]}, rebuild {hashlib.sha256(rebuilt).hexdigest()[:12]}" in line

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tflrnn
-from support import assert_clean_error, random_weights
+from support import assert_clean_error, random_weights, run_without as _without
 
 keras = pytest.importorskip("keras", reason="needs the test extra: pip install 'tflrnn[test]'")
 tf = pytest.importorskip("tensorflow", reason="needs the test extra: pip install 'tflrnn[test]'")
@@ -228,13 +228,6 @@ def test_pytorch_state_dicts_that_cannot_be_built(tmp_path, cli):
     assert_clean_error(cli("build", "--weights", tmp_path / "sb.safetensors"), "previous layer's 10 outputs")
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     assert_clean_error(cli("build", "--weights", tmp_path / "bad.safetensors"), "cannot read safetensors")
-
-
-def _without(module: str, argv: list[str]) -> subprocess.CompletedProcess:
-    """Run the CLI in a process where `module` cannot be imported, as on a machine without it."""
-    program = f"import sys; sys.modules[{module!r}] = None\nfrom tflrnn.cli import main\nmain(sys.argv[1:])"
-    return subprocess.run([sys.executable, "-c", program, *map(str, argv)], capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_pt_file_without_torch_says_how_to_get_safetensors(tmp_path):

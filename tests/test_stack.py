@@ -106,7 +106,7 @@ def test_stack_input_problems(tmp_path, cli):
     assert_clean_error(cli("build", "--layers", 2), "--layers needs --units")
     config = tmp_path / "c.json"
     config.write_text('{"cells": [{"num_units": 4, "bogus": 1}]}')
-    assert_clean_error(cli("build", "--config", config), "'bogus' was unexpected")
+    assert_clean_error(cli("build", "--config", config), "unknown key 'bogus'")
     stack = tmp_path / "s.tflite"
     stack.write_bytes(tflrnn.build([tflrnn.RNNCell(4, name="a"), tflrnn.RNNCell(4, name="b")]))
     assert_clean_error(cli("verify", stack, "--against", weights), "stack of 2 layers")

@@ -8,6 +8,7 @@ is chained from one invoke to the next, as the .tflite carries it.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,20 @@ from . import reference
 from .cell import parse_activation
 from .errors import TflrnnError
 from .sources import ImportedCell, detect_format, import_cell, import_cells, require
+
+
+# The package that runs each source format for --against, and the extra that installs it. A TF checkpoint has no
+# model to run: its variables go through the numpy reference.
+RUNNERS = {"keras": ("keras", "tensorflow"), "onnx": ("onnxruntime", "onnx"), "safetensors": ("torch", "torch"),
+           "torch": ("torch", "torch"), "checkpoint": (None, None)}
+
+
+def missing_runner(fmt: str) -> str | None:
+    """Why a source of this format cannot be run here (naming the extra to install), or None when it can."""
+    module, extra = RUNNERS.get(fmt, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return f"running a {fmt} source needs {module}: pip install 'tflrnn[{extra}]'"
 
 
 @dataclass

@@ -199,7 +199,8 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
             state = f"rebuilt ({outcome.summary['bytes']:,} bytes)"
         else:
             error = "" if outcome.max_abs_error is None else f", max error {outcome.max_abs_error:.2e}"
-            state = f"{'pass' if outcome.passed else 'FAIL'} ({outcome.summary['bytes']:,} bytes{error})"
+            skipped = f"; comparison skipped: {outcome.against_skipped}" if outcome.against_skipped else ""
+            state = f"{'pass' if outcome.passed else 'FAIL'} ({outcome.summary['bytes']:,} bytes{error}{skipped})"
         click.echo(f"[{len(done)}/{len(entries)}] {outcome.name}: {state}", err=as_json)
 
     with progress as bar:

@@ -7,6 +7,7 @@ defaults. Sizes given anywhere must agree with the weights.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +39,34 @@ def validate(document, schema_name: str, where: str) -> None:
     """Raise ConfigError naming the offending key when `document` does not follow the schema."""
     import jsonschema  # ~0.1 s to import: only when a config is given
 
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    schema = load_schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(document))
     if error is not None:
         key = "/".join(str(p) for p in error.absolute_path)
         at = f"key '{key}'" if key else "top level"
+        if error.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
+            known = _property_names(schema)
+            unknown = [k for k in error.instance if k not in known]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else f" (the keys are in schemas/{schema_name})"
+                raise ConfigError(f"{where}: unknown key '{unknown[0]}' at {at}{hint}")
         raise ConfigError(f"{where}: invalid config at {at}: {error.message}")
+
+
+def _property_names(schema) -> set[str]:
+    """Every property name a schema defines, at any depth: what a typo is measured against."""
+    names = set()
+    if isinstance(schema, dict):
+        if isinstance(schema.get("properties"), dict):
+            names.update(schema["properties"])
+        for value in schema.values():
+            names |= _property_names(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            names |= _property_names(value)
+    return names
 
 
 def load_config(path) -> dict:

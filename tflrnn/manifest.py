@@ -23,7 +23,6 @@ from .version import __version__
 
 MANIFEST_SCHEMA = "manifest.schema.json"
 REPORT_SCHEMA = "manifest-report.schema.json"
-_AGAINST_FORMATS = {"keras", "checkpoint", "safetensors", "torch", "onnx"}  # sources with a model to run
 
 
 @dataclass
@@ -41,6 +40,7 @@ class Outcome:
     summary: dict = field(default_factory=dict)
     verify: dict | None = None
     error: str | None = None
+    against_skipped: str | None = None  # why the framework comparison was not run, when it was left out
 
     @property
     def passed(self) -> bool:
@@ -76,6 +76,7 @@ def load_manifest(path) -> list[Entry]:
 
 def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
+    from .against import RUNNERS, missing_runner
     from .assemble import describe_model
     from .config import resolve_build_options
     from .verifier import verify
@@ -100,17 +101,20 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
             "seed": s.get("seed"),
         }
         plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),
-                                     layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"))
+                                     layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"),
+                                     given_by="the manifest")
         model = describe_model(**plan.options)
         data = write(model)
-        report = None
+        report, skipped = None, None
         if check_models:
             against = None
             several = isinstance(plan.options["cell"], list) or plan.options.get("bidirectional")
             hybrid_stack = several and plan.options.get("quantize") == "int8"  # not comparable: see verify
-            if (plan.source is not None and plan.source.format in _AGAINST_FORMATS and s.get("against", True)
+            wanted = s.get("against")  # true, false, or unset: compare when the source's framework is installed
+            if (plan.source is not None and plan.source.format in RUNNERS and wanted is not False
                     and not hybrid_stack):
-                against = s["weights"]
+                skipped = missing_runner(plan.source.format) if wanted is None else None
+                against = None if skipped else s["weights"]
             report = verify(data, weights=plan.options["weights"], against=against, format=s.get("format"),
                             layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"),
                             atol=s.get("atol", DEFAULT_ATOL), rtol=s.get("rtol", DEFAULT_RTOL)).to_dict()
@@ -127,7 +131,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    return Outcome(entry.name, data, summary, report)
+    return Outcome(entry.name, data, summary, report, against_skipped=skipped)
 
 
 def build_all(entries: list[Entry], jobs: int | None = None, on_result=None, check_models: bool = True
@@ -179,6 +183,8 @@ def sha256sums(outcomes: list[Outcome]) -> str:
 
 
 def manifest_report(outcomes: list[Outcome], manifest_path) -> dict:
+    """The report: the same for the same manifest on any machine (paths relative to the manifest)."""
+    relative = _relative_to(Path(manifest_path).resolve().parent)
     return {
         "tool": {"name": "tflrnn", "version": __version__},
         "manifest": Path(manifest_path).name,
@@ -192,12 +198,31 @@ def manifest_report(outcomes: list[Outcome], manifest_path) -> dict:
                 "max_abs_error": o.max_abs_error,
                 "passed": o.passed,
                 "failed_checks": [c["name"] for c in (o.verify or {}).get("checks", []) if not c["passed"]],
-                "against": (o.verify or {}).get("against"),
-                "error": o.error,
+                "against": relative((o.verify or {}).get("against")),
+                "against_skipped": o.against_skipped,
+                "notes": relative((o.verify or {}).get("notes", [])),
+                "error": relative(o.error),
             }
             for o in outcomes
         ],
     }
+
+
+def _relative_to(directory: Path):
+    """A function that rewrites the absolute paths under `directory` in a report value (a string, or the strings in
+    a list or dict) as paths relative to it, in POSIX form."""
+    prefix = str(directory) + os.sep
+
+    def relative(value):
+        if isinstance(value, str):
+            return value.replace(prefix, "").replace(os.sep, "/") if prefix in value else value
+        if isinstance(value, list):
+            return [relative(v) for v in value]
+        if isinstance(value, dict):
+            return {k: relative(v) for k, v in value.items()}
+        return value
+
+    return relative
 
 
 def markdown_report(report: dict) -> str:
@@ -215,6 +240,8 @@ def markdown_report(report: dict) -> str:
             continue
         error = "" if m["max_abs_error"] is None else f"{m['max_abs_error']:.2e}"
         result = "pass" if m["passed"] else "FAIL: " + ", ".join(m["failed_checks"])
+        if m["against_skipped"]:
+            result += f" (comparison skipped: {_cell(m['against_skipped'])})"
         lines.append(
             f"| {m['name']} | {m['input_shape']} | {m['output_shape']} | {m['activation']} | {m['bytes']:,} | "
             f"`{m['sha256'][:12]}` | {error} | {result} |"
@@ -237,8 +264,10 @@ def check_artifacts(outcomes: list[Outcome], out_dir) -> list[str]:
         path = out_dir / f"{o.name}.tflite"
         if not path.is_file():
             drift.append(f"{o.name}: {path} is missing")
-        elif path.read_bytes() != o.data:
-            drift.append(f"{o.name}: {path} differs from a rebuild (sha256 {o.summary['sha256'][:12]})")
+        elif (committed := path.read_bytes()) != o.data:
+            committed = hashlib.sha256(committed).hexdigest()
+            drift.append(f"{o.name}: {path} differs from a rebuild (committed sha256 {committed[:12]}, rebuild "
+                         f"{o.summary['sha256'][:12]})")
     expected = {f"{o.name}.tflite" for o in outcomes}
     for path in sorted(out_dir.glob("*.tflite")):
         if path.name not in expected:
