@@ -1,5 +1,5 @@
 # Sourced by demo.sh and test.sh: create .venv with a Python 3.10+ if it is missing, and install tflrnn into it.
-# Usage: ensure_venv [pip extras, e.g. "[test]"]
+# Usage: ensure_venv [pip extras, e.g. "[test]"] (installed under the pins of scripts/constraints.txt)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +27,7 @@ ensure_venv() {
         quiet_pip install --upgrade pip
     fi
     # Cheap when nothing changed; keeps the venv in step with pyproject.toml.
-    quiet_pip install -e "$ROOT$extras"
+    quiet_pip install -e "$ROOT$extras" -c "$ROOT/scripts/constraints.txt"
 }
 
 # pip and the build backend are chatty; keep their output in a log and show it only when they fail.

@@ -198,3 +198,32 @@ def test_sources_without_a_shape_keep_the_defaults(tmp_path, cli):
     assert summary["input_shape"] == [1, 1, 3]
     assert summary["sizes_from"] == {"input_size": "the weights", "time_steps": "default", "batch_size": "default",
                                      "time_major": "default"}
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_torch_onnx_export_declares_its_shape(tmp_path, cli, batch_first):
+    """torch.onnx.export writes the example input's dims: [T, B, I] into the RNN node, or [B, T, I] through a
+    Transpose for batch_first=True. The model takes what the exported graph takes."""
+    torch = pytest.importorskip("torch", reason="needs torch (in the test extra)")
+    torch.manual_seed(0)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.RNN(4, 6, batch_first=batch_first)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    shape = (3, 5, 4) if batch_first else (5, 3, 4)
+    source = tmp_path / "rnn.onnx"
+    torch.onnx.export(Model().eval(), (torch.randn(*shape),), str(source), dynamo=False)
+    summary = _build(cli, "--weights", source, "-o", tmp_path / "m.tflite")
+    assert summary["input_shape"] == list(shape) and summary["time_major"] is not batch_first
+    assert {summary["sizes_from"][key] for key in ("time_steps", "batch_size", "time_major")} == {
+        "the ONNX graph input 'input'"}
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(_run(tmp_path / "m.tflite", x), expected, atol=1e-5)
+    assert _against(cli, tmp_path / "m.tflite", source)["notes"] == []

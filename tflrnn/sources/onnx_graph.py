@@ -53,15 +53,24 @@ def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
         found = _node_cells(node, constants, path, onnx)
         cells += found
         flags.append(len(found) == 2)
-    cells[0].declared = declared_input(graph, rnn_nodes[0], onnx)
+    cells[0].declared = declared_input(graph, rnn_nodes[0], constants, onnx)
     return cells, flags
 
 
-def declared_input(graph, node, onnx) -> DeclaredInput | None:
+def declared_input(graph, node, constants, onnx) -> DeclaredInput | None:
     """The shape the graph declares for the first RNN node's X, when X is a graph input of rank 3, read with the
-    node's layout (0: [T, B, I], time-major; 1: [B, T, I]). A dim_param or an absent dim is unknown."""
+    node's layout (0: [T, B, I], time-major; 1: [B, T, I]). A dim_param or an absent dim is unknown. X may also be
+    the graph input through a Transpose [1, 0, 2], as torch.onnx.export writes nn.RNN(batch_first=True): the input
+    is then the other layout."""
+    name, swapped = node.input[0], False
+    producer = constants.producers.get(name)
+    if producer is not None and producer.op_type == "Transpose" and producer.input:
+        perm = next((list(a.ints) for a in producer.attribute if a.name == "perm"), None)
+        if perm != [1, 0, 2]:
+            return None
+        name, swapped = producer.input[0], True
     initializers = {t.name for t in graph.initializer}
-    value = next((v for v in graph.input if v.name == node.input[0] and v.name not in initializers), None)
+    value = next((v for v in graph.input if v.name == name and v.name not in initializers), None)
     if value is None or not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
         return None
     dims = value.type.tensor_type.shape.dim
@@ -69,9 +78,10 @@ def declared_input(graph, node, onnx) -> DeclaredInput | None:
         return None
     known = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 1 else None for d in dims]
     layout = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "layout"), 0)
-    time, batch = (known[1], known[0]) if layout == 1 else (known[0], known[1])
+    time_major = (layout != 1) != swapped
+    time, batch = (known[0], known[1]) if time_major else (known[1], known[0])
     return DeclaredInput(f"the ONNX graph input '{value.name}'", time_steps=time if time is not None else "dynamic",
-                         batch_size=batch, time_major=layout != 1)
+                         batch_size=batch, time_major=time_major)
 
 
 def _check_link(previous, node, constants, path: Path) -> None:

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# What a user installs, checked as a user runs it: build the wheel, install it (not editable) into a fresh venv
+# outside the checkout with the extras that need no TensorFlow (keras, onnx, safetensors), and run every command
+# from another directory: the main job, `build --weights` for each format those extras read, inspect, weights,
+# bench, a manifest, the Python API. Then run the `run:` lines of examples/ci/github-actions.yml, as written, in a
+# clean copy of the repository. pip's cache makes the venv cheap after the first run.
+# Usage: scripts/check_wheel.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+ensure_venv "[test]"  # the test venv writes the sample source models (a .keras file needs Keras)
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+started=$SECONDS
+
+step() {  # run a command quietly; on failure show its output and stop
+    local log="$work/step.log"
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "check_wheel: FAILED: $*" >&2
+        exit 1
+    fi
+}
+
+echo "check_wheel: building the wheel and a fresh venv in $work"
+step "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-deps -w "$work/dist" "$ROOT"
+wheel=$(ls "$work"/dist/tflrnn-*.whl)
+python="$(readlink -f "$VENV/bin/python")"  # the interpreter the project's venv was made with
+step "$python" -m venv "$work/venv"
+step "$work/venv/bin/python" -m pip install --disable-pip-version-check "$wheel[keras,onnx,safetensors]"
+step "$VENV/bin/python" "$ROOT/scripts/sample_sources.py" "$work/sources"
+installed=$SECONDS
+
+mkdir "$work/run"
+cd "$work/run"  # not the checkout: the installed package must stand alone
+export PATH="$work/venv/bin:$PATH"
+step python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)"
+step python -c "import tflrnn, pathlib; assert pathlib.Path(tflrnn.__file__).is_relative_to('$work/venv'), tflrnn.__file__"
+
+echo "check_wheel: the main job, and every command"
+step tflrnn build --units 64 -o rnn.tflite
+step tflrnn verify rnn.tflite
+step tflrnn inspect rnn.tflite --json
+step tflrnn weights rnn.tflite -o rnn.npz
+step tflrnn build --weights rnn.npz --units 64 -o rebuilt.tflite
+step cmp rnn.tflite rebuilt.tflite
+step tflrnn bench rnn.tflite --runs 5 --warmup 1
+for source in rnn.npz rnn.keras rnn.h5 rnn.weights.h5 rnn.onnx rnn.safetensors; do
+    step tflrnn build --weights "$work/sources/$source" -o "$source.tflite"
+    step tflrnn verify "$source.tflite" --weights "$work/sources/$source"
+done
+step tflrnn verify rnn.onnx.tflite --against "$work/sources/rnn.onnx"
+step python - <<EOF
+import tflrnn
+data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)
+assert tflrnn.verify(data).passed
+assert tflrnn.inspect(data).to_dict()["subgraphs"][0]["operators"][0]["op"] == "UNIDIRECTIONAL_SEQUENCE_RNN"
+EOF
+
+cat >models.toml <<EOF
+[defaults]
+time_steps = 8
+
+[[models]]
+name = "seeded"
+units = 16
+
+[[models]]
+name = "npz"
+weights = "$work/sources/rnn.npz"
+
+[[models]]
+name = "keras_classifier"       # compared with Keras only where TensorFlow is installed: skipped here
+weights = "$work/sources/rnn.keras"
+
+[[models]]
+name = "onnx"
+weights = "$work/sources/rnn.onnx"
+
+[[models]]
+name = "safetensors"            # compared with torch only where torch is installed: skipped here
+weights = "$work/sources/rnn.safetensors"
+EOF
+step tflrnn build --manifest models.toml --out-dir models
+step tflrnn build --manifest models.toml --out-dir models --check
+step grep -q "comparison skipped" models/report.md
+
+echo "check_wheel: examples/ci/github-actions.yml, its run: lines as written"
+mkdir "$work/repo"
+git -C "$ROOT" ls-files -z | (cd "$ROOT" && xargs -0 cp --parents -P -t "$work/repo")
+cd "$work/repo"
+export GITHUB_STEP_SUMMARY="$work/summary.md"
+sed -n 's/^ *\(- \)\{0,1\}run: //p' "$ROOT/examples/ci/github-actions.yml" >"$work/workflow.sh"
+while IFS= read -r line; do
+    step bash -euo pipefail -c "$line"
+done <"$work/workflow.sh"
+step grep -q "models passed" "$GITHUB_STEP_SUMMARY"
+
+echo "check_wheel: passed ($((installed - started)) s to build and install, $((SECONDS - installed)) s to run)"
