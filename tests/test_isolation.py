@@ -210,12 +210,15 @@ def test_ctrl_c_kills_the_child_and_propagates(slow):
     interpreter = runtime.load("litert", slow.read_bytes(), 0, [5])
     pid = interpreter.pid
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    # Python's own Ctrl-C handler, even when the tests run as a background job (which starts with SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             interpreter.run(np.ones((1, 4000, 1024), np.float32))
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert _state(pid) == "gone" and pid not in _children()
 
 
@@ -223,8 +226,11 @@ def _verify_in_background(model) -> tuple[subprocess.Popen, int]:
     """`tflrnn verify` on a slow model, once its interpreter child is up and invoking: (process, child pid)."""
     env = dict(os.environ)
     env.pop("TFLRNN_DEBUG", None)
+    # As from a terminal: Ctrl-C's default disposition, even when the tests run as a background job (which starts
+    # its processes with SIGINT ignored, so Python would install no KeyboardInterrupt handler).
     process = subprocess.Popen([sys.executable, "-m", "tflrnn", "verify", str(model)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     kids: list[int] = []
     while not kids and time.monotonic() < deadline:
