@@ -18,7 +18,7 @@ SCRIPTS = Path(__file__).resolve().parent
 
 # name -> `tflrnn build` arguments; {src} is the sample sources' directory, {dir} a scratch directory.
 BUILDS = {
-    "default": [],
+    "default": ["--units", "64"],
     "units64": ["--units", "64", "--input-size", "32", "--time-steps", "50"],
     **{f"act_{a}": ["--units", "8", "--activation", a, "--time-steps", "3"]
        for a in ("tanh", "relu", "relu6", "linear", "relu_n1_to_1", "sign_bit")},

@@ -45,6 +45,7 @@ def main(directory: Path) -> None:
                               keras.layers.SimpleRNN(UNITS, return_sequences=True, name="rnn"),
                               keras.layers.Dense(3, activation="softmax", name="head")])
     model.layers[0].set_weights([w.T, r.T, b])
+    model.layers[1].set_weights([(rng.standard_normal((UNITS, 3)) * 0.5).astype(np.float32), np.zeros(3, np.float32)])
     model.save(directory / "rnn.keras")
     model.save(directory / "rnn.h5")
     model.save_weights(directory / "rnn.weights.h5")
