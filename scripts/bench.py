@@ -136,7 +136,7 @@ def whole_process(way: str, npz: Path, time_steps: int, out: Path) -> tuple[floa
 
 def baseline_peak_kb() -> int:
     """Peak RSS of a process that imports what `tflrnn build` imports and builds nothing."""
-    program = "import numpy, click, tflrnn.cli, tflrnn.assemble, tflrnn.config" + _PEAK
+    program = "import numpy, click, tflrnn.cli, tflrnn.builder, tflrnn.config" + _PEAK
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     return int(done.stdout.strip().splitlines()[-1].split()[1])
 

@@ -78,7 +78,7 @@ def test_bidirectional_refusals(tmp_path, cli):
 
 
 def test_verify_catches_a_broken_bidirectional_model():
-    from tflrnn.assemble import describe_model
+    from tflrnn.builder import describe_model
     from tflrnn.writer import write
 
     model = describe_model(tflrnn.RNNCell(4), input_size=2, time_steps=3, bidirectional=True)

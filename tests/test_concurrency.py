@@ -20,7 +20,7 @@ WRITERS = 4
 # Python happened to start them.
 SYNCHRONIZED = (
     "import runpy, sys, time\n"
-    "import tflrnn.cli, tflrnn.assemble, tflrnn.cell, tflrnn.writer\n"
+    "import tflrnn.cli, tflrnn.builder, tflrnn.cell, tflrnn.writer\n"
     "start = float(sys.argv[1])\n"
     "time.sleep(max(0.0, start - time.time()))\n"
     "sys.argv = ['tflrnn', *sys.argv[2:]]\n"

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import tflrnn
 from support import assert_clean_error, random_weights
-from tflrnn.assemble import describe_model
-from tflrnn.graph import DENSE_ACTIVATIONS, Dense
+from tflrnn.builder import describe_model
+from tflrnn.network import DENSE_ACTIVATIONS, Dense
 from tflrnn.model import BuiltinOperator as Op
 from tflrnn.writer import write
 
@@ -383,7 +383,7 @@ def test_pytorch_bidirectional_stack_from_safetensors_without_torch(tmp_path, cl
 
 def test_one_slice_of_a_merged_bidirectional_output_is_not_a_last_step():
     """Slicing [fw | bw] at t=-1 takes the backward half at the wrong end: verify must say so."""
-    from tflrnn.graph import last_step_slice
+    from tflrnn.lowering.fused import last_step_slice
     from tflrnn.model import Operator, Tensor
 
     model = describe_model(tflrnn.RNNCell(4), input_size=2, time_steps=5, bidirectional=True)

@@ -7,7 +7,7 @@ import pytest
 
 import tflrnn
 from support import assert_clean_error, random_weights
-from tflrnn.assemble import describe_model
+from tflrnn.builder import describe_model
 from tflrnn.writer import write
 
 

@@ -113,7 +113,7 @@ def test_stack_input_problems(tmp_path, cli):
 
 
 def test_verify_names_the_broken_layer():
-    from tflrnn.assemble import describe_model
+    from tflrnn.builder import describe_model
     from tflrnn.writer import write
 
     model = describe_model([tflrnn.RNNCell(5, name="a"), tflrnn.RNNCell(5, name="b")], input_size=2, time_steps=3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tflrnn
-from tflrnn.assemble import describe_model
+from tflrnn.builder import describe_model
 from tflrnn.model import Activation, SequenceRNNOptions
 from tflrnn.writer import write
 

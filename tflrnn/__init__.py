@@ -5,9 +5,9 @@
     report = tflrnn.verify(data)                                 # LiteRT vs the numpy reference
     info = tflrnn.inspect(data)                                  # what the file holds
 
-Modules: model (the description), writer / reader (flatbuffer both ways), graph (the RNN op in a model),
-cell, weights, config, assemble (build), reference (numpy), runtime (LiteRT), verifier (verify),
-describe (inspect), cli.
+Modules: network (what is built), lowering (network <-> model), model (the flatbuffer description), writer /
+reader (flatbuffer both ways), builder (build), metadata, cell, weights, config, reference (numpy), runtime (LiteRT),
+verifier (verify), describe (inspect), cli.
 Nothing here imports tensorflow. Names are imported on first use, so `tflrnn build` loads only what it runs.
 """
 
@@ -22,8 +22,8 @@ _EXPORTS = {
     "load_weights": "weights",
     "import_cell": "weights",
     "ImportedCell": "weights",
-    "build": "assemble",
-    "build_file": "assemble",
+    "build": "builder",
+    "build_file": "builder",
     "verify": "verifier",
     "VerifyReport": "verifier",
     "Check": "verifier",

@@ -96,7 +96,7 @@ class _Subject:
 
 def _time_steps(model) -> int:
     """Steps per invoke: from the fused RNN op when there is one, else the time axis of a [B, T, ...] input."""
-    from .graph import find_network
+    from .lowering.fused import find_network
 
     try:
         g = find_network(model).directions[0]

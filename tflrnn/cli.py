@@ -98,7 +98,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
           bidirectional, merge, quantize, asymmetric_inputs, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
-    from .assemble import build_file
+    from .builder import build_file
     from .config import resolve_build_options
 
     if manifest is not None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import tflite as fb
 
-from .assemble import sha256
+from .builder import sha256
 from .errors import ModelFormatError
 from .files import read_bytes
-from .model import Activation, Model, Operator
+from .model import Activation, Model, Operator, op_name
 from .reader import read
 
 
@@ -70,10 +70,6 @@ def inspect(model) -> Inspection:
     return Inspection(read(data), source, len(data), sha256(data))
 
 
-def op_name(code: int) -> str:
-    return _names(fb.BuiltinOperator).get(code, f"BUILTIN_{code}")
-
-
 def _operator(op: Operator) -> dict:
     entry = {
         "op": op_name(op.code),
@@ -122,7 +118,7 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     import numpy as np
 
     from .files import write_atomic
-    from .graph import dense_arrays, dense_layers, find_network
+    from .lowering.fused import dense_arrays, dense_layers, find_network
 
     data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
     description = read(data)

@@ -77,7 +77,7 @@ def load_manifest(path) -> list[Entry]:
 def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
     from .against import RUNNERS, missing_runner
-    from .assemble import describe_model
+    from .builder import describe_model
     from .config import resolve_build_options
     from .verifier import verify
     from .writer import write

@@ -31,6 +31,16 @@ class BuiltinOperator(enum.IntEnum):
     BIDIRECTIONAL_SEQUENCE_RNN = 46
 
 
+def op_name(code: int) -> str:
+    """An operator code's name in the schema (`FULLY_CONNECTED`), or `op code N` for a code it does not have."""
+    if code in BuiltinOperator._value2member_map_:
+        return BuiltinOperator(code).name
+    from tflite.BuiltinOperator import BuiltinOperator as every  # the schema's whole table: only when needed
+
+    names = {v: k for k, v in vars(every).items() if not k.startswith("_") and isinstance(v, int)}
+    return names.get(code, f"op code {code}")
+
+
 class BuiltinOptions(enum.IntEnum):
     """Union tags of Operator.builtin_options."""
 
@@ -111,7 +121,7 @@ class Quantization:
     quantized_dimension: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class Tensor:
     name: str
     shape: tuple[int, ...]
@@ -124,6 +134,20 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         return 0 if self.data is None else int(self.data.nbytes)
+
+    def __eq__(self, other) -> bool:
+        """Equal names, shapes, types, flags, quantization and contents (bit for bit)."""
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        facts = ("name", "dtype", "is_variable", "quantization")
+        if any(getattr(self, f) != getattr(other, f) for f in facts):
+            return False
+        if tuple(self.shape) != tuple(other.shape) or (self.shape_signature is None) != (
+                other.shape_signature is None) or tuple(self.shape_signature or ()) != tuple(other.shape_signature or ()):
+            return False
+        if self.data is None or other.data is None:
+            return self.data is None and other.data is None
+        return self.data.shape == other.data.shape and self.data.tobytes() == other.data.tobytes()
 
 
 @dataclass

@@ -8,7 +8,6 @@ invokes that must carry the state, and an invoke after reset_all_variables() tha
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,27 +16,26 @@ import numpy as np
 
 from . import reference
 from .reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES, MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
-from .assemble import MAX_TENSOR_BYTES, sha256
+from .builder import MAX_TENSOR_BYTES, sha256
 from .metadata import METADATA_KEY, dense_sha256, min_runtime_version
 from .metadata import parse as parse_metadata
 from .cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
 from .errors import ConfigError, TflrnnError
 from .files import read_bytes
-from .graph import (
+from .lowering.fused import (
     SIGNATURE_INPUT,
     SIGNATURE_KEY,
     SIGNATURE_OUTPUT,
     DENSE_FOLLOWERS,
-    Network,
+    FusedGraph as Network,
     RNNGraph,
     dense_activation,
     dense_arrays,
     dense_layers,
     find_network,
     last_step_slice,
-    op_name,
 )
-from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions, FullyConnectedOptions
+from .model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions, FullyConnectedOptions, op_name
 from .reader import read
 from .version import __version__
 from .runtime import RUNTIMES

@@ -192,7 +192,7 @@ def _unsupported(path: Path, kind: str, config: dict, where: str) -> str:
 def _dense(path: Path, kind: str, config: dict, found: dict):
     """A Dense layer of the head, as graph.Dense (kernel transposed to TFLite's [units, input])."""
 
-    from ..graph import DENSE_ACTIVATIONS, Dense
+    from ..network import DENSE_ACTIVATIONS, Dense
 
     if kind != "Dense":
         raise WeightsError(_unsupported(path, kind, config, "after the recurrent layers"))

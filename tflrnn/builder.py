@@ -1,4 +1,7 @@
-"""build(): a cell, its weights and the input layout -> the bytes of a `.tflite` file.
+"""build(): cells, their weights and the input layout -> a network -> the bytes of a `.tflite` file.
+
+`network_of` checks the options and makes the network (drawing weights where none are given, quantizing them for a
+hybrid model); `model_of` lowers it (`lowering/`) and adds the metadata; `build` and `build_file` write it.
 
 Sizes are checked before anything is allocated, so an absurd request fails at once instead of after gigabytes of
 random weights. The output depends only on the arguments (and the tool version in the metadata): the same inputs
@@ -12,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import metadata, writer
+from . import lowering, metadata, writer
 from .cell import (
     ACTIVATION_NAMES,
     MAX_LAYERS,
@@ -25,9 +28,8 @@ from .cell import (
 )
 from .errors import ConfigError
 from .files import write_atomic
-from .graph import DENSE_ACTIVATIONS, Dense, Layer, dense_arrays, dense_layers, find_network, network_model, op_name
-from .model import BuiltinOperator
-from .model import MAX_FLATBUFFER_BYTES, Model
+from .model import MAX_FLATBUFFER_BYTES, Model, op_name
+from .network import DENSE_ACTIVATIONS, Dense, Layer, Network, stage_layers
 from .version import __version__
 
 OP_NAME = "UNIDIRECTIONAL_SEQUENCE_RNN"
@@ -70,50 +72,55 @@ def check_sizes(num_units: int, input_size: int, time_steps: int, batch_size: in
 
 
 def build(cell: RNNCell | None = None, **options) -> bytes:
-    """The `.tflite` bytes of one fused UNIDIRECTIONAL_SEQUENCE_RNN op with a variable hidden state.
+    """The `.tflite` bytes of the network `network_of(cell, **options)` describes (one fused
+    UNIDIRECTIONAL_SEQUENCE_RNN op with a variable hidden state, by default).
 
-    Options as `describe_model`: weights, input_size, time_steps, batch_size, time_major, seed.
+    Options as `network_of`: weights, input_size, time_steps, batch_size, time_major, seed, ...
     """
-    return writer.write(describe_model(cell, **options))
+    return writer.write(model_of(network_of(cell, **options)))
 
 
 def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> dict:
     """Build (as `build`) and write the file atomically; returns the summary `tflrnn build` prints."""
-    model = describe_model(cell, **options)
+    network = network_of(cell, **options)
+    model = model_of(network)
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     write_atomic(path, data)
-    network = find_network(model)
-    document = metadata.parse(model.metadata[metadata.METADATA_KEY], model.description)
+    return summary_of(network, model, data, path)
+
+
+def summary_of(network: Network, model: Model, data, path=None) -> dict:
+    """What `tflrnn build` prints (and `--json` shows) about a network and the file it became."""
     layers = [
         {
-            "name": g.name,
-            "units": g.input_weights.shape[0],
-            "input_size": g.input_weights.shape[1],
-            "activation": info["activation"],
-            "state_shape": list(g.hidden_state.shape),
-            "weights_sha256": info["weights_sha256"],
+            "name": layer.name,
+            "units": layer.weights.num_units,
+            "input_size": layer.weights.input_size,
+            "activation": ACTIVATION_NAMES[layer.activation],
+            "state_shape": [network.batch_size, layer.weights.num_units],
+            "weights_sha256": layer.weights.sha256(),
         }
-        for g, info in zip(network.directions, document["cells"])
+        for layer in network.layers
     ]
     graph = model.subgraphs[0]
     summary = {
         "path": str(path),
         "op": "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME,
         "ops": [op_name(op.code) for op in graph.operators],
-        "input_shape": _signature_shape(network.directions[0].input),
+        "input_shape": _signature_shape(graph.tensors[graph.inputs[0]]),
         "output_shape": _signature_shape(graph.tensors[graph.outputs[0]]),
-        "last_step": any(op.code == BuiltinOperator.STRIDED_SLICE for op in network.head),
+        "last_step": network.last_step,
         "bidirectional": network.bidirectional,
-        "time_major": network.directions[0].time_major,
+        "time_major": network.time_major,
         "bytes": len(data),
         "sha256": sha256(data),
         "layers": layers,
     }
-    if document["dense"]:
+    if network.head:
         summary["dense"] = [
-            {"name": w.name.rpartition("/")[0], "units": w.shape[0], "input_size": w.shape[1],
-             "activation": info["activation"], "weights_sha256": info["weights_sha256"]}
-            for (w, _), info in zip((dense_arrays(network, op) for op, _ in dense_layers(network)), document["dense"])
+            {"name": d.name, "units": d.units, "input_size": int(d.weights.shape[1]), "activation": d.activation,
+             "weights_sha256": metadata.dense_sha256(d.weights, d.bias)}
+            for d in network.head
         ]
     if len(layers) == 1:  # a single cell: its facts at the top level too
         summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
@@ -125,7 +132,28 @@ def _signature_shape(tensor) -> list[int]:
     return list(tensor.shape_signature if tensor.shape_signature is not None else tensor.shape)
 
 
-def describe_model(
+def model_of(network: Network) -> Model:
+    """The network lowered to a model description, with tflrnn's metadata; ConfigError beyond 2 GiB."""
+    model = lowering.lower(network)
+    model.description = f"tflrnn {__version__}"
+    records = [metadata.Record(ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
+                               "int8" if layer.int8 is not None else None) for layer in network.layers]
+    dense = [metadata.Record(d.activation, metadata.dense_sha256(d.weights, d.bias)) for d in network.head]
+    model.metadata = {
+        "min_runtime_version": metadata.min_runtime_entry(model),
+        metadata.METADATA_KEY: metadata.record(records, dense),
+    }
+    if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
+        raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
+    return model
+
+
+def describe_model(cell: RNNCell | list[RNNCell] | None = None, **options) -> Model:
+    """The model description `build` writes: model_of(network_of(cell, **options))."""
+    return model_of(network_of(cell, **options))
+
+
+def network_of(
     cell: RNNCell | list[RNNCell] | None = None,
     *,
     weights: CellWeights | list[CellWeights | None] | None = None,
@@ -140,8 +168,8 @@ def describe_model(
     bidirectional: bool | list[bool] = False,
     merge: str = "concat",
     head: list[Dense] | None = None,
-) -> Model:
-    """The model description `build` writes.
+) -> Network:
+    """The network `build` writes.
 
     `cell` gives units, activation and name (from the weights, with tanh and "rnn", when omitted); a list of
     cells makes a stack (MultiRNNCell), one op and one state per layer. `bidirectional` (for every layer, or a
@@ -256,7 +284,7 @@ def describe_model(
     for k, flag in enumerate(flags):
         mine = [layer for (s, _), layer in zip(expanded, layers) if s == k]
         stages.append(tuple(mine) if flag else mine[0])
-    width = layers[-1].weights.num_units if not flags[-1] else sum(x.weights.num_units for x in stages[-1])
+    width = sum(x.weights.num_units for x in stage_layers(stages[-1]))
     for dense in head:
         if dense.activation not in DENSE_ACTIVATIONS:
             raise ConfigError(f"Dense '{dense.name}': activation {dense.activation!r} is not one tflrnn writes "
@@ -266,28 +294,8 @@ def describe_model(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
-    cells_info = [metadata.Record(ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
-                                  "int8" if layer.int8 is not None else None) for layer in layers]
-    dense_info = [metadata.Record(d.activation, metadata.dense_sha256(d.weights, d.bias)) for d in head]
-    model = network_model(
-        stages,
-        time_steps=time_steps,
-        batch_size=batch_size,
-        time_major=bool(time_major),
-        dynamic_time=dynamic_time,
-        last_step=bool(last_step),
-        merge=merge == "concat",
-        head=head,
-        metadata={},
-        description=f"tflrnn {__version__}",
-    )
-    model.metadata = {
-        "min_runtime_version": metadata.min_runtime_entry(model),
-        metadata.METADATA_KEY: metadata.record(cells_info, dense_info),
-    }
-    if writer.estimated_size(model) > MAX_FLATBUFFER_BYTES:
-        raise ConfigError(f"the model would take {writer.estimated_size(model):,} bytes; a flatbuffer holds 2 GiB")
-    return model
+    return Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
+                   dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head)
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:

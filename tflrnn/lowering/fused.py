@@ -1,4 +1,4 @@
-"""The fused RNN graph in both directions: layers (and a dense head) -> a model description, and back.
+"""The fused lowering: a network as TFLite's fused RNN ops (and a dense head), and back.
 
 One subgraph, in this order:
 - a chain of RNN ops, each with its own variable state(s) (the runtime zero-fills them, keeps them across invokes
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cell import CellWeights, dequantize
-from .errors import ModelFormatError, WeightsError
-from .model import (
+from ..cell import CellWeights, dequantize
+from ..errors import ModelFormatError, WeightsError
+from ..model import (
     Activation,
     BidirectionalSequenceRNNOptions,
     BuiltinOperator,
@@ -35,7 +35,9 @@ from .model import (
     StridedSliceOptions,
     Subgraph,
     Tensor,
+    op_name,
 )
+from ..network import Dense, Layer, Network, base_name
 
 SIGNATURE_KEY = "serving_default"
 SIGNATURE_INPUT = "input"
@@ -43,7 +45,7 @@ SIGNATURE_OUTPUT = "output"
 INPUT = 0
 RNN_CODES = (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN)
 # Dense activations: the one FULLY_CONNECTED fuses, and the op that follows it (None: nothing follows).
-DENSE_ACTIVATIONS = {
+DENSE_OPS = {
     "linear": (Activation.NONE, None),
     "relu": (Activation.RELU, None),
     "relu6": (Activation.RELU6, None),
@@ -51,43 +53,9 @@ DENSE_ACTIVATIONS = {
     "sigmoid": (Activation.NONE, BuiltinOperator.LOGISTIC),
     "softmax": (Activation.NONE, BuiltinOperator.SOFTMAX),
 }
-DENSE_FOLLOWERS = {code: name for name, (_, code) in DENSE_ACTIVATIONS.items() if code is not None}
+DENSE_FOLLOWERS = {code: name for name, (_, code) in DENSE_OPS.items() if code is not None}
 HEAD_CODES = (BuiltinOperator.STRIDED_SLICE, BuiltinOperator.CONCATENATION, BuiltinOperator.FULLY_CONNECTED,
               *DENSE_FOLLOWERS)
-
-
-@dataclass
-class Layer:
-    """One direction of an RNN op. Layers with the same name share one set of variables (TfLiteRNNCell reuse).
-
-    With `int8`, W and R are stored as (int8 array, scale) and `weights` holds their dequantized values: a hybrid
-    op (version 2; 3 with asymmetric input quantization) that quantizes x and h on the fly each step.
-    """
-
-    name: str
-    activation: Activation
-    weights: CellWeights
-    int8: tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]] | None = None
-    asymmetric_inputs: bool = False
-
-    @property
-    def op_version(self) -> int:
-        return 1 if self.int8 is None else 3 if self.asymmetric_inputs else 2
-
-
-@dataclass
-class Dense:
-    """A Keras Dense layer: y = activation(x W^T + b), with W [units, input] as TFLite stores it (Keras' kernel
-    transposed); on a sequence it applies to every step."""
-
-    name: str
-    weights: np.ndarray
-    bias: np.ndarray
-    activation: str = "linear"
-
-    @property
-    def units(self) -> int:
-        return self.weights.shape[0]
 
 
 def _sequence(name: str, lead: tuple[int, int], width: int, dynamic: tuple[int, int] | None) -> Tensor:
@@ -125,17 +93,6 @@ def last_step_slice(time_major: bool, backward: bool = False) -> tuple[list[int]
     return begin, StridedSliceOptions(begin_mask=whole, end_mask=whole, shrink_axis_mask=1 << time_axis)
 
 
-def op_name(code: int) -> str:
-    return BuiltinOperator(code).name if code in BuiltinOperator._value2member_map_ else f"op code {code}"
-
-
-def base_name(stage) -> str:
-    """A stage's name: a layer's own, or what a forward/backward pair's names share (<name>/fw -> <name>)."""
-    if isinstance(stage, tuple):
-        return stage[0].name.rpartition("/")[0] or stage[0].name
-    return stage.name
-
-
 class _Tensors(list):
     def add(self, *tensors: Tensor) -> int:
         """Append; the index of the last one added."""
@@ -143,26 +100,15 @@ class _Tensors(list):
         return len(self) - 1
 
 
-def network_model(
-    stages: list[Layer | tuple[Layer, Layer]],
-    *,
-    time_steps: int,
-    batch_size: int,
-    time_major: bool,
-    metadata: dict[str, bytes],
-    description: str,
-    last_step: bool = False,
-    merge: bool = True,
-    head: list[Dense] = (),
-    dynamic_time: bool = False,
-) -> Model:
-    """A chain of RNN ops (a Layer, or a (forward, backward) pair for a bidirectional op), each with its own
-    variable state(s); each op's output is the next one's input, a bidirectional one's merged as [fw | bw].
-    `merge=False` keeps a final bidirectional op's two outputs apart. `last_step` outputs the final step [B,U]
-    (Keras return_sequences=False), `head` adds Dense layers. With `dynamic_time`, the sequences' time axis is -1
-    in shape_signature (`time_steps` is the length allocated until resized); the batch stays fixed, because each
-    state is a [B,U] variable."""
-    lead, dynamic = _time_layout(time_steps, batch_size, time_major, dynamic_time)
+def lower(network: Network) -> Model:
+    """The network as a chain of RNN ops (UNIDIRECTIONAL_SEQUENCE_RNN for a Layer, BIDIRECTIONAL_SEQUENCE_RNN for a
+    (forward, backward) pair), each with its own variable state(s); each op's output is the next one's input, a
+    bidirectional one's merged as [fw | bw] unless it is the last and `merge` is off. Then the last step and the
+    Dense layers. With `dynamic_time`, the sequences' time axis is -1 in shape_signature; the batch stays fixed,
+    because each state is a [B,U] variable. No metadata: `build` adds it."""
+    stages, time_steps, batch_size = network.stages, network.time_steps, network.batch_size
+    time_major, last_step, merge, head = network.time_major, network.last_step, network.merge, network.head
+    lead, dynamic = _time_layout(time_steps, batch_size, time_major, network.dynamic_time)
     first = stages[0][0] if isinstance(stages[0], tuple) else stages[0]
     tensors = _Tensors()
     previous = tensors.add(_sequence(f"{base_name(stages[0])}/input", lead, first.weights.input_size, dynamic))
@@ -233,7 +179,7 @@ def network_model(
 
     for dense in head:
         x = tensors[ends[0]]
-        fused, after = DENSE_ACTIVATIONS[dense.activation]
+        fused, after = DENSE_OPS[dense.activation]
         sequence = len(x.shape) == 3
         weights = tensors.add(Tensor(f"{dense.name}/kernel", dense.weights.shape, data=dense.weights),
                               Tensor(f"{dense.name}/bias", dense.bias.shape, data=dense.bias)) - 1
@@ -258,8 +204,6 @@ def network_model(
     return Model(
         subgraphs=[Subgraph(tensors=list(tensors), operators=operators, inputs=[INPUT], outputs=list(ends))],
         signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, named)],
-        metadata=metadata,
-        description=description,
     )
 
 
@@ -330,8 +274,9 @@ class RNNGraph:
 
 
 @dataclass
-class Network:
-    """A model as tflrnn reads it: its RNN ops in chain order, each direction of them, and the ops after them."""
+class FusedGraph:
+    """A model as the fused lowering reads it: its RNN ops in chain order, each direction of them (with their
+    tensors), and the ops after them. The verifier checks the model through this view."""
 
     model: Model
     subgraph: Subgraph
@@ -355,7 +300,7 @@ class Network:
         return self.subgraph.tensors[index]
 
 
-def find_network(model: Model) -> Network:
+def find_network(model: Model) -> FusedGraph:
     """The model's RNN ops and what follows them; ModelFormatError when there is none, one is malformed, they do not
     form a chain (each op's output feeding the next op's input), or other ops are mixed in."""
     graphs = [g for g in model.subgraphs if any(op.code in RNN_CODES for op in g.operators)]
@@ -403,10 +348,10 @@ def find_network(model: Model) -> Network:
         if not op.outputs or any(not -1 <= i < n for i in op.inputs) or any(not 0 <= i < n for i in op.outputs):
             raise ModelFormatError(f"{op_name(op.code)} names tensors {op.inputs} -> {op.outputs} "
                                    f"of {n}")
-    return Network(model, graph, rnn_ops, directions, head)
+    return FusedGraph(model, graph, rnn_ops, directions, head)
 
 
-def dense_layers(network: Network) -> list[tuple[Operator, Operator | None]]:
+def dense_layers(network: FusedGraph) -> list[tuple[Operator, Operator | None]]:
     """Each FULLY_CONNECTED of the head with the activation op that follows it, if any."""
     found = []
     for k, op in enumerate(network.head):
@@ -416,7 +361,7 @@ def dense_layers(network: Network) -> list[tuple[Operator, Operator | None]]:
     return found
 
 
-def dense_arrays(network: Network, op: Operator) -> tuple[Tensor, Tensor]:
+def dense_arrays(network: FusedGraph, op: Operator) -> tuple[Tensor, Tensor]:
     """A FULLY_CONNECTED's kernel and bias tensors, both constant; ModelFormatError when it has no such inputs."""
     tensors = network.subgraph.tensors
     if len(op.inputs) != 3 or any(not 0 <= i < len(tensors) for i in op.inputs[1:]):
@@ -431,7 +376,49 @@ def dense_activation(op: Operator, following: Operator | None) -> str:
     """The Keras activation a FULLY_CONNECTED (and the op after it) computes: its fused one, or the follower's."""
     if following is not None:
         return DENSE_FOLLOWERS[following.code]
-    from .cell import ACTIVATION_NAMES
+    from ..cell import ACTIVATION_NAMES
 
     activation = getattr(op.options, "activation", None)
     return ACTIVATION_NAMES.get(activation, f"activation {activation}")
+
+
+def recover(model: Model) -> Network:
+    """The network a model of this lowering holds; ModelFormatError when the model is not one (read it with
+    `find_network` for the reasons). The inverse of `lower`: recover(lower(n)) == n."""
+    graph = find_network(model)
+    first = graph.directions[0]
+    x = first.input
+    time_axis = 0 if first.time_major else 1
+    signature = x.shape_signature
+    stages, layers = [], {}
+    for op in graph.rnn_ops:
+        found = tuple(_layer(g, layers) for g in graph.directions_of(op))
+        stages.append(found if len(found) == 2 else found[0])
+    slices = [op for op in graph.head if op.code == BuiltinOperator.STRIDED_SLICE]
+    # A final bidirectional layer's two directions come out joined (one output, or the last-step slices concatenated)
+    # or apart; any other network is "merged" by default.
+    merge = not isinstance(stages[-1], tuple) or (
+        any(op.code == BuiltinOperator.CONCATENATION for op in graph.head) if slices
+        else len(graph.rnn_ops[-1].outputs) == 1)
+    head = []
+    for op, following in dense_layers(graph):
+        w, b = dense_arrays(graph, op)
+        head.append(Dense(w.name.rpartition("/")[0], w.data, b.data, dense_activation(op, following)))
+    return Network(stages, time_steps=x.shape[time_axis], batch_size=x.shape[1 - time_axis],
+                   time_major=first.time_major, dynamic_time=signature is not None and signature[time_axis] == -1,
+                   last_step=bool(slices), merge=merge, head=head)
+
+
+def _layer(g: RNNGraph, seen: dict) -> Layer:
+    """One direction as a Layer; directions reading the same variables (a reused cell) give equal Layers."""
+    key = (g.input_weights.name, g.recurrent_weights.name, g.bias.name)
+    if key not in seen:
+        int8 = None
+        if g.hybrid:
+            int8 = tuple((t.data, t.quantization.scale[0]) for t in (g.input_weights, g.recurrent_weights))
+        activation = g.options.activation
+        if activation not in Activation._value2member_map_:
+            raise ModelFormatError(f"'{g.name}' has fused activation {activation}, which no RNN kernel applies")
+        seen[key] = Layer(g.name, Activation(activation), g.weights(), int8,
+                          bool(g.options.asymmetric_quantize_inputs))
+    return seen[key]

@@ -1,0 +1,45 @@
+"""Lowerings: how a network becomes TFLite ops, and how a model is read back into the network it holds.
+
+Each lowering is a pair of inverse functions, `lower(network) -> Model` (no metadata: `build` adds it) and
+`recover(model) -> Network`, registered here under the name a network's `lowering` field carries. A new lowering
+is a module beside `fused.py` and one entry in LOWERINGS; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError
+from ..model import Model
+from ..network import Network
+from . import fused
+
+
+@dataclass(frozen=True)
+class Lowering:
+    name: str
+    lower: Callable[[Network], Model]
+    recover: Callable[[Model], Network]
+    summary: str  # one line for help and errors
+
+
+LOWERINGS = {
+    "fused": Lowering("fused", fused.lower, fused.recover,
+                      "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN ops with variable state tensors"),
+}
+
+
+def lowering(name: str) -> Lowering:
+    if name not in LOWERINGS:
+        raise ConfigError(f"unknown lowering {name!r}; one of {', '.join(LOWERINGS)}")
+    return LOWERINGS[name]
+
+
+def lower(network: Network) -> Model:
+    return lowering(network.lowering).lower(network)
+
+
+def recover(model: Model) -> Network:
+    """The network in a model tflrnn wrote (ModelFormatError when it holds none)."""
+    return fused.recover(model)  # the only lowering so far: a second one says here how to tell its models apart

@@ -1,0 +1,128 @@
+"""The network: one description that every source produces, each lowering writes and the reader recovers.
+
+A network is a chain of stages, each an RNN layer run one way (a `Layer`) or both ways (a forward and a backward
+`Layer`), optionally followed by the last step (Keras return_sequences=False) and Dense layers, with the input's
+layout and sizes. `build.network_of` makes one from cells, weights and options; a lowering (`lowering/`) turns it
+into a model description and recovers it from a model. Two networks are equal when every name, size, option and
+weight bit is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cell import CellWeights
+from .model import Activation
+
+# The Keras Dense activations a network may have, in the order error messages list them.
+DENSE_ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid", "softmax")
+STATES = ("carry",)  # where the hidden state lives: in the model, carried across invokes
+
+
+@dataclass(eq=False)
+class Layer:
+    """One direction of an RNN layer. Layers with the same name share one set of variables (TfLiteRNNCell reuse).
+
+    With `int8`, W and R are stored as (int8 array, scale) and `weights` holds their dequantized values: a hybrid
+    layer that quantizes x and h on the fly each step (with `asymmetric_inputs`, asymmetrically).
+    """
+
+    name: str
+    activation: Activation
+    weights: CellWeights
+    int8: tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]] | None = None
+    asymmetric_inputs: bool = False
+
+    @property
+    def op_version(self) -> int:
+        """The fused op's version for these weights: 1 float, 2 hybrid, 3 hybrid with asymmetric inputs."""
+        return 1 if self.int8 is None else 3 if self.asymmetric_inputs else 2
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Layer):
+            return NotImplemented
+        same_int8 = (self.int8 is None) == (other.int8 is None) and (self.int8 is None or all(
+            np.array_equal(q, p) and np.float32(s) == np.float32(t)  # a scale is stored as float32
+            for (q, s), (p, t) in zip(self.int8, other.int8)))
+        return (self.name, int(self.activation), self.asymmetric_inputs) == (
+            other.name, int(other.activation), other.asymmetric_inputs) and same_int8 and \
+            self.weights.equals(other.weights)
+
+
+@dataclass(eq=False)
+class Dense:
+    """A Keras Dense layer: y = activation(x W^T + b), with W [units, input] as TFLite stores it (Keras' kernel
+    transposed); on a sequence it applies to every step."""
+
+    name: str
+    weights: np.ndarray
+    bias: np.ndarray
+    activation: str = "linear"
+
+    @property
+    def units(self) -> int:
+        return self.weights.shape[0]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Dense):
+            return NotImplemented
+        return (self.name, self.activation) == (other.name, other.activation) and all(
+            a.dtype == b.dtype and np.array_equal(a, b) for a, b in ((self.weights, other.weights),
+                                                                    (self.bias, other.bias)))
+
+
+
+@dataclass
+class Network:
+    """What tflrnn builds, independent of how it is lowered to ops.
+
+    `stages`: the RNN layers in order, a (forward, backward) pair for a bidirectional one, each reading the
+    previous one's output ([fw | bw] for a pair). `time_steps`: steps per invoke (with `dynamic_time`, the length
+    allocated until the input is resized). `merge`: a final bidirectional layer's outputs joined [fw | bw] (else
+    two outputs). `last_step`: only the final step (the backward direction's at t=0, its final state). `head`:
+    Dense layers after that. `state`: where the hidden state lives. `lowering`: how it becomes ops.
+    """
+
+    stages: list
+    time_steps: int
+    batch_size: int
+    time_major: bool = False
+    dynamic_time: bool = False
+    last_step: bool = False
+    merge: bool = True
+    head: list[Dense] = field(default_factory=list)
+    state: str = "carry"
+    lowering: str = "fused"
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Every direction of every stage, in order (forward before backward)."""
+        return [layer for stage in self.stages for layer in (stage if isinstance(stage, tuple) else (stage,))]
+
+    @property
+    def bidirectional(self) -> bool:
+        return any(isinstance(stage, tuple) for stage in self.stages)
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].weights.input_size
+
+    @property
+    def output_width(self) -> int:
+        """Values per step (per output) at the end: the last Dense layer's units, else the last stage's."""
+        if self.head:
+            return self.head[-1].units
+        return sum(layer.weights.num_units for layer in stage_layers(self.stages[-1]))
+
+
+def stage_layers(stage) -> tuple[Layer, ...]:
+    return stage if isinstance(stage, tuple) else (stage,)
+
+
+def base_name(stage) -> str:
+    """A stage's name: a layer's own, or what a forward/backward pair's names share (<name>/fw -> <name>)."""
+    if isinstance(stage, tuple):
+        return stage[0].name.rpartition("/")[0] or stage[0].name
+    return stage.name
