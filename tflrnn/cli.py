@@ -99,7 +99,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .builder import build_file
-    from .config import resolve_build_options
+    from .config import BuildOptions, resolve_build_options
 
     if manifest is not None:
         single = [p.name for p in ctx.command.params
@@ -111,24 +111,12 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     if check or jobs is not None:
         raise TflrnnError("--check and --jobs go with --manifest")
 
-    options = {
-        "num_units": units,
-        "input_size": input_size,
-        "time_steps": time_steps,
-        "batch_size": batch_size,
-        "activation": activation,
-        "time_major": time_major,
-        "name": name,
-        "layers": layers,
-        "last_step": last_step,
-        "quantize": quantize,
-        "asymmetric_inputs": asymmetric_inputs,
-        "bidirectional": bidirectional,
-        "merge": merge,
-        "seed": seed,
-    }
-    plan = resolve_build_options(options, config, weights, weights_format=weights_format, layer=layer, scope=scope,
-                                 layer_index=layer_index)
+    options = BuildOptions(num_units=units, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
+                           activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
+                           quantize=quantize, asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
+                           merge=merge, seed=seed, config=config, weights=weights, format=weights_format, layer=layer,
+                           scope=scope, layer_index=layer_index)
+    plan = resolve_build_options(options)
     summary = build_file(output, **plan.options)
     summary["sizes_from"] = plan.origins
     if plan.source is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -152,17 +152,58 @@ class BuildPlan:
 SIZE_KEYS = ("input_size", "time_steps", "batch_size", "time_major")
 
 
-def resolve_build_options(options: dict, config_path=None, weights_path=None, *, weights_format=None,
-                          layer=None, scope=None, layer_index=None, given_by: str = "the command line") -> BuildPlan:
-    """Combine options (None = not given), a config file and a weights file into `tflrnn.build` arguments.
+@dataclass
+class BuildOptions:
+    """One build as the command line, a manifest entry or the API asks for it; None: not given (the config file,
+    the source model or the default decides)."""
+
+    num_units: int | None = None
+    input_size: int | None = None
+    time_steps: int | str | None = None
+    batch_size: int | str | None = None
+    activation: str | None = None
+    time_major: bool | None = None
+    name: str | None = None
+    layers: int | None = None
+    last_step: bool | None = None
+    quantize: str | None = None
+    asymmetric_inputs: bool | None = None
+    bidirectional: bool | None = None
+    merge: str | None = None
+    seed: int | None = None
+    # Where the cell and its weights come from
+    config: str | Path | None = None
+    weights: str | Path | None = None
+    format: str | None = None
+    layer: str | None = None
+    scope: str | None = None
+    layer_index: int | None = None
+
+    SOURCE_KEYS = ("config", "weights", "format", "layer", "scope", "layer_index")
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> BuildOptions:
+        """A manifest entry's keys (defaults merged in): `units` or `num_units`, `cell_name` for the name."""
+        names = {f.name for f in fields(cls)}
+        given = {key: value for key, value in entry.items() if key in names and key != "name"}
+        return cls(**{**given, "num_units": entry.get("units", entry.get("num_units")), "name": entry.get("cell_name")})
+
+    def settings(self) -> dict:
+        """The options that shape the network (not where it comes from), None where not given."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.SOURCE_KEYS}
+
+
+def resolve_build_options(options: BuildOptions, *, given_by: str = "the command line") -> BuildPlan:
+    """Combine options, a config file and a weights file into `tflrnn.build` arguments.
 
     Precedence: options (`given_by` names where they came from) > config file > the input shape the source model
     declares (a Keras Input, an ONNX graph input) > defaults. Sizes and the activation given must agree with what
     the weights file records.
     """
-    from_config = load_config(config_path) if config_path else {}
-    given = {key: value for key, value in options.items() if value is not None}
-    plan = _resolve(dict(from_config), given, config_path, weights_path, weights_format, layer, scope, layer_index)
+    from_config = load_config(options.config) if options.config else {}
+    given = {key: value for key, value in options.settings().items() if value is not None}
+    plan = _resolve(dict(from_config), given, options.config, options.weights, options.format, options.layer,
+                    options.scope, options.layer_index)
     declared = plan.source.declared if plan.source is not None else None
     for key in SIZE_KEYS:
         if key in given:

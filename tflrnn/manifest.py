@@ -78,31 +78,13 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
     from .against import RUNNERS, missing_runner
     from .builder import describe_model
-    from .config import resolve_build_options
+    from .config import BuildOptions, resolve_build_options
     from .verifier import verify
     from .writer import write
 
     s = entry.settings
     try:
-        options = {
-            "num_units": s.get("units", s.get("num_units")),
-            "input_size": s.get("input_size"),
-            "time_steps": s.get("time_steps"),
-            "batch_size": s.get("batch_size"),
-            "activation": s.get("activation"),
-            "time_major": s.get("time_major"),
-            "name": s.get("cell_name"),
-            "layers": s.get("layers"),
-            "last_step": s.get("last_step"),
-            "quantize": s.get("quantize"),
-            "asymmetric_inputs": s.get("asymmetric_inputs"),
-            "bidirectional": s.get("bidirectional"),
-            "merge": s.get("merge"),
-            "seed": s.get("seed"),
-        }
-        plan = resolve_build_options(options, s.get("config"), s.get("weights"), weights_format=s.get("format"),
-                                     layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"),
-                                     given_by="the manifest")
+        plan = resolve_build_options(BuildOptions.from_manifest(s), given_by="the manifest")
         model = describe_model(**plan.options)
         data = write(model)
         report, skipped = None, None
