@@ -2447,7 +2447,7 @@ def prepare(workdir: Path) -> dict[str, list[Seed]]:
     """Seeds, with the modules the cases use imported once here (forked children then start warm)."""
     import tflrnn.cli  # noqa: F401
     import tflrnn.describe  # noqa: F401
-    import tflrnn.verifier  # noqa: F401
+    import tflrnn.verification  # noqa: F401
     import tflrnn.config  # noqa: F401
     import tflrnn.sources  # noqa: F401
 

@@ -79,3 +79,14 @@ def test_keras_return_sequences_false_against_keras(tmp_path, cli):
     assert built.code == 0 and "add --last-step" in built.out
     result = cli("verify", out, "--against", path)
     assert result.code == 0, result.out
+    # The sliced output itself is what Keras returns (verify --against compares the sequence of the RNN layer).
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.random.default_rng(3).standard_normal((1, 4, 3)).astype(np.float32)
+    interpreter = Interpreter(model_path=str(out))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert y.shape == (1, 5)
+    np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)

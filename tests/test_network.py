@@ -72,10 +72,14 @@ def test_bidirectional_stacks_and_last_step_verify(tmp_path, cli, args, codes):
 
 
 def test_last_step_of_a_bidirectional_layer_is_what_keras_returns():
-    """Forward: its output at the last step; backward: its final state, which is its output at t=0."""
+    """Forward: its output at the last step; backward: its final state, which is its output at t=0. Judged by
+    Keras itself (Bidirectional(SimpleRNN) with return_sequences=False), not by tflrnn's reference."""
     from ai_edge_litert.interpreter import Interpreter
 
+    keras = pytest.importorskip("keras", reason="needs the test extra")
     fw, bw = (tflrnn.CellWeights(*random_weights(4, 3, seed=s)) for s in (1, 2))
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.Bidirectional(keras.layers.SimpleRNN(4))])
+    model.layers[0].set_weights([a for w in (fw, bw) for a in w.to_keras().values()])
     data = tflrnn.build(tflrnn.RNNCell(4), weights=[fw, bw], input_size=3, time_steps=6, batch_size=2,
                         bidirectional=True, last_step=True)
     x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
@@ -84,9 +88,7 @@ def test_last_step_of_a_bidirectional_layer_is_what_keras_returns():
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     interpreter.invoke()
     y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    _, h_fw = tflrnn.reference.run(x, fw, "tanh")
-    _, h_bw = tflrnn.reference.run(x[:, ::-1], bw, "tanh")
-    np.testing.assert_allclose(y, np.concatenate([h_fw, h_bw], axis=-1), atol=1e-5)
+    np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_verify_catches_a_backward_last_step_taken_at_the_wrong_end():
@@ -96,6 +98,28 @@ def test_verify_catches_a_backward_last_step_taken_at_the_wrong_end():
     begin.data = np.asarray([0, -1, 0], dtype=np.int32)  # the last step: right for forward, wrong for backward
     failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
     assert "last_step" in failed and "backward direction's final state" in failed["last_step"]
+
+
+def test_a_wrong_slice_written_by_the_builder_is_caught(monkeypatch):
+    """verify states what a last step is on its own: were the code that writes the slice wrong, verify would not
+    share the mistake."""
+    from tflrnn.lowering import fused
+
+    right = fused.last_step_slice
+    monkeypatch.setattr(fused, "last_step_slice", lambda time_major, backward=False: right(time_major))
+    data = tflrnn.build(tflrnn.RNNCell(4), input_size=2, time_steps=5, bidirectional=True, last_step=True)
+    failed = {c.name: c.detail for c in tflrnn.verify(data).failures}
+    assert "backward direction's final state is its output at t=0" in failed["last_step"]
+
+
+def test_the_numeric_last_step_is_the_directions_final_step():
+    """The reference's meaning of a last-step slice does not read the slice's constants."""
+    from tflrnn import reference
+
+    y = np.arange(2 * 5 * 3, dtype=np.float64).reshape(2, 5, 3)
+    assert np.array_equal(reference.final_step(y, time_major=False)[0], y[:, -1])
+    assert np.array_equal(reference.final_step(y, time_major=False, backward=True)[0], y[:, 0])
+    assert np.array_equal(reference.final_step(y, time_major=True, backward=True)[0], y[0])
 
 
 def test_config_lists_layers_of_either_direction(tmp_path, cli):

@@ -35,7 +35,7 @@ def test_build_alone_loads_neither_the_reader_nor_the_runtime(tmp_path):
         "try: main(['build', '--units', '8', '-o', sys.argv[1]])\n"
         "except SystemExit as e: assert e.code == 0\n"
         "print(sorted(m for m in sys.modules if m in ('tflite', 'ai_edge_litert', 'jsonschema', 'tflrnn.reader',"
-        "'tflrnn.sources', 'tflrnn.verifier')))"
+        "'tflrnn.sources', 'tflrnn.verification')))"
     )
     result = subprocess.run([sys.executable, "-c", program, str(tmp_path / "m.tflite")], capture_output=True,
                             text=True, timeout=60)

@@ -142,7 +142,7 @@ def test_numeric_checks_measure_real_differences(tmp_path, cli):
 def test_comparison_flags_wrong_and_non_finite_outputs():
     """The comparison itself, on outputs the runtime could produce: a wrong value, a NaN, a lost state."""
     from tflrnn import reference
-    from tflrnn.verifier import _compare, _previous_states
+    from tflrnn.verification.numeric import _compare, _previous_states
 
     w, r, b = random_weights(5, 3)
     weights = tflrnn.CellWeights(w, r, b)

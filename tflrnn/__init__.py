@@ -7,7 +7,7 @@
 
 Modules: network (what is built), lowering (network <-> model), model (the flatbuffer description), writer /
 reader (flatbuffer both ways), builder (build), metadata, cell, weights, config, reference (numpy), runtime (LiteRT),
-verifier (verify), describe (inspect), cli.
+verification (verify), describe (inspect), cli.
 Nothing here imports tensorflow. Names are imported on first use, so `tflrnn build` loads only what it runs.
 """
 
@@ -24,9 +24,9 @@ _EXPORTS = {
     "ImportedCell": "weights",
     "build": "builder",
     "build_file": "builder",
-    "verify": "verifier",
-    "VerifyReport": "verifier",
-    "Check": "verifier",
+    "verify": "verification",
+    "VerifyReport": "verification",
+    "Check": "verification",
     "inspect": "describe",
     "Inspection": "describe",
     "TflrnnError": "errors",

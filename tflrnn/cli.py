@@ -235,7 +235,7 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
 def verify(ctx, model, weights, against, source_format, layer, scope, layer_index, runtime, atol, rtol, sequences,
            seed, as_json):
     """Run MODEL in LiteRT against the numpy reference and check its structure."""
-    from .verifier import verify as verify_model
+    from .verification import verify as verify_model
 
     report = verify_model(model, weights=weights, against=against, format=source_format, layer=layer,
                           scope=scope, layer_index=layer_index, runtime=runtime, atol=atol, rtol=rtol,

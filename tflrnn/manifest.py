@@ -79,7 +79,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     from .against import RUNNERS, missing_runner
     from .builder import describe_model
     from .config import BuildOptions, resolve_build_options
-    from .verifier import verify
+    from .verification import verify
     from .writer import write
 
     s = entry.settings

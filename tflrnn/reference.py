@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cell import CellWeights, parse_activation
-from .model import Activation
+from .model import Activation, BuiltinOperator
 
 # Defaults of verify's comparison. float32 rounds at ~6e-8 relative per operation; these leave room for long dot
 # products while still catching any real difference in weights, activation or state.
@@ -123,3 +123,48 @@ def weight_quantization_error(x: np.ndarray, previous: np.ndarray, weights: Cell
     x_sum = np.abs(np.asarray(x, dtype=np.float64)).sum(axis=-1, keepdims=True)
     h_sum = np.abs(np.asarray(previous, dtype=np.float64)).sum(axis=-1, keepdims=True)
     return w_half * x_sum + r_half * h_sum
+
+
+# The ops after the RNN ops, as a Keras model means them, keyed by op code like onnx's reference evaluator: each
+# takes the op's data inputs (float64) and the attributes the verifier reads off the model, and gives the expected
+# output, the pre-activation where an activation may jump (else None), and the scale of the float32 rounding its
+# arithmetic may carry (None: the op is exact).
+def final_step(x: np.ndarray, *, time_major: bool, backward: bool = False):
+    """The last step of a direction's output: the forward one's at t=-1, the backward one's at t=0 (where a
+    backward direction ends: its final state)."""
+    t = 0 if backward else -1
+    return (x[t] if time_major else x[:, t]), None, None
+
+
+def concatenate(*parts: np.ndarray):
+    return np.concatenate(parts, axis=-1), None, None
+
+
+def dense(x: np.ndarray, *, kernel: np.ndarray, bias: np.ndarray, activation: int):
+    """A FULLY_CONNECTED with its fused activation: act(x W^T + b), W [units, in]."""
+    pre = x @ kernel.T + bias
+    return activate(pre, activation), pre, np.abs(x) @ np.abs(kernel.T) + np.abs(bias)
+
+
+def softmax(x: np.ndarray, *, beta: float):
+    z = beta * x
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True), None, np.abs(z).max(axis=-1, keepdims=True)
+
+
+def tanh(x: np.ndarray):
+    return np.tanh(x), None, np.abs(x)
+
+
+def sigmoid(x: np.ndarray):
+    return 1.0 / (1.0 + np.exp(-x)), None, np.abs(x)
+
+
+HEAD_OPS = {
+    BuiltinOperator.STRIDED_SLICE: final_step,
+    BuiltinOperator.CONCATENATION: concatenate,
+    BuiltinOperator.FULLY_CONNECTED: dense,
+    BuiltinOperator.SOFTMAX: softmax,
+    BuiltinOperator.TANH: tanh,
+    BuiltinOperator.LOGISTIC: sigmoid,
+}

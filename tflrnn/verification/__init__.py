@@ -1,0 +1,154 @@
+"""verify(): prove a fused-RNN model right, structurally and numerically.
+
+Structure is read through the project's reader and checked against what the runtime needs but does not check
+itself (it silently defaults a bad activation or missing options). Numbers come from the LiteRT interpreter on
+seeded inputs and are compared with the numpy reference: a first invoke from the zero state, several consecutive
+invokes that must carry the state, and an invoke after reset_all_variables() that must equal the first one.
+
+| module       | owns                                                                   |
+| report.py    | Check (and the declaration of every check), VerifyReport, Comparison  |
+| limits.py    | what is refused up front (the reference's memory and time)            |
+| structure.py | ops, options, shapes, states, signature, metadata, weights.match       |
+| head.py      | the last step and Dense layers                                          |
+| numeric.py   | the interpreter against the reference, and --against                   |
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
+from ..builder import sha256
+from ..cell import CellWeights
+from ..errors import ConfigError
+from ..files import read_bytes
+from ..lowering.fused import find_network
+from ..reader import read
+from ..runtime import RUNTIMES
+from ..sources import detect_format
+from ..weights import load_weights
+from .report import Check, VerifyReport
+from .limits import _check_verifiable_size, _check_verifiable_time
+from .structure import _structure_checks, _usable_weights, _weights_match
+from .numeric import _against_checks, _as_stored, _has_dense, _numeric_checks
+
+
+def verify(
+    model,
+    *,
+    weights: CellWeights | str | Path | None = None,
+    against: str | Path | None = None,
+    format: str | None = None,
+    layer: str | None = None,
+    scope: str | None = None,
+    layer_index: int | None = None,
+    runtime: str = "litert",
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    sequences: int = DEFAULT_SEQUENCES,
+    seed: int = 0,
+) -> VerifyReport:
+    """Verify a model given as a path or as bytes. Raises TflrnnError when the input is unusable.
+
+    `weights` (CellWeights or a file): also check the model holds exactly these weights. `against`: also run
+    the source model (Keras, ONNX, PyTorch or a TF checkpoint) in its own framework on the same inputs and
+    compare. `format`, `layer`, `scope` and `layer_index` pick from those files as for building.
+    `runtime`: "litert", "tensorflow" or "all".
+    """
+    if not (0 <= atol < math.inf and 0 <= rtol < math.inf):
+        raise ConfigError(f"atol and rtol must be finite and non-negative, got atol={atol}, rtol={rtol}")
+    if isinstance(sequences, bool) or not isinstance(sequences, int) or not 2 <= sequences <= 1000:
+        raise ConfigError(f"sequences must be an integer from 2 to 1000 (state is checked across them), got {sequences}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    runtimes = list(RUNTIMES) if runtime == "all" else [runtime]
+    if any(r not in RUNTIMES for r in runtimes):
+        raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data, label = bytes(model), "<bytes>"
+    else:
+        data, label = read_bytes(model, "model file"), str(Path(model))
+    description = read(data)
+    network = find_network(description)
+    layers = network.directions  # each direction of each RNN op, in op order
+    for g in layers:
+        _check_verifiable_size(g)
+    _check_verifiable_time(network, sequences)
+    whole = len(layers) > 1 or _has_dense(network)  # --against runs the whole source model
+    if against is not None and whole and any(g.hybrid for g in layers):
+        raise ConfigError("--against a hybrid (int8) stack, bidirectional model or classifier is not supported: its int8 "
+                          "rounding compounds through the layers; verify the float model against the source")
+    whole_sources = ("safetensors", "torch", "keras", "onnx", "checkpoint")
+    if against is not None and whole and (format or detect_format(Path(against))) not in whole_sources:
+        kind = "bidirectional" if network.bidirectional else "a classifier" if len(layers) == 1 else \
+            f"a stack of {len(layers)} layers"
+        raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN, a Keras model, "
+                          f"ONNX RNN nodes or a TF checkpoint's stack only; this model is {kind}")
+    if weights is not None:
+        if isinstance(weights, CellWeights):
+            weights = [weights]
+        if isinstance(weights, (list, tuple)):  # one per layer (or forward, backward), in the model's op order
+            if len(weights) != len(layers):
+                raise ConfigError(f"{len(weights)} sets of weights for a model of {len(layers)} layers")
+            weights = list(weights)
+        elif len(layers) > 1 and (format or detect_format(Path(weights))) in ("safetensors", "torch", "keras", "onnx",
+                                                                               "checkpoint"):
+            # A whole PyTorch nn.RNN or Keras model: its cells in order, matched to the model's layers by position.
+            from ..sources import import_cells
+
+            weights = [c.weights for c in import_cells(weights, format=format)[0]]
+            if len(weights) != len(layers):
+                raise ConfigError(f"the weights hold {len(weights)} cells; the model has {len(layers)} layers")
+        else:
+            # Each layer's weights are read under its cell name (a single cell's under --scope when given).
+            names = [scope] if scope and len(layers) == 1 else [g.name for g in layers]
+            weights = [load_weights(weights, name, format=format, layer=layer, layer_index=layer_index)
+                       for name in names]
+
+    report = VerifyReport(
+        model=label,
+        bytes=len(data),
+        sha256=sha256(data),
+        settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
+    )
+    usable = [_usable_weights(g) for g in layers]  # read (and dequantized) once, for every check that needs them
+    report.checks += _structure_checks(network, [w for w, _ in usable])
+    model_weights = [w for w, _ in usable]
+    why_not = next((f"layer {k}: {reason}" if len(layers) > 1 else reason
+                    for k, (_, reason) in enumerate(usable) if reason), None)
+    float_weights = None
+    if weights is not None:
+        if any(g.hybrid for g in layers) and all(
+                w is not None and tuple(g.input_weights.shape) == w.input_weights.shape for g, w in zip(layers, weights)):
+            float_weights = weights  # also judge the hybrid model against the float model they came from
+            weights = [_as_stored(w) if g.hybrid else w for g, w in zip(layers, weights)]
+        report.checks.append(_weights_match(model_weights, weights, why_not, float_weights is not None))
+    if why_not is None:
+        why_not = _why_not_runnable(report.checks)
+    if why_not is not None:
+        report.checks.append(Check("numeric", False, f"not run: {why_not}"))
+        return report
+
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal(layers[0].input.shape).astype(np.float32) for _ in range(sequences)]
+    runs = {}
+    for name in runtimes:
+        checks, outputs = _numeric_checks(data, network, model_weights, report, inputs, atol, rtol, name,
+                                          float_weights)
+        report.checks += checks
+        if outputs is not None:
+            against_inputs, runs[name] = outputs
+    if against is not None and runs:
+        report.checks += _against_checks(layers, model_weights, against_inputs, runs, report, atol, rtol, whole,
+                                         _has_dense(network), against=against,
+                                         format=format, layer=layer, scope=scope, layer_index=layer_index)
+    return report
+
+
+def _why_not_runnable(checks: list[Check]) -> str | None:
+    blocking = [c.name for c in checks if not c.passed and c.blocks_numeric]
+    return f"{', '.join(blocking)} failed" if blocking else None

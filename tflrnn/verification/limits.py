@@ -1,0 +1,55 @@
+"""What verify refuses up front: a model whose reference would need too much memory or time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
+from ..builder import MAX_TENSOR_BYTES
+from ..errors import ConfigError
+from ..lowering.fused import RNNGraph, dense_layers
+from ..lowering.fused import FusedGraph as Network
+
+
+DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
+
+
+def _check_verifiable_size(g: RNNGraph) -> None:
+    """A valid model can still be too large for verify's float64 reference, which holds several copies of every
+    sequence; refuse it up front rather than run out of memory. (Larger than 2 GiB is the model's fault: the
+    shapes check reports that.)"""
+    values = max(float(np.prod(g.input.shape, dtype=np.float64)), float(np.prod(g.output.shape, dtype=np.float64)))
+    if MAX_VERIFY_VALUES < values <= MAX_TENSOR_BYTES / 4:
+        raise ConfigError(
+            f"the model's input/output tensors hold {values:,.0f} values per invoke; verify's reference handles at "
+            f"most {MAX_VERIFY_VALUES:,} (build a copy with fewer time steps or a smaller batch to verify the weights)"
+        )
+
+
+def _check_verifiable_time(network: Network, sequences: int) -> None:
+    """Refuse a model whose reference comparisons would run for minutes: each invoke compared costs two float64
+    products per direction per step (the step and the scale of its terms), 2*U*(I+U) multiply-adds per batch row,
+    and as much per Dense layer; a dynamic-time model is compared at each of its lengths."""
+    per_step = 0.0
+    for g in network.directions:
+        if len(g.input.shape) != 3 or len(g.input_weights.shape) != 2 or \
+                4 * float(np.prod(g.input.shape, dtype=np.float64)) > MAX_TENSOR_BYTES:
+            return  # malformed, or beyond 2 GiB: the shapes check reports it
+        units, size = (float(d) for d in g.input_weights.shape)
+        per_step += 2 * units * (size + units)
+    for op, _ in dense_layers(network):
+        kernel = network.tensor(op.inputs[1]).shape if len(op.inputs) > 1 and 0 <= op.inputs[1] < len(
+            network.subgraph.tensors) else ()
+        per_step += 2 * float(np.prod(kernel, dtype=np.float64))
+    g = network.directions[0]
+    time_axis = 0 if g.time_major else 1
+    signature = g.input.shape_signature
+    dynamic = signature is not None and len(signature) == 3 and signature[time_axis] == -1
+    lengths = set([g.input.shape[time_axis], *DYNAMIC_LENGTHS]) if dynamic else {g.input.shape[time_axis]}
+    total = per_step * g.input.shape[1 - time_axis] * float(sum(lengths)) * (sequences + 1)
+    if total > MAX_VERIFY_MULTIPLY_ADDS:
+        raise ConfigError(
+            f"verify's reference would need about {total:.2g} float64 multiply-adds for {sequences + 1} invokes of "
+            f"this model; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with fewer time steps or "
+            "a smaller batch, or pass --sequences 2"
+        )

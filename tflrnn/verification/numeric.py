@@ -1,0 +1,289 @@
+"""The numbers: the model run by a real interpreter on seeded inputs against the numpy reference, each op on the
+input the runtime gave it, and against the source model in its own framework (--against)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+from ..cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
+from ..lowering.fused import RNNGraph
+from ..lowering.fused import FusedGraph as Network
+from ..model import BuiltinOperator
+from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
+from .limits import DYNAMIC_LENGTHS
+
+
+def _as_stored(w: CellWeights) -> CellWeights:
+    """Float weights as a hybrid model stores them: W and R through int8 and back."""
+    return CellWeights(dequantize(*quantize_int8(w.input_weights)), dequantize(*quantize_int8(w.recurrent_weights)),
+                       w.bias)
+
+
+def _has_dense(network: Network) -> bool:
+    return any(op.code == BuiltinOperator.FULLY_CONNECTED for op in network.head)
+
+
+def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: dict, report: VerifyReport, atol,
+                    rtol, whole: bool, final: bool, **source) -> list[Check]:
+    from ..against import run_source
+
+    g = layers[0]
+    path = source.pop("against")
+    shapes = [tuple(layer.input_weights.shape) for layer in layers]
+    result = run_source(path, inputs, activation=ACTIVATION_NAMES.get(g.options.activation),
+                        time_major=g.time_major, whole=whole, shapes=shapes, final=final, **source)
+    report.against = {
+        "source": str(path),
+        "format": result.source.format,
+        "reference": result.reference,
+        "framework": result.framework,
+    }
+    report.notes += _declared_input_notes(g, result.source.declared)
+    # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
+    # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
+    # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
+    scales, extras, state = [], [], np.zeros(g.hidden_state.shape)
+    for x, y in zip(inputs, result.outputs):
+        if whole:
+            scales.append(np.abs(y.astype(np.float64)) + 1.0)
+            extras.append(0.0)
+            continue
+        previous = _previous_states(y, state, g.time_major)
+        scales.append(reference.step(x, result.source.weights, g.options.activation, previous,
+                                     time_major=g.time_major)[2])
+        extra = 0.0
+        if g.hybrid:
+            extra = (reference.input_quantization_error(x, previous, model_weights[0],
+                                                        g.options.asymmetric_quantize_inputs)
+                     + reference.weight_quantization_error(x, previous, result.source.weights))
+        extras.append(extra)
+        state = _last_step(y, g.time_major)
+    checks = []
+    for name, outputs in runs.items():
+        parts = [_compare(y, expected.astype(np.float64), None, scale, None, atol, rtol, extra)
+                 for y, expected, scale, extra in zip(outputs, result.outputs, scales, extras)]
+        checks.append(_numeric_check(
+            f"against.{result.source.format}", Comparison.worst(parts), atol, rtol,
+            f"{result.reference} on {result.framework}, {len(inputs)} invokes with the state chained",
+            runtime=name,
+        ))
+    return checks
+
+
+def _declared_input_notes(g: RNNGraph, declared) -> list[str]:
+    """Where the model's fixed time steps, batch or layout differ from what the source model declares: not a
+    failure (a streaming model built with --time-steps 1 on purpose is legitimate), but worth a look."""
+    if declared is None:
+        return []
+    shape, signature = list(g.input.shape), g.input.shape_signature
+    time_axis, batch_axis = (0, 1) if g.time_major else (1, 0)
+    dynamic = signature is not None and signature[time_axis] == -1
+    notes = []
+    if isinstance(declared.time_steps, int) and not dynamic and shape[time_axis] != declared.time_steps:
+        notes.append(f"{declared.origin} declares {declared.time_steps} time steps; this model takes "
+                     f"{shape[time_axis]} per invoke")
+    if declared.batch_size is not None and shape[batch_axis] != declared.batch_size:
+        notes.append(f"{declared.origin} declares batch {declared.batch_size}; this model's batch is "
+                     f"{shape[batch_axis]}")
+    if declared.time_major is not None and declared.time_major != g.time_major:
+        layouts = {True: "time-major [T, B, I]", False: "batch-major [B, T, I]"}
+        notes.append(f"{declared.origin} is {layouts[declared.time_major]}; this model is {layouts[g.time_major]}")
+    return notes
+
+
+def _numeric_checks(data, network: Network, weights: list, report, inputs, atol, rtol, runtime_name: str,
+                    float_weights: list | None = None):
+    """The numeric checks on one runtime, and the model's output for each input (None when it could not run).
+
+    Every op is judged on its own: its input is what the runtime actually fed it (the previous op's output, read
+    back from the interpreter), so an error is reported where it arises and does not spread. A backward direction
+    is judged with time reversed: then it too runs forward from its carried state.
+    """
+    from .. import runtime
+
+    layers = network.directions
+    g0 = layers[0]
+    tensors = network.subgraph.tensors
+    # Every activation an op reads or writes (not constants, not states), read back after each invoke.
+    read_back = sorted({i for op in network.subgraph.operators for i in (*op.inputs, *op.outputs)
+                        if 0 <= i < len(tensors) and tensors[i].data is None and not tensors[i].is_variable})
+    time_axis = 0 if g0.time_major else 1
+    dynamic = g0.input.shape_signature is not None and g0.input.shape_signature[time_axis] == -1
+    # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.
+    lengths = list(dict.fromkeys([g0.input.shape[time_axis], *DYNAMIC_LENGTHS])) if dynamic else [None]
+    try:
+        # In a child process with a time limit and a memory cap: a hostile model may crash or hang the runtime.
+        with runtime.load(runtime_name, data, g0.operator.inputs[0], read_back) as interpreter:
+            report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
+            results = []
+            for length in lengths:
+                xs = inputs
+                if length is not None and length != g0.input.shape[time_axis]:
+                    shape = list(g0.input.shape)
+                    shape[time_axis] = length
+                    rng = np.random.default_rng([report.settings["seed"], length])
+                    xs = [rng.standard_normal(shape).astype(np.float32) for _ in inputs]
+                    interpreter.resize(shape)
+                runs = [dict(zip(read_back, interpreter.run(x))) for x in xs]  # per invoke: tensor index -> value
+                interpreter.reset()
+                results.append((xs, runs, dict(zip(read_back, interpreter.run(xs[0])))))
+    except (RuntimeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, runtime.IsolationError):  # a crash, hang or memory blow-up says so itself
+            message = f"the interpreter refused the model: {message}"
+        return [Check("runtime", False, message, runtime=runtime_name)], None
+
+    def views(values: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(input, output) of each direction, in its own forward time order."""
+        pairs = []
+        for g in layers:
+            x, y = values[g.operator.inputs[0]], values[g.output_index]
+            if g.columns:
+                y = y[..., g.columns[0]:g.columns[1]]
+            if g.backward:
+                x, y = np.flip(x, axis=time_axis), np.flip(y, axis=time_axis)
+            pairs.append((x, y))
+        return pairs
+
+    def compare(values: dict, starts: list[np.ndarray], against=None) -> Comparison:
+        """Each op against the reference; `against` = float weights to judge a hybrid model by instead."""
+        parts = []
+        for k, (g, w, (x_k, y_k), start) in enumerate(zip(layers, weights, views(values), starts)):
+            previous = _previous_states(y_k, start, g.time_major)
+            judge_by = against[k] if against is not None else w
+            expected, pre, scale = reference.step(x_k, judge_by, g.options.activation, previous,
+                                                  time_major=g.time_major)
+            extra = 0.0
+            if g.hybrid:  # the kernel quantizes x and h to int8 every step: allow for that, and no more
+                extra = reference.input_quantization_error(x_k, previous, w, g.options.asymmetric_quantize_inputs)
+                if against is not None:  # and, against float weights, for rounding them to int8
+                    extra = extra + reference.weight_quantization_error(x_k, previous, judge_by)
+            parts.append(_compare(y_k, expected, pre, scale, g.options.activation, atol, rtol, extra))
+        parts += [_head_comparison(network, op, values, atol, rtol) for op in network.head]
+        return Comparison.worst(parts)
+
+    def final_states(values: dict) -> list[np.ndarray]:
+        # What each state holds after an invoke: its direction's last output (time-reversed for backward).
+        return [_last_step(y_k, g.time_major) for g, (_, y_k) in zip(layers, views(values))]
+
+    zeros = [np.zeros(g.hidden_state.shape) for g in layers]
+    outputs = network.subgraph.outputs
+    firsts, carries, resets, identical = [], [], [], True
+    for xs, runs, after_reset in results:
+        firsts.append(compare(runs[0], zeros))
+        carries += [compare(runs[k], final_states(runs[k - 1])) for k in range(1, len(xs))]
+        resets.append(compare(after_reset, zeros))
+        identical = identical and all(np.array_equal(after_reset[i], runs[0][i]) for i in outputs if i in after_reset)
+    first, carried, reset = Comparison.worst(firsts), Comparison.worst(carries), Comparison.worst(resets)
+    reset.ok = reset.ok and identical
+    extra_checks = []
+    if float_weights is not None:
+        _, runs, _ = results[0]
+        starts, parts = zeros, []
+        for values in runs:
+            parts.append(compare(values, starts, against=float_weights))
+            starts = final_states(values)
+        extra_checks.append(_numeric_check(
+            "numeric.float_weights", Comparison.worst(parts), atol, rtol,
+            "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
+            "and inputs", runtime_name))
+    each = ""
+    if len(network.rnn_ops) > 1:
+        each = f" (each of {len(network.rnn_ops)} layers on its own input)"
+    if network.bidirectional:
+        each += " (forward, and backward with its state carried from t=0 to the next invoke)"
+    if any(g.hybrid for g in layers):
+        each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
+    if dynamic:
+        each += f"; resized to {len(lengths)} lengths: {', '.join(map(str, lengths))} steps"
+    if any(op.code == BuiltinOperator.STRIDED_SLICE for op in network.head):
+        each += "; the output is the last layer's final step, bit for bit"
+    if _has_dense(network):
+        each += "; each dense layer on its own input"
+    return [
+        _numeric_check("numeric.first_invoke", first, atol, rtol, f"from the zero state{each}", runtime_name),
+        _numeric_check(
+            "numeric.state_carried", carried, atol, rtol,
+            f"{len(inputs) - 1} more invokes, each continuing from the previous one's final state", runtime_name,
+        ),
+        _numeric_check(
+            "numeric.reset", reset, atol, rtol,
+            "after reset_all_variables(), "
+            + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
+            runtime_name,
+        ),
+        *extra_checks,
+    ], (results[-1][0], [_model_output(network, values) for values in results[-1][1]])  # for --against: the
+
+
+def _head_comparison(network: Network, op, values: dict, atol: float, rtol: float) -> Comparison:
+    """One op after the RNN ops, on the input the runtime gave it, against the reference's meaning of it
+    (reference.HEAD_OPS): a last-step slice and a concatenation exactly, a dense layer within the rounding of its
+    dot products, an activation within the rounding of its input. A slice is expected to give the final step of
+    the direction it takes, whatever constants the model holds (the structure check reads those)."""
+    tensors = network.subgraph.tensors
+    actual = values[op.outputs[0]]
+    data = [values[i].astype(np.float64) for i in op.inputs if i in values]
+    attributes, activation = {}, None
+    if op.code == BuiltinOperator.STRIDED_SLICE:
+        outputs = network.sequence_outputs
+        attributes = {"time_major": network.directions[0].time_major,
+                      "backward": len(outputs) == 2 and op.inputs[0] == outputs[1]}
+        data = data[:1]
+    elif op.code == BuiltinOperator.FULLY_CONNECTED:
+        activation = op.options.activation
+        attributes = {"kernel": tensors[op.inputs[1]].data.astype(np.float64),
+                      "bias": tensors[op.inputs[2]].data.astype(np.float64), "activation": activation}
+        data = data[:1]
+    elif op.code == BuiltinOperator.SOFTMAX:
+        attributes = {"beta": op.options.beta}
+    expected, pre, scale = reference.HEAD_OPS[op.code](*data, **attributes)
+    if scale is None:  # exact
+        exact = np.array_equal(actual, expected.astype(np.float32))
+        if op.code == BuiltinOperator.STRIDED_SLICE:
+            return Comparison(exact, 0.0 if exact else _finite_max(np.abs(actual - expected)), None,
+                              note="" if exact else "the last step is not the final step of its direction")
+        return Comparison(exact, 0.0 if exact else None, None, note="" if exact else "the concatenation differs")
+    return _compare(actual, expected, pre, scale, activation, atol, rtol)
+
+
+def _model_output(network: Network, values: dict) -> np.ndarray:
+    """What the source framework outputs: a classifier's final output, else the last RNN op's sequence (both
+    directions concatenated)."""
+    if _has_dense(network):
+        return values[network.head[-1].outputs[0]]
+    ys = [values[i] for i in network.sequence_outputs]
+    return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=-1)
+
+
+def _previous_states(y: np.ndarray, start: np.ndarray, time_major: bool) -> np.ndarray:
+    """h_{t-1} for every step, in the layout of y: the start state, then y shifted by one step."""
+    if time_major:
+        return np.concatenate([start[None], y[:-1]], axis=0)
+    return np.concatenate([start[:, None], y[:, :-1]], axis=1)
+
+
+def _last_step(y: np.ndarray, time_major: bool) -> np.ndarray:
+    return y[-1] if time_major else y[:, -1]
+
+
+def _compare(actual, expected, pre, scale, activation, atol, rtol, extra=0.0) -> Comparison:
+    """|actual - expected| <= atol + rtol * scale, where scale = sum of |terms| in the step's dot products.
+
+    float32 rounding grows with the terms summed, not with the result: a pre-activation that cancels to near
+    zero still carries the rounding of its large terms. Every fused activation changes by at most as much as
+    its input, so the bound carries over to the output.
+    """
+    diff = np.abs(actual.astype(np.float64) - expected)
+    allowed = atol + rtol * scale + extra  # extra: input quantization of a hybrid op
+    bad = ~(diff <= allowed)  # written so that a NaN output counts as bad
+    ties = 0
+    if activation in reference.DISCONTINUOUS:
+        # A pre-activation within rounding of the jump may land either side of it in float32.
+        tie = np.abs(pre) <= allowed
+        ties = int(np.count_nonzero(bad & tie))
+        bad &= ~tie
+        diff = np.where(tie, 0.0, diff)
+    rel = diff / np.maximum(np.abs(expected), atol or np.finfo(np.float32).tiny)
+    return Comparison(not bad.any(), _finite_max(diff), _finite_max(rel), ties)
