@@ -5,6 +5,7 @@ models crash or run long in LiteRT itself."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import tflrnn
 from support import assert_clean_error
 from tflrnn import runtime
+from tflrnn.isolation import seconds_setting, size_setting
 from tflrnn.reader import read
 from tflrnn.writer import write
 
@@ -278,12 +280,12 @@ def test_limits_can_be_switched_off_and_sizes_read(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("TFLRNN_VERIFY_TIMEOUT", "0")
     monkeypatch.setenv("TFLRNN_VERIFY_MEMORY", "none")
     assert cli("verify", model).code == 0
-    assert runtime._memory_setting("512M") == 512 << 20
-    assert runtime._memory_setting("1.5GiB") == 3 << 29
-    assert runtime._memory_setting(0) == float("inf")
-    assert runtime._timeout_setting(0) == float("inf")
+    assert size_setting("TFLRNN_VERIFY_MEMORY", "512M") == 512 << 20
+    assert size_setting("TFLRNN_VERIFY_MEMORY", "1.5GiB") == 3 << 29
+    assert size_setting("TFLRNN_VERIFY_MEMORY", 0) == float("inf")
+    assert seconds_setting("TFLRNN_VERIFY_TIMEOUT", 0) == float("inf")
     monkeypatch.setenv("TFLRNN_VERIFY_TIMEOUT", "2.5s")
-    assert runtime._timeout_setting(None) == 2.5
+    assert seconds_setting("TFLRNN_VERIFY_TIMEOUT", None) == 2.5
 
 
 def test_tensorflow_s_interpreter_is_isolated_too(tmp_path, hostile):
@@ -296,3 +298,71 @@ def test_tensorflow_s_interpreter_is_isolated_too(tmp_path, hostile):
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert len(failed) == 2 and all("crashed (SIGSEGV" in line for line in failed), failed
     assert any("TensorFlow Lite (tf.lite) interpreter" in line for line in failed)
+
+
+# The fork a native parser runs in (isolation.call_in_fork): each case in a fresh Python, not forked from pytest's
+# threaded process.
+
+FORK_PROGRAM = """
+import json, os, sys, time
+import numpy as np
+from tflrnn.errors import WeightsError
+from tflrnn.isolation import ChildFailed, ChildRaised, call_in_fork
+
+def work(kind):
+    if kind == "arrays":
+        return {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [1, "x", np.zeros(0, np.int8)]}
+    if kind == "user":
+        raise WeightsError("a message for the user")
+    if kind == "bug":
+        raise KeyError("k")
+    if kind == "crash":
+        os.kill(os.getpid(), 11)
+    if kind == "memory":
+        return np.ones(1 << 30, np.uint8).sum()  # 1 GiB, over a cap of 64 MiB
+    if kind == "sleep":
+        print(os.getpid(), flush=True)
+        time.sleep(60)
+
+kind, seconds = sys.argv[1], float(sys.argv[2])
+try:
+    value = call_in_fork(work, kind, seconds=seconds, memory=64 << 20)
+    out = {"a": value["a"].tolist(), "dtype": value["a"].dtype.str, "b": [value["b"][0], value["b"][1],
+           value["b"][2].dtype.str]}
+except ChildRaised as raised:
+    out = {"raised": [raised.kind, raised.message, raised.user_error]}
+except ChildFailed as failed:
+    out = {"failed": failed.reason}
+except TimeoutError:
+    out = {"timeout": True}
+print(json.dumps(out))
+"""
+
+
+def _fork_case(kind: str, seconds: float = 30) -> dict:
+    result = subprocess.run([sys.executable, "-c", FORK_PROGRAM, kind, str(seconds)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_forked_call_returns_arrays_as_plain_data():
+    assert _fork_case("arrays") == {"a": [[0, 1, 2], [3, 4, 5]], "dtype": "<f4", "b": [1, "x", "|i1"]}
+
+
+def test_a_forked_call_reports_what_went_wrong():
+    assert _fork_case("user") == {"raised": ["WeightsError", "a message for the user", True]}
+    assert _fork_case("bug") == {"raised": ["KeyError", "'k'", False]}
+    assert _fork_case("crash") == {"failed": "signal 11"}
+    assert _fork_case("memory")["raised"][0] == "MemoryError"  # the cap, not the machine, stopped it
+    started = time.monotonic()
+    assert _fork_case("sleep", seconds=0.5) == {"timeout": True}
+    assert time.monotonic() - started < 30
+
+
+def test_a_forked_call_dies_with_its_parent():
+    parent = subprocess.Popen([sys.executable, "-c", FORK_PROGRAM, "sleep", "60"], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()  # no clean-up runs in the parent: the kernel takes the child (PR_SET_PDEATHSIG)
+    parent.wait(timeout=30)
+    assert _gone(child), _state(child)

@@ -17,18 +17,12 @@ import numpy as np
 from . import reference
 from .cell import parse_activation
 from .errors import TflrnnError
-from .sources import ImportedCell, detect_format, import_cell, import_cells, require
-
-
-# The package that runs each source format for --against, and the extra that installs it. A TF checkpoint has no
-# model to run: its variables go through the numpy reference.
-RUNNERS = {"keras": ("keras", "tensorflow"), "onnx": ("onnxruntime", "onnx"), "safetensors": ("torch", "torch"),
-           "torch": ("torch", "torch"), "checkpoint": (None, None)}
+from .sources import FORMATS, ImportedCell, detect_format, import_cell, import_cells, require
 
 
 def missing_runner(fmt: str) -> str | None:
     """Why a source of this format cannot be run here (naming the extra to install), or None when it can."""
-    module, extra = RUNNERS.get(fmt, (None, None))
+    module, extra = FORMATS[fmt].runner if fmt in FORMATS and FORMATS[fmt].runs else (None, None)
     if module is None or importlib.util.find_spec(module) is not None:
         return None
     return f"running a {fmt} source needs {module}: pip install 'tflrnn[{extra}]'"
@@ -52,7 +46,7 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     path = Path(path)
     fmt = format or detect_format(path)
     if whole:
-        if fmt not in ("safetensors", "torch", "keras", "onnx", "checkpoint"):
+        if fmt not in RUNS:
             raise TflrnnError(f"--against a stack or bidirectional model reads a PyTorch nn.RNN, a Keras model, "
                               f"ONNX RNN nodes or a TF checkpoint's stack; {path} is {fmt}")
         cells, kind = import_cells(path, format=fmt)
@@ -61,19 +55,10 @@ def run_source(path, inputs: list[np.ndarray], *, activation: str, time_major: b
     _same_cells(path, [c.weights for c in cells], shapes)
     cell = cells[0]
     batch_major = [np.swapaxes(x, 0, 1) if time_major else x for x in inputs]
-    if fmt == "keras":
-        outputs, what, framework = _keras(path, cells, kind, batch_major, activation, final)
-    elif fmt == "onnx":
-        outputs, what, framework = _onnx(path, batch_major, whole)
-    elif fmt in ("safetensors", "torch"):
-        outputs, what, framework = _torch(path, fmt, cell, batch_major, activation, whole)
-    elif fmt == "checkpoint":
-        outputs, what, framework = _numpy(cells, batch_major, activation)
-        scopes = ", ".join(c.layer for c in cells if c.layer)
-        what = f"the numpy reference on the checkpoint's variables{f' under {scopes}' if scopes else ''}"
-    else:
+    if fmt not in RUNS:
         raise TflrnnError(f"--against needs a model in its framework (Keras, ONNX, PyTorch or a checkpoint); {path} "
                           f"is {fmt}: use --weights to compare the weights themselves")
+    outputs, what, framework = RUNS[fmt](Run(path, fmt, cells, kind, batch_major, activation, whole, final))
     outputs = [np.swapaxes(y, 0, 1) if time_major and y.ndim == 3 else y for y in outputs]
     return SourceRun(outputs, what, framework, cell)
 
@@ -278,3 +263,38 @@ def _numpy(cells: list[ImportedCell], inputs, activation: str):
             y, states[k] = reference.run(y, cell.weights, parse_activation(activation), initial_state=states[k])
         outputs.append(y)
     return outputs, "numpy reference", f"numpy {np.__version__}"
+
+
+@dataclass
+class Run:
+    """One --against run: the source, its cells as tflrnn read them, and the inputs (batch-major)."""
+
+    path: Path
+    fmt: str
+    cells: list[ImportedCell]
+    kind: str
+    inputs: list[np.ndarray]
+    activation: str
+    whole: bool
+    final: bool
+
+
+def _checkpoint(run: Run):
+    outputs, _, framework = _numpy(run.cells, run.inputs, run.activation)
+    scopes = ", ".join(c.layer for c in run.cells if c.layer)
+    return outputs, f"the numpy reference on the checkpoint's variables{f' under {scopes}' if scopes else ''}", \
+        framework
+
+
+def _state_dict(run: Run):
+    return _torch(run.path, run.fmt, run.cells[0], run.inputs, run.activation, run.whole)
+
+
+# What runs each source format that has a model to run (sources.FORMATS says which do, and what they need).
+RUNS = {
+    "keras": lambda run: _keras(run.path, run.cells, run.kind, run.inputs, run.activation, run.final),
+    "onnx": lambda run: _onnx(run.path, run.inputs, run.whole),
+    "safetensors": _state_dict,
+    "torch": _state_dict,
+    "checkpoint": _checkpoint,
+}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError, ModelFormatError
-from .files import native_stderr_silenced, read_bytes
+from .files import model_bytes, native_stderr_silenced
 
 
 def bench(model, *, vs=None, runs: int = 100, warmup: int = 10, threads: int = 1, seed: int = 0) -> dict:
@@ -51,10 +50,7 @@ def bench(model, *, vs=None, runs: int = 100, warmup: int = 10, threads: int = 1
 
 class _Subject:
     def __init__(self, model, threads: int, seed: int):
-        if isinstance(model, (bytes, bytearray)):
-            self.label, data = "<bytes>", bytes(model)
-        else:
-            self.label, data = str(Path(model)), read_bytes(model, "model file")
+        data, self.label = model_bytes(model)
         from ai_edge_litert.interpreter import Interpreter
 
         from .reader import read

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import tflite as fb
 
 from .builder import sha256
 from .errors import ModelFormatError
-from .files import read_bytes
+from .files import model_bytes
 from .model import Activation, Model, Operator, op_name
 from .reader import read
 
@@ -63,10 +62,7 @@ class Inspection:
 
 def inspect(model) -> Inspection:
     """Describe a model given as a path or as bytes. Raises TflrnnError when it is not a readable TFLite file."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        data, source = bytes(model), "<bytes>"
-    else:
-        data, source = read_bytes(model, "model file"), str(Path(model))
+    data, source = model_bytes(model)
     return Inspection(read(data), source, len(data), sha256(data))
 
 
@@ -120,7 +116,7 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     from .files import write_atomic
     from .lowering.fused import dense_arrays, dense_layers, find_network
 
-    data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model, "model file")
+    data, _ = model_bytes(model)
     description = read(data)
     network = find_network(description)
     layers = network.directions

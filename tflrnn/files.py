@@ -10,6 +10,13 @@ from pathlib import Path
 from .errors import TflrnnError
 
 
+def model_bytes(model) -> tuple[bytes, str]:
+    """A model given as bytes or as a path: its bytes, and how to name it in a report ("<bytes>", or the path)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), "<bytes>"
+    return read_bytes(model, "model file"), str(Path(model))
+
+
 def read_bytes(path, what: str = "file") -> bytes:
     path = Path(path)
     try:

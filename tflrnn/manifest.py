@@ -76,7 +76,8 @@ def load_manifest(path) -> list[Entry]:
 
 def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
-    from .against import RUNNERS, missing_runner
+    from .against import missing_runner
+    from .sources import FORMATS
     from .builder import describe_model
     from .config import BuildOptions, resolve_build_options
     from .verification import verify
@@ -93,7 +94,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
             several = isinstance(plan.options["cell"], list) or plan.options.get("bidirectional")
             hybrid_stack = several and plan.options.get("quantize") == "int8"  # not comparable: see verify
             wanted = s.get("against")  # true, false, or unset: compare when the source's framework is installed
-            if (plan.source is not None and plan.source.format in RUNNERS and wanted is not False
+            if (plan.source is not None and FORMATS[plan.source.format].runs and wanted is not False
                     and not hybrid_stack):
                 skipped = missing_runner(plan.source.format) if wanted is None else None
                 against = None if skipped else s["weights"]

@@ -16,7 +16,8 @@ Limits, per model (keyword arguments of `load`, else the environment, else the d
                            the model's bytes included: "512M", "2G", a number of bytes; 0 or "none": no cap.
                            Default: the model's size plus 1 GiB. (Linux: RLIMIT_DATA. Elsewhere not enforced.)
 The child's stderr (native logs) is kept from the terminal: its last line is quoted when the child dies, and
-TFLRNN_DEBUG=1 (or `--debug`) lets it through.
+TFLRNN_DEBUG=1 (or `--debug`) lets it through. The frames, the memory cap, the limits' parsing and the child's
+dying with this process are isolation.py's, shared with the native parsers' forked children.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import warnings
 import numpy as np
 
 from .errors import TflrnnError
+from .isolation import MAX_HEADER, cap_memory, die_with_parent, frame, parse_header, seconds_setting, size_setting, \
+    size_text, unpack_arrays
 
 RUNTIMES = ("litert", "tensorflow")
 LABELS = {"litert": "LiteRT", "tensorflow": "TensorFlow Lite (tf.lite)"}
 
+TIMEOUT_SETTING, MEMORY_SETTING = "TFLRNN_VERIFY_TIMEOUT", "TFLRNN_VERIFY_MEMORY"
 DEFAULT_TIMEOUT = 30.0  # seconds per call, before the allowance for the call's work
 DEFAULT_MEMORY_HEADROOM = 1 << 30  # bytes beyond the model's own
 STARTUP_TIMEOUT = 120.0  # to import the runtime in the child (TensorFlow takes seconds), not the model's fault
@@ -41,7 +45,6 @@ STARTUP_TIMEOUT = 120.0  # to import the runtime in the child (TensorFlow takes 
 WORK_BYTES_PER_SECOND = 5e8
 LOAD_BYTES_PER_SECOND = 5e7
 _STDERR_TAIL = 8192
-_MAX_HEADER = 1 << 20
 
 
 class IsolationError(RuntimeError):
@@ -114,7 +117,8 @@ def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]
     if not isolate:
         return _in_process(runtime, bytes(model), int(input_index), [int(i) for i in output_indices])
     return IsolatedInterpreter(runtime, bytes(model), int(input_index), [int(i) for i in output_indices],
-                               timeout=_timeout_setting(timeout), memory=_memory_setting(memory))
+                               timeout=seconds_setting(TIMEOUT_SETTING, timeout),  # None: the default
+                               memory=size_setting(MEMORY_SETTING, memory))
 
 
 def _in_process(runtime: str, model: bytes, input_index: int, output_indices: list[int]) -> InterpreterModel:
@@ -147,65 +151,6 @@ def _open(runtime: str):
             )
 
     return version, make
-
-
-# ---- settings ----------------------------------------------------------------------------------------------------
-
-_OFF = ("0", "none", "off", "inf", "unlimited")
-
-
-def _timeout_setting(value) -> float | None:
-    """Seconds per call; None = the default (base plus work allowance); math.inf = no limit."""
-    name = "TFLRNN_VERIFY_TIMEOUT"
-    if value is None:
-        text = os.environ.get(name, "").strip().lower()
-        if not text:
-            return None
-        if text in _OFF:
-            return float("inf")
-        try:
-            value = float(text.removesuffix("s"))
-        except ValueError:
-            raise TflrnnError(f"{name} must be a number of seconds (or 0 for no limit), got {text!r}") from None
-        if not value >= 0 or value != value:
-            raise TflrnnError(f"{name} must be a number of seconds (or 0 for no limit), got {text!r}")
-    value = float(value)
-    if not value >= 0:
-        raise TflrnnError(f"the time limit must be a non-negative number of seconds, got {value}")
-    return float("inf") if value == 0 else value
-
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def _memory_setting(value) -> int | float | None:
-    """Bytes beyond the runtime's footprint; None = the default (model size + 1 GiB); math.inf = no cap."""
-    name = "TFLRNN_VERIFY_MEMORY"
-    if value is None:
-        value = os.environ.get(name, "").strip()
-        if not value:
-            return None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _OFF:
-            return float("inf")
-        number, unit = text.rstrip("ib"), ""
-        if number and number[-1] in _UNITS:
-            number, unit = number[:-1], number[-1]
-        try:
-            value = float(number) * _UNITS[unit]
-        except ValueError:
-            raise TflrnnError(f"{name} must be a size such as 512M or 2G (or 0 for no cap), got {value!r}") from None
-    if not value >= 0:
-        raise TflrnnError(f"the memory cap must be a non-negative number of bytes, got {value}")
-    return float("inf") if value == 0 or value == float("inf") else int(value)
-
-
-def _size(n: float) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} bytes"
 
 
 def _debug() -> bool:
@@ -327,7 +272,6 @@ class IsolatedInterpreter:
         return DEFAULT_TIMEOUT + allowance
 
     def _exchange(self, header: dict | None, payload, doing: str, limit: float):
-        import json
         import selectors
         import struct
         import time
@@ -339,8 +283,7 @@ class IsolatedInterpreter:
         self._stderr_tail.clear()  # a failure quotes what the child wrote while handling this request only
         pending = []
         if header is not None:
-            encoded = json.dumps(header).encode()
-            parts = [struct.pack("<I", len(encoded)), encoded, *(memoryview(p).cast("B") for p in payload)]
+            parts = frame(header, [np.frombuffer(p, np.uint8) if isinstance(p, bytes) else p for p in payload])
             total = sum(len(p) for p in parts)
             # A small frame goes in one write (one wake-up of the child); a model is written from its own memory.
             pending = [memoryview(b"".join(parts))] if total <= 1 << 20 else [memoryview(p) for p in parts if len(p)]
@@ -355,16 +298,14 @@ class IsolatedInterpreter:
                 # A whole reply read? (header, then its payload)
                 if reply is None and len(buffer) >= 4:
                     (size,) = struct.unpack_from("<I", buffer)
-                    if size > _MAX_HEADER:
+                    if size > MAX_HEADER:
                         raise self._broken("sent a malformed reply")
                     if len(buffer) >= 4 + size:
                         try:
-                            reply = json.loads(bytes(buffer[4:4 + size]))
+                            reply = parse_header(buffer[4:4 + size])
                             need = int(reply.get("nbytes", 0))
                         except (ValueError, TypeError, AttributeError):
                             raise self._broken("sent a malformed reply") from None
-                        if need < 0:
-                            raise self._broken("sent a malformed reply")
                         del buffer[:4 + size]
                         body = bytearray(need)
                         take = min(need, len(buffer))
@@ -442,23 +383,11 @@ class IsolatedInterpreter:
         return pending
 
     def _arrays(self, reply: dict, body: bytearray) -> list[np.ndarray]:
-        arrays, offset = [], 0
         try:
-            for dtype, shape in reply.get("arrays", []):
-                dtype = np.dtype(dtype)
-                shape = tuple(int(n) for n in shape)
-                if dtype.kind not in "biuf" or dtype.hasobject or any(n < 0 for n in shape):
-                    raise ValueError(dtype)
-                count = int(np.prod(shape, dtype=np.int64))
-                arrays.append(np.frombuffer(body, dtype, count, offset).reshape(shape))
-                offset += count * dtype.itemsize
-        except (ValueError, TypeError):
+            return unpack_arrays(reply, body)
+        except ValueError:
             self.close()
             raise self._broken("sent a malformed reply") from None
-        if offset != len(body):
-            self.close()
-            raise self._broken("sent a malformed reply")
-        return arrays
 
     def _error(self, reply: dict, doing: str) -> BaseException:
         kind, message = str(reply.get("error")), str(reply.get("message", ""))
@@ -466,7 +395,7 @@ class IsolatedInterpreter:
             self.close()
             text = f"the {self.label} interpreter ran out of memory {self._while(doing)}"
             if self._memory_cap != float("inf"):
-                text += (f": over its cap of {_size(self._memory_cap)} beyond its start-up footprint "
+                text += (f": over its cap of {size_text(self._memory_cap)} beyond its start-up footprint "
                          f"(TFLRNN_VERIFY_MEMORY)")
             return InterpreterOutOfMemory(text)
         if kind == "RuntimeError" and not message.strip():
@@ -475,7 +404,7 @@ class IsolatedInterpreter:
                 self.close()
                 return InterpreterOutOfMemory(
                     f"the {self.label} interpreter failed {self._while(doing)} without a message, as it does when "
-                    f"memory cannot be allocated: probably over its cap of {_size(self._memory_cap)} beyond its "
+                    f"memory cannot be allocated: probably over its cap of {size_text(self._memory_cap)} beyond its "
                     f"start-up footprint (TFLRNN_VERIFY_MEMORY)"
                 )
             message = f"failed {self._while(doing)} without a message"
@@ -594,23 +523,20 @@ def _stop(proc, owner: int) -> None:
 def _serve() -> None:
     """The child: `python -c ... RUNTIME PARENT_PID PATH...`. Speaks the protocol on the original stdin/stdout;
     everything else written to fd 1 or 2 (native logs included) goes to stderr, which the parent keeps."""
-    import json
     import signal
     import struct
 
     runtime, parent = sys.argv[1], int(sys.argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
-    _die_with_parent(parent)
+    die_with_parent(parent)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     inp = sys.stdin.buffer
 
     def send(header: dict, arrays=()) -> None:
-        header["nbytes"] = sum(a.nbytes for a in arrays)
-        encoded = json.dumps(header).encode()
-        parts = [struct.pack("<I", len(encoded)), encoded, *(memoryview(a).cast("B") for a in arrays)]
-        if header["nbytes"] <= 1 << 20:
+        parts = frame(header, arrays)
+        if sum(len(p) for p in parts) <= 1 << 20:
             parts = [b"".join(parts)]  # one write, one wake-up of the parent
         for part in parts:
             out.write(part)
@@ -621,7 +547,7 @@ def _serve() -> None:
         if len(head) < 4:
             os._exit(0)  # the parent closed the pipe: done
         (size,) = struct.unpack("<I", head)
-        header = json.loads(inp.read(size))
+        header = parse_header(inp.read(size))
         return header, header.get("nbytes", 0)
 
     try:
@@ -646,13 +572,13 @@ def _serve() -> None:
 
         try:
             if op == "load":
-                _cap_memory(header.get("memory"))
+                cap_memory(header.get("memory"))
                 model = payload()
                 interpreter = InterpreterModel(runtime, version, make(model), header["input"], header["outputs"])
                 send({})
             elif op == "run":
                 ys = interpreter.run(np.frombuffer(payload(), np.float32).reshape(header["shape"]))
-                send({"arrays": [[y.dtype.str, list(y.shape)] for y in ys]}, ys)
+                send({}, ys)
             elif op == "resize":
                 interpreter.resize(header["shape"])
                 send({})
@@ -665,36 +591,3 @@ def _serve() -> None:
             send({"error": type(exc).__name__, "message": str(exc)})
             if not read[0]:  # the request's payload is still in the pipe: out of step, so stop
                 os._exit(0)
-
-
-def _cap_memory(memory: int | None) -> None:
-    """RLIMIT_DATA at what this process already holds (Python, numpy, the runtime) plus `memory`."""
-    if memory is None:
-        return
-    try:
-        import resource
-
-        with open("/proc/self/status") as f:
-            held = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
-    except (ImportError, OSError, StopIteration, ValueError):
-        return  # not Linux: no cap
-    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    limit = held + memory
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this process when the parent dies, however it dies (SIGKILL included)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before prctl
-        os._exit(0)

@@ -20,12 +20,12 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..cell import CellWeights
 from ..errors import TflrnnError, WeightsError
 from ..files import native_stderr_silenced
 
-FORMATS = ("npz", "keras", "checkpoint", "safetensors", "torch", "onnx")
 _ZIP, _HDF5 = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
 
 
@@ -186,30 +186,10 @@ def reading(path: Path, fmt: str):
 
 
 def _import_model(path: Path, fmt: str, name, layer, layer_index) -> tuple[list[ImportedCell], str, dict]:
-    if fmt == "keras" and layer is None and path.is_file():
-        from .keras_files import read_keras_model
-
-        return read_keras_model(path)
-    if fmt == "onnx" and path.is_file():
-        from .onnx_graph import read_onnx_network
-
-        cells, flags = read_onnx_network(path)
-        if len(flags) == 1:
-            return cells, "bidirectional" if flags[0] else "cell", {}
-        return cells, "network" if any(flags) else "stack", {"bidirectional": flags}
-    if fmt in ("safetensors", "torch") and layer_index is None and path.is_file():
-        from .pytorch import cells_from_state_dict
-
-        cells = cells_from_state_dict(_state_dict(path, fmt), None, fmt, path)
-        reverse = cells[-1].layer.endswith("_reverse")
-        if len(cells) == 1 or reverse and len(cells) == 2:
-            return cells, "bidirectional" if reverse else "cell", {}
-        return cells, "network" if reverse else "stack", {"bidirectional": [reverse] * (len(cells) // (1 + reverse))}
-    if fmt == "checkpoint" and name is None:
-        from .checkpoint import read_checkpoint_cells
-
-        cells = read_checkpoint_cells(path)
-        return cells, "stack" if len(cells) > 1 else "cell", {}
+    whole = FORMATS[fmt].network if fmt in FORMATS else None
+    found = whole(path, name, layer, layer_index) if whole is not None else None
+    if found is not None:
+        return found
     return [import_cell(path, format=fmt, name=name, layer=layer, layer_index=layer_index)], "cell", {}
 
 
@@ -234,24 +214,109 @@ def import_cell(path, *, format: str | None = None, name: str | None = None, lay
 
 
 def _import_cell(path: Path, fmt: str, name, layer, layer_index) -> ImportedCell:
-    if fmt == "npz":
-        from .npz import read_npz
+    return FORMATS[fmt].cell(path, name, layer, layer_index)
 
-        cell = read_npz(path, name)
-    elif fmt == "keras":
-        from .keras_files import read_keras
 
-        cell = read_keras(path, layer)
-    elif fmt == "checkpoint":
-        from .checkpoint import read_checkpoint
+# Each format: how one cell is read, how a whole network is (None: the options pick one cell, or the format holds
+# one), and what runs the source model for `verify --against` (the package and the extra that brings it; None: no
+# model to run). Readers import their modules when called, so only the format at hand is loaded.
 
-        cell = read_checkpoint(path, name)
-    elif fmt in ("safetensors", "torch"):
+
+def _npz_cell(path, name, layer, layer_index):
+    from .npz import read_npz
+
+    return read_npz(path, name)
+
+
+def _keras_cell(path, name, layer, layer_index):
+    from .keras_files import read_keras
+
+    return read_keras(path, layer)
+
+
+def _keras_network(path, name, layer, layer_index):
+    if layer is not None or not path.is_file():
+        return None
+    from .keras_files import read_keras_model
+
+    return read_keras_model(path)
+
+
+def _checkpoint_cell(path, name, layer, layer_index):
+    from .checkpoint import read_checkpoint
+
+    return read_checkpoint(path, name)
+
+
+def _checkpoint_network(path, name, layer, layer_index):
+    if name is not None:
+        return None
+    from .checkpoint import read_checkpoint_cells
+
+    cells = read_checkpoint_cells(path)
+    return cells, "stack" if len(cells) > 1 else "cell", {}
+
+
+def _state_dict_cell(fmt: str):
+    def cell(path, name, layer, layer_index):
         from .pytorch import cell_from_state_dict
 
-        cell = cell_from_state_dict(_state_dict(path, fmt), layer_index, fmt, path)
-    else:
-        from .onnx_graph import read_onnx
+        return cell_from_state_dict(_state_dict(path, fmt), layer_index, fmt, path)
 
-        cell = read_onnx(path)
     return cell
+
+
+def _state_dict_network(fmt: str):
+    def network(path, name, layer, layer_index):
+        if layer_index is not None or not path.is_file():
+            return None
+        from .pytorch import cells_from_state_dict
+
+        cells = cells_from_state_dict(_state_dict(path, fmt), None, fmt, path)
+        reverse = cells[-1].layer.endswith("_reverse")
+        if len(cells) == 1 or reverse and len(cells) == 2:
+            return cells, "bidirectional" if reverse else "cell", {}
+        return cells, "network" if reverse else "stack", {"bidirectional": [reverse] * (len(cells) // (1 + reverse))}
+
+    return network
+
+
+def _onnx_cell(path, name, layer, layer_index):
+    from .onnx_graph import read_onnx
+
+    return read_onnx(path)
+
+
+def _onnx_network(path, name, layer, layer_index):
+    if not path.is_file():
+        return None
+    from .onnx_graph import read_onnx_network
+
+    cells, flags = read_onnx_network(path)
+    if len(flags) == 1:
+        return cells, "bidirectional" if flags[0] else "cell", {}
+    return cells, "network" if any(flags) else "stack", {"bidirectional": flags}
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    name: str
+    cell: Callable  # (path, name, layer, layer_index) -> ImportedCell
+    network: Callable | None  # (path, name, layer, layer_index) -> (cells, kind, implied), or None for one cell
+    runner: tuple[str | None, str | None] | None  # (package, extra) that runs it for --against; None: nothing to run
+
+    @property
+    def runs(self) -> bool:
+        """`verify --against` can run it (and so compare a whole stack, bidirectional model or classifier)."""
+        return self.runner is not None
+
+
+FORMATS = {f.name: f for f in (
+    SourceFormat("npz", _npz_cell, None, None),
+    SourceFormat("keras", _keras_cell, _keras_network, ("keras", "tensorflow")),
+    SourceFormat("checkpoint", _checkpoint_cell, _checkpoint_network, (None, None)),  # the numpy reference runs it
+    SourceFormat("safetensors", _state_dict_cell("safetensors"), _state_dict_network("safetensors"),
+                 ("torch", "torch")),
+    SourceFormat("torch", _state_dict_cell("torch"), _state_dict_network("torch"), ("torch", "torch")),
+    SourceFormat("onnx", _onnx_cell, _onnx_network, ("onnxruntime", "onnx")),
+)}

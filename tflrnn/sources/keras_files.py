@@ -24,15 +24,36 @@ _DENSE = "dense:"  # key prefix of a Dense layer's arrays among the cells' array
 _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
 
 
+# Reading a Keras file: 10 s (TFLRNN_READ_TIMEOUT), plus the time to read it at this rate; memory: what the child
+# held at the fork, plus this and 4x the file.
+READ_SECONDS = 10.0
+READ_BYTES_PER_SECOND = 20e6
+MEMORY_HEADROOM = 2 << 30
+
+
 def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
     """The model config (None for a weights-only file) and every SimpleRNN cell's arrays, by layer name; a
     Bidirectional layer's two cells are keyed <name>/forward and <name>/backward (and each Dense layer's arrays
     under "dense:<name>"). Parsed in a child process with a time limit: the HDF5 library can hang on a corrupt
     file, beyond the reach of any Python signal handler."""
-    from ..sandbox import run_parser
+    from ..isolation import ChildFailed, ChildRaised, call_in_fork, seconds_setting
 
     require("h5py", "keras")
-    return tuple(run_parser(_parse, path, what="Keras file"))
+    size = path.stat().st_size
+    base = seconds_setting("TFLRNN_READ_TIMEOUT", off_allowed=False, error=WeightsError) or READ_SECONDS
+    limit = base + size / READ_BYTES_PER_SECOND
+    what = "Keras file"
+    try:
+        return tuple(call_in_fork(_parse, path, seconds=limit, memory=MEMORY_HEADROOM + 4 * size))
+    except TimeoutError:
+        raise WeightsError(f"reading {what} {path} did not finish within {limit:.0f} s: the file is malformed "
+                           "(its parser hangs on it)") from None
+    except ChildFailed as failed:
+        raise WeightsError(f"cannot read {what} {path}: its parser died ({failed.reason}); the file is malformed or "
+                           "too large") from None
+    except ChildRaised as raised:
+        raise WeightsError(raised.message if raised.user_error else
+                           f"cannot read {what} {path}: {raised.kind} {raised.message}".rstrip()) from None
 
 
 def _parse(path: Path) -> tuple[dict | None, dict[str, list]]:

@@ -24,11 +24,11 @@ from ..reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
 from ..builder import sha256
 from ..cell import CellWeights
 from ..errors import ConfigError
-from ..files import read_bytes
+from ..files import model_bytes
 from ..lowering.fused import find_network
 from ..reader import read
 from ..runtime import RUNTIMES
-from ..sources import detect_format
+from ..sources import FORMATS, detect_format
 from ..weights import load_weights
 from .report import Check, VerifyReport
 from .limits import _check_verifiable_size, _check_verifiable_time
@@ -68,10 +68,7 @@ def verify(
     runtimes = list(RUNTIMES) if runtime == "all" else [runtime]
     if any(r not in RUNTIMES for r in runtimes):
         raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        data, label = bytes(model), "<bytes>"
-    else:
-        data, label = read_bytes(model, "model file"), str(Path(model))
+    data, label = model_bytes(model)
     description = read(data)
     network = find_network(description)
     layers = network.directions  # each direction of each RNN op, in op order
@@ -82,8 +79,7 @@ def verify(
     if against is not None and whole and any(g.hybrid for g in layers):
         raise ConfigError("--against a hybrid (int8) stack, bidirectional model or classifier is not supported: its int8 "
                           "rounding compounds through the layers; verify the float model against the source")
-    whole_sources = ("safetensors", "torch", "keras", "onnx", "checkpoint")
-    if against is not None and whole and (format or detect_format(Path(against))) not in whole_sources:
+    if against is not None and whole and not _holds_a_network(format or detect_format(Path(against))):
         kind = "bidirectional" if network.bidirectional else "a classifier" if len(layers) == 1 else \
             f"a stack of {len(layers)} layers"
         raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN, a Keras model, "
@@ -95,8 +91,7 @@ def verify(
             if len(weights) != len(layers):
                 raise ConfigError(f"{len(weights)} sets of weights for a model of {len(layers)} layers")
             weights = list(weights)
-        elif len(layers) > 1 and (format or detect_format(Path(weights))) in ("safetensors", "torch", "keras", "onnx",
-                                                                               "checkpoint"):
+        elif len(layers) > 1 and _holds_a_network(format or detect_format(Path(weights))):
             # A whole PyTorch nn.RNN or Keras model: its cells in order, matched to the model's layers by position.
             from ..sources import import_cells
 
@@ -147,6 +142,11 @@ def verify(
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
+
+
+def _holds_a_network(fmt: str) -> bool:
+    """A source format that holds a whole network (a stack, both directions, a classifier) and a model to run."""
+    return fmt in FORMATS and FORMATS[fmt].runs
 
 
 def _why_not_runnable(checks: list[Check]) -> str | None:
