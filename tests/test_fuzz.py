@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import fuzz  # noqa: E402
+import fuzzing as fuzz  # scripts/fuzzing, on pytest's pythonpath
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
+HARNESS = Path(fuzz.__file__).resolve().parent.parent / "fuzz.py"
 QUICK_CASES = 300
 QUICK_SEED = 0
 CORPUS_TIMEOUT = 5.0  # seconds: tflrnn handles each of these inputs in well under one once it is right
@@ -53,7 +53,7 @@ def _harness_run(tmp_path, *args, env=None) -> dict:
     runs in: here, a fresh single-threaded one, not pytest's, which by now holds the native threads of TensorFlow,
     onnxruntime and torch (a fork taken while one of them holds a lock can hang the child)."""
     summary = tmp_path / "summary.json"
-    subprocess.run([sys.executable, str(fuzz.__file__), *map(str, args), "--workdir", tmp_path / "work",
+    subprocess.run([sys.executable, str(HARNESS), *map(str, args), "--workdir", tmp_path / "work",
                     "--json", summary], capture_output=True, text=True, timeout=600,
                    env={**os.environ, **(env or {})})
     return json.loads(summary.read_text())
@@ -119,7 +119,7 @@ def test_judge_flags_each_violation(tmp_path):
 def test_forked_case_is_killed_at_the_time_limit(tmp_path, monkeypatch):
     import time
 
-    monkeypatch.setattr(fuzz, "_call_cli", lambda argv: time.sleep(30) or 0)
+    monkeypatch.setattr(fuzz.run, "_call_cli", lambda argv: time.sleep(30) or 0)
     start = time.monotonic()
     result = fuzz.run_argv(["inspect", "x"], "fork", 0.5)
     assert result.code is None and time.monotonic() - start < 5

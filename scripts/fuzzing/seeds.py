@@ -1,0 +1,118 @@
+"""The seed inputs: valid models, weights files and configs that every command accepts, which cases mutate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .cases import DEFAULT_TIMEOUT, Seed
+from .formats import _weights, keras_bytes, keras_spec, npz_bytes, onnx_bytes, onnx_spec, render_json, render_toml, safetensors_bytes, safetensors_spec
+from .run import run_argv
+from .mutate_bytes import flatbuffer_positions
+
+
+def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
+    """Valid inputs for every target, written and read back here: models by `tflrnn build` itself."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    models = []
+    builds = {
+        "basic": ["--units", "4", "--input-size", "3", "--time-steps", "2"],
+        "relu-time-major": ["--units", "3", "--input-size", "2", "--time-steps", "3", "--batch-size", "2",
+                            "--activation", "relu", "--time-major"],
+        "stack-last-step": ["--units", "3", "--input-size", "2", "--time-steps", "2", "--layers", "2",
+                            "--last-step"],
+        "bidirectional": ["--units", "3", "--input-size", "2", "--time-steps", "2", "--bidirectional"],
+        "bidirectional-separate": ["--units", "2", "--input-size", "2", "--time-steps", "2", "--bidirectional",
+                                   "--merge", "none"],
+        "int8": ["--units", "4", "--input-size", "3", "--time-steps", "2", "--quantize", "int8"],
+        "int8-asymmetric": ["--units", "3", "--input-size", "3", "--quantize", "int8", "--asymmetric-inputs"],
+        "dynamic-time": ["--units", "3", "--input-size", "2", "--time-steps", "dynamic"],
+        "sign-bit": ["--units", "3", "--input-size", "2", "--activation", "sign_bit", "--name", "enc/cell.x-1"],
+    }
+    from tflrnn import reader
+
+    for name, args in builds.items():
+        out = workdir / f"{name}.tflite"
+        result = run_argv(["build", *args, "-o", str(out)], "inprocess", DEFAULT_TIMEOUT)
+        if result.code != 0:
+            raise RuntimeError(f"seed model {name}: tflrnn build failed: {result.err}")
+        data = out.read_bytes()
+        models.append(Seed(name, "model", data, ".tflite", positions=flatbuffer_positions(data),
+                           description=reader.read(data)))
+
+    weights = []
+    w, r, b = _weights()
+    w2, r2, b2 = _weights(seed=1)
+    w3, r3, b3 = _weights(units=4, input_size=4, seed=2)
+    for name, arrays, args in [
+        ("npz-tflite", {"input_weights": w, "recurrent_weights": r, "bias": b}, []),
+        ("npz-keras", {"kernel": w.T.copy(), "recurrent_kernel": r.T.copy(), "bias": b}, []),
+        ("npz-scoped", {"enc/input_weights": w, "enc/recurrent_weights": r, "enc/bias": b,
+                        "dense/kernel": w.T.copy(), "dense/bias": b}, ["--scope", "enc"]),
+        ("npz-stack", {"rnn/cell_0/input_weights": w, "rnn/cell_0/recurrent_weights": r, "rnn/cell_0/bias": b,
+                       "rnn/cell_1/input_weights": w3, "rnn/cell_1/recurrent_weights": r3, "rnn/cell_1/bias": b3},
+         ["--layers", "2", "--units", "4"]),
+        ("npz-bidirectional", {"rnn/fw/input_weights": w, "rnn/fw/recurrent_weights": r, "rnn/fw/bias": b,
+                               "rnn/bw/input_weights": w2, "rnn/bw/recurrent_weights": r2, "rnn/bw/bias": b2},
+         ["--bidirectional", "--units", "4"]),
+    ]:
+        spec = {"arrays": arrays, "compressed": name == "npz-keras"}
+        weights.append(Seed(name, "npz", npz_bytes(arrays, spec["compressed"]), ".npz", args, spec))
+
+    state1 = {"rnn.weight_ih_l0": w, "rnn.weight_hh_l0": r, "rnn.bias_ih_l0": b, "rnn.bias_hh_l0": b2}
+    state2 = {**state1, "rnn.weight_ih_l1": w3, "rnn.weight_hh_l1": r3, "rnn.bias_ih_l1": b3, "rnn.bias_hh_l1": b3}
+    state_bi = {**state1, "rnn.weight_ih_l0_reverse": w2, "rnn.weight_hh_l0_reverse": r2,
+                "rnn.bias_ih_l0_reverse": b2, "rnn.bias_hh_l0_reverse": b}
+    for name, state in (("safetensors-1", state1), ("safetensors-2layers", state2), ("safetensors-bi", state_bi)):
+        spec = safetensors_spec(state)
+        weights.append(Seed(name, "safetensors", safetensors_bytes(spec), ".safetensors", [], spec))
+
+    for name, spec in (
+        ("onnx-forward", onnx_spec(w, r, b, b2)),
+        ("onnx-bidirectional", onnx_spec(np.stack([w, w2]), np.stack([r, r2]), np.stack([b, b2]),
+                                         np.stack([b2, b]), direction="bidirectional", layout=1)),
+        ("onnx-constant-state", onnx_spec(w, r, b, b2, zero_state="ConstantOfShape", activation="Relu",
+                                          constant_node=True)),
+    ):
+        weights.append(Seed(name, "onnx", onnx_bytes(spec), ".onnx", [], spec))
+
+    for name, suffix, spec in (
+        ("keras3-model", ".keras", keras_spec("keras3", [("SimpleRNN", "rnn", [w.T, r.T, b])])),
+        ("keras3-weights", ".weights.h5", keras_spec("keras3-weights", [("SimpleRNN", "rnn", [w.T, r.T, b])])),
+        ("keras3-stack", ".keras", keras_spec("keras3", [("SimpleRNN", "rnn_a", [w.T, r.T, b]),
+                                                         ("SimpleRNN", "rnn_b", [w3.T, r3.T, b3])],
+                                              return_sequences=[True, False])),
+        ("keras3-bidirectional", ".keras", keras_spec("keras3", [("Bidirectional", "bi", [w.T, r.T, b, w2.T, r2.T,
+                                                                                         b2])])),
+        ("keras2-h5", ".h5", keras_spec("legacy", [("SimpleRNN", "rnn", [w.T, r.T, b]), ("Dense", "dense", [r, b])],
+                                        activation="relu")),
+        ("keras2-weights-h5", ".h5", keras_spec("legacy-weights", [("SimpleRNN", "rnn", [w.T, r.T])])),
+    ):
+        weights.append(Seed(name, "keras", keras_bytes(spec), suffix, [], spec))
+
+    configs = []
+    keras_config = {
+        "name": "rnn", "trainable": True,
+        "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}},
+        "return_sequences": True, "return_state": False, "go_backwards": False, "stateful": False, "unroll": False,
+        "zero_output_for_mask": False, "units": 4, "activation": "tanh", "use_bias": True,
+        "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+        "kernel_regularizer": None, "dropout": 0.0, "recurrent_dropout": 0.0,
+    }
+    for name, doc in (
+        ("tflite-cell", {"num_units": 4, "activation": "relu", "name": "rnn", "input_size": 3, "time_steps": 2}),
+        ("keras-simple-rnn", keras_config),
+        ("keras-wrapped", {"class_name": "SimpleRNN", "config": {**keras_config, "return_sequences": False}}),
+        ("keras2-batch-shape", {"units": 3, "batch_input_shape": [2, 3, 5], "activation": "linear"}),
+        ("stack", {"cells": [{"num_units": 4, "activation": "relu", "name": "enc/l0"},
+                             {"num_units": 3, "name": "enc/l1"}],
+                   "input_size": 3, "time_steps": 2, "return_sequences": False}),
+        ("bidirectional", {"num_units": 3, "bidirectional": True, "merge": "none", "time_steps": "dynamic"}),
+        ("int8", {"num_units": 3, "quantize": "int8", "asymmetric_inputs": True, "seed": 7, "time_major": True}),
+    ):
+        for suffix in (".json", ".toml"):
+            text = render_json(doc) if suffix == ".json" else render_toml(doc)
+            configs.append(Seed(f"{name}{suffix}", "config", text.encode(), suffix, [], doc))
+    return {"model": models, "weights": weights, "config": configs}
