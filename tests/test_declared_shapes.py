@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from support import random_weights, write_onnx_rnn
+from support import needs_torch, random_weights, torch, write_onnx_rnn
 
 keras = pytest.importorskip("keras", reason="needs the test extra: pip install 'tflrnn[test]'")
 onnx = pytest.importorskip("onnx", reason="needs the test extra: pip install 'tflrnn[test]'")
@@ -165,7 +165,7 @@ def test_options_config_and_manifest_override_the_declared_shape(tmp_path, cli):
 ])
 def test_onnx_graph_input(tmp_path, cli, layout, dims, expected):
     source = tmp_path / "rnn.onnx"
-    w, r, b = write_onnx_rnn(source, dims, layout)
+    w, r, b = write_onnx_rnn(source, dims, layout).arrays()
     summary = _build(cli, "--weights", source, "-o", tmp_path / "m.tflite")
     assert (summary["input_shape"], summary["time_major"]) == expected
     assert summary["sizes_from"]["time_major"] == "the ONNX graph input 'X'"
@@ -200,11 +200,11 @@ def test_sources_without_a_shape_keep_the_defaults(tmp_path, cli):
                                      "time_major": "default"}
 
 
+@needs_torch
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_torch_onnx_export_declares_its_shape(tmp_path, cli, batch_first):
     """torch.onnx.export writes the example input's dims: [T, B, I] into the RNN node, or [B, T, I] through a
     Transpose for batch_first=True. The model takes what the exported graph takes."""
-    torch = pytest.importorskip("torch", reason="needs torch (in the test extra)")
     torch.manual_seed(0)
 
     class Model(torch.nn.Module):

@@ -9,6 +9,7 @@ import pytest
 
 import tflrnn
 from tflrnn.builder import describe_model
+from tflrnn.model import BuiltinOperator as Op
 from tflrnn.writer import write
 
 
@@ -90,3 +91,22 @@ def test_keras_return_sequences_false_against_keras(tmp_path, cli):
     y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     assert y.shape == (1, 5)
     np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_one_slice_of_a_merged_bidirectional_output_is_not_a_last_step():
+    """Slicing [fw | bw] at t=-1 takes the backward half at the wrong end: verify must say so."""
+    from tflrnn.lowering.fused import last_step_slice
+    from tflrnn.model import Operator, Tensor
+
+    model = describe_model(tflrnn.RNNCell(4), input_size=2, time_steps=5, bidirectional=True)
+    graph = model.subgraphs[0]
+    begin, options = last_step_slice(time_major=False)
+    n = len(graph.tensors)
+    graph.tensors += [Tensor("b", (3,), "int32", data=np.asarray(begin, np.int32)),
+                      Tensor("e", (3,), "int32", data=np.zeros(3, np.int32)),
+                      Tensor("s", (3,), "int32", data=np.ones(3, np.int32)), Tensor("last", (1, 8))]
+    graph.operators.append(Operator(Op.STRIDED_SLICE, [graph.outputs[0], n, n + 1, n + 2], [n + 3], options=options))
+    graph.outputs = [n + 3]
+    model.signatures[0].outputs = {"output": n + 3}
+    failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
+    assert "merged bidirectional output cannot be sliced" in failed["last_step"]

@@ -244,3 +244,13 @@ def test_drift_names_both_digests(tmp_path, cli, manifest):
     rebuilt = tflrnn.build(tflrnn.RNNCell(17), input_size=8, time_steps=6)
     line = next(line for line in drifted.out.splitlines() if line.startswith("drift: seeded"))
     assert f"committed sha256 {committed[:12]}, rebuild {hashlib.sha256(rebuilt).hexdigest()[:12]}" in line
+
+
+def test_manifest_builds_multi_layer_weights(tmp_path, cli):
+    w0, w1 = random_weights(5, 3, seed=1), random_weights(5, 5, seed=2)
+    names = ("input_weights", "recurrent_weights", "bias")
+    np.savez(tmp_path / "w.npz", **{f"rnn/cell_0/{n}": a for n, a in zip(names, w0)},
+             **{f"rnn/cell_1/{n}": a for n, a in zip(names, w1)})
+    (tmp_path / "m.toml").write_text('[[models]]\nname = "stack"\nunits = 5\nlayers = 2\nweights = "w.npz"\n')
+    result = cli("build", "--manifest", tmp_path / "m.toml", "--out-dir", tmp_path / "out")
+    assert result.code == 0, result.out

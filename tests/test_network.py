@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tflrnn
-from support import assert_clean_error, random_weights
+from support import assert_clean_error, needs_torch, random_weights, torch, write_onnx_chain
 from tflrnn.builder import describe_model
 from tflrnn.network import DENSE_ACTIVATIONS, Dense
 from tflrnn.model import BuiltinOperator as Op
@@ -21,11 +21,6 @@ from tflrnn.writer import write
 keras = pytest.importorskip("keras", reason="needs the test extra: pip install 'tflrnn[test]'")
 tf = pytest.importorskip("tensorflow", reason="needs the test extra: pip install 'tflrnn[test]'")
 onnx = pytest.importorskip("onnx", reason="needs the test extra: pip install 'tflrnn[test]'")
-try:
-    import torch
-except ImportError:
-    torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (pip install torch to run this)")
 
 
 def _codes(data: bytes) -> list[int]:
@@ -247,6 +242,31 @@ def test_dense_head_refusals():
         tflrnn.build(tflrnn.RNNCell(4), head=[Dense("d", kernel, np.zeros(2, np.float32), "elu")])
 
 
+def test_malformed_dense_layers_are_reported_not_raised(tmp_path, cli):
+    head = [Dense("out", np.ones((2, 4), np.float32), np.zeros(2, np.float32), "relu")]
+    model = describe_model(tflrnn.RNNCell(4), input_size=3, time_steps=2, last_step=True, head=head)
+    model.subgraphs[0].operators[-1].options.activation = 3  # relu6, where the metadata records relu
+    failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
+    assert "dense 0: activation 'relu' but the graph has 'relu6'" in failed["metadata.tflrnn"]
+
+    model.subgraphs[0].operators[-1].inputs.pop()  # FULLY_CONNECTED without its bias
+    path = tmp_path / "two_inputs.tflite"
+    path.write_bytes(write(model))
+    result = cli("verify", path)
+    assert result.code == 1 and "dense[0]" in result.out
+    assert_clean_error(cli("weights", path, "-o", tmp_path / "w.npz"), "expected input, kernel and bias")
+
+
+def test_keras_dropout_between_recurrent_layers_is_skipped(tmp_path, cli):
+    path = tmp_path / "dropout.keras"
+    _seeded(keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5, return_sequences=True),
+                              keras.layers.Dropout(0.3), keras.layers.SimpleRNN(4), keras.layers.Dense(2)])).save(path)
+    out = tmp_path / "dropout.tflite"
+    summary = _build(cli, out, "--weights", path, "--time-steps", 4)
+    assert summary["ops"] == ["UNIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE", "FULLY_CONNECTED"]
+    _against(cli, out, path)
+
+
 # Other sources: ONNX chains, PyTorch bidirectional stacks, TF checkpoint stacks -------------------------------------
 
 
@@ -298,6 +318,65 @@ def test_tf1_checkpoint_of_a_multi_rnn_cell(tmp_path, cli):
     assert "cell_0" in report["against"]["reference"] and "cell_1" in report["against"]["reference"]
 
 
+def test_an_onnx_graph_with_a_cycle_is_not_a_chain(tmp_path, cli):
+    from onnx import helper
+
+    path = tmp_path / "cycle.onnx"
+    write_onnx_chain(path, 1)
+    model = onnx.load(str(path))
+    model.graph.node.append(helper.make_node("Identity", ["loop"], ["loop"]))
+    next(n for n in model.graph.node if n.name == "rnn1").input[0] = "loop"
+    onnx.save(model, str(path))
+    assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "x.tflite"), "not a chain")
+
+
+def test_checkpoint_cells_that_only_happen_to_chain_are_not_a_stack(tmp_path, cli):
+    graph = tf.Graph()
+    with graph.as_default():
+        for k, scope in enumerate(("encoder/rnn", "decoder/rnn")):
+            for name, value in zip(("input_weights", "recurrent_weights", "bias"), random_weights(4, 4, seed=k)):
+                tf.compat.v1.get_variable(f"{scope}/{name}", initializer=value)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(session, str(tmp_path / "model.ckpt"))
+    assert_clean_error(cli("build", "--weights", prefix, "-o", tmp_path / "x.tflite"), "several cells", "--scope")
+
+
+@pytest.mark.parametrize("directions", [1, 2])
+def test_onnx_chain_written_by_hand_against_onnxruntime(tmp_path, cli, directions):
+    path = tmp_path / "chain.onnx"
+    write_onnx_chain(path, directions)
+    out = tmp_path / "chain.tflite"
+    summary = _build(cli, out, "--weights", path, "--time-steps", 6, "--batch-size", 2)
+    assert [(layer["units"], layer["input_size"]) for layer in summary["layers"]] == (
+        [(5, 3), (4, 5)] if directions == 1 else [(5, 3), (5, 3), (4, 10), (4, 10)])
+    _verify(cli, out, "--weights", path)
+    _against(cli, out, path)
+    # A node that reads something other than the previous node's output is not a chain.
+    model = onnx.load(str(path))
+    model.graph.node[-(1 if directions == 1 else 2) - 1].input[0] = "X"
+    onnx.save(model, str(path))
+    assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "x.tflite"), "not a chain")
+
+
+def test_pytorch_bidirectional_stack_from_safetensors_without_torch(tmp_path, cli):
+    from safetensors.numpy import save_file
+
+    state = {}
+    for k in range(2):
+        for suffix in ("", "_reverse"):
+            w, r, b = random_weights(5, 3 if k == 0 else 10, seed=10 * k + len(suffix))
+            state.update({f"weight_ih_l{k}{suffix}": w, f"weight_hh_l{k}{suffix}": r,
+                          f"bias_ih_l{k}{suffix}": b, f"bias_hh_l{k}{suffix}": np.zeros_like(b)})
+    path = tmp_path / "rnn.safetensors"
+    save_file(state, str(path))
+    out = tmp_path / "rnn.tflite"
+    summary = _build(cli, out, "--weights", path, "--time-steps", 4, "--last-step")
+    assert summary["ops"] == ["BIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE"] * 2 + ["CONCATENATION"]
+    assert summary["output_shape"] == [1, 10]
+    _verify(cli, out, "--weights", path)
+
+
 # Properties -------------------------------------------------------------------------------------------------------
 
 
@@ -339,143 +418,3 @@ def test_verify_refuses_a_model_whose_reference_would_run_for_minutes(tmp_path, 
     # Per invoke, 2 * 16000 steps * 1024 units * (input + 1024) per layer: 1.7e11 for three layers, x 4 invokes.
     assert cli("build", "--units", 1024, "--input-size", 16, "--time-steps", 16000, "--layers", 3, "-o", out).code == 0
     assert_clean_error(cli("verify", out), "multiply-adds", "fewer time steps")
-
-
-def _onnx_chain(path, directions: int, units=(5, 4), input_size=3, seed=0):
-    """Two RNN nodes joined as torch.onnx.export joins nn.RNN's layers, written with onnx.helper (no torch)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    nodes, initializers, x, size = [], [], "X", input_size
-    for k, u in enumerate(units):
-        for role, shape in (("W", (directions, u, size)), ("R", (directions, u, u)), ("B", (directions, 2 * u))):
-            initializers.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.4).astype(np.float32),
-                                                        f"{role}{k}"))
-        direction = "bidirectional" if directions == 2 else "forward"
-        nodes.append(helper.make_node("RNN", [x, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}"], name=f"rnn{k}",
-                                      hidden_size=u, direction=direction))
-        if directions == 1:
-            initializers.append(numpy_helper.from_array(np.array([1], np.int64), f"axis{k}"))
-            nodes.append(helper.make_node("Squeeze", [f"Y{k}", f"axis{k}"], [f"S{k}"]))
-        else:
-            initializers.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"shape{k}"))
-            nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
-            nodes.append(helper.make_node("Reshape", [f"T{k}", f"shape{k}"], [f"S{k}"]))
-        x, size = f"S{k}", directions * u
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], initializer=initializers)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
-
-
-@pytest.mark.parametrize("directions", [1, 2])
-def test_onnx_chain_written_by_hand_against_onnxruntime(tmp_path, cli, directions):
-    path = tmp_path / "chain.onnx"
-    _onnx_chain(path, directions)
-    out = tmp_path / "chain.tflite"
-    summary = _build(cli, out, "--weights", path, "--time-steps", 6, "--batch-size", 2)
-    assert [(layer["units"], layer["input_size"]) for layer in summary["layers"]] == (
-        [(5, 3), (4, 5)] if directions == 1 else [(5, 3), (5, 3), (4, 10), (4, 10)])
-    _verify(cli, out, "--weights", path)
-    _against(cli, out, path)
-    # A node that reads something other than the previous node's output is not a chain.
-    model = onnx.load(str(path))
-    model.graph.node[-(1 if directions == 1 else 2) - 1].input[0] = "X"
-    onnx.save(model, str(path))
-    assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "x.tflite"), "not a chain")
-
-
-def test_pytorch_bidirectional_stack_from_safetensors_without_torch(tmp_path, cli):
-    from safetensors.numpy import save_file
-
-    state = {}
-    for k in range(2):
-        for suffix in ("", "_reverse"):
-            w, r, b = random_weights(5, 3 if k == 0 else 10, seed=10 * k + len(suffix))
-            state.update({f"weight_ih_l{k}{suffix}": w, f"weight_hh_l{k}{suffix}": r,
-                          f"bias_ih_l{k}{suffix}": b, f"bias_hh_l{k}{suffix}": np.zeros_like(b)})
-    path = tmp_path / "rnn.safetensors"
-    save_file(state, str(path))
-    out = tmp_path / "rnn.tflite"
-    summary = _build(cli, out, "--weights", path, "--time-steps", 4, "--last-step")
-    assert summary["ops"] == ["BIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE"] * 2 + ["CONCATENATION"]
-    assert summary["output_shape"] == [1, 10]
-    _verify(cli, out, "--weights", path)
-
-
-# Found in review ----------------------------------------------------------------------------------------------------
-
-
-def test_one_slice_of_a_merged_bidirectional_output_is_not_a_last_step():
-    """Slicing [fw | bw] at t=-1 takes the backward half at the wrong end: verify must say so."""
-    from tflrnn.lowering.fused import last_step_slice
-    from tflrnn.model import Operator, Tensor
-
-    model = describe_model(tflrnn.RNNCell(4), input_size=2, time_steps=5, bidirectional=True)
-    graph = model.subgraphs[0]
-    begin, options = last_step_slice(time_major=False)
-    n = len(graph.tensors)
-    graph.tensors += [Tensor("b", (3,), "int32", data=np.asarray(begin, np.int32)),
-                      Tensor("e", (3,), "int32", data=np.zeros(3, np.int32)),
-                      Tensor("s", (3,), "int32", data=np.ones(3, np.int32)), Tensor("last", (1, 8))]
-    graph.operators.append(Operator(Op.STRIDED_SLICE, [graph.outputs[0], n, n + 1, n + 2], [n + 3], options=options))
-    graph.outputs = [n + 3]
-    model.signatures[0].outputs = {"output": n + 3}
-    failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
-    assert "merged bidirectional output cannot be sliced" in failed["last_step"]
-
-
-def test_malformed_dense_layers_are_reported_not_raised(tmp_path, cli):
-    head = [Dense("out", np.ones((2, 4), np.float32), np.zeros(2, np.float32), "relu")]
-    model = describe_model(tflrnn.RNNCell(4), input_size=3, time_steps=2, last_step=True, head=head)
-    model.subgraphs[0].operators[-1].options.activation = 3  # relu6, where the metadata records relu
-    failed = {c.name: c.detail for c in tflrnn.verify(write(model)).failures}
-    assert "dense 0: activation 'relu' but the graph has 'relu6'" in failed["metadata.tflrnn"]
-
-    model.subgraphs[0].operators[-1].inputs.pop()  # FULLY_CONNECTED without its bias
-    path = tmp_path / "two_inputs.tflite"
-    path.write_bytes(write(model))
-    result = cli("verify", path)
-    assert result.code == 1 and "dense[0]" in result.out
-    assert_clean_error(cli("weights", path, "-o", tmp_path / "w.npz"), "expected input, kernel and bias")
-
-
-def test_weights_export_refuses_names_that_would_overwrite_each_other(tmp_path, cli):
-    head = [Dense("rnn", np.ones((2, 4), np.float32), np.zeros(2, np.float32))]  # rnn/bias, as the cell's
-    path = tmp_path / "clash.tflite"
-    path.write_bytes(tflrnn.build(tflrnn.RNNCell(4), input_size=3, last_step=True, head=head))
-    assert_clean_error(cli("weights", path, "-o", tmp_path / "w.npz"), "would be saved as 'rnn/bias'")
-    assert not (tmp_path / "w.npz").exists()
-
-
-def test_an_onnx_graph_with_a_cycle_is_not_a_chain(tmp_path, cli):
-    from onnx import helper
-
-    path = tmp_path / "cycle.onnx"
-    _onnx_chain(path, 1)
-    model = onnx.load(str(path))
-    model.graph.node.append(helper.make_node("Identity", ["loop"], ["loop"]))
-    next(n for n in model.graph.node if n.name == "rnn1").input[0] = "loop"
-    onnx.save(model, str(path))
-    assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "x.tflite"), "not a chain")
-
-
-def test_checkpoint_cells_that_only_happen_to_chain_are_not_a_stack(tmp_path, cli):
-    graph = tf.Graph()
-    with graph.as_default():
-        for k, scope in enumerate(("encoder/rnn", "decoder/rnn")):
-            for name, value in zip(("input_weights", "recurrent_weights", "bias"), random_weights(4, 4, seed=k)):
-                tf.compat.v1.get_variable(f"{scope}/{name}", initializer=value)
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            prefix = tf.compat.v1.train.Saver().save(session, str(tmp_path / "model.ckpt"))
-    assert_clean_error(cli("build", "--weights", prefix, "-o", tmp_path / "x.tflite"), "several cells", "--scope")
-
-
-def test_keras_dropout_between_recurrent_layers_is_skipped(tmp_path, cli):
-    path = tmp_path / "dropout.keras"
-    _seeded(keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5, return_sequences=True),
-                              keras.layers.Dropout(0.3), keras.layers.SimpleRNN(4), keras.layers.Dense(2)])).save(path)
-    out = tmp_path / "dropout.tflite"
-    summary = _build(cli, out, "--weights", path, "--time-steps", 4)
-    assert summary["ops"] == ["UNIDIRECTIONAL_SEQUENCE_RNN"] * 2 + ["STRIDED_SLICE", "FULLY_CONNECTED"]
-    _against(cli, out, path)

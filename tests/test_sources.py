@@ -11,17 +11,14 @@ import numpy as np
 import pytest
 
 import tflrnn
-from support import assert_clean_error, random_weights, run_without as _without
+from tflrnn.network import Dense
+from support import assert_clean_error, needs_torch, random_weights, run_without as _without, torch, write_onnx_rnn, \
+    write_state_dict
 
 keras = pytest.importorskip("keras", reason="needs the test extra: pip install 'tflrnn[test]'")
 tf = pytest.importorskip("tensorflow", reason="needs the test extra: pip install 'tflrnn[test]'")
 onnx = pytest.importorskip("onnx", reason="needs the test extra: pip install 'tflrnn[test]'")
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs the test extra")
-try:
-    import torch
-except ImportError:
-    torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (pip install torch to run this)")
 
 
 def _npz_build(tmp_path, cli, weights: tflrnn.CellWeights, *args) -> bytes:
@@ -239,7 +236,6 @@ def test_pt_file_without_torch_says_how_to_get_safetensors(tmp_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
-@pytest.mark.torch
 @needs_torch
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 def test_pytorch_files_against_torch(tmp_path, cli, nonlinearity):
@@ -256,7 +252,6 @@ def test_pytorch_files_against_torch(tmp_path, cli, nonlinearity):
         assert report["against"]["framework"].startswith("torch ")
 
 
-@pytest.mark.torch
 @needs_torch
 @pytest.mark.parametrize("layers, bidirectional", [(3, False), (1, True)])
 def test_pytorch_stacks_and_bidirectional_against_torch(tmp_path, cli, layers, bidirectional):
@@ -274,35 +269,9 @@ def test_pytorch_stacks_and_bidirectional_against_torch(tmp_path, cli, layers, b
 # ONNX -----------------------------------------------------------------------------------------------------------
 
 
-def _onnx_rnn(path, *, activations=("Tanh",), initial_h=None, sequence_lens=False, clip=None, direction=None):
-    from onnx import TensorProto, helper, numpy_helper
-
-    w, r, b = random_weights(4, 3, seed=5)
-    bias = np.concatenate([b, np.full(4, 0.05, np.float32)])[None]  # Wb then Rb
-    initializers = [numpy_helper.from_array(w[None], "W"), numpy_helper.from_array(r[None], "R"),
-                    numpy_helper.from_array(bias, "B")]
-    inputs = ["X", "W", "R", "B", "lens" if sequence_lens else "", ""]
-    graph_inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "B", 3])]
-    if sequence_lens:
-        graph_inputs.append(helper.make_tensor_value_info("lens", TensorProto.INT32, ["B"]))
-    if initial_h is not None:
-        initializers.append(numpy_helper.from_array(initial_h, "H0"))
-        inputs[5] = "H0"
-    attrs = {"hidden_size": 4, "activations": list(activations)}
-    if clip is not None:
-        attrs["clip"] = clip
-    if direction is not None:
-        attrs["direction"] = direction
-    node = helper.make_node("RNN", inputs, ["Y", "Y_h"], name="rnn", **attrs)
-    graph = helper.make_graph([node], "g", graph_inputs,
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=initializers)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
-    return tflrnn.CellWeights(w, r, b.astype(np.float64) + np.float32(0.05))  # Wb + Rb
-
-
 def test_onnx_rnn_node(tmp_path, cli):
     path = tmp_path / "rnn.onnx"
-    expected = _onnx_rnn(path, initial_h=np.zeros((1, 1, 4), np.float32))
+    expected = write_onnx_rnn(path, seed=5, recurrent_bias=0.05, initial_h=np.zeros((1, 1, 4), np.float32))
     out, printed = _build(cli, tmp_path, "--weights", path, "--time-steps", 5, "--batch-size", 3, "--time-major")
     assert "onnx 'rnn'" in printed and "activation tanh" in printed
     assert out.read_bytes() == _npz_build(tmp_path, cli, expected, "--time-steps", 5, "--batch-size", 3,
@@ -323,14 +292,14 @@ def test_onnx_rnn_node(tmp_path, cli):
 )
 def test_onnx_variants_refused_with_the_reason(tmp_path, cli, variant, fragment):
     path = tmp_path / "rnn.onnx"
-    _onnx_rnn(path, **variant)
+    write_onnx_rnn(path, seed=5, recurrent_bias=0.05, **variant)
     assert_clean_error(cli("build", "--weights", path, "-o", tmp_path / "m.tflite"), fragment)
     assert not (tmp_path / "m.tflite").exists()
 
 
 def test_onnx_against_without_onnxruntime_names_the_extra(tmp_path, cli):
     path = tmp_path / "rnn.onnx"
-    _onnx_rnn(path)
+    write_onnx_rnn(path, seed=5, recurrent_bias=0.05)
     out, _ = _build(cli, tmp_path, "--weights", path)
     result = _without("onnxruntime", ["verify", out, "--against", path])
     assert result.returncode == 2, result.stderr
@@ -338,7 +307,6 @@ def test_onnx_against_without_onnxruntime_names_the_extra(tmp_path, cli):
                                     "'tflrnn[onnx]' (verifying against ONNX runs it in onnxruntime)"
 
 
-@pytest.mark.torch
 @needs_torch
 def test_torch_onnx_export(tmp_path, cli):
     torch.manual_seed(1)
@@ -428,3 +396,55 @@ def test_onnx_bidirectional_rnn_against_onnxruntime(tmp_path, cli, layout):
     assert "BIDIRECTIONAL_SEQUENCE_RNN" in printed and printed.count("read ") == 2 and "relu" in printed
     report = _verify_against(cli, out, path)
     assert report["against"]["framework"].startswith("onnxruntime ")
+
+
+def test_weights_export_refuses_names_that_would_overwrite_each_other(tmp_path, cli):
+    head = [Dense("rnn", np.ones((2, 4), np.float32), np.zeros(2, np.float32))]  # rnn/bias, as the cell's
+    path = tmp_path / "clash.tflite"
+    path.write_bytes(tflrnn.build(tflrnn.RNNCell(4), input_size=3, last_step=True, head=head))
+    assert_clean_error(cli("weights", path, "-o", tmp_path / "w.npz"), "would be saved as 'rnn/bias'")
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_state_dict_layers_must_be_contiguous(tmp_path, cli):
+    write_state_dict(tmp_path / "gap.safetensors", (0, 2))
+    assert_clean_error(cli("build", "--weights", tmp_path / "gap.safetensors"), "layers [0, 2]")
+
+
+def test_against_a_source_of_other_cells_is_refused(tmp_path, cli):
+    write_state_dict(tmp_path / "one.safetensors", (0,), units=6)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(tflrnn.build(tflrnn.RNNCell(5), input_size=3))
+    assert_clean_error(cli("verify", model, "--against", tmp_path / "one.safetensors"), "not the source of this model")
+
+
+def test_hybrid_stack_against_is_refused_with_the_reason(tmp_path, cli):
+    write_state_dict(tmp_path / "two.safetensors", (0, 1))
+    out = tmp_path / "q.tflite"
+    assert cli("build", "--weights", tmp_path / "two.safetensors", "--quantize", "int8", "-o", out).code == 0
+    assert_clean_error(cli("verify", out, "--against", tmp_path / "two.safetensors"), "hybrid (int8) stack")
+
+
+@needs_torch
+def test_hybrid_against_allows_for_quantization(tmp_path, cli):
+    write_state_dict(tmp_path / "one.safetensors", (0,), units=6)
+    out = tmp_path / "q.tflite"
+    assert cli("build", "--weights", tmp_path / "one.safetensors", "--quantize", "int8", "--time-steps", 5,
+               "-o", out).code == 0
+    assert cli("verify", out, "--against", tmp_path / "one.safetensors").code == 0
+
+
+def test_keras_models_that_are_not_one_chain_are_refused(tmp_path, cli):
+    keras = pytest.importorskip("keras", reason="needs the test extra")
+    x = keras.Input((None, 3))
+    a = keras.layers.SimpleRNN(5, return_sequences=True, name="a")(x)
+    b = keras.layers.SimpleRNN(4, return_sequences=True, name="b")(x)  # parallel, not stacked
+    keras.Model(x, keras.layers.Concatenate()([a, b])).save(tmp_path / "parallel.keras")
+    assert_clean_error(cli("build", "--weights", tmp_path / "parallel.keras"), "is not one chain")
+
+    layer = keras.layers.Bidirectional(
+        keras.layers.SimpleRNN(4, return_sequences=True),
+        backward_layer=keras.layers.SimpleRNN(4, activation="relu", return_sequences=True, go_backwards=True),
+        name="bi")
+    keras.Sequential([keras.Input((None, 3)), layer]).save(tmp_path / "bw.keras")
+    assert_clean_error(cli("build", "--weights", tmp_path / "bw.keras"), "backward layer whose activation differ")

@@ -144,3 +144,9 @@ def test_property_stacks_build_and_verify(units, input_size, time_steps, batch_s
                         quantize=quantize and "int8", asymmetric_inputs=quantize == "int8-asymmetric")
     report = tflrnn.verify(data)
     assert report.passed, [(c.name, c.detail) for c in report.failures]
+
+
+def test_option_combinations_that_would_be_ignored_are_refused(tmp_path, cli):
+    config = tmp_path / "c.json"
+    config.write_text('{"cells": [{"num_units": 4}, {"num_units": 3}]}')
+    assert_clean_error(cli("build", "--config", config, "--activation", "relu"), "set --activation per cell")

@@ -287,3 +287,17 @@ def test_equal_weights_share_one_buffer_whatever_the_objects():
     shared = tflrnn.build(tflrnn.RNNCell(4), weights=tflrnn.CellWeights(w, w, b))
     copied = tflrnn.build(tflrnn.RNNCell(4), weights=tflrnn.CellWeights(w, w.copy(), b))
     assert shared == copied and tflrnn.verify(shared).passed
+
+
+def test_swapped_directions_and_mixed_layers_fail_verify():
+    model = describe_model(tflrnn.RNNCell(4), input_size=3, time_steps=2, bidirectional=True)
+    op = model.subgraphs[0].operators[0]
+    op.inputs[1:9] = op.inputs[5:9] + op.inputs[1:5]  # backward weights and state in the forward slots
+    del model.metadata["tflrnn"]
+    assert "op.directions" in {c.name for c in tflrnn.verify(write(model)).failures}
+
+    stack = describe_model([tflrnn.RNNCell(4, name="a"), tflrnn.RNNCell(4, name="b")], input_size=4, time_steps=2)
+    first, second = stack.subgraphs[0].operators
+    first.inputs[1], second.inputs[1] = second.inputs[1], first.inputs[1]  # W of each layer in the other
+    del stack.metadata["tflrnn"]
+    assert {"tensors.names[0]", "tensors.names[1]"} <= {c.name for c in tflrnn.verify(write(stack)).failures}
