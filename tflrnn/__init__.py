@@ -7,7 +7,7 @@
 
 Modules: network (what is built), lowering (network <-> model), model (the flatbuffer description), writer /
 reader (flatbuffer both ways), builder (build), metadata, cell, weights, config, reference (numpy), runtime (LiteRT),
-verification (verify), describe (inspect), cli.
+verification (verify), inspection (inspect), weights (in and out), cli.
 Nothing here imports tensorflow. Names are imported on first use, so `tflrnn build` loads only what it runs.
 """
 
@@ -27,8 +27,8 @@ _EXPORTS = {
     "verify": "verification",
     "VerifyReport": "verification",
     "Check": "verification",
-    "inspect": "describe",
-    "Inspection": "describe",
+    "inspect": "inspection",
+    "Inspection": "inspection",
     "TflrnnError": "errors",
     "ConfigError": "errors",
     "WeightsError": "errors",

@@ -263,7 +263,7 @@ def verify(ctx, model, weights, against, source_format, layer, scope, layer_inde
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect(model, as_json):
     """Show what MODEL holds: tensors, ops, options, signature, metadata. Reads the file only."""
-    from .describe import inspect as inspect_model
+    from .inspection import inspect as inspect_model
 
     info = inspect_model(model).to_dict()
     if as_json:
@@ -305,7 +305,7 @@ def inspect(model, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def weights(model, output, names, as_json):
     """Write MODEL's weights to an .npz (TfLiteRNNCell or Keras names)."""
-    from .describe import export_weights
+    from .weights import export_weights
 
     written = export_weights(model, output, keras_names=names == "keras")
     if as_json:

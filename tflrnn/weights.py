@@ -1,13 +1,67 @@
-"""Loading a cell's weights from any supported file (see `tflrnn.sources`)."""
+"""Weights in and out: a cell's weights from any supported file (see `tflrnn.sources`), and a model's weights
+written to an .npz that builds the same model again."""
 
 from __future__ import annotations
 
 from .cell import CellWeights
 from .sources import ImportedCell, import_cell
 
-__all__ = ["load_weights", "import_cell", "ImportedCell"]
+__all__ = ["load_weights", "export_weights", "import_cell", "ImportedCell"]
 
 
 def load_weights(path, name: str | None = None, **options) -> CellWeights:
     """The weights of one RNN cell in `path`; options as `import_cell` (format, layer, layer_index)."""
     return import_cell(path, name=name, **options).weights
+
+
+def export_weights(model, path, keras_names: bool = False) -> dict:
+    """Write the RNN op's weights to an .npz, atomically; returns the names and shapes written."""
+    import io
+
+    import numpy as np
+
+    from .errors import ModelFormatError
+    from .files import model_bytes, write_atomic
+    from .lowering.fused import dense_arrays, dense_layers, find_network
+    from .reader import read
+
+    data, _ = model_bytes(model)
+    description = read(data)
+    network = find_network(description)
+    layers = network.directions
+    dense = dense_layers(network)
+    arrays, digests = {}, []
+
+    def put(name: str, array) -> None:
+        # Names come from the file: two weights with one name would silently keep one array.
+        if name in arrays:
+            raise ModelFormatError(f"two weights in the model would be saved as '{name}'")
+        arrays[name] = array
+
+    for g in layers:
+        weights = g.weights()
+        # One cell: plain names. A stack, both directions or a classifier: keyed <layer name>/..., as `build`
+        # reads them.
+        prefix = f"{g.name}/" if len(layers) > 1 or dense else ""
+        for name, array in (weights.to_keras() if keras_names else weights.to_tflite()).items():
+            put(prefix + name, array)
+        digests.append(weights.sha256())
+    for op, _ in dense:  # a Dense layer: <name>/kernel [input, units] (Keras' layout) and <name>/bias
+        w, b = dense_arrays(network, op)
+        put(w.name, np.ascontiguousarray(w.data.T) if keras_names else w.data)
+        put(b.name, b.data)
+    # Names come from the file: two that end up the same in the archive (a zip member name stops at a NUL) would
+    # silently keep one array.
+    members = [name.split("\0")[0] for name in arrays]
+    repeated = sorted({name for name in members if members.count(name) > 1})
+    if repeated:
+        raise ModelFormatError(f"the model's tensor names give two weights the same name in the .npz: "
+                               f"{', '.join(repr(n) for n in repeated[:3])}")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
+    return {
+        "path": str(path),
+        "arrays": {name: list(array.shape) for name, array in arrays.items()},
+        "weights_sha256": digests[0] if len(digests) == 1 else digests,
+    }

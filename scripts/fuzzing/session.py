@@ -143,7 +143,7 @@ def print_summary(summary: Summary, file=sys.stdout) -> None:
 def prepare(workdir: Path) -> dict[str, list[Seed]]:
     """Seeds, with the modules the cases use imported once here (forked children then start warm)."""
     import tflrnn.cli  # noqa: F401
-    import tflrnn.describe  # noqa: F401
+    import tflrnn.inspection  # noqa: F401
     import tflrnn.verification  # noqa: F401
     import tflrnn.config  # noqa: F401
     import tflrnn.sources  # noqa: F401
