@@ -17,6 +17,7 @@ import pytest
 import tflrnn
 from support import assert_clean_error, random_weights, run_without, write_onnx_rnn
 from tflrnn.config import load_schema
+from tflrnn.manifest import REPORT_SCHEMA
 
 MANIFEST = """
 [defaults]
@@ -78,7 +79,7 @@ def test_builds_verifies_and_reports_every_model(tmp_path, cli, manifest):
         assert tflrnn.verify(out / name).passed
 
     report = json.loads((out / "report.json").read_text())
-    jsonschema.validate(report, load_schema("manifest-report.schema.json"))
+    jsonschema.validate(report, load_schema(REPORT_SCHEMA))
     assert report["passed"] is False
     by_name = {m["name"]: m for m in report["models"]}
     assert by_name["time_major"]["input_shape"] == [6, 2, 8] and by_name["trained"]["activation"] == "relu"
@@ -227,7 +228,7 @@ def test_report_is_the_same_wherever_the_manifest_lies(tmp_path, cli):
         reports.append((directory / "out" / "report.json").read_bytes())
     assert reports[0] == reports[1]
     report = json.loads(reports[0])
-    jsonschema.validate(report, load_schema("manifest-report.schema.json"))
+    jsonschema.validate(report, load_schema(REPORT_SCHEMA))
     onnx_rnn, missing = report["models"]
     assert onnx_rnn["passed"] and onnx_rnn["against"]["source"] == "rnn.onnx"
     assert missing["error"] == "weights file not found: gone.npz"
@@ -254,3 +255,18 @@ def test_manifest_builds_multi_layer_weights(tmp_path, cli):
     (tmp_path / "m.toml").write_text('[[models]]\nname = "stack"\nunits = 5\nlayers = 2\nweights = "w.npz"\n')
     result = cli("build", "--manifest", tmp_path / "m.toml", "--out-dir", tmp_path / "out")
     assert result.code == 0, result.out
+
+
+def test_a_hybrid_classifier_is_built_and_verified_without_the_comparison(tmp_path, cli):
+    """verify cannot compare a hybrid model with Dense layers against its source (the int8 rounding compounds):
+    the manifest asks verify's own rule and leaves the comparison out, rather than failing the entry."""
+    keras = pytest.importorskip("keras", reason="needs the test extra")
+    model = keras.Sequential([keras.Input((4, 3)), keras.layers.SimpleRNN(5, return_sequences=True),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "classifier.keras")
+    (tmp_path / "m.toml").write_text('[[models]]\nname = "q"\nweights = "classifier.keras"\nquantize = "int8"\n')
+    result = cli("build", "--manifest", tmp_path / "m.toml", "--out-dir", tmp_path / "out")
+    assert result.code == 0, result.out
+    (entry,) = json.loads((tmp_path / "out" / "report.json").read_text())["models"]
+    assert entry["passed"] and entry["against"] is None
+

@@ -22,7 +22,7 @@ from .reference import DEFAULT_ATOL, DEFAULT_RTOL
 from .version import __version__
 
 MANIFEST_SCHEMA = "manifest.schema.json"
-REPORT_SCHEMA = "manifest-report.schema.json"
+REPORT_SCHEMA = "manifest-report.schema.json"  # what manifest_report follows (checked in the tests)
 
 
 @dataclass
@@ -78,24 +78,25 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     """Build and (unless `check_models` is false) verify one entry in memory; runs in a worker process."""
     from .against import missing_runner
     from .sources import FORMATS
-    from .builder import describe_model
+    from .builder import model_of, network_of
     from .config import BuildOptions, resolve_build_options
-    from .verification import verify
+    from .verification import against_refused, verify
     from .writer import write
 
     s = entry.settings
     try:
         plan = resolve_build_options(BuildOptions.from_manifest(s), given_by="the manifest")
-        model = describe_model(**plan.options)
+        network = network_of(**plan.options)
+        model = model_of(network)
         data = write(model)
         report, skipped = None, None
         if check_models:
             against = None
-            several = isinstance(plan.options["cell"], list) or plan.options.get("bidirectional")
-            hybrid_stack = several and plan.options.get("quantize") == "int8"  # not comparable: see verify
+            refused = against_refused(len(network.layers), bool(network.head),
+                                      any(layer.int8 is not None for layer in network.layers))
             wanted = s.get("against")  # true, false, or unset: compare when the source's framework is installed
             if (plan.source is not None and FORMATS[plan.source.format].runs and wanted is not False
-                    and not hybrid_stack):
+                    and not refused):
                 skipped = missing_runner(plan.source.format) if wanted is None else None
                 against = None if skipped else s["weights"]
             report = verify(data, weights=plan.options["weights"], against=against, format=s.get("format"),

@@ -76,9 +76,9 @@ def verify(
         _check_verifiable_size(g)
     _check_verifiable_time(network, sequences)
     whole = len(layers) > 1 or _has_dense(network)  # --against runs the whole source model
-    if against is not None and whole and any(g.hybrid for g in layers):
-        raise ConfigError("--against a hybrid (int8) stack, bidirectional model or classifier is not supported: its int8 "
-                          "rounding compounds through the layers; verify the float model against the source")
+    refused = against_refused(len(layers), _has_dense(network), any(g.hybrid for g in layers))
+    if against is not None and refused:
+        raise ConfigError(refused)
     if against is not None and whole and not _holds_a_network(format or detect_format(Path(against))):
         kind = "bidirectional" if network.bidirectional else "a classifier" if len(layers) == 1 else \
             f"a stack of {len(layers)} layers"
@@ -142,6 +142,15 @@ def verify(
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
+
+
+def against_refused(directions: int, has_dense: bool, hybrid: bool) -> str | None:
+    """Why `--against` cannot compare a model of this shape (None: it can). The manifest asks this too, to leave
+    the comparison out instead of failing the entry."""
+    if hybrid and (directions > 1 or has_dense):
+        return ("--against a hybrid (int8) stack, bidirectional model or classifier is not supported: its int8 "
+                "rounding compounds through the layers; verify the float model against the source")
+    return None
 
 
 def _holds_a_network(fmt: str) -> bool:
