@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from tflrnn.model import (
+    AddOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOperator,
+    CallOnceOptions,
     ConcatenationOptions,
     FullyConnectedOptions,
     Model,
     Operator,
+    PackOptions,
     Quantization,
     SequenceRNNOptions,
     Signature,
@@ -20,6 +23,8 @@ from tflrnn.model import (
     StridedSliceOptions,
     Subgraph,
     Tensor,
+    UnpackOptions,
+    VarHandleOptions,
     op_name,
 )
 from tflrnn.reader import read
@@ -37,6 +42,11 @@ OPTIONS = [
     (BuiltinOperator.SOFTMAX, SoftmaxOptions(beta=0.5)),
     (BuiltinOperator.CONCATENATION, ConcatenationOptions(axis=-1, activation=0)),
     (BuiltinOperator.TANH, None),
+    (BuiltinOperator.ADD, AddOptions(activation=1, pot_scale_int16=False)),
+    (BuiltinOperator.PACK, PackOptions(values_count=3, axis=1)),
+    (BuiltinOperator.UNPACK, UnpackOptions(num=3, axis=1)),
+    (BuiltinOperator.CALL_ONCE, CallOnceOptions(init_subgraph_index=2)),
+    (BuiltinOperator.VAR_HANDLE, VarHandleOptions(container="", shared_name="rnn/hidden_state")),
 ]
 
 
@@ -104,3 +114,47 @@ def test_equal_tensors_share_one_buffer_and_read_back_apart():
     back = read(data)
     _same(model, back)
     assert len(data) < len(write(_model([Operator(BuiltinOperator.TANH, [0], [6])]))) + 4 * 20 + 64
+
+
+def _counter(runtime_shape=(1, 4)) -> Model:
+    """y = state + x, the state a resource variable carried across invokes: VAR_HANDLE / READ_VARIABLE /
+    ASSIGN_VARIABLE, zeroed once through CALL_ONCE and its init subgraph, and by a `reset` signature."""
+    op = BuiltinOperator
+    handle = VarHandleOptions(container="", shared_name="state")
+    main = Subgraph(
+        [Tensor("x", runtime_shape), Tensor("handle", (), "resource"), Tensor("state", runtime_shape),
+         Tensor("y", runtime_shape)],
+        [Operator(op.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1)),
+         Operator(op.VAR_HANDLE, [], [1], options=handle),
+         Operator(op.READ_VARIABLE, [1], [2]),
+         Operator(op.ADD, [2, 0], [3], options=AddOptions()),
+         Operator(op.ASSIGN_VARIABLE, [1, 3], [])],
+        inputs=[0], outputs=[3], name="serving_default")
+
+    def zeroing(name: str) -> Subgraph:
+        return Subgraph([Tensor("handle", (), "resource"),
+                         Tensor("zeros", runtime_shape, data=np.zeros(runtime_shape, np.float32))],
+                        [Operator(op.VAR_HANDLE, [], [0], options=handle), Operator(op.ASSIGN_VARIABLE, [0, 1], [])],
+                        inputs=[], outputs=[], name=name)
+
+    return Model(subgraphs=[main, zeroing("init"), zeroing("reset")],
+                 signatures=[Signature("serving_default", {"input": 0}, {"output": 3}, 0),
+                             Signature("reset", {}, {}, 2)], description="counter")
+
+
+def test_resource_variables_round_trip_and_run_in_litert():
+    """The ops a portable lowering keeps its state with, written by tflrnn's writer and run by LiteRT: the state
+    carries across invokes, and the `reset` signature zeroes it (reset_all_variables() does not, for these)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = _counter()
+    data = write(model)
+    back = read(data)
+    _same(model, back)
+    assert back.subgraphs[0].tensors[1].dtype == "resource"
+    interpreter = Interpreter(model_content=data)
+    run = interpreter.get_signature_runner("serving_default")
+    x = np.ones((1, 4), np.float32)
+    assert [float(run(input=x)["output"][0, 0]) for _ in range(3)] == [1.0, 2.0, 3.0]
+    interpreter.get_signature_runner("reset")()
+    assert float(run(input=x)["output"][0, 0]) == 1.0

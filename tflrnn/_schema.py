@@ -12,9 +12,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _TABLES = (
-    "BidirectionalSequenceRNNOptions", "Buffer", "ConcatenationOptions", "FullyConnectedOptions", "Metadata", "Model",
-    "Operator", "OperatorCode", "QuantizationParameters", "SequenceRNNOptions", "SignatureDef", "SoftmaxOptions",
-    "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
+    "AddOptions", "BidirectionalSequenceRNNOptions", "Buffer", "CallOnceOptions", "ConcatenationOptions",
+    "FullyConnectedOptions", "Metadata", "Model", "Operator", "OperatorCode", "PackOptions", "QuantizationParameters",
+    "SequenceRNNOptions", "SignatureDef", "SoftmaxOptions", "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
+    "UnpackOptions", "VarHandleOptions",
 )
 
 

@@ -21,14 +21,27 @@ MAX_FLATBUFFER_BYTES = 2**31 - 1  # flatbuffers use signed 32-bit offsets
 
 
 class BuiltinOperator(enum.IntEnum):
+    """The ops tflrnn writes (codes of the schema). Above 127, `deprecated_builtin_code` holds 127."""
+
+    ADD = 0
     CONCATENATION = 2
     FULLY_CONNECTED = 9
     LOGISTIC = 14
+    RELU = 19
+    RELU_N1_TO_1 = 20
+    RELU6 = 21
+    RESHAPE = 22
     SOFTMAX = 25
     TANH = 28
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
     STRIDED_SLICE = 45
     BIDIRECTIONAL_SEQUENCE_RNN = 46
+    PACK = 83
+    UNPACK = 88
+    CALL_ONCE = 129
+    VAR_HANDLE = 142
+    READ_VARIABLE = 143
+    ASSIGN_VARIABLE = 144
 
 
 def op_name(code: int) -> str:
@@ -48,9 +61,14 @@ class BuiltinOptions(enum.IntEnum):
     FullyConnectedOptions = 8
     SoftmaxOptions = 9
     ConcatenationOptions = 10
+    AddOptions = 11
     SequenceRNNOptions = 31
     StridedSliceOptions = 32
+    PackOptions = 59
+    UnpackOptions = 64
     BidirectionalSequenceRNNOptions = 70
+    CallOnceOptions = 103
+    VarHandleOptions = 111
 
 
 class Activation(enum.IntEnum):
@@ -64,9 +82,11 @@ class Activation(enum.IntEnum):
     SIGN_BIT = 5
 
 
-# TensorType codes of the schema, by numpy dtype name.
-TENSOR_TYPES = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9}
+# TensorType codes of the schema, by numpy dtype name ("resource": a resource variable's handle, no data).
+TENSOR_TYPES = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9,
+                "resource": 13}
 TENSOR_TYPE_NAMES = {code: name for name, code in TENSOR_TYPES.items()}
+ARRAY_TYPES = {name for name in TENSOR_TYPES if name != "resource"}  # the ones numpy holds
 
 
 @dataclass
@@ -110,6 +130,37 @@ class SoftmaxOptions:
 class ConcatenationOptions:
     axis: int = 0
     activation: int = Activation.NONE
+
+
+@dataclass
+class AddOptions:
+    activation: int = Activation.NONE
+    pot_scale_int16: bool = True  # the schema's default; only int16 kernels read it
+
+
+@dataclass
+class PackOptions:
+    values_count: int = 0
+    axis: int = 0
+
+
+@dataclass
+class UnpackOptions:
+    num: int = 0
+    axis: int = 0
+
+
+@dataclass
+class CallOnceOptions:
+    init_subgraph_index: int = 0
+
+
+@dataclass
+class VarHandleOptions:
+    """A resource variable: VAR_HANDLE ops with the same container and shared_name name the same one."""
+
+    container: str = ""
+    shared_name: str = ""
 
 
 @dataclass

@@ -15,14 +15,18 @@ import tflite as fb
 
 from .errors import ModelFormatError
 from .model import (
+    ARRAY_TYPES,
     FILE_IDENTIFIER,
-    BidirectionalSequenceRNNOptions,
     TENSOR_TYPE_NAMES,
+    AddOptions,
+    BidirectionalSequenceRNNOptions,
     BuiltinOptions,
+    CallOnceOptions,
     ConcatenationOptions,
     FullyConnectedOptions,
     Model,
     Operator,
+    PackOptions,
     Quantization,
     SequenceRNNOptions,
     Signature,
@@ -30,6 +34,8 @@ from .model import (
     StridedSliceOptions,
     Subgraph,
     Tensor,
+    UnpackOptions,
+    VarHandleOptions,
 )
 
 _MIN_FILE_BYTES = 8  # root offset + identifier
@@ -129,7 +135,7 @@ class _Reader:
         raw = buffers[index]
         data = None
         if raw is not None:
-            if dtype not in TENSOR_TYPE_NAMES.values() or any(d < 0 for d in shape):
+            if dtype not in ARRAY_TYPES or any(d < 0 for d in shape):
                 data = raw  # kept as bytes: nothing here needs it typed
             else:
                 expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -212,6 +218,14 @@ _OPTIONS = {
     BuiltinOptions.StridedSliceOptions: (fb.StridedSliceOptions, lambda p: StridedSliceOptions(
         begin_mask=p.BeginMask(), end_mask=p.EndMask(), ellipsis_mask=p.EllipsisMask(),
         new_axis_mask=p.NewAxisMask(), shrink_axis_mask=p.ShrinkAxisMask())),
+    BuiltinOptions.AddOptions: (fb.AddOptions, lambda p: AddOptions(
+        activation=p.FusedActivationFunction(), pot_scale_int16=p.PotScaleInt16())),
+    BuiltinOptions.PackOptions: (fb.PackOptions, lambda p: PackOptions(values_count=p.ValuesCount(), axis=p.Axis())),
+    BuiltinOptions.UnpackOptions: (fb.UnpackOptions, lambda p: UnpackOptions(num=p.Num(), axis=p.Axis())),
+    BuiltinOptions.CallOnceOptions: (fb.CallOnceOptions, lambda p: CallOnceOptions(
+        init_subgraph_index=p.InitSubgraphIndex())),
+    BuiltinOptions.VarHandleOptions: (fb.VarHandleOptions, lambda p: VarHandleOptions(
+        container=_text(p.Container()), shared_name=_text(p.SharedName()))),
 }
 
 

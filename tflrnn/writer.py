@@ -18,16 +18,21 @@ from .cell import row_blocks
 from .model import (
     FILE_IDENTIFIER,
     TENSOR_TYPES,
+    AddOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOptions,
+    CallOnceOptions,
     ConcatenationOptions,
     FullyConnectedOptions,
     Model,
     Operator,
+    PackOptions,
     SequenceRNNOptions,
     SoftmaxOptions,
     StridedSliceOptions,
     Subgraph,
+    UnpackOptions,
+    VarHandleOptions,
 )
 
 _DATA_ALIGNMENT = 16
@@ -242,6 +247,11 @@ _OPTION_TABLES = {
         ("KeepNumDims", "keep_num_dims"), ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
     SoftmaxOptions: ("SoftmaxOptions", (("Beta", "beta"),)),
     ConcatenationOptions: ("ConcatenationOptions", (("Axis", "axis"), ("FusedActivationFunction", "activation"))),
+    AddOptions: ("AddOptions", (("FusedActivationFunction", "activation"), ("PotScaleInt16", "pot_scale_int16"))),
+    PackOptions: ("PackOptions", (("ValuesCount", "values_count"), ("Axis", "axis"))),
+    UnpackOptions: ("UnpackOptions", (("Num", "num"), ("Axis", "axis"))),
+    CallOnceOptions: ("CallOnceOptions", (("InitSubgraphIndex", "init_subgraph_index"),)),
+    VarHandleOptions: ("VarHandleOptions", (("Container", "container"), ("SharedName", "shared_name"))),
 }
 
 
@@ -251,9 +261,12 @@ def _options(builder, options) -> tuple[int, int | None]:
     if type(options) not in _OPTION_TABLES:
         raise TypeError(f"no writer for options of type {type(options).__name__}")
     table, fields = _OPTION_TABLES[type(options)]
+    # Strings are made before the table starts (flatbuffers builds no nested objects inside a table).
+    strings = {attribute: builder.CreateString(getattr(options, attribute)) for _, attribute in fields
+               if isinstance(getattr(options, attribute), str)}
     getattr(fb, f"{table}Start")(builder)
     for field, attribute in fields:
-        value = getattr(options, attribute)
+        value = strings.get(attribute, getattr(options, attribute))
         getattr(fb, f"{table}Add{field}")(builder, int(value) if isinstance(value, enum.IntEnum) else value)
     return BuiltinOptions[table], getattr(fb, f"{table}End")(builder)
 
