@@ -59,6 +59,19 @@ def test_recover_is_the_inverse_of_lower(make):
     assert write(model_of(recovered)) == write(model_of(network))  # and so is writing it again
 
 
+PORTABLE = [name for name in NETWORKS if not any(word in name for word in ("int8", "hybrid", "dynamic"))]
+
+
+@pytest.mark.parametrize("state", ["carry", "io", "zero"])
+@pytest.mark.parametrize("name", PORTABLE)
+def test_the_portable_lowering_is_recovered_too(name, state):
+    network = NETWORKS[name]()
+    network.lowering, network.state = "portable", state
+    recovered = lowering.recover(read(write(model_of(network))))
+    assert recovered == network
+    assert write(model_of(recovered)) == write(model_of(network))
+
+
 def test_networks_that_differ_are_not_equal():
     a = NETWORKS["cell"]()
     b = NETWORKS["cell"]()

@@ -18,7 +18,9 @@ from .model import Activation
 
 # The Keras Dense activations a network may have, in the order error messages list them.
 DENSE_ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid", "softmax")
-STATES = ("carry",)  # where the hidden state lives: in the model, carried across invokes
+# Where the hidden state lives: in the model, carried across invokes; an input and an output the caller chains;
+# nowhere (every invoke starts from zeros).
+STATES = ("carry", "io", "zero")
 
 
 @dataclass(eq=False)

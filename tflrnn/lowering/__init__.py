@@ -13,7 +13,7 @@ from typing import Callable
 from ..errors import ConfigError
 from ..model import Model
 from ..network import Network
-from . import fused
+from . import fused, portable
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Lowering:
 LOWERINGS = {
     "fused": Lowering("fused", fused.lower, fused.recover,
                       "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN ops with variable state tensors"),
+    "portable": Lowering("portable", portable.lower, portable.recover,
+                         "plain builtin ops (FULLY_CONNECTED, ADD, TANH, UNPACK, PACK), the state in resource "
+                         "variables, an input/output, or none: every TFLite runtime runs it"),
 }
 
 
@@ -41,5 +44,9 @@ def lower(network: Network) -> Model:
 
 
 def recover(model: Model) -> Network:
-    """The network in a model tflrnn wrote (ModelFormatError when it holds none)."""
-    return fused.recover(model)  # the only lowering so far: a second one says here how to tell its models apart
+    """The network in a model tflrnn wrote (ModelFormatError when it holds none): a model with a fused RNN op is
+    the fused lowering's, any other the portable one's."""
+    fused_ops = any(op.code in fused.RNN_CODES for graph in model.subgraphs for op in graph.operators)
+    if fused_ops or not portable.holds_a_layer(model):
+        return fused.recover(model)  # which says what is missing when neither is there
+    return portable.recover(model)

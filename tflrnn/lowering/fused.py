@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cell import CellWeights, dequantize
-from ..errors import ModelFormatError, WeightsError
+from ..errors import ConfigError, ModelFormatError, WeightsError
 from ..model import (
     Activation,
     BidirectionalSequenceRNNOptions,
@@ -106,6 +106,9 @@ def lower(network: Network) -> Model:
     bidirectional one's merged as [fw | bw] unless it is the last and `merge` is off. Then the last step and the
     Dense layers. With `dynamic_time`, the sequences' time axis is -1 in shape_signature; the batch stays fixed,
     because each state is a [B,U] variable. No metadata: `build` adds it."""
+    if network.state != "carry":
+        raise ConfigError(f"state {network.state!r} needs the portable lowering: the fused op keeps each state in a "
+                          "variable tensor of the model, carried across invokes")
     stages, time_steps, batch_size = network.stages, network.time_steps, network.batch_size
     time_major, last_step, merge, head = network.time_major, network.last_step, network.merge, network.head
     lead, dynamic = _time_layout(time_steps, batch_size, time_major, network.dynamic_time)
@@ -177,6 +180,21 @@ def lower(network: Network) -> Model:
                                       options=ConcatenationOptions(axis=-1)))
             ends = [out]
 
+    ends = write_dense_head(tensors, operators, head, ends)
+
+    if len(ends) == 1:
+        named = {SIGNATURE_OUTPUT: ends[0]}
+    else:
+        named = {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]}
+    return Model(
+        subgraphs=[Subgraph(tensors=list(tensors), operators=operators, inputs=[INPUT], outputs=list(ends))],
+        signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, named)],
+    )
+
+
+def write_dense_head(tensors: _Tensors, operators: list, head: list[Dense], ends: list[int]) -> list[int]:
+    """Dense layers after `ends[0]`: FULLY_CONNECTED each (relu and relu6 fused; tanh, sigmoid and softmax as ops
+    of their own, since the float kernel refuses a fused tanh). Returns the new end. Shared by every lowering."""
     for dense in head:
         x = tensors[ends[0]]
         fused, after = DENSE_OPS[dense.activation]
@@ -196,15 +214,7 @@ def lower(network: Network) -> Model:
                                       options=SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None))
             out = activated
         ends = [out]
-
-    if len(ends) == 1:
-        named = {SIGNATURE_OUTPUT: ends[0]}
-    else:
-        named = {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]}
-    return Model(
-        subgraphs=[Subgraph(tensors=list(tensors), operators=operators, inputs=[INPUT], outputs=list(ends))],
-        signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, named)],
-    )
+    return ends
 
 
 # Reading --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""The portable lowering (plain builtin ops, state in resource variables, as an input/output, or none), run in the
+real LiteRT interpreter: it must compute what the fused lowering of the same network computes, invoke after
+invoke, with the state carried, reset by the `reset` signature, chained by the caller, or not kept at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+import tflrnn
+from support import random_weights
+from tflrnn.builder import model_of, network_of
+from tflrnn.errors import ConfigError
+from tflrnn.lowering import portable
+from tflrnn.network import Dense
+from tflrnn.writer import write
+
+INVOKES = 3
+
+
+def _dense(units, inputs, activation, seed=0):
+    rng = np.random.default_rng(seed)
+    return Dense(f"d{seed}", (rng.standard_normal((units, inputs)) * 0.5).astype(np.float32),
+                 (rng.standard_normal(units) * 0.1).astype(np.float32), activation)
+
+
+NETWORKS = {
+    "tanh cell": lambda: network_of(tflrnn.RNNCell(6), weights=tflrnn.CellWeights(*random_weights(6, 3)),
+                                    time_steps=5),
+    "relu, batch 2, time-major": lambda: network_of(tflrnn.RNNCell(4, activation="relu"), input_size=3, time_steps=4,
+                                                    batch_size=2, time_major=True),
+    "relu6 and linear stack, last step": lambda: network_of(
+        [tflrnn.RNNCell(5, name="a", activation="relu6"), tflrnn.RNNCell(3, name="b", activation="linear")],
+        input_size=2, time_steps=6, last_step=True),
+    "relu_n1_to_1": lambda: network_of(tflrnn.RNNCell(4, activation="relu_n1_to_1"), input_size=3, time_steps=3),
+    "reused cell": lambda: network_of([tflrnn.RNNCell(4, name="s"), tflrnn.RNNCell(4, name="s", reuse=True)],
+                                      input_size=4, time_steps=3),
+    "bidirectional": lambda: network_of(tflrnn.RNNCell(4), input_size=3, time_steps=5, bidirectional=True),
+    "bidirectional apart, batch 2": lambda: network_of(tflrnn.RNNCell(3), time_steps=4, batch_size=2,
+                                                       bidirectional=True, merge="none"),
+    "bidirectional stack, last step": lambda: network_of(
+        [tflrnn.RNNCell(4, name="x"), tflrnn.RNNCell(3, name="y")], bidirectional=[True, True], last_step=True,
+        time_steps=4, input_size=2),
+    "classifier": lambda: network_of([tflrnn.RNNCell(4, name="r")], bidirectional=[True], last_step=True,
+                                     input_size=3, time_steps=5,
+                                     head=[_dense(5, 8, "relu", 1), _dense(2, 5, "softmax", 2)]),
+    "dense on every step": lambda: network_of(tflrnn.RNNCell(4), input_size=2, time_steps=3,
+                                              head=[_dense(3, 4, "tanh", 3)]),
+}
+
+
+def _interpreter(network) -> Interpreter:
+    return Interpreter(model_content=write(model_of(network)))
+
+
+def _inputs(network, seed=0) -> list[np.ndarray]:
+    lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
+                                                                               network.time_steps)
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((*lead, network.input_size)).astype(np.float32) for _ in range(INVOKES)]
+
+
+def _outputs(result: dict) -> list[np.ndarray]:
+    return [result[k] for k in sorted(result) if k.startswith("output")]
+
+
+@pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS)
+def test_carried_state_matches_the_fused_lowering(make):
+    network = make()
+    fused = _interpreter(network)
+    network.lowering, network.state = "portable", "carry"
+    interpreter = _interpreter(network)
+    run, fused_run = interpreter.get_signature_runner("serving_default"), fused.get_signature_runner("serving_default")
+    xs = _inputs(network)
+    for x in xs:  # the state carries from one invoke to the next in both
+        for a, b in zip(_outputs(run(input=x)), _outputs(fused_run(input=x)), strict=True):
+            np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
+    interpreter.get_signature_runner("reset")()
+    fused.reset_all_variables()
+    for a, b in zip(_outputs(run(input=xs[0])), _outputs(fused_run(input=xs[0]))):
+        np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tanh cell", "bidirectional stack, last step", "reused cell"])
+def test_state_as_an_input_and_output_chained_by_the_caller(name):
+    network = NETWORKS[name]()
+    fused = _interpreter(network).get_signature_runner("serving_default")
+    network.lowering, network.state = "portable", "io"
+    run = _interpreter(network).get_signature_runner("serving_default")
+    keys = sorted(k for k in run.get_input_details() if k.startswith("state"))
+    assert keys == (["state"] if len(network.layers) == 1 else [f"state_{k}" for k in range(len(network.layers))])
+    states = {k: np.zeros(run.get_input_details()[k]["shape"], np.float32) for k in keys}
+    for x in _inputs(network, seed=1):
+        result = run(input=x, **states)
+        states = {k: result[k] for k in keys}  # the caller carries the state
+        for a, b in zip(_outputs(result), _outputs(fused(input=x)), strict=True):
+            np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
+
+
+def test_no_state_starts_every_invoke_from_zeros():
+    network = NETWORKS["bidirectional"]()
+    fused = _interpreter(network)
+    network.lowering, network.state = "portable", "zero"
+    model = model_of(network)
+    assert len(model.subgraphs) == 1 and not any(t.dtype == "resource" for t in model.subgraphs[0].tensors)
+    run = Interpreter(model_content=write(model)).get_signature_runner("serving_default")
+    fused_run = fused.get_signature_runner("serving_default")
+    for x in _inputs(network, seed=2):
+        expected = fused_run(input=x)["output"]
+        fused.reset_all_variables()  # after the invoke: the fused model also starts every one from zeros
+        np.testing.assert_allclose(run(input=x)["output"], expected, atol=2e-6, rtol=1e-5)
+
+
+def test_the_serving_subgraph_is_subgraph_0_and_the_classic_api_runs_it():
+    """TFLite Micro and get_input_details() / invoke() run subgraph 0."""
+    network = NETWORKS["tanh cell"]()
+    network.lowering = "portable"
+    model = model_of(network)
+    assert [g.name for g in model.subgraphs] == ["serving_default", "init", "reset"]
+    assert [(s.key, s.subgraph) for s in model.signatures] == [("serving_default", 0), ("reset", 2)]
+    interpreter = Interpreter(model_content=write(model))
+    interpreter.allocate_tensors()
+    x = _inputs(network)[0]
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    expected, _ = tflrnn.reference.run(x, network.layers[0].weights, "tanh")
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"time_steps": "dynamic"}, "number of time steps must be fixed"),
+    ({"quantize": "int8"}, "float weights only"),
+    ({"activation": "sign_bit"}, "no builtin op for activation sign_bit"),
+])
+def test_what_the_portable_lowering_refuses(options, fragment):
+    activation = options.pop("activation", "tanh")
+    network = network_of(tflrnn.RNNCell(4, activation=activation), **options)
+    network.lowering = "portable"
+    with pytest.raises(ConfigError, match=fragment):
+        model_of(network)
+
+
+@pytest.mark.parametrize("state", ["io", "zero"])
+def test_the_fused_lowering_keeps_its_state_in_the_model(state):
+    network = NETWORKS["tanh cell"]()
+    network.state = state
+    with pytest.raises(ConfigError, match=f"state '{state}' needs the portable lowering"):
+        model_of(network)
+
+
+def test_portable_lowering_is_registered():
+    assert portable.lower is tflrnn.lowering.LOWERINGS["portable"].lower

@@ -1,0 +1,288 @@
+"""The portable lowering: a network as plain builtin ops that every TFLite runtime has, no fused RNN op.
+
+Per direction of each layer, with T fixed:
+    P = FULLY_CONNECTED(x, W, b)            every step's input projection at once, [B,T,U] (keep_num_dims)
+    P_0 .. P_{T-1} = UNPACK(P, time axis)
+    h_t = act(ADD(P_t, FULLY_CONNECTED(h_{t-1}, R)))   relu, relu6, relu_n1_to_1 fused into ADD; tanh a TANH op
+    Y = PACK(h_0 .. h_{T-1}, time axis)     (not written where only the last step is used)
+A backward direction runs t = T-1 .. 0 and ends at t=0; a bidirectional layer's output is CONCATENATION([Y_fw, Y_bw])
+(its last step: h_fw at T-1 and h_bw at 0). Dense layers follow as in the fused lowering.
+
+Where the state lives (`Network.state`):
+    carry  a resource variable per direction (VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE) carried across
+           invokes, zeroed once by CALL_ONCE (subgraph 1) and on demand by the `reset` signature (subgraph 2)
+    io     an input `state` (`state_0`, `state_1`, ... with several, in layer order, forward before backward) and the
+           final states as outputs of the same names
+    zero   none: each invoke starts from zeros, as Keras' model.predict
+The serving subgraph is subgraph 0: TFLite Micro and the classic input/output API run subgraph 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..model import (
+    Activation,
+    AddOptions,
+    BuiltinOperator,
+    CallOnceOptions,
+    ConcatenationOptions,
+    FullyConnectedOptions,
+    Model,
+    Operator,
+    PackOptions,
+    Signature,
+    Subgraph,
+    Tensor,
+    UnpackOptions,
+    VarHandleOptions,
+)
+from ..network import Layer, Network, base_name, stage_layers
+from .fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors, write_dense_head
+
+RESET_KEY = "reset"
+STATE = "state"
+_FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1}
+
+
+def lower(network: Network) -> Model:
+    if network.dynamic_time:
+        raise ConfigError("the portable lowering unrolls the steps, so the number of time steps must be fixed "
+                          "(a dynamic time axis needs the fused lowering)")
+    for layer in network.layers:
+        if layer.int8 is not None:
+            raise ConfigError("the portable lowering writes float weights only so far: drop --quantize int8, or use "
+                              "the fused lowering for a hybrid model")
+        if layer.activation not in _FUSED_IN_ADD and layer.activation != Activation.TANH:
+            raise ConfigError(f"the portable lowering has no builtin op for activation {layer.activation.name.lower()} "
+                              "(TFLite's SIGN gives -1/0/1, not the sign bit): use the fused lowering")
+    time_major, batch, steps = network.time_major, network.batch_size, network.time_steps
+    time_axis = 0 if time_major else 1
+    tensors, operators = _Tensors(), []
+    lead = (steps, batch) if time_major else (batch, steps)
+    x = tensors.add(Tensor(f"{base_name(network.stages[0])}/input", (*lead, network.input_size)))
+    inputs, state_inputs, state_outputs = [x], [], []
+    weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
+    handles = []  # (shared_name, [B, U]) of each carried state
+    if network.state == "carry":
+        operators.append(Operator(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1)))
+
+    def run_direction(layer: Layer, source: int, backward: bool, suffix: str):
+        """The recurrence over `source`: (per-step outputs in time order, the final state)."""
+        units = layer.weights.num_units
+        if layer.name not in weights:
+            w = layer.weights
+            start = tensors.add(Tensor(f"{layer.name}/input_weights", (units, w.input_size), data=w.input_weights),
+                                Tensor(f"{layer.name}/recurrent_weights", (units, units), data=w.recurrent_weights),
+                                Tensor(f"{layer.name}/bias", (units,), data=w.bias)) - 2
+            weights[layer.name] = (start, start + 1, start + 2)
+        w_index, r_index, b_index = weights[layer.name]
+        name = f"{layer.name}{suffix}"
+        projection = tensors.add(Tensor(f"{name}/projection", (*lead, units)))
+        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
+                                  version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+        first = len(tensors)
+        tensors.add(*(Tensor(f"{name}/projection_{t}", (batch, units)) for t in range(steps)))
+        operators.append(Operator(BuiltinOperator.UNPACK, [projection], list(range(first, first + steps)),
+                                  options=UnpackOptions(num=steps, axis=time_axis)))
+        h, handle = _initial_state(name, batch, units)
+        outputs = [None] * steps
+        for t in (range(steps - 1, -1, -1) if backward else range(steps)):
+            step = first + t
+            if h is not None:
+                recurrent = tensors.add(Tensor(f"{name}/recurrent_{t}", (batch, units)))
+                operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r_index, -1], [recurrent],
+                                          options=FullyConnectedOptions()))
+                fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
+                summed = tensors.add(Tensor(f"{name}/preactivation_{t}", (batch, units)))
+                operators.append(Operator(BuiltinOperator.ADD, [step, recurrent], [summed],
+                                          options=AddOptions(activation=fused)))
+            else:  # the zero state: nothing to add; relu-like activations still apply
+                summed = step
+                if layer.activation in _FUSED_IN_ADD - {Activation.NONE}:
+                    summed = tensors.add(Tensor(f"{name}/preactivation_{t}", (batch, units)))
+                    code = {Activation.RELU: BuiltinOperator.RELU, Activation.RELU6: BuiltinOperator.RELU6,
+                            Activation.RELU_N1_TO_1: BuiltinOperator.RELU_N1_TO_1}[layer.activation]
+                    operators.append(Operator(code, [step], [summed]))
+            if layer.activation == Activation.TANH:
+                h = tensors.add(Tensor(f"{name}/step_{t}", (batch, units)))
+                operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
+            else:
+                h = summed
+            outputs[t] = h
+        if network.state == "io":
+            state_outputs.append(h)
+        elif network.state == "carry":
+            operators.append(Operator(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], []))
+        return outputs, h
+
+    def _initial_state(name: str, batch: int, units: int) -> tuple[int | None, int | None]:
+        """The state a direction starts from (None: zeros), and its variable's handle when it is carried."""
+        if network.state == "zero":
+            return None, None
+        if network.state == "io":
+            index = tensors.add(Tensor(f"{name}/state", (batch, units)))
+            state_inputs.append(index)
+            return index, None
+        handle = tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
+        handles.append((f"{name}/hidden_state", (batch, units)))
+        operators.append(Operator(BuiltinOperator.VAR_HANDLE, [], [handle],
+                                  options=VarHandleOptions(shared_name=handles[-1][0])))
+        read = tensors.add(Tensor(f"{name}/state", (batch, units)))
+        operators.append(Operator(BuiltinOperator.READ_VARIABLE, [handle], [read]))
+        return read, handle
+
+    source, ends = x, []
+    seen: dict[str, int] = {}
+    for k, stage in enumerate(network.stages):
+        final = k == len(network.stages) - 1
+        last_only = final and network.last_step
+        results = []
+        for d, layer in enumerate(stage_layers(stage)):
+            uses = seen.get(layer.name, 0)
+            seen[layer.name] = uses + 1
+            suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
+            results.append(run_direction(layer, source, backward=d == 1, suffix=suffix))
+        if last_only:
+            # The last step of each direction: forward at T-1, backward at t=0 (where it ends: its final state).
+            ends = [outputs[0 if d == 1 else steps - 1] for d, (outputs, _) in enumerate(results)]
+        else:
+            ends = []
+            for layer, (outputs, _) in zip(stage_layers(stage), results):
+                units = layer.weights.num_units
+                packed = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
+                operators.append(Operator(BuiltinOperator.PACK, outputs, [packed],
+                                          options=PackOptions(values_count=steps, axis=time_axis)))
+                ends.append(packed)
+        if len(ends) == 2 and (network.merge or not final):
+            shape = (*tensors[ends[0]].shape[:-1], sum(tensors[i].shape[-1] for i in ends))
+            merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape))
+            operators.append(Operator(BuiltinOperator.CONCATENATION, ends, [merged],
+                                      options=ConcatenationOptions(axis=-1)))
+            ends = [merged]
+        source = ends[0]
+    ends = write_dense_head(tensors, operators, network.head, ends)
+
+    named = ({SIGNATURE_OUTPUT: ends[0]} if len(ends) == 1 else
+             {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]})
+    signature_inputs = {SIGNATURE_INPUT: x}
+    if network.state == "io":
+        for k, (state_in, state_out) in enumerate(zip(state_inputs, state_outputs)):
+            key = STATE if len(state_inputs) == 1 else f"{STATE}_{k}"
+            signature_inputs[key] = state_in
+            named[key] = state_out
+        inputs += state_inputs
+    outputs = list(named.values())
+    subgraphs = [Subgraph(list(tensors), operators, inputs=inputs, outputs=outputs, name=SIGNATURE_KEY)]
+    signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
+    if network.state == "carry":
+        subgraphs += [_zeroing(handles, "init"), _zeroing(handles, RESET_KEY)]
+        signatures.append(Signature(RESET_KEY, {}, {}, 2))
+    return Model(subgraphs=subgraphs, signatures=signatures)
+
+
+def _zeroing(handles: list[tuple[str, tuple[int, int]]], name: str) -> Subgraph:
+    """A subgraph that assigns zeros to every carried state: the init of CALL_ONCE, and the `reset` signature."""
+    tensors, operators = [], []
+    for shared_name, shape in handles:
+        tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
+                    Tensor(f"{shared_name}_zeros", shape, data=np.zeros(shape, np.float32))]
+        operators += [Operator(BuiltinOperator.VAR_HANDLE, [], [len(tensors) - 2],
+                               options=VarHandleOptions(shared_name=shared_name)),
+                      Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
+    return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)
+
+
+def holds_a_layer(model: Model) -> bool:
+    """Whether the model's first subgraph has a layer as this lowering writes it (an input projection)."""
+    if not model.subgraphs:
+        return False
+    tensors = model.subgraphs[0].tensors
+    return any(op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3 and 0 <= op.inputs[1] < len(tensors)
+               and tensors[op.inputs[1]].name.endswith("/input_weights") for op in model.subgraphs[0].operators)
+
+
+def recover(model: Model) -> Network:
+    """The network a portable model holds; ModelFormatError when it is not one. The inverse of `lower`.
+
+    Read from the serving subgraph's ops: each layer direction is a FULLY_CONNECTED projection of its input by a
+    constant `<name>/input_weights` (two reading the same input: a bidirectional layer, forward first), the UNPACK
+    of that projection (its axis is the time axis), and the step ops on its slices (an ADD's fused activation, or a
+    TANH after it); Dense layers are FULLY_CONNECTEDs by a `<name>/kernel`."""
+    from ..cell import CellWeights
+    from ..errors import ModelFormatError
+    from ..network import Dense
+    from .fused import DENSE_FOLLOWERS, dense_activation
+
+    if not model.subgraphs:
+        raise ModelFormatError("the model has no subgraphs")
+    graph = model.subgraphs[0]
+    tensors, ops = graph.tensors, graph.operators
+
+    def tensor(index: int) -> Tensor:
+        if not 0 <= index < len(tensors):
+            raise ModelFormatError(f"an op names tensor {index} of {len(tensors)}")
+        return tensors[index]
+
+    def consumers(index: int) -> list[Operator]:
+        return [op for op in ops if index in op.inputs]
+
+    fc = BuiltinOperator.FULLY_CONNECTED
+    projections = [op for op in ops if op.code == fc and len(op.inputs) == 3
+                   and tensor(op.inputs[1]).name.endswith("/input_weights")]
+    if not projections:
+        raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
+    layers: dict[int, Layer] = {}
+    stages, source, axis = [], None, None
+    for op in projections:
+        w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
+        name = w.name.rpartition("/")[0]
+        r = next((t for t in tensors if t.name == f"{name}/recurrent_weights"), None)
+        if r is None or w.data is None or b.data is None or r.data is None:
+            raise ModelFormatError(f"layer '{name}': its input_weights, recurrent_weights and bias must be constants")
+        unpack = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.UNPACK), None)
+        if unpack is None or unpack.options is None:
+            raise ModelFormatError(f"layer '{name}': its projection is not unpacked over time")
+        axis = unpack.options.axis
+        after = [o for t in unpack.outputs for o in consumers(t)]
+        activation = Activation.NONE
+        if any(o.code == BuiltinOperator.TANH for o in after) or any(
+                o.code == BuiltinOperator.TANH for a in after if a.code == BuiltinOperator.ADD
+                for o in consumers(a.outputs[0])):
+            activation = Activation.TANH
+        else:
+            codes = {BuiltinOperator.RELU: Activation.RELU, BuiltinOperator.RELU6: Activation.RELU6,
+                     BuiltinOperator.RELU_N1_TO_1: Activation.RELU_N1_TO_1}
+            for o in after:
+                if o.code == BuiltinOperator.ADD and o.options is not None:
+                    activation = Activation(o.options.activation)
+                elif o.code in codes:
+                    activation = codes[o.code]
+        if op.inputs[1] not in layers:  # a reused cell's directions read the same weights: one Layer
+            layers[op.inputs[1]] = Layer(name, activation, CellWeights(w.data, r.data, b.data))
+        layer = layers[op.inputs[1]]
+        if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):
+            stages[-1] = (stages[-1], layer)  # a second direction over the same input: the backward one
+        else:
+            stages.append(layer)
+        source = op.inputs[0]
+
+    dense = []
+    for op in ops:
+        if op.code == fc and len(op.inputs) == 3 and tensor(op.inputs[1]).name.endswith("/kernel"):
+            following = next((o for o in consumers(op.outputs[0]) if o.code in DENSE_FOLLOWERS), None)
+            kernel, bias = tensor(op.inputs[1]), tensor(op.inputs[2])
+            dense.append((op, Dense(kernel.name.rpartition("/")[0], kernel.data, bias.data,
+                                    dense_activation(op, following))))
+    end = dense[0][0].inputs[0] if dense else graph.outputs[0]
+    x = tensor(graph.inputs[0]) if graph.inputs else None
+    if x is None or len(x.shape) != 3 or axis not in (0, 1):
+        raise ModelFormatError("the serving subgraph's first input is not a [B,T,I] or [T,B,I] sequence")
+    state = ("carry" if any(op.code == BuiltinOperator.CALL_ONCE for op in ops) else
+             "io" if len(graph.inputs) > 1 else "zero")
+    two_outputs = sum(1 for k in (model.signatures[0].outputs if model.signatures else {}) if k.startswith(
+        SIGNATURE_OUTPUT)) == 2
+    return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
+                   last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
+                   state=state, lowering="portable")
