@@ -328,7 +328,7 @@ kind, seconds = sys.argv[1], float(sys.argv[2])
 try:
     value = call_in_fork(work, kind, seconds=seconds, memory=64 << 20)
     out = {"a": value["a"].tolist(), "dtype": value["a"].dtype.str, "b": [value["b"][0], value["b"][1],
-           value["b"][2].dtype.str]}
+           value["b"][2].dtype.str], "writable": bool(value["a"].flags.writeable)}
 except ChildRaised as raised:
     out = {"raised": [raised.kind, raised.message, raised.user_error]}
 except ChildFailed as failed:
@@ -347,7 +347,8 @@ def _fork_case(kind: str, seconds: float = 30) -> dict:
 
 
 def test_a_forked_call_returns_arrays_as_plain_data():
-    assert _fork_case("arrays") == {"a": [[0, 1, 2], [3, 4, 5]], "dtype": "<f4", "b": [1, "x", "|i1"]}
+    assert _fork_case("arrays") == {"a": [[0, 1, 2], [3, 4, 5]], "dtype": "<f4", "b": [1, "x", "|i1"],
+                                    "writable": True}  # as arrays read in this process would be
 
 
 def test_a_forked_call_reports_what_went_wrong():
@@ -366,3 +367,13 @@ def test_a_forked_call_dies_with_its_parent():
     parent.kill()  # no clean-up runs in the parent: the kernel takes the child (PR_SET_PDEATHSIG)
     parent.wait(timeout=30)
     assert _gone(child), _state(child)
+
+
+@pytest.mark.parametrize("value", ["soon", "5s", "", "0", "inf"])
+def test_a_bad_read_timeout_is_a_clean_error(tmp_path, cli, monkeypatch, value):
+    """TFLRNN_READ_TIMEOUT, when set, is a plain positive number of seconds (the HDF5 parser's time limit)."""
+    keras = pytest.importorskip("keras", reason="needs the test extra")
+    keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(4)]).save(tmp_path / "m.keras")
+    monkeypatch.setenv("TFLRNN_READ_TIMEOUT", value)
+    assert_clean_error(cli("build", "--weights", tmp_path / "m.keras", "-o", tmp_path / "m.tflite"),
+                       f"TFLRNN_READ_TIMEOUT must be a positive number of seconds, got {value!r}")

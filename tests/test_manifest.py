@@ -220,17 +220,22 @@ def test_report_is_the_same_wherever_the_manifest_lies(tmp_path, cli):
     reports = []
     for place in ("a", "b/deeper"):
         directory = tmp_path / place
-        directory.mkdir(parents=True)
-        write_onnx_rnn(directory / "rnn.onnx", dims=[5, 1, 3])
-        (directory / "models.toml").write_text('[[models]]\nname = "onnx_rnn"\nweights = "rnn.onnx"\n\n'
-                                               '[[models]]\nname = "missing"\nweights = "gone.npz"\n')
-        cli("build", "--manifest", directory / "models.toml", "--out-dir", directory / "out")
+        (directory / "sources").mkdir(parents=True)
+        (directory / "manifests").mkdir()
+        write_onnx_rnn(directory / "manifests" / "rnn.onnx", dims=[5, 1, 3])
+        write_onnx_rnn(directory / "sources" / "beside.onnx", dims=[5, 1, 3])  # outside the manifest's folder
+        (directory / "manifests" / "models.toml").write_text(
+            '[[models]]\nname = "onnx_rnn"\nweights = "rnn.onnx"\n\n'
+            '[[models]]\nname = "beside"\nweights = "../sources/beside.onnx"\n\n'
+            '[[models]]\nname = "missing"\nweights = "gone.npz"\n')
+        cli("build", "--manifest", directory / "manifests" / "models.toml", "--out-dir", directory / "out")
         reports.append((directory / "out" / "report.json").read_bytes())
     assert reports[0] == reports[1]
     report = json.loads(reports[0])
     jsonschema.validate(report, load_schema(REPORT_SCHEMA))
-    onnx_rnn, missing = report["models"]
+    onnx_rnn, beside, missing = report["models"]
     assert onnx_rnn["passed"] and onnx_rnn["against"]["source"] == "rnn.onnx"
+    assert beside["passed"] and beside["against"]["source"] == "../sources/beside.onnx"
     assert missing["error"] == "weights file not found: gone.npz"
     assert str(tmp_path) not in reports[0].decode()
 

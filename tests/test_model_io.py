@@ -97,7 +97,7 @@ def test_raw_values_the_runtime_does_not_know_are_kept():
     back = read(write(model))
     _same(model, back)
     assert back.subgraphs[0].operators[0].options.activation == 17
-    assert back.subgraphs[0].operators[1].code == 250 and op_name(250) == "op code 250"
+    assert back.subgraphs[0].operators[1].code == 250 and op_name(250) == "BUILTIN_250"
     assert op_name(BuiltinOperator.FULLY_CONNECTED) == "FULLY_CONNECTED" and op_name(0) == "ADD"
 
 

@@ -225,7 +225,8 @@ def test_a_0_1_record_is_still_checked():
 
 
 @pytest.mark.parametrize("payload", [b'{"cells":[1]}', b"[" * 5000, b'{"cells":[{"num_units":NaN}]}', b"\xff",
-                                     b'{"c":[{"a":"tanh"}]}', b'{"c":[]}', b'{"c":[["tanh"]]}', b'[["tanh","x"]]'])
+                                     b'{"c":[{"a":"tanh"}]}', b'{"c":[]}', b'{"c":[["tanh"]]}', b'[["tanh","x"]]',
+                                     b'{"c":[["tanh","x"]],"d":[5]}', b'{"c":[["tanh","x"]],"d":[null]}'])
 def test_malformed_tflrnn_metadata_fails_the_check_not_the_tool(payload):
     model = _model()
     model.metadata["tflrnn"] = payload

@@ -103,20 +103,30 @@ def unpack_value(value, arrays: list[np.ndarray]):
 
 def seconds_setting(name: str, value=None, *, off_allowed: bool = True, error=TflrnnError) -> float | None:
     """A time limit from `value`, else the environment variable `name`: None = not set (the caller's default);
-    math.inf = no limit (0 or "none", where `off_allowed`)."""
+    math.inf = no limit (0 or "none", and "12s" for 12, where `off_allowed`). Without `off_allowed` the variable,
+    when set, must be a plain positive number."""
+    if value is None and not off_allowed:
+        raw = os.environ.get(name)
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < float("inf"):
+            raise error(f"{name} must be a positive number of seconds, got {raw!r}")
     if value is None:
         text = os.environ.get(name, "").strip().lower()
         if not text:
             return None
-        if off_allowed and text in _OFF:
+        if text in _OFF:
             return float("inf")
         try:
             value = float(text.removesuffix("s"))
         except ValueError:
             value = float("nan")
-        if not value >= 0 or value != value or (not off_allowed and not 0 < value < float("inf")):
-            raise error(f"{name} must be " + ("a number of seconds (or 0 for no limit)" if off_allowed else
-                                             "a positive number of seconds") + f", got {text!r}")
+        if not value >= 0 or value != value:
+            raise error(f"{name} must be a number of seconds (or 0 for no limit), got {text!r}")
     value = float(value)
     if not value >= 0:
         raise error(f"the time limit must be a non-negative number of seconds, got {value}")
@@ -221,13 +231,16 @@ class ChildRaised(Exception):
         self.kind, self.message, self.user_error = kind, message, user_error
 
 
-def call_in_fork(function, argument, *, seconds: float, memory: int | None):
+def call_in_fork(function, argument, *, seconds, memory: int | None):
     """function(argument) in a forked child with a time limit and a data-memory cap; its result (JSON-able data
-    with numpy arrays inside). An exception it raises comes back as ChildRaised; a child that dies raises
-    ChildFailed, one that runs out of time TimeoutError (it is killed). Without fork (Windows), or in a parent
-    with other threads (a fork would leave their locks held), the call runs in this process, unguarded."""
+    with numpy arrays inside, writable). An exception it raises comes back as ChildRaised; a child that dies raises
+    ChildFailed, one that runs out of time TimeoutError (it is killed). `seconds` may be a function, asked only
+    when there is a child to time. Without fork (Windows), or in a parent with other threads (a fork would leave
+    their locks held), the call runs in this process, unguarded."""
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return function(argument)
+    if callable(seconds):
+        seconds = seconds()
     read_end, write_end = os.pipe()
     parent = os.getpid()
     pid = os.fork()
@@ -255,6 +268,7 @@ def call_in_fork(function, argument, *, seconds: float, memory: int | None):
         _, status = os.waitpid(pid, 0)
     if not data:
         raise ChildFailed(status)
+    data = bytearray(data)  # the arrays are views of it: writable, as arrays read in this process would be
     (size,) = struct.unpack_from("<I", data)
     header = parse_header(data[4:4 + size])
     body = memoryview(data)[4 + size:]

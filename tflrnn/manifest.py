@@ -29,6 +29,7 @@ REPORT_SCHEMA = "manifest-report.schema.json"  # what manifest_report follows (c
 class Entry:
     name: str
     settings: dict  # defaults merged in; paths made absolute
+    paths: dict = field(default_factory=dict)  # each absolute path -> as the report shows it (from the manifest)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Outcome:
     verify: dict | None = None
     error: str | None = None
     against_skipped: str | None = None  # why the framework comparison was not run, when it was left out
+    paths: dict = field(default_factory=dict)  # the entry's paths: absolute -> as the report shows them
 
     @property
     def passed(self) -> bool:
@@ -67,10 +69,12 @@ def load_manifest(path) -> list[Entry]:
             raise ConfigError(f"{path}: two models are named '{item['name']}'")
         seen.add(item["name"])
         settings = {**defaults, **item}
+        paths = {}
         for key in ("weights", "config"):
             if key in settings:
                 settings[key] = str((path.parent / settings[key]).resolve())
-        entries.append(Entry(item["name"], settings))
+                paths[settings[key]] = Path(os.path.relpath(settings[key], path.parent.resolve())).as_posix()
+        entries.append(Entry(item["name"], settings, paths))
     return entries
 
 
@@ -103,9 +107,9 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
                             layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"),
                             atol=s.get("atol", DEFAULT_ATOL), rtol=s.get("rtol", DEFAULT_RTOL)).to_dict()
     except TflrnnError as exc:
-        return Outcome(entry.name, error=str(exc))
+        return Outcome(entry.name, error=str(exc), paths=entry.paths)
     except Exception as exc:  # one entry's bug must not take the others down; it is still reported
-        return Outcome(entry.name, error=f"internal error: {type(exc).__name__}: {exc}")
+        return Outcome(entry.name, error=f"internal error: {type(exc).__name__}: {exc}", paths=entry.paths)
     graph = model.subgraphs[0]
     cells = plan.options["cell"] if isinstance(plan.options["cell"], list) else [plan.options["cell"]]
     summary = {
@@ -115,7 +119,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    return Outcome(entry.name, data, summary, report, against_skipped=skipped)
+    return Outcome(entry.name, data, summary, report, against_skipped=skipped, paths=entry.paths)
 
 
 def build_all(entries: list[Entry], jobs: int | None = None, on_result=None, check_models: bool = True
@@ -168,7 +172,7 @@ def sha256sums(outcomes: list[Outcome]) -> str:
 
 def manifest_report(outcomes: list[Outcome], manifest_path) -> dict:
     """The report: the same for the same manifest on any machine (paths relative to the manifest)."""
-    relative = _relative_to(Path(manifest_path).resolve().parent)
+    directory = Path(manifest_path).resolve().parent
     return {
         "tool": {"name": "tflrnn", "version": __version__},
         "manifest": Path(manifest_path).name,
@@ -182,31 +186,29 @@ def manifest_report(outcomes: list[Outcome], manifest_path) -> dict:
                 "max_abs_error": o.max_abs_error,
                 "passed": o.passed,
                 "failed_checks": [c["name"] for c in (o.verify or {}).get("checks", []) if not c["passed"]],
-                "against": relative((o.verify or {}).get("against")),
+                "against": _relative((o.verify or {}).get("against"), directory, o.paths),
                 "against_skipped": o.against_skipped,
-                "notes": relative((o.verify or {}).get("notes", [])),
-                "error": relative(o.error),
+                "notes": _relative((o.verify or {}).get("notes", []), directory, o.paths),
+                "error": _relative(o.error, directory, o.paths),
             }
             for o in outcomes
         ],
     }
 
 
-def _relative_to(directory: Path):
-    """A function that rewrites the absolute paths under `directory` in a report value (a string, or the strings in
-    a list or dict) as paths relative to it, in POSIX form."""
-    prefix = str(directory) + os.sep
-
-    def relative(value):
-        if isinstance(value, str):
-            return value.replace(prefix, "").replace(os.sep, "/") if prefix in value else value
-        if isinstance(value, list):
-            return [relative(v) for v in value]
-        if isinstance(value, dict):
-            return {k: relative(v) for k, v in value.items()}
-        return value
-
-    return relative
+def _relative(value, directory: Path, paths: dict):
+    """A report value (a string, or the strings in a list or dict) with the entry's paths as the manifest gives
+    them (relative to it, in POSIX form, ../ included) and any other path under its directory made relative."""
+    if isinstance(value, str):
+        for absolute in sorted(paths, key=len, reverse=True):
+            value = value.replace(absolute, paths[absolute])
+        prefix = str(directory) + os.sep
+        return value.replace(prefix, "")
+    if isinstance(value, list):
+        return [_relative(v, directory, paths) for v in value]
+    if isinstance(value, dict):
+        return {k: _relative(v, directory, paths) for k, v in value.items()}
+    return value
 
 
 def markdown_report(report: dict) -> str:

@@ -87,9 +87,14 @@ def parse(raw: bytes, description: str = "") -> dict | None:
     else:
         cells, dense = document.get("c"), document.get("d") or []
         version = description[len(DESCRIPTION_PREFIX):] if description.startswith(DESCRIPTION_PREFIX) else None
-        cells = [_long(c) for c in cells] if isinstance(cells, list) and all(isinstance(c, list) for c in cells) \
-            else None
-        dense = [_long(d) for d in dense] if isinstance(dense, list) else dense
+        def entries(value):
+            if not isinstance(value, list) or not all(isinstance(e, list) for e in value):
+                return None  # not a record tflrnn writes
+            return [_long(e) for e in value]
+
+        cells, dense = entries(cells), entries(dense)
+        if dense is None:
+            return None
     if not isinstance(cells, list) or not cells or not all(isinstance(c, dict) for c in cells):
         return None
     return {"version": version, "cells": cells, "dense": dense}

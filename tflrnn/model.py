@@ -45,13 +45,13 @@ class BuiltinOperator(enum.IntEnum):
 
 
 def op_name(code: int) -> str:
-    """An operator code's name in the schema (`FULLY_CONNECTED`), or `op code N` for a code it does not have."""
+    """An operator code's name in the schema (`FULLY_CONNECTED`), or `BUILTIN_N` for a code it does not have."""
     if code in BuiltinOperator._value2member_map_:
         return BuiltinOperator(code).name
     from tflite.BuiltinOperator import BuiltinOperator as every  # the schema's whole table: only when needed
 
     names = {v: k for k, v in vars(every).items() if not k.startswith("_") and isinstance(v, int)}
-    return names.get(code, f"op code {code}")
+    return names.get(code, f"BUILTIN_{code}")
 
 
 class BuiltinOptions(enum.IntEnum):

@@ -3,8 +3,8 @@
 A network is a chain of stages, each an RNN layer run one way (a `Layer`) or both ways (a forward and a backward
 `Layer`), optionally followed by the last step (Keras return_sequences=False) and Dense layers, with the input's
 layout and sizes. `build.network_of` makes one from cells, weights and options; a lowering (`lowering/`) turns it
-into a model description and recovers it from a model. Two networks are equal when every name, size, option and
-weight bit is.
+into a model description and recovers it from a model. Two networks are equal when every name, size and option is,
+and every weight array is (np.array_equal).
 """
 
 from __future__ import annotations

@@ -40,11 +40,17 @@ def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
 
     require("h5py", "keras")
     size = path.stat().st_size
-    base = seconds_setting("TFLRNN_READ_TIMEOUT", off_allowed=False, error=WeightsError) or READ_SECONDS
-    limit = base + size / READ_BYTES_PER_SECOND
     what = "Keras file"
+    limit = None
+
+    def seconds() -> float:  # read only when the parse runs in a child
+        nonlocal limit
+        base = seconds_setting("TFLRNN_READ_TIMEOUT", off_allowed=False, error=WeightsError) or READ_SECONDS
+        limit = base + size / READ_BYTES_PER_SECOND
+        return limit
+
     try:
-        return tuple(call_in_fork(_parse, path, seconds=limit, memory=MEMORY_HEADROOM + 4 * size))
+        return tuple(call_in_fork(_parse, path, seconds=seconds, memory=MEMORY_HEADROOM + 4 * size))
     except TimeoutError:
         raise WeightsError(f"reading {what} {path} did not finish within {limit:.0f} s: the file is malformed "
                            "(its parser hangs on it)") from None
