@@ -152,3 +152,86 @@ def test_the_fused_lowering_keeps_its_state_in_the_model(state):
 
 def test_portable_lowering_is_registered():
     assert portable.lower is tflrnn.lowering.LOWERINGS["portable"].lower
+
+
+# verify, the command line, weights out -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["carry", "io", "zero"])
+@pytest.mark.parametrize("name", ["tanh cell", "relu, batch 2, time-major", "bidirectional apart, batch 2",
+                                  "bidirectional stack, last step", "classifier", "reused cell"])
+def test_verify_passes_a_portable_model(name, state):
+    import jsonschema
+
+    from tflrnn.config import load_schema
+
+    network = NETWORKS[name]()
+    network.lowering, network.state = "portable", state
+    report = tflrnn.verify(write(model_of(network)))
+    assert report.passed, [(c.name, c.detail) for c in report.failures]
+    names = {c.name for c in report.checks}
+    assert {"network", "signature", "metadata.tflrnn", "numeric.first_invoke", "numeric.state_carried"} <= names
+    assert ("numeric.reset" in names) == (state == "carry")
+    jsonschema.validate(report.to_dict(), load_schema("verify-report.schema.json"))
+
+
+def _failed(model) -> dict[str, str]:
+    report = tflrnn.verify(write(model))
+    assert not report.passed
+    return {c.name: c.detail for c in report.failures}
+
+
+def test_verify_catches_what_is_wrong_in_a_portable_model():
+    network = NETWORKS["tanh cell"]()
+    network.lowering = "portable"
+    model = model_of(network)
+    recurrent = next(t for t in model.subgraphs[0].tensors if t.name.endswith("/recurrent_weights"))
+    recurrent.data = recurrent.data.copy()
+    recurrent.data[0, 0] += 0.5
+    failed = _failed(model)
+    assert "weights_sha256 does not match" in failed["metadata.tflrnn"]
+
+    model = model_of(network)
+    model.signatures = model.signatures[:1]  # no reset signature: the carried state could not be zeroed
+    assert "no 'reset' signature" in _failed(model)["signature"]
+
+    model = model_of(network)
+    step = next(op for op in model.subgraphs[0].operators if op.code == tflrnn.model.BuiltinOperator.TANH)
+    step.builtin_code = step.deprecated_builtin_code = tflrnn.model.BuiltinOperator.LOGISTIC
+    assert "numeric.first_invoke" in _failed(model)
+
+
+def test_build_verify_and_weights_out_on_the_command_line(tmp_path, cli):
+    out = tmp_path / "p.tflite"
+    built = cli("build", "--units", 6, "--input-size", 3, "--time-steps", 4, "--lowering", "portable", "--state",
+                "io", "--json", "-o", out)
+    assert built.code == 0, built.err
+    summary = __import__("json").loads(built.out)
+    assert (summary["lowering"], summary["state"], summary["op"]) == ("portable", "io", "portable lowering")
+    assert cli("verify", out).code == 0
+    assert cli("weights", out, "-o", tmp_path / "w.npz").code == 0
+    again = tmp_path / "again.tflite"
+    assert cli("build", "--weights", tmp_path / "w.npz", "--time-steps", 4, "--lowering", "portable", "--state",
+               "io", "-o", again).code == 0
+    assert again.read_bytes() == out.read_bytes()  # the weights out of a portable model rebuild it byte for byte
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--state", "io"], "state 'io' needs the portable lowering"),
+    (["--lowering", "portable", "--time-steps", "dynamic"], "number of time steps must be fixed"),
+    (["--lowering", "portable", "--activation", "sign_bit"], "no builtin op for activation sign_bit"),
+])
+def test_command_line_refusals(tmp_path, cli, args, fragment):
+    from support import assert_clean_error
+
+    assert_clean_error(cli("build", "--units", 4, *args, "-o", tmp_path / "m.tflite"), fragment)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_a_manifest_builds_portable_models(tmp_path, cli):
+    (tmp_path / "m.toml").write_text('[defaults]\ntime_steps = 5\n\n[[models]]\nname = "fused"\nunits = 8\n\n'
+                                     '[[models]]\nname = "portable"\nunits = 8\nlowering = "portable"\n'
+                                     'state = "zero"\n')
+    result = cli("build", "--manifest", tmp_path / "m.toml", "--out-dir", tmp_path / "out")
+    assert result.code == 0, result.out
+    assert tflrnn.verify(tmp_path / "out" / "portable.tflite").passed

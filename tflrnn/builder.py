@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from . import lowering, metadata, writer
+from .lowering import lowering as lowering_of
 from .cell import (
     ACTIVATION_NAMES,
     MAX_LAYERS,
@@ -29,7 +30,7 @@ from .cell import (
 from .errors import ConfigError
 from .files import write_atomic
 from .model import MAX_FLATBUFFER_BYTES, Model, op_name
-from .network import DENSE_ACTIVATIONS, Dense, Layer, Network, stage_layers
+from .network import DENSE_ACTIVATIONS, STATES, Dense, Layer, Network, stage_layers
 from .version import __version__
 
 OP_NAME = "UNIDIRECTIONAL_SEQUENCE_RNN"
@@ -105,7 +106,10 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
     graph = model.subgraphs[0]
     summary = {
         "path": str(path),
-        "op": "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME,
+        "op": ("portable lowering" if network.lowering == "portable" else
+               "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME),
+        "lowering": network.lowering,
+        "state": network.state,
         "ops": [op_name(op.code) for op in graph.operators],
         "input_shape": _signature_shape(graph.tensors[graph.inputs[0]]),
         "output_shape": _signature_shape(graph.tensors[graph.outputs[0]]),
@@ -168,6 +172,8 @@ def network_of(
     bidirectional: bool | list[bool] = False,
     merge: str = "concat",
     head: list[Dense] | None = None,
+    lowering: str = "fused",
+    state: str = "carry",
 ) -> Network:
     """The network `build` writes.
 
@@ -198,6 +204,9 @@ def network_of(
         raise ConfigError("asymmetric input quantization applies to hybrid models: add --quantize int8")
     if merge not in ("concat", "none"):
         raise ConfigError(f"merge must be concat or none, got {merge!r}")
+    lowering_of(lowering)  # an unknown lowering is refused by name
+    if state not in STATES:
+        raise ConfigError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     head = list(head or [])
@@ -295,7 +304,8 @@ def network_of(
         width = dense.units
 
     return Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
-                   dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head)
+                   dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
+                   lowering=lowering, state=state)
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:

@@ -76,6 +76,12 @@ def cli(debug: bool) -> None:
               help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size).")
 @click.option("--asymmetric-inputs", is_flag=True, default=None,
               help="With --quantize int8: quantize inputs asymmetrically at run time (op version 3, runtime 2.3.0).")
+@click.option("--lowering", type=click.Choice(["fused", "portable"]),
+              help="fused (default): TFLite's fused RNN ops; portable: plain builtin ops that every TFLite runtime "
+                   "runs (fixed time steps, float weights).")
+@click.option("--state", type=click.Choice(["carry", "io", "zero"]),
+              help="carry (default): the state lives in the model across invokes; io: an input and an output the "
+                   "caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).")
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
 @click.option("--weights", type=_path,
               help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
@@ -95,7 +101,7 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
 def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
-          bidirectional, merge, quantize, asymmetric_inputs, seed, weights,
+          bidirectional, merge, quantize, asymmetric_inputs, lowering, state, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .builder import build_file
@@ -114,8 +120,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     options = BuildOptions(num_units=units, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
                            activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
                            quantize=quantize, asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
-                           merge=merge, seed=seed, config=config, weights=weights, format=weights_format, layer=layer,
-                           scope=scope, layer_index=layer_index)
+                           merge=merge, lowering=lowering, state=state, seed=seed, config=config, weights=weights,
+                           format=weights_format, layer=layer, scope=scope, layer_index=layer_index)
     plan = resolve_build_options(options)
     summary = build_file(output, **plan.options)
     summary["sizes_from"] = plan.origins
@@ -142,6 +148,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
             f"{layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
     if summary.get("dense"):
         what += ", then dense " + ", ".join(f"{d['units']} {d['activation']}" for d in summary["dense"])
+    if summary["lowering"] != "fused" or summary["state"] != "carry":
+        what += f", state {summary['state']}"
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"

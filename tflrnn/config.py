@@ -133,7 +133,7 @@ def _settings(document: dict, where: str) -> dict:
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
-                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge"):
+                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "lowering", "state"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -171,6 +171,8 @@ class BuildOptions:
     bidirectional: bool | None = None
     merge: str | None = None
     seed: int | None = None
+    lowering: str | None = None
+    state: str | None = None
     # Where the cell and its weights come from
     config: str | Path | None = None
     weights: str | Path | None = None
@@ -320,6 +322,8 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
         "asymmetric_inputs": settings.get("asymmetric_inputs", False),
         "bidirectional": settings.get("bidirectional", False),
         "merge": settings.get("merge", "concat"),
+        "lowering": settings.get("lowering", "fused"),
+        "state": settings.get("state", "carry"),
     }
 
 

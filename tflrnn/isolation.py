@@ -207,6 +207,28 @@ def write_all(fd: int, parts) -> None:
             view = view[os.write(fd, view):]
 
 
+def stop_child(proc, owner: int) -> None:
+    """Kill and reap the child, and close our ends of its pipes. Also runs at garbage collection and at exit
+    (not in a fork of the process that started it: the child is not that copy's to stop)."""
+    if os.getpid() != owner:
+        return
+    try:
+        if proc.poll() is None:
+            proc.kill()
+    except OSError:
+        pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    try:
+        proc.wait()
+    except OSError:
+        pass
+
+
 # ---- a call in a fork --------------------------------------------------------------------------------------------
 
 

@@ -34,6 +34,14 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.STRIDED_SLICE, 1): "1.6.0",
     (BuiltinOperator.FULLY_CONNECTED, 1): "1.5.0",
     (BuiltinOperator.FULLY_CONNECTED, 5): "2.0.0",  # keep_num_dims: a Dense layer on a sequence
+    (BuiltinOperator.TANH, 1): "1.14.0",
+    (BuiltinOperator.LOGISTIC, 1): "1.14.0",
+    (BuiltinOperator.PACK, 1): "1.11.0",
+    (BuiltinOperator.UNPACK, 1): "1.11.0",
+    (BuiltinOperator.CALL_ONCE, 1): "2.5.0",
+    (BuiltinOperator.VAR_HANDLE, 1): "2.6.0",  # resource variables: the portable lowering's carried state
+    (BuiltinOperator.READ_VARIABLE, 1): "2.6.0",
+    (BuiltinOperator.ASSIGN_VARIABLE, 1): "2.6.0",
 }
 
 _FIELDS = ("activation", "weights_sha256", "quantize")  # the items of an entry, in order

@@ -168,3 +168,42 @@ HEAD_OPS = {
     BuiltinOperator.TANH: tanh,
     BuiltinOperator.LOGISTIC: sigmoid,
 }
+
+
+_DENSE = {
+    "linear": lambda z: z,
+    "relu": lambda z: np.maximum(z, 0.0),
+    "relu6": lambda z: np.clip(z, 0.0, 6.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "softmax": lambda z: softmax(z, beta=1.0)[0],
+}
+
+
+def run_network(network, x: np.ndarray, states: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A whole network, free-running in float64: its output(s) for x and each direction's final state (in layer
+    order, forward before backward), from `states` (zeros where None). A backward direction runs with time
+    reversed and ends at t=0; the last step takes each direction's final step; Dense layers follow."""
+    time_axis = 0 if network.time_major else 1
+    states = list(states) if states is not None else [None] * len(network.layers)
+    finals, k, ends = [], 0, []
+    y = np.asarray(x, np.float64)
+    for index, stage in enumerate(network.stages):
+        outputs = []
+        for direction, layer in enumerate(stage if isinstance(stage, tuple) else (stage,)):
+            source = np.flip(y, axis=time_axis) if direction == 1 else y
+            out, h = run(source, layer.weights, layer.activation, time_major=network.time_major,
+                         initial_state=states[k])
+            outputs.append(np.flip(out, axis=time_axis) if direction == 1 else out)
+            finals.append(h)
+            k += 1
+        final = index == len(network.stages) - 1
+        if final and network.last_step:
+            outputs = [final_step(o, time_major=network.time_major, backward=d == 1)[0] for d, o in enumerate(outputs)]
+        if len(outputs) == 2 and (network.merge or not final):
+            outputs = [np.concatenate(outputs, axis=-1)]
+        y, ends = outputs[0], outputs
+    for dense in network.head:
+        y = _DENSE[dense.activation](y @ dense.weights.T.astype(np.float64) + dense.bias)
+        ends = [y]
+    return ends, finals

@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import TflrnnError
 from .isolation import MAX_HEADER, cap_memory, die_with_parent, frame, parse_header, seconds_setting, size_setting, \
-    size_text, unpack_arrays
+    size_text, stop_child, unpack_arrays
 
 RUNTIMES = ("litert", "tensorflow")
 LABELS = {"litert": "LiteRT", "tensorflow": "TensorFlow Lite (tf.lite)"}
@@ -67,15 +67,20 @@ class InterpreterModel:
     """One interpreter over one model, in this process. The hidden state lives in the interpreter and carries
     across `run` calls. (`load` gives an `IsolatedInterpreter`, which runs one of these in a child process.)"""
 
-    def __init__(self, name: str, version: str, interpreter, input_index: int, output_indices: list[int]):
+    def __init__(self, name: str, version: str, interpreter, input_index: int, output_indices: list[int],
+                 extra_inputs: list[int] = (), reset_key: str | None = None):
         self.name, self.version = name, version
         self.interpreter = interpreter
         self.interpreter.allocate_tensors()
         self.input_index, self.output_indices = input_index, output_indices
+        self.extra_inputs, self.reset_key = list(extra_inputs), reset_key
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Invoke on x; the tensors named by output_indices (intermediate ones are preserved), in that order."""
+    def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
+        """Invoke on x (and `extra` into extra_inputs, e.g. states); the tensors named by output_indices
+        (intermediate ones are preserved), in that order."""
         self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(x, dtype=np.float32))
+        for index, value in zip(self.extra_inputs, extra, strict=True):
+            self.interpreter.set_tensor(index, np.ascontiguousarray(value, dtype=np.float32))
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(index).copy() for index in self.output_indices]
 
@@ -85,7 +90,12 @@ class InterpreterModel:
         self.interpreter.allocate_tensors()
 
     def reset(self) -> None:
-        self.interpreter.reset_all_variables()
+        """Zero the state: reset_all_variables() (variable tensors), or the model's reset signature (resource
+        variables, which reset_all_variables() leaves as they are)."""
+        if self.reset_key is None:
+            self.interpreter.reset_all_variables()
+        else:
+            self.interpreter.get_signature_runner(self.reset_key)()
 
     def close(self) -> None:
         pass
@@ -98,12 +108,14 @@ class InterpreterModel:
 
 
 def load(runtime: str, model: bytes, input_index: int, output_indices: list[int], *, timeout: float | None = None,
-         memory: int | str | None = None, isolate: bool = True):
+         memory: int | str | None = None, isolate: bool = True, extra_inputs: list[int] = (),
+         reset_key: str | None = None):
     """An interpreter over `model` that keeps every tensor after invoke, so intermediate outputs can be read.
 
     By default it runs in a child process (see the module's docstring): `timeout` in seconds per call and
     `memory` in bytes beyond the runtime's footprint override TFLRNN_VERIFY_TIMEOUT / TFLRNN_VERIFY_MEMORY
-    (0 or math.inf: no limit). `isolate=False` runs it in this process, without limits.
+    (0 or math.inf: no limit). `isolate=False` runs it in this process, without limits. `extra_inputs`: more
+    input tensors `run` fills (a state given as an input); `reset_key`: the signature that resets the state.
     """
     if runtime not in RUNTIMES:
         raise TflrnnError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
@@ -114,16 +126,14 @@ def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]
             from .sources import require
 
             require("tensorflow", "tensorflow", "--runtime tensorflow runs tf.lite.Interpreter")  # raises
+    wiring = {"extra_inputs": [int(i) for i in extra_inputs], "reset_key": reset_key}
     if not isolate:
-        return _in_process(runtime, bytes(model), int(input_index), [int(i) for i in output_indices])
+        version, make = _open(runtime)
+        return InterpreterModel(runtime, version, make(bytes(model)), int(input_index),
+                                [int(i) for i in output_indices], **wiring)
     return IsolatedInterpreter(runtime, bytes(model), int(input_index), [int(i) for i in output_indices],
                                timeout=seconds_setting(TIMEOUT_SETTING, timeout),  # None: the default
-                               memory=size_setting(MEMORY_SETTING, memory))
-
-
-def _in_process(runtime: str, model: bytes, input_index: int, output_indices: list[int]) -> InterpreterModel:
-    version, make = _open(runtime)
-    return InterpreterModel(runtime, version, make(model), input_index, output_indices)
+                               memory=size_setting(MEMORY_SETTING, memory), **wiring)
 
 
 def _open(runtime: str):
@@ -168,7 +178,8 @@ class IsolatedInterpreter:
     by `close()`, on leaving a `with` block, when garbage-collected, at exit, and after any failure."""
 
     def __init__(self, runtime: str, model: bytes, input_index: int, output_indices: list[int], *,
-                 timeout: float | None = None, memory: int | float | None = None):
+                 timeout: float | None = None, memory: int | float | None = None, extra_inputs: list[int] = (),
+                 reset_key: str | None = None):
         import subprocess
         import weakref
 
@@ -197,7 +208,7 @@ class IsolatedInterpreter:
         argv = [sys.executable, "-S", "-c", code, runtime, str(os.getpid()), *map(str, sys.path), package_root]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=None if self._debug else subprocess.PIPE, env=env)
-        self._finalizer = weakref.finalize(self, _stop, self._proc, os.getpid())
+        self._finalizer = weakref.finalize(self, stop_child, self._proc, os.getpid())
         self._buffer = bytearray()
         try:
             import selectors
@@ -221,7 +232,8 @@ class IsolatedInterpreter:
                 memory = len(model) + DEFAULT_MEMORY_HEADROOM
             self._memory_cap = memory
             header = {"op": "load", "input": input_index, "outputs": output_indices, "nbytes": len(model),
-                      "memory": None if memory == float("inf") else int(memory)}
+                      "memory": None if memory == float("inf") else int(memory), "extra": list(extra_inputs),
+                      "reset": reset_key}
             self._exchange(header, (model,), "loading the model", self._limit(len(model) / LOAD_BYTES_PER_SECOND))
         except BaseException:
             self.close()
@@ -229,11 +241,12 @@ class IsolatedInterpreter:
 
     # The interface of InterpreterModel.
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        extra = [np.ascontiguousarray(e, dtype=np.float32) for e in extra]
         steps = x.size // max(1, x.shape[-1]) if x.ndim else 1
-        header = {"op": "run", "shape": list(x.shape), "nbytes": x.nbytes}
-        _, arrays = self._exchange(header, (x,), "invoke",
+        header = {"op": "run", "shape": list(x.shape), "extra": [list(e.shape) for e in extra]}
+        _, arrays = self._exchange(header, (x, *extra), "invoke",
                                    self._limit(self._model_bytes * steps / WORK_BYTES_PER_SECOND))
         return arrays
 
@@ -495,28 +508,6 @@ class IsolatedInterpreter:
         return ""
 
 
-def _stop(proc, owner: int) -> None:
-    """Kill and reap the child, and close our ends of its pipes. Also runs at garbage collection and at exit
-    (not in a fork of the process that started it: the child is not that copy's to stop)."""
-    if os.getpid() != owner:
-        return
-    try:
-        if proc.poll() is None:
-            proc.kill()
-    except OSError:
-        pass
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass
-    try:
-        proc.wait()
-    except OSError:
-        pass
-
-
 # ---- the child's side --------------------------------------------------------------------------------------------
 
 
@@ -574,10 +565,17 @@ def _serve() -> None:
             if op == "load":
                 cap_memory(header.get("memory"))
                 model = payload()
-                interpreter = InterpreterModel(runtime, version, make(model), header["input"], header["outputs"])
+                interpreter = InterpreterModel(runtime, version, make(model), header["input"], header["outputs"],
+                                               header.get("extra", ()), header.get("reset"))
                 send({})
             elif op == "run":
-                ys = interpreter.run(np.frombuffer(payload(), np.float32).reshape(header["shape"]))
+                shapes = [header["shape"], *header.get("extra", [])]
+                flat, start, arrays = np.frombuffer(payload(), np.float32), 0, []
+                for shape in shapes:  # x, then the extra inputs, back to back
+                    count = int(np.prod(shape, dtype=np.int64))
+                    arrays.append(flat[start:start + count].reshape(shape))
+                    start += count
+                ys = interpreter.run(*arrays)
                 send({}, ys)
             elif op == "resize":
                 interpreter.resize(header["shape"])

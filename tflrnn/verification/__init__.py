@@ -70,6 +70,10 @@ def verify(
         raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
     data, label = model_bytes(model)
     description = read(data)
+    if _portable(description):
+        return _verify_portable(data, label, description, weights, against, runtimes, settings={
+            "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
+            format=format, layer=layer)
     network = find_network(description)
     layers = network.directions  # each direction of each RNN op, in op order
     for g in layers:
@@ -141,6 +145,34 @@ def verify(
         report.checks += _against_checks(layers, model_weights, against_inputs, runs, report, atol, rtol, whole,
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
+    return report
+
+
+def _portable(model) -> bool:
+    """A model of the portable lowering: no fused RNN op, and a layer as that lowering writes it."""
+    from ..lowering import fused, portable
+
+    return not any(op.code in fused.RNN_CODES for g in model.subgraphs for op in g.operators) and \
+        portable.holds_a_layer(model)
+
+
+def _verify_portable(data, label, model, weights, against, runtimes, settings, **source) -> VerifyReport:
+    from .portable import portable_checks
+
+    if against is not None:
+        raise ConfigError("--against a model of the portable lowering is not supported yet: verify the fused "
+                          "build of the same network against the source")
+    if weights is not None and not isinstance(weights, (list, tuple)):
+        if isinstance(weights, CellWeights):
+            weights = [weights]
+        else:
+            from ..lowering import portable
+
+            names = [layer.name for layer in portable.recover(model).layers]
+            weights = [load_weights(weights, name if len(names) > 1 else None, **source) for name in names]
+    report = VerifyReport(model=label, bytes=len(data), sha256=sha256(data), settings=settings)
+    portable_checks(data, model, report, runtimes, seed=settings["seed"], sequences=settings["sequences"],
+                    atol=settings["atol"], rtol=settings["rtol"], weights=weights)
     return report
 
 

@@ -21,6 +21,7 @@ class CheckKind:
 # Every check verify makes. A check's name is its id, with [layer.direction] for a stack or a bidirectional op
 # (op.options[1.bw]), [k] for the k-th Dense layer, and .<format> for --against (against.keras).
 CHECKS = {kind.id: kind for kind in (
+    CheckKind("network", True, "a network the portable lowering writes, recovered from the model's ops"),
     CheckKind("model.version", False, "schema version 3"),
     CheckKind("op.code", False, "builtin_code and deprecated_builtin_code both the RNN op's"),
     CheckKind("op.version", False, "the op version its weights need (1 float, 2/3 hybrid int8)"),

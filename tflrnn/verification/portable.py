@@ -1,0 +1,186 @@
+"""verify for a model of the portable lowering (plain builtin ops, no fused RNN op).
+
+The network is recovered from the model's ops; the structure checks are that it is one, the signatures (serving
+at subgraph 0, `reset` for a carried state, the state's inputs and outputs), and the metadata. The numbers: the
+model run free by a real interpreter over several invokes, with its state carried (by the model, reset through
+the `reset` signature; or by this verifier, as the caller would), against the whole network in float64
+(reference.run_network) from the same states, within atol + rtol * (|reference| + 1): rounding compounds through
+the steps of a free run, so the tolerance scales with the values, as for a whole model under --against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+from ..cell import ACTIVATION_NAMES
+from ..errors import TflrnnError
+from ..lowering import portable
+from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..metadata import METADATA_KEY, dense_sha256, min_runtime_version
+from ..metadata import parse as parse_metadata
+from ..model import SCHEMA_VERSION, Model, op_name
+from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
+
+
+def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: list[str], *, seed: int,
+                    sequences: int, atol: float, rtol: float, weights=None) -> None:
+    try:
+        network = portable.recover(model)
+    except TflrnnError as exc:
+        report.checks.append(Check("network", False, f"not a network the portable lowering writes: {exc}"))
+        report.checks.append(Check("numeric", False, "not run: network failed"))
+        return
+    layers = network.layers
+    report.checks.append(Check("network", True, (
+        f"portable lowering: {len(network.stages)} layer(s), {len(layers)} direction(s) "
+        f"({', '.join(f'{layer.name} {layer.weights.num_units} {ACTIVATION_NAMES[layer.activation]}' for layer in layers)})"
+        f"{', last step' if network.last_step else ''}{f', {len(network.head)} dense' if network.head else ''}, "
+        f"state {network.state}")))
+    report.checks.append(Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}"))
+    report.checks.append(_signature_check(model, network))
+    report.checks += _metadata_checks(model, network)
+    if weights is not None:
+        from .structure import _weights_match
+
+        report.checks.append(_weights_match([layer.weights for layer in layers], weights, None))
+    blocking = [c.name for c in report.checks if not c.passed and c.blocks_numeric]
+    if blocking:
+        report.checks.append(Check("numeric", False, f"not run: {', '.join(blocking)} failed"))
+        return
+    for runtime_name in runtimes:
+        report.checks += _numeric_checks(data, model, network, report, runtime_name, seed=seed, sequences=sequences,
+                                         atol=atol, rtol=rtol)
+
+
+def _signature_check(model: Model, network) -> Check:
+    graph = model.subgraphs[0]
+    serving = next((s for s in model.signatures if s.key == SIGNATURE_KEY), None)
+    problems = []
+    if serving is None or serving.subgraph != 0:
+        problems.append(f"no '{SIGNATURE_KEY}' signature on subgraph 0 (TFLite Micro and the classic API run it)")
+    else:
+        if serving.inputs.get(SIGNATURE_INPUT) != (graph.inputs[0] if graph.inputs else None):
+            problems.append(f"inputs {serving.inputs}: '{SIGNATURE_INPUT}' is not the subgraph's first input")
+        if not any(k.startswith(SIGNATURE_OUTPUT) for k in serving.outputs):
+            problems.append(f"outputs {serving.outputs} name no '{SIGNATURE_OUTPUT}'")
+        states = sorted(k for k in serving.inputs if k.startswith(portable.STATE))
+        if network.state == "io" and (len(states) != len(network.layers) or states != sorted(
+                k for k in serving.outputs if k.startswith(portable.STATE))):
+            problems.append(f"{len(network.layers)} states, but the signature takes {states} and gives "
+                            f"{sorted(k for k in serving.outputs if k.startswith(portable.STATE))}")
+    if network.state == "carry":
+        reset = next((s for s in model.signatures if s.key == portable.RESET_KEY), None)
+        if reset is None or reset.inputs or reset.outputs or not 0 < reset.subgraph < len(model.subgraphs):
+            problems.append(f"no '{portable.RESET_KEY}' signature of its own subgraph, without inputs or outputs")
+    if problems:
+        return Check("signature", False, "; ".join(problems))
+    keys = sorted(k for s in model.signatures for k in (s.key,))
+    return Check("signature", True, f"signatures {keys}; '{SIGNATURE_KEY}' on subgraph 0")
+
+
+def _metadata_checks(model: Model, network) -> list[Check]:
+    expected = min_runtime_version(model)
+    found = model.metadata.get("min_runtime_version")
+    text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
+    versions = ", ".join(dict.fromkeys(f"{op_name(op.code)} v{op.version}" for g in model.subgraphs
+                                       for op in g.operators))
+    checks = [Check("metadata.min_runtime_version", text == expected,
+                    f"{text!r}, expected {expected!r} for {versions}" if text is not None else "missing")]
+    raw = model.metadata.get(METADATA_KEY)
+    if raw is None:
+        return checks + [Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn")]
+    document = parse_metadata(raw, model.description)
+    if document is None:
+        return checks + [Check("metadata.tflrnn", False, "not valid tflrnn JSON")]
+    cells, dense = document["cells"], document["dense"]
+    problems = []
+    if len(cells) != len(network.layers) or len(dense) != len(network.head):
+        problems.append(f"{len(cells)} cells and {len(dense)} dense layers recorded, {len(network.layers)} and "
+                        f"{len(network.head)} in the graph")
+    else:
+        for k, (layer, cell) in enumerate(zip(network.layers, cells)):
+            if cell.get("activation") != ACTIVATION_NAMES[layer.activation]:
+                problems.append(f"layer {k}: activation {cell.get('activation')!r} but the graph has "
+                                f"{ACTIVATION_NAMES[layer.activation]!r}")
+            if cell.get("weights_sha256") != layer.weights.sha256():
+                problems.append(f"layer {k}: weights_sha256 does not match the weights in the file")
+        for k, (d, info) in enumerate(zip(network.head, dense)):
+            if info.get("activation") != d.activation or info.get("weights_sha256") != dense_sha256(d.weights, d.bias):
+                problems.append(f"dense {k}: activation or weights_sha256 does not match the graph")
+    if problems:
+        return checks + [Check("metadata.tflrnn", False, "; ".join(problems))]
+    return checks + [Check("metadata.tflrnn", True, f"written by tflrnn {document['version']}; activation and "
+                                                     "weights sha256 match the graph")]
+
+
+def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, runtime_name: str, *, seed: int,
+                    sequences: int, atol: float, rtol: float) -> list[Check]:
+    from .. import runtime
+
+    graph, serving = model.subgraphs[0], next(s for s in model.signatures if s.key == SIGNATURE_KEY)
+    state_keys = sorted((k for k in serving.inputs if k.startswith(portable.STATE)),
+                        key=lambda k: int(k.rpartition("_")[2]) if "_" in k else 0)
+    outputs = [index for k, index in serving.outputs.items() if k.startswith(SIGNATURE_OUTPUT)]  # fw before bw
+    finals = [serving.outputs[k] for k in state_keys]
+    x_shape = graph.tensors[serving.inputs[SIGNATURE_INPUT]].shape
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(sequences)]
+    zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
+    try:
+        with runtime.load(runtime_name, data, serving.inputs[SIGNATURE_INPUT], outputs + finals,
+                          extra_inputs=[serving.inputs[k] for k in state_keys],
+                          reset_key=portable.RESET_KEY if network.state == "carry" else None) as interpreter:
+            report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
+            runs, states = [], zeros
+            for x in xs:
+                values = interpreter.run(x, *(states if state_keys else ()))
+                runs.append(values[:len(outputs)])
+                if state_keys:
+                    states = values[len(outputs):]  # the caller carries the state, as an app would
+            after_reset = None
+            if network.state == "carry":
+                interpreter.reset()
+                after_reset = interpreter.run(xs[0])[:len(outputs)]
+    except (RuntimeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, runtime.IsolationError):
+            message = f"the interpreter refused the model: {message}"
+        return [Check("runtime", False, message, runtime=runtime_name)]
+
+    carried = network.state != "zero"
+    states, firsts, laters = None, [], []
+    for k, (x, got) in enumerate(zip(xs, runs)):
+        expected, finals_ref = reference.run_network(network, x, states if carried else None)
+        (firsts if k == 0 else laters).append(_compare(got, expected, atol, rtol))
+        states = finals_ref
+    checks = [
+        _numeric_check("numeric.first_invoke", Comparison.worst(firsts), atol, rtol,
+                       "from the zero state, the whole network free-running against the float64 reference",
+                       runtime_name),
+        _numeric_check("numeric.state_carried", Comparison.worst(laters), atol, rtol,
+                       {"carry": f"{len(xs) - 1} more invokes, each continuing from the state the model carried",
+                        "io": f"{len(xs) - 1} more invokes, the final states fed back as the next inputs",
+                        "zero": f"{len(xs) - 1} more invokes, each from zeros (the model keeps no state)"}[
+                           network.state], runtime_name),
+    ]
+    if after_reset is not None:
+        identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
+        result = _compare(after_reset, reference.run_network(network, xs[0])[0], atol, rtol)
+        result.ok = result.ok and identical
+        checks.append(_numeric_check(
+            "numeric.reset", result, atol, rtol,
+            f"after the '{portable.RESET_KEY}' signature, "
+            + ("bit-identical to the first invoke" if identical else "differs from the first invoke"), runtime_name))
+    return checks
+
+
+def _compare(actual: list[np.ndarray], expected: list[np.ndarray], atol: float, rtol: float) -> Comparison:
+    parts = []
+    for a, e in zip(actual, expected, strict=True):
+        diff = np.abs(a.astype(np.float64) - e)
+        allowed = atol + rtol * (np.abs(e) + 1.0)
+        bad = ~(diff <= allowed)
+        rel = diff / np.maximum(np.abs(e), atol or np.finfo(np.float32).tiny)
+        parts.append(Comparison(not bad.any(), _finite_max(diff), _finite_max(rel)))
+    return Comparison.worst(parts)
