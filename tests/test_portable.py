@@ -235,3 +235,24 @@ def test_a_manifest_builds_portable_models(tmp_path, cli):
     result = cli("build", "--manifest", tmp_path / "m.toml", "--out-dir", tmp_path / "out")
     assert result.code == 0, result.out
     assert tflrnn.verify(tmp_path / "out" / "portable.tflite").passed
+
+
+def test_a_portable_model_runs_on_every_runtime():
+    """LiteRT with and without XNNPACK, tf.lite, the CompiledModel API and TFLite Micro: the same checks on each,
+    the state carried and reset on each."""
+    network = NETWORKS["bidirectional stack, last step"]()
+    network.lowering = "portable"
+    report = tflrnn.verify(write(model_of(network)), runtime="all")
+    assert report.passed, [(c.name, c.runtime, c.detail) for c in report.failures]
+    assert [r["name"] for r in report.runtimes] == ["litert", "litert+xnnpack", "tensorflow", "compiled", "micro"]
+    for name in ("litert+xnnpack", "compiled", "micro"):
+        assert {c.name for c in report.checks if c.runtime == name} == {
+            "numeric.first_invoke", "numeric.state_carried", "numeric.reset"}
+
+
+@pytest.mark.parametrize("runtime, reason", [("compiled", "Variable tensors not yet supported"),
+                                             ("micro", "Didn't find op for builtin opcode 'UNIDIRECTIONAL_SEQUENCE_RNN'")])
+def test_a_fused_model_fails_where_its_op_does_not_run(runtime, reason):
+    report = tflrnn.verify(write(model_of(NETWORKS["tanh cell"]())), runtime=runtime)
+    failed = {c.name: c.detail for c in report.failures}
+    assert list(failed) == ["runtime"] and reason in failed["runtime"]

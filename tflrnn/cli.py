@@ -231,8 +231,11 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
 @click.option("--layer", help="Keras: the SimpleRNN layer of --against / --weights.")
 @click.option("--scope", help="TF checkpoint: the variable scope of --against / --weights.")
 @click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer of --against / --weights.")
-@click.option("--runtime", type=click.Choice(["litert", "tensorflow", "all"]), default="litert", show_default=True,
-              help="Interpreter(s) to run the model on.")
+@click.option("--runtime", type=click.Choice(["litert", "tensorflow", "compiled", "micro", "all"]), default="litert",
+              show_default=True,
+              help="Interpreter(s) to run the model on: LiteRT's classic Interpreter, tf.lite, LiteRT's CompiledModel "
+                   "API, TFLite Micro, or all (for a fused model: litert and tensorflow; for a portable one: every "
+                   "one installed).")
 @click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance.")
 @click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True, help="Relative tolerance.")
 @click.option("--sequences", type=int, default=DEFAULT_SEQUENCES, show_default=True,

@@ -22,19 +22,16 @@ dying with this process are isolation.py's, shared with the native parsers' fork
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-import warnings
 
 import numpy as np
 
 from .errors import TflrnnError
+from .runners import LABELS, PACKAGES, RUNTIMES, make_runner, open_runtime
 from .isolation import MAX_HEADER, cap_memory, die_with_parent, frame, parse_header, seconds_setting, size_setting, \
     size_text, stop_child, unpack_arrays
 
-RUNTIMES = ("litert", "tensorflow")
-LABELS = {"litert": "LiteRT", "tensorflow": "TensorFlow Lite (tf.lite)"}
 
 TIMEOUT_SETTING, MEMORY_SETTING = "TFLRNN_VERIFY_TIMEOUT", "TFLRNN_VERIFY_MEMORY"
 DEFAULT_TIMEOUT = 30.0  # seconds per call, before the allowance for the call's work
@@ -63,104 +60,34 @@ class InterpreterOutOfMemory(IsolationError):
     """The interpreter exceeded the memory cap."""
 
 
-class InterpreterModel:
-    """One interpreter over one model, in this process. The hidden state lives in the interpreter and carries
-    across `run` calls. (`load` gives an `IsolatedInterpreter`, which runs one of these in a child process.)"""
-
-    def __init__(self, name: str, version: str, interpreter, input_index: int, output_indices: list[int],
-                 extra_inputs: list[int] = (), reset_key: str | None = None):
-        self.name, self.version = name, version
-        self.interpreter = interpreter
-        self.interpreter.allocate_tensors()
-        self.input_index, self.output_indices = input_index, output_indices
-        self.extra_inputs, self.reset_key = list(extra_inputs), reset_key
-
-    def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
-        """Invoke on x (and `extra` into extra_inputs, e.g. states); the tensors named by output_indices
-        (intermediate ones are preserved), in that order."""
-        self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(x, dtype=np.float32))
-        for index, value in zip(self.extra_inputs, extra, strict=True):
-            self.interpreter.set_tensor(index, np.ascontiguousarray(value, dtype=np.float32))
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(index).copy() for index in self.output_indices]
-
-    def resize(self, input_shape: list[int]) -> None:
-        """A new length for a dynamic-time model. Allocation also zeroes the variables, as a reset does."""
-        self.interpreter.resize_tensor_input(self.input_index, input_shape)
-        self.interpreter.allocate_tensors()
-
-    def reset(self) -> None:
-        """Zero the state: reset_all_variables() (variable tensors), or the model's reset signature (resource
-        variables, which reset_all_variables() leaves as they are)."""
-        if self.reset_key is None:
-            self.interpreter.reset_all_variables()
-        else:
-            self.interpreter.get_signature_runner(self.reset_key)()
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-
 def load(runtime: str, model: bytes, input_index: int, output_indices: list[int], *, timeout: float | None = None,
          memory: int | str | None = None, isolate: bool = True, extra_inputs: list[int] = (),
-         reset_key: str | None = None):
+         reset_key: str | None = None, **wiring):
     """An interpreter over `model` that keeps every tensor after invoke, so intermediate outputs can be read.
 
     By default it runs in a child process (see the module's docstring): `timeout` in seconds per call and
     `memory` in bytes beyond the runtime's footprint override TFLRNN_VERIFY_TIMEOUT / TFLRNN_VERIFY_MEMORY
     (0 or math.inf: no limit). `isolate=False` runs it in this process, without limits. `extra_inputs`: more
-    input tensors `run` fills (a state given as an input); `reset_key`: the signature that resets the state.
+    input tensors `run` fills (a state given as an input); `reset_key`: the signature that resets the state;
+    the rest of `wiring` as runners.py says (names, positions, XNNPACK).
     """
     if runtime not in RUNTIMES:
         raise TflrnnError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
-    if runtime == "tensorflow":
+    package, extra = PACKAGES[runtime]
+    if extra is not None:
         import importlib.util
 
-        if importlib.util.find_spec("tensorflow") is None:
+        if importlib.util.find_spec(package) is None:
             from .sources import require
 
-            require("tensorflow", "tensorflow", "--runtime tensorflow runs tf.lite.Interpreter")  # raises
-    wiring = {"extra_inputs": [int(i) for i in extra_inputs], "reset_key": reset_key}
+            require(package, extra, f"--runtime {runtime} runs {LABELS[runtime]}")  # raises
+    wiring = {**wiring, "extra_inputs": [int(i) for i in extra_inputs], "reset_key": reset_key}
     if not isolate:
-        version, make = _open(runtime)
-        return InterpreterModel(runtime, version, make(bytes(model)), int(input_index),
-                                [int(i) for i in output_indices], **wiring)
+        return make_runner(runtime, open_runtime(runtime), bytes(model), int(input_index),
+                           [int(i) for i in output_indices], wiring)
     return IsolatedInterpreter(runtime, bytes(model), int(input_index), [int(i) for i in output_indices],
                                timeout=seconds_setting(TIMEOUT_SETTING, timeout),  # None: the default
-                               memory=size_setting(MEMORY_SETTING, memory), **wiring)
-
-
-def _open(runtime: str):
-    """The runtime's version, and a function from model bytes to an interpreter that keeps every tensor after
-    invoke (so intermediate outputs can be read). The runtime is imported here, where it is needed."""
-    if runtime == "litert":
-        import ai_edge_litert
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        version = ai_edge_litert.__version__
-    else:
-        tf = importlib.import_module("tensorflow")
-        Interpreter, OpResolverType, version = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, tf.__version__
-
-    def make(model: bytes):
-        # XNNPACK does not take this op, so the builtin kernel runs either way; leaving the default delegate out
-        # only skips its set-up (and the log line it prints).
-        with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice: the README already says so
-            warnings.simplefilter("ignore", UserWarning)
-            return Interpreter(
-                model_content=model,
-                num_threads=1,
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                experimental_preserve_all_tensors=True,
-            )
-
-    return version, make
+                               memory=size_setting(MEMORY_SETTING, memory), wiring=wiring)
 
 
 def _debug() -> bool:
@@ -174,12 +101,11 @@ def _debug() -> bool:
 
 
 class IsolatedInterpreter:
-    """An interpreter in a child process, with InterpreterModel's interface. Closed (the child killed and reaped)
+    """An interpreter in a child process, with a runner's interface (runners.py). Closed (the child killed and reaped)
     by `close()`, on leaving a `with` block, when garbage-collected, at exit, and after any failure."""
 
     def __init__(self, runtime: str, model: bytes, input_index: int, output_indices: list[int], *,
-                 timeout: float | None = None, memory: int | float | None = None, extra_inputs: list[int] = (),
-                 reset_key: str | None = None):
+                 timeout: float | None = None, memory: int | float | None = None, wiring: dict | None = None):
         import subprocess
         import weakref
 
@@ -232,14 +158,13 @@ class IsolatedInterpreter:
                 memory = len(model) + DEFAULT_MEMORY_HEADROOM
             self._memory_cap = memory
             header = {"op": "load", "input": input_index, "outputs": output_indices, "nbytes": len(model),
-                      "memory": None if memory == float("inf") else int(memory), "extra": list(extra_inputs),
-                      "reset": reset_key}
+                      "memory": None if memory == float("inf") else int(memory), "wiring": wiring or {}}
             self._exchange(header, (model,), "loading the model", self._limit(len(model) / LOAD_BYTES_PER_SECOND))
         except BaseException:
             self.close()
             raise
 
-    # The interface of InterpreterModel.
+    # The interface of a runner.
 
     def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -404,6 +329,13 @@ class IsolatedInterpreter:
 
     def _error(self, reply: dict, doing: str) -> BaseException:
         kind, message = str(reply.get("error")), str(reply.get("message", ""))
+        if doing == "loading the model" and self.runtime in ("compiled", "micro"):
+            # Their exceptions say only that loading failed; the reason is in their log (e.g. "Variable tensors
+            # not yet supported", "Didn't find op for builtin opcode 'UNIDIRECTIONAL_SEQUENCE_RNN'").
+            self._drain_stderr()
+            reason = next((" ".join(line.split()) for line in self._stderr_tail.decode("utf-8", "replace").splitlines()
+                           if "not yet supported" in line or "Didn't find op" in line), "")
+            message = f"{' '.join(message.split())}: {reason}" if reason else message
         if kind == "MemoryError":
             self.close()
             text = f"the {self.label} interpreter ran out of memory {self._while(doing)}"
@@ -542,7 +474,7 @@ def _serve() -> None:
         return header, header.get("nbytes", 0)
 
     try:
-        version, make = _open(runtime)
+        version = open_runtime(runtime)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send({"error": type(exc).__name__, "message": str(exc)})
         os._exit(0)
@@ -565,8 +497,8 @@ def _serve() -> None:
             if op == "load":
                 cap_memory(header.get("memory"))
                 model = payload()
-                interpreter = InterpreterModel(runtime, version, make(model), header["input"], header["outputs"],
-                                               header.get("extra", ()), header.get("reset"))
+                interpreter = make_runner(runtime, version, model, header["input"], header["outputs"],
+                                          header.get("wiring"))
                 send({})
             elif op == "run":
                 shapes = [header["shape"], *header.get("extra", [])]

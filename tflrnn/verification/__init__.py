@@ -65,16 +65,18 @@ def verify(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    runtimes = list(RUNTIMES) if runtime == "all" else [runtime]
-    if any(r not in RUNTIMES for r in runtimes):
+    if runtime != "all" and runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
     data, label = model_bytes(model)
     description = read(data)
     if _portable(description):
+        # Every runtime runs the portable lowering: `all` is every one installed.
+        runtimes = [r for r in RUNTIMES if _installed(r)] if runtime == "all" else [runtime]
         return _verify_portable(data, label, description, weights, against, runtimes, settings={
             "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
             format=format, layer=layer)
     network = find_network(description)
+    runtimes = ["litert", "tensorflow"] if runtime == "all" else [runtime]  # the ones with the fused ops' kernels
     layers = network.directions  # each direction of each RNN op, in op order
     for g in layers:
         _check_verifiable_size(g)
@@ -146,6 +148,14 @@ def verify(
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     return report
+
+
+def _installed(runtime: str) -> bool:
+    import importlib.util
+
+    from ..runners import PACKAGES
+
+    return importlib.util.find_spec(PACKAGES[runtime][0]) is not None
 
 
 def _portable(model) -> bool:

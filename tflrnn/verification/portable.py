@@ -49,8 +49,10 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
         report.checks.append(Check("numeric", False, f"not run: {', '.join(blocking)} failed"))
         return
     for runtime_name in runtimes:
-        report.checks += _numeric_checks(data, model, network, report, runtime_name, seed=seed, sequences=sequences,
-                                         atol=atol, rtol=rtol)
+        # LiteRT with and without its default XNNPACK delegate, which takes this lowering's ops (not the fused ones)
+        for xnnpack in ((False, True) if runtime_name == "litert" else (False,)):
+            report.checks += _numeric_checks(data, model, network, report, runtime_name, seed=seed,
+                                             sequences=sequences, atol=atol, rtol=rtol, xnnpack=xnnpack)
 
 
 def _signature_check(model: Model, network) -> Check:
@@ -115,8 +117,10 @@ def _metadata_checks(model: Model, network) -> list[Check]:
 
 
 def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, runtime_name: str, *, seed: int,
-                    sequences: int, atol: float, rtol: float) -> list[Check]:
+                    sequences: int, atol: float, rtol: float, xnnpack: bool = False) -> list[Check]:
     from .. import runtime
+
+    label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
 
     graph, serving = model.subgraphs[0], next(s for s in model.signatures if s.key == SIGNATURE_KEY)
     state_keys = sorted((k for k in serving.inputs if k.startswith(portable.STATE)),
@@ -127,11 +131,20 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(sequences)]
     zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
+    inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
+    output_names = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)] + state_keys
+    activations = sum(4 * int(np.prod(t.shape)) for t in graph.tensors if t.data is None and t.dtype == "float32")
+    wiring = {  # how the runtimes that do not address tensors by index find them (runners.py)
+        "xnnpack": xnnpack, "input_names": [SIGNATURE_INPUT, *state_keys], "output_names": output_names,
+        "output_shapes": [list(graph.tensors[i].shape) for i in outputs + finals],
+        "input_positions": [graph.inputs.index(i) for i in inputs],
+        "output_positions": [graph.outputs.index(i) for i in outputs + finals],
+        "arena": 2 * activations + (1 << 20)}
     try:
-        with runtime.load(runtime_name, data, serving.inputs[SIGNATURE_INPUT], outputs + finals,
-                          extra_inputs=[serving.inputs[k] for k in state_keys],
-                          reset_key=portable.RESET_KEY if network.state == "carry" else None) as interpreter:
-            report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
+        with runtime.load(runtime_name, data, inputs[0], outputs + finals, extra_inputs=inputs[1:],
+                          reset_key=portable.RESET_KEY if network.state == "carry" else None,
+                          **wiring) as interpreter:
+            report.runtimes.append({"name": label, "version": interpreter.version})
             runs, states = [], zeros
             for x in xs:
                 values = interpreter.run(x, *(states if state_keys else ()))
@@ -146,7 +159,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
         message = " ".join(str(exc).split())
         if not isinstance(exc, runtime.IsolationError):
             message = f"the interpreter refused the model: {message}"
-        return [Check("runtime", False, message, runtime=runtime_name)]
+        return [Check("runtime", False, message, runtime=label)]
 
     carried = network.state != "zero"
     states, firsts, laters = None, [], []
@@ -157,12 +170,12 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     checks = [
         _numeric_check("numeric.first_invoke", Comparison.worst(firsts), atol, rtol,
                        "from the zero state, the whole network free-running against the float64 reference",
-                       runtime_name),
+                       label),
         _numeric_check("numeric.state_carried", Comparison.worst(laters), atol, rtol,
                        {"carry": f"{len(xs) - 1} more invokes, each continuing from the state the model carried",
                         "io": f"{len(xs) - 1} more invokes, the final states fed back as the next inputs",
                         "zero": f"{len(xs) - 1} more invokes, each from zeros (the model keeps no state)"}[
-                           network.state], runtime_name),
+                           network.state], label),
     ]
     if after_reset is not None:
         identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
@@ -171,7 +184,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
         checks.append(_numeric_check(
             "numeric.reset", result, atol, rtol,
             f"after the '{portable.RESET_KEY}' signature, "
-            + ("bit-identical to the first invoke" if identical else "differs from the first invoke"), runtime_name))
+            + ("bit-identical to the first invoke" if identical else "differs from the first invoke"), label))
     return checks
 
 
