@@ -83,7 +83,8 @@ def lower(network: Network) -> Model:
         operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
                                   version=5, options=FullyConnectedOptions(keep_num_dims=True)))
         first = len(tensors)
-        tensors.add(*(Tensor(f"{name}/projection_{t}", (batch, units)) for t in range(steps)))
+        # Per-step tensors have short names (x<t>, r<t>, z<t>, h<t>): at 50 steps they are most of the structure.
+        tensors.add(*(Tensor(f"{name}/x{t}", (batch, units)) for t in range(steps)))
         operators.append(Operator(BuiltinOperator.UNPACK, [projection], list(range(first, first + steps)),
                                   options=UnpackOptions(num=steps, axis=time_axis)))
         h, handle = _initial_state(name, batch, units)
@@ -91,22 +92,22 @@ def lower(network: Network) -> Model:
         for t in (range(steps - 1, -1, -1) if backward else range(steps)):
             step = first + t
             if h is not None:
-                recurrent = tensors.add(Tensor(f"{name}/recurrent_{t}", (batch, units)))
+                recurrent = tensors.add(Tensor(f"{name}/r{t}", (batch, units)))
                 operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r_index, -1], [recurrent],
                                           options=FullyConnectedOptions()))
                 fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
-                summed = tensors.add(Tensor(f"{name}/preactivation_{t}", (batch, units)))
+                summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
                 operators.append(Operator(BuiltinOperator.ADD, [step, recurrent], [summed],
                                           options=AddOptions(activation=fused)))
             else:  # the zero state: nothing to add; relu-like activations still apply
                 summed = step
                 if layer.activation in _FUSED_IN_ADD - {Activation.NONE}:
-                    summed = tensors.add(Tensor(f"{name}/preactivation_{t}", (batch, units)))
+                    summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
                     code = {Activation.RELU: BuiltinOperator.RELU, Activation.RELU6: BuiltinOperator.RELU6,
                             Activation.RELU_N1_TO_1: BuiltinOperator.RELU_N1_TO_1}[layer.activation]
                     operators.append(Operator(code, [step], [summed]))
             if layer.activation == Activation.TANH:
-                h = tensors.add(Tensor(f"{name}/step_{t}", (batch, units)))
+                h = tensors.add(Tensor(f"{name}/h{t}", (batch, units)))
                 operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
             else:
                 h = summed
