@@ -256,3 +256,29 @@ def test_a_fused_model_fails_where_its_op_does_not_run(runtime, reason):
     report = tflrnn.verify(write(model_of(NETWORKS["tanh cell"]())), runtime=runtime)
     failed = {c.name: c.detail for c in report.failures}
     assert list(failed) == ["runtime"] and reason in failed["runtime"]
+
+
+def test_a_malformed_portable_model_fails_checks_instead_of_crashing():
+    """What the fuzz harness found before the portable path was hardened: each is a failed check (exit 1)."""
+    from tflrnn.model import BuiltinOperator, Signature
+
+    network = NETWORKS["bidirectional stack, last step"]()
+    network.lowering, network.state = "portable", "io"
+
+    model = model_of(network)
+    model.signatures = [Signature("other", {}, {}, 0)]  # no serving signature
+    assert "no 'serving_default' signature" in _failed(model)["signature"]
+
+    model = model_of(network)
+    model.signatures[0].inputs["state_0"] = model.signatures[0].inputs["input"]  # a state on the wrong tensor
+    failed = _failed(model)
+    assert "'state_0' is not a subgraph input/output of shape" in failed["signature"] and "numeric" in failed
+
+    model = model_of(network)
+    add = next(op for op in model.subgraphs[0].operators if op.code == BuiltinOperator.ADD)
+    add.options.activation = 17  # not an activation: LiteRT would silently run it as none
+    assert "not an ActivationFunctionType" in _failed(model)["op.options"]
+
+    model = model_of(network)
+    model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]].shape = (1, 4, 9)  # the input no longer chains
+    assert "network" in _failed(model)

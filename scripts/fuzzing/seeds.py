@@ -30,6 +30,12 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         "int8-asymmetric": ["--units", "3", "--input-size", "3", "--quantize", "int8", "--asymmetric-inputs"],
         "dynamic-time": ["--units", "3", "--input-size", "2", "--time-steps", "dynamic"],
         "sign-bit": ["--units", "3", "--input-size", "2", "--activation", "sign_bit", "--name", "enc/cell.x-1"],
+        # The portable lowering: plain ops, the state in resource variables, an input/output, or none
+        "portable": ["--units", "3", "--input-size", "2", "--time-steps", "3", "--lowering", "portable"],
+        "portable-io-bidirectional": ["--units", "2", "--input-size", "2", "--time-steps", "2", "--lowering",
+                                      "portable", "--state", "io", "--bidirectional", "--last-step"],
+        "portable-zero-stack": ["--units", "3", "--input-size", "2", "--time-steps", "2", "--lowering", "portable",
+                                "--state", "zero", "--layers", "2", "--activation", "relu"],
     }
     from tflrnn import reader
 

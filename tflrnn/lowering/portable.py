@@ -205,7 +205,21 @@ def holds_a_layer(model: Model) -> bool:
 
 
 def recover(model: Model) -> Network:
-    """The network a portable model holds; ModelFormatError when it is not one. The inverse of `lower`.
+    """The network a portable model holds; ModelFormatError when it is not one (whatever is wrong in it: a model
+    read from a file may be anything). The inverse of `lower`."""
+    from ..errors import ModelFormatError, TflrnnError
+
+    try:
+        return _recover(model)
+    except TflrnnError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelFormatError(f"not a model the portable lowering writes: {type(exc).__name__} "
+                               f"{' '.join(str(exc).split())[:120]}") from None
+
+
+def _recover(model: Model) -> Network:
+    """recover(), on a model that may be malformed anywhere.
 
     Read from the serving subgraph's ops: each layer direction is a FULLY_CONNECTED projection of its input by a
     constant `<name>/input_weights` (two reading the same input: a bidirectional layer, forward first), the UNPACK
@@ -213,7 +227,7 @@ def recover(model: Model) -> Network:
     TANH after it); Dense layers are FULLY_CONNECTEDs by a `<name>/kernel`."""
     from ..cell import CellWeights
     from ..errors import ModelFormatError
-    from ..network import Dense
+    from ..network import DENSE_ACTIVATIONS, Dense
     from .fused import DENSE_FOLLOWERS, dense_activation
 
     if not model.subgraphs:
@@ -284,6 +298,20 @@ def recover(model: Model) -> Network:
              "io" if len(graph.inputs) > 1 else "zero")
     two_outputs = sum(1 for k in (model.signatures[0].outputs if model.signatures else {}) if k.startswith(
         SIGNATURE_OUTPUT)) == 2
+    width = x.shape[2]
+    for stage in stages:  # the sizes must chain, as lower() writes them
+        for layer in stage_layers(stage):
+            if layer.weights.input_size != width:
+                raise ModelFormatError(f"layer '{layer.name}' takes {layer.weights.input_size} inputs, but {width} "
+                                       "come before it")
+        width = sum(layer.weights.num_units for layer in stage_layers(stage))
+    for _, d in dense:
+        if d.activation not in DENSE_ACTIVATIONS:
+            raise ModelFormatError(f"Dense '{d.name}' has {d.activation}, not one tflrnn writes")
+        if d.weights is None or d.bias is None or d.weights.ndim != 2 or d.weights.shape[1] != width or \
+                d.bias.shape != (d.weights.shape[0],) or d.weights.dtype != np.float32 or d.bias.dtype != np.float32:
+            raise ModelFormatError(f"Dense '{d.name}' is not a float32 kernel [units, {width}] and bias [units]")
+        width = d.units
     return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
                    last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
                    state=state, lowering="portable")

@@ -14,12 +14,13 @@ import numpy as np
 
 from .. import reference
 from ..cell import ACTIVATION_NAMES
-from ..errors import TflrnnError
+from ..errors import ConfigError, TflrnnError
+from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
 from ..lowering import portable
 from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..metadata import METADATA_KEY, dense_sha256, min_runtime_version
 from ..metadata import parse as parse_metadata
-from ..model import SCHEMA_VERSION, Model, op_name
+from ..model import SCHEMA_VERSION, Activation, Model, op_name
 from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 
 
@@ -32,19 +33,21 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
         report.checks.append(Check("numeric", False, "not run: network failed"))
         return
     layers = network.layers
+    _check_verifiable(network, sequences)
     report.checks.append(Check("network", True, (
         f"portable lowering: {len(network.stages)} layer(s), {len(layers)} direction(s) "
         f"({', '.join(f'{layer.name} {layer.weights.num_units} {ACTIVATION_NAMES[layer.activation]}' for layer in layers)})"
         f"{', last step' if network.last_step else ''}{f', {len(network.head)} dense' if network.head else ''}, "
         f"state {network.state}")))
     report.checks.append(Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}"))
+    report.checks.append(_options_check(model))
     report.checks.append(_signature_check(model, network))
     report.checks += _metadata_checks(model, network)
     if weights is not None:
         from .structure import _weights_match
 
         report.checks.append(_weights_match([layer.weights for layer in layers], weights, None))
-    blocking = [c.name for c in report.checks if not c.passed and c.blocks_numeric]
+    blocking = [c.name for c in report.checks if not c.passed and (c.blocks_numeric or c.name == "signature")]
     if blocking:
         report.checks.append(Check("numeric", False, f"not run: {', '.join(blocking)} failed"))
         return
@@ -55,22 +58,59 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
                                              sequences=sequences, atol=atol, rtol=rtol, xnnpack=xnnpack)
 
 
+def _options_check(model: Model) -> Check:
+    """Every fused activation inside the enum: the runtime silently runs an unknown one as none."""
+    bad = [f"{op_name(op.code)} {k} activation {op.options.activation}" for g in model.subgraphs
+           for k, op in enumerate(g.operators)
+           if op.options is not None and getattr(op.options, "activation", 0) not in Activation._value2member_map_]
+    if bad:
+        return Check("op.options", False, f"{'; '.join(bad[:3])}: not an ActivationFunctionType (the runtime would "
+                                          "silently apply none)")
+    return Check("op.options", True, "every fused activation is an ActivationFunctionType")
+
+
+def _check_verifiable(network, sequences: int) -> None:
+    """As for a fused model (limits.py): refuse up front what the reference cannot hold or would take minutes on."""
+    steps_rows = network.batch_size * network.time_steps
+    values = steps_rows * max([network.input_size] + [layer.weights.num_units for layer in network.layers])
+    if values > MAX_VERIFY_VALUES:
+        raise ConfigError(f"the model's sequences hold {values:,} values per invoke; verify's reference handles at "
+                          f"most {MAX_VERIFY_VALUES:,} (build a copy with fewer time steps or a smaller batch)")
+    work = sum(2.0 * steps_rows * layer.weights.num_units * (layer.weights.input_size + layer.weights.num_units)
+               for layer in network.layers) * (sequences + 2)
+    if work > MAX_VERIFY_MULTIPLY_ADDS:
+        raise ConfigError(f"verify's reference would need about {work:.2g} float64 multiply-adds for this model; its "
+                          f"budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with fewer time steps or a "
+                          "smaller batch, or pass --sequences 2")
+
+
 def _signature_check(model: Model, network) -> Check:
+    """The serving signature as the numeric checks address the model: each name on a tensor of subgraph 0's inputs
+    or outputs, of the shape the network gives it. A failure here blocks the numeric checks (see `network`)."""
     graph = model.subgraphs[0]
     serving = next((s for s in model.signatures if s.key == SIGNATURE_KEY), None)
     problems = []
     if serving is None or serving.subgraph != 0:
         problems.append(f"no '{SIGNATURE_KEY}' signature on subgraph 0 (TFLite Micro and the classic API run it)")
     else:
-        if serving.inputs.get(SIGNATURE_INPUT) != (graph.inputs[0] if graph.inputs else None):
-            problems.append(f"inputs {serving.inputs}: '{SIGNATURE_INPUT}' is not the subgraph's first input")
-        if not any(k.startswith(SIGNATURE_OUTPUT) for k in serving.outputs):
-            problems.append(f"outputs {serving.outputs} name no '{SIGNATURE_OUTPUT}'")
-        states = sorted(k for k in serving.inputs if k.startswith(portable.STATE))
-        if network.state == "io" and (len(states) != len(network.layers) or states != sorted(
-                k for k in serving.outputs if k.startswith(portable.STATE))):
-            problems.append(f"{len(network.layers)} states, but the signature takes {states} and gives "
-                            f"{sorted(k for k in serving.outputs if k.startswith(portable.STATE))}")
+        lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
+                                                                                    network.time_steps)
+        expected_outputs, _ = reference.run_network(network, np.zeros((*lead, network.input_size)))
+        outputs = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)]
+        states = [k for k in serving.inputs if k.startswith(portable.STATE)]
+        state_shapes = [(network.batch_size, layer.weights.num_units) for layer in network.layers]
+        wiring = [(SIGNATURE_INPUT, serving.inputs.get(SIGNATURE_INPUT), graph.inputs, (*lead, network.input_size))]
+        wiring += [(k, serving.outputs[k], graph.outputs, e.shape) for k, e in zip(outputs, expected_outputs)]
+        wiring += [(k, serving.inputs[k], graph.inputs, s) for k, s in zip(states, state_shapes)]
+        wiring += [(k, serving.outputs.get(k), graph.outputs, s) for k, s in zip(states, state_shapes)]
+        for key, index, ends, shape in wiring:
+            if index not in ends or tuple(graph.tensors[index].shape) != tuple(shape):
+                problems.append(f"'{key}' is not a subgraph input/output of shape {list(shape)}")
+        if len(outputs) != len(expected_outputs):
+            problems.append(f"outputs {list(serving.outputs)}: the network gives {len(expected_outputs)}")
+        if len(states) != (len(network.layers) if network.state == "io" else 0):
+            problems.append(f"{len(states)} state inputs for state {network.state!r} and {len(network.layers)} "
+                            "directions")
     if network.state == "carry":
         reset = next((s for s in model.signatures if s.key == portable.RESET_KEY), None)
         if reset is None or reset.inputs or reset.outputs or not 0 < reset.subgraph < len(model.subgraphs):
@@ -190,7 +230,10 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
 
 def _compare(actual: list[np.ndarray], expected: list[np.ndarray], atol: float, rtol: float) -> Comparison:
     parts = []
-    for a, e in zip(actual, expected, strict=True):
+    if len(actual) != len(expected) or any(a.shape != e.shape for a, e in zip(actual, expected)):
+        return Comparison(False, None, None, note=f"outputs {[list(a.shape) for a in actual]}, the reference's "
+                                                   f"{[list(e.shape) for e in expected]}")
+    for a, e in zip(actual, expected):
         diff = np.abs(a.astype(np.float64) - e)
         allowed = atol + rtol * (np.abs(e) + 1.0)
         bad = ~(diff <= allowed)
