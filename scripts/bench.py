@@ -83,6 +83,8 @@ def in_process(weights, time_steps: int) -> dict[str, tuple[float, bytes]]:
     results = {"tflrnn": median_time(lambda: tflrnn.build(cell, weights=cell_weights, time_steps=time_steps), 5)}
     results["tflrnn int8"] = median_time(
         lambda: tflrnn.build(cell, weights=cell_weights, time_steps=time_steps, quantize="int8"), 5)
+    results["tflrnn portable"] = median_time(
+        lambda: tflrnn.build(cell, weights=cell_weights, time_steps=time_steps, lowering="portable"), 5)
     big = weights[2].shape[0] >= 1024
     results["converter (WHILE)"] = median_time(lambda: convert(keras_model(weights, time_steps)), 1 if big else 3)
     if weights[2].shape[0] <= 512:  # unrolled conversion grows with T x U^2; beyond this it takes minutes
@@ -101,6 +103,12 @@ _PROCESS = {
         "import sys\nfrom tflrnn.cli import main\n"
         "try: main(['build', '--weights', sys.argv[1], '--time-steps', sys.argv[2], '-o', sys.argv[3],"
         " '--quantize', 'int8'])\n"
+        "except SystemExit as e: assert e.code == 0\n"
+    ),
+    "tflrnn portable": (
+        "import sys\nfrom tflrnn.cli import main\n"
+        "try: main(['build', '--weights', sys.argv[1], '--time-steps', sys.argv[2], '-o', sys.argv[3],"
+        " '--lowering', 'portable'])\n"
         "except SystemExit as e: assert e.code == 0\n"
     ),
     "converter (WHILE)": None,  # filled below: same program with unroll False/True
@@ -260,9 +268,10 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
         f"T {headline['time_steps']}, batch 1",
         "",
         f"Raw weights: {headline['weight_bytes']:,} bytes. Latency is the median invoke with the state reset "
-        "before each, timed pair by pair against tflrnn's float model in one run. `tflrnn int8` is the hybrid "
-        "model (`--quantize int8`: int8 W and R, float activations); its error against Keras is the int8 "
-        "quantization's.",
+        "before each, timed pair by pair against tflrnn's float model in one run (LiteRT's default delegates "
+        "on). `tflrnn portable` is `--lowering portable` (plain builtin ops, the state in resource variables); "
+        "`tflrnn int8` is the hybrid model (`--quantize int8`: int8 W and R, float activations); its error "
+        "against Keras is the int8 quantization's.",
         "",
         "| | " + " | ".join(ways) + " |",
         "| --- | " + " | ".join("---:" for _ in ways) + " |",
@@ -294,6 +303,17 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
     for label, value, goal, sense in targets:
         met = value >= goal if sense == ">=" else value <= goal
         lines.append(f"- {label}: **{value:,.2f}x** ({'met' if met else 'missed'})")
+    peers = [h[way]["invoke_median_us"] for way in ("tflrnn", "converter (WHILE)", "converter (unroll=True)") if way in h]
+    p = h["tflrnn portable"]
+    lines += [
+        "",
+        "Targets of the portable lowering:",
+        "",
+        f"- invoke at most 0.8x the fastest of the fused op, WHILE and unrolled: **{p['invoke_median_us'] / min(peers):.2f}x** "
+        f"({'met' if p['invoke_median_us'] <= 0.8 * min(peers) else 'missed'})",
+        f"- file at most the raw weights + 16 KiB: **{p['bytes'] - headline['weight_bytes']:,} B** over "
+        f"({'met' if p['bytes'] - headline['weight_bytes'] <= 16384 else 'missed'})",
+    ]
     if "converter (unroll=True)" in h:
         u = h["converter (unroll=True)"]
         lines.append(
@@ -309,18 +329,22 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
         f"{baseline_kb / 1024:,.0f} MiB. Throughput is raw weight bytes over in-process build time.",
         "",
         "| units | weights | tflrnn build | throughput | tflrnn peak RSS - baseline | / weights | tflrnn size | "
-        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke | int8 size | int8 invoke |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke | int8 size | int8 invoke | "
+        "portable size | portable invoke |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+        "---: |",
     ]
     for point in sweep:
         t, w, q = point["ways"]["tflrnn"], point["ways"]["converter (WHILE)"], point["ways"]["tflrnn int8"]
+        portable = point["ways"]["tflrnn portable"]
         extra = (t["peak_rss_kb"] - baseline_kb) * 1024
         lines.append(
             f"| {point['units']:,} | {point['weight_bytes'] / 2**20:,.2f} MiB | {t['build_in_process_s'] * 1000:,.2f} ms"
             f" | {point['weight_bytes'] / t['build_in_process_s'] / 1e6:,.0f} MB/s | {extra / 2**20:,.1f} MiB | "
             f"{extra / point['weight_bytes']:.2f}x | {t['bytes']:,} B | {w['build_in_process_s']:,.2f} s | "
             f"{w['bytes']:,} B | {w['peak_rss_kb'] / 1024:,.0f} MiB | {t['invoke_median_us']:,.0f} us | "
-            f"{w['invoke_median_us']:,.0f} us | {q['bytes']:,} B | {q['invoke_median_us']:,.0f} us |"
+            f"{w['invoke_median_us']:,.0f} us | {q['bytes']:,} B | {q['invoke_median_us']:,.0f} us | "
+            f"{portable['bytes']:,} B | {portable['invoke_median_us']:,.0f} us |"
         )
     crossover = next((p["units"] for p in sweep
                       if p["ways"]["converter (WHILE)"]["invoke_median_us"] < p["ways"]["tflrnn"]["invoke_median_us"]),
@@ -352,6 +376,16 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
          f"{headline['units']} units)."),
         "- Small cells build in well under a millisecond, so their throughput figures measure fixed costs; the "
         "throughput target concerns the largest cell.",
+        "- The portable lowering (one FULLY_CONNECTED for every step's input projection, then per step a "
+        "FULLY_CONNECTED by R, an ADD and a TANH) is the fastest float model at " + ", ".join(
+            f"{p['units']:,}" for p in sweep if p["ways"]["tflrnn portable"]["invoke_median_us"] <= min(
+                p["ways"][w]["invoke_median_us"] for w in ("tflrnn", "converter (WHILE)", "converter (unroll=True)")
+                if w in p["ways"])) + " units; elsewhere " + (", ".join(
+            f"at {p['units']:,} units the WHILE model ({p['ways']['converter (WHILE)']['invoke_median_us'] / 1000:,.1f} "
+            f"ms against {p['ways']['tflrnn portable']['invoke_median_us'] / 1000:,.1f} ms)" for p in sweep
+            if p["ways"]["tflrnn portable"]["invoke_median_us"] > p["ways"]["converter (WHILE)"]["invoke_median_us"])
+            or "nothing") + " beats it. XNNPACK packs each step's FULLY_CONNECTED by R on its own, so large cells "
+        "pay for one packed copy of R per step.",
         "",
         f"![latency and size against units]({plot})",
         "",
@@ -367,8 +401,8 @@ def plot(sweep: list[dict], path: Path) -> None:
 
     units = [p["units"] for p in sweep]
     figure, (latency, size) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for way, style in (("tflrnn", "o-"), ("tflrnn int8", "d-."), ("converter (WHILE)", "s--"),
-                       ("converter (unroll=True)", "^:")):
+    for way, style in (("tflrnn", "o-"), ("tflrnn portable", "v-"), ("tflrnn int8", "d-."),
+                       ("converter (WHILE)", "s--"), ("converter (unroll=True)", "^:")):
         points = [(p["units"], p["ways"][way]) for p in sweep if way in p["ways"]]
         if not points:
             continue
