@@ -282,3 +282,44 @@ def test_a_malformed_portable_model_fails_checks_instead_of_crashing():
     model = model_of(network)
     model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]].shape = (1, 4, 9)  # the input no longer chains
     assert "network" in _failed(model)
+
+
+@pytest.mark.parametrize("args", [
+    ["--state", "io", "--last-step"],  # the last step is the final state: its own output tensor
+    ["--state", "io", "--bidirectional", "--merge", "none", "--last-step", "--time-major", "--batch-size", "2"],
+    ["--state", "zero", "--activation", "relu_n1_to_1"],  # TFLite Micro has no RELU_N1_TO_1 op: fused into ADD
+    ["--state", "io", "--units", "64", "--input-size", "16", "--time-steps", "50", "--activation", "linear"],
+])
+def test_builds_the_review_found_failing_verify(tmp_path, cli, args):
+    """Legitimate portable builds that once failed verify on some runtime (found in review)."""
+    out = tmp_path / "m.tflite"
+    base = ["--units", "5", "--input-size", "3", "--time-steps", "4"] if "--units" not in args else []
+    assert cli("build", *base, "--lowering", "portable", *args, "-o", out).code == 0
+    result = cli("verify", out, "--runtime", "all")
+    assert result.code == 0, result.out
+
+
+def test_more_malformed_portable_models_fail_checks(tmp_path):
+    from tflrnn.model import Tensor
+
+    network = NETWORKS["tanh cell"]()
+    network.lowering, network.state = "portable", "io"
+    model = model_of(network)
+    signature = model.signatures[0]
+    signature.inputs["state_x"] = signature.inputs.pop("state")  # a state key verify does not know
+    assert "state inputs and outputs" in _failed(model)["signature"]
+
+    model = model_of(network)
+    x = model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]]
+    x.shape = (1, -4, 3)  # a negative time axis
+    assert "network" in _failed(model)
+
+    model = model_of(network)
+    model.subgraphs[0].inputs.append(999)  # a state input beyond the tensors
+    model.signatures[0].inputs["state"] = 999
+    assert "signature" in _failed(model)
+
+    model = model_of(network)
+    model.subgraphs[0].tensors.append(Tensor("huge", (2**31 - 1,) * 4))  # an arena TFLite Micro could not have
+    report = tflrnn.verify(write(model), runtime="micro")
+    assert report.passed or "runtime" in {c.name for c in report.failures}

@@ -99,13 +99,14 @@ def lower(network: Network) -> Model:
                 summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
                 operators.append(Operator(BuiltinOperator.ADD, [step, recurrent], [summed],
                                           options=AddOptions(activation=fused)))
-            else:  # the zero state: nothing to add; relu-like activations still apply
+            else:  # the zero state: nothing to add, but a relu-like activation still applies
                 summed = step
                 if layer.activation in _FUSED_IN_ADD - {Activation.NONE}:
+                    # ADD of zeros with the activation fused: TFLite Micro has no RELU_N1_TO_1 op of its own
+                    zeros = tensors.add(Tensor(f"{name}/zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
                     summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
-                    code = {Activation.RELU: BuiltinOperator.RELU, Activation.RELU6: BuiltinOperator.RELU6,
-                            Activation.RELU_N1_TO_1: BuiltinOperator.RELU_N1_TO_1}[layer.activation]
-                    operators.append(Operator(code, [step], [summed]))
+                    operators.append(Operator(BuiltinOperator.ADD, [step, zeros], [summed],
+                                              options=AddOptions(activation=layer.activation)))
             if layer.activation == Activation.TANH:
                 h = tensors.add(Tensor(f"{name}/h{t}", (batch, units)))
                 operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
@@ -172,6 +173,12 @@ def lower(network: Network) -> Model:
         for k, (state_in, state_out) in enumerate(zip(state_inputs, state_outputs)):
             key = STATE if len(state_inputs) == 1 else f"{STATE}_{k}"
             signature_inputs[key] = state_in
+            if state_out in named.values():  # the last step is the final state: a copy, as runtimes name outputs
+                shape = tensors.add(Tensor(f"{tensors[state_out].name}/shape", (2,), "int32",
+                                           data=np.asarray(tensors[state_out].shape, np.int32)))
+                copy = tensors.add(Tensor(f"{tensors[state_out].name}/final_state", tensors[state_out].shape))
+                operators.append(Operator(BuiltinOperator.RESHAPE, [state_out, shape], [copy]))
+                state_out = copy
             named[key] = state_out
         inputs += state_inputs
     outputs = list(named.values())
@@ -240,8 +247,13 @@ def _recover(model: Model) -> Network:
             raise ModelFormatError(f"an op names tensor {index} of {len(tensors)}")
         return tensors[index]
 
+    readers: dict[int, list[Operator]] = {}
+    for op in ops:  # built once: a hostile model may have thousands of ops
+        for index in dict.fromkeys(op.inputs):
+            readers.setdefault(index, []).append(op)
+
     def consumers(index: int) -> list[Operator]:
-        return [op for op in ops if index in op.inputs]
+        return readers.get(index, [])
 
     fc = BuiltinOperator.FULLY_CONNECTED
     projections = [op for op in ops if op.code == fc and len(op.inputs) == 3
@@ -292,7 +304,7 @@ def _recover(model: Model) -> Network:
                                     dense_activation(op, following))))
     end = dense[0][0].inputs[0] if dense else graph.outputs[0]
     x = tensor(graph.inputs[0]) if graph.inputs else None
-    if x is None or len(x.shape) != 3 or axis not in (0, 1):
+    if x is None or len(x.shape) != 3 or axis not in (0, 1) or min(x.shape) < 1:
         raise ModelFormatError("the serving subgraph's first input is not a [B,T,I] or [T,B,I] sequence")
     state = ("carry" if any(op.code == BuiltinOperator.CALL_ONCE for op in ops) else
              "io" if len(graph.inputs) > 1 else "zero")

@@ -4,8 +4,9 @@ The network is recovered from the model's ops; the structure checks are that it 
 at subgraph 0, `reset` for a carried state, the state's inputs and outputs), and the metadata. The numbers: the
 model run free by a real interpreter over several invokes, with its state carried (by the model, reset through
 the `reset` signature; or by this verifier, as the caller would), against the whole network in float64
-(reference.run_network) from the same states, within atol + rtol * (|reference| + 1): rounding compounds through
-the steps of a free run, so the tolerance scales with the values, as for a whole model under --against.
+(reference.run_network) from the same states, within atol + rtol * T * (|reference| + 1) for T steps per invoke:
+float32 rounding compounds through the steps of a free run (a linear cell carries all of it), so the tolerance
+scales with the values and the steps. A wrong weight, activation or lost state is still off by orders more.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ def _check_verifiable(network, sequences: int) -> None:
                           "smaller batch, or pass --sequences 2")
 
 
+def _state_keys(network) -> list[str]:
+    """The state inputs and outputs a portable model of this network has, in layer order (forward before
+    backward): `state`, or `state_0`, `state_1`, ... with several; none unless the state is `io`."""
+    if network.state != "io":
+        return []
+    count = len(network.layers)
+    return [portable.STATE] if count == 1 else [f"{portable.STATE}_{k}" for k in range(count)]
+
+
 def _signature_check(model: Model, network) -> Check:
     """The serving signature as the numeric checks address the model: each name on a tensor of subgraph 0's inputs
     or outputs, of the shape the network gives it. A failure here blocks the numeric checks (see `network`)."""
@@ -97,20 +107,23 @@ def _signature_check(model: Model, network) -> Check:
                                                                                     network.time_steps)
         expected_outputs, _ = reference.run_network(network, np.zeros((*lead, network.input_size)))
         outputs = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)]
-        states = [k for k in serving.inputs if k.startswith(portable.STATE)]
+        states = _state_keys(network)
+        found = sorted(k for k in (*serving.inputs, *serving.outputs) if k.startswith(portable.STATE))
+        if found != sorted(states * 2):
+            problems.append(f"state inputs and outputs {found}; a network of {len(network.layers)} direction(s) with "
+                            f"state {network.state!r} has {states or 'none'}, each an input and an output")
+            states = []
         state_shapes = [(network.batch_size, layer.weights.num_units) for layer in network.layers]
         wiring = [(SIGNATURE_INPUT, serving.inputs.get(SIGNATURE_INPUT), graph.inputs, (*lead, network.input_size))]
         wiring += [(k, serving.outputs[k], graph.outputs, e.shape) for k, e in zip(outputs, expected_outputs)]
-        wiring += [(k, serving.inputs[k], graph.inputs, s) for k, s in zip(states, state_shapes)]
+        wiring += [(k, serving.inputs.get(k), graph.inputs, s) for k, s in zip(states, state_shapes)]
         wiring += [(k, serving.outputs.get(k), graph.outputs, s) for k, s in zip(states, state_shapes)]
         for key, index, ends, shape in wiring:
-            if index not in ends or tuple(graph.tensors[index].shape) != tuple(shape):
+            if index not in ends or not 0 <= index < len(graph.tensors) or \
+                    tuple(graph.tensors[index].shape) != tuple(shape):
                 problems.append(f"'{key}' is not a subgraph input/output of shape {list(shape)}")
         if len(outputs) != len(expected_outputs):
             problems.append(f"outputs {list(serving.outputs)}: the network gives {len(expected_outputs)}")
-        if len(states) != (len(network.layers) if network.state == "io" else 0):
-            problems.append(f"{len(states)} state inputs for state {network.state!r} and {len(network.layers)} "
-                            "directions")
     if network.state == "carry":
         reset = next((s for s in model.signatures if s.key == portable.RESET_KEY), None)
         if reset is None or reset.inputs or reset.outputs or not 0 < reset.subgraph < len(model.subgraphs):
@@ -163,8 +176,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
 
     graph, serving = model.subgraphs[0], next(s for s in model.signatures if s.key == SIGNATURE_KEY)
-    state_keys = sorted((k for k in serving.inputs if k.startswith(portable.STATE)),
-                        key=lambda k: int(k.rpartition("_")[2]) if "_" in k else 0)
+    state_keys = _state_keys(network)  # as the signature check found them
     outputs = [index for k, index in serving.outputs.items() if k.startswith(SIGNATURE_OUTPUT)]  # fw before bw
     finals = [serving.outputs[k] for k in state_keys]
     x_shape = graph.tensors[serving.inputs[SIGNATURE_INPUT]].shape
@@ -173,13 +185,14 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
     inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
     output_names = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)] + state_keys
-    activations = sum(4 * int(np.prod(t.shape)) for t in graph.tensors if t.data is None and t.dtype == "float32")
+    activations = sum(4 * int(np.prod(t.shape, dtype=np.float64)) for t in graph.tensors
+                      if t.data is None and t.dtype == "float32" and all(d >= 0 for d in t.shape))
     wiring = {  # how the runtimes that do not address tensors by index find them (runners.py)
         "xnnpack": xnnpack, "input_names": [SIGNATURE_INPUT, *state_keys], "output_names": output_names,
         "output_shapes": [list(graph.tensors[i].shape) for i in outputs + finals],
         "input_positions": [graph.inputs.index(i) for i in inputs],
         "output_positions": [graph.outputs.index(i) for i in outputs + finals],
-        "arena": 2 * activations + (1 << 20)}
+        "arena": int(min(2 * activations + (1 << 20), (1 << 31) - 1))}  # TFLite Micro's tensor arena
     try:
         with runtime.load(runtime_name, data, inputs[0], outputs + finals, extra_inputs=inputs[1:],
                           reset_key=portable.RESET_KEY if network.state == "carry" else None,
@@ -205,11 +218,12 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     states, firsts, laters = None, [], []
     for k, (x, got) in enumerate(zip(xs, runs)):
         expected, finals_ref = reference.run_network(network, x, states if carried else None)
-        (firsts if k == 0 else laters).append(_compare(got, expected, atol, rtol))
+        (firsts if k == 0 else laters).append(_compare(got, expected, atol, rtol * network.time_steps))
         states = finals_ref
     checks = [
         _numeric_check("numeric.first_invoke", Comparison.worst(firsts), atol, rtol,
-                       "from the zero state, the whole network free-running against the float64 reference",
+                       "from the zero state, the whole network free-running against the float64 reference (rtol "
+                       f"times the {network.time_steps} steps)",
                        label),
         _numeric_check("numeric.state_carried", Comparison.worst(laters), atol, rtol,
                        {"carry": f"{len(xs) - 1} more invokes, each continuing from the state the model carried",
@@ -219,7 +233,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     ]
     if after_reset is not None:
         identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
-        result = _compare(after_reset, reference.run_network(network, xs[0])[0], atol, rtol)
+        result = _compare(after_reset, reference.run_network(network, xs[0])[0], atol, rtol * network.time_steps)
         result.ok = result.ok and identical
         checks.append(_numeric_check(
             "numeric.reset", result, atol, rtol,
