@@ -43,10 +43,13 @@ def lower(network: Network) -> Model:
     return lowering(network.lowering).lower(network)
 
 
-def recover(model: Model) -> Network:
-    """The network in a model tflrnn wrote (ModelFormatError when it holds none): a model with a fused RNN op is
-    the fused lowering's, any other the portable one's."""
+def lowering_of_model(model: Model) -> str:
+    """Which lowering a model is read with: "portable" for one without a fused RNN op that has a layer as the
+    portable lowering writes it, else "fused" (whose reader says what is missing when neither is there)."""
     fused_ops = any(op.code in fused.RNN_CODES for graph in model.subgraphs for op in graph.operators)
-    if fused_ops or not portable.holds_a_layer(model):
-        return fused.recover(model)  # which says what is missing when neither is there
-    return portable.recover(model)
+    return "portable" if not fused_ops and portable.holds_a_layer(model) else "fused"
+
+
+def recover(model: Model) -> Network:
+    """The network in a model tflrnn wrote (ModelFormatError when it holds none)."""
+    return lowering(lowering_of_model(model)).recover(model)

@@ -25,6 +25,7 @@ from ..builder import sha256
 from ..cell import CellWeights
 from ..errors import ConfigError, TflrnnError
 from ..files import model_bytes
+from ..lowering import lowering_of_model
 from ..lowering.fused import find_network
 from ..reader import read
 from ..runtime import RUNTIMES
@@ -69,7 +70,7 @@ def verify(
         raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
     data, label = model_bytes(model)
     description = read(data)
-    if _portable(description):
+    if lowering_of_model(description) == "portable":
         # Every runtime runs the portable lowering: `all` is every one installed.
         runtimes = [r for r in RUNTIMES if _installed(r)] if runtime == "all" else [runtime]
         return _verify_portable(data, label, description, weights, against, runtimes, settings={
@@ -156,14 +157,6 @@ def _installed(runtime: str) -> bool:
     from ..runners import PACKAGES
 
     return importlib.util.find_spec(PACKAGES[runtime][0]) is not None
-
-
-def _portable(model) -> bool:
-    """A model of the portable lowering: no fused RNN op, and a layer as that lowering writes it."""
-    from ..lowering import fused, portable
-
-    return not any(op.code in fused.RNN_CODES for g in model.subgraphs for op in g.operators) and \
-        portable.holds_a_layer(model)
 
 
 def _verify_portable(data, label, model, weights, against, runtimes, settings, **source) -> VerifyReport:

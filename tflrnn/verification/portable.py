@@ -19,7 +19,7 @@ from ..errors import ConfigError, TflrnnError
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
 from ..lowering import portable
 from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
-from ..metadata import METADATA_KEY, dense_sha256, min_runtime_version
+from ..metadata import METADATA_KEY, dense_sha256
 from ..metadata import parse as parse_metadata
 from ..model import SCHEMA_VERSION, Activation, Model, op_name
 from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
@@ -135,13 +135,9 @@ def _signature_check(model: Model, network) -> Check:
 
 
 def _metadata_checks(model: Model, network) -> list[Check]:
-    expected = min_runtime_version(model)
-    found = model.metadata.get("min_runtime_version")
-    text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
-    versions = ", ".join(dict.fromkeys(f"{op_name(op.code)} v{op.version}" for g in model.subgraphs
-                                       for op in g.operators))
-    checks = [Check("metadata.min_runtime_version", text == expected,
-                    f"{text!r}, expected {expected!r} for {versions}" if text is not None else "missing")]
+    from .structure import min_runtime_check
+
+    checks = [min_runtime_check(model)]
     raw = model.metadata.get(METADATA_KEY)
     if raw is None:
         return checks + [Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn")]

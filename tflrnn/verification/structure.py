@@ -213,16 +213,7 @@ def _signature_check(network: Network, ends: list[int]) -> Check:
 def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
     layers = network.directions
     metadata = network.model.metadata
-    expected = min_runtime_version(network.model)
-    found = metadata.get("min_runtime_version")
-    text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
-    checks = [
-        Check(
-            "metadata.min_runtime_version",
-            text == expected,
-            f"{text!r}, expected {expected!r} for {_op_versions(network)}" if text is not None else "missing",
-        )
-    ]
+    checks = [min_runtime_check(network.model)]
     raw = metadata.get(METADATA_KEY)
     if raw is None:
         checks.append(Check("metadata.tflrnn", True, "absent: the model was not built by tflrnn"))
@@ -277,8 +268,15 @@ def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
                                                      "weights sha256 match the graph")]
 
 
-def _op_versions(network: Network) -> str:
-    return ", ".join(dict.fromkeys(f"{op_name(op.code)} v{op.version}" for op in network.subgraph.operators))
+def min_runtime_check(model) -> Check:
+    """The `min_runtime_version` entry against the oldest runtime with every op at its version (either lowering)."""
+    expected = min_runtime_version(model)
+    found = model.metadata.get("min_runtime_version")
+    text = None if found is None else found.rstrip(b"\0").decode("utf-8", errors="replace")
+    versions = ", ".join(dict.fromkeys(f"{op_name(op.code)} v{op.version}" for g in model.subgraphs
+                                       for op in g.operators))
+    return Check("metadata.min_runtime_version", text == expected,
+                 f"{text!r}, expected {expected!r} for {versions}" if text is not None else "missing")
 
 
 def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:
