@@ -142,6 +142,82 @@ def whole_process(way: str, npz: Path, time_steps: int, out: Path) -> tuple[floa
     return elapsed, peak
 
 
+# One model on one runtime in a fresh process: the median invoke, and the peak memory the runtime adds over the
+# process after its imports (the model's bytes included: the runtime holds them), from VmHWM.
+_RUNTIME_PROBE = r"""
+import json, statistics, sys, time
+import numpy as np
+def peak_kb():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'): return int(line.split()[1])
+path, runtime, runs, elements, arena = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+if runtime.startswith('litert'):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+elif runtime == 'compiled':
+    from ai_edge_litert.compiled_model import CompiledModel
+else:
+    from tflite_micro.python.tflite_micro import runtime as tflm
+base = peak_kb()
+data = open(path, 'rb').read()
+x = np.ones(elements, np.float32) * 0.1
+if runtime.startswith('litert'):
+    resolver = OpResolverType.AUTO if runtime == 'litert' else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_content=data, num_threads=1, experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail['index'], x.reshape(detail['shape']))
+    invoke = interpreter.invoke
+elif runtime == 'compiled':
+    model = CompiledModel.from_buffer(data)
+    inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
+    inputs[0].write(x)
+    invoke = lambda: model.run_by_index(0, inputs, outputs)
+else:
+    interpreter = tflm.Interpreter.from_bytes(data, arena_size=arena)
+    interpreter.set_input(x.reshape(interpreter.get_input_details(0)['shape']), 0)
+    invoke = interpreter.invoke
+for _ in range(max(2, runs // 10)):
+    invoke()
+times = []
+for _ in range(runs):
+    start = time.perf_counter()
+    invoke()
+    times.append(time.perf_counter() - start)
+print(json.dumps({'median_us': statistics.median(times) * 1e6, 'memory_kb': peak_kb() - base}))
+"""
+RUNTIME_TIMEOUT_S = 60
+
+
+def on_runtime(path: Path, runtime: str, runs: int) -> dict:
+    """{"median_us", "memory_kb"} of the model on `runtime` (litert, litert-builtin, compiled, micro), or
+    {"error": why} when it does not run there (the runtime's own message, or the timeout)."""
+    import tflrnn
+
+    model = tflrnn.inspect(path.read_bytes()).model
+    graph = model.subgraphs[0]
+    elements = int(np.prod(graph.tensors[graph.inputs[0]].shape))
+    # TFLite Micro plans every tensor of every subgraph in one arena: twice all the activations is ample
+    activations = sum(int(np.prod(t.shape or (1,))) * 4 for g in model.subgraphs for t in g.tensors if t.data is None)
+    arena = min(2 * activations + (1 << 20), (1 << 31) - 1)
+    try:
+        done = subprocess.run([sys.executable, "-c", _RUNTIME_PROBE, str(path), runtime, str(runs), str(elements),
+                               str(arena)], capture_output=True, text=True, timeout=RUNTIME_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish {runs} invokes within {RUNTIME_TIMEOUT_S} s"}
+    if done.returncode != 0:
+        return {"error": _reason(done.stderr, done.returncode)}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _reason(stderr: str, code: int) -> str:
+    """Why a runtime refused a model, in its own words ('Variable tensors not yet supported')."""
+    for known in ("Variable tensors not yet supported", "Didn't find op for builtin opcode '"):
+        if known in stderr:
+            return (known + stderr.split(known, 1)[1].split("'")[0] + "'") if known.endswith("'") else known
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("INFO", "WARNING"))]
+    return lines[-1][:100] if lines else f"exit {code}"
+
+
 def baseline_peak_kb() -> int:
     """Peak RSS of a process that imports what `tflrnn build` imports and builds nothing."""
     program = "import numpy, click, tflrnn.cli, tflrnn.builder, tflrnn.config" + _PEAK

@@ -62,11 +62,12 @@ def test_recover_is_the_inverse_of_lower(make):
 PORTABLE = [name for name in NETWORKS if not any(word in name for word in ("int8", "hybrid", "dynamic"))]
 
 
+@pytest.mark.parametrize("loop", [False, True], ids=["unrolled", "loop"])
 @pytest.mark.parametrize("state", ["carry", "io", "zero"])
 @pytest.mark.parametrize("name", PORTABLE)
-def test_the_portable_lowering_is_recovered_too(name, state):
+def test_the_portable_lowering_is_recovered_too(name, state, loop):
     network = NETWORKS[name]()
-    network.lowering, network.state = "portable", state
+    network.lowering, network.state, network.loop = "portable", state, loop
     recovered = lowering.recover(read(write(model_of(network))))
     assert recovered == network
     assert write(model_of(recovered)) == write(model_of(network))

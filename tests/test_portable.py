@@ -65,11 +65,15 @@ def _outputs(result: dict) -> list[np.ndarray]:
     return [result[k] for k in sorted(result) if k.startswith("output")]
 
 
+FORMS = pytest.mark.parametrize("loop", [False, True], ids=["unrolled", "loop"])
+
+
+@FORMS
 @pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS)
-def test_carried_state_matches_the_fused_lowering(make):
+def test_carried_state_matches_the_fused_lowering(make, loop):
     network = make()
     fused = _interpreter(network)
-    network.lowering, network.state = "portable", "carry"
+    network.lowering, network.state, network.loop = "portable", "carry", loop
     interpreter = _interpreter(network)
     run, fused_run = interpreter.get_signature_runner("serving_default"), fused.get_signature_runner("serving_default")
     xs = _inputs(network)
@@ -82,11 +86,12 @@ def test_carried_state_matches_the_fused_lowering(make):
         np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
 
 
+@FORMS
 @pytest.mark.parametrize("name", ["tanh cell", "bidirectional stack, last step", "reused cell"])
-def test_state_as_an_input_and_output_chained_by_the_caller(name):
+def test_state_as_an_input_and_output_chained_by_the_caller(name, loop):
     network = NETWORKS[name]()
     fused = _interpreter(network).get_signature_runner("serving_default")
-    network.lowering, network.state = "portable", "io"
+    network.lowering, network.state, network.loop = "portable", "io", loop
     run = _interpreter(network).get_signature_runner("serving_default")
     keys = sorted(k for k in run.get_input_details() if k.startswith("state"))
     assert keys == (["state"] if len(network.layers) == 1 else [f"state_{k}" for k in range(len(network.layers))])
@@ -98,18 +103,22 @@ def test_state_as_an_input_and_output_chained_by_the_caller(name):
             np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
 
 
-def test_no_state_starts_every_invoke_from_zeros():
-    network = NETWORKS["bidirectional"]()
+@FORMS
+@pytest.mark.parametrize("name", ["bidirectional", "relu, batch 2, time-major"])
+def test_no_state_starts_every_invoke_from_zeros(name, loop):
+    network = NETWORKS[name]()
     fused = _interpreter(network)
-    network.lowering, network.state = "portable", "zero"
+    network.lowering, network.state, network.loop = "portable", "zero", loop
     model = model_of(network)
-    assert len(model.subgraphs) == 1 and not any(t.dtype == "resource" for t in model.subgraphs[0].tensors)
+    loops = 2 * len(network.layers) if loop else 0  # a condition and a body per direction
+    assert len(model.subgraphs) == 1 + loops and not any(t.dtype == "resource" for t in model.subgraphs[0].tensors)
     run = Interpreter(model_content=write(model)).get_signature_runner("serving_default")
     fused_run = fused.get_signature_runner("serving_default")
     for x in _inputs(network, seed=2):
         expected = fused_run(input=x)["output"]
         fused.reset_all_variables()  # after the invoke: the fused model also starts every one from zeros
-        np.testing.assert_allclose(run(input=x)["output"], expected, atol=2e-6, rtol=1e-5)
+        for a, b in zip(_outputs(run(input=x)), [expected], strict=True):
+            np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
 
 
 def test_the_serving_subgraph_is_subgraph_0_and_the_classic_api_runs_it():
@@ -157,16 +166,17 @@ def test_portable_lowering_is_registered():
 # verify, the command line, weights out -------------------------------------------------------------------------
 
 
+@FORMS
 @pytest.mark.parametrize("state", ["carry", "io", "zero"])
 @pytest.mark.parametrize("name", ["tanh cell", "relu, batch 2, time-major", "bidirectional apart, batch 2",
                                   "bidirectional stack, last step", "classifier", "reused cell"])
-def test_verify_passes_a_portable_model(name, state):
+def test_verify_passes_a_portable_model(name, state, loop):
     import jsonschema
 
     from tflrnn.config import load_schema
 
     network = NETWORKS[name]()
-    network.lowering, network.state = "portable", state
+    network.lowering, network.state, network.loop = "portable", state, loop
     report = tflrnn.verify(write(model_of(network)))
     assert report.passed, [(c.name, c.detail) for c in report.failures]
     names = {c.name for c in report.checks}
@@ -237,11 +247,13 @@ def test_a_manifest_builds_portable_models(tmp_path, cli):
     assert tflrnn.verify(tmp_path / "out" / "portable.tflite").passed
 
 
-def test_a_portable_model_runs_on_every_runtime():
+@FORMS
+@pytest.mark.parametrize("name", ["bidirectional stack, last step", "relu, batch 2, time-major"])
+def test_a_portable_model_runs_on_every_runtime(name, loop):
     """LiteRT with and without XNNPACK, tf.lite, the CompiledModel API and TFLite Micro: the same checks on each,
     the state carried and reset on each."""
-    network = NETWORKS["bidirectional stack, last step"]()
-    network.lowering = "portable"
+    network = NETWORKS[name]()
+    network.lowering, network.loop = "portable", loop
     report = tflrnn.verify(write(model_of(network)), runtime="all")
     assert report.passed, [(c.name, c.runtime, c.detail) for c in report.failures]
     assert [r["name"] for r in report.runtimes] == ["litert", "litert+xnnpack", "tensorflow", "compiled", "micro"]
@@ -323,3 +335,85 @@ def test_more_malformed_portable_models_fail_checks(tmp_path):
     model.subgraphs[0].tensors.append(Tensor("huge", (2**31 - 1,) * 4))  # an arena TFLite Micro could not have
     report = tflrnn.verify(write(model), runtime="micro")
     assert report.passed or "runtime" in {c.name for c in report.failures}
+
+
+# the steps as a WHILE loop ---------------------------------------------------------------------------------------
+
+
+def test_the_loop_applies_R_with_one_op_per_direction():
+    """XNNPACK packs a FULLY_CONNECTED's constant weights per op: unrolled, one copy of R per step; looped, one."""
+    from tflrnn.model import BuiltinOperator
+
+    network = NETWORKS["bidirectional stack, last step"]()
+    network.lowering, network.loop = "portable", True
+    model = model_of(network)
+    by_r = [op for graph in model.subgraphs for op in graph.operators if op.code == BuiltinOperator.FULLY_CONNECTED
+            and graph.tensors[op.inputs[1]].name.endswith("/recurrent_weights")]
+    assert len(by_r) == len(network.layers)
+    whiles = [op for op in model.subgraphs[0].operators if op.code == BuiltinOperator.WHILE]
+    assert len(whiles) == len(network.layers)
+    long = [network_of(tflrnn.RNNCell(8), input_size=2, time_steps=50, lowering="portable", recurrence=form)
+            for form in ("loop", "unrolled")]
+    assert len(write(model_of(long[0]))) < len(write(model_of(long[1])))  # fewer ops at 50 steps: a smaller file
+
+
+@pytest.mark.parametrize("units, steps, loops", [(128, 50, False), (256, 50, True), (64, 513, True),
+                                                  (64, 512, False), (16, 4, False)])
+def test_recurrence_auto_loops_when_the_unrolled_steps_would_hold_over_8_MiB_of_R(units, steps, loops):
+    network = network_of(tflrnn.RNNCell(units), input_size=2, time_steps=steps, lowering="portable")
+    assert network.loop is loops
+    assert (steps * units * units * 4 > portable.LOOP_ABOVE_R_BYTES) is loops
+    assert network_of(tflrnn.RNNCell(units), input_size=2, time_steps=steps, lowering="portable",
+                      recurrence="unrolled").loop is False
+    assert network_of(tflrnn.RNNCell(units), input_size=2, time_steps=steps, lowering="portable",
+                      recurrence="loop").loop is True
+    assert network_of(tflrnn.RNNCell(units), input_size=2, time_steps=steps).loop is False  # the fused lowering
+
+
+def test_recurrence_needs_the_portable_lowering():
+    with pytest.raises(ConfigError, match="recurrence 'loop' chooses how the portable lowering writes the steps"):
+        network_of(tflrnn.RNNCell(4), input_size=2, time_steps=3, recurrence="loop")
+    with pytest.raises(ConfigError, match="recurrence must be one of auto, unrolled, loop"):
+        network_of(tflrnn.RNNCell(4), input_size=2, time_steps=3, lowering="portable", recurrence="while")
+
+
+def test_a_looped_model_on_the_command_line(tmp_path, cli):
+    out = tmp_path / "loop.tflite"
+    built = cli("build", "--units", 6, "--input-size", 3, "--time-steps", 7, "--lowering", "portable",
+                "--recurrence", "loop", "--bidirectional", "--json", "-o", out)
+    assert built.code == 0, built.err
+    summary = __import__("json").loads(built.out)
+    assert (summary["lowering"], summary["recurrence"]) == ("portable", "loop") and "WHILE" in summary["ops"]
+    assert cli("verify", out, "--runtime", "all").code == 0
+    inspected = cli("inspect", out)
+    assert inspected.code == 0 and "WHILE" in inspected.out
+    assert cli("weights", out, "-o", tmp_path / "w.npz").code == 0
+    again = tmp_path / "again.tflite"
+    assert cli("build", "--weights", tmp_path / "w.npz", "--units", 6, "--time-steps", 7, "--lowering", "portable",
+               "--recurrence", "loop", "--bidirectional", "-o", again).code == 0
+    assert again.read_bytes() == out.read_bytes()
+    from support import assert_clean_error
+
+    assert_clean_error(cli("build", "--units", 4, "--recurrence", "loop", "-o", tmp_path / "f.tflite"),
+                       "add --lowering portable")
+
+
+def test_a_malformed_loop_fails_checks_instead_of_crashing():
+    from tflrnn.model import BuiltinOperator
+
+    network = NETWORKS["tanh cell"]()
+    network.lowering, network.loop = "portable", True
+    model = model_of(network)
+    loop = next(op for op in model.subgraphs[0].operators if op.code == BuiltinOperator.WHILE)
+    loop.options.body_subgraph_index = 99
+    assert "no body subgraph" in _failed(model)["network"]
+
+    model = model_of(network)
+    body = model.subgraphs[-1]
+    body.operators = [op for op in body.operators if op.code != BuiltinOperator.SLICE]
+    assert "does not slice step t" in _failed(model)["network"]
+
+    model = model_of(network)
+    stride = next(t for t in model.subgraphs[-1].tensors if t.name == "stride")
+    stride.data = np.asarray(2, np.int32)  # every other step: the structure holds, the numbers do not
+    assert "numeric.first_invoke" in _failed(model)

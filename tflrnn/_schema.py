@@ -15,7 +15,7 @@ _TABLES = (
     "AddOptions", "BidirectionalSequenceRNNOptions", "Buffer", "CallOnceOptions", "ConcatenationOptions",
     "FullyConnectedOptions", "Metadata", "Model", "Operator", "OperatorCode", "PackOptions", "QuantizationParameters",
     "SequenceRNNOptions", "SignatureDef", "SoftmaxOptions", "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
-    "UnpackOptions", "VarHandleOptions",
+    "UnpackOptions", "VarHandleOptions", "WhileOptions",
 )
 
 

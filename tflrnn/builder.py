@@ -30,7 +30,8 @@ from .cell import (
 from .errors import ConfigError
 from .files import write_atomic
 from .model import MAX_FLATBUFFER_BYTES, Model, op_name
-from .network import DENSE_ACTIVATIONS, STATES, Dense, Layer, Network, stage_layers
+from .lowering import portable
+from .network import DENSE_ACTIVATIONS, RECURRENCES, STATES, Dense, Layer, Network, stage_layers
 from .version import __version__
 
 OP_NAME = "UNIDIRECTIONAL_SEQUENCE_RNN"
@@ -110,6 +111,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
                "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME),
         "lowering": network.lowering,
         "state": network.state,
+        "recurrence": "loop" if network.loop else "unrolled" if network.lowering == "portable" else None,
         "ops": [op_name(op.code) for op in graph.operators],
         "input_shape": _signature_shape(graph.tensors[graph.inputs[0]]),
         "output_shape": _signature_shape(graph.tensors[graph.outputs[0]]),
@@ -174,6 +176,7 @@ def network_of(
     head: list[Dense] | None = None,
     lowering: str = "fused",
     state: str = "carry",
+    recurrence: str = "auto",
 ) -> Network:
     """The network `build` writes.
 
@@ -193,6 +196,10 @@ def network_of(
     `last_step` outputs only the final step [B,U] (Keras return_sequences=False; for a bidirectional layer the
     forward direction's last step and the backward one's first, as Keras does). `head`: Dense layers after that
     (FULLY_CONNECTED ops, float), e.g. a classifier's.
+
+    `lowering="portable"` writes plain builtin ops instead of the fused ones, with the state carried in resource
+    variables, an input and an output (`state="io"`), or none (`"zero"`); `recurrence` chooses its steps
+    unrolled or in a WHILE loop ("auto": `portable.loops_by_default`).
     """
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
@@ -207,6 +214,11 @@ def network_of(
     lowering_of(lowering)  # an unknown lowering is refused by name
     if state not in STATES:
         raise ConfigError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    if recurrence not in RECURRENCES:
+        raise ConfigError(f"recurrence must be one of {', '.join(RECURRENCES)}, got {recurrence!r}")
+    if recurrence != "auto" and lowering != "portable":
+        raise ConfigError(f"recurrence {recurrence!r} chooses how the portable lowering writes the steps (the fused "
+                          "op runs its own loop): add --lowering portable")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     head = list(head or [])
@@ -303,9 +315,11 @@ def network_of(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
+    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and
+                                    portable.loops_by_default(stages, time_steps))
     return Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
                    dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
-                   lowering=lowering, state=state)
+                   lowering=lowering, state=state, loop=loop)
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:

@@ -82,6 +82,10 @@ def cli(debug: bool) -> None:
 @click.option("--state", type=click.Choice(["carry", "io", "zero"]),
               help="carry (default): the state lives in the model across invokes; io: an input and an output the "
                    "caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).")
+@click.option("--recurrence", type=click.Choice(["auto", "unrolled", "loop"]),
+              help="With --lowering portable: the steps unrolled (fastest for small cells) or in a WHILE loop (R "
+                   "packed once: large cells, long sequences); auto (default) loops when the unrolled steps would "
+                   "hold more than 8 MiB of R.")
 @click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
 @click.option("--weights", type=_path,
               help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
@@ -101,7 +105,7 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
 def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
-          bidirectional, merge, quantize, asymmetric_inputs, lowering, state, seed, weights,
+          bidirectional, merge, quantize, asymmetric_inputs, lowering, state, recurrence, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .builder import build_file
@@ -120,7 +124,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     options = BuildOptions(num_units=units, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
                            activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
                            quantize=quantize, asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
-                           merge=merge, lowering=lowering, state=state, seed=seed, config=config, weights=weights,
+                           merge=merge, lowering=lowering, state=state, recurrence=recurrence, seed=seed, config=config, weights=weights,
                            format=weights_format, layer=layer, scope=scope, layer_index=layer_index)
     plan = resolve_build_options(options)
     summary = build_file(output, **plan.options)

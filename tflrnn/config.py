@@ -133,7 +133,8 @@ def _settings(document: dict, where: str) -> dict:
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
-                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "lowering", "state"):
+                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "lowering", "state",
+                "recurrence"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -173,6 +174,7 @@ class BuildOptions:
     seed: int | None = None
     lowering: str | None = None
     state: str | None = None
+    recurrence: str | None = None
     # Where the cell and its weights come from
     config: str | Path | None = None
     weights: str | Path | None = None
@@ -324,6 +326,7 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
         "merge": settings.get("merge", "concat"),
         "lowering": settings.get("lowering", "fused"),
         "state": settings.get("state", "carry"),
+        "recurrence": settings.get("recurrence", "auto"),
     }
 
 

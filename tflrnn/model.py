@@ -36,12 +36,17 @@ class BuiltinOperator(enum.IntEnum):
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
     STRIDED_SLICE = 45
     BIDIRECTIONAL_SEQUENCE_RNN = 46
+    LESS = 58
+    GREATER_EQUAL = 62
+    SLICE = 65
     PACK = 83
     UNPACK = 88
+    WHILE = 119
     CALL_ONCE = 129
     VAR_HANDLE = 142
     READ_VARIABLE = 143
     ASSIGN_VARIABLE = 144
+    DYNAMIC_UPDATE_SLICE = 151
 
 
 def op_name(code: int) -> str:
@@ -66,6 +71,7 @@ class BuiltinOptions(enum.IntEnum):
     StridedSliceOptions = 32
     PackOptions = 59
     UnpackOptions = 64
+    WhileOptions = 93
     BidirectionalSequenceRNNOptions = 70
     CallOnceOptions = 103
     VarHandleOptions = 111
@@ -153,6 +159,14 @@ class UnpackOptions:
 @dataclass
 class CallOnceOptions:
     init_subgraph_index: int = 0
+
+
+@dataclass
+class WhileOptions:
+    """A loop: the body subgraph runs while the cond subgraph's single bool output is true."""
+
+    cond_subgraph_index: int = 0
+    body_subgraph_index: int = 0
 
 
 @dataclass

@@ -21,6 +21,8 @@ DENSE_ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid", "softmax")
 # Where the hidden state lives: in the model, carried across invokes; an input and an output the caller chains;
 # nowhere (every invoke starts from zeros).
 STATES = ("carry", "io", "zero")
+# How the portable lowering writes the steps: chosen by size, one op per step, or a WHILE loop.
+RECURRENCES = ("auto", "unrolled", "loop")
 
 
 @dataclass(eq=False)
@@ -84,7 +86,8 @@ class Network:
     previous one's output ([fw | bw] for a pair). `time_steps`: steps per invoke (with `dynamic_time`, the length
     allocated until the input is resized). `merge`: a final bidirectional layer's outputs joined [fw | bw] (else
     two outputs). `last_step`: only the final step (the backward direction's at t=0, its final state). `head`:
-    Dense layers after that. `state`: where the hidden state lives. `lowering`: how it becomes ops.
+    Dense layers after that. `state`: where the hidden state lives. `lowering`: how it becomes ops. `loop`: the
+    portable lowering runs the steps in a WHILE loop (R applied by one op) instead of unrolled.
     """
 
     stages: list
@@ -97,6 +100,7 @@ class Network:
     head: list[Dense] = field(default_factory=list)
     state: str = "carry"
     lowering: str = "fused"
+    loop: bool = False
 
     @property
     def layers(self) -> list[Layer]:

@@ -36,6 +36,7 @@ from .model import (
     Tensor,
     UnpackOptions,
     VarHandleOptions,
+    WhileOptions,
 )
 
 _MIN_FILE_BYTES = 8  # root offset + identifier
@@ -226,6 +227,8 @@ _OPTIONS = {
         init_subgraph_index=p.InitSubgraphIndex())),
     BuiltinOptions.VarHandleOptions: (fb.VarHandleOptions, lambda p: VarHandleOptions(
         container=_text(p.Container()), shared_name=_text(p.SharedName()))),
+    BuiltinOptions.WhileOptions: (fb.WhileOptions, lambda p: WhileOptions(
+        cond_subgraph_index=p.CondSubgraphIndex(), body_subgraph_index=p.BodySubgraphIndex())),
 }
 
 

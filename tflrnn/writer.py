@@ -33,6 +33,7 @@ from .model import (
     Subgraph,
     UnpackOptions,
     VarHandleOptions,
+    WhileOptions,
 )
 
 _DATA_ALIGNMENT = 16
@@ -252,6 +253,8 @@ _OPTION_TABLES = {
     UnpackOptions: ("UnpackOptions", (("Num", "num"), ("Axis", "axis"))),
     CallOnceOptions: ("CallOnceOptions", (("InitSubgraphIndex", "init_subgraph_index"),)),
     VarHandleOptions: ("VarHandleOptions", (("Container", "container"), ("SharedName", "shared_name"))),
+    WhileOptions: ("WhileOptions", (("CondSubgraphIndex", "cond_subgraph_index"),
+                                    ("BodySubgraphIndex", "body_subgraph_index"))),
 }
 
 

@@ -25,7 +25,8 @@ EXPORT_EXTRA = ([], ["--format", "keras"], ["--json"])
 BUILD_EXTRA = ([], ["--activation", "relu"], ["--time-steps", "3"], ["--time-steps", "dynamic"], ["--last-step"],
                ["--quantize", "int8"], ["--json"], ["--units", "4"], ["--batch-size", "2", "--time-major"],
                ["--name", "enc/x"], ["--lowering", "portable", "--time-steps", "2"],
-               ["--lowering", "portable", "--state", "io", "--time-steps", "2"], ["--state", "zero"])
+               ["--lowering", "portable", "--state", "io", "--time-steps", "2"], ["--state", "zero"],
+               ["--lowering", "portable", "--recurrence", "loop", "--time-steps", "2"], ["--recurrence", "unrolled"])
 
 
 WEIGHTS_EXTRA = (["--format", "npz"], ["--format", "keras"], ["--format", "safetensors"], ["--format", "onnx"],

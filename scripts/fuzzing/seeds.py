@@ -36,6 +36,10 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                       "portable", "--state", "io", "--bidirectional", "--last-step"],
         "portable-zero-stack": ["--units", "3", "--input-size", "2", "--time-steps", "2", "--lowering", "portable",
                                 "--state", "zero", "--layers", "2", "--activation", "relu"],
+        "portable-loop": ["--units", "3", "--input-size", "2", "--time-steps", "3", "--lowering", "portable",
+                          "--recurrence", "loop"],
+        "portable-loop-io-bidirectional": ["--units", "2", "--input-size", "2", "--time-steps", "2", "--lowering",
+                                           "portable", "--recurrence", "loop", "--state", "io", "--bidirectional"],
     }
     from tflrnn import reader
 

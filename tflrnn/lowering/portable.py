@@ -37,11 +37,17 @@ from ..model import (
     Tensor,
     UnpackOptions,
     VarHandleOptions,
+    WhileOptions,
 )
 from ..network import Layer, Network, base_name, stage_layers
 from .fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors, write_dense_head
 
 RESET_KEY = "reset"
+# `recurrence="auto"` loops when the unrolled steps would hold more bytes of R than this, summed over every
+# direction: XNNPACK packs each step's FULLY_CONNECTED by R on its own, one copy per step. Measured at T=50 (LiteRT
+# 2.3, BENCHMARKS.md): 256 units unroll to 12.5 MiB of R, +17.6 MiB of interpreter memory against the loop's +4.7
+# (about as fast, 407 against 427 us); at 128 units and below the loop's fixed cost per step (~1 us) outweighs it.
+LOOP_ABOVE_R_BYTES = 8 * 2**20
 STATE = "state"
 _FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1}
 
@@ -65,29 +71,55 @@ def lower(network: Network) -> Model:
     inputs, state_inputs, state_outputs = [x], [], []
     weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
     handles = []  # (shared_name, [B, U]) of each carried state
+    loops: list[Subgraph] = []  # the WHILE loops' condition and body subgraphs, after the fixed ones
+    first_loop_subgraph = 3 if network.state == "carry" else 1
     if network.state == "carry":
         operators.append(Operator(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1)))
 
-    def run_direction(layer: Layer, source: int, backward: bool, suffix: str):
-        """The recurrence over `source`: (per-step outputs in time order, the final state)."""
+    def run_direction(layer: Layer, source: int, backward: bool, suffix: str, sequence: bool):
+        """The recurrence over `source`: (its output sequence, or None when not `sequence`; the final state)."""
         units = layer.weights.num_units
         if layer.name not in weights:
             w = layer.weights
-            start = tensors.add(Tensor(f"{layer.name}/input_weights", (units, w.input_size), data=w.input_weights),
-                                Tensor(f"{layer.name}/recurrent_weights", (units, units), data=w.recurrent_weights),
-                                Tensor(f"{layer.name}/bias", (units,), data=w.bias)) - 2
-            weights[layer.name] = (start, start + 1, start + 2)
+            if network.loop:  # R lives in the loop's body
+                start = tensors.add(Tensor(f"{layer.name}/input_weights", (units, w.input_size), data=w.input_weights),
+                                    Tensor(f"{layer.name}/bias", (units,), data=w.bias)) - 1
+                weights[layer.name] = (start, -1, start + 1)
+            else:
+                start = tensors.add(
+                    Tensor(f"{layer.name}/input_weights", (units, w.input_size), data=w.input_weights),
+                    Tensor(f"{layer.name}/recurrent_weights", (units, units), data=w.recurrent_weights),
+                    Tensor(f"{layer.name}/bias", (units,), data=w.bias)) - 2
+                weights[layer.name] = (start, start + 1, start + 2)
         w_index, r_index, b_index = weights[layer.name]
         name = f"{layer.name}{suffix}"
         projection = tensors.add(Tensor(f"{name}/projection", (*lead, units)))
         operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
                                   version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+        h, handle = _initial_state(name, batch, units)
+        if network.loop:
+            output, h = loop_steps(layer, name, projection, h, backward)
+        else:
+            outputs, h = unrolled_steps(layer, name, projection, h, r_index, backward)
+            output = None
+            if sequence:
+                output = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
+                operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
+                                          options=PackOptions(values_count=steps, axis=time_axis)))
+        if network.state == "io":
+            state_outputs.append(h)
+        elif network.state == "carry":
+            operators.append(Operator(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], []))
+        return output, h
+
+    def unrolled_steps(layer: Layer, name: str, projection: int, h: int | None, r_index: int, backward: bool):
+        """Every step as ops of its own: (the per-step outputs in time order, the final state)."""
+        units = layer.weights.num_units
         first = len(tensors)
         # Per-step tensors have short names (x<t>, r<t>, z<t>, h<t>): at 50 steps they are most of the structure.
         tensors.add(*(Tensor(f"{name}/x{t}", (batch, units)) for t in range(steps)))
         operators.append(Operator(BuiltinOperator.UNPACK, [projection], list(range(first, first + steps)),
                                   options=UnpackOptions(num=steps, axis=time_axis)))
-        h, handle = _initial_state(name, batch, units)
         outputs = [None] * steps
         for t in (range(steps - 1, -1, -1) if backward else range(steps)):
             step = first + t
@@ -103,7 +135,8 @@ def lower(network: Network) -> Model:
                 summed = step
                 if layer.activation in _FUSED_IN_ADD - {Activation.NONE}:
                     # ADD of zeros with the activation fused: TFLite Micro has no RELU_N1_TO_1 op of its own
-                    zeros = tensors.add(Tensor(f"{name}/zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
+                    zeros = tensors.add(Tensor(f"{name}/zeros", (batch, units),
+                                               data=np.zeros((batch, units), np.float32)))
                     summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
                     operators.append(Operator(BuiltinOperator.ADD, [step, zeros], [summed],
                                               options=AddOptions(activation=layer.activation)))
@@ -113,11 +146,34 @@ def lower(network: Network) -> Model:
             else:
                 h = summed
             outputs[t] = h
-        if network.state == "io":
-            state_outputs.append(h)
-        elif network.state == "carry":
-            operators.append(Operator(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], []))
         return outputs, h
+
+    def loop_steps(layer: Layer, name: str, projection: int, h: int | None, backward: bool):
+        """The steps as a WHILE loop over (t, h, sequence): its body slices step t out of the projection, applies
+        R once (one FULLY_CONNECTED, so a delegate packs R once, not per step) and writes h_t back in its place;
+        the projection becomes the output sequence. (The output sequence, the final state.)"""
+        units = layer.weights.num_units
+        step_shape = (1, batch, units) if time_major else (batch, 1, units)
+        if h is None:  # the zero state: the loop still needs a state to start from
+            h = tensors.add(Tensor(f"{name}/zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
+        start = _reshaped(h, step_shape, f"{name}/h_start")
+        t0 = tensors.add(Tensor(f"{name}/t_start", (), "int32",
+                                data=np.asarray(steps - 1 if backward else 0, np.int32)))
+        t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
+        h_end = tensors.add(Tensor(f"{name}/h_end", step_shape))
+        output = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
+        cond = first_loop_subgraph + len(loops)
+        loops.extend([_loop_condition(name, step_shape, (*lead, units), steps, backward),
+                      _loop_body(layer, name, step_shape, (*lead, units), time_axis, backward)])
+        operators.append(Operator(BuiltinOperator.WHILE, [t0, start, projection], [t_end, h_end, output],
+                                  options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
+        return output, _reshaped(h_end, (batch, units), f"{name}/final_state")
+
+    def _reshaped(index: int, shape: tuple[int, ...], new_name: str) -> int:
+        target = tensors.add(Tensor(f"{new_name}/shape", (len(shape),), "int32", data=np.asarray(shape, np.int32)))
+        out = tensors.add(Tensor(new_name, shape))
+        operators.append(Operator(BuiltinOperator.RESHAPE, [index, target], [out]))
+        return out
 
     def _initial_state(name: str, batch: int, units: int) -> tuple[int | None, int | None]:
         """The state a direction starts from (None: zeros), and its variable's handle when it is carried."""
@@ -145,18 +201,9 @@ def lower(network: Network) -> Model:
             uses = seen.get(layer.name, 0)
             seen[layer.name] = uses + 1
             suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
-            results.append(run_direction(layer, source, backward=d == 1, suffix=suffix))
-        if last_only:
-            # The last step of each direction: forward at T-1, backward at t=0 (where it ends: its final state).
-            ends = [outputs[0 if d == 1 else steps - 1] for d, (outputs, _) in enumerate(results)]
-        else:
-            ends = []
-            for layer, (outputs, _) in zip(stage_layers(stage), results):
-                units = layer.weights.num_units
-                packed = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
-                operators.append(Operator(BuiltinOperator.PACK, outputs, [packed],
-                                          options=PackOptions(values_count=steps, axis=time_axis)))
-                ends.append(packed)
+            results.append(run_direction(layer, source, backward=d == 1, suffix=suffix, sequence=not last_only))
+        # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends).
+        ends = [final_state if last_only else output for output, final_state in results]
         if len(ends) == 2 and (network.merge or not final):
             shape = (*tensors[ends[0]].shape[:-1], sum(tensors[i].shape[-1] for i in ends))
             merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape))
@@ -187,6 +234,7 @@ def lower(network: Network) -> Model:
     if network.state == "carry":
         subgraphs += [_zeroing(handles, "init"), _zeroing(handles, RESET_KEY)]
         signatures.append(Signature(RESET_KEY, {}, {}, 2))
+    subgraphs += loops
     return Model(subgraphs=subgraphs, signatures=signatures)
 
 
@@ -200,6 +248,57 @@ def _zeroing(handles: list[tuple[str, tuple[int, int]]], name: str) -> Subgraph:
                                options=VarHandleOptions(shared_name=shared_name)),
                       Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
     return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)
+
+
+def loops_by_default(stages: list, time_steps: int) -> bool:
+    """Whether `recurrence="auto"` writes the steps as a WHILE loop: when unrolled they would hold more than
+    LOOP_ABOVE_R_BYTES of packed R (time steps x units^2 x 4 bytes per direction)."""
+    r_bytes = sum(time_steps * layer.weights.num_units ** 2 * 4 for stage in stages for layer in stage_layers(stage))
+    return r_bytes > LOOP_ABOVE_R_BYTES
+
+
+def _loop_condition(name: str, step_shape, sequence_shape, steps: int, backward: bool) -> Subgraph:
+    """t < T (forward), t >= 0 (backward): whether the loop runs step t."""
+    tensors = [Tensor("t", (), "int32"), Tensor("h", step_shape), Tensor("sequence", sequence_shape),
+               Tensor("limit", (), "int32", data=np.asarray(0 if backward else steps, np.int32)),
+               Tensor("more", (), "bool")]
+    test = BuiltinOperator.GREATER_EQUAL if backward else BuiltinOperator.LESS
+    return Subgraph(tensors, [Operator(test, [0, 3], [4])], inputs=[0, 1, 2], outputs=[4], name=f"{name}/cond")
+
+
+def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, time_axis: int, backward: bool) -> Subgraph:
+    """One step: x_t = the projection's slice t; h = act(x_t + h R^T); the slice t := h; t += 1 (backward: -1).
+    Step t's slice is read before it is overwritten and never read again, so the projection becomes the output."""
+    units = layer.weights.num_units
+    tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape), Tensor("sequence", sequence_shape)])
+    t, h, sequence = 0, 1, 2
+    operators = []
+    zero = tensors.add(Tensor("zero", (), "int32", data=np.asarray(0, np.int32)))
+    begin = tensors.add(Tensor("begin", (3,), "int32"))
+    corner = [zero, zero, zero]
+    corner[time_axis] = t
+    operators.append(Operator(BuiltinOperator.PACK, corner, [begin], options=PackOptions(values_count=3, axis=0)))
+    size = tensors.add(Tensor("size", (3,), "int32", data=np.asarray(step_shape, np.int32)))
+    x = tensors.add(Tensor("x", step_shape))
+    operators.append(Operator(BuiltinOperator.SLICE, [sequence, begin, size], [x]))
+    r = tensors.add(Tensor(f"{layer.name}/recurrent_weights", (units, units), data=layer.weights.recurrent_weights))
+    recurrent = tensors.add(Tensor("r", step_shape))
+    operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r, -1], [recurrent], version=5,
+                              options=FullyConnectedOptions(keep_num_dims=True)))
+    fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
+    summed = tensors.add(Tensor("z", step_shape))
+    operators.append(Operator(BuiltinOperator.ADD, [x, recurrent], [summed], options=AddOptions(activation=fused)))
+    new_h = summed
+    if layer.activation == Activation.TANH:
+        new_h = tensors.add(Tensor("h_next", step_shape))
+        operators.append(Operator(BuiltinOperator.TANH, [summed], [new_h]))
+    written = tensors.add(Tensor("sequence_next", sequence_shape))
+    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, new_h, begin], [written]))
+    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
+    next_t = tensors.add(Tensor("t_next", (), "int32"))
+    operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
+    return Subgraph(list(tensors), operators, inputs=[t, h, sequence], outputs=[next_t, new_h, written],
+                    name=f"{name}/body")
 
 
 def holds_a_layer(model: Model) -> bool:
@@ -247,13 +346,28 @@ def _recover(model: Model) -> Network:
             raise ModelFormatError(f"an op names tensor {index} of {len(tensors)}")
         return tensors[index]
 
-    readers: dict[int, list[Operator]] = {}
-    for op in ops:  # built once: a hostile model may have thousands of ops
-        for index in dict.fromkeys(op.inputs):
-            readers.setdefault(index, []).append(op)
+    def readers_of(operators: list[Operator]):
+        readers: dict[int, list[Operator]] = {}
+        for op in operators:  # built once: a hostile model may have thousands of ops
+            for index in dict.fromkeys(op.inputs):
+                readers.setdefault(index, []).append(op)
+        return lambda index: readers.get(index, [])
 
-    def consumers(index: int) -> list[Operator]:
-        return readers.get(index, [])
+    consumers = readers_of(ops)
+
+    def loop_of(op: Operator, name: str):
+        """A loop's (R, time axis, the step ops reading x_t, their graph's consumers), from its body subgraph."""
+        if op.options is None or not 0 <= getattr(op.options, "body_subgraph_index", -1) < len(model.subgraphs) or \
+                len(op.inputs) != 3 or len(op.outputs) != 3:
+            raise ModelFormatError(f"layer '{name}': its loop has no body subgraph or not (t, h, sequence)")
+        body = model.subgraphs[op.options.body_subgraph_index]
+        r = next((t for t in body.tensors if t.name == f"{name}/recurrent_weights"), None)
+        pack = next((o for o in body.operators if o.code == BuiltinOperator.PACK), None)
+        piece = next((o for o in body.operators if o.code == BuiltinOperator.SLICE), None)
+        if pack is None or piece is None or not body.inputs or body.inputs[0] not in pack.inputs:
+            raise ModelFormatError(f"layer '{name}': its loop body does not slice step t out of the sequence")
+        in_body = readers_of(body.operators)
+        return r, pack.inputs.index(body.inputs[0]), in_body(piece.outputs[0]), in_body
 
     fc = BuiltinOperator.FULLY_CONNECTED
     projections = [op for op in ops if op.code == fc and len(op.inputs) == 3
@@ -261,22 +375,27 @@ def _recover(model: Model) -> Network:
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
     layers: dict[int, Layer] = {}
-    stages, source, axis = [], None, None
+    stages, source, axis, loops = [], None, None, []
     for op in projections:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
-        r = next((t for t in tensors if t.name == f"{name}/recurrent_weights"), None)
+        unpack = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.UNPACK), None)
+        loop = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.WHILE), None)
+        loops.append(loop is not None)
+        if loop is not None:
+            r, axis, after, step_consumers = loop_of(loop, name)
+        elif unpack is not None and unpack.options is not None:
+            r = next((t for t in tensors if t.name == f"{name}/recurrent_weights"), None)
+            axis, step_consumers = unpack.options.axis, consumers
+            after = [o for t in unpack.outputs for o in consumers(t)]
+        else:
+            raise ModelFormatError(f"layer '{name}': its projection is neither unpacked over time nor looped over")
         if r is None or w.data is None or b.data is None or r.data is None:
             raise ModelFormatError(f"layer '{name}': its input_weights, recurrent_weights and bias must be constants")
-        unpack = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.UNPACK), None)
-        if unpack is None or unpack.options is None:
-            raise ModelFormatError(f"layer '{name}': its projection is not unpacked over time")
-        axis = unpack.options.axis
-        after = [o for t in unpack.outputs for o in consumers(t)]
         activation = Activation.NONE
         if any(o.code == BuiltinOperator.TANH for o in after) or any(
                 o.code == BuiltinOperator.TANH for a in after if a.code == BuiltinOperator.ADD
-                for o in consumers(a.outputs[0])):
+                for o in step_consumers(a.outputs[0])):
             activation = Activation.TANH
         else:
             codes = {BuiltinOperator.RELU: Activation.RELU, BuiltinOperator.RELU6: Activation.RELU6,
@@ -326,4 +445,13 @@ def _recover(model: Model) -> Network:
         width = d.units
     return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
                    last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
-                   state=state, lowering="portable")
+                   state=state, lowering="portable", loop=_one_form(loops))
+
+
+def _one_form(loops: list[bool]) -> bool:
+    """Whether the layers loop: all of them, or none (lower() writes one form)."""
+    from ..errors import ModelFormatError
+
+    if len(set(loops)) > 1:
+        raise ModelFormatError("some layers loop over the steps and others unroll them: not a model tflrnn writes")
+    return loops[0]
