@@ -31,6 +31,10 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = {"units": 64, "input_size": 32, "time_steps": 50}
+# litert: the classic Interpreter with its default delegate (XNNPACK); litert-builtin: without it
+HEADLINE_RUNTIMES = ("litert", "litert-builtin", "compiled", "micro")
+RUNTIME_LABELS = {"litert": "LiteRT", "litert-builtin": "LiteRT, no XNNPACK", "compiled": "CompiledModel",
+                  "micro": "TFLite Micro"}
 
 
 def keras_weights(units: int, input_size: int, seed: int = 0) -> list[np.ndarray]:
@@ -176,6 +180,9 @@ else:
     interpreter = tflm.Interpreter.from_bytes(data, arena_size=arena)
     interpreter.set_input(x.reshape(interpreter.get_input_details(0)['shape']), 0)
     invoke = interpreter.invoke
+start = time.perf_counter()
+invoke()
+print('first_invoke_us', (time.perf_counter() - start) * 1e6, flush=True)
 for _ in range(max(2, runs // 10)):
     invoke()
 times = []
@@ -202,8 +209,10 @@ def on_runtime(path: Path, runtime: str, runs: int) -> dict:
     try:
         done = subprocess.run([sys.executable, "-c", _RUNTIME_PROBE, str(path), runtime, str(runs), str(elements),
                                str(arena)], capture_output=True, text=True, timeout=RUNTIME_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"error": f"did not finish {runs} invokes within {RUNTIME_TIMEOUT_S} s"}
+    except subprocess.TimeoutExpired as exc:
+        started = "first_invoke_us" in (exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or "")
+        return {"error": f"{f'did not finish {runs} invokes' if started else 'its first invoke did not finish'} "
+                         f"within {RUNTIME_TIMEOUT_S} s"}
     if done.returncode != 0:
         return {"error": _reason(done.stderr, done.returncode)}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -275,7 +284,13 @@ def compare(units: int, input_size: int, time_steps: int, runs: int, work: Path,
             "invoke_median_us": timing["vs"]["median_us"],
             "invoke_ratio_to_tflrnn": timing["ratio"]["median"],
             "max_error_vs_keras": max_error(data, reference, x) if errors else None,
+            # every runtime for the headline; LiteRT's default (its memory) across the sweep
+            "runtimes": {runtime: on_runtime(files[way], runtime, runs)
+                         for runtime in (HEADLINE_RUNTIMES if errors else ("litert",))},
         }
+        if way == "tflrnn portable":
+            rows[way]["recurrence"] = "loop" if "WHILE" in {
+                tflrnn.model.op_name(op.code) for op in tflrnn.inspect(data).model.subgraphs[0].operators} else "unrolled"
     return {"units": units, "input_size": input_size, "time_steps": time_steps, "weight_bytes": weight_bytes,
             "ways": rows}
 
@@ -311,6 +326,23 @@ def delegate_check(units: int, runs: int = 15) -> dict:
     return result
 
 
+def recurrence_check(units: int, work: Path, runs: int = 15) -> dict:
+    """The portable lowering's two forms of the steps at one size: invoke and memory on LiteRT (and unrolled
+    without XNNPACK), which is what `--recurrence auto` chooses between."""
+    import tflrnn
+
+    weights = tflrnn.CellWeights.from_keras(*keras_weights(units, units))
+    result = {"units": units}
+    for form in ("unrolled", "loop"):
+        path = work / f"portable_{form}_{units}.tflite"
+        path.write_bytes(tflrnn.build(tflrnn.RNNCell(units), weights=weights, time_steps=50, lowering="portable",
+                                      recurrence=form))
+        result[form] = on_runtime(path, "litert", runs)
+        if form == "unrolled":
+            result["unrolled-builtin"] = on_runtime(path, "litert-builtin", runs)
+    return result
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -329,7 +361,7 @@ def machine() -> str:
 
 
 def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, command: str, plot: str,
-             delegates: dict) -> str:
+             delegates: dict, forms: dict) -> str:
     ways = [w for w in headline["ways"] if w != "tflrnn int8"] + ["tflrnn int8"]  # int8 last, as its own column
     h = headline["ways"]
     t = h["tflrnn"]
@@ -366,6 +398,22 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
         row("invoke (median)", "invoke_median_us", lambda v: f"{v:,.1f} us"),
         row("invoke vs tflrnn", "invoke_ratio_to_tflrnn", lambda v: f"{v:.2f}x"),
         row("max error vs Keras", "max_error_vs_keras", lambda v: "n/a" if v is None else f"{v:.1e}"),
+    ]
+    for runtime in HEADLINE_RUNTIMES:
+        if all(runtime in h[w]["runtimes"] for w in ways):
+            lines += [
+                f"| invoke, {RUNTIME_LABELS[runtime]} | " + " | ".join(
+                    _cell(h[w]["runtimes"][runtime], lambda r: f"{r['median_us']:,.1f} us", reason=True)
+                    for w in ways) + " |",
+                f"| memory, {RUNTIME_LABELS[runtime]} | " + " | ".join(
+                    _cell(h[w]["runtimes"][runtime], lambda r: f"{r['memory_kb'] / 1024:,.1f} MiB") for w in ways)
+                + " |",
+            ]
+    lines += [
+        "",
+        "The runtime rows time each model on its own in a fresh process (median of the same number of invokes, "
+        "after a warm-up; the state carries between them); memory is the peak the runtime adds over that process "
+        "after its imports, the model's bytes included (VmHWM). `n/a` gives the runtime's own reason.",
         "",
         "Targets against the converter's default (WHILE) model:",
         "",
@@ -405,23 +453,20 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
         f"{baseline_kb / 1024:,.0f} MiB. Throughput is raw weight bytes over in-process build time.",
         "",
         "| units | weights | tflrnn build | throughput | tflrnn peak RSS - baseline | / weights | tflrnn size | "
-        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke | int8 size | int8 invoke | "
-        "portable size | portable invoke |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
-        "---: |",
+        "WHILE convert | WHILE size | WHILE peak RSS | tflrnn invoke | WHILE invoke | int8 size | int8 invoke |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for point in sweep:
         t, w, q = point["ways"]["tflrnn"], point["ways"]["converter (WHILE)"], point["ways"]["tflrnn int8"]
-        portable = point["ways"]["tflrnn portable"]
         extra = (t["peak_rss_kb"] - baseline_kb) * 1024
         lines.append(
             f"| {point['units']:,} | {point['weight_bytes'] / 2**20:,.2f} MiB | {t['build_in_process_s'] * 1000:,.2f} ms"
             f" | {point['weight_bytes'] / t['build_in_process_s'] / 1e6:,.0f} MB/s | {extra / 2**20:,.1f} MiB | "
             f"{extra / point['weight_bytes']:.2f}x | {t['bytes']:,} B | {w['build_in_process_s']:,.2f} s | "
             f"{w['bytes']:,} B | {w['peak_rss_kb'] / 1024:,.0f} MiB | {t['invoke_median_us']:,.0f} us | "
-            f"{w['invoke_median_us']:,.0f} us | {q['bytes']:,} B | {q['invoke_median_us']:,.0f} us | "
-            f"{portable['bytes']:,} B | {portable['invoke_median_us']:,.0f} us |"
+            f"{w['invoke_median_us']:,.0f} us | {q['bytes']:,} B | {q['invoke_median_us']:,.0f} us |"
         )
+    lines += portable_sweep(sweep)
     crossover = next((p["units"] for p in sweep
                       if p["ways"]["converter (WHILE)"]["invoke_median_us"] < p["ways"]["tflrnn"]["invoke_median_us"]),
                      None)
@@ -452,21 +497,93 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
          f"{headline['units']} units)."),
         "- Small cells build in well under a millisecond, so their throughput figures measure fixed costs; the "
         "throughput target concerns the largest cell.",
-        "- The portable lowering (one FULLY_CONNECTED for every step's input projection, then per step a "
-        "FULLY_CONNECTED by R, an ADD and a TANH) is the fastest float model at " + ", ".join(
-            f"{p['units']:,}" for p in sweep if p["ways"]["tflrnn portable"]["invoke_median_us"] <= min(
-                p["ways"][w]["invoke_median_us"] for w in ("tflrnn", "converter (WHILE)", "converter (unroll=True)")
-                if w in p["ways"])) + " units; elsewhere " + (", ".join(
-            f"at {p['units']:,} units the WHILE model ({p['ways']['converter (WHILE)']['invoke_median_us'] / 1000:,.1f} "
-            f"ms against {p['ways']['tflrnn portable']['invoke_median_us'] / 1000:,.1f} ms)" for p in sweep
-            if p["ways"]["tflrnn portable"]["invoke_median_us"] > p["ways"]["converter (WHILE)"]["invoke_median_us"])
-            or "nothing") + " beats it. XNNPACK packs each step's FULLY_CONNECTED by R on its own, so large cells "
-        "pay for one packed copy of R per step.",
+        "- The portable lowering (one FULLY_CONNECTED for every step's input projection, then each step's "
+        "FULLY_CONNECTED by R, ADD and TANH) is the fastest float model at " + ", ".join(
+            f"{p['units']:,}" for p in sweep if _fastest_peer(p) is None) + " units" + "".join(
+            f"; at {p['units']:,} units the {_fastest_peer(p)[0]} is faster ({_fastest_peer(p)[1]:,.0f} us against "
+            f"{p['ways']['tflrnn portable']['invoke_median_us']:,.0f} us)" for p in sweep
+            if _fastest_peer(p) is not None) + ".",
+        f"- Its two forms of the steps, at {forms['units']:,} units (T = 50, LiteRT): unrolled, "
+        f"{forms['unrolled']['median_us'] / 1000:,.2f} ms and {forms['unrolled']['memory_kb'] / 1024:,.0f} MiB of "
+        f"interpreter memory (XNNPACK packs each step's FULLY_CONNECTED by R on its own: one copy of R per step; "
+        f"{forms['unrolled-builtin']['median_us'] / 1000:,.2f} ms and "
+        f"{forms['unrolled-builtin']['memory_kb'] / 1024:,.0f} MiB without XNNPACK); as a WHILE loop, "
+        f"{forms['loop']['median_us'] / 1000:,.2f} ms and {forms['loop']['memory_kb'] / 1024:,.0f} MiB (one "
+        "FULLY_CONNECTED by R, packed once). Below about 256 units the loop's fixed cost per step (about 1 us) "
+        "outweighs the packing, so `--recurrence auto` unrolls while the unrolled steps hold at most 8 MiB of R "
+        "(T x units^2 x 4 bytes over the layers' directions) and loops beyond.",
         "",
         f"![latency and size against units]({plot})",
         "",
     ]
     return "\n".join(lines)
+
+
+def _fastest_peer(point: dict) -> tuple[str, float] | None:
+    """The peer that invokes faster than the portable model at this size (its name and time), or None."""
+    names = {"tflrnn": "fused op", "converter (WHILE)": "WHILE model", "converter (unroll=True)": "unrolled model"}
+    ways = point["ways"]
+    best = min((ways[w]["invoke_median_us"], w) for w in names if w in ways)
+    return (names[best[1]], best[0]) if best[0] < ways["tflrnn portable"]["invoke_median_us"] else None
+
+
+def portable_sweep(sweep: list[dict]) -> list[str]:
+    """The portable lowering against its peers at every size: invoke and runtime memory (LiteRT default)."""
+    peers = ("tflrnn", "converter (WHILE)", "converter (unroll=True)")
+    names = {"tflrnn": "fused", "converter (WHILE)": "WHILE", "converter (unroll=True)": "unrolled"}
+    lines = [
+        "",
+        "## Sweep: the portable lowering against its peers (input = units, T = 50, LiteRT default)",
+        "",
+        "Invoke is the pair-by-pair median above; memory is what the interpreter adds over its imports, the model "
+        "included. The portable model's steps are unrolled or a WHILE loop, as `--recurrence auto` chose. The "
+        "converter's unrolled model is not converted beyond 512 units (minutes per model).",
+        "",
+        "| units | weights | portable steps | portable invoke | " + " | ".join(f"{names[p]} invoke" for p in peers)
+        + " | portable memory | " + " | ".join(f"{names[p]} memory" for p in peers)
+        + " | memory target | portable size |",
+        "| ---: | ---: | :--- | " + " | ".join("---:" for _ in range(2 * len(peers) + 4)) + " |",
+    ]
+    for point in sweep:
+        ways = point["ways"]
+        portable = ways["tflrnn portable"]
+
+        def invoke(way):
+            return f"{ways[way]['invoke_median_us']:,.0f} us" if way in ways else "n/a"
+
+        def memory(way):
+            return _cell(ways[way]["runtimes"]["litert"], lambda r: f"{r['memory_kb'] / 1024:,.1f} MiB") \
+                if way in ways else "n/a"
+
+        lines.append(
+            f"| {point['units']:,} | {point['weight_bytes'] / 2**20:,.2f} MiB | {portable['recurrence']} | "
+            f"{invoke('tflrnn portable')} | " + " | ".join(invoke(p) for p in peers) + f" | "
+            f"{memory('tflrnn portable')} | " + " | ".join(memory(p) for p in peers) + f" | "
+            f"{memory_target_kb(point['weight_bytes']) / 1024:,.1f} MiB | {portable['bytes']:,} B |")
+    lines += ["", "Targets of the portable lowering across the sweep:", ""]
+    for point in sweep:
+        ways = point["ways"]
+        portable = ways["tflrnn portable"]
+        fastest = min(ways[p]["invoke_median_us"] for p in peers if p in ways)
+        used = portable["runtimes"]["litert"].get("memory_kb")
+        goal = memory_target_kb(point["weight_bytes"])
+        speed = ("" if point["units"] not in (256, 1024) else
+                 f"invoke {portable['invoke_median_us'] / fastest:.2f}x the fastest peer "
+                 f"({'met' if portable['invoke_median_us'] < fastest else 'missed'}: faster than all three); ")
+        lines.append(f"- {point['units']:,} units: {speed}memory {used / 1024:,.1f} MiB against "
+                     f"{goal / 1024:,.1f} MiB ({'met' if used is not None and used <= goal else 'missed'})")
+    return lines
+
+
+def _cell(result: dict, show, reason: bool = False) -> str:
+    if "error" in result:
+        return f"n/a: {result['error']}" if reason else "n/a"
+    return show(result)
+
+
+def memory_target_kb(weight_bytes: int) -> float:
+    """The portable lowering's memory target: twice the weights plus 16 MiB."""
+    return (2 * weight_bytes + 16 * 2**20) / 1024
 
 
 def plot(sweep: list[dict], path: Path) -> None:
@@ -518,13 +635,14 @@ def main() -> None:
             sweep.append(compare(u, u, 50, runs=max(10, runs // (1 + u // 128)), work=work, errors=False))
         baseline = baseline_peak_kb()
         delegates = delegate_check(256 if args.quick else 1024)
+        forms = recurrence_check(256 if args.quick else 1024, work)
     command = "scripts/bench.py" + (" --quick" if args.quick else "")
     plot(sweep, args.plot)
     relative_plot = os.path.relpath(args.plot, args.out.parent)
-    args.out.write_text(markdown(headline, sweep, baseline, machine(), command, relative_plot, delegates))
+    args.out.write_text(markdown(headline, sweep, baseline, machine(), command, relative_plot, delegates, forms))
     if args.json:
         args.json.write_text(json.dumps({"headline": headline, "sweep": sweep, "baseline_peak_kb": baseline,
-                                         "delegates": delegates}, indent=2))
+                                         "delegates": delegates, "forms": forms}, indent=2))
     print(f"wrote {args.out} and {args.plot}", file=sys.stderr)
 
 

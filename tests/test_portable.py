@@ -417,3 +417,61 @@ def test_a_malformed_loop_fails_checks_instead_of_crashing():
     stride = next(t for t in model.subgraphs[-1].tensors if t.name == "stride")
     stride.data = np.asarray(2, np.int32)  # every other step: the structure holds, the numbers do not
     assert "numeric.first_invoke" in _failed(model)
+
+
+# verify --against the source framework ---------------------------------------------------------------------------
+
+
+def _keras_source(path, seed=0, last_step=False):
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6, 3)),
+                              keras.layers.Bidirectional(keras.layers.SimpleRNN(4, return_sequences=True)),
+                              keras.layers.SimpleRNN(3, activation="relu", return_sequences=not last_step)]
+                             + ([keras.layers.Dense(2, activation="softmax")] if last_step else []))
+    model.save(path)
+    return path
+
+
+@FORMS
+@pytest.mark.parametrize("state", ["carry", "io", "zero"])
+@pytest.mark.parametrize("classifier", [False, True], ids=["sequence", "classifier"])
+def test_verify_against_keras(tmp_path, cli, state, loop, classifier):
+    """The Keras model run in Keras on the same inputs, the state chained (or from zeros, as the model keeps none),
+    against the portable model on every runtime."""
+    import json
+
+    source = _keras_source(tmp_path / "s.keras", last_step=classifier)
+    out = tmp_path / "m.tflite"
+    assert cli("build", "--weights", source, "--lowering", "portable", "--state", state, "--recurrence",
+               "loop" if loop else "unrolled", "-o", out).code == 0
+    result = cli("verify", out, "--against", source, "--runtime", "all", "--json")
+    report = json.loads(result.out)
+    assert result.code == 0, [c for c in report["checks"] if not c["passed"]]
+    against = [c for c in report["checks"] if c["name"] == "against.keras"]
+    assert {c["runtime"] for c in against} == {"litert", "litert+xnnpack", "tensorflow", "compiled", "micro"}
+    assert report["against"]["format"] == "keras"
+
+
+def test_verify_against_the_wrong_source_fails(tmp_path, cli):
+    out = tmp_path / "m.tflite"
+    assert cli("build", "--weights", _keras_source(tmp_path / "a.keras", seed=0), "--lowering", "portable",
+               "-o", out).code == 0
+    other = _keras_source(tmp_path / "b.keras", seed=1)  # the same shapes, other weights
+    result = cli("verify", out, "--against", other)
+    assert result.code == 1 and "FAIL  against.keras" in result.out
+
+
+def test_verify_against_onnx_and_torch_sources(tmp_path, cli):
+    """A single cell whose last step is the output (ONNX), and a two-layer chain as torch.onnx.export writes it."""
+    from support import write_onnx_chain, write_onnx_rnn
+
+    write_onnx_rnn(tmp_path / "one.onnx", dims=(5, 1, 3))
+    write_onnx_chain(tmp_path / "chain.onnx", directions=2)
+    for source, extra in ((tmp_path / "one.onnx", ["--last-step", "--state", "io"]),
+                          (tmp_path / "chain.onnx", ["--time-steps", "4", "--recurrence", "loop"])):
+        out = tmp_path / f"{source.stem}.tflite"
+        assert cli("build", "--weights", source, "--lowering", "portable", *extra, "-o", out).code == 0
+        result = cli("verify", out, "--against", source)
+        assert result.code == 0, result.out
+        assert "PASS  against.onnx" in result.out

@@ -75,7 +75,7 @@ def verify(
         runtimes = [r for r in RUNTIMES if _installed(r)] if runtime == "all" else [runtime]
         return _verify_portable(data, label, description, weights, against, runtimes, settings={
             "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
-            format=format, layer=layer)
+            format=format, layer=layer, scope=scope, layer_index=layer_index)
     network = find_network(description)
     runtimes = ["litert", "tensorflow"] if runtime == "all" else [runtime]  # the ones with the fused ops' kernels
     layers = network.directions  # each direction of each RNN op, in op order
@@ -92,24 +92,7 @@ def verify(
         raise ConfigError(f"--against compares a stack or bidirectional model with a PyTorch nn.RNN, a Keras model, "
                           f"ONNX RNN nodes or a TF checkpoint's stack only; this model is {kind}")
     if weights is not None:
-        if isinstance(weights, CellWeights):
-            weights = [weights]
-        if isinstance(weights, (list, tuple)):  # one per layer (or forward, backward), in the model's op order
-            if len(weights) != len(layers):
-                raise ConfigError(f"{len(weights)} sets of weights for a model of {len(layers)} layers")
-            weights = list(weights)
-        elif len(layers) > 1 and _holds_a_network(format or detect_format(Path(weights))):
-            # A whole PyTorch nn.RNN or Keras model: its cells in order, matched to the model's layers by position.
-            from ..sources import import_cells
-
-            weights = [c.weights for c in import_cells(weights, format=format)[0]]
-            if len(weights) != len(layers):
-                raise ConfigError(f"the weights hold {len(weights)} cells; the model has {len(layers)} layers")
-        else:
-            # Each layer's weights are read under its cell name (a single cell's under --scope when given).
-            names = [scope] if scope and len(layers) == 1 else [g.name for g in layers]
-            weights = [load_weights(weights, name, format=format, layer=layer, layer_index=layer_index)
-                       for name in names]
+        weights = _weights_given(weights, [g.name for g in layers], format, layer, scope, layer_index)
 
     report = VerifyReport(
         model=label,
@@ -159,27 +142,40 @@ def _installed(runtime: str) -> bool:
     return importlib.util.find_spec(PACKAGES[runtime][0]) is not None
 
 
+def _weights_given(weights, names: list[str], format, layer, scope, layer_index) -> list[CellWeights]:
+    """--weights as one CellWeights per direction of the model's layers (`names`, in order)."""
+    if isinstance(weights, CellWeights):
+        weights = [weights]
+    if isinstance(weights, (list, tuple)):  # one per layer (or forward, backward), in the model's op order
+        if len(weights) != len(names):
+            raise ConfigError(f"{len(weights)} sets of weights for a model of {len(names)} layers")
+        return list(weights)
+    if len(names) > 1 and _holds_a_network(format or detect_format(Path(weights))):
+        # A whole PyTorch nn.RNN or Keras model: its cells in order, matched to the model's layers by position.
+        from ..sources import import_cells
+
+        found = [c.weights for c in import_cells(weights, format=format)[0]]
+        if len(found) != len(names):
+            raise ConfigError(f"the weights hold {len(found)} cells; the model has {len(names)} layers")
+        return found
+    # Each layer's weights are read under its cell name (a single cell's under --scope when given).
+    names = [scope] if scope and len(names) == 1 else names
+    return [load_weights(weights, name, format=format, layer=layer, layer_index=layer_index) for name in names]
+
+
 def _verify_portable(data, label, model, weights, against, runtimes, settings, **source) -> VerifyReport:
+    from ..lowering import portable
     from .portable import portable_checks
 
-    if against is not None:
-        raise ConfigError("--against a model of the portable lowering is not supported yet: verify the fused "
-                          "build of the same network against the source")
-    if weights is not None and not isinstance(weights, (list, tuple)):
-        if isinstance(weights, CellWeights):
-            weights = [weights]
-        else:
-            from ..lowering import portable
-
-            try:
-                names = [layer.name for layer in portable.recover(model).layers]
-            except TflrnnError:
-                names = None  # the network check reports why; nothing to compare the weights with
-            weights = None if names is None else [load_weights(weights, name if len(names) > 1 else None, **source)
-                                                  for name in names]
+    if weights is not None:
+        try:
+            names = [layer.name for layer in portable.recover(model).layers]
+        except TflrnnError:
+            names = None  # the network check reports why; nothing to compare the weights with
+        weights = None if names is None else _weights_given(weights, names, **source)
     report = VerifyReport(model=label, bytes=len(data), sha256=sha256(data), settings=settings)
     portable_checks(data, model, report, runtimes, seed=settings["seed"], sequences=settings["sequences"],
-                    atol=settings["atol"], rtol=settings["rtol"], weights=weights)
+                    atol=settings["atol"], rtol=settings["rtol"], weights=weights, against=against, **source)
     return report
 
 

@@ -39,7 +39,8 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
         "reference": result.reference,
         "framework": result.framework,
     }
-    report.notes += _declared_input_notes(g, result.source.declared)
+    report.notes += declared_input_notes(g.input.shape, g.input.shape_signature, g.time_major,
+                                         result.source.declared)
     # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
     # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
@@ -71,13 +72,14 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
     return checks
 
 
-def _declared_input_notes(g: RNNGraph, declared) -> list[str]:
-    """Where the model's fixed time steps, batch or layout differ from what the source model declares: not a
-    failure (a streaming model built with --time-steps 1 on purpose is legitimate), but worth a look."""
+def declared_input_notes(shape, signature, time_major: bool, declared) -> list[str]:
+    """Where the model's fixed time steps, batch or layout (its input's `shape` and `signature`) differ from what
+    the source model declares: not a failure (a streaming model built with --time-steps 1 on purpose is
+    legitimate), but worth a look."""
     if declared is None:
         return []
-    shape, signature = list(g.input.shape), g.input.shape_signature
-    time_axis, batch_axis = (0, 1) if g.time_major else (1, 0)
+    shape = list(shape)
+    time_axis, batch_axis = (0, 1) if time_major else (1, 0)
     dynamic = signature is not None and signature[time_axis] == -1
     notes = []
     if isinstance(declared.time_steps, int) and not dynamic and shape[time_axis] != declared.time_steps:
@@ -86,9 +88,9 @@ def _declared_input_notes(g: RNNGraph, declared) -> list[str]:
     if declared.batch_size is not None and shape[batch_axis] != declared.batch_size:
         notes.append(f"{declared.origin} declares batch {declared.batch_size}; this model's batch is "
                      f"{shape[batch_axis]}")
-    if declared.time_major is not None and declared.time_major != g.time_major:
+    if declared.time_major is not None and declared.time_major != time_major:
         layouts = {True: "time-major [T, B, I]", False: "batch-major [B, T, I]"}
-        notes.append(f"{declared.origin} is {layouts[declared.time_major]}; this model is {layouts[g.time_major]}")
+        notes.append(f"{declared.origin} is {layouts[declared.time_major]}; this model is {layouts[time_major]}")
     return notes
 
 

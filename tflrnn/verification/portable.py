@@ -26,7 +26,7 @@ from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 
 
 def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: list[str], *, seed: int,
-                    sequences: int, atol: float, rtol: float, weights=None) -> None:
+                    sequences: int, atol: float, rtol: float, weights=None, against=None, **source) -> None:
     try:
         network = portable.recover(model)
     except TflrnnError as exc:
@@ -52,11 +52,70 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
     if blocking:
         report.checks.append(Check("numeric", False, f"not run: {', '.join(blocking)} failed"))
         return
+    runs = {}  # runtime label -> (inputs, the model's outputs for each)
     for runtime_name in runtimes:
         # LiteRT with and without its default XNNPACK delegate, which takes this lowering's ops (not the fused ones)
         for xnnpack in ((False, True) if runtime_name == "litert" else (False,)):
-            report.checks += _numeric_checks(data, model, network, report, runtime_name, seed=seed,
-                                             sequences=sequences, atol=atol, rtol=rtol, xnnpack=xnnpack)
+            checks, outputs = _numeric_checks(data, model, network, report, runtime_name, seed=seed,
+                                              sequences=sequences, atol=atol, rtol=rtol, xnnpack=xnnpack)
+            report.checks += checks
+            if outputs is not None:
+                runs[checks[0].runtime] = outputs
+    if against is not None and runs:
+        report.checks += _against_checks(network, runs, report, atol, rtol, against=against, **source)
+
+
+def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol: float, **source) -> list[Check]:
+    """The source model run in its framework on the same inputs (the state chained across them, or from zeros each
+    time for a model that keeps none), against what each runtime gave: the final output of a classifier, else the
+    last layer's sequence, or its last step (a backward direction's at t=0), both directions side by side."""
+    from ..against import run_source
+    from .numeric import declared_input_notes
+
+    path = source.pop("against")
+    layers = network.layers
+    whole = len(layers) > 1 or bool(network.head)
+    xs = next(iter(runs.values()))[0]
+    options = dict(activation=ACTIVATION_NAMES[layers[0].activation], time_major=network.time_major, whole=whole,
+                   shapes=[(layer.weights.num_units, layer.weights.input_size) for layer in layers],
+                   final=bool(network.head), **source)
+    if network.state == "zero":  # every invoke from zeros: the source too
+        results = [run_source(path, [x], **options) for x in xs]
+        result, outputs = results[0], [r.outputs[0] for r in results]
+    else:
+        result = run_source(path, xs, **options)
+        outputs = result.outputs
+    report.against = {"source": str(path), "format": result.source.format, "reference": result.reference,
+                      "framework": result.framework}
+    lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
+                                                                               network.time_steps)
+    report.notes += declared_input_notes((*lead, network.input_size), None, network.time_major,
+                                         result.source.declared)
+    if network.last_step and not network.head:
+        outputs = [_last_steps(y, network) for y in outputs]
+    checks = []
+    for label, (_, got) in runs.items():
+        parts = [_compare([np.concatenate(g, axis=-1) if len(g) > 1 else g[0]], [y.astype(np.float64)], atol,
+                          rtol * network.time_steps) for g, y in zip(got, outputs)]
+        checks.append(_numeric_check(
+            f"against.{result.source.format}", Comparison.worst(parts), atol, rtol,
+            f"{result.reference} on {result.framework}, {len(xs)} invokes "
+            f"{'each from zeros' if network.state == 'zero' else 'with the state chained'} (rtol times the "
+            f"{network.time_steps} steps)", runtime=label))
+    return checks
+
+
+def _last_steps(y: np.ndarray, network) -> np.ndarray:
+    """The last step of a sequence the source gave, as the model outputs it: a forward direction's at T-1, a
+    backward one's (its columns after the forward's) at t=0."""
+    def at(t):
+        return y[t] if network.time_major else y[:, t]
+
+    stage = network.stages[-1]
+    if not isinstance(stage, tuple):
+        return at(-1)
+    units = stage[0].weights.num_units
+    return np.concatenate([at(-1)[..., :units], at(0)[..., units:]], axis=-1)
 
 
 def _options_check(model: Model) -> Check:
@@ -166,7 +225,9 @@ def _metadata_checks(model: Model, network) -> list[Check]:
 
 
 def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, runtime_name: str, *, seed: int,
-                    sequences: int, atol: float, rtol: float, xnnpack: bool = False) -> list[Check]:
+                    sequences: int, atol: float, rtol: float, xnnpack: bool = False):
+    """The numeric checks on one runtime, and (the inputs, the model's outputs for each) for --against (None when
+    it did not run)."""
     from .. import runtime
 
     label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
@@ -208,7 +269,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
         message = " ".join(str(exc).split())
         if not isinstance(exc, runtime.IsolationError):
             message = f"the interpreter refused the model: {message}"
-        return [Check("runtime", False, message, runtime=label)]
+        return [Check("runtime", False, message, runtime=label)], None
 
     carried = network.state != "zero"
     states, firsts, laters = None, [], []
@@ -235,7 +296,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
             "numeric.reset", result, atol, rtol,
             f"after the '{portable.RESET_KEY}' signature, "
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"), label))
-    return checks
+    return checks, (xs, runs)
 
 
 def _compare(actual: list[np.ndarray], expected: list[np.ndarray], atol: float, rtol: float) -> Comparison:
