@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = {"units": 64, "input_size": 32, "time_steps": 50}
 # litert: the classic Interpreter with its default delegate (XNNPACK); litert-builtin: without it
 HEADLINE_RUNTIMES = ("litert", "litert-builtin", "compiled", "micro")
+EVERY_RUNTIME_AT = (64, 256, 1024)  # sweep sizes also run on the CompiledModel API and TFLite Micro
 RUNTIME_LABELS = {"litert": "LiteRT", "litert-builtin": "LiteRT, no XNNPACK", "compiled": "CompiledModel",
                   "micro": "TFLite Micro"}
 
@@ -286,7 +287,9 @@ def compare(units: int, input_size: int, time_steps: int, runs: int, work: Path,
             "max_error_vs_keras": max_error(data, reference, x) if errors else None,
             # every runtime for the headline; LiteRT's default (its memory) across the sweep
             "runtimes": {runtime: on_runtime(files[way], runtime, runs)
-                         for runtime in (HEADLINE_RUNTIMES if errors else ("litert",))},
+                         for runtime in (HEADLINE_RUNTIMES if errors else
+                                         ("litert", "compiled", "micro") if units in EVERY_RUNTIME_AT else
+                                         ("litert",))},
         }
         if way == "tflrnn portable":
             rows[way]["recurrence"] = "loop" if "WHILE" in {
@@ -560,6 +563,26 @@ def portable_sweep(sweep: list[dict]) -> list[str]:
             f"{invoke('tflrnn portable')} | " + " | ".join(invoke(p) for p in peers) + f" | "
             f"{memory('tflrnn portable')} | " + " | ".join(memory(p) for p in peers) + f" | "
             f"{memory_target_kb(point['weight_bytes']) / 1024:,.1f} MiB | {portable['bytes']:,} B |")
+    lines += [
+        "",
+        "The same models on the CompiledModel API and TFLite Micro (each timed on its own in a fresh process; "
+        "memory as above; `n/a` gives the runtime's reason):",
+        "",
+        "| units | runtime | portable invoke | " + " | ".join(f"{names[p]} invoke" for p in peers)
+        + " | portable memory | " + " | ".join(f"{names[p]} memory" for p in peers) + " |",
+        "| ---: | :--- | " + " | ".join("---:" for _ in range(2 * len(peers) + 2)) + " |",
+    ]
+    for point in sweep:
+        ways = point["ways"]
+        for runtime in ("compiled", "micro"):
+            if runtime not in ways["tflrnn portable"]["runtimes"]:
+                continue
+            results = [ways[w]["runtimes"][runtime] if w in ways else {"error": "not converted"}
+                       for w in ("tflrnn portable", *peers)]
+            lines.append(
+                f"| {point['units']:,} | {RUNTIME_LABELS[runtime]} | " + " | ".join(
+                    _cell(r, lambda r: f"{r['median_us']:,.0f} us", reason=True) for r in results) + " | "
+                + " | ".join(_cell(r, lambda r: f"{r['memory_kb'] / 1024:,.1f} MiB") for r in results) + " |")
     lines += ["", "Targets of the portable lowering across the sweep:", ""]
     for point in sweep:
         ways = point["ways"]
