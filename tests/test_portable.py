@@ -139,8 +139,8 @@ def test_the_serving_subgraph_is_subgraph_0_and_the_classic_api_runs_it():
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"time_steps": "dynamic"}, "number of time steps must be fixed"),
-    ({"quantize": "int8"}, "float weights only"),
+    ({"time_steps": "dynamic"}, "a dynamic time axis needs the steps in a loop"),
+    ({"quantize": "int8"}, "needs the fused lowering .TFLite Micro has no hybrid FULLY_CONNECTED."),
     ({"activation": "sign_bit"}, "no builtin op for activation sign_bit"),
 ])
 def test_what_the_portable_lowering_refuses(options, fragment):
@@ -228,7 +228,7 @@ def test_build_verify_and_weights_out_on_the_command_line(tmp_path, cli):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--state", "io"], "state 'io' needs the portable lowering"),
-    (["--lowering", "portable", "--time-steps", "dynamic"], "number of time steps must be fixed"),
+    (["--lowering", "portable", "--time-steps", "dynamic", "--recurrence", "unrolled"], "needs the steps in a loop"),
     (["--lowering", "portable", "--activation", "sign_bit"], "no builtin op for activation sign_bit"),
 ])
 def test_command_line_refusals(tmp_path, cli, args, fragment):
@@ -475,3 +475,59 @@ def test_verify_against_onnx_and_torch_sources(tmp_path, cli):
         result = cli("verify", out, "--against", source)
         assert result.code == 0, result.out
         assert "PASS  against.onnx" in result.out
+
+
+# a dynamic time axis: the loop runs to the length given -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["carry", "io", "zero"])
+@pytest.mark.parametrize("options", [{}, {"time_major": True, "batch_size": 2},
+                                     {"bidirectional": True, "last_step": True},
+                                     {"layers": 2, "activation": "relu"}], ids=["cell", "time-major", "bidi-last", "stack"])
+def test_a_dynamic_time_axis_runs_any_length(state, options):
+    """`--time-steps dynamic` loops (auto), and the model computes the reference at each length it is resized to,
+    with and without XNNPACK; verify resizes it too."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    layers = options.pop("layers", 1)
+    activation = options.pop("activation", "tanh")
+    cells = [tflrnn.RNNCell(5, name=f"l{k}", activation=activation) for k in range(layers)]
+    network = network_of(cells, input_size=3, time_steps="dynamic", lowering="portable", state=state, **options)
+    assert network.loop and network.dynamic_time
+    data = write(model_of(network))
+    assert lowering_recover(data) == network
+    for resolver in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+        interpreter = Interpreter(model_content=data, experimental_op_resolver_type=resolver)
+        run = interpreter.get_signature_runner("serving_default")
+        for steps in (1, 6, 2):
+            if state == "carry":
+                interpreter.get_signature_runner("reset")()
+            lead = (steps, network.batch_size) if network.time_major else (network.batch_size, steps)
+            x = np.random.default_rng(steps).standard_normal((*lead, 3)).astype(np.float32)
+            zeros = {k: np.zeros(d["shape"], np.float32) for k, d in run.get_input_details().items() if k != "input"}
+            expected, _ = tflrnn.reference.run_network(network, x)
+            for got, want in zip(_outputs(run(input=x, **zeros)), expected, strict=True):
+                np.testing.assert_allclose(got, want, atol=2e-6, rtol=1e-5)
+    report = tflrnn.verify(data)
+    assert report.passed, [(c.name, c.detail) for c in report.failures]
+    assert any("resized to" in c.detail for c in report.checks if c.name == "numeric.first_invoke")
+
+
+def lowering_recover(data: bytes):
+    from tflrnn import lowering
+    from tflrnn.reader import read
+
+    return lowering.recover(read(data))
+
+
+def test_the_loop_needs_a_newer_runtime_than_the_unrolled_steps():
+    """DYNAMIC_UPDATE_SLICE came in TFLite 2.9.0; resource variables in 2.6.0 (runtime_version.cc)."""
+    from tflrnn.metadata import min_runtime_version
+
+    def version(**options):
+        return min_runtime_version(model_of(network_of(tflrnn.RNNCell(4), input_size=2, time_steps=3,
+                                                       lowering="portable", **options)))
+
+    assert version(recurrence="unrolled") == "2.6.0"
+    assert version(recurrence="unrolled", state="zero") == "2.0.0"
+    assert version(recurrence="loop") == "2.9.0"

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 _TABLES = (
     "AddOptions", "BidirectionalSequenceRNNOptions", "Buffer", "CallOnceOptions", "ConcatenationOptions",
     "FullyConnectedOptions", "Metadata", "Model", "Operator", "OperatorCode", "PackOptions", "QuantizationParameters",
-    "SequenceRNNOptions", "SignatureDef", "SoftmaxOptions", "StridedSliceOptions", "SubGraph", "Tensor", "TensorMap",
-    "UnpackOptions", "VarHandleOptions", "WhileOptions",
+    "SequenceRNNOptions", "ShapeOptions", "SignatureDef", "SoftmaxOptions", "StridedSliceOptions", "SubGraph",
+    "Tensor", "TensorMap", "UnpackOptions", "VarHandleOptions", "WhileOptions",
 )
 
 

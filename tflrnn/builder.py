@@ -315,8 +315,8 @@ def network_of(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
-    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and
-                                    portable.loops_by_default(stages, time_steps))
+    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and (
+        dynamic_time or portable.loops_by_default(stages, time_steps)))  # a dynamic length only loops
     return Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
                    dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
                    lowering=lowering, state=state, loop=loop)

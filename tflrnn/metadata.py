@@ -42,6 +42,12 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.VAR_HANDLE, 1): "2.6.0",  # resource variables: the portable lowering's carried state
     (BuiltinOperator.READ_VARIABLE, 1): "2.6.0",
     (BuiltinOperator.ASSIGN_VARIABLE, 1): "2.6.0",
+    (BuiltinOperator.WHILE, 1): "1.15.0",  # the portable lowering's loop over the steps
+    (BuiltinOperator.SLICE, 1): "1.14.0",
+    (BuiltinOperator.DYNAMIC_UPDATE_SLICE, 1): "2.9.0",
+    (BuiltinOperator.LESS, 1): "1.14.0",
+    (BuiltinOperator.GREATER_EQUAL, 1): "1.14.0",
+    (BuiltinOperator.SHAPE, 1): "1.10.0",  # its length, with a dynamic time axis
 }
 
 _FIELDS = ("activation", "weights_sha256", "quantize")  # the items of an entry, in order

@@ -39,6 +39,7 @@ class BuiltinOperator(enum.IntEnum):
     LESS = 58
     GREATER_EQUAL = 62
     SLICE = 65
+    SHAPE = 77
     PACK = 83
     UNPACK = 88
     WHILE = 119
@@ -69,6 +70,7 @@ class BuiltinOptions(enum.IntEnum):
     AddOptions = 11
     SequenceRNNOptions = 31
     StridedSliceOptions = 32
+    ShapeOptions = 55
     PackOptions = 59
     UnpackOptions = 64
     WhileOptions = 93
@@ -159,6 +161,11 @@ class UnpackOptions:
 @dataclass
 class CallOnceOptions:
     init_subgraph_index: int = 0
+
+
+@dataclass
+class ShapeOptions:
+    out_type: int = 2  # TensorType INT32 (the schema's default, 0, is FLOAT32)
 
 
 @dataclass

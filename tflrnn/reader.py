@@ -35,6 +35,7 @@ from .model import (
     Subgraph,
     Tensor,
     UnpackOptions,
+    ShapeOptions,
     VarHandleOptions,
     WhileOptions,
 )
@@ -227,6 +228,7 @@ _OPTIONS = {
         init_subgraph_index=p.InitSubgraphIndex())),
     BuiltinOptions.VarHandleOptions: (fb.VarHandleOptions, lambda p: VarHandleOptions(
         container=_text(p.Container()), shared_name=_text(p.SharedName()))),
+    BuiltinOptions.ShapeOptions: (fb.ShapeOptions, lambda p: ShapeOptions(out_type=p.OutType())),
     BuiltinOptions.WhileOptions: (fb.WhileOptions, lambda p: WhileOptions(
         cond_subgraph_index=p.CondSubgraphIndex(), body_subgraph_index=p.BodySubgraphIndex())),
 }

@@ -32,6 +32,7 @@ from .model import (
     StridedSliceOptions,
     Subgraph,
     UnpackOptions,
+    ShapeOptions,
     VarHandleOptions,
     WhileOptions,
 )
@@ -253,6 +254,7 @@ _OPTION_TABLES = {
     UnpackOptions: ("UnpackOptions", (("Num", "num"), ("Axis", "axis"))),
     CallOnceOptions: ("CallOnceOptions", (("InitSubgraphIndex", "init_subgraph_index"),)),
     VarHandleOptions: ("VarHandleOptions", (("Container", "container"), ("SharedName", "shared_name"))),
+    ShapeOptions: ("ShapeOptions", (("OutType", "out_type"),)),
     WhileOptions: ("WhileOptions", (("CondSubgraphIndex", "cond_subgraph_index"),
                                     ("BodySubgraphIndex", "body_subgraph_index"))),
 }

@@ -38,6 +38,8 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                 "--state", "zero", "--layers", "2", "--activation", "relu"],
         "portable-loop": ["--units", "3", "--input-size", "2", "--time-steps", "3", "--lowering", "portable",
                           "--recurrence", "loop"],
+        "portable-loop-dynamic": ["--units", "3", "--input-size", "2", "--time-steps", "dynamic", "--lowering",
+                                  "portable", "--bidirectional", "--last-step"],
         "portable-loop-io-bidirectional": ["--units", "2", "--input-size", "2", "--time-steps", "2", "--lowering",
                                            "portable", "--recurrence", "loop", "--state", "io", "--bidirectional"],
     }

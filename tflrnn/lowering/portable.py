@@ -1,6 +1,6 @@
 """The portable lowering: a network as plain builtin ops that every TFLite runtime has, no fused RNN op.
 
-Per direction of each layer, with T fixed:
+Per direction of each layer (the steps unrolled, with T fixed; or as a WHILE loop, `loop_steps`):
     P = FULLY_CONNECTED(x, W, b)            every step's input projection at once, [B,T,U] (keep_num_dims)
     P_0 .. P_{T-1} = UNPACK(P, time axis)
     h_t = act(ADD(P_t, FULLY_CONNECTED(h_{t-1}, R)))   relu, relu6, relu_n1_to_1 fused into ADD; tanh a TANH op
@@ -36,6 +36,8 @@ from ..model import (
     Subgraph,
     Tensor,
     UnpackOptions,
+    ShapeOptions,
+    StridedSliceOptions,
     VarHandleOptions,
     WhileOptions,
 )
@@ -53,13 +55,14 @@ _FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.
 
 
 def lower(network: Network) -> Model:
-    if network.dynamic_time:
-        raise ConfigError("the portable lowering unrolls the steps, so the number of time steps must be fixed "
-                          "(a dynamic time axis needs the fused lowering)")
+    if network.dynamic_time and not network.loop:
+        raise ConfigError("unrolled steps are fixed in number: a dynamic time axis needs the steps in a loop "
+                          "(--recurrence loop or auto)")
     for layer in network.layers:
         if layer.int8 is not None:
-            raise ConfigError("the portable lowering writes float weights only so far: drop --quantize int8, or use "
-                              "the fused lowering for a hybrid model")
+            raise ConfigError("the portable lowering writes float weights: a hybrid int8 model (int8 weights, float "
+                              "arithmetic) needs the fused lowering (TFLite Micro has no hybrid FULLY_CONNECTED); "
+                              "drop --quantize int8, or drop --lowering portable")
         if layer.activation not in _FUSED_IN_ADD and layer.activation != Activation.TANH:
             raise ConfigError(f"the portable lowering has no builtin op for activation {layer.activation.name.lower()} "
                               "(TFLite's SIGN gives -1/0/1, not the sign bit): use the fused lowering")
@@ -67,7 +70,13 @@ def lower(network: Network) -> Model:
     time_axis = 0 if time_major else 1
     tensors, operators = _Tensors(), []
     lead = (steps, batch) if time_major else (batch, steps)
-    x = tensors.add(Tensor(f"{base_name(network.stages[0])}/input", (*lead, network.input_size)))
+    # With a dynamic time axis, every sequence has -1 there in shape_signature (allocated for `steps`).
+    dynamic = ((-1, batch) if time_major else (batch, -1)) if network.dynamic_time else None
+
+    def sequence_tensor(name: str, width: int) -> Tensor:
+        return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
+
+    x = tensors.add(sequence_tensor(f"{base_name(network.stages[0])}/input", network.input_size))
     inputs, state_inputs, state_outputs = [x], [], []
     weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
     handles = []  # (shared_name, [B, U]) of each carried state
@@ -93,7 +102,7 @@ def lower(network: Network) -> Model:
                 weights[layer.name] = (start, start + 1, start + 2)
         w_index, r_index, b_index = weights[layer.name]
         name = f"{layer.name}{suffix}"
-        projection = tensors.add(Tensor(f"{name}/projection", (*lead, units)))
+        projection = tensors.add(sequence_tensor(f"{name}/projection", units))
         operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
                                   version=5, options=FullyConnectedOptions(keep_num_dims=True)))
         h, handle = _initial_state(name, batch, units)
@@ -157,14 +166,22 @@ def lower(network: Network) -> Model:
         if h is None:  # the zero state: the loop still needs a state to start from
             h = tensors.add(Tensor(f"{name}/zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
         start = _reshaped(h, step_shape, f"{name}/h_start")
-        t0 = tensors.add(Tensor(f"{name}/t_start", (), "int32",
-                                data=np.asarray(steps - 1 if backward else 0, np.int32)))
+        if dynamic and backward:  # from the last step, wherever that is: T - 1 of the input as given
+            t0 = _steps_of(tensors, operators, projection, time_axis, f"{name}/steps")
+            minus_one = tensors.add(Tensor(f"{name}/minus_one", (), "int32", data=np.asarray(-1, np.int32)))
+            t0_value = tensors.add(Tensor(f"{name}/t_start", (), "int32"))
+            operators.append(Operator(BuiltinOperator.ADD, [t0, minus_one], [t0_value], options=AddOptions()))
+            t0 = t0_value
+        else:
+            t0 = tensors.add(Tensor(f"{name}/t_start", (), "int32",
+                                    data=np.asarray(steps - 1 if backward else 0, np.int32)))
         t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
         h_end = tensors.add(Tensor(f"{name}/h_end", step_shape))
-        output = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
+        output = tensors.add(sequence_tensor(f"{layer.name}/output", units))
         cond = first_loop_subgraph + len(loops)
-        loops.extend([_loop_condition(name, step_shape, (*lead, units), steps, backward),
-                      _loop_body(layer, name, step_shape, (*lead, units), time_axis, backward)])
+        shapes = (step_shape, tensors[output].shape, tensors[output].shape_signature)
+        loops.extend([_loop_condition(name, *shapes, steps, backward, time_axis),
+                      _loop_body(layer, name, *shapes, time_axis, backward)])
         operators.append(Operator(BuiltinOperator.WHILE, [t0, start, projection], [t_end, h_end, output],
                                   options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
         return output, _reshaped(h_end, (batch, units), f"{name}/final_state")
@@ -206,7 +223,9 @@ def lower(network: Network) -> Model:
         ends = [final_state if last_only else output for output, final_state in results]
         if len(ends) == 2 and (network.merge or not final):
             shape = (*tensors[ends[0]].shape[:-1], sum(tensors[i].shape[-1] for i in ends))
-            merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape))
+            signature = None if last_only or not dynamic else (*dynamic, shape[-1])
+            merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
+                                        shape_signature=signature))
             operators.append(Operator(BuiltinOperator.CONCATENATION, ends, [merged],
                                       options=ConcatenationOptions(axis=-1)))
             ends = [merged]
@@ -257,20 +276,44 @@ def loops_by_default(stages: list, time_steps: int) -> bool:
     return r_bytes > LOOP_ABOVE_R_BYTES
 
 
-def _loop_condition(name: str, step_shape, sequence_shape, steps: int, backward: bool) -> Subgraph:
-    """t < T (forward), t >= 0 (backward): whether the loop runs step t."""
-    tensors = [Tensor("t", (), "int32"), Tensor("h", step_shape), Tensor("sequence", sequence_shape),
-               Tensor("limit", (), "int32", data=np.asarray(0 if backward else steps, np.int32)),
-               Tensor("more", (), "bool")]
+def _loop_condition(name: str, step_shape, sequence_shape, signature, steps: int, backward: bool,
+                    time_axis: int) -> Subgraph:
+    """t < T (forward; with a dynamic time axis, T is the sequence's length), t >= 0 (backward): whether the loop
+    runs step t."""
+    tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
+                        Tensor("sequence", sequence_shape, shape_signature=signature)])
+    operators = []
+    if backward:
+        limit = tensors.add(Tensor("limit", (), "int32", data=np.asarray(0, np.int32)))
+    elif signature is not None:
+        limit = _steps_of(tensors, operators, 2, time_axis, "limit")
+    else:
+        limit = tensors.add(Tensor("limit", (), "int32", data=np.asarray(steps, np.int32)))
+    more = tensors.add(Tensor("more", (), "bool"))
     test = BuiltinOperator.GREATER_EQUAL if backward else BuiltinOperator.LESS
-    return Subgraph(tensors, [Operator(test, [0, 3], [4])], inputs=[0, 1, 2], outputs=[4], name=f"{name}/cond")
+    operators.append(Operator(test, [0, limit], [more]))
+    return Subgraph(list(tensors), operators, inputs=[0, 1, 2], outputs=[more], name=f"{name}/cond")
 
 
-def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, time_axis: int, backward: bool) -> Subgraph:
+def _steps_of(tensors: _Tensors, operators: list, sequence: int, time_axis: int, name: str) -> int:
+    """The length of a sequence's time axis as it is given (SHAPE, then its element there): an int32 scalar."""
+    shape = tensors.add(Tensor(f"{name}/shape", (3,), "int32"))
+    operators.append(Operator(BuiltinOperator.SHAPE, [sequence], [shape], options=ShapeOptions()))
+    begin, end, stride = (tensors.add(Tensor(f"{name}/{role}", (1,), "int32", data=np.asarray([v], np.int32)))
+                          for role, v in (("begin", time_axis), ("end", time_axis + 1), ("stride", 1)))
+    steps = tensors.add(Tensor(name, (), "int32"))
+    operators.append(Operator(BuiltinOperator.STRIDED_SLICE, [shape, begin, end, stride], [steps],
+                              options=StridedSliceOptions(shrink_axis_mask=1)))
+    return steps
+
+
+def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, time_axis: int,
+               backward: bool) -> Subgraph:
     """One step: x_t = the projection's slice t; h = act(x_t + h R^T); the slice t := h; t += 1 (backward: -1).
     Step t's slice is read before it is overwritten and never read again, so the projection becomes the output."""
     units = layer.weights.num_units
-    tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape), Tensor("sequence", sequence_shape)])
+    tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
+                        Tensor("sequence", sequence_shape, shape_signature=signature)])
     t, h, sequence = 0, 1, 2
     operators = []
     zero = tensors.add(Tensor("zero", (), "int32", data=np.asarray(0, np.int32)))
@@ -292,7 +335,7 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, time_axis: i
     if layer.activation == Activation.TANH:
         new_h = tensors.add(Tensor("h_next", step_shape))
         operators.append(Operator(BuiltinOperator.TANH, [summed], [new_h]))
-    written = tensors.add(Tensor("sequence_next", sequence_shape))
+    written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
     operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, new_h, begin], [written]))
     stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
     next_t = tensors.add(Tensor("t_next", (), "int32"))
@@ -443,7 +486,9 @@ def _recover(model: Model) -> Network:
                 d.bias.shape != (d.weights.shape[0],) or d.weights.dtype != np.float32 or d.bias.dtype != np.float32:
             raise ModelFormatError(f"Dense '{d.name}' is not a float32 kernel [units, {width}] and bias [units]")
         width = d.units
+    dynamic_time = x.shape_signature is not None and len(x.shape_signature) == 3 and x.shape_signature[axis] == -1
     return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
+                   dynamic_time=dynamic_time,
                    last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
                    state=state, lowering="portable", loop=_one_form(loops))
 

@@ -17,6 +17,7 @@ from .. import reference
 from ..cell import ACTIVATION_NAMES
 from ..errors import ConfigError, TflrnnError
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
+from .limits import DYNAMIC_LENGTHS
 from ..lowering import portable
 from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..metadata import METADATA_KEY, dense_sha256
@@ -131,7 +132,7 @@ def _options_check(model: Model) -> Check:
 
 def _check_verifiable(network, sequences: int) -> None:
     """As for a fused model (limits.py): refuse up front what the reference cannot hold or would take minutes on."""
-    steps_rows = network.batch_size * network.time_steps
+    steps_rows = network.batch_size * max([network.time_steps, *(DYNAMIC_LENGTHS if network.dynamic_time else ())])
     values = steps_rows * max([network.input_size] + [layer.weights.num_units for layer in network.layers])
     if values > MAX_VERIFY_VALUES:
         raise ConfigError(f"the model's sequences hold {values:,} values per invoke; verify's reference handles at "
@@ -239,6 +240,12 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     x_shape = graph.tensors[serving.inputs[SIGNATURE_INPUT]].shape
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(sequences)]
+    # A dynamic time axis is also checked resized to other lengths, where the runtime can resize (not the
+    # CompiledModel API or TFLite Micro, which run the length the model was allocated for).
+    time_axis = 0 if network.time_major else 1
+    lengths = [network.time_steps]
+    if network.dynamic_time and runtime_name in ("litert", "tensorflow"):
+        lengths += [n for n in DYNAMIC_LENGTHS if n != network.time_steps]
     zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
     inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
     output_names = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)] + state_keys
@@ -255,16 +262,27 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
                           reset_key=portable.RESET_KEY if network.state == "carry" else None,
                           **wiring) as interpreter:
             report.runtimes.append({"name": label, "version": interpreter.version})
-            runs, states = [], zeros
-            for x in xs:
-                values = interpreter.run(x, *(states if state_keys else ()))
-                runs.append(values[:len(outputs)])
-                if state_keys:
-                    states = values[len(outputs):]  # the caller carries the state, as an app would
-            after_reset = None
-            if network.state == "carry":
-                interpreter.reset()
-                after_reset = interpreter.run(xs[0])[:len(outputs)]
+            per_length = []  # (inputs, outputs of each, after reset) at each length
+            for length in lengths:
+                if length != network.time_steps:
+                    shape = list(x_shape)
+                    shape[time_axis] = length
+                    length_rng = np.random.default_rng([seed, length])
+                    xs = [length_rng.standard_normal(shape).astype(np.float32) for _ in range(sequences)]
+                    interpreter.resize(shape)
+                    if network.state == "carry":
+                        interpreter.reset()
+                runs, states = [], zeros
+                for x in xs:
+                    values = interpreter.run(x, *(states if state_keys else ()))
+                    runs.append(values[:len(outputs)])
+                    if state_keys:
+                        states = values[len(outputs):]  # the caller carries the state, as an app would
+                after_reset = None
+                if network.state == "carry":
+                    interpreter.reset()
+                    after_reset = interpreter.run(xs[0])[:len(outputs)]
+                per_length.append((xs, runs, after_reset))
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())
         if not isinstance(exc, runtime.IsolationError):
@@ -272,15 +290,22 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
         return [Check("runtime", False, message, runtime=label)], None
 
     carried = network.state != "zero"
-    states, firsts, laters = None, [], []
-    for k, (x, got) in enumerate(zip(xs, runs)):
-        expected, finals_ref = reference.run_network(network, x, states if carried else None)
-        (firsts if k == 0 else laters).append(_compare(got, expected, atol, rtol * network.time_steps))
-        states = finals_ref
+    firsts, laters, resets, identical = [], [], [], True
+    for xs, runs, after_reset in per_length:
+        steps = xs[0].shape[time_axis]
+        states = None
+        for k, (x, got) in enumerate(zip(xs, runs)):
+            expected, finals_ref = reference.run_network(network, x, states if carried else None)
+            (firsts if k == 0 else laters).append(_compare(got, expected, atol, rtol * steps))
+            states = finals_ref
+        if after_reset is not None:
+            identical = identical and all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
+            resets.append(_compare(after_reset, reference.run_network(network, xs[0])[0], atol, rtol * steps))
+    resized = f"; resized to {len(lengths)} lengths: {', '.join(map(str, lengths))} steps" if len(lengths) > 1 else ""
     checks = [
         _numeric_check("numeric.first_invoke", Comparison.worst(firsts), atol, rtol,
                        "from the zero state, the whole network free-running against the float64 reference (rtol "
-                       f"times the {network.time_steps} steps)",
+                       f"times the steps){resized}",
                        label),
         _numeric_check("numeric.state_carried", Comparison.worst(laters), atol, rtol,
                        {"carry": f"{len(xs) - 1} more invokes, each continuing from the state the model carried",
@@ -288,14 +313,14 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
                         "zero": f"{len(xs) - 1} more invokes, each from zeros (the model keeps no state)"}[
                            network.state], label),
     ]
-    if after_reset is not None:
-        identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0]))
-        result = _compare(after_reset, reference.run_network(network, xs[0])[0], atol, rtol * network.time_steps)
+    if resets:
+        result = Comparison.worst(resets)
         result.ok = result.ok and identical
         checks.append(_numeric_check(
             "numeric.reset", result, atol, rtol,
             f"after the '{portable.RESET_KEY}' signature, "
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"), label))
+    xs, runs, _ = per_length[0]  # at the allocated length, for --against
     return checks, (xs, runs)
 
 
