@@ -26,7 +26,7 @@ step "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-deps -w "$
 wheel=$(ls "$work"/dist/tflrnn-*.whl)
 python="$(readlink -f "$VENV/bin/python")"  # the interpreter the project's venv was made with
 step "$python" -m venv "$work/venv"
-step "$work/venv/bin/python" -m pip install --disable-pip-version-check "$wheel[keras,onnx,safetensors]"
+step "$work/venv/bin/python" -m pip install --disable-pip-version-check "$wheel[keras,onnx,safetensors,micro]"
 step "$VENV/bin/python" "$ROOT/scripts/sample_sources.py" "$work/sources"
 installed=$SECONDS
 
@@ -49,6 +49,11 @@ for source in rnn.npz rnn.keras rnn.h5 rnn.weights.h5 rnn.onnx rnn.safetensors; 
     step tflrnn verify "$source.tflite" --weights "$work/sources/$source"
 done
 step tflrnn verify rnn.onnx.tflite --against "$work/sources/rnn.onnx"
+# The portable lowering on every runtime the wheel's extras bring (LiteRT +/- XNNPACK, CompiledModel, TFLite Micro)
+step tflrnn build --units 64 --time-steps 50 --lowering portable -o portable.tflite
+step tflrnn verify portable.tflite --runtime all
+step tflrnn build --weights "$work/sources/rnn.onnx" --lowering portable --recurrence loop -o loop.tflite
+step tflrnn verify loop.tflite --against "$work/sources/rnn.onnx" --runtime all
 step python - <<EOF
 import tflrnn
 data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)
