@@ -414,8 +414,8 @@ def test_a_malformed_loop_fails_checks_instead_of_crashing():
     assert "does not slice step t" in _failed(model)["network"]
 
     model = model_of(network)
-    stride = next(t for t in model.subgraphs[-1].tensors if t.name == "stride")
-    stride.data = np.asarray(2, np.int32)  # every other step: the structure holds, the numbers do not
+    step = next(op for op in model.subgraphs[-1].operators if op.code == BuiltinOperator.TANH)
+    step.builtin_code = step.deprecated_builtin_code = BuiltinOperator.LOGISTIC  # the loop holds, the numbers do not
     assert "numeric.first_invoke" in _failed(model)
 
 
@@ -531,3 +531,31 @@ def test_the_loop_needs_a_newer_runtime_than_the_unrolled_steps():
     assert version(recurrence="unrolled") == "2.6.0"
     assert version(recurrence="unrolled", state="zero") == "2.0.0"
     assert version(recurrence="loop") == "2.9.0"
+
+
+@pytest.mark.parametrize("tensor_name, value, fragment", [
+    ("stride", 0, "does not step t by one"),
+    ("limit", 2**31 - 1, "does not run t over the 5 steps once"),
+    ("t_start", 3, "does not run t over the 5 steps once"),
+])
+def test_a_loop_that_would_not_end_is_refused_before_it_runs(tensor_name, value, fragment):
+    """A verifier must not hang: a loop whose counter does not step, or runs past the steps, fails `network`."""
+    network = NETWORKS["tanh cell"]()
+    network.lowering, network.loop = "portable", True
+    model = model_of(network)
+    found = [t for g in model.subgraphs for t in g.tensors if t.name == tensor_name or t.name.endswith(f"/{tensor_name}")]
+    assert found
+    for t in found:
+        t.data = np.asarray(value, np.int32)
+    assert fragment in _failed(model)["network"]
+
+
+def test_a_loop_whose_condition_is_its_body_is_refused():
+    from tflrnn.model import BuiltinOperator
+
+    network = NETWORKS["tanh cell"]()
+    network.lowering, network.loop = "portable", True
+    model = model_of(network)
+    loop = next(op for op in model.subgraphs[0].operators if op.code == BuiltinOperator.WHILE)
+    loop.options.cond_subgraph_index = loop.options.body_subgraph_index
+    assert "no condition subgraph of its own" in _failed(model)["network"]

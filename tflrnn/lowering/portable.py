@@ -40,6 +40,7 @@ from ..model import (
     StridedSliceOptions,
     VarHandleOptions,
     WhileOptions,
+    op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
 from .fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors, write_dense_head
@@ -410,7 +411,37 @@ def _recover(model: Model) -> Network:
         if pack is None or piece is None or not body.inputs or body.inputs[0] not in pack.inputs:
             raise ModelFormatError(f"layer '{name}': its loop body does not slice step t out of the sequence")
         in_body = readers_of(body.operators)
+        whiles.append((name, op))
         return r, pack.inputs.index(body.inputs[0]), in_body(piece.outputs[0]), in_body
+
+    def check_bounds(name: str, op: Operator, steps: int, dynamic: bool) -> None:
+        """The loop runs t over the steps once, forward from 0 while t < T or backward from T-1 while t >= 0, by
+        one each time: a verifier must not hang on a model whose loop never ends."""
+        def constant(graph, index):
+            if not 0 <= index < len(graph.tensors) or graph.tensors[index].data is None or \
+                    graph.tensors[index].data.size != 1:
+                return None
+            return int(graph.tensors[index].data.reshape(-1)[0])
+
+        body = model.subgraphs[op.options.body_subgraph_index]
+        cond_index = op.options.cond_subgraph_index
+        if not 0 < cond_index < len(model.subgraphs) or cond_index == op.options.body_subgraph_index:
+            raise ModelFormatError(f"layer '{name}': its loop has no condition subgraph of its own")
+        cond = model.subgraphs[cond_index]
+        step = next((o for o in body.operators if o.code == BuiltinOperator.ADD and body.inputs[0] in o.inputs
+                     and len(o.inputs) == 2 and body.outputs and o.outputs == [body.outputs[0]]), None)
+        stride = None if step is None else constant(body, step.inputs[1 - step.inputs.index(body.inputs[0])])
+        test = cond.operators[-1] if cond.operators and cond.inputs else None
+        if stride not in (1, -1) or test is None or len(test.inputs) != 2 or test.inputs[0] != cond.inputs[0]:
+            raise ModelFormatError(f"layer '{name}': its loop does not step t by one under a condition on t")
+        limit, start = constant(cond, test.inputs[1]), constant(graph, op.inputs[0])
+        forward = (test.code == BuiltinOperator.LESS and stride == 1 and start == 0 and
+                   (limit == steps or (dynamic and limit is None)))
+        backward = (test.code == BuiltinOperator.GREATER_EQUAL and stride == -1 and limit == 0 and
+                    (start == steps - 1 or (dynamic and start is None)))
+        if not (forward or backward):
+            raise ModelFormatError(f"layer '{name}': its loop does not run t over the {steps} steps once (from "
+                                   f"{start}, by {stride}, {op_name(test.code)} {limit})")
 
     fc = BuiltinOperator.FULLY_CONNECTED
     projections = [op for op in ops if op.code == fc and len(op.inputs) == 3
@@ -418,7 +449,7 @@ def _recover(model: Model) -> Network:
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
     layers: dict[int, Layer] = {}
-    stages, source, axis, loops = [], None, None, []
+    stages, source, axis, loops, whiles = [], None, None, [], []
     for op in projections:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
@@ -487,6 +518,8 @@ def _recover(model: Model) -> Network:
             raise ModelFormatError(f"Dense '{d.name}' is not a float32 kernel [units, {width}] and bias [units]")
         width = d.units
     dynamic_time = x.shape_signature is not None and len(x.shape_signature) == 3 and x.shape_signature[axis] == -1
+    for name, op in whiles:
+        check_bounds(name, op, x.shape[axis], dynamic_time)
     return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
                    dynamic_time=dynamic_time,
                    last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
