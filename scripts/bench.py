@@ -329,21 +329,23 @@ def delegate_check(units: int, runs: int = 15) -> dict:
     return result
 
 
-def recurrence_check(units: int, work: Path, runs: int = 15) -> dict:
-    """The portable lowering's two forms of the steps at one size: invoke and memory on LiteRT (and unrolled
-    without XNNPACK), which is what `--recurrence auto` chooses between."""
+def recurrence_check(sizes, work: Path, runs: int = 30) -> list[dict]:
+    """The portable lowering's two forms of the steps at each size (input = units, T = 50): invoke and memory on
+    LiteRT, with and without XNNPACK: what `--recurrence auto` chooses between."""
     import tflrnn
 
-    weights = tflrnn.CellWeights.from_keras(*keras_weights(units, units))
-    result = {"units": units}
-    for form in ("unrolled", "loop"):
-        path = work / f"portable_{form}_{units}.tflite"
-        path.write_bytes(tflrnn.build(tflrnn.RNNCell(units), weights=weights, time_steps=50, lowering="portable",
-                                      recurrence=form))
-        result[form] = on_runtime(path, "litert", runs)
-        if form == "unrolled":
-            result["unrolled-builtin"] = on_runtime(path, "litert-builtin", runs)
-    return result
+    results = []
+    for units in sizes:
+        weights = tflrnn.CellWeights.from_keras(*keras_weights(units, units))
+        result = {"units": units}
+        for form in ("unrolled", "loop"):
+            path = work / f"portable_{form}_{units}.tflite"
+            path.write_bytes(tflrnn.build(tflrnn.RNNCell(units), weights=weights, time_steps=50,
+                                          lowering="portable", recurrence=form))
+            result[form] = on_runtime(path, "litert", runs)
+            result[f"{form}-builtin"] = on_runtime(path, "litert-builtin", runs)
+        results.append(result)
+    return results
 
 
 def machine() -> str:
@@ -364,7 +366,9 @@ def machine() -> str:
 
 
 def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, command: str, plot: str,
-             delegates: dict, forms: dict) -> str:
+             delegates: dict, forms: list[dict]) -> str:
+    from tflrnn.lowering.portable import LOOP_ABOVE_R_BYTES
+
     ways = [w for w in headline["ways"] if w != "tflrnn int8"] + ["tflrnn int8"]  # int8 last, as its own column
     h = headline["ways"]
     t = h["tflrnn"]
@@ -506,15 +510,18 @@ def markdown(headline: dict, sweep: list[dict], baseline_kb: int, about: str, co
             f"; at {p['units']:,} units the {_fastest_peer(p)[0]} is faster ({_fastest_peer(p)[1]:,.0f} us against "
             f"{p['ways']['tflrnn portable']['invoke_median_us']:,.0f} us)" for p in sweep
             if _fastest_peer(p) is not None) + ".",
-        f"- Its two forms of the steps, at {forms['units']:,} units (T = 50, LiteRT): unrolled, "
-        f"{forms['unrolled']['median_us'] / 1000:,.2f} ms and {forms['unrolled']['memory_kb'] / 1024:,.0f} MiB of "
-        f"interpreter memory (XNNPACK packs each step's FULLY_CONNECTED by R on its own: one copy of R per step; "
-        f"{forms['unrolled-builtin']['median_us'] / 1000:,.2f} ms and "
-        f"{forms['unrolled-builtin']['memory_kb'] / 1024:,.0f} MiB without XNNPACK); as a WHILE loop, "
-        f"{forms['loop']['median_us'] / 1000:,.2f} ms and {forms['loop']['memory_kb'] / 1024:,.0f} MiB (one "
-        "FULLY_CONNECTED by R, packed once). Below about 256 units the loop's fixed cost per step (about 1 us) "
-        "outweighs the packing, so `--recurrence auto` unrolls while the unrolled steps hold at most 8 MiB of R "
-        "(T x units^2 x 4 bytes over the layers' directions) and loops beyond.",
+        "- Its two forms of the steps (`--recurrence`; T = 50, input = units, each timed on its own in a fresh "
+        "process): unrolled, XNNPACK packs each step's FULLY_CONNECTED by R on its own, one copy of R per step; "
+        "as a WHILE loop, its one FULLY_CONNECTED by R is packed once, for about 1 us of loop overhead per step. "
+        "`--recurrence auto` unrolls while the unrolled steps hold at most 8 MiB of R (T x units^2 x 4 bytes over "
+        "the layers' directions: 128 units at T = 50) and loops beyond.",
+        "",
+        "| units | unrolled | loop | unrolled, no XNNPACK | loop, no XNNPACK | auto |",
+        "| ---: | ---: | ---: | ---: | ---: | :--- |",
+        *(f"| {f['units']:,} | " + " | ".join(
+            _cell(f[k], lambda r: f"{r['median_us']:,.0f} us, {r['memory_kb'] / 1024:,.1f} MiB")
+            for k in ("unrolled", "loop", "unrolled-builtin", "loop-builtin"))
+          + f" | {'loop' if 50 * f['units'] ** 2 * 4 > LOOP_ABOVE_R_BYTES else 'unrolled'} |" for f in forms),
         "",
         f"![latency and size against units]({plot})",
         "",
@@ -593,8 +600,10 @@ def portable_sweep(sweep: list[dict]) -> list[str]:
         speed = ("" if point["units"] not in (256, 1024) else
                  f"invoke {portable['invoke_median_us'] / fastest:.2f}x the fastest peer "
                  f"({'met' if portable['invoke_median_us'] < fastest else 'missed'}: faster than all three); ")
-        lines.append(f"- {point['units']:,} units: {speed}memory {used / 1024:,.1f} MiB against "
-                     f"{goal / 1024:,.1f} MiB ({'met' if used is not None and used <= goal else 'missed'})")
+        memory = ("memory n/a (missed: " + portable["runtimes"]["litert"].get("error", "not measured") + ")"
+                  if used is None else f"memory {used / 1024:,.1f} MiB against {goal / 1024:,.1f} MiB "
+                  f"({'met' if used <= goal else 'missed'})")
+        lines.append(f"- {point['units']:,} units: {speed}{memory}")
     return lines
 
 
@@ -658,7 +667,7 @@ def main() -> None:
             sweep.append(compare(u, u, 50, runs=max(10, runs // (1 + u // 128)), work=work, errors=False))
         baseline = baseline_peak_kb()
         delegates = delegate_check(256 if args.quick else 1024)
-        forms = recurrence_check(256 if args.quick else 1024, work)
+        forms = recurrence_check((64, 256) if args.quick else (64, 128, 256, 1024), work)
     command = "scripts/bench.py" + (" --quick" if args.quick else "")
     plot(sweep, args.plot)
     relative_plot = os.path.relpath(args.plot, args.out.parent)

@@ -559,3 +559,13 @@ def test_a_loop_whose_condition_is_its_body_is_refused():
     loop = next(op for op in model.subgraphs[0].operators if op.code == BuiltinOperator.WHILE)
     loop.options.cond_subgraph_index = loop.options.body_subgraph_index
     assert "no condition subgraph of its own" in _failed(model)["network"]
+
+
+def test_a_dynamic_unrolled_model_is_not_a_network_tflrnn_writes():
+    """lower() writes a dynamic time axis only as a loop: recover() refuses the other."""
+    network = NETWORKS["tanh cell"]()
+    network.lowering = "portable"
+    model = model_of(network)
+    x = model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]]
+    x.shape_signature = (1, -1, x.shape[2])
+    assert "dynamic time axis with unrolled steps" in _failed(model)["network"]

@@ -91,12 +91,12 @@ class _Subject:
 
 
 def _time_steps(model) -> int:
-    """Steps per invoke: from the fused RNN op when there is one, else the time axis of a [B, T, ...] input."""
-    from .lowering.fused import find_network
+    """Steps per invoke: from the network tflrnn wrote (either lowering), else the time axis of a [B, T, ...]
+    input."""
+    from .lowering import recover
 
     try:
-        g = find_network(model).directions[0]
-        return g.input.shape[0] if g.time_major else g.input.shape[1]
+        return recover(model).time_steps
     except ModelFormatError:
         graph = model.subgraphs[0] if model.subgraphs else None
         if graph and graph.inputs and len(graph.tensors[graph.inputs[0]].shape) == 3:

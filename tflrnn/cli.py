@@ -154,6 +154,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         what += ", then dense " + ", ".join(f"{d['units']} {d['activation']}" for d in summary["dense"])
     if summary["lowering"] != "fused" or summary["state"] != "carry":
         what += f", state {summary['state']}"
+    if summary.get("recurrence"):
+        what += f", steps {summary['recurrence']}"
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"

@@ -404,15 +404,19 @@ def _recover(model: Model) -> Network:
         if op.options is None or not 0 <= getattr(op.options, "body_subgraph_index", -1) < len(model.subgraphs) or \
                 len(op.inputs) != 3 or len(op.outputs) != 3:
             raise ModelFormatError(f"layer '{name}': its loop has no body subgraph or not (t, h, sequence)")
-        body = model.subgraphs[op.options.body_subgraph_index]
-        r = next((t for t in body.tensors if t.name == f"{name}/recurrent_weights"), None)
-        pack = next((o for o in body.operators if o.code == BuiltinOperator.PACK), None)
-        piece = next((o for o in body.operators if o.code == BuiltinOperator.SLICE), None)
-        if pack is None or piece is None or not body.inputs or body.inputs[0] not in pack.inputs:
-            raise ModelFormatError(f"layer '{name}': its loop body does not slice step t out of the sequence")
-        in_body = readers_of(body.operators)
-        whiles.append((name, op))
-        return r, pack.inputs.index(body.inputs[0]), in_body(piece.outputs[0]), in_body
+        index = op.options.body_subgraph_index
+        if index not in bodies:  # read once: a hostile model may point many loops at one large body
+            body = model.subgraphs[index]
+            weights = {t.name: t for t in body.tensors if t.name.endswith("/recurrent_weights")}
+            pack = next((o for o in body.operators if o.code == BuiltinOperator.PACK), None)
+            piece = next((o for o in body.operators if o.code == BuiltinOperator.SLICE), None)
+            if pack is None or piece is None or not body.inputs or body.inputs[0] not in pack.inputs:
+                raise ModelFormatError(f"layer '{name}': its loop body does not slice step t out of the sequence")
+            in_body = readers_of(body.operators)
+            bodies[index] = (weights, pack.inputs.index(body.inputs[0]), in_body(piece.outputs[0]), in_body)
+        weights, axis, after, in_body = bodies[index]
+        whiles[id(op)] = (name, op)
+        return weights.get(f"{name}/recurrent_weights"), axis, after, in_body
 
     def check_bounds(name: str, op: Operator, steps: int, dynamic: bool) -> None:
         """The loop runs t over the steps once, forward from 0 while t < T or backward from T-1 while t >= 0, by
@@ -428,9 +432,12 @@ def _recover(model: Model) -> Network:
         if not 0 < cond_index < len(model.subgraphs) or cond_index == op.options.body_subgraph_index:
             raise ModelFormatError(f"layer '{name}': its loop has no condition subgraph of its own")
         cond = model.subgraphs[cond_index]
-        step = next((o for o in body.operators if o.code == BuiltinOperator.ADD and body.inputs[0] in o.inputs
-                     and len(o.inputs) == 2 and body.outputs and o.outputs == [body.outputs[0]]), None)
-        stride = None if step is None else constant(body, step.inputs[1 - step.inputs.index(body.inputs[0])])
+        if op.options.body_subgraph_index not in strides:  # once per body, however many loops share it
+            step = next((o for o in body.operators if o.code == BuiltinOperator.ADD and body.inputs[0] in o.inputs
+                         and len(o.inputs) == 2 and body.outputs and o.outputs == [body.outputs[0]]), None)
+            strides[op.options.body_subgraph_index] = None if step is None else constant(
+                body, step.inputs[1 - step.inputs.index(body.inputs[0])])
+        stride = strides[op.options.body_subgraph_index]
         test = cond.operators[-1] if cond.operators and cond.inputs else None
         if stride not in (1, -1) or test is None or len(test.inputs) != 2 or test.inputs[0] != cond.inputs[0]:
             raise ModelFormatError(f"layer '{name}': its loop does not step t by one under a condition on t")
@@ -449,7 +456,7 @@ def _recover(model: Model) -> Network:
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
     layers: dict[int, Layer] = {}
-    stages, source, axis, loops, whiles = [], None, None, [], []
+    stages, source, axis, loops, whiles, bodies, strides, activations = [], None, None, [], {}, {}, {}, {}
     for op in projections:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
@@ -466,19 +473,11 @@ def _recover(model: Model) -> Network:
             raise ModelFormatError(f"layer '{name}': its projection is neither unpacked over time nor looped over")
         if r is None or w.data is None or b.data is None or r.data is None:
             raise ModelFormatError(f"layer '{name}': its input_weights, recurrent_weights and bias must be constants")
-        activation = Activation.NONE
-        if any(o.code == BuiltinOperator.TANH for o in after) or any(
-                o.code == BuiltinOperator.TANH for a in after if a.code == BuiltinOperator.ADD
-                for o in step_consumers(a.outputs[0])):
-            activation = Activation.TANH
-        else:
-            codes = {BuiltinOperator.RELU: Activation.RELU, BuiltinOperator.RELU6: Activation.RELU6,
-                     BuiltinOperator.RELU_N1_TO_1: Activation.RELU_N1_TO_1}
-            for o in after:
-                if o.code == BuiltinOperator.ADD and o.options is not None:
-                    activation = Activation(o.options.activation)
-                elif o.code in codes:
-                    activation = codes[o.code]
+        # Once per UNPACK or loop body: many projections of a hostile model may share one
+        key = ("loop", loop.options.body_subgraph_index) if loop is not None else ("unpack", id(unpack))
+        if key not in activations:
+            activations[key] = _step_activation(after, step_consumers)
+        activation = activations[key]
         if op.inputs[1] not in layers:  # a reused cell's directions read the same weights: one Layer
             layers[op.inputs[1]] = Layer(name, activation, CellWeights(w.data, r.data, b.data))
         layer = layers[op.inputs[1]]
@@ -518,12 +517,32 @@ def _recover(model: Model) -> Network:
             raise ModelFormatError(f"Dense '{d.name}' is not a float32 kernel [units, {width}] and bias [units]")
         width = d.units
     dynamic_time = x.shape_signature is not None and len(x.shape_signature) == 3 and x.shape_signature[axis] == -1
-    for name, op in whiles:
+    if dynamic_time and not all(loops):
+        raise ModelFormatError("a dynamic time axis with unrolled steps: lower() writes it only as a loop")
+    for name, op in whiles.values():
         check_bounds(name, op, x.shape[axis], dynamic_time)
     return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
                    dynamic_time=dynamic_time,
                    last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
                    state=state, lowering="portable", loop=_one_form(loops))
+
+
+def _step_activation(after: list[Operator], consumers) -> Activation:
+    """A layer's activation, from the ops that read its steps' inputs: a TANH after the ADD, else the ADD's fused
+    one (or a RELU-family op of its own)."""
+    if any(o.code == BuiltinOperator.TANH for o in after) or any(
+            o.code == BuiltinOperator.TANH for a in after if a.code == BuiltinOperator.ADD
+            for o in consumers(a.outputs[0])):
+        return Activation.TANH
+    codes = {BuiltinOperator.RELU: Activation.RELU, BuiltinOperator.RELU6: Activation.RELU6,
+             BuiltinOperator.RELU_N1_TO_1: Activation.RELU_N1_TO_1}
+    activation = Activation.NONE
+    for o in after:
+        if o.code == BuiltinOperator.ADD and o.options is not None:
+            activation = Activation(o.options.activation)
+        elif o.code in codes:
+            activation = codes[o.code]
+    return activation
 
 
 def _one_form(loops: list[bool]) -> bool:

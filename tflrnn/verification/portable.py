@@ -90,7 +90,11 @@ def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol
                       "framework": result.framework}
     lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
                                                                                network.time_steps)
-    report.notes += declared_input_notes((*lead, network.input_size), None, network.time_major,
+    signature = None
+    if network.dynamic_time:
+        signature = (-1, network.batch_size, network.input_size) if network.time_major else (
+            network.batch_size, -1, network.input_size)
+    report.notes += declared_input_notes((*lead, network.input_size), signature, network.time_major,
                                          result.source.declared)
     if network.last_step and not network.head:
         outputs = [_last_steps(y, network) for y in outputs]
