@@ -569,3 +569,21 @@ def test_a_dynamic_unrolled_model_is_not_a_network_tflrnn_writes():
     x = model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]]
     x.shape_signature = (1, -1, x.shape[2])
     assert "dynamic time axis with unrolled steps" in _failed(model)["network"]
+
+
+def test_each_runtime_names_its_own_failure(tmp_path, cli):
+    """Where no runtime loads the model, each `runtime` failure still says which runtime it is."""
+    from tflrnn.model import BuiltinOperator
+
+    network = NETWORKS["tanh cell"]()
+    network.lowering, network.loop = "portable", True
+    model = model_of(network)
+    loop = next(op for op in model.subgraphs[0].operators if op.code == BuiltinOperator.WHILE)
+    body = model.subgraphs[loop.options.body_subgraph_index]
+    body.inputs = body.inputs[:2]  # the body no longer takes the loop's three values: every runtime refuses it
+    body.outputs = body.outputs[:2]
+    (tmp_path / "m.tflite").write_bytes(write(model))
+    result = cli("verify", tmp_path / "m.tflite", "--runtime", "all")
+    assert result.code == 1
+    failed = [line.split()[1:3] for line in result.out.splitlines() if line.startswith("FAIL")]
+    assert len(failed) >= 2 and len({tuple(f) for f in failed}) == len(failed), result.out

@@ -260,7 +260,8 @@ def verify(ctx, model, weights, against, source_format, layer, scope, layer_inde
     if as_json:
         click.echo(_json(report.to_dict()))
     else:
-        labels = [c.name + (f" [{c.runtime}]" if c.runtime and len(report.runtimes) > 1 else "") for c in report.checks]
+        several = len({c.runtime for c in report.checks if c.runtime}) > 1  # some may have failed to load
+        labels = [c.name + (f" [{c.runtime}]" if c.runtime and several else "") for c in report.checks]
         width = max(map(len, labels))
         for label, check in zip(labels, report.checks):
             click.echo(f"{'PASS' if check.passed else 'FAIL'}  {label:<{width}}  {check.detail}")
@@ -270,7 +271,7 @@ def verify(ctx, model, weights, against, source_format, layer, scope, layer_inde
         if report.passed:
             click.echo(f"{model}: all {len(report.checks)} checks passed{runtime}")
         else:
-            failed = ", ".join(c.name for c in report.failures)
+            failed = ", ".join(label for label, c in zip(labels, report.checks) if not c.passed)
             click.echo(f"{model}: {len(report.failures)} of {len(report.checks)} checks failed{runtime}: {failed}")
     ctx.exit(0 if report.passed else 1)
 
