@@ -200,13 +200,12 @@ def on_runtime(path: Path, runtime: str, runs: int) -> dict:
     """{"median_us", "memory_kb"} of the model on `runtime` (litert, litert-builtin, compiled, micro), or
     {"error": why} when it does not run there (the runtime's own message, or the timeout)."""
     import tflrnn
+    from tflrnn.runners import micro_arena_bytes
 
     model = tflrnn.inspect(path.read_bytes()).model
     graph = model.subgraphs[0]
     elements = int(np.prod(graph.tensors[graph.inputs[0]].shape))
-    # TFLite Micro plans every tensor of every subgraph in one arena: twice all the activations is ample
-    activations = sum(int(np.prod(t.shape or (1,))) * 4 for g in model.subgraphs for t in g.tensors if t.data is None)
-    arena = min(2 * activations + (1 << 20), (1 << 31) - 1)
+    arena = micro_arena_bytes(model)
     try:
         done = subprocess.run([sys.executable, "-c", _RUNTIME_PROBE, str(path), runtime, str(runs), str(elements),
                                str(arena)], capture_output=True, text=True, timeout=RUNTIME_TIMEOUT_S)

@@ -22,10 +22,22 @@ import warnings
 import numpy as np
 
 RUNTIMES = ("litert", "tensorflow", "compiled", "micro")
+RESIZABLE = ("litert", "tensorflow")  # the others run a model at the length it was allocated for
 LABELS = {"litert": "LiteRT", "tensorflow": "TensorFlow Lite (tf.lite)", "compiled": "LiteRT CompiledModel",
           "micro": "TFLite Micro"}
 PACKAGES = {"litert": ("ai_edge_litert", None), "tensorflow": ("tensorflow", "tensorflow"),
             "compiled": ("ai_edge_litert", None), "micro": ("tflite_micro", "micro")}
+
+
+def micro_arena_bytes(model) -> int:
+    """A TFLite Micro tensor arena for a model description: twice every non-constant tensor of every subgraph (Micro
+    plans them all in one arena), plus 1 MiB, at most 2 GiB - 1."""
+    from .model import ARRAY_TYPES
+
+    activations = sum(np.dtype(t.dtype).itemsize * float(np.prod(t.shape, dtype=np.float64))
+                      for graph in model.subgraphs for t in graph.tensors
+                      if t.data is None and t.dtype in ARRAY_TYPES and all(d >= 0 for d in t.shape))
+    return int(min(2 * activations + (1 << 20), (1 << 31) - 1))
 
 
 def open_runtime(runtime: str) -> str:

@@ -43,7 +43,8 @@ from ..model import (
     op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
-from .fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors, write_dense_head
+from .fused import (SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _sequence, _Tensors, _time_layout, _variables,
+                    write_dense_head)
 
 RESET_KEY = "reset"
 # `recurrence="auto"` loops when the unrolled steps would hold more bytes of R than this, summed over every
@@ -70,12 +71,11 @@ def lower(network: Network) -> Model:
     time_major, batch, steps = network.time_major, network.batch_size, network.time_steps
     time_axis = 0 if time_major else 1
     tensors, operators = _Tensors(), []
-    lead = (steps, batch) if time_major else (batch, steps)
     # With a dynamic time axis, every sequence has -1 there in shape_signature (allocated for `steps`).
-    dynamic = ((-1, batch) if time_major else (batch, -1)) if network.dynamic_time else None
+    lead, dynamic = _time_layout(steps, batch, time_major, network.dynamic_time)
 
     def sequence_tensor(name: str, width: int) -> Tensor:
-        return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
+        return _sequence(name, lead, width, dynamic)
 
     x = tensors.add(sequence_tensor(f"{base_name(network.stages[0])}/input", network.input_size))
     inputs, state_inputs, state_outputs = [x], [], []
@@ -90,16 +90,11 @@ def lower(network: Network) -> Model:
         """The recurrence over `source`: (its output sequence, or None when not `sequence`; the final state)."""
         units = layer.weights.num_units
         if layer.name not in weights:
-            w = layer.weights
+            w, r, b = _variables(layer)
             if network.loop:  # R lives in the loop's body
-                start = tensors.add(Tensor(f"{layer.name}/input_weights", (units, w.input_size), data=w.input_weights),
-                                    Tensor(f"{layer.name}/bias", (units,), data=w.bias)) - 1
-                weights[layer.name] = (start, -1, start + 1)
+                weights[layer.name] = (tensors.add(w), -1, tensors.add(b))
             else:
-                start = tensors.add(
-                    Tensor(f"{layer.name}/input_weights", (units, w.input_size), data=w.input_weights),
-                    Tensor(f"{layer.name}/recurrent_weights", (units, units), data=w.recurrent_weights),
-                    Tensor(f"{layer.name}/bias", (units,), data=w.bias)) - 2
+                start = tensors.add(w, r, b) - 2
                 weights[layer.name] = (start, start + 1, start + 2)
         w_index, r_index, b_index = weights[layer.name]
         name = f"{layer.name}{suffix}"
@@ -187,8 +182,10 @@ def lower(network: Network) -> Model:
                                   options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
         return output, _reshaped(h_end, (batch, units), f"{name}/final_state")
 
-    def _reshaped(index: int, shape: tuple[int, ...], new_name: str) -> int:
-        target = tensors.add(Tensor(f"{new_name}/shape", (len(shape),), "int32", data=np.asarray(shape, np.int32)))
+    def _reshaped(index: int, shape: tuple[int, ...], new_name: str, shape_name: str | None = None) -> int:
+        """A RESHAPE of `index` to `shape`: a new tensor (also a copy, where a runtime needs one of its own)."""
+        target = tensors.add(Tensor(shape_name or f"{new_name}/shape", (len(shape),), "int32",
+                                    data=np.asarray(shape, np.int32)))
         out = tensors.add(Tensor(new_name, shape))
         operators.append(Operator(BuiltinOperator.RESHAPE, [index, target], [out]))
         return out
@@ -241,11 +238,8 @@ def lower(network: Network) -> Model:
             key = STATE if len(state_inputs) == 1 else f"{STATE}_{k}"
             signature_inputs[key] = state_in
             if state_out in named.values():  # the last step is the final state: a copy, as runtimes name outputs
-                shape = tensors.add(Tensor(f"{tensors[state_out].name}/shape", (2,), "int32",
-                                           data=np.asarray(tensors[state_out].shape, np.int32)))
-                copy = tensors.add(Tensor(f"{tensors[state_out].name}/final_state", tensors[state_out].shape))
-                operators.append(Operator(BuiltinOperator.RESHAPE, [state_out, shape], [copy]))
-                state_out = copy
+                name = tensors[state_out].name
+                state_out = _reshaped(state_out, tensors[state_out].shape, f"{name}/final_state", f"{name}/shape")
             named[key] = state_out
         inputs += state_inputs
     outputs = list(named.values())
@@ -312,7 +306,6 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
                backward: bool) -> Subgraph:
     """One step: x_t = the projection's slice t; h = act(x_t + h R^T); the slice t := h; t += 1 (backward: -1).
     Step t's slice is read before it is overwritten and never read again, so the projection becomes the output."""
-    units = layer.weights.num_units
     tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
                         Tensor("sequence", sequence_shape, shape_signature=signature)])
     t, h, sequence = 0, 1, 2
@@ -325,7 +318,7 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
     size = tensors.add(Tensor("size", (3,), "int32", data=np.asarray(step_shape, np.int32)))
     x = tensors.add(Tensor("x", step_shape))
     operators.append(Operator(BuiltinOperator.SLICE, [sequence, begin, size], [x]))
-    r = tensors.add(Tensor(f"{layer.name}/recurrent_weights", (units, units), data=layer.weights.recurrent_weights))
+    r = tensors.add(_variables(layer)[1])
     recurrent = tensors.add(Tensor("r", step_shape))
     operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r, -1], [recurrent], version=5,
                               options=FullyConnectedOptions(keep_num_dims=True)))

@@ -23,7 +23,7 @@ import numpy as np
 from ..reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
 from ..builder import sha256
 from ..cell import CellWeights
-from ..errors import ConfigError, TflrnnError
+from ..errors import ConfigError
 from ..files import model_bytes
 from ..lowering import lowering_of_model
 from ..lowering.fused import find_network
@@ -164,18 +164,13 @@ def _weights_given(weights, names: list[str], format, layer, scope, layer_index)
 
 
 def _verify_portable(data, label, model, weights, against, runtimes, settings, **source) -> VerifyReport:
-    from ..lowering import portable
     from .portable import portable_checks
 
-    if weights is not None:
-        try:
-            names = [layer.name for layer in portable.recover(model).layers]
-        except TflrnnError:
-            names = None  # the network check reports why; nothing to compare the weights with
-        weights = None if names is None else _weights_given(weights, names, **source)
+    # The weights are read under the names of the layers the checks recover (not at all when there are none).
+    weights_for = None if weights is None else (lambda names: _weights_given(weights, names, **source))
     report = VerifyReport(model=label, bytes=len(data), sha256=sha256(data), settings=settings)
     portable_checks(data, model, report, runtimes, seed=settings["seed"], sequences=settings["sequences"],
-                    atol=settings["atol"], rtol=settings["rtol"], weights=weights, against=against, **source)
+                    atol=settings["atol"], rtol=settings["rtol"], weights_for=weights_for, against=against, **source)
     return report
 
 

@@ -27,7 +27,9 @@ from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 
 
 def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: list[str], *, seed: int,
-                    sequences: int, atol: float, rtol: float, weights=None, against=None, **source) -> None:
+                    sequences: int, atol: float, rtol: float, weights_for=None, against=None, **source) -> None:
+    """Every check of a portable model into `report`. `weights_for(layer names)`: the weights to compare the
+    model's with (--weights)."""
     try:
         network = portable.recover(model)
     except TflrnnError as exc:
@@ -45,10 +47,11 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
     report.checks.append(_options_check(model))
     report.checks.append(_signature_check(model, network))
     report.checks += _metadata_checks(model, network)
-    if weights is not None:
+    if weights_for is not None:
         from .structure import _weights_match
 
-        report.checks.append(_weights_match([layer.weights for layer in layers], weights, None))
+        report.checks.append(_weights_match([layer.weights for layer in layers],
+                                            weights_for([layer.name for layer in layers]), None))
     blocking = [c.name for c in report.checks if not c.passed and (c.blocks_numeric or c.name == "signature")]
     if blocking:
         report.checks.append(Check("numeric", False, f"not run: {', '.join(blocking)} failed"))
@@ -88,14 +91,10 @@ def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol
         outputs = result.outputs
     report.against = {"source": str(path), "format": result.source.format, "reference": result.reference,
                       "framework": result.framework}
-    lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
-                                                                               network.time_steps)
-    signature = None
-    if network.dynamic_time:
-        signature = (-1, network.batch_size, network.input_size) if network.time_major else (
-            network.batch_size, -1, network.input_size)
-    report.notes += declared_input_notes((*lead, network.input_size), signature, network.time_major,
-                                         result.source.declared)
+    shape = xs[0].shape  # the model's input as allocated; -1 on a dynamic time axis
+    time_axis = 0 if network.time_major else 1
+    signature = tuple(-1 if k == time_axis else n for k, n in enumerate(shape)) if network.dynamic_time else None
+    report.notes += declared_input_notes(shape, signature, network.time_major, result.source.declared)
     if network.last_step and not network.head:
         outputs = [_last_steps(y, network) for y in outputs]
     checks = []
@@ -234,6 +233,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     """The numeric checks on one runtime, and (the inputs, the model's outputs for each) for --against (None when
     it did not run)."""
     from .. import runtime
+    from ..runners import RESIZABLE, micro_arena_bytes
 
     label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
 
@@ -248,19 +248,17 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     # CompiledModel API or TFLite Micro, which run the length the model was allocated for).
     time_axis = 0 if network.time_major else 1
     lengths = [network.time_steps]
-    if network.dynamic_time and runtime_name in ("litert", "tensorflow"):
+    if network.dynamic_time and runtime_name in RESIZABLE:
         lengths += [n for n in DYNAMIC_LENGTHS if n != network.time_steps]
     zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
     inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
     output_names = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)] + state_keys
-    activations = sum(4 * int(np.prod(t.shape, dtype=np.float64)) for t in graph.tensors
-                      if t.data is None and t.dtype == "float32" and all(d >= 0 for d in t.shape))
     wiring = {  # how the runtimes that do not address tensors by index find them (runners.py)
         "xnnpack": xnnpack, "input_names": [SIGNATURE_INPUT, *state_keys], "output_names": output_names,
         "output_shapes": [list(graph.tensors[i].shape) for i in outputs + finals],
         "input_positions": [graph.inputs.index(i) for i in inputs],
         "output_positions": [graph.outputs.index(i) for i in outputs + finals],
-        "arena": int(min(2 * activations + (1 << 20), (1 << 31) - 1))}  # TFLite Micro's tensor arena
+        "arena": micro_arena_bytes(model)}
     try:
         with runtime.load(runtime_name, data, inputs[0], outputs + finals, extra_inputs=inputs[1:],
                           reset_key=portable.RESET_KEY if network.state == "carry" else None,
