@@ -54,6 +54,11 @@ step tflrnn build --units 64 --time-steps 50 --lowering portable -o portable.tfl
 step tflrnn verify portable.tflite --runtime all
 step tflrnn build --weights "$work/sources/rnn.onnx" --lowering portable --recurrence loop -o loop.tflite
 step tflrnn verify loop.tflite --against "$work/sources/rnn.onnx" --runtime all
+# Full int8 for microcontrollers: built from calibration data, verified step by step on LiteRT and TFLite Micro
+step python -c "import numpy as np; np.save('calibration.npy', np.random.default_rng(1).standard_normal((16, 1, 20, 16)).astype(np.float32))"
+step tflrnn build --units 32 --input-size 16 --time-steps 20 --lowering portable --quantize full-int8 --calibration calibration.npy -o int8.tflite
+step tflrnn verify int8.tflite --runtime all
+step tflrnn inspect int8.tflite
 step python - <<EOF
 import tflrnn
 data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)

@@ -107,6 +107,8 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
     graph = model.subgraphs[0]
     summary = {
         "path": str(path),
+        "quantize": ("full-int8" if network.int8 is not None else
+                     "int8" if any(layer.int8 is not None for layer in network.layers) else None),
         "op": ("portable lowering" if network.lowering == "portable" else
                "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME),
         "lowering": network.lowering,
@@ -128,10 +130,33 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
              "weights_sha256": metadata.dense_sha256(d.weights, d.bias)}
             for d in network.head
         ]
+    if network.int8 is not None:
+        summary["int8"] = int8_summary(network, model, data)
     if len(layers) == 1:  # a single cell: its facts at the top level too
         summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
                                                           "weights_sha256")})
     return summary
+
+
+def int8_summary(network: Network, model: Model, data) -> dict:
+    """A full-int8 model's interface and formats, and the TFLite Micro arena it needs (measured: arena.py; None
+    without tflite-micro installed)."""
+    from .arena import minimum_arena
+    from .runners import micro_arena_bytes
+
+    plan = network.int8
+
+    def fmt(f):
+        return {"scale": f.scale, "zero_point": f.zero_point}
+
+    return {
+        "io": "int8" if plan.int8_io else "float",
+        "input": fmt(plan.input),
+        "layers": {name: {"projection": fmt(f.projection), "recurrent": fmt(f.recurrent), "sum": fmt(f.sum),
+                          "state": fmt(f.state)} for name, f in plan.layers.items()},
+        "dense": {name: {"output": fmt(f.output)} for name, f in plan.dense.items()},
+        "micro_arena_bytes": minimum_arena(bytes(data), micro_arena_bytes(model)),
+    }
 
 
 def _signature_shape(tensor) -> list[int]:
@@ -177,6 +202,8 @@ def network_of(
     lowering: str = "fused",
     state: str = "carry",
     recurrence: str = "auto",
+    calibration=None,
+    io: str = "float",
 ) -> Network:
     """The network `build` writes.
 
@@ -200,13 +227,29 @@ def network_of(
     `lowering="portable"` writes plain builtin ops instead of the fused ones, with the state carried in resource
     variables, an input and an output (`state="io"`), or none (`"zero"`); `recurrence` chooses its steps
     unrolled or in a WHILE loop ("auto": `portable.loops_by_default`).
+
+    `quantize="full-int8"` (portable lowering): every op in int8, formats from `calibration` (a .npy / .npz path or
+    an array of representative sequences [N, B, T, I], [N, T, B, I] time-major; quantization.py); `io="int8"`
+    makes the signature's tensors int8 too (else float, quantized and dequantized at the edges).
     """
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
                           "tensor, fixed when the model is built")
-    if quantize not in (None, "none", "int8"):
-        raise ConfigError(f"quantize must be int8 (or none), got {quantize!r}")
-    hybrid = quantize == "int8"
+    if quantize not in (None, "none", "int8", "full-int8"):
+        raise ConfigError(f"quantize must be int8, full-int8 (or none), got {quantize!r}")
+    hybrid, full_int8 = quantize == "int8", quantize == "full-int8"
+    if io not in ("float", "int8"):
+        raise ConfigError(f"io must be float or int8, got {io!r}")
+    if io == "int8" and not full_int8:
+        raise ConfigError("an int8 interface (--io int8) needs a full-integer model: add --quantize full-int8")
+    if full_int8 and lowering != "portable":
+        raise ConfigError("--quantize full-int8 needs --lowering portable: the fused RNN ops' kernels take float "
+                          "inputs (their int8 is hybrid: --quantize int8)")
+    if full_int8 and calibration is None:
+        raise ConfigError("--quantize full-int8 needs --calibration DATA (a .npy or .npz of representative input "
+                          "sequences): int8 ranges guessed from seeded data would fit nobody's inputs")
+    if calibration is not None and not full_int8:
+        raise ConfigError("--calibration sets the ranges of a full-integer model: add --quantize full-int8")
     if asymmetric_inputs and not hybrid:
         raise ConfigError("asymmetric input quantization applies to hybrid models: add --quantize int8")
     if merge not in ("concat", "none"):
@@ -315,11 +358,22 @@ def network_of(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
-    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and (
-        dynamic_time or portable.loops_by_default(stages, time_steps)))  # a dynamic length only loops
-    return Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
-                   dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
-                   lowering=lowering, state=state, loop=loop)
+    # A dynamic length only loops; full int8 is unrolled (quantization.refusal says why a loop is refused)
+    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and not full_int8 and (
+        dynamic_time or portable.loops_by_default(stages, time_steps)))
+    network = Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
+                      dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
+                      lowering=lowering, state=state, loop=loop)
+    if full_int8:
+        from . import quantization
+
+        why = quantization.refusal(network)
+        if why:
+            raise ConfigError(why)
+        sequences = (quantization.calibration_sequences(calibration, network) if isinstance(calibration, np.ndarray)
+                     else quantization.load_calibration(calibration, network))
+        network = quantization.calibrate(network, sequences, int8_io=io == "int8")
+    return network
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:

@@ -72,8 +72,15 @@ def cli(debug: bool) -> None:
 @click.option("--merge", type=click.Choice(["concat", "none"]),
               help="The last bidirectional layer's outputs: concatenated [fw | bw] (default, Keras "
                    "merge_mode='concat') or separate.")
-@click.option("--quantize", type=click.Choice(["none", "int8"]),
-              help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size).")
+@click.option("--quantize", type=click.Choice(["none", "int8", "full-int8"]),
+              help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size); full-int8 (with "
+                   "--lowering portable and --calibration): every op in int8, for microcontrollers and NPUs.")
+@click.option("--calibration", type=_path,
+              help="With --quantize full-int8: representative input sequences, .npy or .npz [N,B,T,I] ([N,T,B,I] "
+                   "time-major); the int8 ranges come from the float model run over them.")
+@click.option("--io", "io", type=click.Choice(["float", "int8"]),
+              help="With --quantize full-int8: the signature's tensors float (default; QUANTIZE/DEQUANTIZE at the "
+                   "edges) or int8.")
 @click.option("--asymmetric-inputs", is_flag=True, default=None,
               help="With --quantize int8: quantize inputs asymmetrically at run time (op version 3, runtime 2.3.0).")
 @click.option("--lowering", type=click.Choice(["fused", "portable"]),
@@ -105,7 +112,7 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
 def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
-          bidirectional, merge, quantize, asymmetric_inputs, lowering, state, recurrence, seed, weights,
+          bidirectional, merge, quantize, calibration, io, asymmetric_inputs, lowering, state, recurrence, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
     from .builder import build_file
@@ -123,7 +130,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
 
     options = BuildOptions(num_units=units, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
                            activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
-                           quantize=quantize, asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
+                           quantize=quantize, calibration=calibration, io=io,
+                           asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
                            merge=merge, lowering=lowering, state=state, recurrence=recurrence, seed=seed, config=config, weights=weights,
                            format=weights_format, layer=layer, scope=scope, layer_index=layer_index)
     plan = resolve_build_options(options)
@@ -156,11 +164,25 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         what += f", state {summary['state']}"
     if summary.get("recurrence"):
         what += f", steps {summary['recurrence']}"
+    if summary.get("int8"):
+        arena = summary["int8"]["micro_arena_bytes"]
+        what += (f", full int8 ({summary['int8']['io']} interface"
+                 + (f", TFLite Micro arena {arena:,} bytes)" if arena else ")"))
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"
     )
     click.echo("  " + _sizes_line(summary))
+
+
+def _quantization_text(q: dict | None) -> str:
+    """A tensor's quantization: `scale 0.0305 zero_point -2`, or its per-channel scales' range."""
+    if not q:
+        return ""
+    if len(q["scale"]) == 1:
+        return f"scale {q['scale'][0]:.6g} zero_point {q['zero_point'][0]}"
+    return (f"{len(q['scale'])} channels (axis {q['quantized_dimension']}), scales {min(q['scale']):.4g} .. "
+            f"{max(q['scale']):.4g}")
 
 
 def _sizes_line(summary: dict) -> str:
@@ -292,12 +314,13 @@ def inspect(model, as_json):
     for index, graph in enumerate(info["subgraphs"]):
         click.echo(f"subgraph {index} {graph['name']!r}: inputs {graph['inputs']}, outputs {graph['outputs']}")
         name_width = max([len(t["name"]) for t in graph["tensors"]] + [4])
-        click.echo(f"  {'#':>3}  {'name':<{name_width}}  {'shape':<16} {'dtype':<8} {'variable':<8} {'bytes':>12}")
+        click.echo(f"  {'#':>3}  {'name':<{name_width}}  {'shape':<16} {'dtype':<8} {'variable':<8} {'bytes':>12}"
+                   "  quantization")
         for t in graph["tensors"]:
             variable = "yes" if t["variable"] else ""
             click.echo(
                 f"  {t['index']:>3}  {t['name']:<{name_width}}  {str(t['shape']):<16} {t['dtype']:<8} "
-                f"{variable:<8} {t['bytes']:>12,}"
+                f"{variable:<8} {t['bytes']:>12,}  {_quantization_text(t['quantization'])}".rstrip()
             )
         for index_op, op in enumerate(graph["operators"]):
             click.echo(
@@ -310,6 +333,14 @@ def inspect(model, as_json):
                            + f" ({op['options']['type']})")
     for sig in info["signatures"]:
         click.echo(f"signature {sig['key']!r}: inputs {sig['inputs']}, outputs {sig['outputs']}")
+        tensors = info["subgraphs"][sig["subgraph"]]["tensors"] if sig["subgraph"] < len(info["subgraphs"]) else []
+        for key, index in {**sig["inputs"], **sig["outputs"]}.items():
+            t = tensors[index] if 0 <= index < len(tensors) else None
+            if t is not None and t["quantization"] is not None:
+                click.echo(f"  {key}: {t['dtype']}, {_quantization_text(t['quantization'])}")
+    if info["micro_arena_bytes"] is not None:
+        click.echo(f"TFLite Micro arena: {info['micro_arena_bytes']:,} bytes (the smallest it allocates and runs in, "
+                   "measured)")
     for key, value in info["metadata"].items():
         shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         click.echo(f"metadata {key}: {shown}")

@@ -134,7 +134,7 @@ def _settings(document: dict, where: str) -> dict:
         settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
                 "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "lowering", "state",
-                "recurrence"):
+                "recurrence", "calibration", "io"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -175,6 +175,8 @@ class BuildOptions:
     lowering: str | None = None
     state: str | None = None
     recurrence: str | None = None
+    calibration: str | Path | None = None  # full-int8: representative input sequences
+    io: str | None = None
     # Where the cell and its weights come from
     config: str | Path | None = None
     weights: str | Path | None = None
@@ -327,6 +329,8 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
         "lowering": settings.get("lowering", "fused"),
         "state": settings.get("state", "carry"),
         "recurrence": settings.get("recurrence", "auto"),
+        "calibration": settings.get("calibration"),
+        "io": settings.get("io", "float"),
     }
 
 

@@ -22,6 +22,7 @@ class Inspection:
     source: str
     bytes: int
     sha256: str
+    micro_arena_bytes: int | None = None  # measured for a portable model, with tflite-micro installed
 
     def to_dict(self) -> dict:
         m = self.model
@@ -45,6 +46,9 @@ class Inspection:
                             "dtype": t.dtype,
                             "variable": t.is_variable,
                             "bytes": t.nbytes,
+                            "quantization": None if t.quantization is None else {
+                                "scale": list(t.quantization.scale), "zero_point": list(t.quantization.zero_point),
+                                "quantized_dimension": t.quantization.quantized_dimension},
                         }
                         for i, t in enumerate(g.tensors)
                     ],
@@ -56,13 +60,33 @@ class Inspection:
                 {"key": s.key, "subgraph": s.subgraph, "inputs": s.inputs, "outputs": s.outputs} for s in m.signatures
             ],
             "metadata": {name: _metadata_value(name, value) for name, value in m.metadata.items()},
+            "micro_arena_bytes": self.micro_arena_bytes,
         }
 
 
 def inspect(model) -> Inspection:
     """Describe a model given as a path or as bytes. Raises TflrnnError when it is not a readable TFLite file."""
     data, source = model_bytes(model)
-    return Inspection(read(data), source, len(data), sha256(data))
+    description = read(data)
+    return Inspection(description, source, len(data), sha256(data), _micro_arena(data, description))
+
+
+def _micro_arena(data: bytes, description: Model) -> int | None:
+    """The smallest TFLite Micro arena a full-int8 model runs in (measured: arena.py); None for other models (a
+    microcontroller runs full int8), a model tflrnn cannot read as one, or without tflite-micro."""
+    from .arena import minimum_arena
+    from .errors import TflrnnError
+    from .lowering import lowering_of_model, portable
+    from .runners import micro_arena_bytes
+
+    if lowering_of_model(description) != "portable":
+        return None
+    try:
+        if portable.recover(description).int8 is None:
+            return None
+    except TflrnnError:
+        return None
+    return minimum_arena(data, micro_arena_bytes(description))
 
 
 def _operator(op: Operator) -> dict:

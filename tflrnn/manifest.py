@@ -70,7 +70,7 @@ def load_manifest(path) -> list[Entry]:
         seen.add(item["name"])
         settings = {**defaults, **item}
         paths = {}
-        for key in ("weights", "config"):
+        for key in ("weights", "config", "calibration"):
             if key in settings:
                 settings[key] = str((path.parent / settings[key]).resolve())
                 paths[settings[key]] = Path(os.path.relpath(settings[key], path.parent.resolve())).as_posix()

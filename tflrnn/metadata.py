@@ -48,6 +48,17 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.LESS, 1): "1.14.0",
     (BuiltinOperator.GREATER_EQUAL, 1): "1.14.0",
     (BuiltinOperator.SHAPE, 1): "1.10.0",  # its length, with a dynamic time axis
+    # full-integer int8 (the portable lowering's --quantize full-int8): op_version.cc's int8 versions
+    (BuiltinOperator.FULLY_CONNECTED, 4): "1.14.0",
+    (BuiltinOperator.ADD, 2): "1.14.0",
+    (BuiltinOperator.TANH, 2): "1.14.0",
+    (BuiltinOperator.LOGISTIC, 2): "1.14.0",
+    (BuiltinOperator.SOFTMAX, 2): "1.14.0",
+    (BuiltinOperator.PACK, 2): "1.14.0",
+    (BuiltinOperator.UNPACK, 2): "1.14.0",
+    (BuiltinOperator.CONCATENATION, 2): "1.14.0",
+    (BuiltinOperator.QUANTIZE, 1): "1.14.0",
+    (BuiltinOperator.DEQUANTIZE, 2): "1.14.0",
 }
 
 _FIELDS = ("activation", "weights_sha256", "quantize")  # the items of an entry, in order

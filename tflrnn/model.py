@@ -25,6 +25,7 @@ class BuiltinOperator(enum.IntEnum):
 
     ADD = 0
     CONCATENATION = 2
+    DEQUANTIZE = 6
     FULLY_CONNECTED = 9
     LOGISTIC = 14
     RELU = 19
@@ -42,6 +43,7 @@ class BuiltinOperator(enum.IntEnum):
     SHAPE = 77
     PACK = 83
     UNPACK = 88
+    QUANTIZE = 114
     WHILE = 119
     CALL_ONCE = 129
     VAR_HANDLE = 142

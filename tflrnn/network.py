@@ -78,6 +78,70 @@ class Dense:
 
 
 
+@dataclass(frozen=True)
+class Int8Format:
+    """How one int8 value stands for a real one: real = scale * (q - zero_point). The scale is float32 (as a
+    model stores it)."""
+
+    scale: float
+    zero_point: int
+
+
+@dataclass(eq=False)
+class Int8Layer:
+    """A layer direction's int8 formats: its input projection P = x W^T + b, the recurrent term r = h R^T, their
+    sum z, and the state h = act(z) (for tanh (1/128, 0), TANH's int8 output; otherwise z's own); and the
+    per-output-channel scales of W and R (symmetric, zero point 0)."""
+
+    projection: Int8Format
+    recurrent: Int8Format
+    sum: Int8Format
+    state: Int8Format
+    input_scales: np.ndarray
+    recurrent_scales: np.ndarray
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Int8Layer):
+            return NotImplemented
+        return (self.projection, self.recurrent, self.sum, self.state) == (
+            other.projection, other.recurrent, other.sum, other.state) and all(
+            np.array_equal(a, b) for a, b in ((self.input_scales, other.input_scales),
+                                              (self.recurrent_scales, other.recurrent_scales)))
+
+
+@dataclass(eq=False)
+class Int8Dense:
+    """A Dense layer's int8 formats: its FULLY_CONNECTED output, and its kernel's per-output-channel scales (its
+    activation op's output format is the kernel's own: see quantization.FIXED_OUTPUTS)."""
+
+    output: Int8Format
+    kernel_scales: np.ndarray
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Int8Dense):
+            return NotImplemented
+        return self.output == other.output and np.array_equal(self.kernel_scales, other.kernel_scales)
+
+
+@dataclass(eq=False)
+class Int8Plan:
+    """A full-integer network: every value the graph holds is int8 in these formats (by layer and Dense name),
+    weights per channel, biases int32 at input scale x weight scale. The network's float weights are the
+    dequantized ones (what the model computes with). `int8_io`: the input, output and state tensors of the
+    signature are int8 too (else float, with QUANTIZE / DEQUANTIZE at the edges)."""
+
+    input: Int8Format
+    layers: dict[str, Int8Layer]
+    dense: dict[str, Int8Dense] = field(default_factory=dict)
+    int8_io: bool = False
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Int8Plan):
+            return NotImplemented
+        return (self.input, self.int8_io, self.layers, self.dense) == (
+            other.input, other.int8_io, other.layers, other.dense)
+
+
 @dataclass
 class Network:
     """What tflrnn builds, independent of how it is lowered to ops.
@@ -87,7 +151,8 @@ class Network:
     allocated until the input is resized). `merge`: a final bidirectional layer's outputs joined [fw | bw] (else
     two outputs). `last_step`: only the final step (the backward direction's at t=0, its final state). `head`:
     Dense layers after that. `state`: where the hidden state lives. `lowering`: how it becomes ops. `loop`: the
-    portable lowering runs the steps in a WHILE loop (R applied by one op) instead of unrolled.
+    portable lowering runs the steps in a WHILE loop (R applied by one op) instead of unrolled. `int8`: a
+    full-integer network (the portable lowering writes every op in int8), None for float.
     """
 
     stages: list
@@ -101,6 +166,7 @@ class Network:
     state: str = "carry"
     lowering: str = "fused"
     loop: bool = False
+    int8: Int8Plan | None = None
 
     @property
     def layers(self) -> list[Layer]:

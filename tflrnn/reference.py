@@ -180,10 +180,15 @@ _DENSE = {
 }
 
 
-def run_network(network, x: np.ndarray, states: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def run_network(network, x: np.ndarray, states: list | None = None,
+                trace: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A whole network, free-running in float64: its output(s) for x and each direction's final state (in layer
     order, forward before backward), from `states` (zeros where None). A backward direction runs with time
-    reversed and ends at t=0; the last step takes each direction's final step; Dense layers follow."""
+    reversed and ends at t=0; the last step takes each direction's final step; Dense layers follow.
+
+    `trace` (a list) receives what each layer direction read and wrote, (layer, its input, its initial state, its
+    outputs), backward ones in their own time order, batch-major; then (dense, its input, its pre-activation) for
+    each Dense layer: calibration reads every value a quantized graph holds from it."""
     time_axis = 0 if network.time_major else 1
     states = list(states) if states is not None else [None] * len(network.layers)
     finals, k, ends = [], 0, []
@@ -194,6 +199,10 @@ def run_network(network, x: np.ndarray, states: list | None = None) -> tuple[lis
             source = np.flip(y, axis=time_axis) if direction == 1 else y
             out, h = run(source, layer.weights, layer.activation, time_major=network.time_major,
                          initial_state=states[k])
+            if trace is not None:
+                start = np.zeros_like(h) if states[k] is None else np.asarray(states[k], np.float64)
+                trace.append((layer, _batch_major(source, network.time_major), start,
+                              _batch_major(out, network.time_major)))
             outputs.append(np.flip(out, axis=time_axis) if direction == 1 else out)
             finals.append(h)
             k += 1
@@ -204,6 +213,9 @@ def run_network(network, x: np.ndarray, states: list | None = None) -> tuple[lis
             outputs = [np.concatenate(outputs, axis=-1)]
         y, ends = outputs[0], outputs
     for dense in network.head:
-        y = _DENSE[dense.activation](y @ dense.weights.T.astype(np.float64) + dense.bias)
+        pre = y @ dense.weights.T.astype(np.float64) + dense.bias
+        if trace is not None:
+            trace.append((dense, y, pre))
+        y = _DENSE[dense.activation](pre)
         ends = [y]
     return ends, finals

@@ -40,6 +40,12 @@ def micro_arena_bytes(model) -> int:
     return int(min(2 * activations + (1 << 20), (1 << 31) - 1))
 
 
+def _as_input(value) -> np.ndarray:
+    """An input as the model takes it: int8 for a full-integer model's int8 interface, else float32."""
+    value = np.asarray(value)
+    return np.ascontiguousarray(value, dtype=np.int8 if value.dtype == np.int8 else np.float32)
+
+
 def open_runtime(runtime: str) -> str:
     """Import the runtime (here, where it is needed); its version."""
     if runtime in ("litert", "compiled"):
@@ -104,9 +110,9 @@ class InterpreterModel:
     def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
         """Invoke on x (and `extra` into extra_inputs, e.g. states); the tensors named by output_indices
         (intermediate ones are preserved), in that order."""
-        self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(x, dtype=np.float32))
+        self.interpreter.set_tensor(self.input_index, _as_input(x))
         for index, value in zip(self.extra_inputs, extra, strict=True):
-            self.interpreter.set_tensor(index, np.ascontiguousarray(value, dtype=np.float32))
+            self.interpreter.set_tensor(index, _as_input(value))
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(index).copy() for index in self.output_indices]
 
@@ -175,14 +181,22 @@ class MicroRunner:
         from tflite_micro.python.tflite_micro import runtime as tflm
 
         self.name, self.version = "micro", version
-        self.interpreter = tflm.Interpreter.from_bytes(model, arena_size=int(wiring.get("arena", 1 << 20)))
+        # `tensors`: also read these tensors of subgraph 0 by index after each invoke (Micro then keeps them all)
+        self.tensors = wiring.get("tensors", [])
+        config = tflm.InterpreterConfig.kPreserveAllTensors if self.tensors else tflm.InterpreterConfig.kAllocationRecording
+        self.interpreter = tflm.Interpreter.from_bytes(model, arena_size=int(wiring.get("arena", 1 << 20)),
+                                                       intrepreter_config=config)
         self.inputs, self.outputs = wiring["input_positions"], wiring["output_positions"]
 
     def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
         for position, value in zip(self.inputs, (x, *extra), strict=True):
-            self.interpreter.set_input(np.ascontiguousarray(value, dtype=np.float32), position)
+            self.interpreter.set_input(_as_input(value), position)
         self.interpreter.invoke()
-        return [np.array(self.interpreter.get_output(p), dtype=np.float32, copy=True) for p in self.outputs]
+        outputs = [np.array(self.interpreter.get_output(p), copy=True) for p in self.outputs]
+        for index in self.tensors:
+            found = self.interpreter.GetTensor(index, 0)
+            outputs.append(np.array(found["tensor_data"], dtype=found["dtype"], copy=True).reshape(found["shape"]))
+        return outputs
 
     def resize(self, input_shape: list[int]) -> None:
         raise RuntimeError("TFLite Micro runs the model at the length it was built for")

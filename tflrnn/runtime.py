@@ -90,6 +90,11 @@ def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]
                                memory=size_setting(MEMORY_SETTING, memory), wiring=wiring)
 
 
+def _wire_dtype(array) -> type:
+    """What an input travels as: int8 for a full-integer model's int8 interface, else float32."""
+    return np.int8 if np.asarray(array).dtype == np.int8 else np.float32
+
+
 def _debug() -> bool:
     if os.environ.get("TFLRNN_DEBUG", "").lower() not in ("", "0", "false", "no"):
         return True
@@ -167,8 +172,7 @@ class IsolatedInterpreter:
     # The interface of a runner.
 
     def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        extra = [np.ascontiguousarray(e, dtype=np.float32) for e in extra]
+        x, *extra = (np.ascontiguousarray(a, dtype=_wire_dtype(a)) for a in (x, *extra))
         steps = x.size // max(1, x.shape[-1]) if x.ndim else 1
         header = {"op": "run", "shape": list(x.shape), "extra": [list(e.shape) for e in extra]}
         _, arrays = self._exchange(header, (x, *extra), "invoke",
@@ -501,13 +505,7 @@ def _serve() -> None:
                                           header.get("wiring"))
                 send({})
             elif op == "run":
-                shapes = [header["shape"], *header.get("extra", [])]
-                flat, start, arrays = np.frombuffer(payload(), np.float32), 0, []
-                for shape in shapes:  # x, then the extra inputs, back to back
-                    count = int(np.prod(shape, dtype=np.int64))
-                    arrays.append(flat[start:start + count].reshape(shape))
-                    start += count
-                ys = interpreter.run(*arrays)
+                ys = interpreter.run(*unpack_arrays(header, payload()))  # x, then the extra inputs
                 send({}, ys)
             elif op == "resize":
                 interpreter.resize(header["shape"])

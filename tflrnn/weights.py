@@ -56,6 +56,13 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     for kernel_name, bias_name, kernel, bias in dense:  # <name>/kernel ([input, units] with Keras names), <name>/bias
         put(kernel_name, np.ascontiguousarray(kernel.T) if keras_names else kernel)
         put(bias_name, bias)
+    if lowering_of_model(description) == "portable" and recovered.int8 is not None:
+        # A full-int8 model: also the values it stores, <tensor>/int8 (or /int32) and <tensor>/scale per channel,
+        # beside the float weights they stand for (above)
+        for tensor in description.subgraphs[0].tensors:
+            if tensor.data is not None and tensor.dtype in ("int8", "int32") and tensor.quantization is not None:
+                put(f"{tensor.name}/{tensor.dtype}", tensor.data)
+                put(f"{tensor.name}/scale", np.asarray(tensor.quantization.scale, np.float32))
     # Names come from the file: two that end up the same in the archive (a zip member name stops at a NUL) would
     # silently keep one array.
     members = [name.split("\0")[0] for name in arrays]

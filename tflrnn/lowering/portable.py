@@ -43,6 +43,7 @@ from ..model import (
     op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
+from .int8 import real_values, recover_plan
 from .fused import (SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _sequence, _Tensors, _time_layout, _variables,
                     write_dense_head)
 
@@ -57,6 +58,10 @@ _FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.
 
 
 def lower(network: Network) -> Model:
+    if network.int8 is not None:  # full-integer int8: its own module, the same layout of ops
+        from . import int8
+
+        return int8.lower(network)
     if network.dynamic_time and not network.loop:
         raise ConfigError("unrolled steps are fixed in number: a dynamic time axis needs the steps in a loop "
                           "(--recurrence loop or auto)")
@@ -453,7 +458,11 @@ def _recover(model: Model) -> Network:
     for op in projections:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
-        unpack = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.UNPACK), None)
+        projected = op.outputs[0]
+        rows = next((u for u in consumers(projected) if u.code == BuiltinOperator.RESHAPE), None)
+        if rows is not None and rows.outputs:  # full int8: the projection is made on rows, then reshaped back
+            projected = rows.outputs[0]
+        unpack = next((u for u in consumers(projected) if u.code == BuiltinOperator.UNPACK), None)
         loop = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.WHILE), None)
         loops.append(loop is not None)
         if loop is not None:
@@ -464,15 +473,17 @@ def _recover(model: Model) -> Network:
             after = [o for t in unpack.outputs for o in consumers(t)]
         else:
             raise ModelFormatError(f"layer '{name}': its projection is neither unpacked over time nor looped over")
-        if r is None or w.data is None or b.data is None or r.data is None:
-            raise ModelFormatError(f"layer '{name}': its input_weights, recurrent_weights and bias must be constants")
+        arrays = [None if t is None else real_values(t) for t in (w, r, b)]
+        if any(a is None for a in arrays):
+            raise ModelFormatError(f"layer '{name}': its input_weights, recurrent_weights and bias must be constants "
+                                   "(float32, or int8 and int32 quantized per channel)")
         # Once per UNPACK or loop body: many projections of a hostile model may share one
         key = ("loop", loop.options.body_subgraph_index) if loop is not None else ("unpack", id(unpack))
         if key not in activations:
             activations[key] = _step_activation(after, step_consumers)
         activation = activations[key]
         if op.inputs[1] not in layers:  # a reused cell's directions read the same weights: one Layer
-            layers[op.inputs[1]] = Layer(name, activation, CellWeights(w.data, r.data, b.data))
+            layers[op.inputs[1]] = Layer(name, activation, CellWeights(*arrays))
         layer = layers[op.inputs[1]]
         if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):
             stages[-1] = (stages[-1], layer)  # a second direction over the same input: the backward one
@@ -485,9 +496,12 @@ def _recover(model: Model) -> Network:
         if op.code == fc and len(op.inputs) == 3 and tensor(op.inputs[1]).name.endswith("/kernel"):
             following = next((o for o in consumers(op.outputs[0]) if o.code in DENSE_FOLLOWERS), None)
             kernel, bias = tensor(op.inputs[1]), tensor(op.inputs[2])
-            dense.append((op, Dense(kernel.name.rpartition("/")[0], kernel.data, bias.data,
+            dense.append((op, Dense(kernel.name.rpartition("/")[0], real_values(kernel), real_values(bias),
                                     dense_activation(op, following))))
     end = dense[0][0].inputs[0] if dense else graph.outputs[0]
+    rows = next((o for o in ops if o.outputs == [end] and o.code == BuiltinOperator.RESHAPE), None)
+    if dense and rows is not None and tensor(end).name.endswith("/input_rows"):
+        end = rows.inputs[0]  # full int8: a Dense layer on a sequence reads its rows
     x = tensor(graph.inputs[0]) if graph.inputs else None
     if x is None or len(x.shape) != 3 or axis not in (0, 1) or min(x.shape) < 1:
         raise ModelFormatError("the serving subgraph's first input is not a [B,T,I] or [T,B,I] sequence")
@@ -514,10 +528,13 @@ def _recover(model: Model) -> Network:
         raise ModelFormatError("a dynamic time axis with unrolled steps: lower() writes it only as a loop")
     for name, op in whiles.values():
         check_bounds(name, op, x.shape[axis], dynamic_time)
-    return Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
-                   dynamic_time=dynamic_time,
-                   last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
-                   state=state, lowering="portable", loop=_one_form(loops))
+    network = Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
+                      dynamic_time=dynamic_time,
+                      last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
+                      state=state, lowering="portable", loop=_one_form(loops))
+    if any(tensor(op.inputs[1]).dtype == "int8" for op in projections):
+        network.int8 = recover_plan(model, network)
+    return network
 
 
 def _step_activation(after: list[Operator], consumers) -> Activation:

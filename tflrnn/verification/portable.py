@@ -47,14 +47,26 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
     report.checks.append(_options_check(model))
     report.checks.append(_signature_check(model, network))
     report.checks += _metadata_checks(model, network)
+    if network.int8 is not None:
+        from . import int8
+
+        report.checks.append(int8.formats_check(model, network))
+    given = None
     if weights_for is not None:
         from .structure import _weights_match
 
-        report.checks.append(_weights_match([layer.weights for layer in layers],
-                                            weights_for([layer.name for layer in layers]), None))
+        given = weights_for([layer.name for layer in layers])
+        report.checks.append(_weights_match([layer.weights for layer in layers], given, None)
+                             if network.int8 is None else int8.weights_match(network, given))
     blocking = [c.name for c in report.checks if not c.passed and (c.blocks_numeric or c.name == "signature")]
     if blocking:
         report.checks.append(Check("numeric", False, f"not run: {', '.join(blocking)} failed"))
+        return
+    if network.int8 is not None:
+        if against is not None:
+            raise ConfigError("--against compares a float model with its source; a full-int8 model's error against "
+                              "the float weights is measured with --weights")
+        int8.int8_checks(data, model, network, report, runtimes, seed=seed, sequences=sequences, float_weights=given)
         return
     runs = {}  # runtime label -> (inputs, the model's outputs for each)
     for runtime_name in runtimes:

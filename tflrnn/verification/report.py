@@ -43,6 +43,8 @@ CHECKS = {kind.id: kind for kind in (
     CheckKind("numeric.state_carried", False, "later invokes continuing from the carried state"),
     CheckKind("numeric.reset", False, "after a reset, the first invoke again"),
     CheckKind("numeric.float_weights", False, "a hybrid model against the float weights it came from"),
+    CheckKind("int8.formats", True, "a full-int8 model's formats as its kernels demand them"),
+    CheckKind("int8.steps", False, "every step of a full-int8 model within its quantization steps"),
     CheckKind("against", False, "the source model in its own framework on the same inputs"),
 )}
 

@@ -1,0 +1,292 @@
+"""The portable lowering in full-integer int8 (`Network.int8`): every op of the recurrence and of the head on int8.
+
+Per direction of each layer (the steps unrolled; `quantization.py` gives every format):
+    X = RESHAPE(x, [B*T, I])                 (once per layer input: TFLite Micro's per-channel FULLY_CONNECTED
+    P = RESHAPE(FULLY_CONNECTED(X, W, b))     takes a rank-2 output) W int8 per channel, b int32 at s_x * s_w
+    P_0 .. P_{T-1} = UNPACK(P, time axis)
+    r_t = FULLY_CONNECTED(h_{t-1}, R)        R int8 per channel, no bias
+    z_t = ADD(P_t, r_t)                      relu, relu6, relu_n1_to_1 fused (the int8 ADD applies them by clamping)
+    h_t = TANH(z_t)                          (1/128, 0), as the int8 kernels write it; else h_t = z_t
+    Y = PACK(h_0 .. h_{T-1}, time axis)
+Dense layers: FULLY_CONNECTED on rank 2 (a sequence reshaped around it), TANH / LOGISTIC / SOFTMAX after it.
+The state (`Network.state`) is as in the float lowering, in int8: a resource variable zeroed to the state's zero
+point, or an input and output. The signature's tensors are float with QUANTIZE after the inputs and DEQUANTIZE
+before the outputs, or int8 themselves (`int8_io`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, ConcatenationOptions,
+                     FullyConnectedOptions, Model, Operator, PackOptions, Quantization, Signature, SoftmaxOptions,
+                     Subgraph, Tensor, UnpackOptions, VarHandleOptions)
+from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
+from .. import quantization as quant
+from .fused import DENSE_OPS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors
+
+RESET_KEY, STATE = "reset", "state"  # as portable.py's
+_FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1}
+FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CONNECTED 4; ADD, TANH, ... 2
+
+
+def per_tensor(fmt: Int8Format) -> Quantization:
+    return Quantization((fmt.scale,), (fmt.zero_point,))
+
+
+def per_channel(scales: np.ndarray) -> Quantization:
+    return Quantization(tuple(float(s) for s in np.asarray(scales, np.float32)), (0,) * len(scales), 0)
+
+
+def lower(network: Network) -> Model:
+    why = quant.refusal(network)
+    if why:
+        from ..errors import ConfigError
+
+        raise ConfigError(why)
+    plan, time_major, batch, steps = network.int8, network.time_major, network.batch_size, network.time_steps
+    time_axis = 0 if time_major else 1
+    lead = (steps, batch) if time_major else (batch, steps)
+    rows = batch * steps
+    formats = quant.input_formats(network)
+    tensors, operators = _Tensors(), []
+
+    def int8(name: str, shape, fmt: Int8Format) -> int:
+        return tensors.add(Tensor(name, tuple(shape), "int8", quantization=per_tensor(fmt)))
+
+    def op(code, inputs, outputs, version=1, options=None):
+        operators.append(Operator(code, list(inputs), list(outputs), version=version, options=options))
+
+    def reshaped(index: int, shape, name: str) -> int:
+        source = tensors[index]
+        target = tensors.add(Tensor(f"{name}/shape", (len(shape),), "int32", data=np.asarray(shape, np.int32)))
+        out = tensors.add(Tensor(name, tuple(shape), source.dtype, quantization=source.quantization))
+        op(BuiltinOperator.RESHAPE, [index, target], [out])
+        return out
+
+    def edge_in(name: str, shape, fmt: Int8Format) -> tuple[int, int]:
+        """A signature input: (the tensor the caller sets, its int8 value in the graph)."""
+        if plan.int8_io:
+            index = int8(name, shape, fmt)
+            return index, index
+        given = tensors.add(Tensor(name, tuple(shape)))
+        q = int8(f"{name}/int8", shape, fmt)
+        op(BuiltinOperator.QUANTIZE, [given], [q])
+        return given, q
+
+    def edge_out(index: int, name: str | None = None) -> int:
+        """A signature output of an int8 value: its DEQUANTIZE (a float copy), or the value itself in int8."""
+        source = tensors[index]
+        if plan.int8_io:
+            return reshaped(index, source.shape, name) if name else index
+        out = tensors.add(Tensor(name or f"{source.name}/float", source.shape))
+        op(BuiltinOperator.DEQUANTIZE, [index], [out], version=INT8_VERSION)
+        return out
+
+    def fully_connected(source: int, weights: np.ndarray, scales: np.ndarray, bias: np.ndarray | None,
+                        out_name: str, fmt: Int8Format, weights_name: str, activation=Activation.NONE) -> int:
+        """int8 FULLY_CONNECTED on a rank-2 input: per-channel weights, an int32 bias at input x weight scale."""
+        w = tensors.add(Tensor(weights_name, weights.shape, "int8", data=_int8_weights(weights, scales),
+                               quantization=per_channel(scales)))
+        b = -1
+        if bias is not None:
+            bias_scales = quant.bias_scales(tensors[source].quantization.scale[0], scales)
+            b = tensors.add(Tensor(f"{weights_name.rpartition('/')[0]}/bias", bias.shape, "int32",
+                                   data=quant.bias_int32(bias, bias_scales), quantization=per_channel(bias_scales)))
+        out = int8(out_name, (tensors[source].shape[0], weights.shape[0]), fmt)
+        op(BuiltinOperator.FULLY_CONNECTED, [source, w, b], [out], version=FC_VERSION,
+           options=FullyConnectedOptions(activation=activation))
+        return out
+
+    x, xq = edge_in(f"{base_name(network.stages[0])}/input", (*lead, network.input_size), plan.input)
+    inputs, state_inputs, state_outputs, handles = [x], [], [], []
+    if network.state == "carry":
+        op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
+
+    def initial_state(name: str, units: int, fmt: Int8Format) -> tuple[int | None, int | None]:
+        if network.state == "zero":
+            return None, None
+        if network.state == "io":
+            given, q = edge_in(f"{name}/state", (batch, units), fmt)
+            state_inputs.append(given)
+            return q, None
+        handle = tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
+        handles.append((f"{name}/hidden_state", (batch, units), fmt))
+        op(BuiltinOperator.VAR_HANDLE, [], [handle], options=VarHandleOptions(shared_name=handles[-1][0]))
+        read = int8(f"{name}/state", (batch, units), fmt)
+        op(BuiltinOperator.READ_VARIABLE, [handle], [read])
+        return read, handle
+
+    def direction(layer, flat: int, backward: bool, sequence: bool):
+        """One direction over the stage's input rows: (its PACKed output or None, its final state)."""
+        name, units, f = layer.name, layer.weights.num_units, plan.layers[layer.name]
+        w = layer.weights
+        projected = fully_connected(flat, w.input_weights, f.input_scales, w.bias, f"{name}/projection_rows",
+                                    f.projection, f"{name}/input_weights")
+        projection = reshaped(projected, (*lead, units), f"{name}/projection")
+        first = len(tensors)
+        tensors.add(*(Tensor(f"{name}/x{t}", (batch, units), "int8", quantization=per_tensor(f.projection))
+                      for t in range(steps)))
+        op(BuiltinOperator.UNPACK, [projection], range(first, first + steps), version=INT8_VERSION,
+           options=UnpackOptions(num=steps, axis=time_axis))
+        h, handle = initial_state(name, units, f.state)
+        fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
+        r_weights = tensors.add(Tensor(f"{name}/recurrent_weights", (units, units), "int8",
+                                       data=_int8_weights(w.recurrent_weights, f.recurrent_scales),
+                                       quantization=per_channel(f.recurrent_scales)))
+        outputs = [None] * steps
+        for t in (range(steps - 1, -1, -1) if backward else range(steps)):
+            step = first + t
+            if h is not None:
+                recurrent = int8(f"{name}/r{t}", (batch, units), f.recurrent)
+                op(BuiltinOperator.FULLY_CONNECTED, [h, r_weights, -1], [recurrent], version=FC_VERSION,
+                   options=FullyConnectedOptions())
+            else:  # the zero state's first step adds zeros: the sum's format (and a relu-like activation) still hold
+                recurrent = tensors.add(Tensor(f"{name}/zeros", (batch, units), "int8",
+                                               data=np.full((batch, units), f.recurrent.zero_point, np.int8),
+                                               quantization=per_tensor(f.recurrent)))
+            summed = int8(f"{name}/z{t}", (batch, units), f.sum)
+            op(BuiltinOperator.ADD, [step, recurrent], [summed], ADD_VERSION, AddOptions(activation=fused))
+            if layer.activation == Activation.TANH:
+                h = int8(f"{name}/h{t}", (batch, units), f.state)
+                op(BuiltinOperator.TANH, [summed], [h], INT8_VERSION)
+            else:
+                h = summed
+            outputs[t] = h
+        output = None
+        if sequence:
+            output = int8(f"{name}/output", (*lead, units), f.state)
+            op(BuiltinOperator.PACK, outputs, [output], INT8_VERSION, PackOptions(values_count=steps, axis=time_axis))
+        if network.state == "io":
+            state_outputs.append(h)
+        elif network.state == "carry":
+            op(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], [])
+        return output, h
+
+    source, ends = xq, []
+    for k, stage in enumerate(network.stages):
+        last_only = k == len(network.stages) - 1 and network.last_step
+        width = tensors[source].shape[-1]
+        flat = reshaped(source, (rows, width), f"{base_name(stage)}/input_rows")
+        results = [direction(layer, flat, d == 1, not last_only) for d, layer in enumerate(stage_layers(stage))]
+        ends = [final if last_only else output for output, final in results]
+        if len(ends) == 2 and (network.merge or k < len(network.stages) - 1):
+            shape = (*tensors[ends[0]].shape[:-1], sum(tensors[i].shape[-1] for i in ends))
+            merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape, "int8",
+                                        quantization=tensors[ends[0]].quantization))
+            op(BuiltinOperator.CONCATENATION, ends, [merged], INT8_VERSION, ConcatenationOptions(axis=-1))
+            ends = [merged]
+        source = ends[0]
+    for dense in network.head:
+        shape = tensors[source].shape
+        flat = source if len(shape) == 2 else reshaped(source, (rows, shape[-1]), f"{dense.name}/input_rows")
+        fused, after = DENSE_OPS[dense.activation]
+        out = fully_connected(flat, dense.weights, plan.dense[dense.name].kernel_scales, dense.bias,
+                              f"{dense.name}/output", plan.dense[dense.name].output, f"{dense.name}/kernel", fused)
+        if after is not None:
+            activated = int8(f"{dense.name}/{dense.activation}", tensors[out].shape,
+                             quant.FIXED_OUTPUTS[dense.activation])
+            op(after, [out], [activated], INT8_VERSION,
+               SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None)
+            out = activated
+        source = out if len(shape) == 2 else reshaped(out, (*shape[:-1], dense.units), f"{dense.name}/sequence")
+        ends = [source]
+
+    names = [SIGNATURE_OUTPUT] if len(ends) == 1 else [f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"]
+    named = {key: edge_out(end) for key, end in zip(names, ends)}
+    signature_inputs = {SIGNATURE_INPUT: x}
+    if network.state == "io":
+        keys = [STATE] if len(state_inputs) == 1 else [f"{STATE}_{k}" for k in range(len(state_inputs))]
+        for key, state_in, state_out in zip(keys, state_inputs, state_outputs):
+            signature_inputs[key] = state_in
+            # the last step may be the final state, already an output: a copy of its own, as runtimes name outputs
+            copy = plan.int8_io and any(tensors[i] is tensors[state_out] for i in named.values())
+            named[key] = edge_out(state_out, f"{tensors[state_in].name}/final" if copy or not plan.int8_io else None)
+        inputs += state_inputs
+    subgraphs = [Subgraph(list(tensors), operators, inputs=inputs, outputs=list(named.values()), name=SIGNATURE_KEY)]
+    signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
+    if network.state == "carry":
+        subgraphs += [_zeroing(handles, "init"), _zeroing(handles, RESET_KEY)]
+        signatures.append(Signature(RESET_KEY, {}, {}, 2))
+    return Model(subgraphs=subgraphs, signatures=signatures)
+
+
+def _int8_weights(weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The int8 values of weights already on their grid (dequantized): round(w / s_c) gives them back exactly."""
+    return np.clip(np.rint(weights / np.asarray(scales, np.float64)[:, None]), -127, 127).astype(np.int8)
+
+
+def recover_plan(model: Model, network: Network) -> Int8Plan:
+    """The int8 formats of a model `lower` wrote (read from its tensors by the names it gives them), for the network
+    `portable.recover` read from its ops."""
+    from ..errors import ModelFormatError
+
+    graph = model.subgraphs[0]
+    by_name = {t.name: t for t in graph.tensors}
+
+    def tensor(name: str, channels: int | None = None) -> Tensor:
+        t = by_name.get(name)
+        q = None if t is None else t.quantization
+        count = 1 if channels is None else channels
+        if t is None or q is None or len(q.scale) != count or len(q.zero_point) != count or \
+                not all(np.isfinite(s) and s > 0 for s in q.scale):
+            raise ModelFormatError(f"no quantized tensor '{name}' with {count} positive scale(s)")
+        return t
+
+    def fmt(name: str) -> Int8Format:
+        q = tensor(name).quantization
+        return Int8Format(float(q.scale[0]), int(q.zero_point[0]))
+
+    def scales(name: str, channels: int) -> np.ndarray:
+        return np.asarray(tensor(name, channels).quantization.scale, np.float32)
+
+    def any_step(name: str, role: str) -> str:
+        found = next((f"{name}/{role}{t}" for t in range(network.time_steps) if f"{name}/{role}{t}" in by_name),
+                     None)
+        if found is None:
+            raise ModelFormatError(f"layer '{name}' has no step tensor '{name}/{role}<t>'")
+        return found
+
+    x = graph.tensors[graph.inputs[0]]
+    int8_io = x.dtype == "int8"
+    layers = {}
+    for layer in network.layers:
+        name, units = layer.name, layer.weights.num_units
+        recurrent = fmt(f"{name}/zeros") if f"{name}/zeros" in by_name else fmt(any_step(name, "r"))
+        summed = fmt(any_step(name, "z"))
+        layers[name] = Int8Layer(fmt(f"{name}/projection_rows"), recurrent, summed,
+                                 fmt(any_step(name, "h")) if layer.activation == Activation.TANH else summed,
+                                 scales(f"{name}/input_weights", units), scales(f"{name}/recurrent_weights", units))
+    dense = {d.name: Int8Dense(fmt(f"{d.name}/output"), scales(f"{d.name}/kernel", d.units)) for d in network.head}
+    return Int8Plan(fmt(x.name if int8_io else f"{x.name}/int8"), layers, dense, int8_io)
+
+
+def real_values(t: Tensor) -> np.ndarray | None:
+    """A constant's values as the kernels compute with them: int8 weights and int32 biases dequantized per channel
+    (float32), float32 as stored; None for anything else."""
+    if t.data is None:
+        return None
+    if t.dtype == "float32":
+        return t.data
+    q = t.quantization
+    if q is None or t.data.ndim not in (1, 2) or len(q.scale) != t.data.shape[0] or any(q.zero_point) or \
+            q.quantized_dimension != 0 or not all(np.isfinite(s) and s > 0 for s in q.scale):
+        return None
+    if t.dtype == "int8" and t.data.ndim == 2:
+        return quant.dequantized(t.data, np.asarray(q.scale, np.float32))
+    if t.dtype == "int32" and t.data.ndim == 1:
+        return quant.dequantized_bias(t.data, np.asarray(q.scale, np.float32))
+    return None
+
+
+def _zeroing(handles, name: str) -> Subgraph:
+    """Assign zero (each state's zero point) to every carried state: CALL_ONCE's init, and the `reset` signature."""
+    tensors, operators = [], []
+    for shared_name, shape, fmt in handles:
+        tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
+                    Tensor(f"{shared_name}_zeros", shape, "int8", data=np.full(shape, fmt.zero_point, np.int8),
+                           quantization=per_tensor(fmt))]
+        operators += [Operator(BuiltinOperator.VAR_HANDLE, [], [len(tensors) - 2],
+                               options=VarHandleOptions(shared_name=shared_name)),
+                      Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
+    return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)

@@ -1,0 +1,391 @@
+"""verify for a full-integer int8 model (the portable lowering with `Network.int8`).
+
+Structure: every value int8 in the formats the kernels demand (`int8.formats`). Numbers (`int8.steps`): the model
+runs on a real interpreter over several invokes, its state carried, and every step of every op is recomputed in
+float64 from the interpreter's own int8 inputs to that step (read back: LiteRT and tf.lite keep every tensor, TFLite
+Micro with kPreserveAllTensors) with the dequantized weights, each int8 value clamped to what its format can hold.
+What is left is rounding, bounded by the quantization steps (LSB: a format's scale) of the values on the way:
+    P, r (FULLY_CONNECTED)        1 LSB of their own format (round to nearest, and the fixed-point multiplier)
+    z = ADD(P, r)                 1 LSB of z + the errors of P and r
+    h = TANH(z)                   2 LSB of h (TFLite's table and TFLite Micro's fixed point differ by one) + z's,
+                                  as |tanh'| <= 1; for the relu family h is z
+    Dense FULLY_CONNECTED         1 LSB of its output; TANH / LOGISTIC / SOFTMAX after it 2 LSB of theirs
+    QUANTIZE of the input 1 LSB; DEQUANTIZE of the outputs exact.
+A step is checked from the state the interpreter carried into it, so an error cannot compound and the bound stays
+tight: a wrong weight, scale or activation, or a lost state, is off by many steps. The free-running error against
+the float64 reference (and the float weights, with --weights) is measured and reported, not bounded: it compounds
+through the recurrence as the model's own quantization error does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import quantization as quant
+from .. import reference
+from ..lowering import portable
+from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..model import Activation, BuiltinOperator, Model
+from ..network import Int8Format, Network, stage_layers
+from .report import Check, VerifyReport
+
+STEP_RUNTIMES = ("litert", "tensorflow", "micro")  # those that give back every tensor after an invoke
+_FIXED_CODES = {BuiltinOperator.TANH: quant.TANH_OUTPUT, BuiltinOperator.LOGISTIC: quant.PROBABILITY_OUTPUT,
+                BuiltinOperator.SOFTMAX: quant.PROBABILITY_OUTPUT}
+_SAME_FORMAT = (BuiltinOperator.RESHAPE, BuiltinOperator.UNPACK, BuiltinOperator.PACK, BuiltinOperator.CONCATENATION,
+                BuiltinOperator.READ_VARIABLE)
+
+
+def formats_check(model: Model, network: Network) -> Check:
+    """What the int8 kernels need of the formats, which no runtime checks (TFLite Micro writes TANH's output as
+    (1/128, 0) whatever the tensor says; CONCATENATION and PACK copy bytes): fixed outputs where the kernel fixes
+    them, equal formats through data movement, weights per channel with zero point 0, biases int32 at input scale x
+    weight scale, every activation int8."""
+    graph = model.subgraphs[0]
+    t = graph.tensors
+    problems = []
+
+    def fmt(index: int) -> Int8Format | None:
+        q = t[index].quantization
+        if t[index].dtype != "int8" or q is None or len(q.scale) != 1:
+            return None
+        return Int8Format(float(q.scale[0]), int(q.zero_point[0]))
+
+    for op in graph.operators:
+        name = t[op.outputs[0]].name if op.outputs else ""
+        if op.code in _FIXED_CODES and fmt(op.outputs[0]) != _FIXED_CODES[op.code]:
+            fixed = _FIXED_CODES[op.code]
+            problems.append(f"'{name}' is {fmt(op.outputs[0])}; the int8 {BuiltinOperator(op.code).name} kernel "
+                            f"writes ({fixed.scale:g}, {fixed.zero_point})")
+        elif op.code in _SAME_FORMAT and op.inputs and any(fmt(i) != fmt(op.inputs[0]) for i in
+                                                           (*op.inputs[:op.code == BuiltinOperator.RESHAPE or None],
+                                                            *op.outputs)):
+            if op.code != BuiltinOperator.READ_VARIABLE:
+                problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
+                                "need one int8 format")
+        elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD) and any(
+                fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
+            problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
+        if op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3:
+            w = t[op.inputs[1]]
+            qw = w.quantization
+            if w.dtype != "int8" or qw is None or len(qw.scale) != w.shape[0] or any(qw.zero_point) or \
+                    qw.quantized_dimension != 0:
+                problems.append(f"'{w.name}': not int8 per output channel with zero point 0")
+            elif op.inputs[2] >= 0:
+                b, x = t[op.inputs[2]], fmt(op.inputs[0])
+                expected = quant.bias_scales(x.scale, np.asarray(qw.scale)) if x else None
+                qb = b.quantization
+                if b.dtype != "int32" or qb is None or expected is None or len(qb.scale) != len(expected) or \
+                        not np.allclose(np.asarray(qb.scale, np.float64), expected, rtol=1e-6, atol=0):
+                    problems.append(f"'{b.name}': not int32 at input scale x weight scale per channel")
+    if problems:
+        return Check("int8.formats", False, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
+                                                                      if len(problems) > 3 else ""))
+    plan = network.int8
+    return Check("int8.formats", True, (
+        f"every op on int8; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data movement in one "
+        f"format; weights per channel, biases int32; interface {'int8' if plan.int8_io else 'float'} (input scale "
+        f"{plan.input.scale:.4g}, zero point {plan.input.zero_point})"))
+
+
+def int8_checks(data: bytes, model: Model, network: Network, report: VerifyReport, runtimes: list[str], *,
+                seed: int, sequences: int, float_weights=None) -> None:
+    """int8.steps on each runtime that gives back every tensor, with the free-running error measured."""
+    for runtime_name in runtimes:
+        if runtime_name not in STEP_RUNTIMES:
+            report.notes.append(f"{runtime_name}: a full-int8 model is verified step by step on LiteRT, tf.lite and "
+                                "TFLite Micro, which give back every tensor; this runtime gives only the outputs")
+            continue
+        report.checks += _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights)
+
+
+class _Graph:
+    """Where the values the checks read are in subgraph 0, by the names the lowering gives them."""
+
+    def __init__(self, model: Model, network: Network):
+        graph = model.subgraphs[0]
+        self.index = {t.name: k for k, t in enumerate(graph.tensors)}
+        serving = next(s for s in model.signatures if s.key == SIGNATURE_KEY)
+        x = graph.tensors[serving.inputs[SIGNATURE_INPUT]]
+        self.state_keys = [k for k in serving.inputs if k.startswith(portable.STATE)]
+        self.inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in self.state_keys)]
+        self.outputs = [i for k, i in serving.outputs.items() if k.startswith(SIGNATURE_OUTPUT)]
+        self.finals = [serving.outputs[k] for k in self.state_keys]
+        self.x_shape = x.shape
+        self.quantized_input = self.index[x.name if network.int8.int8_io else f"{x.name}/int8"]
+        self.steps = {}
+        for layer in network.layers:
+            role = "h" if layer.activation == Activation.TANH else "z"
+            self.steps[layer.name] = [self.index[f"{layer.name}/{role}{t}"] for t in range(network.time_steps)]
+        self.dense = {d.name: (self.index[f"{d.name}/output"], self.index.get(f"{d.name}/{d.activation}"))
+                      for d in network.head}
+        self.graph = graph
+
+    def reads(self) -> list[int]:
+        found = [self.quantized_input] + [i for steps in self.steps.values() for i in steps]
+        return found + [i for pair in self.dense.values() for i in pair if i is not None]
+
+    def final_int8(self) -> list[int]:
+        """The int8 tensors each float output dequantizes (or is, with an int8 interface)."""
+        producers = {o: op for op in self.graph.operators for o in op.outputs}
+        found = []
+        for index in self.outputs + self.finals:
+            op = producers.get(index)
+            found.append(op.inputs[0] if op is not None and op.code in (BuiltinOperator.DEQUANTIZE,
+                                                                        BuiltinOperator.RESHAPE) else index)
+        return found
+
+
+def _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights) -> list[Check]:
+    from .. import runtime
+    from ..runners import micro_arena_bytes
+
+    plan = network.int8
+    where = _Graph(model, network)
+    reads = where.reads()
+    tensors = where.graph.tensors
+    graph_outputs = where.graph.outputs
+    wiring = {"input_positions": [where.graph.inputs.index(i) for i in where.inputs],
+              "output_positions": [graph_outputs.index(i) for i in where.outputs + where.finals],
+              "tensors": reads, "arena": micro_arena_bytes(model)}
+    # LiteRT and tf.lite address tensors by index (every one kept); Micro reads `tensors` after its outputs
+    indices = where.outputs + where.finals + ([] if runtime_name == "micro" else reads)
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(where.x_shape).astype(np.float32) for _ in range(sequences)]
+    given = [quant.quantize_values(x, plan.input) if plan.int8_io else x for x in xs]
+    try:
+        with runtime.load(runtime_name, data, where.inputs[0], indices, extra_inputs=where.inputs[1:],
+                          reset_key=portable.RESET_KEY if network.state == "carry" else None,
+                          **wiring) as interpreter:
+            report.runtimes.append({"name": runtime_name, "version": interpreter.version})
+            runs, states = [], [_zero_state(network, layer) for layer in network.layers]
+            for x in given:
+                fed = states if network.state == "io" else []
+                values = interpreter.run(x, *fed)
+                runs.append((fed, values))
+                if network.state == "io":
+                    states = values[len(where.outputs):len(where.outputs) + len(where.finals)]
+            after_reset = None
+            if network.state == "carry":
+                interpreter.reset()
+                after_reset = interpreter.run(given[0])[:len(where.outputs)]
+    except (RuntimeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, runtime.IsolationError):
+            message = f"the interpreter refused the model: {message}"
+        return [Check("runtime", False, message, runtime=runtime_name)]
+
+    worst, problems, previous = 0.0, [], None
+    outputs_count = len(where.outputs) + len(where.finals)
+    for k, (x, (fed, values)) in enumerate(zip(given, runs)):
+        read = dict(zip(reads, values[outputs_count:]))
+        starts = _starts(network, plan, fed, previous, where, read, k)
+        ratio, problem = _check_invoke(network, plan, where, x, read, starts, values[:outputs_count])
+        worst = max(worst, ratio)
+        if problem:
+            problems.append(f"invoke {k + 1}: {problem}")
+        previous = read
+    identical = True
+    if after_reset is not None:
+        identical = all(np.array_equal(a, b) for a, b in zip(after_reset, runs[0][1][:len(where.outputs)]))
+        if not identical:
+            problems.append(f"after the '{portable.RESET_KEY}' signature the first invoke gives other outputs")
+    error = _free_run_error(network, xs, [v[:len(where.outputs)] for _, v in runs], plan, float_weights)
+    carried = {"carry": "the state carried by the model", "io": "the final states fed back",
+               "zero": "each invoke from zeros"}[network.state]
+    detail = (f"{len(xs)} invokes ({carried}{', then reset' if after_reset is not None else ''}): every step of "
+              f"every op recomputed from the interpreter's own int8 inputs to it, worst {worst:.2f} of its "
+              f"quantization-step bound; free-running, the outputs are {error}")
+    if problems:
+        return [Check("int8.steps", False, f"{'; '.join(problems[:2])}; {detail}", runtime=runtime_name)]
+    return [Check("int8.steps", True, detail, runtime=runtime_name)]
+
+
+def _zero_state(network: Network, layer) -> np.ndarray:
+    shape = (network.batch_size, layer.weights.num_units)
+    if network.int8.int8_io:
+        return np.full(shape, network.int8.layers[layer.name].state.zero_point, np.int8)
+    return np.zeros(shape, np.float32)
+
+
+def _starts(network, plan, fed, previous, where, read, k) -> list[np.ndarray]:
+    """Each direction's state before its first step, as the model should have it (real values)."""
+    starts = []
+    for d, layer in enumerate(network.layers):
+        fmt = plan.layers[layer.name].state
+        if network.state == "io":
+            value = fed[d]
+            starts.append(quant.dequantize_values(value, fmt) if value.dtype == np.int8 else
+                          quant.dequantize_values(quant.quantize_values(value, fmt), fmt))
+        elif network.state == "carry" and previous is not None:
+            steps = where.steps[layer.name]
+            last = steps[0] if _backward(network, layer) else steps[-1]
+            starts.append(quant.dequantize_values(previous[last], fmt))
+        else:
+            starts.append(np.zeros((network.batch_size, layer.weights.num_units)))
+    return starts
+
+
+def _backward(network: Network, layer) -> bool:
+    return any(isinstance(stage, tuple) and stage[1] is layer for stage in network.stages)
+
+
+def _clamp(values: np.ndarray, fmt: Int8Format) -> np.ndarray:
+    return np.clip(values, *quant.representable(fmt))
+
+
+def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float, str | None]:
+    """The worst error / bound over every op of one invoke, and what failed first (None: nothing)."""
+    time_axis = 0 if network.time_major else 1
+    worst, problem = 0.0, None
+
+    def judge(what: str, got: np.ndarray, expected: np.ndarray, bound: float) -> None:
+        nonlocal worst, problem
+        error = float(np.max(np.abs(got - expected), initial=0.0))
+        worst = max(worst, error / bound)
+        if not error <= bound and problem is None:
+            problem = f"{what} off by {error:.4g} (bound {bound:.4g})"
+
+    xq = read[where.quantized_input]
+    source = quant.dequantize_values(xq, plan.input)
+    if not plan.int8_io:
+        judge("QUANTIZE of the input", source, _clamp(x.astype(np.float64), plan.input), plan.input.scale)
+    source = np.swapaxes(source, 0, 1) if network.time_major else source  # batch-major from here
+    k = 0
+    ends = []
+    for index, stage in enumerate(network.stages):
+        outputs_of_stage = []
+        for d, layer in enumerate(stage_layers(stage)):
+            f = plan.layers[layer.name]
+            h = np.stack([quant.dequantize_values(read[i], f.state) for i in where.steps[layer.name]], axis=1)
+            w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
+            projection = _clamp(source @ w.T + b, f.projection)
+            order = range(network.time_steps - 1, -1, -1) if d == 1 else range(network.time_steps)
+            previous = np.empty_like(h)
+            prior = starts[k]
+            for t in order:
+                previous[:, t] = prior
+                prior = h[:, t]
+            recurrent = _clamp(previous @ r.T, f.recurrent)
+            summed = _clamp(reference.activate(projection + recurrent, layer.activation)
+                            if layer.activation != Activation.TANH else projection + recurrent, f.sum)
+            if layer.activation == Activation.TANH:
+                expected = _clamp(np.tanh(summed), f.state)
+                bound = 2 * f.state.scale + f.sum.scale + f.projection.scale + f.recurrent.scale
+            else:
+                expected = summed
+                bound = f.sum.scale + f.projection.scale + f.recurrent.scale
+            judge(f"layer '{layer.name}'", h, expected, bound)
+            outputs_of_stage.append(h)
+            k += 1
+        final = index == len(network.stages) - 1
+        if final and network.last_step:
+            outputs_of_stage = [o[:, 0] if d == 1 else o[:, -1] for d, o in enumerate(outputs_of_stage)]
+        if len(outputs_of_stage) == 2 and (network.merge or not final):
+            outputs_of_stage = [np.concatenate(outputs_of_stage, axis=-1)]
+        source, ends = outputs_of_stage[0], outputs_of_stage
+    for dense in network.head:
+        fc, follower = where.dense[dense.name]
+        f = plan.dense[dense.name]
+        got = quant.dequantize_values(read[fc], f.output).reshape(*source.shape[:-1], dense.units)
+        pre = source @ dense.weights.T.astype(np.float64) + dense.bias
+        if dense.activation in ("relu", "relu6"):
+            pre = reference.activate(pre, Activation.RELU if dense.activation == "relu" else Activation.RELU6)
+        judge(f"Dense '{dense.name}'", got, _clamp(pre, f.output), f.output.scale)
+        if follower is not None:
+            fixed = quant.FIXED_OUTPUTS[dense.activation]
+            activated = quant.dequantize_values(read[follower], fixed).reshape(got.shape)
+            expected = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+                        "softmax": lambda z: reference.softmax(z, beta=1.0)[0]}[dense.activation](got)
+            judge(f"Dense '{dense.name}' {dense.activation}", activated, _clamp(expected, fixed), 2 * fixed.scale)
+            got = activated
+        source, ends = got, [got]
+    # The outputs: the values checked above, dequantized exactly (or as they are, with an int8 interface)
+    finals = where.final_int8()
+    for index, value in zip(finals, outputs):
+        fmt = where.graph.tensors[index].quantization
+        real = quant.dequantize_values(read[index], Int8Format(fmt.scale[0], fmt.zero_point[0])) \
+            if index in read else None
+        if real is not None:
+            shown = quant.dequantize_values(value, Int8Format(fmt.scale[0], fmt.zero_point[0])) \
+                if value.dtype == np.int8 else value
+            judge("an output", shown.reshape(real.shape), real, 1e-6 * (1 + float(np.max(np.abs(real), initial=0))))
+    return worst, problem
+
+
+def _free_run_error(network, xs, runs, plan, float_weights) -> str:
+    """The outputs' error against the float64 reference on the dequantized weights (and the float weights)."""
+    errors, float_errors, states, float_states = [], [], None, None
+    float_network = None
+    if float_weights is not None:
+        from dataclasses import replace
+
+        float_network = replace(network, int8=None, stages=_with_weights(network, float_weights))
+    for x, outputs in zip(xs, runs):
+        expected, finals = reference.run_network(network, x, states)
+        states = finals if network.state != "zero" else None
+        got = list(outputs)
+        errors.append(_errors(network, got, expected))
+        if float_network is not None:
+            expected, finals = reference.run_network(float_network, x, float_states)
+            float_states = finals if network.state != "zero" else None
+            float_errors.append(_errors(network, got, expected))
+    text = _summary(errors) + " of the float64 reference on the dequantized weights"
+    if float_errors:
+        text += f", {_summary(float_errors)} of the float model (--weights)"
+    return text
+
+
+def _errors(network, got, expected) -> np.ndarray:
+    parts = []
+    for g, e in zip(got, expected):
+        if g.dtype == np.int8:  # an int8 interface: the output's own format
+            fmt = _output_format(network)
+            g = quant.dequantize_values(g, fmt)
+        parts.append(np.abs(g.astype(np.float64) - e).ravel())
+    return np.concatenate(parts)
+
+
+def _output_format(network) -> Int8Format:
+    plan = network.int8
+    if network.head:
+        last = network.head[-1]
+        return quant.FIXED_OUTPUTS.get(last.activation, plan.dense[last.name].output)
+    return plan.layers[stage_layers(network.stages[-1])[0].name].state
+
+
+def _summary(errors: list[np.ndarray]) -> str:
+    every = np.concatenate(errors)
+    return f"within max {every.max():.4f} (mean {every.mean():.4f})"
+
+
+def _with_weights(network, weights) -> list:
+    from dataclasses import replace
+
+    given = iter(weights)
+    return [tuple(replace(layer, weights=next(given)) for layer in stage) if isinstance(stage, tuple)
+            else replace(stage, weights=next(given)) for stage in network.stages]
+
+
+def weights_match(network: Network, given: list) -> Check:
+    """--weights against a full-int8 model: each given float weight quantized as `build` quantizes it (per channel,
+    at the model's scales; the bias at its int32 scale) must give the model's int8 values."""
+    plan, formats = network.int8, quant.input_formats(network)
+    for layer, weights in zip(network.layers, given):
+        f = plan.layers[layer.name]
+        if weights is None or (weights.num_units, weights.input_size) != (layer.weights.num_units,
+                                                                          layer.weights.input_size):
+            return Check("weights.match", False, f"layer '{layer.name}': the given weights have another shape")
+        scales = quant.bias_scales(formats[layer.name].scale, f.input_scales)
+        pairs = ((weights.input_weights, layer.weights.input_weights, f.input_scales),
+                 (weights.recurrent_weights, layer.weights.recurrent_weights, f.recurrent_scales))
+        same = all(np.array_equal(np.clip(np.rint(g / s[:, None].astype(np.float64)), -127, 127),
+                                  np.rint(m / s[:, None].astype(np.float64))) for g, m, s in pairs)
+        same = same and np.array_equal(quant.bias_int32(weights.bias, scales), quant.bias_int32(layer.weights.bias,
+                                                                                               scales))
+        if not same:
+            return Check("weights.match", False, f"layer '{layer.name}': the given weights do not quantize to the "
+                                                 "model's int8 values at its scales")
+    return Check("weights.match", True, f"the given float weights of {len(given)} direction(s) quantize to the "
+                                        "model's int8 weights and int32 biases at its scales")
