@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import platform
 import statistics
@@ -670,7 +671,10 @@ def main() -> None:
     command = "scripts/bench.py" + (" --quick" if args.quick else "")
     plot(sweep, args.plot)
     relative_plot = os.path.relpath(args.plot, args.out.parent)
-    args.out.write_text(markdown(headline, sweep, baseline, machine(), command, relative_plot, delegates, forms))
+    text = markdown(headline, sweep, baseline, machine(), command, relative_plot, delegates, forms)
+    # scripts/bench_int8.py's section (full int8 against the converter's) is its own: kept as it was
+    kept = re.search(r"<!-- int8: .*?<!-- /int8 -->\n", args.out.read_text(), re.S) if args.out.exists() else None
+    args.out.write_text(text.rstrip("\n") + "\n\n" + kept.group(0) if kept else text)
     if args.json:
         args.json.write_text(json.dumps({"headline": headline, "sweep": sweep, "baseline_peak_kb": baseline,
                                          "delegates": delegates, "forms": forms}, indent=2))
