@@ -32,8 +32,12 @@ from .report import Check, VerifyReport
 STEP_RUNTIMES = ("litert", "tensorflow", "micro")  # those that give back every tensor after an invoke
 _FIXED_CODES = {BuiltinOperator.TANH: quant.TANH_OUTPUT, BuiltinOperator.LOGISTIC: quant.PROBABILITY_OUTPUT,
                 BuiltinOperator.SOFTMAX: quant.PROBABILITY_OUTPUT}
-_SAME_FORMAT = (BuiltinOperator.RESHAPE, BuiltinOperator.UNPACK, BuiltinOperator.PACK, BuiltinOperator.CONCATENATION,
-                BuiltinOperator.READ_VARIABLE)
+_SAME_FORMAT = (BuiltinOperator.RESHAPE, BuiltinOperator.UNPACK, BuiltinOperator.PACK, BuiltinOperator.CONCATENATION)
+
+
+def _data_inputs(op) -> list[int]:
+    """The inputs whose bytes an op moves (RESHAPE's second is its shape)."""
+    return op.inputs[:1] if op.code == BuiltinOperator.RESHAPE else op.inputs
 
 
 def formats_check(model: Model, network: Network) -> Check:
@@ -58,11 +62,9 @@ def formats_check(model: Model, network: Network) -> Check:
             problems.append(f"'{name}' is {fmt(op.outputs[0])}; the int8 {BuiltinOperator(op.code).name} kernel "
                             f"writes ({fixed.scale:g}, {fixed.zero_point})")
         elif op.code in _SAME_FORMAT and op.inputs and any(fmt(i) != fmt(op.inputs[0]) for i in
-                                                           (*op.inputs[:op.code == BuiltinOperator.RESHAPE or None],
-                                                            *op.outputs)):
-            if op.code != BuiltinOperator.READ_VARIABLE:
-                problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
-                                "need one int8 format")
+                                                           (*_data_inputs(op), *op.outputs)):
+            problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
+                            "need one int8 format")
         elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD) and any(
                 fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
