@@ -195,9 +195,9 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
         sums = [_sum_format(layer.activation, ranges[f"{layer.name}/sum"]) for layer in directions]
         if len(directions) == 2 and directions[0].activation != Activation.TANH:
             # CONCATENATION copies bytes: both directions' states in one format
-            both = [r for layer in directions for r in [ranges[f"{layer.name}/sum"]]]
-            sums = [_sum_format(layer.activation, [min(r[0] for r in both), max(r[1] for r in both)])
-                    for layer in directions]
+            both = [ranges[f"{layer.name}/sum"] for layer in directions]
+            union = [min(low for low, _ in both), max(high for _, high in both)]
+            sums = [_sum_format(layer.activation, union) for layer in directions]
         for layer, sum_format in zip(directions, sums):
             plan_layers[layer.name] = Int8Layer(
                 projection=int8_format(*ranges[f"{layer.name}/projection"]),

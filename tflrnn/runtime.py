@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 from .errors import TflrnnError
-from .runners import LABELS, PACKAGES, RUNTIMES, make_runner, open_runtime
+from .runners import LABELS, PACKAGES, RUNTIMES, _as_input, make_runner, open_runtime
 from .isolation import MAX_HEADER, cap_memory, die_with_parent, frame, parse_header, seconds_setting, size_setting, \
     size_text, stop_child, unpack_arrays
 
@@ -88,11 +88,6 @@ def load(runtime: str, model: bytes, input_index: int, output_indices: list[int]
     return IsolatedInterpreter(runtime, bytes(model), int(input_index), [int(i) for i in output_indices],
                                timeout=seconds_setting(TIMEOUT_SETTING, timeout),  # None: the default
                                memory=size_setting(MEMORY_SETTING, memory), wiring=wiring)
-
-
-def _wire_dtype(array) -> type:
-    """What an input travels as: int8 for a full-integer model's int8 interface, else float32."""
-    return np.int8 if np.asarray(array).dtype == np.int8 else np.float32
 
 
 def _debug() -> bool:
@@ -172,7 +167,7 @@ class IsolatedInterpreter:
     # The interface of a runner.
 
     def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
-        x, *extra = (np.ascontiguousarray(a, dtype=_wire_dtype(a)) for a in (x, *extra))
+        x, *extra = (_as_input(a) for a in (x, *extra))
         steps = x.size // max(1, x.shape[-1]) if x.ndim else 1
         header = {"op": "run", "shape": list(x.shape), "extra": [list(e.shape) for e in extra]}
         _, arrays = self._exchange(header, (x, *extra), "invoke",

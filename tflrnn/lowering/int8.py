@@ -24,9 +24,8 @@ from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, C
 from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
 from .. import quantization as quant
 from .fused import DENSE_OPS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors
+from .portable import _FUSED_IN_ADD, RESET_KEY, STATE, _zeroing
 
-RESET_KEY, STATE = "reset", "state"  # as portable.py's
-_FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1}
 FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CONNECTED 4; ADD, TANH, ... 2
 
 
@@ -111,7 +110,7 @@ def lower(network: Network) -> Model:
             state_inputs.append(given)
             return q, None
         handle = tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
-        handles.append((f"{name}/hidden_state", (batch, units), fmt))
+        handles.append((f"{name}/hidden_state", np.full((batch, units), fmt.zero_point, np.int8), per_tensor(fmt)))
         op(BuiltinOperator.VAR_HANDLE, [], [handle], options=VarHandleOptions(shared_name=handles[-1][0]))
         read = int8(f"{name}/state", (batch, units), fmt)
         op(BuiltinOperator.READ_VARIABLE, [handle], [read])
@@ -277,16 +276,3 @@ def real_values(t: Tensor) -> np.ndarray | None:
     if t.dtype == "int32" and t.data.ndim == 1:
         return quant.dequantized_bias(t.data, np.asarray(q.scale, np.float32))
     return None
-
-
-def _zeroing(handles, name: str) -> Subgraph:
-    """Assign zero (each state's zero point) to every carried state: CALL_ONCE's init, and the `reset` signature."""
-    tensors, operators = [], []
-    for shared_name, shape, fmt in handles:
-        tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
-                    Tensor(f"{shared_name}_zeros", shape, "int8", data=np.full(shape, fmt.zero_point, np.int8),
-                           quantization=per_tensor(fmt))]
-        operators += [Operator(BuiltinOperator.VAR_HANDLE, [], [len(tensors) - 2],
-                               options=VarHandleOptions(shared_name=shared_name)),
-                      Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
-    return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)

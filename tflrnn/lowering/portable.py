@@ -43,7 +43,6 @@ from ..model import (
     op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
-from .int8 import real_values, recover_plan
 from .fused import (SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _sequence, _Tensors, _time_layout, _variables,
                     write_dense_head)
 
@@ -85,7 +84,7 @@ def lower(network: Network) -> Model:
     x = tensors.add(sequence_tensor(f"{base_name(network.stages[0])}/input", network.input_size))
     inputs, state_inputs, state_outputs = [x], [], []
     weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
-    handles = []  # (shared_name, [B, U]) of each carried state
+    handles = []  # (shared_name, its zeros) of each carried state
     loops: list[Subgraph] = []  # the WHILE loops' condition and body subgraphs, after the fixed ones
     first_loop_subgraph = 3 if network.state == "carry" else 1
     if network.state == "carry":
@@ -204,7 +203,7 @@ def lower(network: Network) -> Model:
             state_inputs.append(index)
             return index, None
         handle = tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
-        handles.append((f"{name}/hidden_state", (batch, units)))
+        handles.append((f"{name}/hidden_state", np.zeros((batch, units), np.float32), None))
         operators.append(Operator(BuiltinOperator.VAR_HANDLE, [], [handle],
                                   options=VarHandleOptions(shared_name=handles[-1][0])))
         read = tensors.add(Tensor(f"{name}/state", (batch, units)))
@@ -257,12 +256,14 @@ def lower(network: Network) -> Model:
     return Model(subgraphs=subgraphs, signatures=signatures)
 
 
-def _zeroing(handles: list[tuple[str, tuple[int, int]]], name: str) -> Subgraph:
-    """A subgraph that assigns zeros to every carried state: the init of CALL_ONCE, and the `reset` signature."""
+def _zeroing(handles: list[tuple[str, np.ndarray, object]], name: str) -> Subgraph:
+    """A subgraph that assigns each carried state its zeros (float zeros; int8 ones hold the state's zero point,
+    with its quantization): the init of CALL_ONCE, and the `reset` signature. Shared by the int8 lowering."""
     tensors, operators = [], []
-    for shared_name, shape in handles:
+    for shared_name, zeros, quantization in handles:
         tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
-                    Tensor(f"{shared_name}_zeros", shape, data=np.zeros(shape, np.float32))]
+                    Tensor(f"{shared_name}_zeros", zeros.shape, zeros.dtype.name, data=zeros,
+                           quantization=quantization)]
         operators += [Operator(BuiltinOperator.VAR_HANDLE, [], [len(tensors) - 2],
                                options=VarHandleOptions(shared_name=shared_name)),
                       Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
@@ -377,6 +378,7 @@ def _recover(model: Model) -> Network:
     from ..errors import ModelFormatError
     from ..network import DENSE_ACTIVATIONS, Dense
     from .fused import DENSE_FOLLOWERS, dense_activation
+    from .int8 import real_values, recover_plan
 
     if not model.subgraphs:
         raise ModelFormatError("the model has no subgraphs")
