@@ -2,8 +2,10 @@
 # What a user installs, checked as a user runs it: build the wheel, install it (not editable) into a fresh venv
 # outside the checkout with the extras that need no TensorFlow (keras, onnx, safetensors), and run every command
 # from another directory: the main job, `build --weights` for each format those extras read, inspect, weights,
-# bench, a manifest, the Python API. Then run the `run:` lines of examples/ci/github-actions.yml, as written, in a
-# clean copy of the repository. pip's cache makes the venv cheap after the first run.
+# bench, a manifest, the Python API, and the portable and full-int8 models on every runtime the extras bring (each
+# runtime `verify --runtime all` loads must run a numeric check: none may be skipped silently). Then run the `run:`
+# lines of examples/ci/github-actions.yml, as written, in a clean copy of the repository. pip's cache makes the venv
+# cheap after the first run.
 # Usage: scripts/check_wheel.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv "[test]"  # the test venv writes the sample source models (a .keras file needs Keras)
@@ -26,7 +28,8 @@ step "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-deps -w "$
 wheel=$(ls "$work"/dist/tflrnn-*.whl)
 python="$(readlink -f "$VENV/bin/python")"  # the interpreter the project's venv was made with
 step "$python" -m venv "$work/venv"
-step "$work/venv/bin/python" -m pip install --disable-pip-version-check "$wheel[keras,onnx,safetensors,micro]"
+step "$work/venv/bin/python" -m pip install --disable-pip-version-check "$wheel[keras,onnx,safetensors,micro]" \
+    -c "$ROOT/scripts/constraints.txt"
 step "$VENV/bin/python" "$ROOT/scripts/sample_sources.py" "$work/sources"
 installed=$SECONDS
 
@@ -35,6 +38,32 @@ cd "$work/run"  # not the checkout: the installed package must stand alone
 export PATH="$work/venv/bin:$PATH"
 step python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)"
 step python -c "import tflrnn, pathlib; assert pathlib.Path(tflrnn.__file__).is_relative_to('$work/venv'), tflrnn.__file__"
+
+# `verify MODEL --runtime all --json [arguments]` passes, each of RUNTIMES runs at least one numeric check
+# (numeric.*, int8.steps, int8.outputs, against.*), and so does every other runtime verify loaded.
+cat >"$work/ran.py" <<'EOF'
+import json
+import sys
+
+path, required = sys.argv[1], set(sys.argv[2].split(","))
+report = json.load(open(path))
+assert report["passed"], (path, [c for c in report["checks"] if not c["passed"]])
+loaded = {r["name"] for r in report["runtimes"]}
+numeric = {}
+for check in report["checks"]:
+    if check["runtime"] and check["name"].startswith(("numeric.", "int8.steps", "int8.outputs", "against.")):
+        numeric.setdefault(check["runtime"], []).append(check["name"])
+missing = (required | loaded) - set(numeric)
+assert not missing, f"{path}: no numeric check ran on {sorted(missing)}; loaded {sorted(loaded)}; notes {report['notes']}"
+print(f"check_wheel: {path}: " + "; ".join(f"{r} {', '.join(sorted(set(numeric[r])))}" for r in sorted(numeric)))
+EOF
+verify_everywhere() {  # MODEL RUNTIMES(comma-separated) [verify arguments...]
+    local model="$1" runtimes="$2"
+    shift 2
+    step bash -c 'tflrnn verify "$0" --runtime all --json "$@" >"$0.verify.json"' "$model" "$@"
+    step python "$work/ran.py" "$model.verify.json" "$runtimes"
+    cat "$work/step.log"
+}
 
 echo "check_wheel: the main job, and every command"
 step tflrnn build --units 64 -o rnn.tflite
@@ -50,14 +79,20 @@ for source in rnn.npz rnn.keras rnn.h5 rnn.weights.h5 rnn.onnx rnn.safetensors; 
 done
 step tflrnn verify rnn.onnx.tflite --against "$work/sources/rnn.onnx"
 # The portable lowering on every runtime the wheel's extras bring (LiteRT +/- XNNPACK, CompiledModel, TFLite Micro)
+everywhere=litert,litert+xnnpack,compiled,micro
 step tflrnn build --units 64 --time-steps 50 --lowering portable -o portable.tflite
-step tflrnn verify portable.tflite --runtime all
+verify_everywhere portable.tflite "$everywhere"
 step tflrnn build --weights "$work/sources/rnn.onnx" --lowering portable --recurrence loop -o loop.tflite
-step tflrnn verify loop.tflite --against "$work/sources/rnn.onnx" --runtime all
+verify_everywhere loop.tflite "$everywhere" --against "$work/sources/rnn.onnx"
 # Full int8 for microcontrollers: built from calibration data, verified step by step on LiteRT and TFLite Micro
 step python -c "import numpy as np; np.save('calibration.npy', np.random.default_rng(1).standard_normal((16, 1, 20, 16)).astype(np.float32))"
-step tflrnn build --units 32 --input-size 16 --time-steps 20 --lowering portable --quantize full-int8 --calibration calibration.npy -o int8.tflite
-step tflrnn verify int8.tflite --runtime all
+step bash -c 'tflrnn build --units 32 --input-size 16 --time-steps 20 --lowering portable --quantize full-int8 --calibration calibration.npy -o int8.tflite >int8.build.txt'
+step grep -Eq "TFLite Micro arena [0-9,]+ bytes" int8.build.txt  # the smallest arena it runs in, measured
+step grep -Eq "calibration sequences against the float model \(LiteRT\): error max" int8.build.txt
+# int8.steps reads every tensor back on LiteRT and TFLite Micro; CompiledModel and XNNPACK give only the outputs,
+# held to the float reference by int8.outputs
+verify_everywhere int8.tflite litert,litert+xnnpack,compiled,micro
+step tflrnn verify int8.tflite --data calibration.npy --max-error 0.2  # gated on the user's data
 step tflrnn inspect int8.tflite
 step python - <<EOF
 import tflrnn

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Baseline: TensorFlow's converter making a full-integer int8 SimpleRNN (float interface) from given weights.
+"""Baseline: TensorFlow's converter making a full-integer int8 model (float interface) of a Keras SimpleRNN network.
 
-`weights` is [(W [units, input], R [units, units], b [units]), ...], one tuple per stacked tanh SimpleRNN layer.
-TensorFlow is imported only inside converter_full_int8, so runtime-only use (and the arena trials) stays fast.
+converter_full_int8_keras(model or .keras path, calibration) converts any network tflrnn reads from Keras (stacks,
+relu, Bidirectional, the last step, Dense heads), unrolled; keras_network + seeded_weights make such a model with
+seeded weights (save it as .keras and build tflrnn's model from the same file: both have the same weights).
+converter_full_int8(weights, ...) takes [(W [units, input], R [units, units], b [units]), ...], one tuple per
+stacked SimpleRNN layer. TensorFlow is imported only inside these, so runtime-only use (and the arena trials) stays
+fast.
 
     .venv/bin/python scripts/int8_converter.py        # the demo
 """
@@ -41,25 +45,92 @@ def _quiet():
             os.close(saved[0]), os.close(saved[1])
 
 
-def converter_full_int8(weights, calibration, *, time_steps, batch_size=1) -> bytes:
-    """The converter's full-int8 flatbuffer of the stacked SimpleRNN (return_sequences=True), float in and out.
-    unroll=True because the converter cannot full-int8 the WHILE loop of the rolled graph.
-    calibration: [N, batch, T, input], each sequence one representative sample."""
-    import warnings
-
-    with _quiet():  # importing TF prints absl/oneDNN notices despite TF_CPP_MIN_LOG_LEVEL
+def _tf():
+    """TensorFlow, imported quietly (importing it prints absl/oneDNN notices despite TF_CPP_MIN_LOG_LEVEL)."""
+    with _quiet():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
-    inputs = tf.keras.Input(shape=(time_steps, weights[0][0].shape[1]), batch_size=batch_size)
-    x, layers = inputs, []
-    for W, _, _ in weights:
-        layers.append(tf.keras.layers.SimpleRNN(W.shape[0], return_sequences=True, unroll=True))
-        x = layers[-1](x)
-    model = tf.keras.Model(inputs, x)
-    for layer, (W, R, b) in zip(layers, weights):  # Keras stores the transposes: kernel [input, units]
-        layer.set_weights([np.asarray(W, np.float32).T, np.asarray(R, np.float32).T, np.asarray(b, np.float32)])
+    return tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+
+def keras_network(*, input_size, time_steps, layers, last_step=False, head=(), batch_size=1, unroll=True):
+    """A Keras model of the shapes tflrnn builds: `layers` is a list of (units, activation, bidirectional), one
+    per SimpleRNN (or Bidirectional(SimpleRNN), merge concat) layer in a chain, each returning its sequence except
+    the last with `last_step`; `head` a list of (units, activation) Dense layers after them. unroll=True: the
+    converter cannot full-int8 the WHILE loop of the rolled graph. The weights are Keras' initial ones: set them
+    with `seeded_weights`."""
+    tf = _tf()
+    keras = tf.keras
+    x = inputs = keras.Input(shape=(time_steps, input_size), batch_size=batch_size)
+    for k, (units, activation, bidirectional) in enumerate(layers):
+        sequences = not (last_step and k == len(layers) - 1)
+        rnn = keras.layers.SimpleRNN(units, activation=activation, return_sequences=sequences, unroll=unroll)
+        x = (keras.layers.Bidirectional(rnn, merge_mode="concat") if bidirectional else rnn)(x)
+    for units, activation in head:
+        x = keras.layers.Dense(units, activation=activation)(x)
+    return keras.Model(inputs, x)
+
+
+def seeded_weights(model, seed: int) -> list[np.ndarray]:
+    """Draw every weight of a keras_network model from numpy (the same for any Keras version), as Keras'
+    initializers draw them: kernels glorot-uniform, recurrent kernels orthogonal; biases N(0, 0.1) rather than
+    Keras' zeros, so that the biases' quantization is measured too. Sets them on the model and returns them."""
+    rng = np.random.default_rng(seed)
+
+    def glorot(shape):
+        limit = np.sqrt(6 / (shape[0] + shape[1]))
+        return rng.uniform(-limit, limit, shape)
+
+    def orthogonal(n):
+        q, r = np.linalg.qr(rng.standard_normal((n, n)))
+        return q * np.sign(np.diag(r))
+
+    drawn = []
+    for variable in model.weights:
+        shape, name = tuple(variable.shape), variable.path if hasattr(variable, "path") else variable.name
+        if "recurrent_kernel" in name:
+            drawn.append(orthogonal(shape[0]))
+        elif len(shape) == 2:
+            drawn.append(glorot(shape))
+        else:
+            drawn.append(0.1 * rng.standard_normal(shape))
+    drawn = [a.astype(np.float32) for a in drawn]
+    model.set_weights(drawn)
+    return drawn
+
+
+def _for_converter(config, batch_size):
+    """A Keras model config with every SimpleRNN unrolled and the input's batch fixed (walks the nested dicts)."""
+    if isinstance(config, dict):
+        config = {key: _for_converter(value, batch_size) for key, value in config.items()}
+        if config.get("class_name") == "SimpleRNN" and isinstance(config.get("config"), dict):
+            config["config"]["unroll"] = True
+        for key in ("batch_shape", "batch_input_shape"):
+            if isinstance(config.get(key), (list, tuple)) and config[key]:
+                config[key] = [batch_size, *config[key][1:]]
+        return config
+    if isinstance(config, (list, tuple)):
+        return type(config)(_for_converter(value, batch_size) for value in config)
+    return config
+
+
+def load_keras(path):
+    return _tf().keras.models.load_model(path, compile=False)
+
+
+def converter_full_int8_keras(model, calibration, *, batch_size=1) -> bytes:
+    """The converter's full-int8 flatbuffer (float in and out) of a Keras model (or a .keras path): rebuilt with
+    every SimpleRNN unrolled (the converter cannot full-int8 the rolled WHILE loop) and a fixed batch, the same
+    weights. calibration: [N, batch, T, I], each sequence one representative sample (the converter's model keeps no
+    state: each starts from zeros)."""
+    import warnings
+
+    tf = _tf()
+    if not hasattr(model, "get_config"):
+        model = load_keras(model)
+    rebuilt = model.__class__.from_config(_for_converter(model.get_config(), batch_size))
+    rebuilt.set_weights(model.get_weights())
+    converter = tf.lite.TFLiteConverter.from_keras_model(rebuilt)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     calibration = np.asarray(calibration, np.float32)
     converter.representative_dataset = lambda: ([sample] for sample in calibration)
@@ -69,6 +140,17 @@ def converter_full_int8(weights, calibration, *, time_steps, batch_size=1) -> by
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bytes(converter.convert())
+
+
+def converter_full_int8(weights, calibration, *, time_steps, batch_size=1, activation="tanh") -> bytes:
+    """The converter's full-int8 flatbuffer of the stacked SimpleRNN (return_sequences=True), float in and out,
+    from [(W [units, input], R [units, units], b [units]), ...]."""
+    model = keras_network(input_size=weights[0][0].shape[1], time_steps=time_steps, batch_size=batch_size,
+                          layers=[(W.shape[0], activation, False) for W, _, _ in weights])
+    # Keras stores the transposes: kernel [input, units]
+    model.set_weights([a for W, R, b in weights for a in (np.asarray(W, np.float32).T, np.asarray(R, np.float32).T,
+                                                          np.asarray(b, np.float32))])
+    return converter_full_int8_keras(model, calibration, batch_size=batch_size)
 
 
 def run_litert(model_bytes, xs, xnnpack=True) -> list[np.ndarray]:

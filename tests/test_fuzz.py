@@ -40,6 +40,8 @@ def test_seed_inputs_are_valid(harness):
               for seed in seeds["weights"]]
     cases += [fuzz.Case("build-config", seed.data, seed.suffix, list(seed.args), seed.name)
               for seed in seeds["config"]]
+    cases += [fuzz.Case("build-calibration", seed.data, seed.suffix, list(seed.args), seed.name)
+              for seed in seeds["calibration"]]
     bad = []
     for case in cases:
         result = fuzz.run_case(case, work, "inprocess")  # not forked from this process: see _harness_run
@@ -114,6 +116,9 @@ def test_judge_flags_each_violation(tmp_path):
     assert _judged(tmp_path / "g", "build-config", 2, err="tflrnn: error: x\n", files=[".model.tflite.1.part"])
     assert _judged(tmp_path / "h", "inspect", 1)
     assert _judged(tmp_path / "i", "verify", 0, err="RuntimeWarning: overflow\n")
+    # tflrnn's own warnings are for the user; a stray line beside them is still flagged
+    assert _judged(tmp_path / "j", "inspect", 0, err="warning: input of the network: ...\n") == []
+    assert _judged(tmp_path / "k", "inspect", 0, err="warning: x\nUserWarning: y\n")
 
 
 def test_forked_case_is_killed_at_the_time_limit(tmp_path, monkeypatch):

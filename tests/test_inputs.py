@@ -121,3 +121,63 @@ def test_inspect_text_and_json(tmp_path, cli):
     as_json = json.loads(cli("inspect", out, "--json").out)
     assert as_json["bytes"] == out.stat().st_size
     assert [t["variable"] for t in as_json["subgraphs"][0]["tensors"]] == [False] * 4 + [True, False]
+
+
+def test_config_keys_for_full_int8(tmp_path, cli):
+    """A TOML config with lowering, quantize = "full-int8", calibration and io = "int8": the model is int8 through
+    and through, its input in the calibration data's range; a command-line option still overrides the file."""
+    from tflrnn.model import BuiltinOperator
+    from tflrnn.reader import read
+
+    calibration = np.random.default_rng(3).uniform(-2.0, 6.0, (10, 1, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", calibration)
+    config = tmp_path / "cell.toml"
+    config.write_text(f'num_units = 5\ninput_size = 3\ntime_steps = 4\nlowering = "portable"\n'
+                      f"quantize = \"full-int8\"\ncalibration = '{tmp_path / 'cal.npy'}'\nio = \"int8\"\n")
+    for io, extra in (("int8", []), ("float32", ["--io", "float"])):
+        out = tmp_path / f"{io}.tflite"
+        result = cli("build", "--config", config, *extra, "-o", out)
+        assert result.code == 0, result.err
+        graph = read(out.read_bytes()).subgraphs[0]
+        x, y = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+        assert (x.dtype, y.dtype) == (io, io)
+        assert all(t.dtype in ("int8", "int32") for t in graph.tensors if t.data is not None)
+        steps = [graph.tensors[op.outputs[0]] for op in graph.operators if op.code == BuiltinOperator.TANH]
+        assert len(steps) == 4 and all(t.dtype == "int8" for t in steps)
+        quantized = x if io == "int8" else next(graph.tensors[op.outputs[0]] for op in graph.operators
+                                                if op.code == BuiltinOperator.QUANTIZE)
+        (scale,), (zero_point,) = quantized.quantization.scale, quantized.quantization.zero_point
+        # the calibration data's range, to within half a step (the zero point is a whole number)
+        assert scale * (-128 - zero_point) <= calibration.min() + scale / 2
+        assert scale * (127 - zero_point) >= calibration.max() - scale / 2
+        assert scale <= 1.5 * np.ptp(calibration) / 255  # the calibration data's range, not another
+        assert tflrnn.verify(out, runtime="litert").passed
+
+
+def test_a_config_files_calibration_path_is_relative_to_the_file(tmp_path, cli, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    np.save(tmp_path / "sub" / "cal.npy", np.random.default_rng(3).standard_normal((4, 1, 4, 3)).astype(np.float32))
+    (tmp_path / "sub" / "cell.toml").write_text('num_units = 5\ninput_size = 3\ntime_steps = 4\nlowering = '
+                                                '"portable"\nquantize = "full-int8"\ncalibration = "cal.npy"\n')
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    result = cli("build", "--config", "sub/cell.toml", "-o", "m.tflite")
+    assert result.code == 0, result.err
+    assert (tmp_path / "m.tflite").exists()
+
+
+def test_config_key_recurrence(tmp_path, cli):
+    """A JSON config's `recurrence` decides the portable model's steps: a WHILE loop, or one op per step."""
+    from tflrnn.model import BuiltinOperator
+    from tflrnn.reader import read
+
+    whiles = {}
+    for recurrence in ("loop", "unrolled"):
+        config = tmp_path / f"{recurrence}.json"
+        config.write_text(json.dumps({"units": 4, "input_size": 2, "time_steps": 5, "lowering": "portable",
+                                      "state": "io", "recurrence": recurrence}))
+        out = tmp_path / f"{recurrence}.tflite"
+        assert cli("build", "--config", config, "-o", out).code == 0
+        model = read(out.read_bytes())
+        whiles[recurrence] = sum(op.code == BuiltinOperator.WHILE for op in model.subgraphs[0].operators)
+        assert tflrnn.verify(out).passed
+    assert whiles == {"loop": 1, "unrolled": 0}

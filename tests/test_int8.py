@@ -93,6 +93,22 @@ def test_an_int8_interface_verifies_and_says_its_scales(cli, tmp_path):
     assert cli("verify", out, "--runtime", "micro").code == 0
 
 
+def test_without_tflite_micro_the_arena_says_why_it_is_missing(cli, tmp_path):
+    from support import run_without
+
+    np.save(tmp_path / "cal.npy", _calibration(3, 4))
+    args = ["build", "--units", "4", "--input-size", "3", "--time-steps", "4", "--lowering", "portable", "--quantize",
+            "full-int8", "--calibration", tmp_path / "cal.npy", "-o", tmp_path / "m.tflite"]
+    built = run_without("tflite_micro", args)
+    assert built.returncode == 0, built.stderr
+    assert "full int8 (float interface, TFLite Micro arena not measured: pip install 'tflrnn[micro]')" in built.stdout
+    shown = run_without("tflite_micro", ["inspect", tmp_path / "m.tflite"])
+    assert "TFLite Micro arena not measured: pip install 'tflrnn[micro]'" in shown.stdout
+    float_model = tmp_path / "float.tflite"  # a float model has no arena to measure: nothing said
+    assert cli("build", "--units", "4", "--lowering", "portable", "-o", float_model).code == 0
+    assert "TFLite Micro arena" not in run_without("tflite_micro", ["inspect", float_model]).stdout
+
+
 def test_the_arena_is_the_smallest_micro_runs_in():
     """The measured arena runs the model; 16 bytes less does not."""
     from tflite_micro.python.tflite_micro import runtime as tflm
@@ -111,9 +127,11 @@ def test_the_arena_is_the_smallest_micro_runs_in():
 
 def test_error_against_the_float_recurrence():
     """On the issue's network (U=32, I=16, T=20, 64 calibration sequences), the model's error against the float
-    recurrence of the float weights with the state carried over 8 invokes on LiteRT stays at what was measured
-    (max 0.141 at one sensitive step, the others under 0.07; mean 0.0106): a regression bound. The comparison with
-    the converter on the same weights and data is scripts/bench_int8.py's (BENCHMARKS.md)."""
+    recurrence of the float weights with the state carried over 8 invokes on LiteRT stays at what was measured:
+    mean 0.0101 (0.0106 before issue 18's calibration); max 0.157 at the one step whose input (-4.49) lies beyond the
+    calibration data's range (down to -4.02), where the input saturates as the converter's would (both take the
+    data's range), the other invokes under 0.08. A regression bound; the comparison with the converter on the same
+    weights and data is scripts/bench_int8.py's battery (BENCHMARKS.md)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from tflrnn import reference
@@ -135,7 +153,7 @@ def test_error_against_the_float_recurrence():
         expected, states = reference.run_network(float_network, x, states)
         errors.append(np.abs(interpreter.get_tensor(y_index) - expected[0]))
     errors = np.concatenate([e.ravel() for e in errors])
-    assert errors.max() < 0.15 and errors.mean() < 0.011
+    assert errors.max() < 0.16 and errors.mean() < 0.0102
 
 
 # verify finds what is wrong --------------------------------------------------------------------------------------
@@ -264,3 +282,51 @@ def test_keras_classifier_full_int8(tmp_path, cli):
     steps = [c for c in report["checks"] if c["name"] == "int8.steps"]
     assert {c["runtime"] for c in steps} >= {"litert", "micro"}
     assert all("of the float model (--weights)" in c["detail"] for c in steps)
+
+
+# the sum before TANH, and a lost state ---------------------------------------------------------------------------
+
+
+def test_the_sum_before_tanh_is_clipped_where_tanh_rounds_to_its_ends():
+    """Calibration data that drives z = x W^T + h R^T + b far past where int8 TANH saturates: z's format stops at
+    +-atanh(1 - 1/256), beyond which tanh's int8 output (1/128 a step) no longer changes. So z's representable
+    range, scale (-128 - zp) to scale (127 - zp), is that limit to within one step at each end."""
+    limit = float(np.arctanh(1 - 1 / 256))  # |tanh(z)| >= 1 - 1/256 = 127.5/128: the last int8 step from here on
+    units, size, steps = 8, 3, 6
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal((units, size)) * 2.5).astype(np.float32)
+    r = (rng.standard_normal((units, units)) * 0.5).astype(np.float32)
+    b = (rng.standard_normal(units) * 0.5).astype(np.float32)
+    calibration = (rng.standard_normal((16, 1, steps, size)) * 3).astype(np.float32)
+    z, h = [], np.zeros((1, units))
+    for x in calibration[:, 0].astype(np.float64).reshape(-1, size):  # the float recurrence, state carried
+        z.append(x @ w.T.astype(np.float64) + h @ r.T.astype(np.float64) + b)
+        h = np.tanh(z[-1])
+    z = np.concatenate(z)
+    assert np.abs(z).max() > 4 * limit and np.mean(np.abs(z) > limit) > 0.5  # far past it, most of the time
+    network = network_of(tflrnn.RNNCell(units), weights=tflrnn.CellWeights(w, r, b), time_steps=steps,
+                         lowering="portable", quantize="full-int8", calibration=calibration)
+    graph = read(write(model_of(network))).subgraphs[0]
+    sums = [t for t in graph.tensors if t.name in {f"rnn/z{k}" for k in range(steps)}]
+    assert len(sums) == steps
+    for t in sums:
+        (scale,), (zero_point,) = t.quantization.scale, t.quantization.zero_point
+        low, high = scale * (-128 - zero_point), scale * (127 - zero_point)
+        assert abs(low + limit) <= scale * 1.001 and abs(high - limit) <= scale * 1.001, (t.name, low, high, limit)
+    assert verify(write(model_of(network)), runtime="litert").passed
+
+
+def test_a_lost_state_fails_the_steps_not_the_structure():
+    """The serving subgraph's ASSIGN_VARIABLE removed: the model still loads and runs, each invoke now starting
+    from the zeros `init` wrote. Nothing in its structure says so; int8.steps does, from the second invoke on (the
+    first starts from zeros either way), on LiteRT and TFLite Micro."""
+    model = read(write(model_of(NETWORKS["cell"]())))
+    serving = model.subgraphs[0]
+    assert sum(op.code == BuiltinOperator.ASSIGN_VARIABLE for op in serving.operators) == 1
+    serving.operators = [op for op in serving.operators if op.code != BuiltinOperator.ASSIGN_VARIABLE]
+    data = write(model)
+    for runtime in ("litert", "micro"):
+        report = verify(data, runtime=runtime)
+        assert [(c.name, c.runtime) for c in report.failures] == [("int8.steps", runtime)], report.failures
+        detail = report.failures[0].detail
+        assert detail.startswith("invoke 2: layer 'rnn' off by") and "invoke 1:" not in detail, detail

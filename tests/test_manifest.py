@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -275,3 +276,142 @@ def test_a_hybrid_classifier_is_built_and_verified_without_the_comparison(tmp_pa
     (entry,) = json.loads((tmp_path / "out" / "report.json").read_text())["models"]
     assert entry["passed"] and entry["against"] is None
 
+
+
+# The portable and full-int8 keys: each entry's model has what its keys asked for -----------------------------------
+
+
+def _graph(path: Path):
+    """Subgraph 0 of a built file as tflrnn's own reader sees it."""
+    from tflrnn.reader import read
+
+    return read(path.read_bytes()).subgraphs[0]
+
+
+def _ops(graph) -> list[str]:
+    from tflrnn.model import op_name
+
+    return [op_name(op.code) for op in graph.operators]
+
+
+def _fits(fmt, values: np.ndarray) -> bool:
+    """An int8 format (real = scale (q - zero_point)) is the values' range: it holds all of them, to within half a
+    step (the zero point is a whole number, so an end may move by up to that), with a step at most 1.5 times the
+    finest that would (the range over 255: not another range)."""
+    (scale,), (zero_point,) = fmt.scale, fmt.zero_point
+    low, high = scale * (-128 - zero_point), scale * (127 - zero_point)
+    return (low <= values.min() + scale / 2 and high >= values.max() - scale / 2
+            and scale <= 1.5 * np.ptp(values) / 255)
+
+
+def test_calibration_io_and_full_int8_keys(tmp_path, cli):
+    """A full-int8 entry whose calibration path is relative to the manifest (built from another directory), with
+    an int8 interface and without; the input's format is the calibration data's range (read from that file)."""
+    from tflrnn.model import BuiltinOperator as Op
+
+    (tmp_path / "data").mkdir()
+    calibration = np.random.default_rng(7).uniform(-3.0, 5.0, (12, 1, 5, 3)).astype(np.float32)
+    np.save(tmp_path / "data" / "cal.npy", calibration)
+    manifest = tmp_path / "models.toml"
+    manifest.write_text('[defaults]\nunits = 6\ninput_size = 3\ntime_steps = 5\nlowering = "portable"\n'
+                        'quantize = "full-int8"\ncalibration = "data/cal.npy"\n\n'
+                        '[[models]]\nname = "int8_io"\nio = "int8"\n\n'
+                        '[[models]]\nname = "float_io"\n')
+    result = cli("build", "--manifest", manifest, "--out-dir", tmp_path / "out")
+    assert result.code == 0, result.out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [(m["name"], m["passed"]) for m in report["models"]] == [("int8_io", True), ("float_io", True)]
+
+    for name, edge in (("int8_io", "int8"), ("float_io", "float32")):
+        graph = _graph(tmp_path / "out" / f"{name}.tflite")
+        x, y = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+        assert (x.dtype, y.dtype) == (edge, edge), name
+        assert ("QUANTIZE" in _ops(graph)) == (edge == "float32") and ("DEQUANTIZE" in _ops(graph)) == (
+            edge == "float32"), name
+        weights = {t.name: t.dtype for t in graph.tensors if t.data is not None}
+        assert (weights["rnn/input_weights"], weights["rnn/recurrent_weights"], weights["rnn/bias"]) == (
+            "int8", "int8", "int32") and "float32" not in weights.values(), name
+        computed = [graph.tensors[i] for op in graph.operators if op.code in (Op.FULLY_CONNECTED, Op.ADD, Op.TANH)
+                    for i in op.outputs]
+        assert len(computed) == 1 + 3 * 5 and all(t.dtype == "int8" for t in computed), name  # and every step
+        quantized_input = x if edge == "int8" else next(graph.tensors[op.outputs[0]] for op in graph.operators
+                                                        if op.code == Op.QUANTIZE)
+        assert _fits(quantized_input.quantization, calibration), (name, quantized_input.quantization)
+
+
+def test_recurrence_key_loops_or_unrolls(tmp_path, cli):
+    """Small cells that `auto` unrolls: `recurrence = "loop"` writes a WHILE loop, "unrolled" none; both verify."""
+    manifest = tmp_path / "models.json"
+    manifest.write_text(json.dumps({
+        "defaults": {"units": 4, "input_size": 3, "time_steps": 6, "lowering": "portable"},
+        "models": [{"name": "loop", "recurrence": "loop"}, {"name": "unrolled", "recurrence": "unrolled"},
+                   {"name": "auto"}]}))
+    result = cli("build", "--manifest", manifest, "--out-dir", tmp_path / "out")
+    assert result.code == 0, result.out
+    whiles = {name: _ops(_graph(tmp_path / "out" / f"{name}.tflite")).count("WHILE")
+              for name in ("loop", "unrolled", "auto")}
+    assert whiles == {"loop": 1, "unrolled": 0, "auto": 0}
+    assert all(m["passed"] for m in json.loads((tmp_path / "out" / "report.json").read_text())["models"])
+
+
+@pytest.mark.tensorflow
+def _keras_int8_entry(tmp_path, extra: str = "") -> Path:
+    keras = pytest.importorskip("keras", reason="needs the test extra")
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.SimpleRNN(6, return_sequences=True),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "s.keras")
+    np.save(tmp_path / "cal.npy", np.random.default_rng(8).standard_normal((12, 1, 5, 3)).astype(np.float32))
+    np.save(tmp_path / "data.npy", np.random.default_rng(9).standard_normal((6, 1, 5, 3)).astype(np.float32))
+    (tmp_path / "m.toml").write_text('[[models]]\nname = "k"\nweights = "s.keras"\nlowering = "portable"\n'
+                                     'quantize = "full-int8"\ncalibration = "cal.npy"\n' + extra)
+    return tmp_path / "m.toml"
+
+
+@pytest.mark.tensorflow
+def test_a_full_int8_keras_entry_is_compared_with_its_source_through_its_float_model(tmp_path, cli):
+    """Where TensorFlow is installed the manifest compares an entry with its source by default. A full-int8 model
+    is not the source's float arithmetic, so the float model built beside it is compared with Keras (issue 19:
+    this entry used to fail with a refusal), and the int8 model is held to the float weights."""
+    manifest = _keras_int8_entry(tmp_path)
+    result = cli("build", "--manifest", manifest, "--out-dir", tmp_path / "out")
+    assert result.code == 0, result.out
+    (entry,) = json.loads((tmp_path / "out" / "report.json").read_text())["models"]
+    assert entry["passed"] and entry["against"]["format"] == "keras" and entry["output_shape"] == [1, 5, 2]
+    graph = _graph(tmp_path / "out" / "k.tflite")
+    assert "SOFTMAX" in _ops(graph) and all(t.dtype != "float32" for t in graph.tensors if t.data is not None)
+    report = tflrnn.verify(tmp_path / "out" / "k.tflite", weights=tmp_path / "s.keras")
+    steps = [c for c in report.checks if c.name == "int8.steps"]
+    assert report.passed and steps and all("of the float model (--weights)" in c.detail for c in steps)
+
+
+def test_data_and_max_error_gate_an_entry(tmp_path, cli):
+    """`data` and `max_error`: the entry is run over the user's sequences (a path relative to the manifest) and
+    fails when an output is further from the float model than the bound, so CI fails when a re-calibration
+    degrades a model."""
+    manifest = _keras_int8_entry(tmp_path, 'against = false\ndata = "data.npy"\nmax_error = 0.5\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = cli("build", "--manifest", manifest, "--out-dir", tmp_path / "out", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    jsonschema.validate(report, load_schema(REPORT_SCHEMA))
+    (entry,) = report["models"]
+    assert entry["passed"] and 0 < entry["max_abs_error"] < 0.5
+    manifest.write_text(manifest.read_text().replace("max_error = 0.5", "max_error = 0.0001"))
+    failed = cli("build", "--manifest", manifest, "--out-dir", tmp_path / "out2")
+    assert failed.code == 1 and "k: FAIL" in failed.err + failed.out
+    assert "data" in (tmp_path / "out2" / "report.md").read_text()
+
+
+@pytest.mark.tensorflow
+def test_workers_do_not_deadlock_in_a_process_that_imported_tensorflow(tmp_path):
+    """TensorFlow's threads hold locks that a forked worker inherits locked: build_all called from a process that
+    imported it (a notebook, a test) once hung for ever. Run in a process of its own, with a time limit."""
+    (tmp_path / "m.toml").write_text('[[models]]\nname = "a"\nunits = 4\ninput_size = 3\n\n'
+                                     '[[models]]\nname = "b"\nunits = 5\ninput_size = 3\nlowering = "portable"\n')
+    program = ("import tensorflow\nfrom tflrnn.manifest import build_all, load_manifest\n"
+               "print([o.passed for o in build_all(load_manifest('m.toml'), jobs=2)])")
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[True, True]"

@@ -144,6 +144,7 @@ def test_the_serving_subgraph_is_subgraph_0_and_the_classic_api_runs_it():
     ({"activation": "sign_bit"}, "no builtin op for activation sign_bit"),
 ])
 def test_what_the_portable_lowering_refuses(options, fragment):
+    options = dict(options)  # a copy: pytest hands every run of a case the same dict
     activation = options.pop("activation", "tanh")
     network = network_of(tflrnn.RNNCell(4, activation=activation), **options)
     network.lowering = "portable"
@@ -489,11 +490,14 @@ def test_a_dynamic_time_axis_runs_any_length(state, options):
     with and without XNNPACK; verify resizes it too."""
     from ai_edge_litert.interpreter import OpResolverType
 
+    options = dict(options)  # a copy: pytest shares the parametrize dict between the three states
     layers = options.pop("layers", 1)
     activation = options.pop("activation", "tanh")
     cells = [tflrnn.RNNCell(5, name=f"l{k}", activation=activation) for k in range(layers)]
     network = network_of(cells, input_size=3, time_steps="dynamic", lowering="portable", state=state, **options)
     assert network.loop and network.dynamic_time
+    assert len(network.stages) == layers  # the case's own network, not a plain tanh cell
+    assert {layer.activation for layer in network.layers} == {tflrnn.model.Activation[activation.upper()]}
     data = write(model_of(network))
     assert lowering_recover(data) == network
     for resolver in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):

@@ -150,3 +150,23 @@ def test_option_combinations_that_would_be_ignored_are_refused(tmp_path, cli):
     config = tmp_path / "c.json"
     config.write_text('{"cells": [{"num_units": 4}, {"num_units": 3}]}')
     assert_clean_error(cli("build", "--config", config, "--activation", "relu"), "set --activation per cell")
+
+
+@pytest.mark.parametrize("lowering", ["fused", "portable"])
+def test_a_mixed_stack_is_summarised_layer_by_layer(tmp_path, cli, lowering):
+    # A plain layer, then a bidirectional one: two ops of two kinds, not "one BIDIRECTIONAL_SEQUENCE_RNN model"
+    config = tmp_path / "mixed.json"
+    config.write_text(json.dumps({"cells": [{"num_units": 5}, {"num_units": 4, "bidirectional": True}],
+                                  "input_size": 3, "time_steps": 4}))
+    out = tmp_path / "mixed.tflite"
+    result = cli("build", "--config", config, "--lowering", lowering, "-o", out)
+    assert result.code == 0, result.err
+    line = result.out.splitlines()[0]
+    op = "UNIDIRECTIONAL_SEQUENCE_RNN + BIDIRECTIONAL_SEQUENCE_RNN" if lowering == "fused" else "portable lowering"
+    assert line.startswith(f"{out}: {op} input [1, 4, 3] -> output [1, 4, 8], 2 layers (rnn/cell_0 5 tanh, "
+                           "rnn/cell_1 forward and backward 4 tanh), "), line
+    summary = json.loads(cli("build", "--config", config, "--lowering", lowering, "--json", "-o", out).out)
+    assert summary["op"] == op
+    both = cli("build", "--units", 4, "--layers", 2, "--bidirectional", "--lowering", lowering, "-o", out).out
+    assert "2 layers (rnn/cell_0 forward and backward 4 tanh, rnn/cell_1 forward and backward 4 tanh)" in both
+    assert both.startswith(f"{out}: {'BIDIRECTIONAL_SEQUENCE_RNN' if lowering == 'fused' else op} input")

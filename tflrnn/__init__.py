@@ -1,4 +1,6 @@
-"""tflrnn: TensorFlow Lite models with the fused UNIDIRECTIONAL_SEQUENCE_RNN op, written directly and verified.
+"""tflrnn: TensorFlow Lite models of recurrent networks, written directly as a flatbuffer (the fused
+UNIDIRECTIONAL_SEQUENCE_RNN op, or a portable lowering of plain builtin ops, in float or full int8) and verified on
+every TFLite runtime.
 
     cell = tflrnn.RNNCell(64, activation="tanh")
     data = tflrnn.build(cell, input_size=32, time_steps=50)     # .tflite bytes
@@ -6,8 +8,9 @@
     info = tflrnn.inspect(data)                                  # what the file holds
 
 Modules: network (what is built), lowering (network <-> model), model (the flatbuffer description), writer /
-reader (flatbuffer both ways), builder (build), metadata, cell, weights, config, reference (numpy), runtime (LiteRT),
-verification (verify), inspection (inspect), weights (in and out), cli.
+reader (flatbuffer both ways), builder (build), quantization (full int8), metadata, cell, weights, config,
+reference (numpy), runtime / runners (LiteRT, tf.lite, CompiledModel, TFLite Micro), verification (verify),
+inspection (inspect), weights (in and out), cli.
 Nothing here imports tensorflow. Names are imported on first use, so `tflrnn build` loads only what it runs.
 """
 

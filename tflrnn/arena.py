@@ -54,6 +54,14 @@ def micro_installed() -> bool:
     return importlib.util.find_spec("tflite_micro") is not None
 
 
+def not_measured() -> str:
+    """Why a full-int8 model's arena is not given (minimum_arena returned None): what to install, or that TFLite
+    Micro did not run the model."""
+    if not micro_installed():
+        return "not measured: pip install 'tflrnn[micro]'"
+    return "not measured: TFLite Micro did not allocate and run the model"
+
+
 def minimum_arena(data: bytes, upper: int) -> int | None:
     """The smallest arena (bytes, a multiple of 16) the model allocates and runs in, searched up to `upper`; None
     when tflite-micro is not installed or the model does not run in `upper` bytes."""

@@ -1,8 +1,10 @@
 """bench(): invoke latency through LiteRT's classic interpreter.
 
 `litert-benchmark` and LiteRT's CompiledModel cannot load variable tensors, so they cannot time these models.
-Each timed invoke starts a new sequence: the state is reset (untimed) before it. With `vs`, the two models are
-timed alternately, pair by pair, so both see the same machine state and the ratio is measured, not derived.
+Each timed invoke starts a new sequence: the state is reset (untimed) before it, through the model's `reset`
+signature where it has one (a portable model's state is in resource variables, which `reset_all_variables()`
+leaves as they are), else with `reset_all_variables()` (the fused ops' variable tensors). With `vs`, the two models
+are timed alternately, pair by pair, so both see the same machine state and the ratio is measured, not derived.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from .errors import ConfigError, ModelFormatError
 from .files import model_bytes, native_stderr_silenced
+from .lowering.portable import RESET_KEY
 
 
 def bench(model, *, vs=None, runs: int = 100, warmup: int = 10, threads: int = 1, seed: int = 0) -> dict:
@@ -67,9 +70,19 @@ class _Subject:
         rng = np.random.default_rng(seed)
         self.inputs = [(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"])) for d in details]
         self.bytes = len(data)
+        self.reset_key = RESET_KEY if RESET_KEY in self.interpreter.get_signature_list() else None
+
+    def reset(self) -> None:
+        """Zero the state: a portable model's resource variables through its reset signature (a runner is not kept:
+        it would hold the interpreter's internals and make invoke() refuse), the fused ops' variable tensors with
+        reset_all_variables() (a model with neither has no state to reset)."""
+        if self.reset_key is None:
+            self.interpreter.reset_all_variables()
+        else:
+            self.interpreter.get_signature_runner(self.reset_key)()
 
     def invoke(self) -> float:
-        self.interpreter.reset_all_variables()
+        self.reset()
         for index, value in self.inputs:
             self.interpreter.set_tensor(index, value)
         start = time.perf_counter_ns()

@@ -87,8 +87,34 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     network = network_of(cell, **options)
     model = model_of(network)
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
+    summary = summary_of(network, model, data, path)
+    if network.int8 is not None:  # measured before the file is written: a model that cannot run is not written
+        float_network = network_of(cell, **{**options, "quantize": None, "calibration": None, "io": "float"})
+        summary["int8"]["calibration"] = calibration_report(network, model, data, float_network,
+                                                            options["calibration"])
     write_atomic(path, data)
-    return summary_of(network, model, data, path)
+    return summary
+
+
+def calibration_report(network: Network, model: Model, data, float_network: Network, calibration) -> dict:
+    """A full-int8 model on its own calibration data, run by LiteRT's builtin kernels the way the model keeps its
+    state, against the float network it was quantized from: the max and mean error, the share of each role's
+    values its int8 format clips, and warnings for ranges that leave a tensor one or two int8 levels."""
+    from . import quantization
+    from .verification.data import measure
+
+    sequences = (quantization.calibration_sequences(calibration, network) if isinstance(calibration, np.ndarray)
+                 else quantization.load_calibration(calibration, network))
+    measured = measure(bytes(data), model, network, sequences, [("litert", False)], float_network)
+    run = measured.runs[0]
+    warnings = [f"{where}: the calibration values use {count} of the 256 int8 levels (a constant, or an outlier "
+                "that stretches the range, leaves the rest no resolution)"
+                for where, count in measured.levels.items() if count <= 2]
+    if run.refused:
+        raise ConfigError(f"the full-int8 model does not run on LiteRT ({run.refused[:200]})"
+                          + (f"; {warnings[0]}" if warnings else ""))
+    return {"sequences": len(sequences), "runtime": "litert", "max_error": run.max_error,
+            "mean_error": run.mean_error, "clipped": measured.clipped, "warnings": warnings}
 
 
 def summary_of(network: Network, model: Model, data, path=None) -> dict:
@@ -109,8 +135,9 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
         "path": str(path),
         "quantize": ("full-int8" if network.int8 is not None else
                      "int8" if any(layer.int8 is not None for layer in network.layers) else None),
-        "op": ("portable lowering" if network.lowering == "portable" else
-               "BIDIRECTIONAL_SEQUENCE_RNN" if network.bidirectional else OP_NAME),
+        "op": ("portable lowering" if network.lowering == "portable" else  # the fused ops, in order of appearance
+               " + ".join(dict.fromkeys("BIDIRECTIONAL_SEQUENCE_RNN" if isinstance(stage, tuple) else OP_NAME
+                                        for stage in network.stages))),
         "lowering": network.lowering,
         "state": network.state,
         "recurrence": "loop" if network.loop else "unrolled" if network.lowering == "portable" else None,

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from pathlib import Path
 
@@ -44,11 +45,22 @@ class _SizeOrDynamic(click.ParamType):
 _size_or_dynamic = _SizeOrDynamic()
 
 
+class _BatchSize(_SizeOrDynamic):
+    """An integer. "dynamic" is still passed on, for the library to say why a batch cannot be, but help does not
+    offer it."""
+
+    name = "integer"
+
+
+_batch_size = _BatchSize()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tflrnn")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 def cli(debug: bool) -> None:
-    """Write and verify TFLite models with the fused UNIDIRECTIONAL_SEQUENCE_RNN op."""
+    """Write and verify TFLite RNN models: the fused RNN ops (UNIDIRECTIONAL_SEQUENCE_RNN, stacked and
+    bidirectional) or plain builtin ops every TFLite runtime runs (--lowering portable, float or full int8)."""
     global _debug
     _debug = _debug or debug
     if debug:
@@ -59,10 +71,13 @@ def cli(debug: bool) -> None:
 @click.option("--units", type=int, help="num_units (default: from --config or --weights).")
 @click.option("--input-size", type=int, help="Features per time step (default: from the weights, else units).")
 @click.option("--time-steps", type=_size_or_dynamic,
-              help="Steps per invoke (default 1), or 'dynamic': any length, set by resizing the input.")
-@click.option("--batch-size", type=_size_or_dynamic, help="Batch (default 1); fixed, because the state is [batch, units].")
+              help="Steps per invoke (default: the source's, else 1), or 'dynamic': any length, set by resizing the "
+                   "input.")
+@click.option("--batch-size", type=_batch_size,
+              help="Batch (default: the source's, else 1); fixed, because the state is [batch, units].")
 @click.option("--activation", help="tanh (default), relu, relu6, linear/none, relu_n1_to_1, sign_bit.")
-@click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] (default).")
+@click.option("--time-major/--batch-major", default=None,
+              help="Input layout [T,B,I] or [B,T,I] (default: the source's, else batch-major).")
 @click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")
 @click.option("--layers", type=int, help="Stack this many copies of the cell (names <name>/cell_<k>), one op each.")
 @click.option("--last-step/--all-steps", "last_step", default=None,
@@ -85,7 +100,8 @@ def cli(debug: bool) -> None:
               help="With --quantize int8: quantize inputs asymmetrically at run time (op version 3, runtime 2.3.0).")
 @click.option("--lowering", type=click.Choice(["fused", "portable"]),
               help="fused (default): TFLite's fused RNN ops; portable: plain builtin ops that every TFLite runtime "
-                   "runs (fixed time steps, float weights).")
+                   "runs (the steps unrolled or in a WHILE loop, a fixed or dynamic time axis, float or --quantize "
+                   "full-int8).")
 @click.option("--state", type=click.Choice(["carry", "io", "zero"]),
               help="carry (default): the state lives in the model across invokes; io: an input and an output the "
                    "caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).")
@@ -114,7 +130,8 @@ def cli(debug: bool) -> None:
 def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
           bidirectional, merge, quantize, calibration, io, asymmetric_inputs, lowering, state, recurrence, seed, weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
-    """Write a .tflite with one fused RNN op and a zero-initialised variable state."""
+    """Write a .tflite: fused RNN ops (one per layer) or the portable lowering, the state carried in the model
+    (zero at first and after a reset), given by the caller, or none."""
     from .builder import build_file
     from .config import BuildOptions, resolve_build_options
 
@@ -125,8 +142,11 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         if single:
             raise TflrnnError(f"--manifest builds what the manifest says; drop {', '.join('--' + n.replace('_', '-') for n in single)}")
         ctx.exit(_build_manifest(manifest, out_dir, check, jobs, as_json))
-    if check or jobs is not None:
-        raise TflrnnError("--check and --jobs go with --manifest")
+    manifest_only = [f"--{name.replace('_', '-')}" for name in ("out_dir", "check", "jobs")
+                     if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if manifest_only:
+        raise TflrnnError(f"--out-dir, --check and --jobs go with --manifest; without one, build writes the model -o "
+                          f"names: drop {', '.join(manifest_only)}")
 
     options = BuildOptions(num_units=units, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
                            activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
@@ -147,12 +167,12 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     for source in plan.sources or ([plan.source] if plan.source is not None else []):
         click.echo(f"read {weights}: {source.describe(activation)}")
     layout = "time-major" if summary["time_major"] else "batch-major"
-    if summary["bidirectional"] and len([op for op in summary["ops"] if op.endswith("SEQUENCE_RNN")]) == 1:
+    stages = _stages(summary["layers"])
+    if summary["bidirectional"] and len(stages) == 1:
         layer = summary["layers"][0]
         what = f"forward and backward {layer['units']} {layer['activation']}"
-    elif summary["bidirectional"]:
-        what = f"{len(summary['layers'])} cells (" + ", ".join(
-            f"{layer['name']} {layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
+    elif summary["bidirectional"]:  # layer by layer, one way or both (a plain layer, then a bidirectional one...)
+        what = f"{len(stages)} layers (" + ", ".join(stages) + ")"
     elif len(summary["layers"]) == 1:
         what = f"state {summary['state_shape']}, {summary['activation']}"
     else:
@@ -166,13 +186,38 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         what += f", steps {summary['recurrence']}"
     if summary.get("int8"):
         arena = summary["int8"]["micro_arena_bytes"]
-        what += (f", full int8 ({summary['int8']['io']} interface"
-                 + (f", TFLite Micro arena {arena:,} bytes)" if arena else ")"))
+        from .arena import not_measured
+
+        what += (f", full int8 ({summary['int8']['io']} interface, TFLite Micro arena "
+                 + (f"{arena:,} bytes)" if arena else f"{not_measured()})"))
     click.echo(
         f"{output}: {summary['op']} input {summary['input_shape']} -> output {summary['output_shape']}, "
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"
     )
     click.echo("  " + _sizes_line(summary))
+    calibration = (summary.get("int8") or {}).get("calibration")
+    if calibration:
+        from .verification.data import clipped_text
+
+        click.echo(f"  on its {calibration['sequences']} calibration sequences against the float model (LiteRT): "
+                   f"error max {calibration['max_error']:.4g}, mean {calibration['mean_error']:.4g}; beyond the int8 "
+                   f"formats: {clipped_text(calibration['clipped'])}")
+        for warning in calibration["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
+
+
+def _stages(layers: list[dict]) -> list[str]:
+    """The summary's layers stage by stage: `rnn/cell_0 5 tanh`, a bidirectional one as `rnn/cell_1 forward and
+    backward 4 tanh` (its directions are named <name>/fw and <name>/bw)."""
+    stages, previous = [], None
+    for layer in layers:
+        base, _, direction = layer["name"].rpartition("/")
+        if direction == "bw" and previous is not None and previous["name"] == f"{base}/fw":
+            stages[-1] = f"{base} forward and backward {layer['units']} {layer['activation']}"
+        else:
+            stages.append(f"{layer['name']} {layer['units']} {layer['activation']}")
+        previous = layer
+    return stages
 
 
 def _quantization_text(q: dict | None) -> str:
@@ -269,16 +314,24 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
 @click.option("--sequences", type=int, default=DEFAULT_SEQUENCES, show_default=True,
               help="Consecutive invokes (the state must carry across them).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--data", type=_path,
+              help="Your own input sequences, .npy or .npz [N,B,T,I] ([N,T,B,I] time-major): run the model over them "
+                   "(the state as it keeps it) against the float network, and report the max and mean error and, for "
+                   "a full-int8 model, the share of values each int8 format clips.")
+@click.option("--max-error", type=float,
+              help="With --data: fail when an output is further than this from the float network (the float weights "
+                   "of --weights when given, else the model's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schemas/verify-report.schema.json).")
 @click.pass_context
 def verify(ctx, model, weights, against, source_format, layer, scope, layer_index, runtime, atol, rtol, sequences,
-           seed, as_json):
-    """Run MODEL in LiteRT against the numpy reference and check its structure."""
+           seed, data, max_error, as_json):
+    """Check MODEL's structure and run it against the numpy reference: on LiteRT, or with --runtime on tf.lite,
+    LiteRT's CompiledModel API, TFLite Micro or all of them."""
     from .verification import verify as verify_model
 
     report = verify_model(model, weights=weights, against=against, format=source_format, layer=layer,
                           scope=scope, layer_index=layer_index, runtime=runtime, atol=atol, rtol=rtol,
-                          sequences=sequences, seed=seed)
+                          sequences=sequences, seed=seed, data=data, max_error=max_error)
     if as_json:
         click.echo(_json(report.to_dict()))
     else:
@@ -305,7 +358,8 @@ def inspect(model, as_json):
     """Show what MODEL holds: tensors, ops, options, signature, metadata. Reads the file only."""
     from .inspection import inspect as inspect_model
 
-    info = inspect_model(model).to_dict()
+    inspected = inspect_model(model)
+    info = inspected.to_dict()
     if as_json:
         click.echo(_json(info))
         return
@@ -341,6 +395,10 @@ def inspect(model, as_json):
     if info["micro_arena_bytes"] is not None:
         click.echo(f"TFLite Micro arena: {info['micro_arena_bytes']:,} bytes (the smallest it allocates and runs in, "
                    "measured)")
+    elif inspected.full_int8:
+        from .arena import not_measured
+
+        click.echo(f"TFLite Micro arena {not_measured()}")
     for key, value in info["metadata"].items():
         shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         click.echo(f"metadata {key}: {shown}")
@@ -361,7 +419,8 @@ def weights(model, output, names, as_json):
         click.echo(_json(written))
     else:
         arrays = ", ".join(f"{k} {v}" for k, v in written["arrays"].items())
-        click.echo(f"{output}: {arrays} (weights sha256 {written['weights_sha256']})")
+        structure = ", and how the layers connect: build --weights rebuilds the model" if written["network"] else ""
+        click.echo(f"{output}: {arrays} (weights sha256 {written['weights_sha256']}){structure}")
 
 
 def _json(document) -> str:
@@ -380,7 +439,9 @@ def _terminate(signum, frame) -> None:
 @click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the timings as JSON.")
 def bench(model, other, runs, warmup, threads, as_json):
-    """Invoke latency of MODEL in LiteRT's classic interpreter (state reset before each invoke)."""
+    """Invoke latency of MODEL on LiteRT's classic Interpreter with its default XNNPACK delegate (which runs what it
+    supports of a portable model; the fused RNN ops run on the builtin kernels), the state reset before each timed
+    invoke (a portable model's through its reset signature)."""
     from .benchmark import bench as run_bench
 
     result = run_bench(model, vs=other, runs=runs, warmup=warmup, threads=threads)
@@ -420,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message(), exc.exit_code)
     except TflrnnError as exc:
         if _debug:
-            raise
+            traceback.print_exc()  # the traceback first; the line and the exit code are those without --debug
         _fail(str(exc), exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
         _fail("interrupted", 130)
@@ -431,8 +492,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except Exception as exc:  # a bug: still one line unless asked for the traceback
         if _debug:
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 3)
+            traceback.print_exc()
+        hint = "" if _debug else " (rerun with --debug for the traceback)"
+        _fail(f"internal error: {type(exc).__name__}: {exc}{hint}", 3)
     sys.exit(code if isinstance(code, int) else 0)
 
 

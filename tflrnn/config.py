@@ -81,7 +81,10 @@ def load_config(path) -> dict:
     if isinstance(document, dict) and isinstance(document.get("config"), dict) and "class_name" in document:
         document = document["config"]  # keras.layers.serialize() wraps get_config() like this
     validate(document, CELL_CONFIG_SCHEMA, str(path))
-    return _settings(document, str(path))
+    settings = _settings(document, str(path))
+    if "calibration" in settings:  # a path in a config file is relative to the file, as in a manifest
+        settings["calibration"] = str(path.parent / settings["calibration"])
+    return settings
 
 
 MAX_NESTING = 64  # levels of tables, arrays or dotted keys in a config or manifest: real ones use three
@@ -256,10 +259,13 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
         found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
                                             layer=layer, layer_index=layer_index)
         declared = found[0].declared.sizes() if found[0].declared is not None else {}
+        names = implied.pop("layer_names", None)  # an .npz's record: each layer's name, unless --name renames them
         if kind != "cell":
             structure = {key: implied[key] for key in ("bidirectional", "head") if key in implied}
+            if names is not None and "name" not in settings:
+                structure["layer_names"] = names
             return _imported_model(found, kind, {**implied, **declared, **settings, **structure})
-        settings = {**declared, **settings}
+        settings = {**implied, **({"name": names[0]} if names else {}), **declared, **settings}
         source = found[0]
     weights = source.weights if source else None
     units = settings.get("num_units")
@@ -291,8 +297,10 @@ def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
         raise ConfigError(f"num_units={units} does not match the weights: {found[0].layer} has "
                           f"{found[0].weights.num_units} units")
     weights = [c.weights for c in found]
+    names = settings.get("layer_names")  # each layer's own name, where the source records them (an .npz's record)
     if kind == "bidirectional":
-        cell = RNNCell(found[0].weights.num_units, activation=found[0].activation or given, name=base)
+        cell = RNNCell(found[0].weights.num_units, activation=found[0].activation or given,
+                       name=names[0] if names else base)
         layout = {**_layout(settings, bidirectional=True), "bidirectional": True}
         return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
     if kind == "network":  # a Keras model: layers one way or both, then maybe Dense layers
@@ -300,14 +308,14 @@ def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
         cells, position = [], 0
         for k, flag in enumerate(flags):
             c = found[position]
-            name = base if len(flags) == 1 else f"{base}/cell_{k}"
+            name = names[k] if names else base if len(flags) == 1 else f"{base}/cell_{k}"
             cells.append(RNNCell(c.weights.num_units, activation=c.activation or given, name=name))
             position += 2 if flag else 1
         layout = {**_layout(settings, bidirectional=True), "bidirectional": flags,
                   "head": settings.get("head")}
         return BuildPlan(options={"cell": cells, "weights": weights, **layout}, source=found[0], sources=found)
-    cells = [RNNCell(c.weights.num_units, activation=c.activation or given, name=f"{base}/cell_{k}")
-             for k, c in enumerate(found)]
+    cells = [RNNCell(c.weights.num_units, activation=c.activation or given,
+                     name=names[k] if names else f"{base}/cell_{k}") for k, c in enumerate(found)]
     return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)}, source=found[0],
                      sources=found)
 

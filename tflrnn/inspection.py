@@ -23,6 +23,7 @@ class Inspection:
     bytes: int
     sha256: str
     micro_arena_bytes: int | None = None  # measured for a portable model, with tflite-micro installed
+    full_int8: bool = False  # a full-int8 network tflrnn wrote: the model a microcontroller runs
 
     def to_dict(self) -> dict:
         m = self.model
@@ -68,24 +69,30 @@ def inspect(model) -> Inspection:
     """Describe a model given as a path or as bytes. Raises TflrnnError when it is not a readable TFLite file."""
     data, source = model_bytes(model)
     description = read(data)
-    return Inspection(description, source, len(data), sha256(data), _micro_arena(data, description))
+    full_int8 = _full_int8(description)
+    return Inspection(description, source, len(data), sha256(data),
+                      _micro_arena(data, description) if full_int8 else None, full_int8)
+
+
+def _full_int8(description: Model) -> bool:
+    """Whether the model is a full-int8 network tflrnn wrote (not a model tflrnn cannot read as one)."""
+    from .errors import TflrnnError
+    from .lowering import lowering_of_model, portable
+
+    if lowering_of_model(description) != "portable":
+        return False
+    try:
+        return portable.recover(description).int8 is not None
+    except TflrnnError:
+        return False
 
 
 def _micro_arena(data: bytes, description: Model) -> int | None:
-    """The smallest TFLite Micro arena a full-int8 model runs in (measured: arena.py); None for other models (a
-    microcontroller runs full int8), a model tflrnn cannot read as one, or without tflite-micro."""
+    """The smallest TFLite Micro arena a full-int8 model runs in (measured: arena.py; a microcontroller runs full
+    int8); None without tflite-micro, or when TFLite Micro does not run it."""
     from .arena import minimum_arena
-    from .errors import TflrnnError
-    from .lowering import lowering_of_model, portable
     from .runners import micro_arena_bytes
 
-    if lowering_of_model(description) != "portable":
-        return None
-    try:
-        if portable.recover(description).int8 is None:
-            return None
-    except TflrnnError:
-        return None
     return minimum_arena(data, micro_arena_bytes(description))
 
 

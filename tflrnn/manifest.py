@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +72,7 @@ def load_manifest(path) -> list[Entry]:
         seen.add(item["name"])
         settings = {**defaults, **item}
         paths = {}
-        for key in ("weights", "config", "calibration"):
+        for key in ("weights", "config", "calibration", "data"):
             if key in settings:
                 settings[key] = str((path.parent / settings[key]).resolve())
                 paths[settings[key]] = Path(os.path.relpath(settings[key], path.parent.resolve())).as_posix()
@@ -103,9 +105,18 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
                     and not refused):
                 skipped = missing_runner(plan.source.format) if wanted is None else None
                 against = None if skipped else s["weights"]
-            report = verify(data, weights=plan.options["weights"], against=against, format=s.get("format"),
-                            layer=s.get("layer"), scope=s.get("scope"), layer_index=s.get("layer_index"),
-                            atol=s.get("atol", DEFAULT_ATOL), rtol=s.get("rtol", DEFAULT_RTOL)).to_dict()
+            source = {"format": s.get("format"), "layer": s.get("layer"), "scope": s.get("scope"),
+                      "layer_index": s.get("layer_index"), "atol": s.get("atol", DEFAULT_ATOL),
+                      "rtol": s.get("rtol", DEFAULT_RTOL)}
+            # A full-int8 model is not the source's float arithmetic: its float model, built beside it from the
+            # same entry, is what is compared with the source; the int8 model is held to the float weights
+            # (weights.match, its error) and to `data` / `max_error`.
+            beside = against if network.int8 is not None else None
+            verified = verify(data, weights=plan.options["weights"], against=None if beside else against,
+                              data=s.get("data"), max_error=s.get("max_error"), **source)
+            if beside is not None:
+                _compare_float_model(verified, plan.options, beside, source)
+            report = verified.to_dict()
     except TflrnnError as exc:
         return Outcome(entry.name, error=str(exc), paths=entry.paths)
     except Exception as exc:  # one entry's bug must not take the others down; it is still reported
@@ -122,6 +133,24 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     return Outcome(entry.name, data, summary, report, against_skipped=skipped, paths=entry.paths)
 
 
+def _compare_float_model(report, options: dict, against, source: dict) -> None:
+    """Verify the float model of an int8 entry against its source, and add that comparison to the int8 model's
+    report (with any other check of the float model that failed)."""
+    from .builder import model_of, network_of
+    from .verification import verify
+    from .writer import write
+
+    float_network = network_of(**{**options, "quantize": None, "calibration": None, "io": "float"})
+    float_report = verify(write(model_of(float_network)), against=against, **source)
+    for check in float_report.checks:
+        if check.kind == "against" or not check.passed:
+            check.detail = f"the float model built beside it from the same entry: {check.detail}"
+            report.checks.append(check)
+    report.against = float_report.against
+    report.notes.append("the int8 model is compared with its source through the float model built beside it; "
+                        "the int8 model itself is held to the float weights and, with `data`, to your sequences")
+
+
 def build_all(entries: list[Entry], jobs: int | None = None, on_result=None, check_models: bool = True
               ) -> list[Outcome]:
     """Build (and verify) every entry, `jobs` at a time (default: all cores); results in manifest order."""
@@ -133,7 +162,11 @@ def build_all(entries: list[Entry], jobs: int | None = None, on_result=None, che
             if on_result:
                 on_result(results[entry.name])
     else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint) as pool:
+        # A process that has imported TensorFlow (the API called from a notebook or a test) holds its threads' locks,
+        # and a forked worker deadlocks on them: then the workers start afresh. Otherwise the platform's default
+        # (a fork on Linux: cheap, and it imports nothing again, so no other tflrnn on the path can shadow this one).
+        context = multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else None)
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint, mp_context=context) as pool:
             futures = [pool.submit(build_entry, entry, check_models) for entry in entries]
             try:
                 for future in as_completed(futures):

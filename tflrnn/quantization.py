@@ -3,14 +3,24 @@
 `calibrate(network, sequences)` returns the same network with an `Int8Plan` (network.py) and the weights the int8
 model computes with: W, R and Dense kernels symmetric per output channel (q = round(w / s_c), s_c = max|w_c| / 127),
 biases int32 at (input scale x s_c), the weights of the network their dequantized values. Activations are asymmetric
-int8 over the range the float reference reaches on the calibration data, run as the model would run it (the state
-carried from one sequence to the next, unless the model keeps none), every step and the initial states included.
-
+int8, chosen from what the float reference reaches on the calibration data, run as the model would run it (the
+state carried from one sequence to the next, unless the model keeps none), every step and the initial states
+included (`_observe`: the ranges, then how the values spread over them). Each format is chosen by the error it
+leaves, measured on the int8 battery (scripts/bench_int8.py, BENCHMARKS.md):
+- the input: the calibration data's range (the converter's too; the input's rounding is the largest single source
+  of error, so it is not widened);
+- the projection P and the recurrent term r, added linearly into z: the range shrunk by the factor that minimises
+  the squared error of clipping plus rounding over the calibration values (`_Seen.least_error_range`);
+- the sum before TANH: clipped at the limit that minimises the squared error it leaves after tanh
+  (`_Seen.tanh_limit`), never past +-atanh(1 - 1/256), beyond which tanh's int8 output is 127 whatever the sum;
+- a relu-family sum (the state): its range, the activation's bounds applied;
+- a Dense output (what the user reads): its range widened to where ten times as many values would reach
+  (`_Seen.widened`): a classifier's calibration gives only N values per class, and a clipped output is wrong by
+  all of its excess.
 Where a kernel fixes a format, the plan takes it (TFLite's and TFLite Micro's int8 kernels; TFLite Micro writes
-these whatever the tensor says): TANH's output is (1/128, 0); LOGISTIC's and SOFTMAX's (1/256, -128). A sum that
-feeds TANH is clipped to +-atanh(1 - 1/256): beyond that tanh rounds to the same int8 output, so the clip loses
-nothing and buys a finer step for the values that matter. Outputs joined by CONCATENATION or PACK share one format
-(the kernels copy bytes), so the two directions of a bidirectional layer take the union of their ranges.
+these whatever the tensor says): TANH's output is (1/128, 0); LOGISTIC's and SOFTMAX's (1/256, -128). Outputs
+joined by CONCATENATION or PACK share one format (the kernels copy bytes), so the two directions of a bidirectional
+relu-family layer take the union of their ranges.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ TANH_OUTPUT = Int8Format(float(np.float32(1 / 128)), 0)
 PROBABILITY_OUTPUT = Int8Format(float(np.float32(1 / 256)), -128)
 FIXED_OUTPUTS = {"tanh": TANH_OUTPUT, "sigmoid": PROBABILITY_OUTPUT, "softmax": PROBABILITY_OUTPUT}
 TANH_INPUT_LIMIT = float(np.arctanh(1 - 1 / 256))
+# A Dense output's range covers the extremes of this many times the values calibration saw (see _Seen.widened).
+UNSEEN_FACTOR = 10
 
 
 MAX_CALIBRATION_VALUES = 2**27  # 512 MiB of float32: more data than that does not move a range
@@ -87,26 +99,26 @@ def dequantized_bias(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return (q.astype(np.float64) * np.asarray(scales, np.float64)).astype(np.float32)
 
 
-def load_calibration(path, network: Network) -> list[np.ndarray]:
+def load_calibration(path, network: Network, what: str = "calibration") -> list[np.ndarray]:
     """The sequences of a `.npy` or `.npz` (one array): [N, B, T, I] batch-major, [N, T, B, I] time-major, each
     n one invoke's input in the model's layout (any B and T; I the model's input size)."""
+    from . import arrays  # the file is someone else's: header and declared size first, never a pickle
+
     path = Path(path)
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
+        loaded = arrays.load(path, max_values=MAX_CALIBRATION_VALUES)
+        if isinstance(loaded, arrays.NpzArchive):
             with loaded:
-                if len(loaded.files) != 1:
-                    raise ConfigError(f"calibration {path.name}: an .npz of one array, found {len(loaded.files)} "
-                                      f"({', '.join(loaded.files[:5]) or 'none'})")
-                data = loaded[loaded.files[0]]
+                names = list(loaded)
+                if len(names) != 1:
+                    raise ConfigError(f"{what} {path.name}: an .npz of one array, found {len(names)} "
+                                      f"({', '.join(repr(n) for n in names[:5]) or 'none'})")
+                data = loaded[names[0]]
         else:
             data = loaded
-    except ConfigError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ConfigError(f"calibration {path}: not a readable .npy or .npz ({' '.join(str(exc).split())[:100]})") \
-            from None
-    return calibration_sequences(data, network, path.name)
+    except arrays.ArrayFileError as exc:
+        raise ConfigError(f"{what} {path}: {exc}") from None
+    return calibration_sequences(data, network, f"{what} {path.name}")
 
 
 def calibration_sequences(data, network: Network, what: str = "calibration") -> list[np.ndarray]:
@@ -164,39 +176,20 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
         heads.append(replace(dense, weights=dequantized(q, s)))
     weighted = replace(network, stages=[_swap(stage, layers) for stage in network.stages], head=heads)
 
-    ranges: dict[str, list[float]] = {}
-
-    def seen(key: str, values: np.ndarray) -> None:
-        low, high = ranges.get(key, (np.inf, -np.inf))
-        ranges[key] = [min(low, float(values.min())), max(high, float(values.max()))]
-
-    states = None
-    for x in sequences:
-        seen("input", x)
-        trace = []
-        _, finals = reference.run_network(weighted, x, states, trace)
-        for item in trace:
-            if isinstance(item[0], Layer):
-                layer, source, start, outputs = item
-                w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
-                projection = source @ w.T + b
-                previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
-                recurrent = previous @ r.T
-                seen(f"{layer.name}/projection", projection)
-                seen(f"{layer.name}/recurrent", recurrent)
-                seen(f"{layer.name}/sum", projection + recurrent)
-            else:
-                seen(f"{item[0].name}/output", item[2])
-        states = finals if network.state != "zero" else None
+    observed = _observe(weighted, sequences)
+    ranges = {key: [seen.low, seen.high] for key, seen in observed.items()}
+    for key, seen in observed.items():
+        if key.endswith(("/projection", "/recurrent")):
+            ranges[key] = seen.least_error_range()
 
     plan_layers = {}
     for stage in weighted.stages:
         directions = stage_layers(stage)
-        sums = [_sum_format(layer.activation, ranges[f"{layer.name}/sum"]) for layer in directions]
+        sums = [_sum_format(layer.activation, observed[f"{layer.name}/sum"]) for layer in directions]
         if len(directions) == 2 and directions[0].activation != Activation.TANH:
             # CONCATENATION copies bytes: both directions' states in one format
-            both = [ranges[f"{layer.name}/sum"] for layer in directions]
-            union = [min(low for low, _ in both), max(high for _, high in both)]
+            both = [observed[f"{layer.name}/sum"] for layer in directions]
+            union = _Seen(min(seen.low for seen in both), max(seen.high for seen in both))
             sums = [_sum_format(layer.activation, union) for layer in directions]
         for layer, sum_format in zip(directions, sums):
             plan_layers[layer.name] = Int8Layer(
@@ -206,25 +199,125 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
                 input_scales=channels[layer.name][0], recurrent_scales=channels[layer.name][1])
     plan_dense = {}
     for dense in weighted.head:
-        low, high = ranges[f"{dense.name}/output"]
+        # What the model outputs is what the user reads: a value clipped there is wrong by all of its excess, and a
+        # classifier's calibration gives only N values per class. The range covers the unseen tail.
+        low, high = observed[f"{dense.name}/output"].widened()
         if dense.activation in ("relu", "relu6"):
             low, high = 0.0, (min(high, 6.0) if dense.activation == "relu6" else high)
         elif dense.activation == "tanh":
-            low, high = max(low, -TANH_INPUT_LIMIT), min(high, TANH_INPUT_LIMIT)
+            limit = observed[f"{dense.name}/output"].tanh_limit()
+            low, high = max(low, -limit), min(high, limit)
         plan_dense[dense.name] = Int8Dense(int8_format(low, high), channels[dense.name][0])
     plan = Int8Plan(int8_format(*ranges["input"]), plan_layers, plan_dense, bool(int8_io))
     return with_int8_biases(weighted, plan)
 
 
-def _sum_format(activation: Activation, bounds) -> Int8Format:
-    """The format of z = P + r: clipped where TANH rounds to its ends; for the relu family, z after the activation
+def _sum_format(activation: Activation, seen: "_Seen") -> Int8Format:
+    """The format of z = P + r: clipped at `tanh_limit` before TANH; for the relu family, z after the activation
     (the ADD applies it through its output range), which is also the state."""
-    low, high = bounds
     if activation == Activation.TANH:
-        return int8_format(max(low, -TANH_INPUT_LIMIT), min(high, TANH_INPUT_LIMIT))
+        limit = seen.tanh_limit()
+        return int8_format(max(seen.low, -limit), min(seen.high, limit))
     limits = {Activation.RELU: (0.0, np.inf), Activation.RELU6: (0.0, 6.0), Activation.RELU_N1_TO_1: (-1.0, 1.0),
               Activation.NONE: (-np.inf, np.inf)}[Activation(activation)]
-    return int8_format(np.clip(low, *limits), np.clip(high, *limits))
+    return int8_format(np.clip(seen.low, *limits), np.clip(seen.high, *limits))
+
+
+class _Seen:
+    """What calibration saw of one value: its range, then how its values spread over that range (a histogram of
+    BINS bins), from which a format is chosen by the error it leaves."""
+
+    BINS = 1024
+
+    def __init__(self, low: float = np.inf, high: float = -np.inf):
+        self.low, self.high, self.counts = low, high, None
+
+    def reach(self, values: np.ndarray) -> None:
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    def widened(self) -> tuple[float, float]:
+        """[low, high] widened at each end to where the extremes of UNSEEN_FACTOR times as many values would lie,
+        were the tails Gaussian: the extreme of n values grows as sqrt(2 ln n), so by sqrt(ln(k n) / ln n) - 1
+        (18 % for a classifier's 64 x 5 logits, 11 % for 20,000 values)."""
+        n = max(float(self.counts.sum()) if self.counts is not None else 0.0, 2.0)
+        margin = np.sqrt(np.log(UNSEEN_FACTOR * n) / np.log(n)) - 1
+        return self.low - margin * abs(self.low), self.high + margin * abs(self.high)
+
+    def count(self, values: np.ndarray) -> None:
+        if self.counts is None:
+            self.counts = np.zeros(self.BINS)
+        # A range too narrow for its magnitude to split in BINS (values near 2^63 a few apart) keeps no spread: its
+        # format is its range
+        if self.high > self.low and np.all(np.diff(np.linspace(self.low, self.high, self.BINS + 1)) > 0):
+            # in float64, as the edges are: numpy builds float32 data's edges in float32, which may not split
+            self.counts += np.histogram(np.asarray(values, np.float64), self.BINS, (self.low, self.high))[0]
+
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        edges = np.linspace(self.low, self.high, self.BINS + 1)
+        counts = self.counts if self.counts is not None else np.zeros(self.BINS)
+        return (edges[:-1] + edges[1:]) / 2, counts / max(counts.sum(), 1)
+
+    def least_error_range(self) -> list[float]:
+        """[low, high] shrunk by the factor (1 down to 1/2) that minimises the squared error of int8 over these
+        values: clipping (v - clip(v))^2 plus rounding step^2 / 12. Min/max spends the int8 steps on a sample's
+        extremes; a sum's error is these values' error, as they are added linearly."""
+        if self.counts is None or not self.high > self.low:
+            return [self.low, self.high]
+        centres, weights = self._centres()
+        best, best_cost = 1.0, np.inf
+        for factor in np.linspace(1.0, 0.5, 51):
+            low, high = min(self.low * factor, 0.0), max(self.high * factor, 0.0)
+            cost = np.sum(weights * (centres - np.clip(centres, low, high)) ** 2) + ((high - low) / 255) ** 2 / 12
+            if cost < best_cost:
+                best, best_cost = float(factor), cost
+        return [self.low * best, self.high * best]
+
+    def tanh_limit(self) -> float:
+        """Where to clip a sum before TANH: the limit c that minimises the mean squared error it leaves in tanh's
+        output, what clipping loses, (tanh z - tanh c)^2 past +-c, plus what rounding to the format's step d
+        costs, tanh'(z)^2 d^2 / 12. Sums whose tails lie where tanh is flat are clipped early; never past
+        atanh(1 - 1/256), beyond which tanh's int8 output is 127 whatever the sum."""
+        if self.counts is None or not self.high > self.low:
+            return TANH_INPUT_LIMIT
+        centres, weights = self._centres()
+        best, best_cost = TANH_INPUT_LIMIT, np.inf
+        for limit in np.arange(TANH_INPUT_LIMIT, 0.5, -0.02):
+            clipped = np.clip(centres, -limit, limit)
+            step = (min(self.high, limit) - max(self.low, -limit)) / 255
+            cost = np.sum(weights * ((np.tanh(centres) - np.tanh(clipped)) ** 2
+                                     + (1 - np.tanh(clipped) ** 2) ** 2 * step ** 2 / 12))
+            if cost < best_cost:
+                best, best_cost = float(limit), cost
+        return best
+
+
+def _observe(network: Network, sequences: list[np.ndarray]) -> dict[str, _Seen]:
+    """Every value the int8 graph holds, run over the calibration sequences by the float64 reference as the model
+    runs them (the state carried from one sequence to the next unless the model keeps none): in two passes, the
+    ranges, then how the values spread over them. Keys: input, <layer>/projection, /recurrent, /sum,
+    <dense>/output."""
+    observed: dict[str, _Seen] = {}
+    for look in ("reach", "count"):
+        states = None
+        for x in sequences:
+            values = [("input", x)]
+            trace = []
+            _, finals = reference.run_network(network, x, states, trace)
+            for item in trace:
+                if isinstance(item[0], Layer):
+                    layer, source, start, outputs = item
+                    w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
+                    projection = source @ w.T + b
+                    previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
+                    recurrent = previous @ r.T
+                    values += [(f"{layer.name}/projection", projection), (f"{layer.name}/recurrent", recurrent),
+                               (f"{layer.name}/sum", projection + recurrent)]
+                else:
+                    values.append((f"{item[0].name}/output", item[2]))
+            for key, value in values:
+                getattr(observed.setdefault(key, _Seen()), look)(value)
+            states = finals if network.state != "zero" else None
+    return observed
 
 
 def _swap(stage, layers: dict[str, Layer]):

@@ -152,15 +152,16 @@ class CompiledRunner:
         self.inputs = [signature["inputs"].index(n) for n in wiring["input_names"]]
         self.outputs = [signature["outputs"].index(n) for n in wiring["output_names"]]
         self.shapes = [tuple(s) for s in wiring["output_shapes"]]
+        self.dtypes = [np.dtype(t) for t in wiring.get("output_dtypes", ["float32"] * len(self.shapes))]
         self.input_buffers, self.output_buffers = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
         self.reset_key = wiring.get("reset_key")
 
     def run(self, x: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
         for position, value in zip(self.inputs, (x, *extra), strict=True):
-            self.input_buffers[position].write(np.ascontiguousarray(value, dtype=np.float32))
+            self.input_buffers[position].write(_as_input(value))
         self.model.run_by_index(0, self.input_buffers, self.output_buffers)
-        return [self.output_buffers[p].read(int(np.prod(shape)), np.float32).reshape(shape).copy()
-                for p, shape in zip(self.outputs, self.shapes)]
+        return [self.output_buffers[p].read(int(np.prod(shape)), dtype).reshape(shape).copy()
+                for p, shape, dtype in zip(self.outputs, self.shapes, self.dtypes)]
 
     def resize(self, input_shape: list[int]) -> None:
         raise RuntimeError("the CompiledModel API runs the model at the length it was built for")

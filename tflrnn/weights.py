@@ -3,8 +3,11 @@ written to an .npz that builds the same model again."""
 
 from __future__ import annotations
 
+import json
+
 from .cell import CellWeights
 from .sources import ImportedCell, import_cell
+from .sources.npz import NETWORK_KEY
 
 __all__ = ["load_weights", "export_weights", "import_cell", "ImportedCell"]
 
@@ -25,9 +28,11 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     from .lowering import lowering_of_model, portable
     from .lowering.fused import dense_arrays, dense_layers, find_network
     from .reader import read
+    from .verification import require_a_network  # imported here: verification imports this module
 
     data, _ = model_bytes(model)
     description = read(data)
+    require_a_network(description)
     # Each direction's (name, weights), and each Dense layer's (kernel name, bias name, kernel, bias).
     if lowering_of_model(description) == "portable":
         recovered = portable.recover(description)
@@ -63,6 +68,9 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
             if tensor.data is not None and tensor.dtype in ("int8", "int32") and tensor.quantization is not None:
                 put(f"{tensor.name}/{tensor.dtype}", tensor.data)
                 put(f"{tensor.name}/scale", np.asarray(tensor.quantization.scale, np.float32))
+    record = network_record(description, keras_names)
+    if record is not None:  # how the layers connect, for `build --weights` to rebuild the same model
+        put(NETWORK_KEY, np.frombuffer(json.dumps(record, separators=(",", ":")).encode("utf-8"), np.uint8))
     # Names come from the file: two that end up the same in the archive (a zip member name stops at a NUL) would
     # silently keep one array.
     members = [name.split("\0")[0] for name in arrays]
@@ -75,6 +83,55 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     write_atomic(path, buffer.getvalue())
     return {
         "path": str(path),
-        "arrays": {name: list(array.shape) for name, array in arrays.items()},
+        "arrays": {name: list(array.shape) for name, array in arrays.items() if name != NETWORK_KEY},
         "weights_sha256": digests[0] if len(digests) == 1 else digests,
+        "network": record,
     }
+
+
+def network_record(description, keras_names: bool = False) -> dict | None:
+    """What `build --weights` needs besides the arrays to rebuild a model byte for byte (sources/npz.py reads it):
+    each layer's name, activation and direction, the Dense layers, the layout and sizes, and the build options
+    (last step, merge, lowering, state, recurrence, quantization). None when the model is not a network tflrnn
+    would build again as it is (its weights still come out)."""
+    from .cell import ACTIVATION_NAMES
+    from .errors import TflrnnError
+    from .lowering import portable, recover
+    from .network import base_name, stage_layers
+
+    try:
+        network = recover(description)
+    except TflrnnError:
+        return None
+    layers = []
+    for stage in network.stages:
+        directions, name = stage_layers(stage), base_name(stage)
+        if len(directions) == 2 and ([d.name for d in directions] != [f"{name}/fw", f"{name}/bw"] or
+                                     directions[0].activation != directions[1].activation or
+                                     directions[0].weights.num_units != directions[1].weights.num_units):
+            return None  # both directions are built from one cell, named <name>/fw and <name>/bw
+        layers.append({"name": name, "activation": ACTIVATION_NAMES[directions[0].activation],
+                       "bidirectional": len(directions) == 2})
+    record = {
+        "tflrnn_network": 1,  # the record's version
+        "names": "keras" if keras_names else "tflite",
+        "layers": layers,
+        "dense": [{"name": d.name, "activation": d.activation} for d in network.head],
+        "time_steps": "dynamic" if network.dynamic_time else network.time_steps,
+        "batch_size": network.batch_size,
+        "time_major": network.time_major,
+        "last_step": network.last_step,
+        "lowering": network.lowering,
+    }
+    if layers[-1]["bidirectional"]:
+        record["merge"] = "concat" if network.merge else "none"
+    if network.layers[0].int8 is not None:
+        record.update(quantize="int8", asymmetric_inputs=network.layers[0].asymmetric_inputs)
+    if network.lowering == "portable":
+        record["state"] = network.state
+        chosen = network.int8 is None and (network.dynamic_time or
+                                           portable.loops_by_default(network.stages, network.time_steps))
+        record["recurrence"] = "auto" if network.loop == chosen else "loop" if network.loop else "unrolled"
+    if network.int8 is not None:  # rebuilt from the same --calibration data
+        record.update(quantize="full-int8", io="int8" if network.int8.int8_io else "float")
+    return record

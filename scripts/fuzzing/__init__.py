@@ -2,24 +2,29 @@
 
 Mutates valid inputs and feeds them to the commands that read files from other people:
 
-| target          | command                                         | seed inputs                                   |
-| --------------- | ----------------------------------------------- | --------------------------------------------- |
-| `inspect`       | `tflrnn inspect MODEL`                          | models written by `tflrnn build`              |
-| `verify`        | `tflrnn verify MODEL --sequences 2`             | the same models                               |
-| `export`        | `tflrnn weights MODEL -o OUT.npz`               | the same models                               |
-| `build-weights` | `tflrnn build --weights FILE -o OUT.tflite`     | npz, safetensors, onnx, .keras/.h5 files      |
-| `build-config`  | `tflrnn build --config FILE -o OUT.tflite`      | JSON and TOML cell configs                    |
+| target              | command                                         | seed inputs                              |
+| ------------------- | ----------------------------------------------- | ---------------------------------------- |
+| `inspect`           | `tflrnn inspect MODEL`                          | models written by `tflrnn build`         |
+| `verify`            | `tflrnn verify MODEL --sequences 2`             | the same models                          |
+| `export`            | `tflrnn weights MODEL -o OUT.npz`               | the same models                          |
+| `build-weights`     | `tflrnn build --weights FILE -o OUT.tflite`     | npz, safetensors, onnx, .keras/.h5 files |
+| `build-config`      | `tflrnn build --config FILE -o OUT.tflite`      | JSON and TOML cell configs               |
+| `build-calibration` | `tflrnn build --calibration FILE -o OUT.tflite` | .npy / .npz for small full-int8 builds   |
 
 Mutations: byte flips, truncation, splices; flatbuffer-aware ones at the positions the reader really dereferences
 (root and vtable offsets, uoffsets, vector lengths, int32 vector elements, string bytes, weight data), a wrong file
 identifier, and semantic edits made through tflrnn's own reader and writer; for weights, array-level edits (NaN,
 inf, wrong dtypes and shapes), format-level ones (npy headers, safetensors headers, ONNX attributes and
 initializers, HDF5 attributes and datasets, Keras configs), non-UTF-8 names; for configs, type confusion, huge
-numbers, NaN/inf, deep nesting in JSON and TOML.
+numbers, NaN/inf, deep nesting in JSON and TOML; for calibration data, the array (dtypes, shapes, NaN), the .npy
+header (numpy's parser: unterminated dicts, expressions, Python 2 longs, versions, lengths, object and structured
+dtypes) and the .npz's zip (declared sizes, CRCs, compression methods, encryption, members), and bombs: a member
+whose header or zip entry declares far more than the file holds.
 
 Pass criteria for every case: exit code 0, 1 (verify only) or 2 within the time limit; no traceback; on exit 2 one
-line on stderr (`tflrnn: error: ...`) and nothing on stdout; nothing on stderr otherwise; no output file (and no
-stray `.part` temporary) when the command fails; an output file that tflrnn can read when `build` succeeds.
+line on stderr (`tflrnn: error: ...`) and nothing on stdout; nothing on stderr otherwise but tflrnn's own
+`warning: ...` lines; no output file (and no stray `.part` temporary) when the command fails; an output file that
+tflrnn can read when `build` succeeds.
 
 Cases run in-process through `tflrnn.cli.main` (fast), in a forked child of this process (fast, and isolated
 from a native crash, a hang inside C code, or a huge allocation: `verify` runs a native interpreter, `build
@@ -47,7 +52,7 @@ Exit code: 0 when every case passed, 1 when any failed.
 | cases.py          | Case, Result, Seed and the harness's constants                             |
 | formats.py        | writers of every input format (npz, safetensors, ONNX, Keras, JSON, TOML)  |
 | seeds.py          | the valid inputs that cases mutate                                         |
-| mutate_*.py       | mutations of bytes, models, weights files and configs                      |
+| mutate_*.py       | mutations of bytes, models, weights files, configs and calibration data    |
 | generate.py       | the seeded cases, and the regression corpus                                |
 | run.py            | running one case, and judging it                                           |
 | session.py        | a whole run, its summary and the command line                              |

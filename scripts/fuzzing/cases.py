@@ -8,13 +8,14 @@ import re
 from dataclasses import dataclass, field
 
 
-TARGETS = ("inspect", "verify", "export", "build-weights", "build-config")
-TARGET_SHARE = {"inspect": 0.24, "verify": 0.16, "export": 0.06, "build-weights": 0.34, "build-config": 0.20}
+TARGETS = ("inspect", "verify", "export", "build-weights", "build-config", "build-calibration")
+TARGET_SHARE = {"inspect": 0.24, "verify": 0.16, "export": 0.06, "build-weights": 0.34, "build-config": 0.20,
+                "build-calibration": 0.10}
 MODES = ("inprocess", "fork", "subprocess")
 # verify runs the native interpreter: a model that crashes it must not take the harness down (switch to
 # "inprocess" once verify isolates the interpreter in a child process itself).
 DEFAULT_MODES = {"inspect": "inprocess", "verify": "fork", "export": "inprocess", "build-weights": "fork",
-                 "build-config": "inprocess"}
+                 "build-config": "inprocess", "build-calibration": "fork"}
 DEFAULT_TIMEOUT = 20.0  # seconds per case (in-process / forked); a subprocess gets SUBPROCESS_SLACK more
 SUBPROCESS_SLACK = 20.0
 SLOW_CASE = 5.0  # a passing case slower than this is listed as a note
@@ -105,7 +106,7 @@ def _explain(trace: str) -> str:
 @dataclass
 class Seed:
     name: str
-    kind: str  # "model" | "npz" | "safetensors" | "onnx" | "keras" | "config"
+    kind: str  # "model" | "npz" | "safetensors" | "onnx" | "keras" | "config" | "calibration"
     data: bytes
     suffix: str
     args: list[str] = field(default_factory=list)  # arguments it needs to build (e.g. --bidirectional)

@@ -10,6 +10,7 @@ from pathlib import Path
 from .cases import Case, HASH_CHARS, NPZ_PLACEHOLDER, Result, Seed, TARGETS, TARGET_SHARE
 from .run import run_case
 from .mutate_bytes import BYTE_MUTATORS, fb_mutate, splice
+from .mutate_calibration import mutate_calibration
 from .mutate_model import semantic_mutate
 from .mutate_weights import mutate_keras, mutate_npz, mutate_onnx, mutate_safetensors
 from . import mutate_config as configs
@@ -38,6 +39,13 @@ CONFIG_EXTRA = (["--weights", NPZ_PLACEHOLDER], ["--units", "4"], ["--layers", "
                 ["--time-steps", "2"])
 
 
+# On top of a calibration seed's own build: other int8 models the same data may or may not fit
+CALIBRATION_EXTRA = (["--json"], ["--io", "int8"], ["--state", "zero"], ["--state", "io"], ["--batch-size", "2"],
+                     ["--time-major"], ["--time-steps", "4"], ["--layers", "2"], ["--bidirectional"],
+                     ["--last-step"], ["--activation", "relu"], ["--quantize", "int8"], ["--lowering", "fused"],
+                     ["--recurrence", "loop"], ["--weights", NPZ_PLACEHOLDER])
+
+
 def make_case(seeds: dict[str, list[Seed]], run_seed: int, index: int, targets=TARGETS, long: bool = False) -> Case:
     """Case `index` of run `run_seed`: the same pair always gives the same case."""
     configs._depths = DEPTHS["long" if long else "quick"]  # how deep its config mutations nest
@@ -48,6 +56,8 @@ def make_case(seeds: dict[str, list[Seed]], run_seed: int, index: int, targets=T
         pool = seeds["model"]
     elif target == "build-weights":
         pool = seeds["weights"]
+    elif target == "build-calibration":
+        pool = seeds["calibration"]
     else:
         pool = seeds["config"]
     seed = rng.choice(pool)
@@ -66,6 +76,8 @@ def make_case(seeds: dict[str, list[Seed]], run_seed: int, index: int, targets=T
         args += rng.choice(WEIGHTS_EXTRA + BUILD_EXTRA)
     elif target == "build-config" and rng.random() < 0.25:
         args += rng.choice(CONFIG_EXTRA + BUILD_EXTRA)
+    elif target == "build-calibration" and rng.random() < 0.2:
+        args += rng.choice(CALIBRATION_EXTRA)
     suffix = seed.suffix
     if target == "build-weights" and rng.random() < 0.04:  # content and suffix disagree
         suffix = rng.choice((".npz", ".h5", ".keras", ".onnx", ".safetensors", ".weights.h5", ".bin", ""))
@@ -86,7 +98,7 @@ def mutate_once(rng: random.Random, seed: Seed, pool: list[Seed]) -> tuple[str, 
             return semantic_mutate(rng, seed)
         return rng.choice(BYTE_MUTATORS)(rng, seed.data)
     structured = {"npz": mutate_npz, "safetensors": mutate_safetensors, "onnx": mutate_onnx, "keras": mutate_keras,
-                  "config": mutate_config}[seed.kind]
+                  "config": mutate_config, "calibration": mutate_calibration}[seed.kind]
     if rng.random() < 0.7:
         return structured(rng, seed)
     return rng.choice(BYTE_MUTATORS)(rng, seed.data)

@@ -46,6 +46,8 @@ def case_argv(case: Case, input_path: Path, outdir: Path) -> list[str]:
         return ["build", "--weights", str(input_path), "-o", str(output), *args]
     if case.target == "build-config":
         return ["build", "--config", str(input_path), "-o", str(output), *args]
+    if case.target == "build-calibration":  # the seed's arguments say which model the data calibrates
+        return ["build", "--calibration", str(input_path), "-o", str(output), *args]
     raise ValueError(f"unknown target {case.target}")
 
 
@@ -112,8 +114,14 @@ def judge(case: Case, result: Result, outdir: Path) -> None:
             # swap or be killed by the kernel
             problems.append("memory: needed more than the harness's cap "
                             f"({MEMORY_HEADROOM >> 30} GiB above its own size)")
-    elif code in (0, 1) and result.err.strip():
-        problems.append(f"stderr: output on stderr with exit {code}: {_first_line(result.err)!r}")
+    elif code in (0, 1):
+        # tflrnn's own warnings (`warning: ...`, e.g. calibration data that leaves int8 formats no resolution) are
+        # meant for the user; anything else on stderr (a Python warning, a library's print) is not
+        stray = [line for line in err_lines if line.strip() and not line.startswith("warning: ")]
+        if stray:
+            problems.append(f"stderr: output on stderr with exit {code}: {stray[0][:300]!r}")
+        elif err_lines:
+            notes.append(f"warning: {len(err_lines)} line(s) of tflrnn's own")
     output = _output_path(case, outdir)
     present = sorted(p.name for p in outdir.iterdir()) if outdir.exists() else []
     if output is not None and output.name in present and code != 0:

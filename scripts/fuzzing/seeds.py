@@ -10,6 +10,7 @@ from .cases import DEFAULT_TIMEOUT, Seed
 from .formats import _weights, keras_bytes, keras_spec, npz_bytes, onnx_bytes, onnx_spec, render_json, render_toml, safetensors_bytes, safetensors_spec
 from .run import run_argv
 from .mutate_bytes import flatbuffer_positions
+from .mutate_calibration import calibration_bytes
 
 
 def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
@@ -127,4 +128,26 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         for suffix in (".json", ".toml"):
             text = render_json(doc) if suffix == ".json" else render_toml(doc)
             configs.append(Seed(f"{name}{suffix}", "config", text.encode(), suffix, [], doc))
-    return {"model": models, "weights": weights, "config": configs}
+
+    # Representative sequences for small full-int8 builds: [N, B, T, I] ([N, T, B, I] time-major), in a .npy, a
+    # stored .npz or a deflated one; the seed's arguments are the model they calibrate.
+    calibration = []
+    draw = np.random.default_rng(5)
+    for name, shape, dtype, container, fortran, args in (
+        ("cal-npy", (4, 1, 3, 3), np.float32, "npy", False, ["--units", "4", "--input-size", "3", "--time-steps",
+                                                             "3"]),
+        ("cal-npz-batch", (3, 2, 2, 2), np.float32, "npz", False, ["--units", "3", "--input-size", "2",
+                                                                   "--time-steps", "2", "--batch-size", "2"]),
+        ("cal-npz-compressed-time-major", (2, 3, 1, 3), np.float64, "npz-compressed", False,
+         ["--units", "3", "--input-size", "3", "--time-steps", "3", "--time-major", "--io", "int8"]),
+        ("cal-npy-fortran-state-io", (3, 1, 2, 2), np.float64, "npy", True,
+         ["--units", "2", "--input-size", "2", "--time-steps", "2", "--state", "io", "--bidirectional"]),
+        ("cal-npz-stack-last-step", (2, 1, 4, 2), np.float32, "npz", False,
+         ["--units", "3", "--input-size", "2", "--time-steps", "4", "--layers", "2", "--last-step",
+          "--activation", "relu"]),
+    ):
+        spec = {"array": draw.standard_normal(shape).astype(dtype), "container": container, "name": "sequences",
+                "fortran": fortran}
+        calibration.append(Seed(name, "calibration", calibration_bytes(spec), ".npy" if container == "npy" else ".npz",
+                                [*args, "--lowering", "portable", "--quantize", "full-int8"], spec))
+    return {"model": models, "weights": weights, "config": configs, "calibration": calibration}

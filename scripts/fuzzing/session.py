@@ -150,7 +150,7 @@ def prepare(workdir: Path) -> dict[str, list[Seed]]:
 
     for module in ("jsonschema", "h5py", "onnx", "safetensors.numpy", "ai_edge_litert.interpreter",
                    "tflrnn.sources.npz", "tflrnn.sources.keras_files", "tflrnn.sources.onnx_graph",
-                   "tflrnn.sources.pytorch", "tflrnn.runtime"):
+                   "tflrnn.sources.pytorch", "tflrnn.runtime", "tflrnn.quantization", "tflrnn.arrays"):
         with contextlib.suppress(ImportError):
             __import__(module)
     return generate_seeds(Path(workdir) / "seeds")

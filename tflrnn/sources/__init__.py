@@ -228,6 +228,14 @@ def _npz_cell(path, name, layer, layer_index):
     return read_npz(path, name)
 
 
+def _npz_network(path, name, layer, layer_index):
+    if layer is not None or layer_index is not None or not path.is_file():
+        return None  # the cell reader refuses them
+    from .npz import read_npz_network
+
+    return read_npz_network(path, name)
+
+
 def _keras_cell(path, name, layer, layer_index):
     from .keras_files import read_keras
 
@@ -312,7 +320,7 @@ class SourceFormat:
 
 
 FORMATS = {f.name: f for f in (
-    SourceFormat("npz", _npz_cell, None, None),
+    SourceFormat("npz", _npz_cell, _npz_network, None),  # the network `tflrnn weights` records, else one cell
     SourceFormat("keras", _keras_cell, _keras_network, ("keras", "tensorflow")),
     SourceFormat("checkpoint", _checkpoint_cell, _checkpoint_network, (None, None)),  # the numpy reference runs it
     SourceFormat("safetensors", _state_dict_cell("safetensors"), _state_dict_network("safetensors"),

@@ -7,76 +7,125 @@ SimpleRNN's (`kernel` [I,U], `recurrent_kernel` [U,U], `bias` [U], transposed on
 
 from __future__ import annotations
 
-import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..arrays import ArrayFileError, open_npz
 from ..cell import CellWeights
 from ..errors import WeightsError
+from ..model import MAX_FLATBUFFER_BYTES
 from . import ImportedCell
 
 TFLITE_NAMES = ("input_weights", "recurrent_weights", "bias")
 KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
 RECURRENT_KEYS = {"recurrent_weights", "recurrent_kernel"}  # keys that mark a cell
 _INPUT = {"input_weights", "kernel"}
+MAX_WEIGHT_VALUES = MAX_FLATBUFFER_BYTES // 4  # float32 in the model: a larger array cannot be one of its tensors
+# `tflrnn weights` records how the layers connect under this key (UTF-8 JSON as a uint8 array): build reads it to
+# make the whole model again. Its name has no '/', so no cell is read from it; an .npz without it reads as before.
+NETWORK_KEY = "tflrnn.network"
 
 
 def read_npz(path: Path, name: str | None = None) -> ImportedCell:
-    if not zipfile.is_zipfile(path):
-        raise WeightsError(f"cannot read weights {path}: not an .npz archive")
     try:
-        with warnings.catch_warnings():  # numpy warns on odd headers before it raises: one line is enough
-            warnings.simplefilter("ignore")
-            _check_sizes(path)
-            with np.load(path, allow_pickle=False) as archive:
-                weights, prefix = weights_from_arrays(_NpzArrays(archive), name)
+        # Each array read when asked for, its header and declared size checked first (tflrnn/arrays.py): only
+        # the cell's arrays are read, and one larger than a model can hold is refused before it is inflated.
+        with open_npz(path, max_values=MAX_WEIGHT_VALUES) as archive:
+            weights, prefix = weights_from_arrays(archive, name)
+    except ArrayFileError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {' '.join(str(exc).split())}") from None
     return ImportedCell(weights, "npz", prefix or None, activation=None)
 
 
-class _NpzArrays(Mapping):
-    """An NpzFile's arrays by key, loaded one at a time when asked for."""
+def read_npz_network(path: Path, name: str | None = None):
+    """The whole network an .npz from `tflrnn weights` records: (cells, kind, implied build options), as a Keras
+    model gives them; None for an .npz without the record (its cells are read one at a time), or when `name`
+    picks one of several cells."""
+    try:
+        with open_npz(path, max_values=MAX_WEIGHT_VALUES) as archive:
+            if NETWORK_KEY not in archive:
+                return None
+            record = _record(archive[NETWORK_KEY])
+            prefixes = {key.rpartition("/")[0] for key in archive if key.rpartition("/")[2] in RECURRENT_KEYS}
+            if name is not None and name in prefixes and len(prefixes) > 1:
+                return None
+            return _network(archive, record)
+    except ArrayFileError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
 
-    def __init__(self, archive):
-        self.archive = archive
 
-    def __getitem__(self, key):
-        return self.archive[key]
+def _record(array: np.ndarray) -> dict:
+    """The network record, checked for the shape `weights.network_record` gives it (its values are checked by the
+    build, as any option is)."""
+    import json
 
-    def __iter__(self):
-        return iter(self.archive.files)
+    try:
+        record = json.loads(array.astype(np.uint8).tobytes().decode("utf-8")) if array.dtype == np.uint8 and \
+            array.ndim == 1 else None
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        record = None
+    kinds = {"layers": list, "dense": list, "time_steps": (int, str), "batch_size": int, "time_major": bool,
+             "last_step": bool, "lowering": str}
+    valid = isinstance(record, dict) and record.get("tflrnn_network") == 1 and all(
+        isinstance(record.get(key), kind) for key, kind in kinds.items()) and len(record["layers"]) > 0 and all(
+        isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("activation"), str)
+        for entry in record["layers"] + record["dense"]) and all(
+        isinstance(entry.get("bidirectional"), bool) for entry in record["layers"])
+    if not valid:
+        raise WeightsError(f"'{NETWORK_KEY}' is not the network record `tflrnn weights` writes")
+    return record
 
-    def __len__(self):
-        return len(self.archive.files)
 
+def _network(arrays: Mapping, record: dict):
+    """The cells, kind and build options a network record gives, with the weights it names."""
+    from ..network import Dense
+    from . import DeclaredInput
 
-def _check_sizes(path: Path) -> None:
-    """Refuse an array whose header claims more data than its archive member holds, before allocating it."""
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0  # 3.0 differs from 2.0 only in the header's encoding
-                shape, _, dtype = read_header(member)
-            claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-            if claimed > info.file_size:
-                raise ValueError(f"'{info.filename[:-4]}' claims shape {list(shape)} ({claimed:,} bytes) but holds "
-                                 f"{info.file_size:,} bytes")
+    directions = [(f"{entry['name']}/{d}" if entry["bidirectional"] else entry["name"], entry["activation"])
+                  for entry in record["layers"] for d in (("fw", "bw") if entry["bidirectional"] else ("",))]
+    # Each layer's weights under its name; one cell alone has plain names
+    prefix = "" if len(directions) == 1 and not record["dense"] else None
+    held = {key.rpartition("/")[0] for key in arrays if key.rpartition("/")[2] in RECURRENT_KEYS}
+    cells = []
+    for layer, activation in directions:
+        if (layer if prefix is None else prefix) not in held:
+            raise WeightsError(f"the network record names layer '{layer}', whose weights are not there")
+        weights, _ = weights_from_arrays({key: arrays[key] for key in arrays
+                                          if key.rpartition("/")[0] == (layer if prefix is None else prefix)})
+        cells.append(ImportedCell(weights, "npz", layer, activation=activation))
+    head = []
+    for entry in record["dense"]:
+        kernel, bias = (f"{entry['name']}/{leaf}" for leaf in ("kernel", "bias"))
+        if kernel not in arrays or bias not in arrays:
+            raise WeightsError(f"the network record names Dense '{entry['name']}', without {kernel} and {bias}")
+        w, b = np.asarray(arrays[kernel], np.float32), np.asarray(arrays[bias], np.float32)
+        if w.ndim != 2 or not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise WeightsError(f"Dense '{entry['name']}': kernel {list(w.shape)} and bias {list(b.shape)}, or "
+                               "non-finite values")
+        head.append(Dense(entry["name"], np.ascontiguousarray(w.T) if record.get("names") == "keras" else w, b,
+                          entry["activation"]))
+    cells[0].declared = DeclaredInput("the .npz", record["time_steps"], record["batch_size"], record["time_major"])
+    options = {key: record[key] for key in ("last_step", "lowering", "state", "recurrence", "merge", "quantize",
+                                            "asymmetric_inputs", "io") if key in record}
+    options["layer_names"] = [entry["name"] for entry in record["layers"]]
+    flags = [entry["bidirectional"] for entry in record["layers"]]
+    if len(flags) == 1 and not head:
+        return cells, "bidirectional" if flags[0] else "cell", options
+    if not any(flags) and not head:
+        return cells, "stack", options
+    return cells, "network", {**options, "bidirectional": flags, "head": head}
 
 
 def weights_from_arrays(arrays: Mapping[str, np.ndarray], name: str | None = None) -> tuple[CellWeights, str]:
     """The one cell among named arrays, and its prefix; `name` picks the prefix when there are several.
 
-    Only the cell's own arrays are read from `arrays` (an NpzFile loads each on access), so nothing else in the
+    Only the cell's own arrays are read from `arrays` (an NpzArchive reads each on access), so nothing else in the
     file takes memory.
     """
     cells: dict[str, dict[str, str]] = {}  # prefix -> leaf -> key

@@ -1,16 +1,22 @@
-"""verify(): prove a fused-RNN model right, structurally and numerically.
+"""verify(): prove a model tflrnn writes right, structurally and numerically: the fused lowering (the fused RNN ops,
+float or hybrid int8) and the portable one (plain builtin ops, float or full int8), on every runtime asked for.
 
 Structure is read through the project's reader and checked against what the runtime needs but does not check
-itself (it silently defaults a bad activation or missing options). Numbers come from the LiteRT interpreter on
-seeded inputs and are compared with the numpy reference: a first invoke from the zero state, several consecutive
-invokes that must carry the state, and an invoke after reset_all_variables() that must equal the first one.
+itself (it silently defaults a bad activation or missing options). Numbers come from real interpreters on seeded
+inputs: the fused ops on LiteRT and tf.lite; a portable model also on LiteRT with XNNPACK, the CompiledModel API and
+TFLite Micro. A float model is compared with the numpy reference over a first invoke from the zero state, several
+consecutive invokes that must carry the state, and an invoke after a reset that must equal the first one; a
+full-int8 one step by step within its quantization steps, on the runtimes that give back every tensor.
 
 | module       | owns                                                                   |
 | report.py    | Check (and the declaration of every check), VerifyReport, Comparison  |
 | limits.py    | what is refused up front (the reference's memory and time)            |
 | structure.py | ops, options, shapes, states, signature, metadata, weights.match       |
 | head.py      | the last step and Dense layers                                          |
-| numeric.py   | the interpreter against the reference, and --against                   |
+| numeric.py   | a fused model: the interpreter against the reference, and --against    |
+| portable.py  | a portable model: the recovered network against the float64 reference, |
+|              | and --against its source                                                |
+| int8.py      | a full-int8 model: int8.formats; int8.steps on LiteRT, tf.lite, Micro   |
 """
 
 from __future__ import annotations
@@ -23,15 +29,15 @@ import numpy as np
 from ..reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
 from ..builder import sha256
 from ..cell import CellWeights
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelFormatError
 from ..files import model_bytes
 from ..lowering import lowering_of_model
-from ..lowering.fused import find_network
+from ..lowering.fused import RNN_CODES, find_network
 from ..reader import read
 from ..runtime import RUNTIMES
 from ..sources import FORMATS, detect_format
 from ..weights import load_weights
-from .report import Check, VerifyReport
+from .report import NUMERIC_KINDS, Check, VerifyReport
 from .limits import _check_verifiable_size, _check_verifiable_time
 from .structure import _structure_checks, _usable_weights, _weights_match
 from .numeric import _against_checks, _as_stored, _has_dense, _numeric_checks
@@ -51,14 +57,30 @@ def verify(
     rtol: float = DEFAULT_RTOL,
     sequences: int = DEFAULT_SEQUENCES,
     seed: int = 0,
+    data: str | Path | None = None,
+    max_error: float | None = None,
 ) -> VerifyReport:
     """Verify a model given as a path or as bytes. Raises TflrnnError when the input is unusable.
 
     `weights` (CellWeights or a file): also check the model holds exactly these weights. `against`: also run
     the source model (Keras, ONNX, PyTorch or a TF checkpoint) in its own framework on the same inputs and
     compare. `format`, `layer`, `scope` and `layer_index` pick from those files as for building.
-    `runtime`: "litert", "tensorflow" or "all".
+    `runtime`: "litert", "tensorflow", "compiled", "micro" or "all". `data`: a .npy / .npz of the user's sequences
+    ([N, B, T, I], [N, T, B, I] time-major) to run the model over against the float network (`max_error`: fail
+    when an output is further off than this).
     """
+    report = _verify(model, weights=weights, against=against, format=format, layer=layer, scope=scope,
+                     layer_index=layer_index, runtime=runtime, atol=atol, rtol=rtol, sequences=sequences, seed=seed,
+                     data=data, max_error=max_error)
+    if report.passed and not any(c.kind in NUMERIC_KINDS for c in report.checks):
+        ran = ", ".join(r["name"] for r in report.runtimes) or "none"
+        report.checks.append(Check("numeric", False, f"no numeric check ran on the runtime(s) asked for "
+                                                     f"({runtime}; ran: {ran}): nothing proves the numbers"))
+    return report
+
+
+def _verify(model, *, weights, against, format, layer, scope, layer_index, runtime, atol, rtol, sequences, seed,
+            data, max_error) -> VerifyReport:
     if not (0 <= atol < math.inf and 0 <= rtol < math.inf):
         raise ConfigError(f"atol and rtol must be finite and non-negative, got atol={atol}, rtol={rtol}")
     if isinstance(sequences, bool) or not isinstance(sequences, int) or not 2 <= sequences <= 1000:
@@ -68,14 +90,19 @@ def verify(
     seed = int(seed)
     if runtime != "all" and runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime '{runtime}'; one of {', '.join(RUNTIMES)}, all")
-    data, label = model_bytes(model)
-    description = read(data)
+    if max_error is not None and (isinstance(max_error, bool) or not 0 <= float(max_error) < math.inf):
+        raise ConfigError(f"max_error must be a finite non-negative number, got {max_error!r}")
+    if max_error is not None and data is None:
+        raise ConfigError("--max-error bounds the error on your data: give the sequences with --data FILE")
+    model_data, label = model_bytes(model)
+    description = read(model_data)
     if lowering_of_model(description) == "portable":
         # Every runtime runs the portable lowering: `all` is every one installed.
         runtimes = [r for r in RUNTIMES if _installed(r)] if runtime == "all" else [runtime]
-        return _verify_portable(data, label, description, weights, against, runtimes, settings={
+        return _verify_portable(model_data, label, description, weights, against, runtimes, settings={
             "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
-            format=format, layer=layer, scope=scope, layer_index=layer_index)
+            on_data=(data, max_error), format=format, layer=layer, scope=scope, layer_index=layer_index)
+    require_a_network(description)
     network = find_network(description)
     runtimes = ["litert", "tensorflow"] if runtime == "all" else [runtime]  # the ones with the fused ops' kernels
     layers = network.directions  # each direction of each RNN op, in op order
@@ -96,8 +123,8 @@ def verify(
 
     report = VerifyReport(
         model=label,
-        bytes=len(data),
-        sha256=sha256(data),
+        bytes=len(model_data),
+        sha256=sha256(model_data),
         settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
     )
     usable = [_usable_weights(g) for g in layers]  # read (and dequantized) once, for every check that needs them
@@ -122,7 +149,7 @@ def verify(
     inputs = [rng.standard_normal(layers[0].input.shape).astype(np.float32) for _ in range(sequences)]
     runs = {}
     for name in runtimes:
-        checks, outputs = _numeric_checks(data, network, model_weights, report, inputs, atol, rtol, name,
+        checks, outputs = _numeric_checks(model_data, network, model_weights, report, inputs, atol, rtol, name,
                                           float_weights)
         report.checks += checks
         if outputs is not None:
@@ -131,7 +158,27 @@ def verify(
         report.checks += _against_checks(layers, model_weights, against_inputs, runs, report, atol, rtol, whole,
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
+    if data is not None:
+        from ..lowering import recover
+        from .data import data_checks
+
+        recovered = recover(description)
+        data_checks(model_data, description, recovered, report, runtimes, data, max_error,
+                    _float_network(recovered, float_weights or weights))
     return report
+
+
+def require_a_network(description) -> None:
+    """ModelFormatError, saying what tflrnn reads, for a model with neither lowering's RNN: one another tool wrote
+    (the converter's WHILE loop or unrolled graph, say), or no RNN at all. (A model read as the portable lowering
+    has its layers: lowering_of_model reads any other as fused.)"""
+    if lowering_of_model(description) == "fused" and not any(
+            op.code in RNN_CODES for graph in description.subgraphs for op in graph.operators):
+        raise ModelFormatError(
+            "the model holds no network tflrnn writes: neither a fused UNIDIRECTIONAL_SEQUENCE_RNN or "
+            "BIDIRECTIONAL_SEQUENCE_RNN op nor the portable lowering's layers (a FULLY_CONNECTED by "
+            "'<name>/input_weights'); tflrnn verifies and reads the models it builds, not another tool's (a "
+            "converter's WHILE loop or unrolled steps)")
 
 
 def _installed(runtime: str) -> bool:
@@ -163,13 +210,27 @@ def _weights_given(weights, names: list[str], format, layer, scope, layer_index)
     return [load_weights(weights, name, format=format, layer=layer, layer_index=layer_index) for name in names]
 
 
-def _verify_portable(data, label, model, weights, against, runtimes, settings, **source) -> VerifyReport:
+def _float_network(network, weights):
+    """The network with the given float weights (one per direction), for the error on the user's data; None when
+    none were given."""
+    if weights is None:
+        return None
+    from dataclasses import replace
+
+    given = iter(weights)
+    return replace(network, int8=None, stages=[
+        tuple(replace(layer, weights=next(given), int8=None) for layer in stage) if isinstance(stage, tuple)
+        else replace(stage, weights=next(given), int8=None) for stage in network.stages])
+
+
+def _verify_portable(data, label, model, weights, against, runtimes, settings, on_data, **source) -> VerifyReport:
     from .portable import portable_checks
 
     # The weights are read under the names of the layers the checks recover (not at all when there are none).
     weights_for = None if weights is None else (lambda names: _weights_given(weights, names, **source))
     report = VerifyReport(model=label, bytes=len(data), sha256=sha256(data), settings=settings)
     portable_checks(data, model, report, runtimes, seed=settings["seed"], sequences=settings["sequences"],
+                    on_data=on_data, float_network_of=_float_network,
                     atol=settings["atol"], rtol=settings["rtol"], weights_for=weights_for, against=against, **source)
     return report
 

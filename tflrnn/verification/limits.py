@@ -45,11 +45,49 @@ def _check_verifiable_time(network: Network, sequences: int) -> None:
     time_axis = 0 if g.time_major else 1
     signature = g.input.shape_signature
     dynamic = signature is not None and len(signature) == 3 and signature[time_axis] == -1
-    lengths = set([g.input.shape[time_axis], *DYNAMIC_LENGTHS]) if dynamic else {g.input.shape[time_axis]}
-    total = per_step * g.input.shape[1 - time_axis] * float(sum(lengths)) * (sequences + 1)
+
+    def work(time_steps: int, batch: int, invokes: int) -> float:
+        lengths = set([time_steps, *DYNAMIC_LENGTHS]) if dynamic else {time_steps}
+        return per_step * batch * float(sum(lengths)) * (invokes + 1)
+
+    time_steps, batch = g.input.shape[time_axis], g.input.shape[1 - time_axis]
+    total = work(time_steps, batch, sequences)
     if total > MAX_VERIFY_MULTIPLY_ADDS:
         raise ConfigError(
             f"verify's reference would need about {total:.2g} float64 multiply-adds for {sequences + 1} invokes of "
-            f"this model; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with fewer time steps or "
-            "a smaller batch, or pass --sequences 2"
+            f"this model; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: "
+            + budget_advice(work, time_steps, batch, sequences)
         )
+
+
+def budget_advice(work, time_steps: int, batch: int, sequences: int) -> str:
+    """What brings a model within verify's budget, `work(time_steps, batch, sequences)` multiply-adds: only
+    advice that does (fewer sequences, at most so many time steps, a smaller batch), else that none of it would."""
+    fits = MAX_VERIFY_MULTIPLY_ADDS
+
+    def largest(limit: int, cost) -> int:
+        """The largest n in 1..limit with cost(n) within the budget (cost grows with n), 0 when there is none."""
+        low, high = 0, limit
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if cost(middle) <= fits else (low, middle - 1)
+        while low > 0 and cost(low) > fits:  # a dynamic model's lengths need not grow strictly: make sure
+            low -= 1
+        return low
+
+    advice = []
+    if sequences > 2 and work(time_steps, batch, 2) <= fits:
+        advice.append("pass --sequences 2")
+    for invokes in sorted({sequences, 2}, reverse=True):  # what else fits: with these sequences, else with two
+        also = "" if invokes == sequences else " and pass --sequences 2"
+        steps = largest(time_steps - 1, lambda t: work(t, batch, invokes))
+        rows = largest(batch - 1, lambda b: work(1, b, invokes)) if not steps else 0
+        if steps:
+            advice.append(f"verify a copy built with fewer time steps (--time-steps {steps} or fewer){also}")
+        elif rows:
+            fewer_steps = "" if time_steps == 1 else "--time-steps 1 and "
+            advice.append(f"verify a copy built with a smaller batch ({fewer_steps}--batch-size {rows} or less){also}")
+        if steps or rows or advice:
+            break
+    return ", or ".join(advice) if advice else ("no copy with fewer time steps, a smaller batch or fewer sequences "
+                                              "fits: verify a model with fewer units")

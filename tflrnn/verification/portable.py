@@ -17,7 +17,7 @@ from .. import reference
 from ..cell import ACTIVATION_NAMES
 from ..errors import ConfigError, TflrnnError
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
-from .limits import DYNAMIC_LENGTHS
+from .limits import DYNAMIC_LENGTHS, budget_advice
 from ..lowering import portable
 from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..metadata import METADATA_KEY, dense_sha256
@@ -27,9 +27,10 @@ from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 
 
 def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: list[str], *, seed: int,
-                    sequences: int, atol: float, rtol: float, weights_for=None, against=None, **source) -> None:
+                    sequences: int, atol: float, rtol: float, weights_for=None, against=None, on_data=(None, None),
+                    float_network_of=None, **source) -> None:
     """Every check of a portable model into `report`. `weights_for(layer names)`: the weights to compare the
-    model's with (--weights)."""
+    model's with (--weights). `on_data`: (the user's sequences' file, --max-error) for the data checks."""
     try:
         network = portable.recover(model)
     except TflrnnError as exc:
@@ -67,6 +68,7 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
             raise ConfigError("--against compares a float model with its source; a full-int8 model's error against "
                               "the float weights is measured with --weights")
         int8.int8_checks(data, model, network, report, runtimes, seed=seed, sequences=sequences, float_weights=given)
+        _on_data(data, model, network, report, runtimes, on_data, float_network_of, given)
         return
     runs = {}  # runtime label -> (inputs, the model's outputs for each)
     for runtime_name in runtimes:
@@ -79,6 +81,16 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
                 runs[checks[0].runtime] = outputs
     if against is not None and runs:
         report.checks += _against_checks(network, runs, report, atol, rtol, against=against, **source)
+    _on_data(data, model, network, report, runtimes, on_data, float_network_of, given)
+
+
+def _on_data(data, model, network, report, runtimes, on_data, float_network_of, given) -> None:
+    path, max_error = on_data
+    if path is not None:
+        from .data import data_checks
+
+        float_network = float_network_of(network, given) if float_network_of is not None else None
+        data_checks(data, model, network, report, runtimes, path, max_error, float_network)
 
 
 def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol: float, **source) -> list[Check]:
@@ -152,12 +164,18 @@ def _check_verifiable(network, sequences: int) -> None:
     if values > MAX_VERIFY_VALUES:
         raise ConfigError(f"the model's sequences hold {values:,} values per invoke; verify's reference handles at "
                           f"most {MAX_VERIFY_VALUES:,} (build a copy with fewer time steps or a smaller batch)")
-    work = sum(2.0 * steps_rows * layer.weights.num_units * (layer.weights.input_size + layer.weights.num_units)
-               for layer in network.layers) * (sequences + 2)
-    if work > MAX_VERIFY_MULTIPLY_ADDS:
-        raise ConfigError(f"verify's reference would need about {work:.2g} float64 multiply-adds for this model; its "
-                          f"budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: verify a copy built with fewer time steps or a "
-                          "smaller batch, or pass --sequences 2")
+    per_row = sum(2.0 * layer.weights.num_units * (layer.weights.input_size + layer.weights.num_units)
+                  for layer in network.layers)
+
+    def work(time_steps: int, batch: int, invokes: int) -> float:
+        lengths = max([time_steps, *(DYNAMIC_LENGTHS if network.dynamic_time else ())])
+        return per_row * batch * lengths * (invokes + 2)
+
+    total = work(network.time_steps, network.batch_size, sequences)
+    if total > MAX_VERIFY_MULTIPLY_ADDS:
+        advice = budget_advice(work, network.time_steps, network.batch_size, sequences)
+        raise ConfigError(f"verify's reference would need about {total:.2g} float64 multiply-adds for this model; its "
+                          f"budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: {advice}")
 
 
 def _state_keys(network) -> list[str]:

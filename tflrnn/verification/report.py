@@ -45,8 +45,17 @@ CHECKS = {kind.id: kind for kind in (
     CheckKind("numeric.float_weights", False, "a hybrid model against the float weights it came from"),
     CheckKind("int8.formats", True, "a full-int8 model's formats as its kernels demand them"),
     CheckKind("int8.steps", False, "every step of a full-int8 model within its quantization steps"),
+    CheckKind("int8.outputs", False, "a full-int8 model's outputs on a runtime that gives back only them, against "
+                                     "the float64 reference within twice the error of the step-checked kernels"),
+    CheckKind("data", False, "the model over the user's sequences (--data) against the float network, within "
+                             "--max-error when given"),
     CheckKind("against", False, "the source model in its own framework on the same inputs"),
 )}
+
+
+# The checks that compare numbers a runtime computed: a report without one of these checked no numbers.
+NUMERIC_KINDS = frozenset({"numeric.first_invoke", "numeric.state_carried", "numeric.reset", "numeric.float_weights",
+                           "int8.steps", "int8.outputs", "data", "against"})
 
 
 @dataclass
@@ -83,6 +92,7 @@ class VerifyReport:
     against: dict | None = None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts worth a look that fail no check
+    data: dict | None = None  # with --data: the errors on the user's sequences and the int8 formats' clipping
 
     @property
     def passed(self) -> bool:
@@ -104,6 +114,7 @@ class VerifyReport:
             "against": self.against,
             "checks": [asdict(c) for c in self.checks],
             "notes": self.notes,
+            "data": self.data,
         }
 
 

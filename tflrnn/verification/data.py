@@ -1,0 +1,245 @@
+"""verify on the user's data (`--data FILE [--max-error E]`): the model run over the user's own sequences, the state
+as the model keeps it, against the float network in float64 on the same sequences.
+
+The float network is the model's own weights (a full-int8 model's dequantized ones), or the float weights given
+with --weights, so the error is what quantization (or anything else) costs on data that matters to the user. Each
+runtime's max and mean absolute error over every output value are reported and, with --max-error, bounded: a
+model whose int8 ranges saturate on real inputs fails here although each of its kernels did what the graph says.
+For a full-int8 model the share of values beyond each int8 format, per role, is reported too; it is measured on
+the float64 run of the model's weights, so it says what the formats clip, whichever runtime runs them.
+
+The same run serves `build --quantize full-int8`, which reports the error and the clipped shares on the
+calibration data (`measure`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import reference
+from ..lowering import portable
+from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..model import Activation, Model
+from ..network import Int8Format, Network, stage_layers
+from .report import Check, VerifyReport
+
+# The roles of a full-int8 model's values, in the order they are reported.
+ROLES = ("input", "projection", "recurrent", "sum", "dense")
+
+
+@dataclass
+class DataRun:
+    """One runtime's outputs over the data, against the float64 reference."""
+
+    runtime: str
+    max_error: float
+    mean_error: float
+    refused: str | None = None  # the runtime's reason, when it could not run the model
+
+
+@dataclass
+class Measured:
+    sequences: int
+    runs: list[DataRun] = field(default_factory=list)
+    clipped: dict[str, float] | None = None  # role -> share of its values beyond its int8 format
+    levels: dict[str, int] | None = None  # "<role> of <layer>" -> how many of the 256 int8 levels its values use
+
+
+def load_data(path, network: Network) -> list[np.ndarray]:
+    """The user's sequences, each one invoke's input in the model's layout and shape (a dynamic time axis takes
+    any length)."""
+    from .. import quantization
+    from ..errors import ConfigError
+
+    sequences = quantization.load_calibration(path, network, what="--data")
+    lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
+                                                                              network.time_steps)
+    time_axis = 0 if network.time_major else 1
+    for x in sequences[:1]:
+        expected = list(lead)
+        if network.dynamic_time:
+            expected[time_axis] = x.shape[time_axis]
+        if list(x.shape[:2]) != expected:
+            layout = "[N, T, B, I]" if network.time_major else "[N, B, T, I]"
+            raise ConfigError(f"--data {path}: sequences {list(x.shape)} in {layout}; the model takes "
+                              f"{[*expected, network.input_size]} per invoke")
+    return sequences
+
+
+def _wiring(model: Model, network: Network) -> dict:
+    """How a runtime finds the serving signature's tensors: the input, the states fed as inputs (state io), the
+    outputs and the final states."""
+    from ..runners import micro_arena_bytes
+
+    graph = model.subgraphs[0]
+    serving = next(s for s in model.signatures if s.key == SIGNATURE_KEY)
+    state_keys = sorted(k for k in serving.inputs if k.startswith(portable.STATE))
+    output_keys = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)]
+    inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
+    outputs = [serving.outputs[k] for k in output_keys] + [serving.outputs[k] for k in state_keys]
+    return {"inputs": inputs, "outputs": outputs, "count": len(output_keys), "state_keys": state_keys,
+            "wiring": {"input_names": [SIGNATURE_INPUT, *state_keys], "output_names": output_keys + state_keys,
+                       "output_shapes": [list(graph.tensors[i].shape) for i in outputs],
+                       "output_dtypes": [graph.tensors[i].dtype for i in outputs],
+                       "input_positions": [graph.inputs.index(i) for i in inputs],
+                       "output_positions": [graph.outputs.index(i) for i in outputs],
+                       "arena": micro_arena_bytes(model)}}
+
+
+def _format_of(tensor) -> Int8Format | None:
+    q = tensor.quantization
+    return Int8Format(float(q.scale[0]), int(q.zero_point[0])) if tensor.dtype == "int8" and q else None
+
+
+def run_model(data: bytes, model: Model, network: Network, runtime_name: str, xs: list[np.ndarray], *,
+              xnnpack: bool = False) -> tuple[str, list[list[np.ndarray]]]:
+    """The model's outputs (real values: an int8 interface dequantized at its tensors' formats) for each sequence,
+    run one after the other with the state as the model keeps it: carried by the model from a reset, fed back
+    (io, from zeros), or none; and the runtime's version. Raises RuntimeError / ValueError when the runtime cannot
+    run it."""
+    from .. import runtime
+
+    found = _wiring(model, network)
+    tensors = model.subgraphs[0].tensors
+    in_formats = [_format_of(tensors[i]) for i in found["inputs"]]
+    out_formats = [_format_of(tensors[i]) for i in found["outputs"]]
+    states = [np.full(tensors[i].shape, f.zero_point, np.int8) if f else np.zeros(tensors[i].shape, np.float32)
+              for i, f in zip(found["inputs"][1:], in_formats[1:])]
+    carry = network.state == "carry"
+    reset_key = portable.RESET_KEY if carry and network.lowering == "portable" else None
+    results = []
+    with runtime.load(runtime_name, data, found["inputs"][0], found["outputs"], extra_inputs=found["inputs"][1:],
+                      reset_key=reset_key, xnnpack=xnnpack, **found["wiring"]) as interpreter:
+        for x in xs:
+            given = x if in_formats[0] is None else np.clip(
+                np.rint(x.astype(np.float64) / in_formats[0].scale) + in_formats[0].zero_point, -128, 127
+            ).astype(np.int8)
+            values = interpreter.run(given, *states)
+            if states:
+                states = values[found["count"]:]
+            results.append([v.astype(np.float64) if f is None else (v.astype(np.float64) - f.zero_point) * f.scale
+                            for v, f in zip(values[:found["count"]], out_formats)])
+        return interpreter.version, results
+
+
+def expected_outputs(network: Network, xs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """The float64 network over the sequences, its state as the model keeps it (chained unless it keeps none)."""
+    found, states = [], None
+    for x in xs:
+        outputs, finals = reference.run_network(network, x, states)
+        found.append(outputs)
+        states = finals if network.state != "zero" else None
+    return found
+
+
+def errors(got: list[list[np.ndarray]], expected: list[list[np.ndarray]]) -> tuple[float, float]:
+    """Max and mean absolute error over every output value (inf when an output is not finite)."""
+    every = np.concatenate([np.abs(g.reshape(e.shape) - e).ravel() for gs, es in zip(got, expected)
+                            for g, e in zip(gs, es)])
+    if not np.all(np.isfinite(every)):
+        return float("inf"), float("inf")
+    return float(every.max(initial=0.0)), float(every.mean()) if every.size else 0.0
+
+
+def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, int]]:
+    """For a full-int8 network: per role, the share of the values the float64 run of its weights reaches that its
+    int8 format clips (beyond its ends by more than half a step; a sum before TANH only where the clip moves tanh by
+    more than a step of TANH's output, 1/128: past that tanh is flat, which is why the sum is clipped), and per
+    tensor (role/layer) how many of the 256 int8 levels its values occupy: a degenerate range puts them all on
+    one or two."""
+    plan = network.int8
+    beyond: dict[str, list[int]] = {role: [0, 0] for role in ROLES}
+    used: dict[str, np.ndarray] = {}
+
+    def seen(role: str, where: str, values: np.ndarray, fmt: Int8Format, tanh_follows: bool = False) -> None:
+        low, high = fmt.scale * (-128 - fmt.zero_point), fmt.scale * (127 - fmt.zero_point)
+        if tanh_follows:
+            clipped = np.abs(np.tanh(values) - np.tanh(np.clip(values, low, high))) > 1 / 128
+        else:
+            clipped = (values < low - fmt.scale / 2) | (values > high + fmt.scale / 2)
+        beyond[role][0] += int(np.count_nonzero(clipped))
+        beyond[role][1] += values.size
+        levels = np.clip(np.rint(values / fmt.scale) + fmt.zero_point, -128, 127).astype(np.int64) + 128
+        used.setdefault(f"{role} of {where}", np.zeros(256, bool))[np.unique(levels)] = True
+
+    states = None
+    for x in xs:
+        trace = []
+        _, finals = reference.run_network(network, x, states, trace)
+        seen("input", "the network", np.asarray(x, np.float64), plan.input)
+        for item in trace:
+            if len(item) == 4:
+                layer, source, start, outputs = item
+                f = plan.layers[layer.name]
+                w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
+                projection = source @ w.T + b
+                previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
+                summed = projection + previous @ r.T
+                tanh = layer.activation == Activation.TANH
+                if not tanh:  # the ADD applies a relu-like activation itself
+                    summed = reference.activate(summed, layer.activation)
+                seen("projection", f"'{layer.name}'", projection, f.projection)
+                seen("recurrent", f"'{layer.name}'", previous @ r.T, f.recurrent)
+                seen("sum", f"'{layer.name}'", summed, f.sum, tanh_follows=tanh)
+            else:
+                dense, _, pre = item
+                if dense.activation in ("relu", "relu6"):
+                    pre = np.clip(pre, 0, 6 if dense.activation == "relu6" else np.inf)
+                seen("dense", f"'{dense.name}'", pre, plan.dense[dense.name].output,
+                     tanh_follows=dense.activation == "tanh")
+        states = finals if network.state != "zero" else None
+    shares = {role: count / total for role, (count, total) in beyond.items() if total}
+    return shares, {where: int(levels.sum()) for where, levels in used.items()}
+
+
+def measure(data: bytes, model: Model, network: Network, xs: list[np.ndarray], runtimes: list[tuple[str, bool]],
+            float_network: Network | None = None) -> Measured:
+    """The model on each (runtime, XNNPACK) over the sequences against the float64 run of `float_network` (the
+    model's own network when None); a runtime that cannot run the model is left out."""
+    expected = expected_outputs(float_network or network, xs)
+    found = Measured(len(xs))
+    for runtime_name, xnnpack in runtimes:
+        label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
+        try:
+            _, got = run_model(data, model, network, runtime_name, xs, xnnpack=xnnpack)
+        except (RuntimeError, ValueError) as exc:
+            found.runs.append(DataRun(label, np.inf, np.inf, " ".join(str(exc).split())))
+            continue
+        found.runs.append(DataRun(label, *errors(got, expected)))
+    if network.int8 is not None:
+        found.clipped, found.levels = clipped_shares(network, xs)
+    return found
+
+
+def clipped_text(clipped: dict[str, float]) -> str:
+    return ", ".join(f"{role} {100 * share:.2g}%" for role, share in clipped.items())
+
+
+def data_checks(data: bytes, model: Model, network: Network, report: VerifyReport, runtimes: list[str], path,
+                max_error: float | None, float_network: Network | None = None) -> None:
+    """The `data` check on each runtime that runs the model, and the report's `data` section."""
+    xs = load_data(path, network)
+    pairs = [(name, xnnpack) for name in runtimes
+             for xnnpack in ((False, True) if name == "litert" and network.lowering == "portable" else (False,))]
+    found = measure(data, model, network, xs, pairs, float_network)
+    weights = "the float weights given (--weights)" if float_network is not None else "the model's own weights"
+    carried = {"carry": "the state carried from one to the next", "io": "the final states fed back",
+               "zero": "each from zeros"}[network.state]
+    clipped = f"; beyond the int8 formats: {clipped_text(found.clipped)}" if found.clipped else ""
+    for run in found.runs:
+        if run.refused:
+            continue  # the runtime check says why
+        bound = "" if max_error is None else f", bound {max_error:g} (--max-error)"
+        passed = np.isfinite(run.max_error) and (max_error is None or run.max_error <= max_error)
+        report.checks.append(Check(
+            "data", bool(passed),
+            f"{len(xs)} sequences of {path} ({carried}) against the float64 network of {weights}: max abs error "
+            f"{run.max_error:.4g}, mean {run.mean_error:.4g}{bound}{clipped}",
+            max_abs_error=run.max_error if np.isfinite(run.max_error) else None, runtime=run.runtime))
+    report.data = {"path": str(path), "sequences": len(xs), "max_error": max_error,
+                   "errors": {run.runtime: {"max": run.max_error if np.isfinite(run.max_error) else None,
+                                            "mean": run.mean_error if np.isfinite(run.mean_error) else None}
+                              for run in found.runs if not run.refused},
+                   "clipped": found.clipped}
