@@ -90,7 +90,8 @@ def test_full_int8_builds_again_from_its_calibration(tmp_path, cli):
                original).code == 0
     assert cli("weights", original, "-o", exported).code == 0
     # The ranges come from the data, which the .npz does not hold: the rebuild asks for it
-    assert_clean_error(cli("build", "--weights", exported, "-o", rebuilt), "needs --calibration")
+    assert_clean_error(cli("build", "--weights", exported, "-o", rebuilt), "records a full-int8 model",
+                       "--calibration DATA")
     assert not rebuilt.exists()
     assert cli("build", "--weights", exported, "--calibration", tmp_path / "cal.npy", "-o", rebuilt).code == 0
     assert _sha256(rebuilt) == _sha256(original)

@@ -89,11 +89,15 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
     data = writer.serialize(model)  # written and hashed in place: a 2 GiB model is not copied again
     summary = summary_of(network, model, data, path)
     if network.int8 is not None:  # measured before the file is written: a model that cannot run is not written
-        float_network = network_of(cell, **{**options, "quantize": None, "calibration": None, "io": "float"})
-        summary["int8"]["calibration"] = calibration_report(network, model, data, float_network,
+        summary["int8"]["calibration"] = calibration_report(network, model, data, float_network_of(cell, **options),
                                                             options["calibration"])
     write_atomic(path, data)
     return summary
+
+
+def float_network_of(cell=None, **options) -> Network:
+    """The float network a full-int8 build quantizes: the same options without the quantization."""
+    return network_of(cell, **{**options, "quantize": None, "calibration": None, "io": "float"})
 
 
 def calibration_report(network: Network, model: Model, data, float_network: Network, calibration) -> dict:
@@ -103,8 +107,7 @@ def calibration_report(network: Network, model: Model, data, float_network: Netw
     from . import quantization
     from .verification.data import measure
 
-    sequences = (quantization.calibration_sequences(calibration, network) if isinstance(calibration, np.ndarray)
-                 else quantization.load_calibration(calibration, network))
+    sequences = quantization.sequences_of(calibration, network)  # read again: network_of keeps no copy of 512 MiB
     measured = measure(bytes(data), model, network, sequences, [("litert", False)], float_network)
     run = measured.runs[0]
     warnings = [f"{where}: the calibration values use {count} of the 256 int8 levels (a constant, or an outlier "
@@ -385,9 +388,8 @@ def network_of(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
-    # A dynamic length only loops; full int8 is unrolled (quantization.refusal says why a loop is refused)
-    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and not full_int8 and (
-        dynamic_time or portable.loops_by_default(stages, time_steps)))
+    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and
+                                    portable.auto_loops(stages, time_steps, dynamic_time, full_int8))
     network = Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
                       dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
                       lowering=lowering, state=state, loop=loop)
@@ -397,8 +399,7 @@ def network_of(
         why = quantization.refusal(network)
         if why:
             raise ConfigError(why)
-        sequences = (quantization.calibration_sequences(calibration, network) if isinstance(calibration, np.ndarray)
-                     else quantization.load_calibration(calibration, network))
+        sequences = quantization.sequences_of(calibration, network)
         network = quantization.calibrate(network, sequences, int8_io=io == "int8")
     return network
 

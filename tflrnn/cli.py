@@ -319,8 +319,8 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
                    "(the state as it keeps it) against the float network, and report the max and mean error and, for "
                    "a full-int8 model, the share of values each int8 format clips.")
 @click.option("--max-error", type=float,
-              help="With --data: fail when an output is further than this from the float network (the float weights "
-                   "of --weights when given, else the model's own).")
+              help="With --data: fail when an output is further than this from the float network (the recurrent "
+                   "layers' float weights of --weights when given, else the model's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schemas/verify-report.schema.json).")
 @click.pass_context
 def verify(ctx, model, weights, against, source_format, layer, scope, layer_index, runtime, atol, rtol, sequences,

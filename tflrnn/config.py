@@ -258,6 +258,11 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
 
         found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
                                             layer=layer, layer_index=layer_index)
+        if implied.get("quantize") == "full-int8" and settings.get("quantize") is None and \
+                settings.get("calibration") is None:
+            raise ConfigError(f"{weights_path} records a full-int8 model, whose int8 formats came from calibration "
+                              "data: give the same data with --calibration DATA to rebuild it (or --quantize none "
+                              "for the float model)")
         declared = found[0].declared.sizes() if found[0].declared is not None else {}
         names = implied.pop("layer_names", None)  # an .npz's record: each layer's name, unless --name renames them
         if kind != "cell":

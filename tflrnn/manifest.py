@@ -136,12 +136,11 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
 def _compare_float_model(report, options: dict, against, source: dict) -> None:
     """Verify the float model of an int8 entry against its source, and add that comparison to the int8 model's
     report (with any other check of the float model that failed)."""
-    from .builder import model_of, network_of
+    from .builder import float_network_of, model_of
     from .verification import verify
     from .writer import write
 
-    float_network = network_of(**{**options, "quantize": None, "calibration": None, "io": "float"})
-    float_report = verify(write(model_of(float_network)), against=against, **source)
+    float_report = verify(write(model_of(float_network_of(**options))), against=against, **source)
     for check in float_report.checks:
         if check.kind == "against" or not check.passed:
             check.detail = f"the float model built beside it from the same entry: {check.detail}"

@@ -168,6 +168,12 @@ class Network:
     loop: bool = False
     int8: Int8Plan | None = None
 
+    def takes(self, weights) -> bool:
+        """Whether `weights` (one CellWeights per direction, in layer order) have this network's shapes."""
+        return weights is not None and len(weights) == len(self.layers) and all(
+            w is not None and (w.num_units, w.input_size) == (layer.weights.num_units, layer.weights.input_size)
+            for w, layer in zip(weights, self.layers))
+
     @property
     def layers(self) -> list[Layer]:
         """Every direction of every stage, in order (forward before backward)."""

@@ -99,6 +99,13 @@ def dequantized_bias(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return (q.astype(np.float64) * np.asarray(scales, np.float64)).astype(np.float32)
 
 
+def sequences_of(calibration, network: Network, what: str = "calibration") -> list[np.ndarray]:
+    """The sequences of calibration data given as an array or as a file (`load_calibration`)."""
+    if isinstance(calibration, np.ndarray):
+        return calibration_sequences(calibration, network, what)
+    return load_calibration(calibration, network, what)
+
+
 def load_calibration(path, network: Network, what: str = "calibration") -> list[np.ndarray]:
     """The sequences of a `.npy` or `.npz` (one array): [N, B, T, I] batch-major, [N, T, B, I] time-major, each
     n one invoke's input in the model's layout (any B and T; I the model's input size)."""
@@ -177,10 +184,8 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     weighted = replace(network, stages=[_swap(stage, layers) for stage in network.stages], head=heads)
 
     observed = _observe(weighted, sequences)
-    ranges = {key: [seen.low, seen.high] for key, seen in observed.items()}
-    for key, seen in observed.items():
-        if key.endswith(("/projection", "/recurrent")):
-            ranges[key] = seen.least_error_range()
+    ranges = {key: seen.least_error_range() for key, seen in observed.items()
+              if key.endswith(("/projection", "/recurrent"))}
 
     plan_layers = {}
     for stage in weighted.stages:
@@ -208,7 +213,8 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
             limit = observed[f"{dense.name}/output"].tanh_limit()
             low, high = max(low, -limit), min(high, limit)
         plan_dense[dense.name] = Int8Dense(int8_format(low, high), channels[dense.name][0])
-    plan = Int8Plan(int8_format(*ranges["input"]), plan_layers, plan_dense, bool(int8_io))
+    plan = Int8Plan(int8_format(observed["input"].low, observed["input"].high), plan_layers, plan_dense,
+                    bool(int8_io))
     return with_int8_biases(weighted, plan)
 
 
@@ -283,7 +289,7 @@ class _Seen:
         best, best_cost = TANH_INPUT_LIMIT, np.inf
         for limit in np.arange(TANH_INPUT_LIMIT, 0.5, -0.02):
             clipped = np.clip(centres, -limit, limit)
-            step = (min(self.high, limit) - max(self.low, -limit)) / 255
+            step = (max(min(self.high, limit), 0.0) - min(max(self.low, -limit), 0.0)) / 255  # as int8_format
             cost = np.sum(weights * ((np.tanh(centres) - np.tanh(clipped)) ** 2
                                      + (1 - np.tanh(clipped) ** 2) ** 2 * step ** 2 / 12))
             if cost < best_cost:
@@ -305,13 +311,10 @@ def _observe(network: Network, sequences: list[np.ndarray]) -> dict[str, _Seen]:
             _, finals = reference.run_network(network, x, states, trace)
             for item in trace:
                 if isinstance(item[0], Layer):
-                    layer, source, start, outputs = item
-                    w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
-                    projection = source @ w.T + b
-                    previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
-                    recurrent = previous @ r.T
-                    values += [(f"{layer.name}/projection", projection), (f"{layer.name}/recurrent", recurrent),
-                               (f"{layer.name}/sum", projection + recurrent)]
+                    name = item[0].name
+                    projection, recurrent, summed = reference.layer_values(*item)
+                    values += [(f"{name}/projection", projection), (f"{name}/recurrent", recurrent),
+                               (f"{name}/sum", summed)]
                 else:
                     values.append((f"{item[0].name}/output", item[2]))
             for key, value in values:

@@ -180,6 +180,17 @@ _DENSE = {
 }
 
 
+def layer_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray):
+    """From one trace entry of run_network (a layer direction's input, initial state and outputs, batch-major), the
+    values its steps compute before the activation: the projection P = x W^T + b, the recurrent term r = h_{t-1}
+    R^T, and their sum z, each [B, T, U]."""
+    w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
+    projection = source @ w.T + b
+    previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
+    recurrent = previous @ r.T
+    return projection, recurrent, projection + recurrent
+
+
 def run_network(network, x: np.ndarray, states: list | None = None,
                 trace: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A whole network, free-running in float64: its output(s) for x and each direction's final state (in layer

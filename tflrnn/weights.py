@@ -25,10 +25,9 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
 
     from .errors import ModelFormatError
     from .files import model_bytes, write_atomic
-    from .lowering import lowering_of_model, portable
+    from .lowering import lowering_of_model, portable, require_a_network
     from .lowering.fused import dense_arrays, dense_layers, find_network
     from .reader import read
-    from .verification import require_a_network  # imported here: verification imports this module
 
     data, _ = model_bytes(model)
     description = read(data)
@@ -129,8 +128,8 @@ def network_record(description, keras_names: bool = False) -> dict | None:
         record.update(quantize="int8", asymmetric_inputs=network.layers[0].asymmetric_inputs)
     if network.lowering == "portable":
         record["state"] = network.state
-        chosen = network.int8 is None and (network.dynamic_time or
-                                           portable.loops_by_default(network.stages, network.time_steps))
+        chosen = portable.auto_loops(network.stages, network.time_steps, network.dynamic_time,
+                                     network.int8 is not None)
         record["recurrence"] = "auto" if network.loop == chosen else "loop" if network.loop else "unrolled"
     if network.int8 is not None:  # rebuilt from the same --calibration data
         record.update(quantize="full-int8", io="int8" if network.int8.int8_io else "float")

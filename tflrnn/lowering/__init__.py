@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelFormatError
 from ..model import Model
 from ..network import Network
 from . import fused, portable
@@ -53,3 +53,16 @@ def lowering_of_model(model: Model) -> str:
 def recover(model: Model) -> Network:
     """The network in a model tflrnn wrote (ModelFormatError when it holds none)."""
     return lowering(lowering_of_model(model)).recover(model)
+
+
+def require_a_network(description) -> None:
+    """ModelFormatError, saying what tflrnn reads, for a model with neither lowering's RNN: one another tool wrote
+    (the converter's WHILE loop or unrolled graph, say), or no RNN at all. (A model read as the portable lowering
+    has its layers: lowering_of_model reads any other as fused.)"""
+    if lowering_of_model(description) == "fused" and not any(
+            op.code in fused.RNN_CODES for graph in description.subgraphs for op in graph.operators):
+        raise ModelFormatError(
+            "the model holds no network tflrnn writes: neither a fused UNIDIRECTIONAL_SEQUENCE_RNN or "
+            "BIDIRECTIONAL_SEQUENCE_RNN op nor the portable lowering's layers (a FULLY_CONNECTED by "
+            "'<name>/input_weights'); tflrnn verifies and reads the models it builds, not another tool's (a "
+            "converter's WHILE loop or unrolled steps)")

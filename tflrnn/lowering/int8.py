@@ -47,7 +47,6 @@ def lower(network: Network) -> Model:
     time_axis = 0 if time_major else 1
     lead = (steps, batch) if time_major else (batch, steps)
     rows = batch * steps
-    formats = quant.input_formats(network)
     tensors, operators = _Tensors(), []
 
     def int8(name: str, shape, fmt: Int8Format) -> int:

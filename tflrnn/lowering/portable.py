@@ -270,6 +270,12 @@ def _zeroing(handles: list[tuple[str, np.ndarray, object]], name: str) -> Subgra
     return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)
 
 
+def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: bool) -> bool:
+    """What `recurrence="auto"` chooses: a loop for a dynamic length or large unrolled steps (loops_by_default);
+    full int8 is unrolled (quantization.refusal says why a loop is refused)."""
+    return not full_int8 and (dynamic_time or loops_by_default(stages, time_steps))
+
+
 def loops_by_default(stages: list, time_steps: int) -> bool:
     """Whether `recurrence="auto"` writes the steps as a WHILE loop: when unrolled they would hold more than
     LOOP_ABOVE_R_BYTES of packed R (time steps x units^2 x 4 bytes per direction)."""

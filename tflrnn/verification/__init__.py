@@ -29,10 +29,10 @@ import numpy as np
 from ..reference import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEQUENCES
 from ..builder import sha256
 from ..cell import CellWeights
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError
 from ..files import model_bytes
-from ..lowering import lowering_of_model
-from ..lowering.fused import RNN_CODES, find_network
+from ..lowering import lowering_of_model, require_a_network
+from ..lowering.fused import find_network
 from ..reader import read
 from ..runtime import RUNTIMES
 from ..sources import FORMATS, detect_format
@@ -93,7 +93,8 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
     if max_error is not None and (isinstance(max_error, bool) or not 0 <= float(max_error) < math.inf):
         raise ConfigError(f"max_error must be a finite non-negative number, got {max_error!r}")
     if max_error is not None and data is None:
-        raise ConfigError("--max-error bounds the error on your data: give the sequences with --data FILE")
+        raise ConfigError("--max-error bounds the error on your data: give the sequences with --data FILE (in a "
+                          "manifest, the key data)")
     model_data, label = model_bytes(model)
     description = read(model_data)
     if lowering_of_model(description) == "portable":
@@ -109,6 +110,12 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
     for g in layers:
         _check_verifiable_size(g)
     _check_verifiable_time(network, sequences)
+    if data is not None:  # read (and refused) before anything runs
+        from ..lowering import recover
+        from .data import data_checks, load_data
+
+        recovered = recover(description)
+        data_xs = load_data(data, recovered)
     whole = len(layers) > 1 or _has_dense(network)  # --against runs the whole source model
     refused = against_refused(len(layers), _has_dense(network), any(g.hybrid for g in layers))
     if against is not None and refused:
@@ -159,26 +166,9 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
                                          _has_dense(network), against=against,
                                          format=format, layer=layer, scope=scope, layer_index=layer_index)
     if data is not None:
-        from ..lowering import recover
-        from .data import data_checks
-
-        recovered = recover(description)
-        data_checks(model_data, description, recovered, report, runtimes, data, max_error,
+        data_checks(model_data, description, recovered, report, runtimes, data, data_xs, max_error,
                     _float_network(recovered, float_weights or weights))
     return report
-
-
-def require_a_network(description) -> None:
-    """ModelFormatError, saying what tflrnn reads, for a model with neither lowering's RNN: one another tool wrote
-    (the converter's WHILE loop or unrolled graph, say), or no RNN at all. (A model read as the portable lowering
-    has its layers: lowering_of_model reads any other as fused.)"""
-    if lowering_of_model(description) == "fused" and not any(
-            op.code in RNN_CODES for graph in description.subgraphs for op in graph.operators):
-        raise ModelFormatError(
-            "the model holds no network tflrnn writes: neither a fused UNIDIRECTIONAL_SEQUENCE_RNN or "
-            "BIDIRECTIONAL_SEQUENCE_RNN op nor the portable lowering's layers (a FULLY_CONNECTED by "
-            "'<name>/input_weights'); tflrnn verifies and reads the models it builds, not another tool's (a "
-            "converter's WHILE loop or unrolled steps)")
 
 
 def _installed(runtime: str) -> bool:
@@ -211,10 +201,10 @@ def _weights_given(weights, names: list[str], format, layer, scope, layer_index)
 
 
 def _float_network(network, weights):
-    """The network with the given float weights (one per direction), for the error on the user's data; None when
-    none were given."""
-    if weights is None:
-        return None
+    """The network with the given float weights (one per direction; a Dense head keeps the model's), for the error
+    on the user's data; None when none were given, or not of this model's shapes."""
+    if not network.takes(weights):
+        return None  # weights.match says they are not this model's: the model's own weights are the reference
     from dataclasses import replace
 
     given = iter(weights)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import reference
+from ..reference import MAX_VERIFY_MULTIPLY_ADDS
 from ..lowering import portable
 from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..model import Activation, Model
-from ..network import Int8Format, Network, stage_layers
+from ..network import Int8Format, Network
 from .report import Check, VerifyReport
 
 # The roles of a full-int8 model's values, in the order they are reported.
@@ -54,17 +55,24 @@ def load_data(path, network: Network) -> list[np.ndarray]:
     from ..errors import ConfigError
 
     sequences = quantization.load_calibration(path, network, what="--data")
-    lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
-                                                                              network.time_steps)
+    lead = [network.time_steps, network.batch_size] if network.time_major else [network.batch_size,
+                                                                              network.time_steps]
     time_axis = 0 if network.time_major else 1
-    for x in sequences[:1]:
-        expected = list(lead)
-        if network.dynamic_time:
-            expected[time_axis] = x.shape[time_axis]
-        if list(x.shape[:2]) != expected:
-            layout = "[N, T, B, I]" if network.time_major else "[N, B, T, I]"
-            raise ConfigError(f"--data {path}: sequences {list(x.shape)} in {layout}; the model takes "
-                              f"{[*expected, network.input_size]} per invoke")
+    x = sequences[0]
+    if network.dynamic_time:
+        lead[time_axis] = x.shape[time_axis]
+    if list(x.shape[:2]) != lead:
+        layout = "[N, T, B, I]" if network.time_major else "[N, B, T, I]"
+        raise ConfigError(f"--data {path}: sequences {list(x.shape)} in {layout}; the model takes "
+                          f"{[*lead, network.input_size]} per invoke")
+    # The reference runs every sequence twice (the outputs, and an int8 model's clipped shares), in float64.
+    steps = len(sequences) * x.shape[0] * x.shape[1]
+    work = 2 * steps * (sum(2.0 * layer.weights.num_units * (layer.weights.input_size + layer.weights.num_units)
+                            for layer in network.layers) + sum(2.0 * d.weights.size for d in network.head))
+    if work > MAX_VERIFY_MULTIPLY_ADDS:
+        most = max(1, int(len(sequences) * MAX_VERIFY_MULTIPLY_ADDS // work))
+        raise ConfigError(f"--data {path}: {len(sequences):,} sequences need about {work:.2g} float64 multiply-adds "
+                          f"of the reference; its budget is {MAX_VERIFY_MULTIPLY_ADDS:.2g}: give at most {most:,}")
     return sequences
 
 
@@ -112,6 +120,10 @@ def run_model(data: bytes, model: Model, network: Network, runtime_name: str, xs
     results = []
     with runtime.load(runtime_name, data, found["inputs"][0], found["outputs"], extra_inputs=found["inputs"][1:],
                       reset_key=reset_key, xnnpack=xnnpack, **found["wiring"]) as interpreter:
+        if xs and tuple(xs[0].shape) != tuple(tensors[found["inputs"][0]].shape):  # a dynamic time axis
+            interpreter.resize(list(xs[0].shape))
+            if reset_key is not None:
+                interpreter.reset()
         for x in xs:
             given = x if in_formats[0] is None else np.clip(
                 np.rint(x.astype(np.float64) / in_formats[0].scale) + in_formats[0].zero_point, -128, 127
@@ -171,17 +183,14 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
         seen("input", "the network", np.asarray(x, np.float64), plan.input)
         for item in trace:
             if len(item) == 4:
-                layer, source, start, outputs = item
+                layer = item[0]
                 f = plan.layers[layer.name]
-                w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
-                projection = source @ w.T + b
-                previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
-                summed = projection + previous @ r.T
+                projection, recurrent, summed = reference.layer_values(*item)
                 tanh = layer.activation == Activation.TANH
                 if not tanh:  # the ADD applies a relu-like activation itself
                     summed = reference.activate(summed, layer.activation)
                 seen("projection", f"'{layer.name}'", projection, f.projection)
-                seen("recurrent", f"'{layer.name}'", previous @ r.T, f.recurrent)
+                seen("recurrent", f"'{layer.name}'", recurrent, f.recurrent)
                 seen("sum", f"'{layer.name}'", summed, f.sum, tanh_follows=tanh)
             else:
                 dense, _, pre = item
@@ -218,19 +227,22 @@ def clipped_text(clipped: dict[str, float]) -> str:
 
 
 def data_checks(data: bytes, model: Model, network: Network, report: VerifyReport, runtimes: list[str], path,
-                max_error: float | None, float_network: Network | None = None) -> None:
-    """The `data` check on each runtime that runs the model, and the report's `data` section."""
-    xs = load_data(path, network)
+                xs: list[np.ndarray], max_error: float | None, float_network: Network | None = None) -> None:
+    """The `data` check on each runtime that runs the model, and the report's `data` section; `xs` the sequences
+    load_data read from `path` (before anything ran, so that a refusal costs nothing)."""
     pairs = [(name, xnnpack) for name in runtimes
              for xnnpack in ((False, True) if name == "litert" and network.lowering == "portable" else (False,))]
     found = measure(data, model, network, xs, pairs, float_network)
-    weights = "the float weights given (--weights)" if float_network is not None else "the model's own weights"
+    weights = ("the float weights given (--weights) for its recurrent layers" if float_network is not None
+               else "the model's own weights")
     carried = {"carry": "the state carried from one to the next", "io": "the final states fed back",
                "zero": "each from zeros"}[network.state]
     clipped = f"; beyond the int8 formats: {clipped_text(found.clipped)}" if found.clipped else ""
     for run in found.runs:
-        if run.refused:
-            continue  # the runtime check says why
+        if run.refused:  # a run that did not happen must not pass for one that did
+            report.checks.append(Check("data", False, f"{len(xs)} sequences of {path}: the runtime did not run "
+                                                      f"them: {run.refused[:300]}", runtime=run.runtime))
+            continue
         bound = "" if max_error is None else f", bound {max_error:g} (--max-error)"
         passed = np.isfinite(run.max_error) and (max_error is None or run.max_error <= max_error)
         report.checks.append(Check(

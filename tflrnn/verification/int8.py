@@ -115,7 +115,8 @@ def int8_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
         stepped.insert(0, "litert")
     for runtime_name in stepped:
         report.checks += _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights)
-    if output_only and all(c.passed for c in report.checks if c.kind == "int8.steps" and c.runtime == "litert"):
+    yardstick = [c for c in report.checks if c.runtime == "litert" and c.kind in ("int8.steps", "runtime")]
+    if output_only and yardstick and all(c.passed and c.kind == "int8.steps" for c in yardstick):
         report.checks += _outputs_on(data, model, network, report, output_only, seed, sequences)
     elif output_only:  # int8.steps failed already: the outputs-only runtimes have no sound yardstick
         names = ", ".join(f"{n}+xnnpack" if x else n for n, x in output_only)
@@ -215,7 +216,6 @@ def _steps_on(data, model, network, report, runtime_name, seed, sequences, float
     plan = network.int8
     where = _Graph(model, network)
     reads = where.reads()
-    tensors = where.graph.tensors
     graph_outputs = where.graph.outputs
     wiring = {"input_positions": [where.graph.inputs.index(i) for i in where.inputs],
               "output_positions": [graph_outputs.index(i) for i in where.outputs + where.finals],
@@ -308,7 +308,6 @@ def _clamp(values: np.ndarray, fmt: Int8Format) -> np.ndarray:
 
 def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float, str | None]:
     """The worst error / bound over every op of one invoke, and what failed first (None: nothing)."""
-    time_axis = 0 if network.time_major else 1
     worst, problem = 0.0, None
 
     def judge(what: str, got: np.ndarray, expected: np.ndarray, bound: float) -> None:
@@ -324,7 +323,6 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
         judge("QUANTIZE of the input", source, _clamp(x.astype(np.float64), plan.input), plan.input.scale)
     source = np.swapaxes(source, 0, 1) if network.time_major else source  # batch-major from here
     k = 0
-    ends = []
     for index, stage in enumerate(network.stages):
         outputs_of_stage = []
         for d, layer in enumerate(stage_layers(stage)):
@@ -355,7 +353,7 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
             outputs_of_stage = [o[:, 0] if d == 1 else o[:, -1] for d, o in enumerate(outputs_of_stage)]
         if len(outputs_of_stage) == 2 and (network.merge or not final):
             outputs_of_stage = [np.concatenate(outputs_of_stage, axis=-1)]
-        source, ends = outputs_of_stage[0], outputs_of_stage
+        source = outputs_of_stage[0]
     for dense in network.head:
         fc, follower = where.dense[dense.name]
         f = plan.dense[dense.name]
@@ -371,7 +369,7 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
                         "softmax": lambda z: reference.softmax(z, beta=1.0)[0]}[dense.activation](got)
             judge(f"Dense '{dense.name}' {dense.activation}", activated, _clamp(expected, fixed), 2 * fixed.scale)
             got = activated
-        source, ends = got, [got]
+        source = got
     # The outputs: the values checked above, dequantized exactly (or as they are, with an int8 interface)
     finals = where.final_int8()
     for index, value in zip(finals, outputs):
@@ -389,7 +387,7 @@ def _free_run_error(network, xs, runs, plan, float_weights) -> str:
     """The outputs' error against the float64 reference on the dequantized weights (and the float weights)."""
     errors, float_errors, states, float_states = [], [], None, None
     float_network = None
-    if float_weights is not None:
+    if network.takes(float_weights):  # else weights.match says they are not this model's
         from dataclasses import replace
 
         float_network = replace(network, int8=None, stages=_with_weights(network, float_weights))
@@ -448,7 +446,7 @@ def weights_match(network: Network, given: list) -> Check:
         if weights is None or (weights.num_units, weights.input_size) != (layer.weights.num_units,
                                                                           layer.weights.input_size):
             return Check("weights.match", False, f"layer '{layer.name}': the given weights have another shape")
-        scales = (np.float32(formats[layer.name].scale) * np.asarray(f.input_scales, np.float64)).astype(np.float32)
+        scales = quant.bias_scales(formats[layer.name].scale, f.input_scales)  # as build quantizes them
         pairs = ((weights.input_weights, layer.weights.input_weights, f.input_scales),
                  (weights.recurrent_weights, layer.weights.recurrent_weights, f.recurrent_scales))
         same = all(np.array_equal(np.clip(np.rint(g / s[:, None].astype(np.float64)), -127, 127),

@@ -39,6 +39,10 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
         return
     layers = network.layers
     _check_verifiable(network, sequences)
+    if on_data[0] is not None:
+        from .data import load_data
+
+        on_data = (*on_data, load_data(on_data[0], network))
     report.checks.append(Check("network", True, (
         f"portable lowering: {len(network.stages)} layer(s), {len(layers)} direction(s) "
         f"({', '.join(f'{layer.name} {layer.weights.num_units} {ACTIVATION_NAMES[layer.activation]}' for layer in layers)})"
@@ -85,12 +89,13 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
 
 
 def _on_data(data, model, network, report, runtimes, on_data, float_network_of, given) -> None:
-    path, max_error = on_data
-    if path is not None:
+    """The data checks, with `on_data` (path, --max-error, the sequences read from it)."""
+    if on_data[0] is not None:
         from .data import data_checks
 
+        path, max_error, xs = on_data
         float_network = float_network_of(network, given) if float_network_of is not None else None
-        data_checks(data, model, network, report, runtimes, path, max_error, float_network)
+        data_checks(data, model, network, report, runtimes, path, xs, max_error, float_network)
 
 
 def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol: float, **source) -> list[Check]:
