@@ -143,7 +143,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
                                         for stage in network.stages))),
         "lowering": network.lowering,
         "state": network.state,
-        "recurrence": "loop" if network.loop else "unrolled" if network.lowering == "portable" else None,
+        "recurrence": ("loop" if network.loop else "unrolled") if lowering_of(network.lowering).loops else None,
         "ops": [op_name(op.code) for op in graph.operators],
         "input_shape": _signature_shape(graph.tensors[graph.inputs[0]]),
         "output_shape": _signature_shape(graph.tensors[graph.outputs[0]]),
@@ -268,11 +268,12 @@ def network_of(
     if quantize not in (None, "none", "int8", "full-int8"):
         raise ConfigError(f"quantize must be int8, full-int8 (or none), got {quantize!r}")
     hybrid, full_int8 = quantize == "int8", quantize == "full-int8"
+    chosen = lowering_of(lowering)  # an unknown lowering is refused by name
     if io not in ("float", "int8"):
         raise ConfigError(f"io must be float or int8, got {io!r}")
     if io == "int8" and not full_int8:
         raise ConfigError("an int8 interface (--io int8) needs a full-integer model: add --quantize full-int8")
-    if full_int8 and lowering != "portable":
+    if full_int8 and not chosen.full_int8:
         raise ConfigError("--quantize full-int8 needs --lowering portable: the fused RNN ops' kernels take float "
                           "inputs (their int8 is hybrid: --quantize int8)")
     if full_int8 and calibration is None:
@@ -284,12 +285,11 @@ def network_of(
         raise ConfigError("asymmetric input quantization applies to hybrid models: add --quantize int8")
     if merge not in ("concat", "none"):
         raise ConfigError(f"merge must be concat or none, got {merge!r}")
-    lowering_of(lowering)  # an unknown lowering is refused by name
     if state not in STATES:
         raise ConfigError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     if recurrence not in RECURRENCES:
         raise ConfigError(f"recurrence must be one of {', '.join(RECURRENCES)}, got {recurrence!r}")
-    if recurrence != "auto" and lowering != "portable":
+    if recurrence != "auto" and not chosen.loops:
         raise ConfigError(f"recurrence {recurrence!r} chooses how the portable lowering writes the steps (the fused "
                           "op runs its own loop): add --lowering portable")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -388,7 +388,7 @@ def network_of(
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
 
-    loop = recurrence == "loop" or (recurrence == "auto" and lowering == "portable" and
+    loop = recurrence == "loop" or (recurrence == "auto" and chosen.loops and
                                     portable.auto_loops(stages, time_steps, dynamic_time, full_int8))
     network = Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
                       dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,

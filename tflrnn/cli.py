@@ -180,7 +180,9 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
             f"{layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
     if summary.get("dense"):
         what += ", then dense " + ", ".join(f"{d['units']} {d['activation']}" for d in summary["dense"])
-    if summary["lowering"] != "fused" or summary["state"] != "carry":
+    from .lowering import lowering as lowering_named
+
+    if len(lowering_named(summary["lowering"]).states) > 1 or summary["state"] != "carry":
         what += f", state {summary['state']}"
     if summary.get("recurrence"):
         what += f", steps {summary['recurrence']}"

@@ -146,7 +146,9 @@ def calibration_sequences(data, network: Network, what: str = "calibration") -> 
 
 def refusal(network: Network) -> str | None:
     """Why a network cannot be full-int8 (None: it can)."""
-    if network.lowering != "portable":
+    from .lowering import lowering  # here: the lowerings import this module
+
+    if not lowering(network.lowering).full_int8:
         return ("full-int8 needs --lowering portable: the fused RNN ops' kernels take float inputs (their int8 is "
                 "hybrid, --quantize int8)")
     if network.loop or network.dynamic_time:

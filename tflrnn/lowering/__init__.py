@@ -18,18 +18,28 @@ from . import fused, portable
 
 @dataclass(frozen=True)
 class Lowering:
+    """A lowering, and what it can write: the rest of tflrnn asks these instead of comparing names."""
+
     name: str
     lower: Callable[[Network], Model]
     recover: Callable[[Model], Network]
     summary: str  # one line for help and errors
+    states: tuple[str, ...]  # where a network's state may live (network.STATES)
+    full_int8: bool  # every op in int8 (--quantize full-int8)
+    loops: bool  # the steps unrolled or in a WHILE loop (--recurrence)
+    xnnpack: bool  # XNNPACK takes its ops: LiteRT runs it with and without the delegate
+    reset_key: str | None  # the signature that zeroes a carried state (None: reset_all_variables() does)
 
 
 LOWERINGS = {
     "fused": Lowering("fused", fused.lower, fused.recover,
-                      "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN ops with variable state tensors"),
+                      "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN ops with variable state tensors",
+                      states=("carry",), full_int8=False, loops=False, xnnpack=False, reset_key=None),
     "portable": Lowering("portable", portable.lower, portable.recover,
                          "plain builtin ops (FULLY_CONNECTED, ADD, TANH, UNPACK, PACK), the state in resource "
-                         "variables, an input/output, or none: every TFLite runtime runs it"),
+                         "variables, an input/output, or none: every TFLite runtime runs it",
+                         states=("carry", "io", "zero"), full_int8=True, loops=True, xnnpack=True,
+                         reset_key=portable.RESET_KEY),
 }
 
 

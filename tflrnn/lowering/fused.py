@@ -25,61 +25,23 @@ from ..model import (
     BidirectionalSequenceRNNOptions,
     BuiltinOperator,
     ConcatenationOptions,
-    FullyConnectedOptions,
     Model,
     Operator,
-    Quantization,
     SequenceRNNOptions,
     Signature,
-    SoftmaxOptions,
     StridedSliceOptions,
     Subgraph,
     Tensor,
     op_name,
 )
 from ..network import Dense, Layer, Network, base_name
+from .common import (DENSE_FOLLOWERS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors,
+                     sequence_tensor, time_layout, weight_tensors, write_dense_head)
 
-SIGNATURE_KEY = "serving_default"
-SIGNATURE_INPUT = "input"
-SIGNATURE_OUTPUT = "output"
 INPUT = 0
 RNN_CODES = (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN)
-# Dense activations: the one FULLY_CONNECTED fuses, and the op that follows it (None: nothing follows).
-DENSE_OPS = {
-    "linear": (Activation.NONE, None),
-    "relu": (Activation.RELU, None),
-    "relu6": (Activation.RELU6, None),
-    "tanh": (Activation.NONE, BuiltinOperator.TANH),
-    "sigmoid": (Activation.NONE, BuiltinOperator.LOGISTIC),
-    "softmax": (Activation.NONE, BuiltinOperator.SOFTMAX),
-}
-DENSE_FOLLOWERS = {code: name for name, (_, code) in DENSE_OPS.items() if code is not None}
 HEAD_CODES = (BuiltinOperator.STRIDED_SLICE, BuiltinOperator.CONCATENATION, BuiltinOperator.FULLY_CONNECTED,
               *DENSE_FOLLOWERS)
-
-
-def _sequence(name: str, lead: tuple[int, int], width: int, dynamic: tuple[int, int] | None) -> Tensor:
-    """An input or output sequence; with `dynamic`, its time axis is -1 in shape_signature."""
-    return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
-
-
-def _variables(layer: Layer) -> list[Tensor]:
-    """W, R and b of a layer: float32, or int8 W and R with their scales for a hybrid op."""
-    w = layer.weights
-    shapes = {"input_weights": (w.num_units, w.input_size), "recurrent_weights": (w.num_units, w.num_units)}
-    if layer.int8 is None:
-        tensors = [Tensor(f"{layer.name}/{n}", shapes[n], data=a)
-                   for n, a in (("input_weights", w.input_weights), ("recurrent_weights", w.recurrent_weights))]
-    else:
-        tensors = [Tensor(f"{layer.name}/{n}", shapes[n], "int8", data=q, quantization=Quantization((scale,), (0,)))
-                   for n, (q, scale) in zip(shapes, layer.int8)]
-    return tensors + [Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias)]
-
-
-def _time_layout(time_steps, batch_size, time_major, dynamic_time):
-    lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
-    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
-    return lead, dynamic
 
 
 def last_step_slice(time_major: bool, backward: bool = False) -> tuple[list[int], StridedSliceOptions]:
@@ -93,13 +55,6 @@ def last_step_slice(time_major: bool, backward: bool = False) -> tuple[list[int]
     return begin, StridedSliceOptions(begin_mask=whole, end_mask=whole, shrink_axis_mask=1 << time_axis)
 
 
-class _Tensors(list):
-    def add(self, *tensors: Tensor) -> int:
-        """Append; the index of the last one added."""
-        self.extend(tensors)
-        return len(self) - 1
-
-
 def lower(network: Network) -> Model:
     """The network as a chain of RNN ops (UNIDIRECTIONAL_SEQUENCE_RNN for a Layer, BIDIRECTIONAL_SEQUENCE_RNN for a
     (forward, backward) pair), each with its own variable state(s); each op's output is the next one's input, a
@@ -111,17 +66,17 @@ def lower(network: Network) -> Model:
                           "variable tensor of the model, carried across invokes")
     stages, time_steps, batch_size = network.stages, network.time_steps, network.batch_size
     time_major, last_step, merge, head = network.time_major, network.last_step, network.merge, network.head
-    lead, dynamic = _time_layout(time_steps, batch_size, time_major, network.dynamic_time)
+    lead, dynamic = time_layout(time_steps, batch_size, time_major, network.dynamic_time)
     first = stages[0][0] if isinstance(stages[0], tuple) else stages[0]
-    tensors = _Tensors()
-    previous = tensors.add(_sequence(f"{base_name(stages[0])}/input", lead, first.weights.input_size, dynamic))
+    tensors = Tensors()
+    previous = tensors.add(sequence_tensor(f"{base_name(stages[0])}/input", lead, first.weights.input_size, dynamic))
     variables: dict[str, list[int]] = {}  # layer name -> [W, R, b] tensor indices
     operators = []
 
     def layer_inputs(layer: Layer, suffix: str) -> list[int]:
         if layer.name not in variables:
             start = len(tensors)
-            tensors.add(*_variables(layer))
+            tensors.add(*weight_tensors(layer))
             variables[layer.name] = [start, start + 1, start + 2]
         state = tensors.add(Tensor(f"{layer.name}/hidden_state{suffix}", (batch_size, layer.weights.num_units),
                                    is_variable=True))
@@ -134,11 +89,11 @@ def lower(network: Network) -> Model:
             slots = layer_inputs(forward, "") + layer_inputs(backward, "")
             separate = k == len(stages) - 1 and (last_step or not merge)
             if separate:
-                ends = [tensors.add(_sequence(f"{layer.name}/output", lead, layer.weights.num_units, dynamic))
+                ends = [tensors.add(sequence_tensor(f"{layer.name}/output", lead, layer.weights.num_units, dynamic))
                         for layer in stage]
             else:
                 width = forward.weights.num_units + backward.weights.num_units
-                ends = [tensors.add(_sequence(f"{base_name(stage)}/output", lead, width, dynamic))]
+                ends = [tensors.add(sequence_tensor(f"{base_name(stage)}/output", lead, width, dynamic))]
             operators.append(Operator(
                 BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots, -1, -1, -1], list(ends),
                 version=forward.op_version,
@@ -149,7 +104,7 @@ def lower(network: Network) -> Model:
         else:
             suffix = f"_{k}" if stage.name in variables else ""  # a reused cell: new state and output, same variables
             slots = layer_inputs(stage, suffix)
-            ends = [tensors.add(_sequence(f"{stage.name}/output{suffix}", lead, stage.weights.num_units, dynamic))]
+            ends = [tensors.add(sequence_tensor(f"{stage.name}/output{suffix}", lead, stage.weights.num_units, dynamic))]
             operators.append(Operator(
                 BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots], list(ends),
                 version=stage.op_version,
@@ -190,31 +145,6 @@ def lower(network: Network) -> Model:
         subgraphs=[Subgraph(tensors=list(tensors), operators=operators, inputs=[INPUT], outputs=list(ends))],
         signatures=[Signature(SIGNATURE_KEY, {SIGNATURE_INPUT: INPUT}, named)],
     )
-
-
-def write_dense_head(tensors: _Tensors, operators: list, head: list[Dense], ends: list[int]) -> list[int]:
-    """Dense layers after `ends[0]`: FULLY_CONNECTED each (relu and relu6 fused; tanh, sigmoid and softmax as ops
-    of their own, since the float kernel refuses a fused tanh). Returns the new end. Shared by every lowering."""
-    for dense in head:
-        x = tensors[ends[0]]
-        fused, after = DENSE_OPS[dense.activation]
-        sequence = len(x.shape) == 3
-        weights = tensors.add(Tensor(f"{dense.name}/kernel", dense.weights.shape, data=dense.weights),
-                              Tensor(f"{dense.name}/bias", dense.bias.shape, data=dense.bias)) - 1
-        signature = (*x.shape_signature[:-1], dense.units) if x.shape_signature is not None else None
-        out = tensors.add(Tensor(f"{dense.name}/output", (*x.shape[:-1], dense.units), shape_signature=signature))
-        # keep_num_dims keeps [B,T,units] on a sequence (op version 5); without it the output would be flattened.
-        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [ends[0], weights, weights + 1], [out],
-                                  version=5 if sequence else 1,
-                                  options=FullyConnectedOptions(activation=fused, keep_num_dims=sequence)))
-        if after is not None:
-            activated = tensors.add(Tensor(f"{dense.name}/{dense.activation}", tensors[out].shape,
-                                           shape_signature=signature))
-            operators.append(Operator(after, [out], [activated],
-                                      options=SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None))
-            out = activated
-        ends = [out]
-    return ends
 
 
 # Reading --------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, C
                      Subgraph, Tensor, UnpackOptions, VarHandleOptions)
 from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
 from .. import quantization as quant
-from .fused import DENSE_OPS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _Tensors
+from .common import DENSE_OPS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors
 from .portable import _FUSED_IN_ADD, RESET_KEY, STATE, _zeroing
 
 FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CONNECTED 4; ADD, TANH, ... 2
@@ -47,7 +47,7 @@ def lower(network: Network) -> Model:
     time_axis = 0 if time_major else 1
     lead = (steps, batch) if time_major else (batch, steps)
     rows = batch * steps
-    tensors, operators = _Tensors(), []
+    tensors, operators = Tensors(), []
 
     def int8(name: str, shape, fmt: Int8Format) -> int:
         return tensors.add(Tensor(name, tuple(shape), "int8", quantization=per_tensor(fmt)))

@@ -43,8 +43,8 @@ from ..model import (
     op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
-from .fused import (SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, _sequence, _Tensors, _time_layout, _variables,
-                    write_dense_head)
+from .common import (SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors, sequence_tensor, time_layout,
+                     weight_tensors, write_dense_head)
 
 RESET_KEY = "reset"
 # `recurrence="auto"` loops when the unrolled steps would hold more bytes of R than this, summed over every
@@ -74,14 +74,14 @@ def lower(network: Network) -> Model:
                               "(TFLite's SIGN gives -1/0/1, not the sign bit): use the fused lowering")
     time_major, batch, steps = network.time_major, network.batch_size, network.time_steps
     time_axis = 0 if time_major else 1
-    tensors, operators = _Tensors(), []
+    tensors, operators = Tensors(), []
     # With a dynamic time axis, every sequence has -1 there in shape_signature (allocated for `steps`).
-    lead, dynamic = _time_layout(steps, batch, time_major, network.dynamic_time)
+    lead, dynamic = time_layout(steps, batch, time_major, network.dynamic_time)
 
-    def sequence_tensor(name: str, width: int) -> Tensor:
-        return _sequence(name, lead, width, dynamic)
+    def sequence_of(name: str, width: int) -> Tensor:
+        return sequence_tensor(name, lead, width, dynamic)
 
-    x = tensors.add(sequence_tensor(f"{base_name(network.stages[0])}/input", network.input_size))
+    x = tensors.add(sequence_of(f"{base_name(network.stages[0])}/input", network.input_size))
     inputs, state_inputs, state_outputs = [x], [], []
     weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
     handles = []  # (shared_name, its zeros) of each carried state
@@ -94,7 +94,7 @@ def lower(network: Network) -> Model:
         """The recurrence over `source`: (its output sequence, or None when not `sequence`; the final state)."""
         units = layer.weights.num_units
         if layer.name not in weights:
-            w, r, b = _variables(layer)
+            w, r, b = weight_tensors(layer)
             if network.loop:  # R lives in the loop's body
                 weights[layer.name] = (tensors.add(w), -1, tensors.add(b))
             else:
@@ -102,7 +102,7 @@ def lower(network: Network) -> Model:
                 weights[layer.name] = (start, start + 1, start + 2)
         w_index, r_index, b_index = weights[layer.name]
         name = f"{layer.name}{suffix}"
-        projection = tensors.add(sequence_tensor(f"{name}/projection", units))
+        projection = tensors.add(sequence_of(f"{name}/projection", units))
         operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
                                   version=5, options=FullyConnectedOptions(keep_num_dims=True)))
         h, handle = _initial_state(name, batch, units)
@@ -177,7 +177,7 @@ def lower(network: Network) -> Model:
                                     data=np.asarray(steps - 1 if backward else 0, np.int32)))
         t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
         h_end = tensors.add(Tensor(f"{name}/h_end", step_shape))
-        output = tensors.add(sequence_tensor(f"{layer.name}/output", units))
+        output = tensors.add(sequence_of(f"{layer.name}/output", units))
         cond = first_loop_subgraph + len(loops)
         shapes = (step_shape, tensors[output].shape, tensors[output].shape_signature)
         loops.extend([_loop_condition(name, *shapes, steps, backward, time_axis),
@@ -287,7 +287,7 @@ def _loop_condition(name: str, step_shape, sequence_shape, signature, steps: int
                     time_axis: int) -> Subgraph:
     """t < T (forward; with a dynamic time axis, T is the sequence's length), t >= 0 (backward): whether the loop
     runs step t."""
-    tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
+    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
                         Tensor("sequence", sequence_shape, shape_signature=signature)])
     operators = []
     if backward:
@@ -302,7 +302,7 @@ def _loop_condition(name: str, step_shape, sequence_shape, signature, steps: int
     return Subgraph(list(tensors), operators, inputs=[0, 1, 2], outputs=[more], name=f"{name}/cond")
 
 
-def _steps_of(tensors: _Tensors, operators: list, sequence: int, time_axis: int, name: str) -> int:
+def _steps_of(tensors: Tensors, operators: list, sequence: int, time_axis: int, name: str) -> int:
     """The length of a sequence's time axis as it is given (SHAPE, then its element there): an int32 scalar."""
     shape = tensors.add(Tensor(f"{name}/shape", (3,), "int32"))
     operators.append(Operator(BuiltinOperator.SHAPE, [sequence], [shape], options=ShapeOptions()))
@@ -318,7 +318,7 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
                backward: bool) -> Subgraph:
     """One step: x_t = the projection's slice t; h = act(x_t + h R^T); the slice t := h; t += 1 (backward: -1).
     Step t's slice is read before it is overwritten and never read again, so the projection becomes the output."""
-    tensors = _Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
+    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
                         Tensor("sequence", sequence_shape, shape_signature=signature)])
     t, h, sequence = 0, 1, 2
     operators = []
@@ -330,7 +330,7 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
     size = tensors.add(Tensor("size", (3,), "int32", data=np.asarray(step_shape, np.int32)))
     x = tensors.add(Tensor("x", step_shape))
     operators.append(Operator(BuiltinOperator.SLICE, [sequence, begin, size], [x]))
-    r = tensors.add(_variables(layer)[1])
+    r = tensors.add(weight_tensors(layer)[1])
     recurrent = tensors.add(Tensor("r", step_shape))
     operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r, -1], [recurrent], version=5,
                               options=FullyConnectedOptions(keep_num_dims=True)))
@@ -383,7 +383,8 @@ def _recover(model: Model) -> Network:
     from ..cell import CellWeights
     from ..errors import ModelFormatError
     from ..network import DENSE_ACTIVATIONS, Dense
-    from .fused import DENSE_FOLLOWERS, dense_activation
+    from .common import DENSE_FOLLOWERS
+    from .fused import dense_activation
     from .int8 import real_values, recover_plan
 
     if not model.subgraphs:

@@ -20,8 +20,8 @@ import numpy as np
 
 from .. import reference
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS
-from ..lowering import portable
-from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..lowering import LOWERINGS, portable
+from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..model import Activation, Model
 from ..network import Int8Format, Network
 from .report import Check, VerifyReport
@@ -116,7 +116,7 @@ def run_model(data: bytes, model: Model, network: Network, runtime_name: str, xs
     states = [np.full(tensors[i].shape, f.zero_point, np.int8) if f else np.zeros(tensors[i].shape, np.float32)
               for i, f in zip(found["inputs"][1:], in_formats[1:])]
     carry = network.state == "carry"
-    reset_key = portable.RESET_KEY if carry and network.lowering == "portable" else None
+    reset_key = LOWERINGS[network.lowering].reset_key if carry else None
     results = []
     with runtime.load(runtime_name, data, found["inputs"][0], found["outputs"], extra_inputs=found["inputs"][1:],
                       reset_key=reset_key, xnnpack=xnnpack, **found["wiring"]) as interpreter:
@@ -231,7 +231,7 @@ def data_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
     """The `data` check on each runtime that runs the model, and the report's `data` section; `xs` the sequences
     load_data read from `path` (before anything ran, so that a refusal costs nothing)."""
     pairs = [(name, xnnpack) for name in runtimes
-             for xnnpack in ((False, True) if name == "litert" and network.lowering == "portable" else (False,))]
+             for xnnpack in ((False, True) if name == "litert" and LOWERINGS[network.lowering].xnnpack else (False,))]
     found = measure(data, model, network, xs, pairs, float_network)
     weights = ("the float weights given (--weights) for its recurrent layers" if float_network is not None
                else "the model's own weights")

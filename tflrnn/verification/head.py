@@ -7,14 +7,14 @@ import math
 
 import numpy as np
 
-from ..lowering.fused import DENSE_FOLLOWERS, RNNGraph, dense_activation
+from ..lowering.common import DENSE_FOLLOWERS
+from ..lowering.fused import FusedGraph, RNNGraph, dense_activation
 from ..model import StridedSliceOptions
-from ..lowering.fused import FusedGraph as Network
 from ..model import Activation, BuiltinOperator, FullyConnectedOptions, op_name
 from .report import Check
 
 
-def _head_checks(network: Network) -> tuple[list[Check], list[int]]:
+def _head_checks(network: FusedGraph) -> tuple[list[Check], list[int]]:
     """The ops after the RNN ops, each as tflrnn writes them: the last step (a STRIDED_SLICE per direction, then a
     CONCATENATION of two), then Dense layers. Returns the checks and the tensors the model should output."""
     ends, checks = network.sequence_outputs, []
@@ -55,7 +55,7 @@ def _plain_float(tensor, shape) -> str | None:
     return None
 
 
-def _last_step_check(network: Network, slices: list, concat) -> tuple[Check, list[int]]:
+def _last_step_check(network: FusedGraph, slices: list, concat) -> tuple[Check, list[int]]:
     tensors = network.subgraph.tensors
     final = network.rnn_ops[-1]
     directions = network.directions_of(final)
@@ -127,7 +127,7 @@ def _batch(g: RNNGraph) -> int:
     return g.hidden_state.shape[0] if g.hidden_state.shape else -1  # -1: a malformed state, reported elsewhere
 
 
-def _dense_check(network: Network, index: int, op, following, ends: list[int]) -> tuple[Check, list[int]]:
+def _dense_check(network: FusedGraph, index: int, op, following, ends: list[int]) -> tuple[Check, list[int]]:
     """A FULLY_CONNECTED (and the activation op after it) as a Keras Dense layer."""
     tensors = network.subgraph.tensors
     name = f"dense[{index}]"

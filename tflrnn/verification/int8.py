@@ -24,7 +24,7 @@ import numpy as np
 from .. import quantization as quant
 from .. import reference
 from ..lowering import portable
-from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..model import Activation, BuiltinOperator, Model
 from ..network import Int8Format, Network, stage_layers
 from .report import Check, VerifyReport

@@ -7,8 +7,7 @@ import numpy as np
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
 from ..builder import MAX_TENSOR_BYTES
 from ..errors import ConfigError
-from ..lowering.fused import RNNGraph, dense_layers
-from ..lowering.fused import FusedGraph as Network
+from ..lowering.fused import FusedGraph, RNNGraph, dense_layers
 
 
 DYNAMIC_LENGTHS = (1, 4, 9)  # lengths a dynamic-time model is resized to, besides its allocated one
@@ -26,7 +25,7 @@ def _check_verifiable_size(g: RNNGraph) -> None:
         )
 
 
-def _check_verifiable_time(network: Network, sequences: int) -> None:
+def _check_verifiable_time(network: FusedGraph, sequences: int) -> None:
     """Refuse a model whose reference comparisons would run for minutes: each invoke compared costs two float64
     products per direction per step (the step and the scale of its terms), 2*U*(I+U) multiply-adds per batch row,
     and as much per Dense layer; a dynamic-time model is compared at each of its lengths."""

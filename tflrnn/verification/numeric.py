@@ -7,8 +7,7 @@ import numpy as np
 
 from .. import reference
 from ..cell import ACTIVATION_NAMES, CellWeights, dequantize, quantize_int8
-from ..lowering.fused import RNNGraph
-from ..lowering.fused import FusedGraph as Network
+from ..lowering.fused import FusedGraph, RNNGraph
 from ..model import BuiltinOperator
 from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 from .limits import DYNAMIC_LENGTHS
@@ -20,7 +19,7 @@ def _as_stored(w: CellWeights) -> CellWeights:
                        w.bias)
 
 
-def _has_dense(network: Network) -> bool:
+def _has_dense(network: FusedGraph) -> bool:
     return any(op.code == BuiltinOperator.FULLY_CONNECTED for op in network.head)
 
 
@@ -94,7 +93,7 @@ def declared_input_notes(shape, signature, time_major: bool, declared) -> list[s
     return notes
 
 
-def _numeric_checks(data, network: Network, weights: list, report, inputs, atol, rtol, runtime_name: str,
+def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, atol, rtol, runtime_name: str,
                     float_weights: list | None = None):
     """The numeric checks on one runtime, and the model's output for each input (None when it could not run).
 
@@ -219,7 +218,7 @@ def _numeric_checks(data, network: Network, weights: list, report, inputs, atol,
     ], (results[-1][0], [_model_output(network, values) for values in results[-1][1]])  # for --against: the
 
 
-def _head_comparison(network: Network, op, values: dict, atol: float, rtol: float) -> Comparison:
+def _head_comparison(network: FusedGraph, op, values: dict, atol: float, rtol: float) -> Comparison:
     """One op after the RNN ops, on the input the runtime gave it, against the reference's meaning of it
     (reference.HEAD_OPS): a last-step slice and a concatenation exactly, a dense layer within the rounding of its
     dot products, an activation within the rounding of its input. A slice is expected to give the final step of
@@ -250,7 +249,7 @@ def _head_comparison(network: Network, op, values: dict, atol: float, rtol: floa
     return _compare(actual, expected, pre, scale, activation, atol, rtol)
 
 
-def _model_output(network: Network, values: dict) -> np.ndarray:
+def _model_output(network: FusedGraph, values: dict) -> np.ndarray:
     """What the source framework outputs: a classifier's final output, else the last RNN op's sequence (both
     directions concatenated)."""
     if _has_dense(network):

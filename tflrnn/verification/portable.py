@@ -19,7 +19,7 @@ from ..errors import ConfigError, TflrnnError
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
 from .limits import DYNAMIC_LENGTHS, budget_advice
 from ..lowering import portable
-from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..metadata import METADATA_KEY, dense_sha256
 from ..metadata import parse as parse_metadata
 from ..model import SCHEMA_VERSION, Activation, Model, op_name

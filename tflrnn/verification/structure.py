@@ -11,14 +11,14 @@ from ..metadata import METADATA_KEY, dense_sha256, min_runtime_version
 from ..metadata import parse as parse_metadata
 from ..cell import ACTIVATION_NAMES, CellWeights
 from ..errors import TflrnnError
-from ..lowering.fused import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, RNNGraph, dense_activation, dense_arrays, dense_layers
-from ..lowering.fused import FusedGraph as Network
+from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..lowering.fused import FusedGraph, RNNGraph, dense_activation, dense_arrays, dense_layers
 from ..model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions, op_name
 from .report import Check
 from .head import _head_checks
 
 
-def _structure_checks(network: Network, weights: list) -> list[Check]:
+def _structure_checks(network: FusedGraph, weights: list) -> list[Check]:
     model = network.model
     checks = [Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}")]
     several = len(network.rnn_ops) > 1
@@ -182,7 +182,7 @@ def _shapes_check(g: RNNGraph, output_width: int | None = None) -> Check:
     )
 
 
-def _signature_check(network: Network, ends: list[int]) -> Check:
+def _signature_check(network: FusedGraph, ends: list[int]) -> Check:
     g = network.directions[0]
     x_index = g.operator.inputs[0]
     if len(ends) == 2:
@@ -210,7 +210,7 @@ def _signature_check(network: Network, ends: list[int]) -> Check:
     return Check("signature", True, f"'{SIGNATURE_KEY}': input -> tensor {x_index}, {shown}")
 
 
-def _metadata_checks(network: Network, layer_weights: list) -> list[Check]:
+def _metadata_checks(network: FusedGraph, layer_weights: list) -> list[Check]:
     layers = network.directions
     metadata = network.model.metadata
     checks = [min_runtime_check(network.model)]

@@ -1,0 +1,78 @@
+"""What the lowerings share: the serving signature's names, the tensor list they build, the sequences and weights
+as tensors, and the Dense head (FULLY_CONNECTED layers after the recurrent ones), written the same way by each."""
+
+from __future__ import annotations
+
+from ..model import Activation, BuiltinOperator, FullyConnectedOptions, Operator, Quantization, SoftmaxOptions, Tensor
+from ..network import Dense, Layer
+
+SIGNATURE_KEY = "serving_default"
+SIGNATURE_INPUT = "input"
+SIGNATURE_OUTPUT = "output"
+
+# Dense activations: the one FULLY_CONNECTED fuses, and the op that follows it (None: nothing follows).
+DENSE_OPS = {
+    "linear": (Activation.NONE, None),
+    "relu": (Activation.RELU, None),
+    "relu6": (Activation.RELU6, None),
+    "tanh": (Activation.NONE, BuiltinOperator.TANH),
+    "sigmoid": (Activation.NONE, BuiltinOperator.LOGISTIC),
+    "softmax": (Activation.NONE, BuiltinOperator.SOFTMAX),
+}
+DENSE_FOLLOWERS = {code: name for name, (_, code) in DENSE_OPS.items() if code is not None}
+
+
+class Tensors(list):
+    def add(self, *tensors: Tensor) -> int:
+        """Append; the index of the last one added."""
+        self.extend(tensors)
+        return len(self) - 1
+
+
+def sequence_tensor(name: str, lead: tuple[int, int], width: int, dynamic: tuple[int, int] | None) -> Tensor:
+    """An input or output sequence; with `dynamic`, its time axis is -1 in shape_signature."""
+    return Tensor(name, (*lead, width), shape_signature=(*dynamic, width) if dynamic else None)
+
+
+def weight_tensors(layer: Layer) -> list[Tensor]:
+    """W, R and b of a layer: float32, or int8 W and R with their scales for a hybrid op."""
+    w = layer.weights
+    shapes = {"input_weights": (w.num_units, w.input_size), "recurrent_weights": (w.num_units, w.num_units)}
+    if layer.int8 is None:
+        tensors = [Tensor(f"{layer.name}/{n}", shapes[n], data=a)
+                   for n, a in (("input_weights", w.input_weights), ("recurrent_weights", w.recurrent_weights))]
+    else:
+        tensors = [Tensor(f"{layer.name}/{n}", shapes[n], "int8", data=q, quantization=Quantization((scale,), (0,)))
+                   for n, (q, scale) in zip(shapes, layer.int8)]
+    return tensors + [Tensor(f"{layer.name}/bias", (w.num_units,), data=w.bias)]
+
+
+def time_layout(time_steps, batch_size, time_major, dynamic_time):
+    lead = (time_steps, batch_size) if time_major else (batch_size, time_steps)
+    dynamic = ((-1, batch_size) if time_major else (batch_size, -1)) if dynamic_time else None
+    return lead, dynamic
+
+
+def write_dense_head(tensors: Tensors, operators: list, head: list[Dense], ends: list[int]) -> list[int]:
+    """Dense layers after `ends[0]`: FULLY_CONNECTED each (relu and relu6 fused; tanh, sigmoid and softmax as ops
+    of their own, since the float kernel refuses a fused tanh). Returns the new end."""
+    for dense in head:
+        x = tensors[ends[0]]
+        fused, after = DENSE_OPS[dense.activation]
+        sequence = len(x.shape) == 3
+        weights = tensors.add(Tensor(f"{dense.name}/kernel", dense.weights.shape, data=dense.weights),
+                              Tensor(f"{dense.name}/bias", dense.bias.shape, data=dense.bias)) - 1
+        signature = (*x.shape_signature[:-1], dense.units) if x.shape_signature is not None else None
+        out = tensors.add(Tensor(f"{dense.name}/output", (*x.shape[:-1], dense.units), shape_signature=signature))
+        # keep_num_dims keeps [B,T,units] on a sequence (op version 5); without it the output would be flattened.
+        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [ends[0], weights, weights + 1], [out],
+                                  version=5 if sequence else 1,
+                                  options=FullyConnectedOptions(activation=fused, keep_num_dims=sequence)))
+        if after is not None:
+            activated = tensors.add(Tensor(f"{dense.name}/{dense.activation}", tensors[out].shape,
+                                           shape_signature=signature))
+            operators.append(Operator(after, [out], [activated],
+                                      options=SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None))
+            out = activated
+        ends = [out]
+    return ends
