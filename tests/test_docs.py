@@ -217,7 +217,8 @@ def _checkpoint(directory: Path, scope: str, weights) -> None:
 
 
 def _converted(path: Path) -> None:
-    """What TensorFlow's converter makes of a Keras SimpleRNN: the model `bench --vs` compares with."""
+    """What TensorFlow's converter makes of a Keras SimpleRNN (the model `bench --vs` compares with), and that Keras
+    model beside it as <name>.keras (the source `verify --against` compares it with)."""
     import contextlib
     import io
 
@@ -226,6 +227,7 @@ def _converted(path: Path) -> None:
     model = keras.Sequential([keras.Input((50, 32), batch_size=2), keras.layers.SimpleRNN(64, return_sequences=True)])
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the SavedModel's signature
         path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    _save(model, path.with_suffix(".keras"))
 
 
 def _speech_samples(directory: Path) -> None:

@@ -328,7 +328,8 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
 def verify(ctx, model, weights, against, source_format, layer, scope, layer_index, runtime, atol, rtol, sequences,
            seed, data, max_error, as_json):
     """Check MODEL's structure and run it against the numpy reference: on LiteRT, or with --runtime on tf.lite,
-    LiteRT's CompiledModel API, TFLite Micro or all of them."""
+    LiteRT's CompiledModel API, TFLite Micro or all of them. A model another tool wrote: only its outputs, --against
+    the Keras model it came from."""
     from .verification import verify as verify_model
 
     report = verify_model(model, weights=weights, against=against, format=source_format, layer=layer,

@@ -65,14 +65,20 @@ def recover(model: Model) -> Network:
     return lowering(lowering_of_model(model)).recover(model)
 
 
+def holds_a_network(description) -> bool:
+    """Whether a model holds a network tflrnn reads: a fused RNN op, or the portable lowering's layers."""
+    return lowering_of_model(description) == "portable" or any(
+        op.code in fused.RNN_CODES for graph in description.subgraphs for op in graph.operators)
+
+
 def require_a_network(description) -> None:
     """ModelFormatError, saying what tflrnn reads, for a model with neither lowering's RNN: one another tool wrote
     (the converter's WHILE loop or unrolled graph, say), or no RNN at all. (A model read as the portable lowering
     has its layers: lowering_of_model reads any other as fused.)"""
-    if lowering_of_model(description) == "fused" and not any(
-            op.code in fused.RNN_CODES for graph in description.subgraphs for op in graph.operators):
+    if not holds_a_network(description):
         raise ModelFormatError(
             "the model holds no network tflrnn writes: neither a fused UNIDIRECTIONAL_SEQUENCE_RNN or "
             "BIDIRECTIONAL_SEQUENCE_RNN op nor the portable lowering's layers (a FULLY_CONNECTED by "
-            "'<name>/input_weights'); tflrnn verifies and reads the models it builds, not another tool's (a "
-            "converter's WHILE loop or unrolled steps)")
+            "'<name>/input_weights'); tflrnn reads the models it builds, not another tool's (a converter's "
+            "WHILE loop or unrolled steps): `verify MODEL --against SOURCE` compares one with its Keras or ONNX "
+            "source")

@@ -31,7 +31,7 @@ from ..builder import sha256
 from ..cell import CellWeights
 from ..errors import ConfigError
 from ..files import model_bytes
-from ..lowering import lowering_of_model, require_a_network
+from ..lowering import holds_a_network, lowering_of_model, require_a_network
 from ..lowering.fused import find_network
 from ..reader import read
 from ..runtime import RUNTIMES
@@ -103,6 +103,9 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
         return _verify_portable(model_data, label, description, weights, against, runtimes, settings={
             "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
             on_data=(data, max_error), format=format, layer=layer, scope=scope, layer_index=layer_index)
+    if against is not None and not holds_a_network(description):
+        return _verify_foreign(model_data, label, description, against, runtime, format, data, settings={
+            "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime})
     require_a_network(description)
     network = find_network(description)
     runtimes = ["litert", "tensorflow"] if runtime == "all" else [runtime]  # the ones with the fused ops' kernels
@@ -211,6 +214,20 @@ def _float_network(network, weights):
     return replace(network, int8=None, stages=[
         tuple(replace(layer, weights=next(given), int8=None) for layer in stage) if isinstance(stage, tuple)
         else replace(stage, weights=next(given), int8=None) for stage in network.stages])
+
+
+def _verify_foreign(data, label, model, against, runtime, format, on_data, settings) -> VerifyReport:
+    """A model another tool wrote, against its source (foreign.py): what tflrnn can check of it."""
+    from .foreign import foreign_checks
+
+    if on_data is not None:
+        raise ConfigError("--data runs a network tflrnn reads against its float reference; this model holds none "
+                          "(compare it with its source by --against alone)")
+    runtimes = [r for r in RUNTIMES if _installed(r)] if runtime == "all" else [runtime]
+    report = VerifyReport(model=label, bytes=len(data), sha256=sha256(data), settings=settings)
+    foreign_checks(data, model, report, runtimes, against=against, format=format, seed=settings["seed"],
+                   sequences=settings["sequences"], atol=settings["atol"], rtol=settings["rtol"])
+    return report
 
 
 def _verify_portable(data, label, model, weights, against, runtimes, settings, on_data, **source) -> VerifyReport:
