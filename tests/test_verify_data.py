@@ -188,21 +188,21 @@ def test_build_reports_the_error_on_its_calibration_data(cli, files, tmp_path):
     assert "on its 32 calibration sequences against the float model (LiteRT): error max" in text.out
 
 
-def test_build_warns_of_a_degenerate_range(cli, tmp_path):
-    # One value of 1e6 among normal inputs: the input's format spans it, and every real input lands on one or
-    # two int8 levels.
+def _build_with_outlier(cli, tmp_path, value: float):
+    """A full-int8 build calibrated on normal inputs with one value of `value` among them."""
     data = _sequences(16, 1)
-    data[0, 0, 0, 0] = 1e6
+    data[0, 0, 0, 0] = value
     np.save(tmp_path / "outlier.npy", data)
-    built = _build(cli, tmp_path / "outlier.npy", tmp_path / "m.tflite")
+    return _build(cli, tmp_path / "outlier.npy", tmp_path / "m.tflite")
+
+
+def test_build_warns_of_a_degenerate_range(cli, tmp_path):
+    # One value of 1e6: the input's format spans it, and every real input lands on one or two int8 levels.
+    built = _build_with_outlier(cli, tmp_path, 1e6)
     assert built.code == 0, built.err
     assert "warning: input of the network: the calibration values use 2 of the 256 int8 levels" in built.err
 
 
 def test_a_calibration_that_makes_an_unrunnable_model_is_refused(cli, tmp_path):
-    data = _sequences(16, 1)
-    data[0, 0, 0, 0] = 1e28
-    np.save(tmp_path / "absurd.npy", data)
-    result = _build(cli, tmp_path / "absurd.npy", tmp_path / "m.tflite")
-    assert_clean_error(result, "does not run on LiteRT", "levels")
+    assert_clean_error(_build_with_outlier(cli, tmp_path, 1e28), "does not run on LiteRT", "levels")
     assert not (tmp_path / "m.tflite").exists()
