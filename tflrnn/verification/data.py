@@ -76,14 +76,15 @@ def load_data(path, network: Network) -> list[np.ndarray]:
     return sequences
 
 
-def _wiring(model: Model, network: Network) -> dict:
+def serving_wiring(model: Model) -> dict:
     """How a runtime finds the serving signature's tensors: the input, the states fed as inputs (state io), the
-    outputs and the final states."""
+    outputs (forward before backward) and the final states, in layer order (state, or state_0, state_1, ...)."""
     from ..runners import micro_arena_bytes
 
     graph = model.subgraphs[0]
     serving = next(s for s in model.signatures if s.key == SIGNATURE_KEY)
-    state_keys = sorted(k for k in serving.inputs if k.startswith(portable.STATE))
+    state_keys = sorted((k for k in serving.inputs if k.startswith(portable.STATE)),
+                        key=lambda k: int(k.rpartition("_")[2]) if "_" in k else -1)
     output_keys = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)]
     inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
     outputs = [serving.outputs[k] for k in output_keys] + [serving.outputs[k] for k in state_keys]
@@ -109,7 +110,7 @@ def run_model(data: bytes, model: Model, network: Network, runtime_name: str, xs
     run it."""
     from .. import runtime
 
-    found = _wiring(model, network)
+    found = serving_wiring(model)
     tensors = model.subgraphs[0].tensors
     in_formats = [_format_of(tensors[i]) for i in found["inputs"]]
     out_formats = [_format_of(tensors[i]) for i in found["outputs"]]

@@ -268,15 +268,15 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     """The numeric checks on one runtime, and (the inputs, the model's outputs for each) for --against (None when
     it did not run)."""
     from .. import runtime
-    from ..runners import RESIZABLE, micro_arena_bytes
+    from ..runners import RESIZABLE
+    from .data import serving_wiring
 
     label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
 
-    graph, serving = model.subgraphs[0], next(s for s in model.signatures if s.key == SIGNATURE_KEY)
-    state_keys = _state_keys(network)  # as the signature check found them
-    outputs = [index for k, index in serving.outputs.items() if k.startswith(SIGNATURE_OUTPUT)]  # fw before bw
-    finals = [serving.outputs[k] for k in state_keys]
-    x_shape = graph.tensors[serving.inputs[SIGNATURE_INPUT]].shape
+    found = serving_wiring(model)  # its state keys are the network's, as the signature check found them
+    state_keys, inputs, ends = found["state_keys"], found["inputs"], found["outputs"]
+    outputs = ends[:found["count"]]
+    x_shape = model.subgraphs[0].tensors[inputs[0]].shape
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(sequences)]
     # A dynamic time axis is also checked resized to other lengths, where the runtime can resize (not the
@@ -286,18 +286,10 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     if network.dynamic_time and runtime_name in RESIZABLE:
         lengths += [n for n in DYNAMIC_LENGTHS if n != network.time_steps]
     zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
-    inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
-    output_names = [k for k in serving.outputs if k.startswith(SIGNATURE_OUTPUT)] + state_keys
-    wiring = {  # how the runtimes that do not address tensors by index find them (runners.py)
-        "xnnpack": xnnpack, "input_names": [SIGNATURE_INPUT, *state_keys], "output_names": output_names,
-        "output_shapes": [list(graph.tensors[i].shape) for i in outputs + finals],
-        "input_positions": [graph.inputs.index(i) for i in inputs],
-        "output_positions": [graph.outputs.index(i) for i in outputs + finals],
-        "arena": micro_arena_bytes(model)}
     try:
-        with runtime.load(runtime_name, data, inputs[0], outputs + finals, extra_inputs=inputs[1:],
+        with runtime.load(runtime_name, data, inputs[0], ends, extra_inputs=inputs[1:],
                           reset_key=portable.RESET_KEY if network.state == "carry" else None,
-                          **wiring) as interpreter:
+                          xnnpack=xnnpack, **found["wiring"]) as interpreter:
             report.runtimes.append({"name": label, "version": interpreter.version})
             per_length = []  # (inputs, outputs of each, after reset) at each length
             for length in lengths:
