@@ -47,6 +47,19 @@ BUILDS = {
     "onnx_overridden": ["--weights", "{src}/rnn.onnx", "--batch-major", "--time-steps", "2"],
     "safetensors": ["--weights", "{src}/rnn.safetensors", "--activation", "relu"],
     "safetensors_int8": ["--weights", "{src}/rnn.safetensors", "--quantize", "int8"],
+    **{f"portable_{name}": ["--units", "6", "--input-size", "3", "--time-steps", "5", "--lowering", "portable", *args]
+       for name, args in {
+           "unrolled": [],
+           "loop": ["--recurrence", "loop"],
+           "bidi_stack_zero_last": ["--state", "zero", "--bidirectional", "--layers", "2", "--last-step"],
+           "full_int8": ["--quantize", "full-int8", "--calibration", "{dir}/calibration.npy"],
+           "full_int8_io_relu": ["--quantize", "full-int8", "--calibration", "{dir}/calibration.npy", "--io", "int8",
+                                 "--state", "io", "--activation", "relu"],
+           "full_int8_bidi_zero": ["--quantize", "full-int8", "--calibration", "{dir}/calibration.npy",
+                                   "--bidirectional", "--state", "zero"],
+       }.items()},
+    "portable_dynamic_io": ["--units", "6", "--input-size", "3", "--time-steps", "dynamic", "--lowering", "portable",
+                            "--state", "io"],
 }
 
 CONFIGS = {
@@ -67,6 +80,8 @@ def hashes(tflrnn: str) -> dict[str, str]:
             (scratch / name).write_text(json.dumps(document))
         import numpy as np
 
+        np.save(scratch / "calibration.npy",
+                np.random.default_rng(0).standard_normal((16, 1, 5, 3)).astype(np.float32))
         with np.load(src / "rnn.npz") as arrays:
             np.savez(scratch / "keras_names.npz", kernel=arrays["input_weights"].T,
                      recurrent_kernel=arrays["recurrent_weights"].T, bias=arrays["bias"])

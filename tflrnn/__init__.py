@@ -2,7 +2,7 @@
 UNIDIRECTIONAL_SEQUENCE_RNN op, or a portable lowering of plain builtin ops, in float or full int8) and verified on
 every TFLite runtime.
 
-    cell = tflrnn.RNNCell(64, activation="tanh")
+    cell = tflrnn.RNNCell(64, activation="tanh")                # or tflrnn.GRUCell(64)
     data = tflrnn.build(cell, input_size=32, time_steps=50)     # .tflite bytes
     report = tflrnn.verify(data)                                 # LiteRT vs the numpy reference
     info = tflrnn.inspect(data)                                  # what the file holds
@@ -21,6 +21,8 @@ from .version import __version__
 _EXPORTS = {
     "RNNCell": "cell",
     "CellWeights": "cell",
+    "GRUCell": "cells.gru",
+    "GRUWeights": "cells.gru",
     "initial_weights": "cell",
     "load_weights": "weights",
     "import_cell": "weights",

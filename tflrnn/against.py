@@ -2,8 +2,8 @@
 
 Each framework loads the weights through its own loader (not tflrnn's readers), so a mistake in tflrnn's import
 cannot hide itself: Keras files through keras, ONNX through onnxruntime, PyTorch state dicts through
-torch.nn.RNN. A TF checkpoint has no model to run, so its variables go through the numpy reference. The state
-is chained from one invoke to the next, as the .tflite carries it.
+torch.nn.RNN (or torch.nn.GRU). A TF checkpoint has no model to run, so its variables go through the numpy reference
+of their kind. The state is chained from one invoke to the next, as the .tflite carries it.
 """
 
 from __future__ import annotations
@@ -81,10 +81,8 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     try:
         if path.name.lower().endswith(".weights.h5"):
             # Weights only: rebuild the one-layer model they came from and let Keras load them.
-            cell = cells[0]
-            rebuilt = keras.layers.SimpleRNN(cell.weights.num_units, activation=activation, use_bias=cell.has_bias,
-                                             return_sequences=True, name=cell.layer)
-            model = keras.Sequential([keras.Input((None, cell.weights.input_size)), rebuilt])
+            rebuilt = _keras_layer(keras, cells[0], activation)
+            model = keras.Sequential([keras.Input((None, cells[0].weights.input_size)), rebuilt])
             model.load_weights(str(path))
         else:
             model = keras.saving.load_model(str(path), compile=False)
@@ -94,7 +92,7 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     if kind == "cell":
         sources = [_find_layer(model, cells[0].layer)]
     else:
-        sources = [layer for layer in model.layers if type(layer).__name__ in ("SimpleRNN", "Bidirectional")]
+        sources = [layer for layer in model.layers if type(layer).__name__ in ("SimpleRNN", "GRU", "Bidirectional")]
     layers = []
     for original in sources:
         config = original.get_config()
@@ -135,6 +133,16 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     return outputs, f"{what} from {path.name}", f"keras {keras.__version__}"
 
 
+def _keras_layer(keras, cell: ImportedCell, activation: str):
+    """The layer a weights-only file's one cell came from, of its kind (a GRU's reset_after as its bias says)."""
+    units = cell.weights.num_units
+    if cell.weights.kind == "gru":
+        return keras.layers.GRU(units, use_bias=cell.has_bias, reset_after=cell.weights.reset_after,
+                                return_sequences=True, name=cell.layer)
+    return keras.layers.SimpleRNN(units, activation=activation, use_bias=cell.has_bias, return_sequences=True,
+                                  name=cell.layer)
+
+
 def _returns_sequences(layer) -> bool:
     config = layer.get_config()
     inner = config["layer"]["config"] if "layer" in config else config
@@ -154,17 +162,17 @@ def _find_layer(model, name: str):
 
 
 def _onnx(path: Path, inputs, whole: bool):
-    """The graph's RNN node (or, `whole`, its chain of RNN nodes) in onnxruntime, with the weight tensors exactly
+    """The graph's RNN or GRU node (or, `whole`, its chain of them) in onnxruntime, with the weight tensors exactly
     as the file stores them, each initial state as an input, and the layers joined as torch.onnx.export joins them
     (Y [T,D,B,U] -> [T,B,D*U]); outputs [B,T,D*U] (directions side by side)."""
     onnx = require("onnx", "onnx", "verifying against ONNX runs it in onnxruntime")
     ort = require("onnxruntime", "onnx", "verifying against ONNX runs it in onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
-    from .sources.onnx_graph import Constants
+    from .sources.onnx_graph import OPS, Constants
 
     original = onnx.load(str(path))
-    rnn_nodes = [n for n in original.graph.node if n.op_type == "RNN"]
+    rnn_nodes = [n for n in original.graph.node if n.op_type in OPS]
     rnn_nodes = rnn_nodes if whole else rnn_nodes[:1]
     constants = Constants(original.graph, numpy_helper)
     nodes, initializers, graph_inputs, states = [], [], [helper.make_tensor_value_info(
@@ -183,12 +191,12 @@ def _onnx(path: Path, inputs, whole: bool):
                 names.append("")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         # onnxruntime runs only layout 0 (sequence-major); layout only orders the X, Y and H axes, so run the same
-        # weights in layout 0 and arrange the data here.
+        # weights in layout 0 and arrange the data here. Every other attribute (a GRU's linear_before_reset) stays.
         attrs["layout"] = 0
         direction = attrs.get("direction", b"forward")
         directions = 2 if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional" else 1
         units = constants.proto(node.input[2]).dims[-1]
-        nodes.append(helper.make_node("RNN", [x, *names, "", f"H{k}"], [f"Y{k}", f"Yh{k}"], **attrs))
+        nodes.append(helper.make_node(node.op_type, [x, *names, "", f"H{k}"], [f"Y{k}", f"Yh{k}"], **attrs))
         nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
         nodes.append(helper.make_node("Reshape", [f"T{k}", "joined"], [f"S{k}"]))
         graph_inputs.append(helper.make_tensor_value_info(f"H{k}", TensorProto.FLOAT, [directions, "batch", units]))
@@ -205,7 +213,8 @@ def _onnx(path: Path, inputs, whole: bool):
     try:
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types
-        raise TflrnnError(f"onnxruntime cannot run the RNN nodes of {path}: {' '.join(str(exc).split())[:300]}") from None
+        raise TflrnnError(f"onnxruntime cannot run the recurrent nodes of {path}: "
+                          f"{' '.join(str(exc).split())[:300]}") from None
     outputs, state = [], None
     for x in inputs:  # batch-major [B,T,I]
         if state is None:
@@ -214,14 +223,16 @@ def _onnx(path: Path, inputs, whole: bool):
         feed.update({f"H{k}": h for k, h in enumerate(state)})
         y, *state = session.run(None, feed)
         outputs.append(np.swapaxes(y, 0, 1))
-    label = (f"{len(rnn_nodes)} onnx RNN nodes" if len(rnn_nodes) > 1 else
-             f"onnx RNN node '{rnn_nodes[0].name or rnn_nodes[0].output[0]}'")
+    ops = "/".join(sorted({n.op_type for n in rnn_nodes}))
+    label = (f"{len(rnn_nodes)} onnx {ops} nodes" if len(rnn_nodes) > 1 else
+             f"onnx {ops} node '{rnn_nodes[0].name or rnn_nodes[0].output[0]}'")
     return outputs, f"{label} from {path.name}", f"onnxruntime {ort.__version__}"
 
 
 def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, whole: bool):
     torch = require("torch", "torch", "verifying against a PyTorch state dict runs torch.nn.RNN")
-    if activation not in ("tanh", "relu"):
+    gru = cell.weights.kind == "gru"
+    if not gru and activation not in ("tanh", "relu"):
         raise TflrnnError(f"torch.nn.RNN has no nonlinearity '{activation}' (tanh or relu)")
     if fmt == "safetensors":
         from safetensors.torch import load_file
@@ -241,26 +252,28 @@ def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, wh
         layer_state = {key[len(prefix):].replace(suffix, "_l0"): value for key, value in state.items()
                        if key.startswith(prefix) and key.endswith(suffix)}
         layers, bidirectional = 1, False
-    rnn = torch.nn.RNN(cell.weights.input_size, cell.weights.num_units, num_layers=layers, nonlinearity=activation,
-                       bias="bias_ih_l0" in layer_state, batch_first=True, bidirectional=bidirectional)
+    module, options = (torch.nn.GRU, {}) if gru else (torch.nn.RNN, {"nonlinearity": activation})
+    rnn = module(cell.weights.input_size, cell.weights.num_units, num_layers=layers, bias="bias_ih_l0" in layer_state,
+                 batch_first=True, bidirectional=bidirectional, **options)
     rnn.load_state_dict(layer_state)  # strict: every tensor, through torch's own loader
     outputs, state_h = [], None
     with torch.no_grad():
         for x in inputs:
             y, state_h = rnn(torch.from_numpy(np.ascontiguousarray(x, np.float32)), state_h)
             outputs.append(y.numpy())
-    what = (f"torch.nn.RNN(num_layers={layers}, bidirectional={bidirectional})" if whole
-            else f"torch.nn.RNN layer {index}")
+    what = (f"torch.nn.{module.__name__}(num_layers={layers}, bidirectional={bidirectional})" if whole
+            else f"torch.nn.{module.__name__} layer {index}")
     return outputs, f"{what} from {path.name}", f"torch {torch.__version__}"
 
 
 def _numpy(cells: list[ImportedCell], inputs, activation: str):
-    """The cells chained (a stack), each from the state the previous invoke left."""
+    """The cells chained (a stack), each from the state the previous invoke left, each by the reference of its kind
+    (a GRU's weights never run as a basic cell)."""
     outputs, states = [], [None] * len(cells)
     for x in inputs:
         y = x
         for k, cell in enumerate(cells):
-            y, states[k] = reference.run(y, cell.weights, parse_activation(activation), initial_state=states[k])
+            y, states[k] = reference.run_cell(y, cell.weights, parse_activation(activation), initial_state=states[k])
         outputs.append(y)
     return outputs, "numpy reference", f"numpy {np.__version__}"
 

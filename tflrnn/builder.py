@@ -24,13 +24,13 @@ from .cell import (
     RNNCell,
     check_positive_int,
     dequantize,
-    initial_weights,
     quantize_int8,
 )
 from .errors import ConfigError
 from .files import write_atomic
 from .model import MAX_FLATBUFFER_BYTES, Model, op_name
 from .lowering import portable
+from .cells import kind_of
 from .network import DENSE_ACTIVATIONS, RECURRENCES, STATES, Dense, Layer, Network, stage_layers
 from .version import __version__
 
@@ -125,6 +125,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
     layers = [
         {
             "name": layer.name,
+            "cell": layer.kind,
             "units": layer.weights.num_units,
             "input_size": layer.weights.input_size,
             "activation": ACTIVATION_NAMES[layer.activation],
@@ -163,7 +164,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
     if network.int8 is not None:
         summary["int8"] = int8_summary(network, model, data)
     if len(layers) == 1:  # a single cell: its facts at the top level too
-        summary.update({key: layers[0][key] for key in ("units", "input_size", "activation", "state_shape",
+        summary.update({key: layers[0][key] for key in ("cell", "units", "input_size", "activation", "state_shape",
                                                           "weights_sha256")})
     return summary
 
@@ -229,7 +230,7 @@ def network_of(
     bidirectional: bool | list[bool] = False,
     merge: str = "concat",
     head: list[Dense] | None = None,
-    lowering: str = "fused",
+    lowering: str | None = None,
     state: str = "carry",
     recurrence: str = "auto",
     calibration=None,
@@ -268,6 +269,7 @@ def network_of(
     if quantize not in (None, "none", "int8", "full-int8"):
         raise ConfigError(f"quantize must be int8, full-int8 (or none), got {quantize!r}")
     hybrid, full_int8 = quantize == "int8", quantize == "full-int8"
+    lowering = _lowering_for(cell, weights, lowering)
     chosen = lowering_of(lowering)  # an unknown lowering is refused by name
     if io not in ("float", "int8"):
         raise ConfigError(f"io must be float or int8, got {io!r}")
@@ -314,7 +316,10 @@ def network_of(
     if cells == [None]:
         if given[0] is None:
             raise ConfigError("give a cell (num_units) or weights")
-        cells = [RNNCell(given[0].num_units)]
+        cells = [_cell_for(given[0])]
+    if hybrid and any(not kind_of(c).fused for c in cells):
+        raise ConfigError("--quantize int8 stores the fused RNN op's weights as int8 (a hybrid op); a GRU has no "
+                          "fused op (build it in float)")
     if any(flags):
         if hybrid and time_major:
             # TFLite's hybrid time-major bidirectional kernel loops over the whole sequence once per step, and
@@ -331,8 +336,7 @@ def network_of(
     expanded = []
     for k, (c, flag) in enumerate(zip(cells, flags)):
         if flag:
-            expanded += [(k, RNNCell(c.num_units, activation=c.activation, reuse=c.reuse, name=f"{c.name}/{d}"))
-                         for d in ("fw", "bw")]
+            expanded += [(k, c.renamed(f"{c.name}/{d}")) for d in ("fw", "bw")]
         else:
             expanded.append((k, c))
 
@@ -344,6 +348,10 @@ def network_of(
         if stage in stage_input:
             size = stage_input[stage]  # the backward direction reads the same input as the forward one
         if layer_weights is not None:
+            if layer_weights.kind != layer_cell.kind:
+                raise ConfigError(f"{where}the cell is a {kind_of(layer_cell).title} but the weights are a "
+                                  f"{kind_of(layer_weights).title}'s" + (" (drop --cell: the weights say)"
+                                                                         if len(expanded) == 1 else ""))
             if layer_weights.num_units != layer_cell.num_units:
                 raise ConfigError(
                     f"{where}num_units={layer_cell.num_units} does not match the weights: input_weights is "
@@ -364,7 +372,7 @@ def network_of(
         if layer_cell.name in shared:
             layer_weights = _reused(layer_cell, shared[layer_cell.name], size, layer_weights)
         elif layer_weights is None:
-            layer_weights = initial_weights(layer_cell.num_units, size, seed + k)
+            layer_weights = layer_cell.initial_weights(size, seed + k)
         shared[layer_cell.name] = layer_weights
         int8 = None
         if hybrid:
@@ -402,6 +410,28 @@ def network_of(
         sequences = quantization.sequences_of(calibration, network)
         network = quantization.calibrate(network, sequences, int8_io=io == "int8")
     return network
+
+
+def _lowering_for(cell, weights, lowering: str | None) -> str:
+    """The lowering asked for, or the default: fused where every cell kind has a fused op (the basic cell), else
+    portable (a GRU); a fused lowering asked for a kind without one is refused with the reason."""
+    cells = cell if isinstance(cell, (list, tuple)) else [cell]
+    given = weights if isinstance(weights, (list, tuple)) else [weights]
+    kinds = [kind_of(x) for x in (*cells, *given) if x is not None]
+    unfused = next((k for k in kinds if not k.fused), None)
+    if lowering is None:
+        return "fused" if unfused is None else "portable"
+    if lowering == "fused" and unfused is not None:
+        raise ConfigError(f"--lowering fused: TFLite has no builtin {unfused.title} op (the fused ops run the basic "
+                          f"RNN and LSTM cells); a {unfused.title} is written with plain builtin ops: --lowering "
+                          "portable, its default")
+    return lowering
+
+
+def _cell_for(weights):
+    """The cell the weights imply: their kind, their units, tflrnn's default name."""
+    return kind_of(weights).cell(weights.num_units, **({"reset_after": weights.reset_after}
+                                                         if hasattr(weights, "reset_after") else {}))
 
 
 def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: CellWeights | None) -> CellWeights:

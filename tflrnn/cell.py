@@ -91,6 +91,8 @@ class RNNCell:
     The constructor takes TfLiteRNNCell's arguments. The cell holds no weights: pass them to `tflrnn.build`.
     """
 
+    kind = "rnn"  # cells/: the kinds of cell
+
     def __init__(self, num_units, activation=None, reuse=None, name=None, dtype=None, **kwargs):
         self.num_units = check_positive_int(num_units, "num_units")
         self._activation = parse_activation(activation)
@@ -143,6 +145,13 @@ class RNNCell:
             "reuse": self.reuse,
         }
 
+    def renamed(self, name: str) -> RNNCell:
+        """The same cell under another name (a bidirectional layer's <name>/fw and <name>/bw)."""
+        return RNNCell(self.num_units, activation=self.activation, reuse=self.reuse, name=name)
+
+    def initial_weights(self, input_size: int, seed: int = 0) -> CellWeights:
+        return initial_weights(self.num_units, input_size, seed)
+
     @classmethod
     def from_config(cls, config: dict) -> RNNCell:
         return cls(**config)
@@ -157,6 +166,8 @@ class RNNCell:
 @dataclass(frozen=True, eq=False)
 class CellWeights:
     """The cell's variables in TFLite layout, as float32 arrays (any strides; `from_keras` makes them contiguous)."""
+
+    kind = "rnn"
 
     input_weights: np.ndarray  # [U, I]
     recurrent_weights: np.ndarray  # [U, U]
@@ -223,8 +234,11 @@ class CellWeights:
             "bias": self.bias,
         }
 
+    def roles(self) -> dict[str, np.ndarray]:
+        return self.to_tflite()
+
     def equals(self, other: CellWeights) -> bool:
-        return all(np.array_equal(a, b) for a, b in zip(self.arrays(), other.arrays()))
+        return getattr(other, "kind", "rnn") == "rnn" and all(np.array_equal(a, b) for a, b in zip(self.arrays(), other.arrays()))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.input_weights, self.recurrent_weights, self.bias

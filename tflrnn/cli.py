@@ -98,10 +98,13 @@ def cli(debug: bool) -> None:
                    "edges) or int8.")
 @click.option("--asymmetric-inputs", is_flag=True, default=None,
               help="With --quantize int8: quantize inputs asymmetrically at run time (op version 3, runtime 2.3.0).")
+@click.option("--cell", "cell_kind", type=click.Choice(["rnn", "gru"]),
+              help="The kind of cell: rnn (TfLiteRNNCell, default) or gru (Keras' GRU, reset after; built with "
+                   "--lowering portable, as TFLite has no builtin GRU op). With --weights, the weights' kind.")
 @click.option("--lowering", type=click.Choice(["fused", "portable"]),
-              help="fused (default): TFLite's fused RNN ops; portable: plain builtin ops that every TFLite runtime "
-                   "runs (the steps unrolled or in a WHILE loop, a fixed or dynamic time axis, float or --quantize "
-                   "full-int8).")
+              help="fused (default for rnn): TFLite's fused RNN ops; portable (default for gru): plain builtin ops "
+                   "that every TFLite runtime runs (the steps unrolled or in a WHILE loop, a fixed or dynamic time "
+                   "axis, float or --quantize full-int8).")
 @click.option("--state", type=click.Choice(["carry", "io", "zero"]),
               help="carry (default): the state lives in the model across invokes; io: an input and an output the "
                    "caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).")
@@ -128,7 +131,8 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
 def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
-          bidirectional, merge, quantize, calibration, io, asymmetric_inputs, lowering, state, recurrence, seed, weights,
+          bidirectional, merge, quantize, calibration, io, asymmetric_inputs, cell_kind, lowering, state, recurrence, seed,
+          weights,
           weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
     """Write a .tflite: fused RNN ops (one per layer) or the portable lowering, the state carried in the model
     (zero at first and after a reset), given by the caller, or none."""
@@ -152,7 +156,7 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
                            activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
                            quantize=quantize, calibration=calibration, io=io,
                            asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
-                           merge=merge, lowering=lowering, state=state, recurrence=recurrence, seed=seed, config=config, weights=weights,
+                           merge=merge, cell=cell_kind, lowering=lowering, state=state, recurrence=recurrence, seed=seed, config=config, weights=weights,
                            format=weights_format, layer=layer, scope=scope, layer_index=layer_index)
     plan = resolve_build_options(options)
     summary = build_file(output, **plan.options)
@@ -170,14 +174,14 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     stages = _stages(summary["layers"])
     if summary["bidirectional"] and len(stages) == 1:
         layer = summary["layers"][0]
-        what = f"forward and backward {layer['units']} {layer['activation']}"
+        what = f"forward and backward {layer['units']} {_cell_text(layer)}"
     elif summary["bidirectional"]:  # layer by layer, one way or both (a plain layer, then a bidirectional one...)
         what = f"{len(stages)} layers (" + ", ".join(stages) + ")"
     elif len(summary["layers"]) == 1:
-        what = f"state {summary['state_shape']}, {summary['activation']}"
+        what = f"state {summary['state_shape']}, {_cell_text(summary)}"
     else:
         what = f"{len(summary['layers'])} layers (" + ", ".join(
-            f"{layer['units']} {layer['activation']}" for layer in summary["layers"]) + ")"
+            f"{layer['units']} {_cell_text(layer)}" for layer in summary["layers"]) + ")"
     if summary.get("dense"):
         what += ", then dense " + ", ".join(f"{d['units']} {d['activation']}" for d in summary["dense"])
     from .lowering import lowering as lowering_named
@@ -197,6 +201,10 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"
     )
     click.echo("  " + _sizes_line(summary))
+    unfused = sorted({layer["cell"] for layer in summary["layers"] if layer["cell"] != "rnn"})
+    if unfused and lowering is None:
+        click.echo(f"  {', '.join(k.upper() for k in unfused)}: TFLite has no builtin op, so the portable lowering "
+                   "(plain builtin ops every TFLite runtime runs)")
     calibration = (summary.get("int8") or {}).get("calibration")
     if calibration:
         from .verification.data import clipped_text
@@ -208,6 +216,11 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
             click.echo(f"warning: {warning}", err=True)
 
 
+def _cell_text(layer: dict) -> str:
+    """A layer as the summary names it: its activation for the basic cell, its kind for the others."""
+    return layer["activation"] if layer.get("cell", "rnn") == "rnn" else layer["cell"].upper()
+
+
 def _stages(layers: list[dict]) -> list[str]:
     """The summary's layers stage by stage: `rnn/cell_0 5 tanh`, a bidirectional one as `rnn/cell_1 forward and
     backward 4 tanh` (its directions are named <name>/fw and <name>/bw)."""
@@ -215,19 +228,19 @@ def _stages(layers: list[dict]) -> list[str]:
     for layer in layers:
         base, _, direction = layer["name"].rpartition("/")
         if direction == "bw" and previous is not None and previous["name"] == f"{base}/fw":
-            stages[-1] = f"{base} forward and backward {layer['units']} {layer['activation']}"
+            stages[-1] = f"{base} forward and backward {layer['units']} {_cell_text(layer)}"
         else:
-            stages.append(f"{layer['name']} {layer['units']} {layer['activation']}")
+            stages.append(f"{layer['name']} {layer['units']} {_cell_text(layer)}")
         previous = layer
     return stages
 
 
 def _quantization_text(q: dict | None) -> str:
     """A tensor's quantization: `scale 0.0305 zero_point -2`, or its per-channel scales' range."""
-    if not q:
+    if not q or not q["scale"]:
         return ""
-    if len(q["scale"]) == 1:
-        return f"scale {q['scale'][0]:.6g} zero_point {q['zero_point'][0]}"
+    if len(q["scale"]) == 1:  # a file may hold fewer zero points than scales: shown as they are
+        return f"scale {q['scale'][0]:.6g} zero_point {q['zero_point'][0] if q['zero_point'] else 'none'}"
     return (f"{len(q['scale'])} channels (axis {q['quantized_dimension']}), scales {min(q['scale']):.4g} .. "
             f"{max(q['scale']):.4g}")
 
@@ -368,6 +381,14 @@ def inspect(model, as_json):
         return
     click.echo(f"{info['model']}: {info['bytes']:,} bytes, sha256 {info['sha256']}")
     click.echo(f"schema version {info['schema_version']}, description {info['description']!r}")
+    if info["network"] is not None:
+        from .cells import kind
+
+        network = info["network"]
+        click.echo(f"network ({network['lowering']} lowering, state {network['state']}): " + ", ".join(
+            f"'{layer['name']}' {kind(layer['cell']).title}"
+            + (f" {layer['activation']}" if layer["cell"] == "rnn" else "")
+            + f" {layer['units']} units (input {layer['input_size']})" for layer in network["layers"]))
     for index, graph in enumerate(info["subgraphs"]):
         click.echo(f"subgraph {index} {graph['name']!r}: inputs {graph['inputs']}, outputs {graph['outputs']}")
         name_width = max([len(t["name"]) for t in graph["tensors"]] + [4])

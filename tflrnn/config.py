@@ -136,7 +136,7 @@ def _settings(document: dict, where: str) -> dict:
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
     for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
-                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "lowering", "state",
+                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "cell", "lowering", "state",
                 "recurrence", "calibration", "io"):
         if document.get(key) is not None:
             settings[key] = document[key]
@@ -175,6 +175,7 @@ class BuildOptions:
     bidirectional: bool | None = None
     merge: str | None = None
     seed: int | None = None
+    cell: str | None = None  # the kind of cell (cells/): rnn, gru
     lowering: str | None = None
     state: str | None = None
     recurrence: str | None = None
@@ -239,7 +240,7 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
             units = settings.get("num_units")
             if units is None:
                 raise ConfigError("a bidirectional model needs --units (or a config with num_units)")
-            cells = [RNNCell(units, activation=settings.get("activation"), name=settings.get("name"))]
+            cells = [_new_cell(settings, units, activation=settings.get("activation"), name=settings.get("name"))]
         flags = flags if isinstance(flags, list) else [True] * len(cells)
         weights = None
         if weights_path is not None:  # keyed <name>/fw/... and <name>/bw/... (a one-way layer: <name>/...)
@@ -282,7 +283,8 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
             label = f"{source.format} layer '{source.layer}'" if source.layer else f"{source.format} file"
             raise ConfigError(f"the {label} records activation {source.activation}, but {activation!r} was given")
         activation = source.activation
-    cell = RNNCell(units if units is not None else weights.num_units, activation=activation, name=settings.get("name"))
+    cell = _new_cell(settings, units if units is not None else weights.num_units, activation=activation,
+                     name=settings.get("name"), weights=weights)
     if settings.get("use_bias") is False and weights is not None and np.any(weights.bias != 0):
         raise ConfigError("the config says use_bias=false but the weights have a non-zero bias")
     return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)}, source=source)
@@ -304,8 +306,8 @@ def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
     weights = [c.weights for c in found]
     names = settings.get("layer_names")  # each layer's own name, where the source records them (an .npz's record)
     if kind == "bidirectional":
-        cell = RNNCell(found[0].weights.num_units, activation=found[0].activation or given,
-                       name=names[0] if names else base)
+        cell = _new_cell(settings, found[0].weights.num_units, activation=found[0].activation or given,
+                         name=names[0] if names else base, weights=found[0].weights)
         layout = {**_layout(settings, bidirectional=True), "bidirectional": True}
         return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
     if kind == "network":  # a Keras model: layers one way or both, then maybe Dense layers
@@ -314,13 +316,14 @@ def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
         for k, flag in enumerate(flags):
             c = found[position]
             name = names[k] if names else base if len(flags) == 1 else f"{base}/cell_{k}"
-            cells.append(RNNCell(c.weights.num_units, activation=c.activation or given, name=name))
+            cells.append(_new_cell(settings, c.weights.num_units, activation=c.activation or given, name=name,
+                                   weights=c.weights))
             position += 2 if flag else 1
         layout = {**_layout(settings, bidirectional=True), "bidirectional": flags,
                   "head": settings.get("head")}
         return BuildPlan(options={"cell": cells, "weights": weights, **layout}, source=found[0], sources=found)
-    cells = [RNNCell(c.weights.num_units, activation=c.activation or given,
-                     name=names[k] if names else f"{base}/cell_{k}") for k, c in enumerate(found)]
+    cells = [_new_cell(settings, c.weights.num_units, activation=c.activation or given,
+                       name=names[k] if names else f"{base}/cell_{k}", weights=c.weights) for k, c in enumerate(found)]
     return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)}, source=found[0],
                      sources=found)
 
@@ -339,7 +342,7 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
         "asymmetric_inputs": settings.get("asymmetric_inputs", False),
         "bidirectional": settings.get("bidirectional", False),
         "merge": settings.get("merge", "concat"),
-        "lowering": settings.get("lowering", "fused"),
+        "lowering": settings.get("lowering"),  # None: the cell kind's default (builder.network_of)
         "state": settings.get("state", "carry"),
         "recurrence": settings.get("recurrence", "auto"),
         "calibration": settings.get("calibration"),
@@ -350,7 +353,7 @@ def _layout(settings: dict, bidirectional: bool = False) -> dict:
 def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
     """The cells of a stack (a config's `cells`, or --layers N copies of one cell); None for a single cell.
     `given`: the options set on the command line (or the API call), which a `cells` list cannot take."""
-    base = settings.get("name") or "rnn"
+    base = settings.get("name") or settings.get("cell") or "rnn"
     if settings.get("cells"):
         ignored = [f"--{k.replace('num_', '')}" for k in ("num_units", "activation") if k in given]
         if ignored:
@@ -363,8 +366,9 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
             units = c.get("num_units", c.get("units"))
             if units is None:
                 raise ConfigError(f"cell {k} of the stack has no num_units")
-            cells.append(RNNCell(units, activation=c.get("activation"), name=c.get("name", f"{base}/cell_{k}"),
-                                 reuse=c.get("reuse"), dtype=c.get("dtype") if isinstance(c.get("dtype"), str) else None))
+            cells.append(_new_cell({"cell": c.get("cell", settings.get("cell"))}, units, activation=c.get("activation"),
+                                   name=c.get("name", f"{base}/cell_{k}"), reuse=c.get("reuse"),
+                                   dtype=c.get("dtype") if isinstance(c.get("dtype"), str) else None))
         if any("bidirectional" in c for c in settings["cells"]):
             settings["bidirectional"] = [bool(c.get("bidirectional", settings.get("bidirectional"))) for c in
                                          settings["cells"]]
@@ -377,7 +381,22 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
     units = settings.get("num_units")
     if units is None:
         raise ConfigError("--layers needs --units (or a config with num_units)")
-    return [RNNCell(units, activation=settings.get("activation"), name=f"{base}/cell_{k}") for k in range(layers)]
+    return [_new_cell(settings, units, activation=settings.get("activation"), name=f"{base}/cell_{k}")
+            for k in range(layers)]
+
+
+def _new_cell(settings: dict, units: int, *, weights=None, **arguments):
+    """A cell of the kind asked for (--cell, a config's `cell`), else of the weights' kind, else the basic one."""
+    from .cells import kind, kind_of
+
+    asked = settings.get("cell")
+    found = kind_of(weights) if weights is not None else None
+    if asked is not None and found is not None and asked != found.name:
+        raise ConfigError(f"--cell {asked}, but the weights are a {found.title}'s: drop --cell (the weights say)")
+    chosen = found or kind(asked or "rnn")
+    if weights is not None and hasattr(weights, "reset_after"):
+        arguments["reset_after"] = weights.reset_after
+    return chosen.cell(units, **arguments)
 
 
 def _layer_weights(path, weights_format, name: str):

@@ -24,6 +24,7 @@ class Inspection:
     sha256: str
     micro_arena_bytes: int | None = None  # measured for a portable model, with tflite-micro installed
     full_int8: bool = False  # a full-int8 network tflrnn wrote: the model a microcontroller runs
+    network: dict | None = None  # the network tflrnn reads in it (lowering, each direction's cell), None: none
 
     def to_dict(self) -> dict:
         m = self.model
@@ -62,6 +63,7 @@ class Inspection:
             ],
             "metadata": {name: _metadata_value(name, value) for name, value in m.metadata.items()},
             "micro_arena_bytes": self.micro_arena_bytes,
+            "network": self.network,
         }
 
 
@@ -71,7 +73,25 @@ def inspect(model) -> Inspection:
     description = read(data)
     full_int8 = _full_int8(description)
     return Inspection(description, source, len(data), sha256(data),
-                      _micro_arena(data, description) if full_int8 else None, full_int8)
+                      _micro_arena(data, description) if full_int8 else None, full_int8, _network(description))
+
+
+def _network(description: Model) -> dict | None:
+    """The network tflrnn reads in the model, in brief: its lowering and each direction's cell kind and sizes."""
+    from .cell import ACTIVATION_NAMES
+    from .errors import TflrnnError
+    from .lowering import holds_a_network, recover
+
+    if not holds_a_network(description):
+        return None
+    try:
+        network = recover(description)
+    except (TflrnnError, IndexError, KeyError, ValueError, TypeError, AttributeError):
+        return None  # a model read from a file may be broken anywhere: verify says what is wrong with it
+    return {"lowering": network.lowering, "state": network.state,
+            "layers": [{"name": layer.name, "cell": layer.kind, "units": layer.weights.num_units,
+                        "input_size": layer.weights.input_size, "activation": ACTIVATION_NAMES[layer.activation]}
+                       for layer in network.layers]}
 
 
 def _full_int8(description: Model) -> bool:

@@ -47,7 +47,10 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.DYNAMIC_UPDATE_SLICE, 1): "2.9.0",
     (BuiltinOperator.LESS, 1): "1.14.0",
     (BuiltinOperator.GREATER_EQUAL, 1): "1.14.0",
-    (BuiltinOperator.SHAPE, 1): "1.10.0",  # its length, with a dynamic time axis
+    (BuiltinOperator.SHAPE, 1): "1.10.0",
+    (BuiltinOperator.MUL, 1): "1.5.0",  # a GRU's gates
+    (BuiltinOperator.SUB, 1): "1.6.0",
+    (BuiltinOperator.SPLIT, 1): "1.5.0",  # its length, with a dynamic time axis
     # full-integer int8 (the portable lowering's --quantize full-int8): op_version.cc's int8 versions
     (BuiltinOperator.FULLY_CONNECTED, 4): "1.14.0",
     (BuiltinOperator.ADD, 2): "1.14.0",

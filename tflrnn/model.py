@@ -28,6 +28,7 @@ class BuiltinOperator(enum.IntEnum):
     DEQUANTIZE = 6
     FULLY_CONNECTED = 9
     LOGISTIC = 14
+    MUL = 18
     RELU = 19
     RELU_N1_TO_1 = 20
     RELU6 = 21
@@ -35,8 +36,10 @@ class BuiltinOperator(enum.IntEnum):
     SOFTMAX = 25
     TANH = 28
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
+    SUB = 41
     STRIDED_SLICE = 45
     BIDIRECTIONAL_SEQUENCE_RNN = 46
+    SPLIT = 49
     LESS = 58
     GREATER_EQUAL = 62
     SLICE = 65
@@ -70,8 +73,11 @@ class BuiltinOptions(enum.IntEnum):
     SoftmaxOptions = 9
     ConcatenationOptions = 10
     AddOptions = 11
+    MulOptions = 21
+    SubOptions = 28
     SequenceRNNOptions = 31
     StridedSliceOptions = 32
+    SplitOptions = 35
     ShapeOptions = 55
     PackOptions = 59
     UnpackOptions = 64
@@ -146,6 +152,22 @@ class ConcatenationOptions:
 class AddOptions:
     activation: int = Activation.NONE
     pot_scale_int16: bool = True  # the schema's default; only int16 kernels read it
+
+
+@dataclass
+class MulOptions:
+    activation: int = Activation.NONE
+
+
+@dataclass
+class SubOptions:
+    activation: int = Activation.NONE
+    pot_scale_int16: bool = True  # the schema's default; only int16 kernels read it
+
+
+@dataclass
+class SplitOptions:
+    num_splits: int = 0
 
 
 @dataclass

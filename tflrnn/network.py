@@ -35,9 +35,14 @@ class Layer:
 
     name: str
     activation: Activation
-    weights: CellWeights
+    weights: CellWeights  # or another kind's weights (cells/): GRUWeights
     int8: tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]] | None = None
     asymmetric_inputs: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The cell kind (cells/): its weights say."""
+        return self.weights.kind
 
     @property
     def op_version(self) -> int:

@@ -154,6 +154,10 @@ def refusal(network: Network) -> str | None:
     if network.loop or network.dynamic_time:
         return ("full-int8 writes the steps unrolled, with a fixed number of steps: drop --recurrence loop and "
                 "--time-steps dynamic")
+    unwritten = next((layer for layer in network.layers if layer.kind != "rnn"), None)
+    if unwritten is not None:
+        return (f"full-int8 of a {unwritten.kind.upper()} is not written yet (its gates' int8 formats are the next "
+                "step): build the float model")
     names = [layer.name for layer in network.layers]
     if len(set(names)) != len(names):
         return "full-int8 gives each layer its own formats: layers that reuse one cell's variables are refused"

@@ -19,6 +19,9 @@ from .model import (
     FILE_IDENTIFIER,
     TENSOR_TYPE_NAMES,
     AddOptions,
+    MulOptions,
+    SplitOptions,
+    SubOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOptions,
     CallOnceOptions,
@@ -222,6 +225,10 @@ _OPTIONS = {
         new_axis_mask=p.NewAxisMask(), shrink_axis_mask=p.ShrinkAxisMask())),
     BuiltinOptions.AddOptions: (fb.AddOptions, lambda p: AddOptions(
         activation=p.FusedActivationFunction(), pot_scale_int16=p.PotScaleInt16())),
+    BuiltinOptions.MulOptions: (fb.MulOptions, lambda p: MulOptions(activation=p.FusedActivationFunction())),
+    BuiltinOptions.SubOptions: (fb.SubOptions, lambda p: SubOptions(
+        activation=p.FusedActivationFunction(), pot_scale_int16=p.PotScaleInt16())),
+    BuiltinOptions.SplitOptions: (fb.SplitOptions, lambda p: SplitOptions(num_splits=p.NumSplits())),
     BuiltinOptions.PackOptions: (fb.PackOptions, lambda p: PackOptions(values_count=p.ValuesCount(), axis=p.Axis())),
     BuiltinOptions.UnpackOptions: (fb.UnpackOptions, lambda p: UnpackOptions(num=p.Num(), axis=p.Axis())),
     BuiltinOptions.CallOnceOptions: (fb.CallOnceOptions, lambda p: CallOnceOptions(

@@ -74,6 +74,52 @@ def run(
     return _batch_major(outputs, time_major), h
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + e^-z), without overflow for large |z|
+
+
+def run_gru(x: np.ndarray, weights, *, time_major: bool = False,
+            initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A GRU, as Keras' GRU and PyTorch's nn.GRU define it (gates z, r, n; W [3U,I], R [3U,U], b, c [3U]):
+
+        z = sigmoid(x W_z + b_z + h R_z + c_z),  r = sigmoid(x W_r + b_r + h R_r + c_r)
+        reset after:  n = tanh(x W_n + b_n + r * (h R_n + c_n))
+        reset before: n = tanh(x W_n + b_n + (r * h) R_n)
+        h' = z * h + (1 - z) * n
+
+    (W and R act transposed, as TFLite stores them; a reset-before cell has no c.) Outputs and final state, as run."""
+    w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
+    c = None if weights.recurrent_bias is None else np.asarray(weights.recurrent_bias, np.float64)
+    units = weights.num_units
+    xb = _batch_major(np.asarray(x, dtype=np.float64), time_major)
+    batch, steps = xb.shape[:2]
+    h = np.zeros((batch, units)) if initial_state is None else np.asarray(initial_state, np.float64)
+    driven = xb @ w.T + b
+    outputs = np.empty((batch, steps, units))
+    for t in range(steps):
+        if c is not None:
+            recurrent = h @ r.T + c
+            z = _sigmoid(driven[:, t, :units] + recurrent[:, :units])
+            reset = _sigmoid(driven[:, t, units:2 * units] + recurrent[:, units:2 * units])
+            n = np.tanh(driven[:, t, 2 * units:] + reset * recurrent[:, 2 * units:])
+        else:
+            gates = h @ r[:2 * units].T
+            z = _sigmoid(driven[:, t, :units] + gates[:, :units])
+            reset = _sigmoid(driven[:, t, units:2 * units] + gates[:, units:])
+            n = np.tanh(driven[:, t, 2 * units:] + (reset * h) @ r[2 * units:].T)
+        h = z * h + (1.0 - z) * n
+        outputs[:, t] = h
+    return _batch_major(outputs, time_major), h
+
+
+def run_cell(x: np.ndarray, weights, activation, *, time_major: bool = False,
+             initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The recurrence of any kind of cell (its weights say which): `run` for the basic cell, `run_gru`."""
+    if getattr(weights, "kind", "rnn") == "gru":
+        return run_gru(x, weights, time_major=time_major, initial_state=initial_state)
+    return run(x, weights, activation, time_major=time_major, initial_state=initial_state)
+
+
 def step(
     x: np.ndarray,
     weights: CellWeights,
@@ -208,8 +254,8 @@ def run_network(network, x: np.ndarray, states: list | None = None,
         outputs = []
         for direction, layer in enumerate(stage if isinstance(stage, tuple) else (stage,)):
             source = np.flip(y, axis=time_axis) if direction == 1 else y
-            out, h = run(source, layer.weights, layer.activation, time_major=network.time_major,
-                         initial_state=states[k])
+            out, h = run_cell(source, layer.weights, layer.activation, time_major=network.time_major,
+                              initial_state=states[k])
             if trace is not None:
                 start = np.zeros_like(h) if states[k] is None else np.asarray(states[k], np.float64)
                 trace.append((layer, _batch_major(source, network.time_major), start,

@@ -13,7 +13,8 @@ __all__ = ["load_weights", "export_weights", "import_cell", "ImportedCell"]
 
 
 def load_weights(path, name: str | None = None, **options) -> CellWeights:
-    """The weights of one RNN cell in `path`; options as `import_cell` (format, layer, layer_index)."""
+    """The weights of one RNN cell in `path` (CellWeights, or GRUWeights for a GRU); options as `import_cell`
+    (format, layer, layer_index)."""
     return import_cell(path, name=name, **options).weights
 
 
@@ -110,7 +111,8 @@ def network_record(description, keras_names: bool = False) -> dict | None:
                                      directions[0].weights.num_units != directions[1].weights.num_units):
             return None  # both directions are built from one cell, named <name>/fw and <name>/bw
         layers.append({"name": name, "activation": ACTIVATION_NAMES[directions[0].activation],
-                       "bidirectional": len(directions) == 2})
+                       "bidirectional": len(directions) == 2,
+                       **({"cell": directions[0].kind} if directions[0].kind != "rnn" else {})})
     record = {
         "tflrnn_network": 1,  # the record's version
         "names": "keras" if keras_names else "tflite",

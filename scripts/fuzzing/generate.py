@@ -27,7 +27,8 @@ BUILD_EXTRA = ([], ["--activation", "relu"], ["--time-steps", "3"], ["--time-ste
                ["--quantize", "int8"], ["--json"], ["--units", "4"], ["--batch-size", "2", "--time-major"],
                ["--name", "enc/x"], ["--lowering", "portable", "--time-steps", "2"],
                ["--lowering", "portable", "--state", "io", "--time-steps", "2"], ["--state", "zero"],
-               ["--lowering", "portable", "--recurrence", "loop", "--time-steps", "2"], ["--recurrence", "unrolled"])
+               ["--lowering", "portable", "--recurrence", "loop", "--time-steps", "2"], ["--recurrence", "unrolled"],
+               ["--cell", "gru", "--time-steps", "2"], ["--cell", "gru", "--lowering", "fused"])
 
 
 WEIGHTS_EXTRA = (["--format", "npz"], ["--format", "keras"], ["--format", "safetensors"], ["--format", "onnx"],

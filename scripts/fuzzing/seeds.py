@@ -13,6 +13,12 @@ from .mutate_bytes import flatbuffer_positions
 from .mutate_calibration import calibration_bytes
 
 
+def _gru_weights(units=3, input_size=3, seed=3):
+    """A GRU's input_weights [3U, I], recurrent_weights [3U, U] and bias [3U] (gates z, r, n)."""
+    w, r, b = (np.concatenate(parts) for parts in zip(*(_weights(units, input_size, seed + k) for k in range(3))))
+    return w, r[:, :units], b
+
+
 def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
     """Valid inputs for every target, written and read back here: models by `tflrnn build` itself."""
     workdir = Path(workdir)
@@ -43,6 +49,10 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                   "portable", "--bidirectional", "--last-step"],
         "portable-loop-io-bidirectional": ["--units", "2", "--input-size", "2", "--time-steps", "2", "--lowering",
                                            "portable", "--recurrence", "loop", "--state", "io", "--bidirectional"],
+        # A GRU (portable only): gate and candidate weights apart, SPLIT / MUL / SUB steps, unrolled and as a loop
+        "gru": ["--cell", "gru", "--units", "3", "--input-size", "2", "--time-steps", "3"],
+        "gru-loop-io-bidirectional": ["--cell", "gru", "--units", "2", "--input-size", "2", "--time-steps", "2",
+                                      "--recurrence", "loop", "--state", "io", "--bidirectional"],
     }
     from tflrnn import reader
 
@@ -59,6 +69,8 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
     w, r, b = _weights()
     w2, r2, b2 = _weights(seed=1)
     w3, r3, b3 = _weights(units=4, input_size=4, seed=2)
+    gw, gr, gb = _gru_weights()
+    _, _, gb2 = _gru_weights(seed=1)
     for name, arrays, args in [
         ("npz-tflite", {"input_weights": w, "recurrent_weights": r, "bias": b}, []),
         ("npz-keras", {"kernel": w.T.copy(), "recurrent_kernel": r.T.copy(), "bias": b}, []),
@@ -70,6 +82,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         ("npz-bidirectional", {"rnn/fw/input_weights": w, "rnn/fw/recurrent_weights": r, "rnn/fw/bias": b,
                                "rnn/bw/input_weights": w2, "rnn/bw/recurrent_weights": r2, "rnn/bw/bias": b2},
          ["--bidirectional", "--units", "4"]),
+        # GRUs (cells/gru.py): the same names with 3 * units rows, told apart by shape; reset after, then before
+        ("npz-gru", {"input_weights": gw, "recurrent_weights": gr, "bias": gb, "recurrent_bias": gb2}, []),
+        ("npz-gru-keras", {"kernel": gw.T.copy(), "recurrent_kernel": gr.T.copy(), "bias": gb}, []),
     ]:
         spec = {"arrays": arrays, "compressed": name == "npz-keras"}
         weights.append(Seed(name, "npz", npz_bytes(arrays, spec["compressed"]), ".npz", args, spec))
@@ -78,7 +93,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
     state2 = {**state1, "rnn.weight_ih_l1": w3, "rnn.weight_hh_l1": r3, "rnn.bias_ih_l1": b3, "rnn.bias_hh_l1": b3}
     state_bi = {**state1, "rnn.weight_ih_l0_reverse": w2, "rnn.weight_hh_l0_reverse": r2,
                 "rnn.bias_ih_l0_reverse": b2, "rnn.bias_hh_l0_reverse": b}
-    for name, state in (("safetensors-1", state1), ("safetensors-2layers", state2), ("safetensors-bi", state_bi)):
+    state_gru = {"gru.weight_ih_l0": gw, "gru.weight_hh_l0": gr, "gru.bias_ih_l0": gb, "gru.bias_hh_l0": gb2}  # nn.GRU
+    for name, state in (("safetensors-1", state1), ("safetensors-2layers", state2), ("safetensors-bi", state_bi),
+                        ("safetensors-gru", state_gru)):
         spec = safetensors_spec(state)
         weights.append(Seed(name, "safetensors", safetensors_bytes(spec), ".safetensors", [], spec))
 

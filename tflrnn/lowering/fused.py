@@ -355,6 +355,8 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
     if key not in seen:
         int8 = None
         if g.hybrid:
+            if any(t.quantization is None or not t.quantization.scale for t in (g.input_weights, g.recurrent_weights)):
+                raise ModelFormatError(f"'{g.name}': int8 weights without a scale")
             int8 = tuple((t.data, t.quantization.scale[0]) for t in (g.input_weights, g.recurrent_weights))
         activation = g.options.activation
         if activation not in Activation._value2member_map_:

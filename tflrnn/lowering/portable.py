@@ -19,6 +19,8 @@ The serving subgraph is subgraph 0: TFLite Micro and the classic input/output AP
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -93,6 +95,14 @@ def lower(network: Network) -> Model:
     def run_direction(layer: Layer, source: int, backward: bool, suffix: str, sequence: bool):
         """The recurrence over `source`: (its output sequence, or None when not `sequence`; the final state)."""
         units = layer.weights.num_units
+        if layer.kind == "gru":
+            from . import gru
+
+            name = f"{layer.name}{suffix}"
+            h, handle = _initial_state(name, batch, units)
+            output, h = gru.write_direction(builder, layer, source, h, backward, name, sequence)
+            keep_state(h, handle)
+            return output, h
         if layer.name not in weights:
             w, r, b = weight_tensors(layer)
             if network.loop:  # R lives in the loop's body
@@ -115,11 +125,15 @@ def lower(network: Network) -> Model:
                 output = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
                 operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
                                           options=PackOptions(values_count=steps, axis=time_axis)))
+        keep_state(h, handle)
+        return output, h
+
+    def keep_state(h: int, handle: int | None) -> None:
+        """A direction's final state: an output of the signature (io), or assigned to its variable (carry)."""
         if network.state == "io":
             state_outputs.append(h)
         elif network.state == "carry":
             operators.append(Operator(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], []))
-        return output, h
 
     def unrolled_steps(layer: Layer, name: str, projection: int, h: int | None, r_index: int, backward: bool):
         """Every step as ops of its own: (the per-step outputs in time order, the final state)."""
@@ -166,15 +180,7 @@ def lower(network: Network) -> Model:
         if h is None:  # the zero state: the loop still needs a state to start from
             h = tensors.add(Tensor(f"{name}/zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
         start = _reshaped(h, step_shape, f"{name}/h_start")
-        if dynamic and backward:  # from the last step, wherever that is: T - 1 of the input as given
-            t0 = _steps_of(tensors, operators, projection, time_axis, f"{name}/steps")
-            minus_one = tensors.add(Tensor(f"{name}/minus_one", (), "int32", data=np.asarray(-1, np.int32)))
-            t0_value = tensors.add(Tensor(f"{name}/t_start", (), "int32"))
-            operators.append(Operator(BuiltinOperator.ADD, [t0, minus_one], [t0_value], options=AddOptions()))
-            t0 = t0_value
-        else:
-            t0 = tensors.add(Tensor(f"{name}/t_start", (), "int32",
-                                    data=np.asarray(steps - 1 if backward else 0, np.int32)))
+        t0 = loop_start(name, projection, backward)
         t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
         h_end = tensors.add(Tensor(f"{name}/h_end", step_shape))
         output = tensors.add(sequence_of(f"{layer.name}/output", units))
@@ -185,6 +191,17 @@ def lower(network: Network) -> Model:
         operators.append(Operator(BuiltinOperator.WHILE, [t0, start, projection], [t_end, h_end, output],
                                   options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
         return output, _reshaped(h_end, (batch, units), f"{name}/final_state")
+
+    def loop_start(name: str, projection: int, backward: bool) -> int:
+        """The loop's first t: 0, or T - 1 backward (with a dynamic time axis, of the input as given)."""
+        if dynamic and backward:  # from the last step, wherever that is: T - 1 of the input as given
+            t0 = _steps_of(tensors, operators, projection, time_axis, f"{name}/steps")
+            minus_one = tensors.add(Tensor(f"{name}/minus_one", (), "int32", data=np.asarray(-1, np.int32)))
+            t0_value = tensors.add(Tensor(f"{name}/t_start", (), "int32"))
+            operators.append(Operator(BuiltinOperator.ADD, [t0, minus_one], [t0_value], options=AddOptions()))
+            return t0_value
+        return tensors.add(Tensor(f"{name}/t_start", (), "int32",
+                                  data=np.asarray(steps - 1 if backward else 0, np.int32)))
 
     def _reshaped(index: int, shape: tuple[int, ...], new_name: str, shape_name: str | None = None) -> int:
         """A RESHAPE of `index` to `shape`: a new tensor (also a copy, where a runtime needs one of its own)."""
@@ -210,6 +227,11 @@ def lower(network: Network) -> Model:
         operators.append(Operator(BuiltinOperator.READ_VARIABLE, [handle], [read]))
         return read, handle
 
+    # What a cell kind's step writer (lowering/gru.py) needs of this graph.
+    builder = SimpleNamespace(tensors=tensors, operators=operators, network=network, weights=weights, batch=batch,
+                              steps=steps, lead=lead, time_axis=time_axis, loops=loops,
+                              first_loop_subgraph=first_loop_subgraph, sequence_of=sequence_of,
+                              reshaped=_reshaped, loop_start=loop_start)
     source, ends = x, []
     seen: dict[str, int] = {}
     for k, stage in enumerate(network.stages):
@@ -284,11 +306,11 @@ def loops_by_default(stages: list, time_steps: int) -> bool:
 
 
 def _loop_condition(name: str, step_shape, sequence_shape, signature, steps: int, backward: bool,
-                    time_axis: int) -> Subgraph:
+                    time_axis: int, extra: list[Tensor] = ()) -> Subgraph:
     """t < T (forward; with a dynamic time axis, T is the sequence's length), t >= 0 (backward): whether the loop
-    runs step t."""
+    runs step t. `extra`: more loop values after (t, h, sequence), as a cell kind's loop carries them."""
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
-                        Tensor("sequence", sequence_shape, shape_signature=signature)])
+                        Tensor("sequence", sequence_shape, shape_signature=signature), *extra])
     operators = []
     if backward:
         limit = tensors.add(Tensor("limit", (), "int32", data=np.asarray(0, np.int32)))
@@ -299,7 +321,7 @@ def _loop_condition(name: str, step_shape, sequence_shape, signature, steps: int
     more = tensors.add(Tensor("more", (), "bool"))
     test = BuiltinOperator.GREATER_EQUAL if backward else BuiltinOperator.LESS
     operators.append(Operator(test, [0, limit], [more]))
-    return Subgraph(list(tensors), operators, inputs=[0, 1, 2], outputs=[more], name=f"{name}/cond")
+    return Subgraph(list(tensors), operators, inputs=list(range(3 + len(extra))), outputs=[more], name=f"{name}/cond")
 
 
 def _steps_of(tensors: Tensors, operators: list, sequence: int, time_axis: int, name: str) -> int:
@@ -355,8 +377,11 @@ def holds_a_layer(model: Model) -> bool:
     if not model.subgraphs:
         return False
     tensors = model.subgraphs[0].tensors
+    from .gru import MARKER
+
     return any(op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3 and 0 <= op.inputs[1] < len(tensors)
-               and tensors[op.inputs[1]].name.endswith("/input_weights") for op in model.subgraphs[0].operators)
+               and tensors[op.inputs[1]].name.endswith(("/input_weights", MARKER))
+               for op in model.subgraphs[0].operators)
 
 
 def recover(model: Model) -> Network:
@@ -385,6 +410,7 @@ def _recover(model: Model) -> Network:
     from ..network import DENSE_ACTIVATIONS, Dense
     from .common import DENSE_FOLLOWERS
     from .fused import dense_activation
+    from . import gru
     from .int8 import real_values, recover_plan
 
     if not model.subgraphs:
@@ -458,8 +484,8 @@ def _recover(model: Model) -> Network:
                                    f"{start}, by {stride}, {op_name(test.code)} {limit})")
 
     fc = BuiltinOperator.FULLY_CONNECTED
-    projections = [op for op in ops if op.code == fc and len(op.inputs) == 3
-                   and tensor(op.inputs[1]).name.endswith("/input_weights")]
+    projections = [op for op in ops if op.code == fc and len(op.inputs) == 3 and
+                   tensor(op.inputs[1]).name.endswith(("/input_weights", gru.MARKER))]
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
     layers: dict[int, Layer] = {}
@@ -467,6 +493,36 @@ def _recover(model: Model) -> Network:
     for op in projections:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
+        if w.name.endswith(gru.MARKER):  # a GRU direction: its weights by name, its time axis from its steps
+            loop = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.WHILE), None)
+            loops.append(loop is not None)
+            if loop is not None:
+                if not 0 <= getattr(loop.options, "body_subgraph_index", -1) < len(model.subgraphs) or \
+                        len(loop.inputs) != 4 or len(loop.outputs) != 4:
+                    raise ModelFormatError(f"GRU layer '{name}': its loop has no body or not (t, h, sequence, gates)")
+                body = model.subgraphs[loop.options.body_subgraph_index]
+                pack = next((o for o in body.operators if o.code == BuiltinOperator.PACK), None)
+                if pack is None or not body.inputs or body.inputs[0] not in pack.inputs:
+                    raise ModelFormatError(f"GRU layer '{name}': its loop body does not slice step t")
+                axis = pack.inputs.index(body.inputs[0])
+                whiles[id(loop)] = (name, loop)
+                places = (graph, body)
+            else:
+                unpack = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.UNPACK), None)
+                if unpack is None or unpack.options is None:
+                    raise ModelFormatError(f"GRU layer '{name}': its projection is neither unpacked nor looped over")
+                axis, places = unpack.options.axis, (graph,)
+            named = {t.name: t for place in places for t in place.tensors if t.name.startswith(f"{name}/")}
+            if op.inputs[1] not in layers:
+                layers[op.inputs[1]] = Layer(name, Activation.TANH, gru.recover_weights(
+                    name, lambda n: real_values(named[n]) if n in named else None))
+            layer = layers[op.inputs[1]]
+            if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):
+                stages[-1] = (stages[-1], layer)
+            else:
+                stages.append(layer)
+            source = op.inputs[0]
+            continue
         projected = op.outputs[0]
         rows = next((u for u in consumers(projected) if u.code == BuiltinOperator.RESHAPE), None)
         if rows is not None and rows.outputs:  # full int8: the projection is made on rows, then reshaped back

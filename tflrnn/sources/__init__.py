@@ -3,10 +3,14 @@
 | format      | module          | reads                                                          | needs        |
 | npz         | npz.py          | TfLiteRNNCell or Keras names, optionally under <name>/          | numpy        |
 | keras       | keras_files.py  | .keras (Keras 3), .h5 (legacy whole model), .weights.h5         | h5py         |
-| checkpoint  | checkpoint.py   | TF checkpoints: TfLiteRNNCell (TF1) or Keras SimpleRNNCell vars | tensorflow   |
-| safetensors | pytorch.py      | nn.RNN state dicts                                              | safetensors  |
-| torch       | pytorch.py      | nn.RNN state dicts saved with torch.save                        | torch        |
-| onnx        | onnx_graph.py   | an RNN node, as torch.onnx.export writes nn.RNN                 | onnx         |
+| checkpoint  | checkpoint.py   | TF checkpoints: TfLiteRNNCell / GRUCell (TF1), Keras cell vars   | tensorflow   |
+| safetensors | pytorch.py      | nn.RNN and nn.GRU state dicts                                   | safetensors  |
+| torch       | pytorch.py      | nn.RNN and nn.GRU state dicts saved with torch.save             | torch        |
+| onnx        | onnx_graph.py   | RNN and GRU nodes, as torch.onnx.export writes nn.RNN / nn.GRU  | onnx         |
+
+Each reads the basic cell (SimpleRNN, nn.RNN, ONNX RNN) as CellWeights and a GRU as GRUWeights (cells/gru.py),
+with the same names and structure (stacks, bidirectional pairs, Dense heads); a model may mix the two kinds, one
+kind per layer, and the builder decides what it writes of that.
 
 A missing optional package is a clear error naming the extra to install, never an ImportError.
 """
@@ -52,7 +56,7 @@ class DeclaredInput:
 
 @dataclass
 class ImportedCell:
-    weights: CellWeights
+    weights: CellWeights  # or GRUWeights (cells/gru.py): `weights.kind` says which
     format: str
     layer: str | None  # the layer, scope or node it came from
     activation: str | None  # as the source records it; None when the source does not record one
@@ -72,10 +76,8 @@ class ImportedCell:
             activation = f"not recorded ({given_activation} as given)"
         else:
             activation = "not recorded" + (f": {self.hint}" if self.hint else "")
-        found += (
-            f": input_weights {list(w.input_weights.shape)}, recurrent_weights {list(w.recurrent_weights.shape)}, "
-            f"bias {list(w.bias.shape)}, activation {activation}"
-        )
+        found += ": " + _cell_kind_text(w) + ", ".join(
+            f"{role} {list(array.shape)}" for role, array in w.roles().items()) + f", activation {activation}"
         return found + (f"; {self.details}" if self.details else "")
 
     def to_dict(self) -> dict:
@@ -83,11 +85,19 @@ class ImportedCell:
             "format": self.format,
             "layer": self.layer,
             "activation": self.activation,
+            "cell": self.weights.kind,
             "units": self.weights.num_units,
             "input_size": self.weights.input_size,
             "details": self.details,
             "declared_input": self.declared.to_dict() if self.declared else None,
         }
+
+
+def _cell_kind_text(weights) -> str:
+    """How describe() names a cell that is not the basic one (whose text stays as it always was)."""
+    if getattr(weights, "kind", "rnn") != "gru":
+        return ""
+    return f"GRU (reset {'after' if weights.reset_after else 'before'}), "
 
 
 def require(module: str, extra: str, hint: str = ""):

@@ -3,6 +3,15 @@
 Two namings: a TF1 graph with TfLiteRNNCell writes `<scope>/input_weights`, `<scope>/recurrent_weights`,
 `<scope>/bias`; Keras SimpleRNNCell writes `kernel`, `recurrent_kernel`, `bias` (in object-based checkpoints as
 `<path>/kernel/.ATTRIBUTES/VARIABLE_VALUE`). Optimizer slots are skipped.
+
+GRUs: Keras' GRUCell writes the same names (told apart by shape, see npz.py); TF1's GRUCell
+(`tf.compat.v1.nn.rnn_cell.GRUCell`) writes `<scope>/gates/kernel` [I+U, 2U] (columns r, u), `<scope>/gates/bias`
+[2U], `<scope>/candidate/kernel` [I+U, U] and `<scope>/candidate/bias` [U], and computes
+
+    r, u = split(sigmoid([x, h] gates/kernel + gates/bias))
+    c = tanh([x, r * h] candidate/kernel + candidate/bias)          h' = u * h + (1 - u) * c
+
+which is tflrnn's reset-before GRU with z = u: its variables become the GRU roles under `<scope>/`.
 """
 
 from __future__ import annotations
@@ -10,11 +19,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
+from ..cells.gru import GRUWeights
 from ..errors import WeightsError
 from . import ImportedCell, require
-from .npz import KERAS_NAMES, RECURRENT_KEYS, TFLITE_NAMES, weights_from_arrays
+from .npz import GRU_RECURRENT_BIAS, KERAS_NAMES, RECURRENT_KEYS, TFLITE_NAMES, weights_from_arrays
 
-_LEAVES = set(TFLITE_NAMES) | set(KERAS_NAMES)
+_LEAVES = set(TFLITE_NAMES) | set(KERAS_NAMES) | {GRU_RECURRENT_BIAS}  # TF1 GRUCell's leaves are kernel and bias too
+_TF1_GRU = ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias")
 _OBJECT_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -38,7 +51,43 @@ def _checkpoint_arrays(path: Path) -> tuple[dict, str]:
             arrays[clean] = reader.get_tensor(name)
     except (ValueError, OSError, tf.errors.OpError) as exc:
         raise WeightsError(f"cannot read checkpoint {prefix}: {' '.join(str(exc).split())[:300]}") from None
-    return arrays, prefix
+    return _tf1_gru_roles(arrays, prefix), prefix
+
+
+def _tf1_gru_roles(arrays: dict, prefix: str) -> dict:
+    """Each TF1 GRUCell's four variables replaced by the GRU roles under its scope, so every cell reads one way."""
+    for key in [k for k in arrays if k.endswith("/" + _TF1_GRU[0])]:
+        scope = key[: -len(_TF1_GRU[0]) - 1]
+        names = [f"{scope}/{leaf}" for leaf in _TF1_GRU]
+        if not all(name in arrays for name in names):
+            continue  # not a GRUCell's: read (or refused) as the names say
+        try:
+            weights = _tf1_gru(*(arrays.pop(name) for name in names))
+        except WeightsError as exc:
+            raise WeightsError(f"checkpoint {prefix}: GRUCell '{scope}': {exc}") from None
+        arrays.update({f"{scope}/{role}": array for role, array in weights.roles().items()})
+    return arrays
+
+
+def _tf1_gru(gates_kernel, gates_bias, candidate_kernel, candidate_bias) -> GRUWeights:
+    """TF1 GRUCell's variables as tflrnn's GRU: columns r, u of the gates become rows z (= u), r; the rows of each
+    kernel are x's then h's (concat([x, h]))."""
+    gates_kernel, candidate_kernel = np.asarray(gates_kernel), np.asarray(candidate_kernel)
+    if candidate_kernel.ndim != 2 or gates_kernel.shape != (candidate_kernel.shape[0], 2 * candidate_kernel.shape[1]):
+        raise WeightsError(f"gates/kernel {list(gates_kernel.shape)} and candidate/kernel "
+                           f"{list(candidate_kernel.shape)}: expected [I+U, 2U] and [I+U, U]")
+    units = candidate_kernel.shape[1]
+    inputs = candidate_kernel.shape[0] - units
+    if inputs < 1:
+        raise WeightsError(f"candidate/kernel {list(candidate_kernel.shape)} has no rows for the input")
+    reset, update = gates_kernel[:, :units], gates_kernel[:, units:]
+    kernel = np.concatenate([update, reset, candidate_kernel], axis=1)  # [I+U, 3U], columns z, r, n
+    gates_bias = np.asarray(gates_bias)
+    if gates_bias.shape != (2 * units,) or np.shape(candidate_bias) != (units,):
+        raise WeightsError(f"gates/bias {list(gates_bias.shape)} and candidate/bias {list(np.shape(candidate_bias))}: "
+                           f"expected [{2 * units}] and [{units}]")
+    bias = np.concatenate([gates_bias[units:], gates_bias[:units], candidate_bias])
+    return GRUWeights(np.ascontiguousarray(kernel[:inputs].T), np.ascontiguousarray(kernel[inputs:].T), bias)
 
 
 def read_checkpoint(path: Path, scope: str | None = None) -> ImportedCell:
@@ -72,5 +121,8 @@ def _cell(arrays: dict, scope: str | None, prefix: str) -> ImportedCell:
         weights, scope = weights_from_arrays(arrays, scope)
     except WeightsError as exc:
         raise WeightsError(f"checkpoint {prefix}: {exc}") from None
+    if weights.kind == "gru":  # a checkpoint does not record the activation either; tflrnn's GRU computes tanh
+        return ImportedCell(weights, "checkpoint", scope or None, activation="tanh",
+                            details="a checkpoint does not record the GRU's activation: read as tanh (the default)")
     return ImportedCell(weights, "checkpoint", scope or None, activation=None,
                         hint="a checkpoint does not record it; give --activation if it is not tanh")

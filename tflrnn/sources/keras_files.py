@@ -5,6 +5,9 @@
 - `.weights.h5` (Keras 3 save_weights): the same HDF5 layout, without the config.
 - `.h5` (Keras 2 / tf_keras, or Keras 3 legacy): attrs model_config (absent when saved with save_weights), and
   model_weights/<layer>/ (or /<layer>/) holding datasets listed in the weight_names attribute.
+
+SimpleRNN and GRU layers are read (a GRU's kernel and recurrent_kernel have 3 * units columns, z, r, h; its bias is
+[2, 3 * units] with reset_after, else [3 * units]), alone, stacked or in a Bidirectional, then Dense layers.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
+from ..cells.gru import GATES, GRUWeights
 from ..errors import ConfigError, WeightsError
 from . import DeclaredInput, ImportedCell, require
 
 _DENSE = "dense:"  # key prefix of a Dense layer's arrays among the cells' arrays
+# The Keras recurrent layers read, and the kind of cell each holds (a Bidirectional wraps one of them)
+_CLASSES = {"SimpleRNN": "rnn", "GRU": "gru"}
 _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
 
 
@@ -32,7 +38,7 @@ MEMORY_HEADROOM = 2 << 30
 
 
 def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
-    """The model config (None for a weights-only file) and every SimpleRNN cell's arrays, by layer name; a
+    """The model config (None for a weights-only file) and every SimpleRNN or GRU cell's arrays, by layer name; a
     Bidirectional layer's two cells are keyed <name>/forward and <name>/backward (and each Dense layer's arrays
     under "dense:<name>"). Parsed in a child process with a time limit: the HDF5 library can hang on a corrupt
     file, beyond the reach of any Python signal handler."""
@@ -90,45 +96,50 @@ def _parse(path: Path) -> tuple[dict | None, dict[str, list]]:
 
 
 def read_keras(path: Path, layer: str | None = None, loaded=None) -> ImportedCell:
-    """One SimpleRNN layer (`layer`, or the only one). `loaded`: what _load already returned for this file."""
+    """One SimpleRNN or GRU layer (`layer`, or the only one). `loaded`: what _load already returned for this file."""
     config, found = loaded or _load(path)
     found = {name: arrays for name, arrays in found.items() if not name.startswith(_DENSE)}
-    layers = _simple_rnn_configs(config) if config is not None else {}
+    layers = _rnn_configs(config) if config is not None else {}
     if config is not None:
         found = {name: arrays for name, arrays in found.items() if name in layers}
     if not found:
-        kinds = ", ".join(sorted(_layer_classes(config))) if config is not None else "none with SimpleRNN weights"
-        raise WeightsError(f"no SimpleRNN layer in {path} (layers: {kinds})")
+        kinds = (", ".join(sorted(_layer_classes(config))) if config is not None
+                 else "none with SimpleRNN or GRU weights")
+        raise WeightsError(f"no SimpleRNN layer (nor GRU) in {path} (layers: {kinds})")
     if layer is None:
         if len(found) > 1:
-            raise WeightsError(f"{path} has several SimpleRNN layers ({', '.join(sorted(found))}); pick one with --layer")
+            raise WeightsError(f"{path} has several recurrent layers ({', '.join(sorted(found))}); pick one with "
+                               "--layer")
         layer = next(iter(found))
     elif layer not in found:
-        raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' (it has: {', '.join(sorted(found))})")
-    cell = _cell(path, layer, found[layer], layers.get(layer, {}), config is not None)
+        raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' nor a GRU of that name (it has: "
+                           f"{', '.join(sorted(found))})")
+    cls, layer_config = layers.get(layer, (None, {}))
+    cell = _cell(path, layer, found[layer], layer_config, config is not None, cls)
     cell.declared = declared_input(config, layer)
     return cell
 
 
 def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
-    """Every SimpleRNN of a saved Keras model, as it connects: ([cell], "cell"), a stack of consecutive SimpleRNN
-    layers ("stack"), one Bidirectional(SimpleRNN) ("bidirectional"), or any chain of those followed by Dense
-    layers ("network"); with the build options they imply (last step, merge mode, per-layer directions, the
-    dense head). Dropout is skipped (a no-op at inference); any other layer is an error that names it."""
+    """Every SimpleRNN or GRU of a saved Keras model, as it connects: ([cell], "cell"), a stack of consecutive
+    recurrent layers ("stack"), one Bidirectional(SimpleRNN or GRU) ("bidirectional"), or any chain of those followed
+    by Dense layers ("network"); with the build options they imply (last step, merge mode, per-layer directions, the
+    dense head). Dropout is skipped (a no-op at inference); any other layer is an error that names it. Layers of
+    both kinds may follow one another: each cell carries its own kind."""
     config, found = _load(path)
     if config is None:
         return [read_keras(path, loaded=(config, found))], "cell", {}
     order = [(kind, layer) for kind, layer in _top_level_layers(config) if kind != "InputLayer"]
     if not any(_is_rnn(kind, c) for kind, c in order):
         return [read_keras(path, loaded=(config, found))], "cell", {}  # reports that there is no SimpleRNN
-    if len(order) == 1 and order[0][0] == "SimpleRNN":
+    if len(order) == 1 and order[0][0] in _CLASSES:
         return [read_keras(path, loaded=(config, found))], "cell", {}
     names = [c.get("name") for _, c in order]
     feeds = _inbound(config)
     for previous, name in zip(names, names[1:]):
         if name in feeds and feeds[name] != [previous]:
             raise WeightsError(f"layer '{name}' in {path} takes {feeds[name] or 'the model input'}, not '{previous}': "
-                               "the model is not one chain; build one SimpleRNN layer with --layer")
+                               "the model is not one chain; build one recurrent layer with --layer")
     order = [(kind, c) for kind, c in order if kind != "Dropout"]  # a no-op at inference, wherever it is
     stages = [(kind, c) for kind, c in order if _is_rnn(kind, c)]
     if order[: len(stages)] != stages:
@@ -140,25 +151,19 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
         inner = c["layer"]["config"] if kind == "Bidirectional" else c
         if not final and not inner.get("return_sequences", False):
             raise WeightsError(f"{kind} '{c['name']}' in {path} feeds another layer but returns only its last step")
-        if kind == "SimpleRNN":
-            cells.append(_cell(path, c["name"], found.get(c["name"]), c, True))
+        if kind in _CLASSES:
+            cells.append(_cell(path, c["name"], found.get(c["name"]), c, True, kind))
             flags.append(False)
             continue
-        backward = (c.get("backward_layer") or {}).get("config")
-        if backward is not None:  # a backward layer of its own: the fused op has one activation and one size
-            differs = [key for key in ("units", "activation", "use_bias") if backward.get(key) != inner.get(key)]
-            if differs:
-                raise WeightsError(f"Bidirectional '{c['name']}' in {path} has a backward layer whose "
-                                   f"{', '.join(differs)} differ from the forward one's; tflrnn builds both directions "
-                                   "from one cell")
+        _check_backward_layer(path, c)
         mode = c.get("merge_mode", "concat")
         if mode not in ("concat", None) or (mode is None and (not final or len(order) > len(stages))):
             raise WeightsError(f"Bidirectional '{c['name']}' in {path} merges with {mode!r}; the fused op concatenates "
                                "(merge_mode='concat'), or keeps both outputs (merge_mode=None) as the model's last layer")
         if final:
             merge = "concat" if mode == "concat" else "none"
-        cells += [_cell(path, f"{c['name']}/{d}", found.get(f"{c['name']}/{d}"), inner, True)
-                  for d in ("forward", "backward")]
+        cells += [_cell(path, f"{c['name']}/{d}", found.get(f"{c['name']}/{d}"), inner, True,
+                        c["layer"].get("class_name")) for d in ("forward", "backward")]
         flags.append(True)
     for c in cells:  # the last step is applied as Keras does (see the options), not left to --last-step
         c.details = "; ".join(d for d in c.details.split("; ") if d and not d.startswith("return_sequences"))
@@ -173,6 +178,22 @@ def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
     if not any(flags) and not head:
         return cells, "stack", options
     return cells, "network", {**options, "bidirectional": flags, "merge": merge}
+
+
+def _check_backward_layer(path: Path, config: dict) -> None:
+    """A Bidirectional's backward layer of its own must be the forward one mirrored: tflrnn builds both directions
+    from one cell (one kind, activation and size)."""
+    backward = config.get("backward_layer") or {}
+    if not backward.get("config"):
+        return
+    forward = config["layer"]
+    differs = ["class"] if backward.get("class_name") != forward.get("class_name") else []
+    differs += [key for key in ("units", "activation", "use_bias", "recurrent_activation", "reset_after")
+                if backward["config"].get(key) != forward["config"].get(key)]
+    if differs:
+        raise WeightsError(f"Bidirectional '{config['name']}' in {path} has a backward layer whose "
+                           f"{', '.join(differs)} differ from the forward one's; tflrnn builds both directions "
+                           "from one cell")
 
 
 def declared_input(config, layer: str | None) -> DeclaredInput | None:
@@ -207,13 +228,13 @@ def declared_input(config, layer: str | None) -> DeclaredInput | None:
 
 
 def _is_rnn(kind: str, config: dict) -> bool:
-    return kind == "SimpleRNN" or (kind == "Bidirectional" and config.get("layer", {}).get("class_name") == "SimpleRNN")
+    return kind in _CLASSES or (kind == "Bidirectional" and config.get("layer", {}).get("class_name") in _CLASSES)
 
 
 def _unsupported(path: Path, kind: str, config: dict, where: str) -> str:
-    return (f"{kind} layer '{config.get('name')}' in {path} ({where}) has no fused TFLite form here: tflrnn writes "
-            "SimpleRNN and Bidirectional(SimpleRNN) layers, then Dense layers (Dropout is skipped); build one "
-            "SimpleRNN layer with --layer")
+    return (f"{kind} layer '{config.get('name')}' in {path} ({where}) has no TFLite form here: tflrnn writes "
+            "SimpleRNN and GRU layers (or a Bidirectional of one), then Dense layers (Dropout is skipped); build one "
+            "recurrent layer with --layer")
 
 
 def _dense(path: Path, kind: str, config: dict, found: dict):
@@ -272,9 +293,21 @@ def _top_level_layers(config) -> list[tuple[str, dict]]:
     return [(entry.get("class_name"), entry.get("config", {})) for entry in layers if isinstance(entry, dict)]
 
 
-def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_config: bool) -> ImportedCell:
+def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_config: bool,
+          cls: str | None = None) -> ImportedCell:
+    """One recurrent layer's cell. `cls`: its Keras class as the config names it (None: told by the arrays' shapes,
+    which differ between the kinds)."""
     if arrays is None:
-        raise WeightsError(f"{path}: no weights for SimpleRNN '{layer}'")
+        raise WeightsError(f"{path}: no weights for {cls or 'recurrent layer'} '{layer}'")
+    kind = _array_kind(arrays)
+    cls = cls or ("GRU" if kind == "gru" else "SimpleRNN")
+    if _CLASSES.get(cls) != kind:
+        shapes = ", ".join(str(list(np.shape(a))) for a in arrays)
+        raise WeightsError(f"{path}: {cls} '{layer}' holds arrays shaped {shapes}, not a {cls}'s weights")
+    return (_gru_cell if kind == "gru" else _simple_rnn_cell)(path, layer, arrays, layer_config, has_config)
+
+
+def _simple_rnn_cell(path: Path, layer: str, arrays: list, layer_config: dict, has_config: bool) -> ImportedCell:
     kernel, recurrent = arrays[0], arrays[1]
     bias = arrays[2] if len(arrays) > 2 else _zeros_like_units(recurrent)
     try:
@@ -291,14 +324,49 @@ def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_c
                 f"SimpleRNN '{layer}' in {path} uses activation {_shown(raw_activation)}, which the fused op cannot "
                 f"apply; supported: {SUPPORTED_ACTIVATIONS}"
             ) from None
-        if layer_config.get("go_backwards"):
-            raise WeightsError(f"SimpleRNN '{layer}' in {path} has go_backwards=true; the fused op runs forward")
-        if not layer_config.get("return_sequences", False):
-            details.append("return_sequences=false in Keras: add --last-step to output only the final step as it does")
+        details += _layer_details(path, "SimpleRNN", layer, layer_config)
     if len(arrays) == 2:
         details.append("use_bias=false: zero bias")
     hint = "" if has_config else "a weights-only file does not record it; give --activation if the layer does not use tanh"
     return ImportedCell(weights, "keras", layer, activation, "; ".join(details), has_bias=len(arrays) > 2, hint=hint)
+
+
+def _gru_cell(path: Path, layer: str, arrays: list, layer_config: dict, has_config: bool) -> ImportedCell:
+    """A GRU layer: tanh and sigmoid only (what tflrnn's GRU computes); no bias (use_bias=False) is zero biases."""
+    kernel, recurrent = arrays[0], arrays[1]
+    bias = arrays[2] if len(arrays) > 2 else None
+    details = []
+    if has_config:
+        for key, default, wanted in (("activation", "tanh", "tanh"), ("recurrent_activation", "sigmoid", "sigmoid")):
+            raw = layer_config.get(key, default)
+            if _function_name(raw) != wanted:
+                raise WeightsError(f"GRU '{layer}' in {path} uses {key} {_shown(raw)}; tflrnn's GRU computes "
+                                   f"{wanted} there (Keras' default)")
+        details += _layer_details(path, "GRU", layer, layer_config)
+    # Keras 3's default is reset_after=True; its bias shape says which it was where the config does not
+    reset_after = layer_config.get("reset_after", True if bias is None else np.ndim(bias) == 2)
+    if bias is None:
+        units3 = np.shape(recurrent)[1]
+        bias = np.zeros((2, units3) if reset_after else units3, np.float32)
+        details.append("use_bias=false: zero biases")
+        if not has_config:
+            details.append("a weights-only file does not record reset_after: read as reset_after=True (Keras' "
+                           "default)")
+    try:
+        weights = GRUWeights.from_keras(kernel, recurrent, bias, bool(reset_after))
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: GRU '{layer}' (reset_after={bool(reset_after)}): {exc}") from None
+    return ImportedCell(weights, "keras", layer, "tanh", "; ".join(details), has_bias=len(arrays) > 2)
+
+
+def _layer_details(path: Path, cls: str, layer: str, layer_config: dict) -> list[str]:
+    """What a recurrent layer's config says beyond its cell: go_backwards is refused (the ops run forward), and
+    return_sequences=False is noted. stateful and dropout change nothing at inference from the zero state."""
+    if layer_config.get("go_backwards"):
+        raise WeightsError(f"{cls} '{layer}' in {path} has go_backwards=true; the fused op runs forward")
+    if not layer_config.get("return_sequences", False):
+        return ["return_sequences=false in Keras: add --last-step to output only the final step as it does"]
+    return []
 
 
 def _budget(file_bytes: int) -> int:
@@ -346,7 +414,7 @@ def _keras3_cells(h5, budget: int) -> dict[str, list]:
             return
         variables = group["cell"]["vars"]
         arrays = [_data(variables[str(i)], budget) for i in range(len(variables)) if str(i) in variables]
-        if _looks_like_simple_rnn(arrays):
+        if _array_kind(arrays) is not None:
             key = name.rsplit("/", 1)[-1]
             if key in ("forward_layer", "backward_layer"):  # one half of a Bidirectional: <its name>/<direction>
                 parent_vars = group.parent.get("vars")
@@ -370,27 +438,31 @@ def _legacy_cells(root, budget: int) -> dict[str, list]:
         for weight_name in _attr(group, "weight_names", budget, []):
             weight_name = _text(weight_name)
             path = weight_name.split("/")
-            role = path[-1].split(":")[0]  # ".../simple_rnn_cell/kernel:0" -> kernel
+            role = path[-1].split(":")[0]  # ".../simple_rnn_cell/kernel:0" (or gru_cell) -> kernel
             half = next((p.split("_")[0] for p in path if p.startswith(("forward_", "backward_"))), "")
             parts.setdefault(half, {})[role] = _data(group[weight_name], budget)
         for half, by_role in parts.items():
             key = f"{layer_name}/{half}" if half else layer_name
             arrays = [by_role[r] for r in ("kernel", "recurrent_kernel", "bias") if r in by_role]
-            if "kernel" in by_role and "recurrent_kernel" in by_role and _looks_like_simple_rnn(arrays):
+            if "kernel" in by_role and "recurrent_kernel" in by_role and _array_kind(arrays) is not None:
                 found[key] = arrays
             elif not half and set(by_role) <= {"kernel", "bias"} and "kernel" in by_role:
                 found[_DENSE + layer_name] = [by_role[r] for r in ("kernel", "bias") if r in by_role]
     return found
 
 
-def _looks_like_simple_rnn(arrays: list) -> bool:
-    # kernel [I, U], recurrent_kernel [U, U] (LSTM and GRU have 4U and 3U columns), optional bias [U]
-    if len(arrays) not in (2, 3) or arrays[0].ndim != 2 or arrays[1].ndim != 2:
-        return False
-    units = arrays[1].shape[0]
-    return arrays[1].shape == (units, units) and arrays[0].shape[1] == units and (
-        len(arrays) == 2 or arrays[2].shape == (units,)
-    )
+def _array_kind(arrays: list) -> str | None:
+    """The kind of cell a layer's arrays are shaped as: "rnn" (SimpleRNN: kernel [I, U], recurrent_kernel [U, U],
+    optional bias [U]), "gru" (kernel [I, 3U], recurrent_kernel [U, 3U], optional bias [3U] or [2, 3U]), or None
+    (an LSTM has 4U columns; anything else is not a cell)."""
+    if len(arrays) not in (2, 3) or np.ndim(arrays[0]) != 2 or np.ndim(arrays[1]) != 2:
+        return None
+    units, columns = arrays[1].shape
+    for kind, gates, biases in (("rnn", 1, ((units,),)), ("gru", GATES, ((GATES * units,), (2, GATES * units)))):
+        if columns == gates * units and arrays[0].shape[1] == columns and (
+                len(arrays) == 2 or arrays[2].shape in biases):
+            return kind
+    return None
 
 
 def _layer_configs(node):
@@ -405,8 +477,9 @@ def _layer_configs(node):
             yield from _layer_configs(value)
 
 
-def _simple_rnn_configs(config) -> dict[str, dict]:
-    return {layer.get("name"): layer for kind, layer in _layer_configs(config) if kind == "SimpleRNN"}
+def _rnn_configs(config) -> dict[str, tuple[str, dict]]:
+    """Every SimpleRNN and GRU layer's (class, config), by name."""
+    return {layer.get("name"): (kind, layer) for kind, layer in _layer_configs(config) if kind in _CLASSES}
 
 
 def _layer_classes(config) -> set[str]:
@@ -420,6 +493,13 @@ def _activation_name(raw) -> str:
     from ..cell import ACTIVATION_NAMES
 
     return ACTIVATION_NAMES[parse_activation(raw)]
+
+
+def _function_name(raw):
+    """An activation as Keras saves it (a name, or {"class_name": ..., "config": name}) -> its name."""
+    if isinstance(raw, dict):
+        raw = raw.get("config") if isinstance(raw.get("config"), str) else raw.get("class_name")
+    return raw.strip().lower() if isinstance(raw, str) else raw
 
 
 def _shown(raw) -> str:

@@ -3,6 +3,10 @@
 Keys are TfLiteRNNCell's variable names (`input_weights` [U,I], `recurrent_weights` [U,U], `bias` [U]) or Keras
 SimpleRNN's (`kernel` [I,U], `recurrent_kernel` [U,U], `bias` [U], transposed on the way in), optionally under a
 `<name>/` prefix, as a TF variable scope writes them.
+
+A GRU has the same names, told apart by shape: `input_weights` [3U,I], `recurrent_weights` [3U,U], `bias` [3U] and,
+reset after, `recurrent_bias` [3U] (as `tflrnn weights` exports it), or Keras GRU's `kernel` [I,3U],
+`recurrent_kernel` [U,3U], `bias` [2,3U] (reset after) or [3U] (reset before).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import numpy as np
 
 from ..arrays import ArrayFileError, open_npz
 from ..cell import CellWeights
+from ..cells.gru import GATES, GRUWeights
 from ..errors import WeightsError
 from ..model import MAX_FLATBUFFER_BYTES
 from . import ImportedCell
 
 TFLITE_NAMES = ("input_weights", "recurrent_weights", "bias")
 KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
+GRU_RECURRENT_BIAS = "recurrent_bias"  # a reset-after GRU's, beside the TfLiteRNNCell names
 RECURRENT_KEYS = {"recurrent_weights", "recurrent_kernel"}  # keys that mark a cell
 _INPUT = {"input_weights", "kernel"}
 MAX_WEIGHT_VALUES = MAX_FLATBUFFER_BYTES // 4  # float32 in the model: a larger array cannot be one of its tensors
@@ -38,7 +44,7 @@ def read_npz(path: Path, name: str | None = None) -> ImportedCell:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
-    return ImportedCell(weights, "npz", prefix or None, activation=None)
+    return ImportedCell(weights, "npz", prefix or None, activation="tanh" if weights.kind == "gru" else None)
 
 
 def read_npz_network(path: Path, name: str | None = None):
@@ -98,7 +104,7 @@ def _network(arrays: Mapping, record: dict):
             raise WeightsError(f"the network record names layer '{layer}', whose weights are not there")
         weights, _ = weights_from_arrays({key: arrays[key] for key in arrays
                                           if key.rpartition("/")[0] == (layer if prefix is None else prefix)})
-        cells.append(ImportedCell(weights, "npz", layer, activation=activation))
+        cells.append(ImportedCell(weights, "npz", layer, activation=activation))  # the kind is in the weights' shapes
     head = []
     for entry in record["dense"]:
         kernel, bias = (f"{entry['name']}/{leaf}" for leaf in ("kernel", "bias"))
@@ -160,8 +166,28 @@ def weights_from_arrays(arrays: Mapping[str, np.ndarray], name: str | None = Non
     if missing:
         raise WeightsError(f"missing key {', '.join(repr(m) for m in missing)}; found keys: {_listing(arrays)}")
     if tflite_keys:
-        return CellWeights(*(arrays[leaves[n]] for n in TFLITE_NAMES)), prefix
-    return CellWeights.from_keras(*(arrays[leaves[n]] for n in KERAS_NAMES)), prefix
+        return _from_tflite_names(arrays, leaves, scope), prefix
+    return _from_keras_names(*(arrays[leaves[n]] for n in KERAS_NAMES)), prefix
+
+
+def _is_gru(recurrent: np.ndarray, rows_axis: int) -> bool:
+    """A GRU's recurrent matrix has 3U along the gates' axis where the basic cell's is square."""
+    shape = np.shape(recurrent)
+    return len(shape) == 2 and shape[1 - rows_axis] > 0 and shape[rows_axis] == GATES * shape[1 - rows_axis]
+
+
+def _from_tflite_names(arrays: Mapping, leaves: dict, scope: str):
+    named = {n: arrays[leaves[n]] for n in TFLITE_NAMES}  # each read once (an NpzArchive reads on access)
+    if GRU_RECURRENT_BIAS in leaves or _is_gru(named["recurrent_weights"], 0):
+        recurrent_bias = arrays[leaves[GRU_RECURRENT_BIAS]] if GRU_RECURRENT_BIAS in leaves else None
+        return GRUWeights(*named.values(), recurrent_bias)
+    return CellWeights(*named.values())
+
+
+def _from_keras_names(kernel, recurrent_kernel, bias):
+    if _is_gru(recurrent_kernel, 1):  # Keras' GRU: bias [2, 3U] when reset after
+        return GRUWeights.from_keras(kernel, recurrent_kernel, bias, reset_after=np.ndim(bias) == 2)
+    return CellWeights.from_keras(kernel, recurrent_kernel, bias)
 
 
 def _listing(arrays: dict) -> str:

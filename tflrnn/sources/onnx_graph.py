@@ -1,8 +1,11 @@
-"""An ONNX graph with RNN nodes (one, or a chain), as torch.onnx.export writes nn.RNN, read with the onnx package.
+"""An ONNX graph with RNN or GRU nodes (one, or a chain), as torch.onnx.export writes nn.RNN and nn.GRU, read with
+the onnx package.
 
-RNN inputs: X, W [1,U,I], R [1,U,U], B [1,2U] (Wb then Rb; b = Wb + Rb), sequence_lens, initial_h. Refused with
-the reason: clip, a sequence_lens input, an initial state that is not a zero constant, a direction other than
-forward, activations other than Tanh or Relu.
+RNN inputs: X, W [1,U,I], R [1,U,U], B [1,2U] (Wb then Rb; b = Wb + Rb), sequence_lens, initial_h. GRU: the same
+inputs with 3U rows (gates z, r, h) and B [1,6U]; linear_before_reset=1 keeps Rb apart (reset after), 0 folds it into
+the bias (reset before). Refused with the reason: clip, a sequence_lens input, an initial state that is not a zero
+constant, a direction other than forward or bidirectional, activations other than Tanh or Relu (RNN) or Sigmoid,
+Tanh (GRU), activation_alpha/beta.
 """
 
 from __future__ import annotations
@@ -12,27 +15,30 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import CellWeights
+from ..cells.gru import GATES, GRUWeights
 from ..errors import WeightsError
 from . import DeclaredInput, ImportedCell, require
 
 _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
+_GRU_ACTIVATIONS = ["Sigmoid", "Tanh"]  # f (the gates) and g (the candidate), per direction: all tflrnn's GRU does
+OPS = ("RNN", "GRU")  # the recurrent nodes read; each cell's kind follows its node's
 
 
 def read_onnx(path: Path) -> ImportedCell:
-    """The RNN node as one cell (a forward node)."""
+    """The RNN or GRU node as one cell (a forward node)."""
     cells, flags = read_onnx_network(path)
     if len(flags) > 1:
-        raise WeightsError(f"{path} holds a chain of {len(flags)} RNN nodes; build it whole (without --layer)")
+        raise WeightsError(f"{path} holds a chain of {len(flags)} recurrent nodes; build it whole (without --layer)")
     if flags[0]:
-        raise WeightsError(f"{path} holds a bidirectional RNN node; build it whole (without --layer)")
+        raise WeightsError(f"{path} holds a bidirectional recurrent node; build it whole (without --layer)")
     return cells[0]
 
 
 def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
-    """The cells of the graph's RNN nodes, in order (forward, then backward for a bidirectional node), and which
-    nodes are bidirectional. Several nodes must form a chain, each reading the previous one's Y through the
-    Squeeze (one direction) or Transpose [0,2,1,3] + Reshape (two) that torch.onnx.export writes for nn.RNN's
-    num_layers."""
+    """The cells of the graph's RNN and GRU nodes, in order (forward, then backward for a bidirectional node), and
+    which nodes are bidirectional. Several nodes must form a chain, each reading the previous one's Y through the
+    Squeeze (one direction) or Transpose [0,2,1,3] + Reshape (two) that torch.onnx.export writes for nn.RNN's (and
+    nn.GRU's) num_layers."""
     onnx = require("onnx", "onnx")
     from onnx import numpy_helper
 
@@ -41,10 +47,10 @@ def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
     except Exception as exc:  # protobuf's DecodeError and friends
         raise WeightsError(f"cannot read ONNX file {path}: {' '.join(str(exc).split())[:200] or 'not ONNX'}") from None
     graph = model.graph
-    rnn_nodes = [node for node in graph.node if node.op_type == "RNN"]
+    rnn_nodes = [node for node in graph.node if node.op_type in OPS]
     if not rnn_nodes:
         ops = ", ".join(sorted({node.op_type for node in graph.node})) or "none"
-        raise WeightsError(f"no RNN node in {path} (ops: {ops})")
+        raise WeightsError(f"no RNN or GRU node in {path} (ops: {ops})")
     constants = Constants(graph, numpy_helper)
     cells, flags = [], []
     for k, node in enumerate(rnn_nodes):
@@ -92,32 +98,30 @@ def _check_link(previous, node, constants, path: Path) -> None:
         if len(seen) > 8:  # torch.onnx.export puts two ops between layers; a cycle or a long detour is not a chain
             producer = None
         if producer is None or producer.op_type not in ("Squeeze", "Transpose", "Reshape", "Identity"):
-            raise WeightsError(f"RNN node '{node.name or node.output[0]}' in {path} does not read the previous RNN "
-                               f"node's output (through {seen or 'nothing'}, then "
+            raise WeightsError(f"{node.op_type} node '{node.name or node.output[0]}' in {path} does not read the "
+                               f"previous {previous.op_type} node's output (through {seen or 'nothing'}, then "
                                f"{producer.op_type if producer else 'a graph input'}): not a chain")
         if producer.op_type == "Transpose":
             perm = next((list(a.ints) for a in producer.attribute if a.name == "perm"), None)
             if perm != [0, 2, 1, 3]:
-                raise WeightsError(f"RNN node '{node.name or node.output[0]}' in {path} reads the previous node's "
-                                   f"output transposed with perm {perm}; a chain joins directions with [0, 2, 1, 3]")
+                raise WeightsError(f"{node.op_type} node '{node.name or node.output[0]}' in {path} reads the "
+                                   f"previous node's output transposed with perm {perm}; a chain joins directions "
+                                   "with [0, 2, 1, 3]")
         seen.append(producer.op_type)
         name = producer.input[0]
 
 
 def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
+    """The node's cells, forward then backward: what RNN and GRU nodes share is checked here, their weights read by
+    _rnn_weights or _gru_weights."""
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    where = f"RNN node '{node.name or node.output[0]}' in {path}"
+    where = f"{node.op_type} node '{node.name or node.output[0]}' in {path}"
     if "clip" in attrs:
         raise WeightsError(f"{where} clips its cell state (clip={attrs['clip']}); the fused op cannot")
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
+    direction = _text(attrs.get("direction", b"forward"))
     if direction not in ("forward", "bidirectional"):
         raise WeightsError(f"{where} runs direction '{direction}'; tflrnn builds forward and bidirectional RNNs")
     directions = 2 if direction == "bidirectional" else 1
-    activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [b"Tanh"] * directions)]
-    if len(set(activations)) != 1 or activations[0] not in _ACTIVATIONS:
-        raise WeightsError(f"{where} uses activations {activations}; the fused op takes Tanh or Relu, one for both "
-                           "directions")
     for attr in ("activation_alpha", "activation_beta"):
         if attr in attrs:
             raise WeightsError(f"{where} sets {attr}, which the fused op cannot take")
@@ -127,26 +131,61 @@ def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
         raise WeightsError(f"{where} takes a sequence_lens input ('{inputs[4]}'); the fused op runs every step")
     if inputs[5] and not constants.is_zero(inputs[5]):
         raise WeightsError(f"{where} takes an initial state '{inputs[5]}' that is not a zero constant")
+    gates = GATES if node.op_type == "GRU" else 1
     w, r = constants.get(inputs[1], where, "W"), constants.get(inputs[2], where, "R")
+    rows = f"{gates}*U" if gates > 1 else "U"
     if w.ndim != 3 or w.shape[0] != directions or r.ndim != 3 or r.shape[0] != directions:
-        raise WeightsError(f"{where}: W {list(w.shape)} and R {list(r.shape)} should be [{directions},U,I] and "
-                           f"[{directions},U,U]")
-    units = r.shape[1]
-    b = constants.get(inputs[3], where, "B") if inputs[3] else np.zeros((directions, 2 * units))
-    if b.shape != (directions, 2 * units):
-        raise WeightsError(f"{where}: B is {list(b.shape)}, expected [{directions}, {2 * units}]")
+        raise WeightsError(f"{where}: W {list(w.shape)} and R {list(r.shape)} should be [{directions},{rows},I] and "
+                           f"[{directions},{rows},U]")
+    units = r.shape[2] if gates > 1 else r.shape[1]
+    b = constants.get(inputs[3], where, "B") if inputs[3] else np.zeros((directions, 2 * gates * units))
+    if b.shape != (directions, 2 * gates * units):
+        raise WeightsError(f"{where}: B is {list(b.shape)}, expected [{directions}, {2 * gates * units}]")
+    read = _gru_weights if node.op_type == "GRU" else _rnn_weights
+    activation, weights, details = read(attrs, directions, w, r, b, where)
     layout = "batch-major" if attrs.get("layout", 0) == 1 else "sequence-major"
-    cells = []
-    for d, label in zip(range(directions), ("", "backward")):
+    name = node.name or node.output[0]
+    return [ImportedCell(weights[d], "onnx", f"{name}/{label}" if label else name, activation,
+                         details=f"{node.op_type} layout {layout}{details}")
+            for d, label in zip(range(directions), ("", "backward"))]
+
+
+def _rnn_weights(attrs: dict, directions: int, w, r, b, where: str):
+    """An RNN node's activation and each direction's CellWeights (b = Wb + Rb)."""
+    activations = [_text(a) for a in attrs.get("activations", [b"Tanh"] * directions)]
+    if len(set(activations)) != 1 or activations[0] not in _ACTIVATIONS:
+        raise WeightsError(f"{where} uses activations {activations}; the fused op takes Tanh or Relu, one for both "
+                           "directions")
+    units = r.shape[1]
+    weights = []
+    for d in range(directions):
         bias = b[d, :units].astype(np.float64) + b[d, units:]  # input bias + recurrent bias
         try:
-            weights = CellWeights(w[d], r[d], bias)
+            weights.append(CellWeights(w[d], r[d], bias))
         except WeightsError as exc:
             raise WeightsError(f"{where}: {exc}") from None
-        name = node.name or node.output[0]
-        cells.append(ImportedCell(weights, "onnx", f"{name}/{label}" if label else name,
-                                  _ACTIVATIONS[activations[0]], details=f"RNN layout {layout}"))
-    return cells
+    return _ACTIVATIONS[activations[0]], weights, ""
+
+
+def _gru_weights(attrs: dict, directions: int, w, r, b, where: str):
+    """A GRU node's each direction's GRUWeights: linear_before_reset says where r applies (0: ONNX's default,
+    reset before, Rb folded into the bias; 1: reset after, as torch.onnx.export writes nn.GRU)."""
+    activations = [_text(a) for a in attrs.get("activations", _GRU_ACTIVATIONS * directions)]
+    if activations != _GRU_ACTIVATIONS * directions:
+        raise WeightsError(f"{where} uses activations {activations}; tflrnn's GRU computes Sigmoid, Tanh (ONNX's "
+                           "default) in each direction")
+    reset_after = bool(attrs.get("linear_before_reset", 0))
+    weights = []
+    for d in range(directions):
+        try:
+            weights.append(GRUWeights.from_onnx(w[d], r[d], b[d], reset_after))
+        except WeightsError as exc:
+            raise WeightsError(f"{where}: {exc}") from None
+    return "tanh", weights, f", linear_before_reset={int(reset_after)}"
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Constants:

@@ -1,8 +1,10 @@
-"""PyTorch nn.RNN state dicts: `.safetensors` (read with the safetensors package, no torch needed) or `.pt`/`.pth`
-(torch.load with weights_only=True, when torch is installed).
+"""PyTorch nn.RNN and nn.GRU state dicts: `.safetensors` (read with the safetensors package, no torch needed) or
+`.pt`/`.pth` (torch.load with weights_only=True, when torch is installed).
 
 nn.RNN layer k holds weight_ih_l{k} [U,I] -> W, weight_hh_l{k} [U,U] -> R, and bias_ih_l{k} + bias_hh_l{k} -> b.
 A state dict does not record `nonlinearity`: it is tanh unless --activation says relu.
+nn.GRU has the same keys with 3U rows (gates r, z, n; reset after the recurrent product, so both biases are kept):
+the shape of weight_hh tells the two apart ([U, U] or [3U, U]; [4U, U] is an nn.LSTM, not read).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import CellWeights
+from ..cells.gru import GATES, GRUWeights
 from ..errors import WeightsError
 from . import ImportedCell, require
 
@@ -59,7 +62,7 @@ def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path:
         if match is not None:
             layers.setdefault((match["prefix"], int(match["layer"]), bool(match["reverse"])), {})[match["role"]] = value
     if not layers:
-        raise WeightsError(f"no nn.RNN weights (weight_ih_l0, weight_hh_l0, ...) in {path}")
+        raise WeightsError(f"no nn.RNN or nn.GRU weights (weight_ih_l0, weight_hh_l0, ...) in {path}")
     prefixes = sorted({prefix for prefix, _, _ in layers})
     if len(prefixes) > 1:
         raise WeightsError(f"{path} holds several RNN modules ({', '.join(repr(p) for p in prefixes)})")
@@ -75,7 +78,11 @@ def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path:
             raise WeightsError(f"{path} has no layer {layer_index} (layers: {', '.join(map(str, indices))})")
         indices = [layer_index]
     keys = [(prefix, k, r) for k in indices for r in ((False, True) if reverse else (False,))]
-    return [_cell(layers.get(key, {}), key, fmt, path) for key in keys]
+    cells = [_cell(layers.get(key, {}), key, fmt, path) for key in keys]
+    if len({cell.weights.kind for cell in cells}) > 1:  # one module is one kind: no nn module mixes them
+        raise WeightsError(f"{path} mixes nn.RNN-shaped and nn.GRU-shaped layers under one module; one module is "
+                           "one kind of cell")
+    return cells
 
 
 def _cell(roles: dict, key: tuple, fmt: str, path: Path) -> ImportedCell:
@@ -86,9 +93,14 @@ def _cell(roles: dict, key: tuple, fmt: str, path: Path) -> ImportedCell:
         if role not in roles:
             raise WeightsError(f"{path}: missing key '{prefix}{role}{suffix}'")
     w, r = roles["weight_ih"], roles["weight_hh"]
+    if r.ndim == 2 and r.shape[1] and r.shape[0] == GATES * r.shape[1]:
+        return _gru_cell(roles, name, fmt, path)
     if r.ndim == 2 and w.ndim == 2 and r.shape[0] != r.shape[1]:
-        kind = {4: "an LSTM", 3: "a GRU"}.get(r.shape[0] // max(r.shape[1], 1), "not an nn.RNN")
-        raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}, {kind}; tflrnn reads nn.RNN")
+        if r.shape[0] == 4 * r.shape[1]:
+            raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}, an LSTM (nn.LSTM): LSTM is not "
+                               "supported yet (tflrnn reads nn.RNN and nn.GRU)")
+        raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}: neither nn.RNN ([U, U]) nor nn.GRU "
+                           "([3U, U])")
     bias = np.zeros(r.shape[0], dtype=np.float64)
     for role in ("bias_ih", "bias_hh"):
         if role in roles:
@@ -101,6 +113,19 @@ def _cell(roles: dict, key: tuple, fmt: str, path: Path) -> ImportedCell:
     return ImportedCell(weights, fmt, name, activation=None, details=details, has_bias="bias_ih" in roles,
                         hint="a state dict does not record nn.RNN's nonlinearity; give --activation relu for "
                              "nonlinearity='relu'")
+
+
+def _gru_cell(roles: dict, name: str, fmt: str, path: Path) -> ImportedCell:
+    """An nn.GRU layer: its biases stay apart (r multiplies the recurrent one); bias=False is zero biases."""
+    w, r = roles["weight_ih"], roles["weight_hh"]
+    zeros = np.zeros(r.shape[0], np.float32)
+    try:
+        weights = GRUWeights.from_torch(w, r, roles.get("bias_ih", zeros), roles.get("bias_hh", zeros))
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {name} (nn.GRU): {exc}") from None
+    has_bias = "bias_ih" in roles or "bias_hh" in roles
+    return ImportedCell(weights, fmt, name, activation="tanh", details="" if has_bias else "bias=False: zero biases",
+                        has_bias=has_bias)
 
 
 def cell_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path: Path) -> ImportedCell:

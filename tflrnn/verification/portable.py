@@ -45,7 +45,7 @@ def portable_checks(data: bytes, model: Model, report: VerifyReport, runtimes: l
         on_data = (*on_data, load_data(on_data[0], network))
     report.checks.append(Check("network", True, (
         f"portable lowering: {len(network.stages)} layer(s), {len(layers)} direction(s) "
-        f"({', '.join(f'{layer.name} {layer.weights.num_units} {ACTIVATION_NAMES[layer.activation]}' for layer in layers)})"
+        f"({', '.join(f'{layer.name} {layer.weights.num_units} {_cell_words(layer)}' for layer in layers)})"
         f"{', last step' if network.last_step else ''}{f', {len(network.head)} dense' if network.head else ''}, "
         f"state {network.state}")))
     report.checks.append(Check("model.version", model.version == SCHEMA_VERSION, f"schema version {model.version}"))
@@ -149,6 +149,13 @@ def _last_steps(y: np.ndarray, network) -> np.ndarray:
         return at(-1)
     units = stage[0].weights.num_units
     return np.concatenate([at(-1)[..., :units], at(0)[..., units:]], axis=-1)
+
+
+def _cell_words(layer) -> str:
+    """A direction's cell as the report names it: the basic cell by its activation, another kind by its name."""
+    if layer.kind == "rnn":
+        return ACTIVATION_NAMES[layer.activation]
+    return layer.kind.upper() + ("" if getattr(layer.weights, "reset_after", True) else " (reset before)")
 
 
 def _options_check(model: Model) -> Check:

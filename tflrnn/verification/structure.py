@@ -289,12 +289,18 @@ def _usable_weights(g: RNNGraph) -> tuple[CellWeights | None, str | None]:
 def _weights_match(model_weights: list, expected: list[CellWeights], why_not: str | None, quantized=False) -> Check:
     if why_not is not None:
         return Check("weights.match", False, f"cannot compare: {why_not}")
-    names = ("input_weights", "recurrent_weights", "bias")
     problems, worst = [], 0.0
     for k, (ours, theirs) in enumerate(zip(model_weights, expected)):
         where = f"layer {k} " if len(expected) > 1 else ""
-        for name, a, b in zip(names, ours.arrays(), theirs.arrays()):
-            if a.shape != b.shape:
+        if getattr(ours, "kind", "rnn") != getattr(theirs, "kind", "rnn"):
+            problems.append(f"{where}is a {ours.kind} cell in the model, a {theirs.kind} cell in the weights")
+            continue
+        mine, given = ours.roles(), theirs.roles()
+        for name in dict.fromkeys([*mine, *given]):
+            a, b = mine.get(name), given.get(name)
+            if a is None or b is None:
+                problems.append(f"{where}{name} is only in the {'weights' if a is None else 'model'}")
+            elif a.shape != b.shape:
                 problems.append(f"{where}{name} is {list(a.shape)} in the model, {list(b.shape)} in the weights")
             elif not np.array_equal(a, b):
                 diff = float(np.max(np.abs(a.astype(np.float64) - b)))
@@ -304,5 +310,6 @@ def _weights_match(model_weights: list, expected: list[CellWeights], why_not: st
         return Check("weights.match", False, "; ".join(problems), max_abs_error=worst or None)
     what = "every layer's" if len(expected) > 1 else "the"
     how = " once W and R are rounded to int8 as the model stores them" if quantized else ""
-    return Check("weights.match", True, f"{what} input_weights, recurrent_weights and bias are bit-identical{how}",
+    roles = list(model_weights[0].roles()) if model_weights else ["input_weights", "recurrent_weights", "bias"]
+    return Check("weights.match", True, f"{what} {', '.join(roles[:-1])} and {roles[-1]} are bit-identical{how}",
                  0.0)

@@ -1,0 +1,59 @@
+"""Cell kinds: what a recurrent cell is, one module per kind, as onnx's reference keeps one op per file.
+
+A kind declares its weights (their roles and shapes, in TFLite's layout: rows are output units), its states, its
+cell class (the python API), whether a fused builtin op runs it, and the names sources give it. The float64
+reference of each kind is in `reference.py` (written apart from the lowering that writes its ops), and its portable
+steps in `lowering/`. A network's `Layer` knows its kind from its weights (`weights.kind`).
+
+| kind | module  | weights (roles)                                                   | fused op                     |
+| rnn  | rnn.py  | input_weights [U,I], recurrent_weights [U,U], bias [U]            | UNIDIRECTIONAL_SEQUENCE_RNN  |
+| gru  | gru.py  | input_weights [3U,I], recurrent_weights [3U,U], bias [3U] (+ recurrent_bias [3U] when reset after) | none |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CellKind:
+    name: str  # as --cell takes it
+    title: str  # as a sentence names it
+    cell: type  # the python API's cell class (RNNCell, GRUCell)
+    weights: type  # its weights (CellWeights, GRUWeights)
+    initial_weights: Callable  # (num_units, input_size, seed) -> weights, drawn as Keras draws them
+    roles: tuple[str, ...]  # the weights' roles, as tflrnn weights exports them
+    fused: bool  # a fused builtin op runs it (else only the portable lowering writes it)
+    keras: tuple[str, ...]  # Keras class names of the layer and its cell
+    torch: str  # the nn module (state dict keys weight_ih_l0 ... for both)
+    onnx: str  # the ONNX op type
+
+
+def _kinds() -> dict[str, CellKind]:
+    from . import gru, rnn
+
+    return {kind.name: kind for kind in (rnn.KIND, gru.KIND)}
+
+
+_KINDS: dict[str, CellKind] = {}
+
+
+def kinds() -> dict[str, CellKind]:
+    """Every kind by name, in the order --cell lists them."""
+    if not _KINDS:
+        _KINDS.update(_kinds())
+    return _KINDS
+
+
+def kind(name: str) -> CellKind:
+    if name not in kinds():
+        raise ConfigError(f"unknown cell {name!r}; one of {', '.join(kinds())}")
+    return kinds()[name]
+
+
+def kind_of(weights) -> CellKind:
+    """The kind a weights object belongs to."""
+    return kind(getattr(weights, "kind", "rnn"))
