@@ -672,9 +672,11 @@ def main() -> None:
     plot(sweep, args.plot)
     relative_plot = os.path.relpath(args.plot, args.out.parent)
     text = markdown(headline, sweep, baseline, machine(), command, relative_plot, delegates, forms)
-    # scripts/bench_int8.py's section (full int8 against the converter's) is its own: kept as it was
-    kept = re.search(r"<!-- int8: .*?<!-- /int8 -->\n", args.out.read_text(), re.S) if args.out.exists() else None
-    args.out.write_text(text.rstrip("\n") + "\n\n" + kept.group(0) if kept else text)
+    # The sections other scripts write (`<!-- int8: scripts/bench_int8.py -->` ... `<!-- /int8 -->`, the GRU's) are
+    # theirs: kept as they were
+    previous = args.out.read_text() if args.out.exists() else ""
+    kept = [m.group(0) for m in re.finditer(r"<!-- (\w+): .*?<!-- /\1 -->\n", previous, re.S)]
+    args.out.write_text("\n".join([text.rstrip("\n") + "\n", *kept]))
     if args.json:
         args.json.write_text(json.dumps({"headline": headline, "sweep": sweep, "baseline_peak_kb": baseline,
                                          "delegates": delegates, "forms": forms}, indent=2))
