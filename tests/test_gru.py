@@ -217,7 +217,7 @@ def test_same_inputs_give_the_same_bytes():
 
 @pytest.mark.parametrize("args,fragments", [
     (["--lowering", "fused"], ["no builtin GRU op", "--lowering portable"]),
-    (["--quantize", "int8"], ["hybrid", "GRU"]),
+    (["--quantize", "int8"], ["hybrid", "GRU", "full-int8"]),
     (["--activation", "relu"], ["activation 'relu'", "tanh"]),
 ])
 def test_cli_refuses_what_a_gru_cannot_be(cli, tmp_path, args, fragments):
@@ -225,14 +225,6 @@ def test_cli_refuses_what_a_gru_cannot_be(cli, tmp_path, args, fragments):
     result = cli("build", "--cell", "gru", "--units", "4", *args, "-o", out)
     assert_clean_error(result, *fragments)
     assert not out.exists()
-
-
-def test_full_int8_gru_is_refused_until_written(cli, tmp_path):
-    calibration = tmp_path / "c.npy"
-    np.save(calibration, np.zeros((2, 1, 3, 4), np.float32))
-    result = cli("build", "--cell", "gru", "--units", "4", "--time-steps", "3", "--quantize", "full-int8",
-                 "--calibration", calibration, "-o", tmp_path / "g.tflite")
-    assert_clean_error(result, "full-int8 of a GRU")
 
 
 def test_weights_of_another_kind_are_refused():
@@ -261,3 +253,103 @@ def test_exported_weights_rebuild_the_same_bytes(cli, tmp_path, args, names):
     assert any(name.endswith(role) for name in arrays), arrays
     assert cli("build", "--weights", npz, "-o", again).code == 0
     assert again.read_bytes() == model.read_bytes()
+
+
+# --- full int8 -----------------------------------------------------------------------------------------------------
+
+def _calibration(path, steps=6, inputs=4, batch=1, n=24, seed=11):
+    np.save(path, np.random.default_rng(seed).standard_normal((n, batch, steps, inputs)).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["--reset-before"],
+    ["--state", "io", "--io", "int8"],
+    ["--state", "zero", "--bidirectional", "--layers", "2", "--last-step"],
+])
+def test_full_int8_gru_passes_every_runtime(cli, tmp_path, args):
+    """Every op within its quantization steps on LiteRT, tf.lite and TFLite Micro (int8.ops), every step a GRU of
+    its own previous h, and the outputs-only runtimes against LiteRT's builtin kernels."""
+    import json
+
+    reset_before = "--reset-before" in args
+    args = [a for a in args if a != "--reset-before"]
+    out = tmp_path / "g.tflite"
+    weights = []
+    if reset_before:  # a Keras GRU with reset_after=False, through an .npz of its roles
+        _, _, found = _keras_gru(5, 4, 6, reset_after=False, seed=2)
+        np.savez(tmp_path / "w.npz", **found.roles())
+        weights = ["--weights", tmp_path / "w.npz"]
+    built = cli("build", "--cell", "gru", "--units", "5", "--input-size", "4", "--time-steps", "6", *weights,
+                "--quantize", "full-int8", "--calibration", _calibration(tmp_path / "c.npy"), *args, "-o", out,
+                "--json")
+    assert built.code == 0, built.err
+    assert json.loads(built.out)["int8"]["calibration"]["max_error"] < 0.1
+    verified = cli("verify", out, "--runtime", "all", "--json")
+    assert verified.code == 0, verified.out + verified.err
+    report = json.loads(verified.out)
+    ran = {(c["name"], c["runtime"]) for c in report["checks"] if c["passed"]}
+    assert {("int8.ops", "litert"), ("int8.ops", "micro"), ("int8.outputs", "compiled")} <= ran
+
+
+def _int8_model(tmp_path, cli, *args):
+    out = tmp_path / "g.tflite"
+    assert cli("build", "--cell", "gru", "--units", "5", "--input-size", "4", "--time-steps", "6", "--quantize",
+               "full-int8", "--calibration", _calibration(tmp_path / "c.npy"), *args, "-o", out).code == 0
+    return read(out.read_bytes())
+
+
+def _verify_mutated(model, runtime="litert"):
+    from tflrnn.verification import verify
+
+    return verify(write(model), runtime=runtime)
+
+
+def test_int8_ops_catch_a_miswired_reset_gate(cli, tmp_path):
+    """MUL(z, R_n h) where the GRU has MUL(r, R_n h): every op is still right on its own, the step is not a GRU."""
+    model = _int8_model(tmp_path, cli)
+    graph = model.subgraphs[0]
+    names = [t.name for t in graph.tensors]
+    mul = next(op for op in graph.operators if op.outputs and names[op.outputs[0]] == "gru/m2")
+    mul.inputs[0] = names.index("gru/u2")
+    report = _verify_mutated(model)
+    failed = [c for c in report.checks if not c.passed]
+    assert [c.name for c in failed] == ["int8.ops"], [(c.name, c.detail) for c in failed]
+    assert "step 2" in failed[0].detail and "'gru/m2' is not the GRU's value of its own inputs" in failed[0].detail
+
+
+def test_int8_ops_catch_a_lost_state(cli, tmp_path):
+    model = _int8_model(tmp_path, cli)
+    graph = model.subgraphs[0]
+    graph.operators = [op for op in graph.operators if op.code != 144]  # ASSIGN_VARIABLE
+    report = _verify_mutated(model)
+    failed = {c.name: c.detail for c in report.checks if not c.passed}
+    assert "int8.ops" in failed and "did not start from the state its last step left" in failed["int8.ops"]
+
+
+def test_int8_ops_catch_a_kernel_that_is_not_what_the_format_says(cli, tmp_path):
+    """A TANH output in another format than the kernel writes: int8.formats fails, and the op check sees the
+    values off."""
+    from tflrnn.model import Quantization
+
+    model = _int8_model(tmp_path, cli)
+    graph = model.subgraphs[0]
+    target = next(t for t in graph.tensors if t.name == "gru/n3")
+    target.quantization = Quantization((1 / 64,), (0,))
+    report = _verify_mutated(model)
+    failed = {c.name for c in report.checks if not c.passed}
+    assert "int8.formats" in failed
+
+
+def test_full_int8_gru_reads_back_and_rebuilds_the_same_bytes(cli, tmp_path):
+    model_path, npz, again = tmp_path / "g.tflite", tmp_path / "g.npz", tmp_path / "again.tflite"
+    calibration = _calibration(tmp_path / "c.npy")
+    assert cli("build", "--cell", "gru", "--units", "5", "--input-size", "4", "--time-steps", "6", "--quantize",
+               "full-int8", "--calibration", calibration, "--bidirectional", "-o", model_path).code == 0
+    network = recover(read(model_path.read_bytes()))
+    assert network.int8 is not None and all(layer.kind == "gru" for layer in network.layers)
+    assert recover(read(write(model_of(network)))) == network
+    assert cli("weights", model_path, "-o", npz).code == 0
+    assert cli("build", "--weights", npz, "--calibration", calibration, "-o", again).code == 0
+    assert again.read_bytes() == model_path.read_bytes()

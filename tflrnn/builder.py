@@ -183,8 +183,7 @@ def int8_summary(network: Network, model: Model, data) -> dict:
     return {
         "io": "int8" if plan.int8_io else "float",
         "input": fmt(plan.input),
-        "layers": {name: {"projection": fmt(f.projection), "recurrent": fmt(f.recurrent), "sum": fmt(f.sum),
-                          "state": fmt(f.state)} for name, f in plan.layers.items()},
+        "layers": {name: {role: fmt(value) for role, value in f.formats.items()} for name, f in plan.layers.items()},
         "dense": {name: {"output": fmt(f.output)} for name, f in plan.dense.items()},
         "micro_arena_bytes": minimum_arena(bytes(data), micro_arena_bytes(model)),
     }
@@ -319,7 +318,7 @@ def network_of(
         cells = [_cell_for(given[0])]
     if hybrid and any(not kind_of(c).fused for c in cells):
         raise ConfigError("--quantize int8 stores the fused RNN op's weights as int8 (a hybrid op); a GRU has no "
-                          "fused op (build it in float)")
+                          "fused op: its int8 is --quantize full-int8 (every op int8, with --calibration)")
     if any(flags):
         if hybrid and time_major:
             # TFLite's hybrid time-major bidirectional kernel loops over the whole sequence once per step, and

@@ -105,6 +105,11 @@ class Int8Layer:
     input_scales: np.ndarray
     recurrent_scales: np.ndarray
 
+    @property
+    def formats(self) -> dict[str, Int8Format]:
+        """By role, as Int8Cell keeps them."""
+        return {"projection": self.projection, "recurrent": self.recurrent, "sum": self.sum, "state": self.state}
+
     def __eq__(self, other) -> bool:
         if not isinstance(other, Int8Layer):
             return NotImplemented
@@ -112,6 +117,25 @@ class Int8Layer:
             other.projection, other.recurrent, other.sum, other.state) and all(
             np.array_equal(a, b) for a, b in ((self.input_scales, other.input_scales),
                                               (self.recurrent_scales, other.recurrent_scales)))
+
+
+@dataclass(eq=False)
+class Int8Cell:
+    """The int8 formats of a layer direction of another kind than the basic cell (a GRU: lowering/gru.py names its
+    values), by the value's role, and its weights' per-output-channel scales by the weight tensor's role."""
+
+    formats: dict[str, Int8Format]
+    scales: dict[str, np.ndarray]
+
+    @property
+    def state(self) -> Int8Format:
+        return self.formats["state"]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Int8Cell):
+            return NotImplemented
+        return self.formats == other.formats and self.scales.keys() == other.scales.keys() and all(
+            np.array_equal(a, other.scales[k]) for k, a in self.scales.items())
 
 
 @dataclass(eq=False)

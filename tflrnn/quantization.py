@@ -34,7 +34,7 @@ from . import reference
 from .cell import CellWeights
 from .errors import ConfigError
 from .model import Activation
-from .network import Dense, Int8Dense, Int8Format, Int8Layer, Int8Plan, Layer, Network, stage_layers
+from .network import Dense, Int8Cell, Int8Dense, Int8Format, Int8Layer, Int8Plan, Layer, Network, stage_layers
 
 TANH_OUTPUT = Int8Format(float(np.float32(1 / 128)), 0)
 PROBABILITY_OUTPUT = Int8Format(float(np.float32(1 / 256)), -128)
@@ -154,10 +154,6 @@ def refusal(network: Network) -> str | None:
     if network.loop or network.dynamic_time:
         return ("full-int8 writes the steps unrolled, with a fixed number of steps: drop --recurrence loop and "
                 "--time-steps dynamic")
-    unwritten = next((layer for layer in network.layers if layer.kind != "rnn"), None)
-    if unwritten is not None:
-        return (f"full-int8 of a {unwritten.kind.upper()} is not written yet (its gates' int8 formats are the next "
-                "step): build the float model")
     names = [layer.name for layer in network.layers]
     if len(set(names)) != len(names):
         return "full-int8 gives each layer its own formats: layers that reuse one cell's variables are refused"
@@ -180,8 +176,8 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     for layer in network.layers:
         (qw, sw), (qr, sr) = per_channel(layer.weights.input_weights), per_channel(layer.weights.recurrent_weights)
         channels[layer.name] = (sw, sr)
-        layers[layer.name] = replace(layer, weights=CellWeights(dequantized(qw, sw), dequantized(qr, sr),
-                                                                layer.weights.bias))
+        layers[layer.name] = replace(layer, weights=_with_roles(layer.weights, input_weights=dequantized(qw, sw),
+                                                                recurrent_weights=dequantized(qr, sr)))
     heads = []
     for dense in network.head:
         q, s = per_channel(dense.weights)
@@ -196,6 +192,9 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     plan_layers = {}
     for stage in weighted.stages:
         directions = stage_layers(stage)
+        if directions[0].kind == "gru":
+            plan_layers.update(_gru_formats(directions, observed, channels))
+            continue
         sums = [_sum_format(layer.activation, observed[f"{layer.name}/sum"]) for layer in directions]
         if len(directions) == 2 and directions[0].activation != Activation.TANH:
             # CONCATENATION copies bytes: both directions' states in one format
@@ -222,6 +221,38 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     plan = Int8Plan(int8_format(observed["input"].low, observed["input"].high), plan_layers, plan_dense,
                     bool(int8_io))
     return with_int8_biases(weighted, plan)
+
+
+def _with_roles(weights, **roles):
+    """The same kind of weights with some roles replaced (W and R by their int8 grid, the biases by theirs)."""
+    return type(weights)(**{**weights.roles(), **roles}) if weights.kind != "rnn" else CellWeights(
+        **{**weights.roles(), **roles})
+
+
+# A GRU's values added linearly into a sum: each takes the range that leaves the least squared error.
+_GRU_LINEAR = ("gate_projection", "candidate_projection", "gate_recurrent", "candidate_recurrent", "reset_product",
+               "difference", "kept")
+
+
+def _gru_formats(directions, observed: dict, channels: dict) -> dict[str, Int8Cell]:
+    """A GRU stage's formats (lowering/gru.py): the linear terms by least error; the sum before LOGISTIC clipped
+    where the sigmoid's int8 output stops moving (tanh_limit of half the sum: sigmoid(x) = (1 + tanh(x / 2)) / 2, and
+    LOGISTIC's (1/256, -128) steps are tanh's 1/128); the sum before TANH as the basic cell's; the state h = z h +
+    (1 - z) n within [-1, 1] (both directions of a bidirectional layer in one format: CONCATENATION copies bytes)."""
+    states = [observed[f"{layer.name}/state"] for layer in directions]
+    low, high = max(min(seen.low for seen in states), -1.0), min(max(seen.high for seen in states), 1.0)
+    found = {}
+    for layer in directions:
+        name = layer.name
+        formats = {role: int8_format(*observed[f"{name}/{role}"].least_error_range()) for role in _GRU_LINEAR}
+        limit = 2 * observed[f"{name}/gate_sum/2"].tanh_limit()
+        seen = observed[f"{name}/gate_sum"]
+        formats["gate_sum"] = int8_format(max(seen.low, -limit), min(seen.high, limit))
+        formats["candidate_sum"] = _sum_format(Activation.TANH, observed[f"{name}/candidate_sum"])
+        formats["state"] = int8_format(low, high)
+        sw, sr = channels[name]
+        found[name] = Int8Cell(formats, {"input_weights": sw, "recurrent_weights": sr})
+    return found
 
 
 def _sum_format(activation: Activation, seen: "_Seen") -> Int8Format:
@@ -316,7 +347,12 @@ def _observe(network: Network, sequences: list[np.ndarray]) -> dict[str, _Seen]:
             trace = []
             _, finals = reference.run_network(network, x, states, trace)
             for item in trace:
-                if isinstance(item[0], Layer):
+                if isinstance(item[0], Layer) and item[0].kind == "gru":
+                    name = item[0].name
+                    found = reference.gru_values(*item)
+                    found["gate_sum/2"] = found["gate_sum"] / 2
+                    values += [(f"{name}/{role}", value) for role, value in found.items()]
+                elif isinstance(item[0], Layer):
                     name = item[0].name
                     projection, recurrent, summed = reference.layer_values(*item)
                     values += [(f"{name}/projection", projection), (f"{name}/recurrent", recurrent),
@@ -348,6 +384,12 @@ def input_formats(network: Network) -> dict[str, Int8Format]:
     return found
 
 
+def _grid_bias(bias: np.ndarray, input_scale: float, channel_scales: np.ndarray) -> np.ndarray:
+    """A bias as the int32 values it becomes at input scale x weight scale, dequantized."""
+    scales = bias_scales(input_scale, channel_scales)
+    return dequantized_bias(bias_int32(bias, scales), scales)
+
+
 def with_int8_biases(network: Network, plan: Int8Plan) -> Network:
     """The biases as the int32 values they become (their dequantized values), at each op's input scale."""
     inputs = replace(network, int8=plan)
@@ -356,9 +398,15 @@ def with_int8_biases(network: Network, plan: Int8Plan) -> Network:
     for stage in network.stages:
         new = []
         for layer in stage_layers(stage):
-            scales = bias_scales(formats[layer.name].scale, plan.layers[layer.name].input_scales)
-            bias = dequantized_bias(bias_int32(layer.weights.bias, scales), scales)
+            f = plan.layers[layer.name]
             w = layer.weights
+            if layer.kind == "gru":  # the recurrent biases join h R^T: at the state's scale x R's
+                roles = {"bias": _grid_bias(w.bias, formats[layer.name].scale, f.scales["input_weights"])}
+                if w.recurrent_bias is not None:
+                    roles["recurrent_bias"] = _grid_bias(w.recurrent_bias, f.state.scale, f.scales["recurrent_weights"])
+                new.append(replace(layer, weights=_with_roles(w, **roles)))
+                continue
+            bias = _grid_bias(w.bias, formats[layer.name].scale, f.input_scales)
             new.append(replace(layer, weights=CellWeights(w.input_weights, w.recurrent_weights, bias)))
         stages.append(tuple(new) if isinstance(stage, tuple) else new[0])
     head = []

@@ -237,6 +237,37 @@ def layer_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarr
     return projection, recurrent, projection + recurrent
 
 
+def gru_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """From one trace entry of run_network for a GRU direction (its input, initial state and outputs, batch-major),
+    every value its steps compute, [B, T, width] each, by the names lowering/gru.py gives them: the projections
+    (gate: z and r, [2U]; candidate), the recurrent gate term and the sum before the sigmoid, the candidate's
+    recurrent term (reset after: h R_n + c_n; before: (r h) R_n), r's product (with that term; before: with h), the
+    sum before tanh, n, h - n, z (h - n), and h."""
+    weights = layer.weights
+    units = weights.num_units
+    w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
+    c = None if weights.recurrent_bias is None else np.asarray(weights.recurrent_bias, np.float64)
+    previous = np.concatenate([start[:, None], outputs[:, :-1]], axis=1)
+    projection = source @ w.T + b
+    gate_recurrent = previous @ r[:2 * units].T + (0.0 if c is None else c[:2 * units])
+    gate_sum = projection[..., :2 * units] + gate_recurrent
+    gates = _sigmoid(gate_sum)
+    z, reset = gates[..., :units], gates[..., units:]
+    if c is not None:
+        candidate_recurrent = previous @ r[2 * units:].T + c[2 * units:]
+        product = reset * candidate_recurrent
+    else:
+        product = reset * previous
+        candidate_recurrent = product @ r[2 * units:].T
+    candidate_sum = projection[..., 2 * units:] + (product if c is not None else candidate_recurrent)
+    n = np.tanh(candidate_sum)
+    difference = previous - n
+    return {"gate_projection": projection[..., :2 * units], "candidate_projection": projection[..., 2 * units:],
+            "gate_recurrent": gate_recurrent, "gate_sum": gate_sum, "candidate_recurrent": candidate_recurrent,
+            "reset_product": product, "candidate_sum": candidate_sum, "candidate": n, "difference": difference,
+            "kept": z * difference, "state": n + z * difference}
+
+
 def run_network(network, x: np.ndarray, states: list | None = None,
                 trace: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A whole network, free-running in float64: its output(s) for x and each direction's final state (in layer

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..cells.gru import GRUWeights
 from ..model import (AddOptions, BuiltinOperator, FullyConnectedOptions, MulOptions, Operator, PackOptions,
-                     SplitOptions, SubOptions, Tensor, UnpackOptions, WhileOptions)
+                     Quantization, SplitOptions, SubOptions, Tensor, UnpackOptions, WhileOptions)
 from .common import Tensors
 
 # Role -> the names of its gate-group and candidate tensors.
@@ -89,36 +89,120 @@ def _unrolled(g, layer, name, gates, candidate, h, found, backward, sequence):
     return output, h
 
 
+# The tensor each step value is written to: its name stem (<layer>/<stem><t>), by role, and the role of its int8
+# format (quantization.py; `gate` and `candidate` are the kernels' fixed LOGISTIC and TANH outputs). Reset after:
+# `rn` is h R_n + c_n and `m` r times it; reset before: `rh` is r h and `m` (r h) R_n.
+STEP_ROLES = {"rg": "gate_recurrent", "ag": "gate_sum", "gate": "gate", "u": "gate", "reset": "gate",
+              "rn": "candidate_recurrent", "rh": "reset_product", "an": "candidate_sum", "n": "candidate",
+              "d": "difference", "e": "kept", "h": "state"}
+INT8_VERSIONS = {BuiltinOperator.FULLY_CONNECTED: 4}  # op_version.cc: int8 FULLY_CONNECTED 4, the others 2
+
+
 def write_step(tensors: Tensors, operators: list, gate_in: int, candidate_in: int, h: int, weights, axis: int,
-               prefix: str, t, shape: tuple, reset_after: bool) -> int:
-    """One step's ops (module docstring); `weights` = (R_zr, R_n, c_zr, c_n) indices (-1: no bias). The new h."""
+               prefix: str, t, shape: tuple, reset_after: bool, formats: dict | None = None) -> int:
+    """One step's ops (module docstring); `weights` = (R_zr, R_n, c_zr, c_n) indices (-1: no bias). The new h.
+    With `formats` (a full-int8 GRU: role -> Int8Format, the fixed ones included), every value is int8."""
     r_gates, r_candidate, c_gates, c_candidate = weights
     gate_shape = (*shape[:-1], 2 * shape[-1])
     # A step in the loop body is [1,B,U] (or [B,1,U]): FULLY_CONNECTED keeps its dims there (version 5).
     fc = ({"version": 5, "options": FullyConnectedOptions(keep_num_dims=True)} if len(shape) == 3 else
           {"options": FullyConnectedOptions()})
 
-    def op(code, inputs, tensor_name, out_shape=shape, **kwargs):
-        out = tensors.add(Tensor(f"{prefix}{tensor_name}{t}", out_shape))
+    def value(stem: str, out_shape, role: str | None = None) -> Tensor:
+        if formats is None:
+            return Tensor(f"{prefix}{stem}{t}", out_shape)
+        fmt = formats[role or STEP_ROLES[stem]]
+        return Tensor(f"{prefix}{stem}{t}", out_shape, "int8", quantization=Quantization((fmt.scale,),
+                                                                                         (fmt.zero_point,)))
+
+    def op(code, inputs, stem, out_shape=shape, role=None, **kwargs):
+        out = tensors.add(value(stem, out_shape, role))
+        if formats is not None:
+            kwargs["version"] = INT8_VERSIONS.get(code, 2)
         operators.append(Operator(code, inputs, [out], **kwargs))
         return out
 
     recurrent = op(BuiltinOperator.FULLY_CONNECTED, [h, r_gates, c_gates], "rg", gate_shape, **fc)
     summed = op(BuiltinOperator.ADD, [gate_in, recurrent], "ag", gate_shape, options=AddOptions())
     gate = op(BuiltinOperator.LOGISTIC, [summed], "gate", gate_shape)
-    z = tensors.add(Tensor(f"{prefix}u{t}", shape), Tensor(f"{prefix}reset{t}", shape)) - 1
-    operators.append(Operator(BuiltinOperator.SPLIT, [axis, gate], [z, z + 1], options=SplitOptions(num_splits=2)))
+    z = tensors.add(value("u", shape), value("reset", shape)) - 1
+    operators.append(Operator(BuiltinOperator.SPLIT, [axis, gate], [z, z + 1], options=SplitOptions(num_splits=2),
+                              version=1 if formats is None else 2))
     if reset_after:
         product = op(BuiltinOperator.FULLY_CONNECTED, [h, r_candidate, c_candidate], "rn", **fc)
-        reset = op(BuiltinOperator.MUL, [z + 1, product], "m", options=MulOptions())
+        reset = op(BuiltinOperator.MUL, [z + 1, product], "m", role="reset_product", options=MulOptions())
     else:
         reset_h = op(BuiltinOperator.MUL, [z + 1, h], "rh", options=MulOptions())
-        reset = op(BuiltinOperator.FULLY_CONNECTED, [reset_h, r_candidate, -1], "m", **fc)
+        reset = op(BuiltinOperator.FULLY_CONNECTED, [reset_h, r_candidate, -1], "m", role="candidate_recurrent",
+                   **fc)
     candidate = op(BuiltinOperator.ADD, [candidate_in, reset], "an", options=AddOptions())
     n = op(BuiltinOperator.TANH, [candidate], "n")
     difference = op(BuiltinOperator.SUB, [h, n], "d", options=SubOptions())
     kept = op(BuiltinOperator.MUL, [z, difference], "e", options=MulOptions())
     return op(BuiltinOperator.ADD, [n, kept], "h", options=AddOptions())
+
+
+def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
+    """One direction of a full-int8 GRU (lowering/int8.py's graph `g`), its steps unrolled: the projections on the
+    stage's input rows (TFLite Micro's per-channel FULLY_CONNECTED takes rank 2), reshaped and unpacked; the same
+    write_step as the float GRU, every value int8 in the plan's formats. (Its PACKed output or None, final state.)"""
+    from .. import quantization as quant
+
+    tensors, name, units = g.tensors, layer.name, layer.weights.num_units
+    f = g.plan.layers[name]
+    formats = {**f.formats, "gate": quant.PROBABILITY_OUTPUT, "candidate": quant.TANH_OUTPUT}
+    w = layer.weights
+    parts = {}
+    for role, scale_role, input_scale in (("input_weights", "input_weights", tensors[rows].quantization.scale[0]),
+                                          ("recurrent_weights", "recurrent_weights", f.state.scale)):
+        weights = w.gate_rows(w.roles()[role])
+        scales = w.gate_rows(f.scales[scale_role])
+        bias_role = "bias" if role == "input_weights" else "recurrent_bias"
+        biases = w.gate_rows(w.roles()[bias_role]) if w.roles().get(bias_role) is not None else (None, None)
+        for part, array, channel, bias in zip(PARTS[role], weights, scales, biases):
+            index = tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=g.int8_weights(array, channel),
+                                       quantization=g.per_channel(channel)))
+            bias_index = -1
+            if bias is not None:
+                bias_scales = quant.bias_scales(input_scale, channel)
+                bias_index = tensors.add(Tensor(f"{name}/{part.replace(role, bias_role)}", bias.shape, "int32",
+                                                data=quant.bias_int32(bias, bias_scales),
+                                                quantization=g.per_channel(bias_scales)))
+            parts[part] = (index, bias_index)
+    pieces = {}
+    for stem, part, width, role in (("g", "gate", 2 * units, "gate_projection"),
+                                    ("c", "candidate", units, "candidate_projection")):
+        index, bias_index = parts[f"{part}_input_weights"]
+        out = g.int8(f"{name}/{part}_projection_rows", (tensors[rows].shape[0], width), formats[role])
+        g.op(BuiltinOperator.FULLY_CONNECTED, [rows, index, bias_index], [out], version=4,
+             options=FullyConnectedOptions())
+        projection = g.reshaped(out, (*g.lead, width), f"{name}/{part}_projection")
+        first = len(tensors)
+        tensors.add(*(Tensor(f"{name}/{stem}{t}", (g.batch, width), "int8",
+                             quantization=tensors[projection].quantization) for t in range(g.steps)))
+        g.op(BuiltinOperator.UNPACK, [projection], range(first, first + g.steps), version=2,
+             options=UnpackOptions(num=g.steps, axis=g.time_axis))
+        pieces[stem] = first
+    h, handle = g.initial_state(name, units, f.state)
+    if h is None:  # the zero state: zeros at the state's zero point
+        h = tensors.add(Tensor(f"{name}/zeros", (g.batch, units), "int8",
+                               data=np.full((g.batch, units), f.state.zero_point, np.int8),
+                               quantization=g.per_tensor(f.state)))
+    axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    weights = (parts["gate_recurrent_weights"][0], parts["candidate_recurrent_weights"][0],
+               parts["gate_recurrent_weights"][1], parts["candidate_recurrent_weights"][1])
+    outputs = [None] * g.steps
+    for t in (range(g.steps - 1, -1, -1) if backward else range(g.steps)):
+        h = write_step(tensors, g.operators, pieces["g"] + t, pieces["c"] + t, h, weights, axis, f"{name}/", t,
+                       (g.batch, units), w.reset_after, formats)
+        outputs[t] = h
+    output = None
+    if sequence:
+        output = g.int8(f"{name}/output", (*g.lead, units), f.state)
+        g.op(BuiltinOperator.PACK, outputs, [output], version=2,
+             options=PackOptions(values_count=g.steps, axis=g.time_axis))
+    g.keep_state(h, handle)
+    return output, h
 
 
 def _loop(g, layer, name, gates, candidate, h, backward):

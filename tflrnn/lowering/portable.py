@@ -508,7 +508,11 @@ def _recover(model: Model) -> Network:
                 whiles[id(loop)] = (name, loop)
                 places = (graph, body)
             else:
-                unpack = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.UNPACK), None)
+                projected = op.outputs[0]
+                rows = next((u for u in consumers(projected) if u.code == BuiltinOperator.RESHAPE), None)
+                if rows is not None and rows.outputs:  # full int8: the projection is made on rows, reshaped back
+                    projected = rows.outputs[0]
+                unpack = next((u for u in consumers(projected) if u.code == BuiltinOperator.UNPACK), None)
                 if unpack is None or unpack.options is None:
                     raise ModelFormatError(f"GRU layer '{name}': its projection is neither unpacked nor looped over")
                 axis, places = unpack.options.axis, (graph,)

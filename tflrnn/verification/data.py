@@ -166,14 +166,17 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
     beyond: dict[str, list[int]] = {role: [0, 0] for role in ROLES}
     used: dict[str, np.ndarray] = {}
 
-    def seen(role: str, where: str, values: np.ndarray, fmt: Int8Format, tanh_follows: bool = False) -> None:
+    def seen(role: str, where: str, values: np.ndarray, fmt: Int8Format, tanh_follows: bool = False,
+             sigmoid_follows: bool = False) -> None:
         low, high = fmt.scale * (-128 - fmt.zero_point), fmt.scale * (127 - fmt.zero_point)
-        if tanh_follows:
-            clipped = np.abs(np.tanh(values) - np.tanh(np.clip(values, low, high))) > 1 / 128
+        if tanh_follows or sigmoid_follows:  # sigmoid(x) = (1 + tanh(x / 2)) / 2, in steps of 1/256
+            half = 2.0 if sigmoid_follows else 1.0
+            clipped = np.abs(np.tanh(values / half) - np.tanh(np.clip(values, low, high) / half)) > 1 / 128
         else:
             clipped = (values < low - fmt.scale / 2) | (values > high + fmt.scale / 2)
-        beyond[role][0] += int(np.count_nonzero(clipped))
-        beyond[role][1] += values.size
+        counts = beyond.setdefault(role, [0, 0])
+        counts[0] += int(np.count_nonzero(clipped))
+        counts[1] += values.size
         levels = np.clip(np.rint(values / fmt.scale) + fmt.zero_point, -128, 127).astype(np.int64) + 128
         used.setdefault(f"{role} of {where}", np.zeros(256, bool))[np.unique(levels)] = True
 
@@ -183,7 +186,13 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
         _, finals = reference.run_network(network, x, states, trace)
         seen("input", "the network", np.asarray(x, np.float64), plan.input)
         for item in trace:
-            if len(item) == 4:
+            if len(item) == 4 and item[0].kind == "gru":  # each value the GRU's steps hold, by its role
+                f = plan.layers[item[0].name]
+                for role, values in reference.gru_values(*item).items():
+                    if role in f.formats:
+                        seen(role, f"'{item[0].name}'", values, f.formats[role],
+                             tanh_follows=role == "candidate_sum", sigmoid_follows=role == "gate_sum")
+            elif len(item) == 4:
                 layer = item[0]
                 f = plan.layers[layer.name]
                 projection, recurrent, summed = reference.layer_values(*item)

@@ -41,11 +41,14 @@ _FIXED_BY_ACTIVATION = {"tanh": _FIXED_CODES[BuiltinOperator.TANH], "sigmoid": _
 # An int32 bias is in the scale of the sum it joins, input scale x weight scale per channel: the kernels require it
 # within a relative 1e-6 (kernel_util.cc, GetQuantizedConvolutionMultipler).
 _BIAS_SCALE_RTOL = 1e-6
-_SAME_FORMAT = (BuiltinOperator.RESHAPE, BuiltinOperator.UNPACK, BuiltinOperator.PACK, BuiltinOperator.CONCATENATION)
+_SAME_FORMAT = (BuiltinOperator.RESHAPE, BuiltinOperator.UNPACK, BuiltinOperator.PACK, BuiltinOperator.CONCATENATION,
+                BuiltinOperator.SPLIT)
 
 
 def _data_inputs(op) -> list[int]:
-    """The inputs whose bytes an op moves (RESHAPE's second is its shape)."""
+    """The inputs whose bytes an op moves (RESHAPE's second is its shape; SPLIT's first its axis)."""
+    if op.code == BuiltinOperator.SPLIT:
+        return op.inputs[1:]
     return op.inputs[:1] if op.code == BuiltinOperator.RESHAPE else op.inputs
 
 
@@ -70,12 +73,12 @@ def formats_check(model: Model, network: Network) -> Check:
             fixed = _FIXED_CODES[op.code]
             problems.append(f"'{name}' is {fmt(op.outputs[0])}; the int8 {BuiltinOperator(op.code).name} kernel "
                             f"writes ({fixed.scale:g}, {fixed.zero_point})")
-        elif op.code in _SAME_FORMAT and op.inputs and any(fmt(i) != fmt(op.inputs[0]) for i in
-                                                           (*_data_inputs(op), *op.outputs)):
+        elif op.code in _SAME_FORMAT and _data_inputs(op) and any(fmt(i) != fmt(_data_inputs(op)[0]) for i in
+                                                                  (*_data_inputs(op), *op.outputs)):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
                             "need one int8 format")
-        elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD) and any(
-                fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
+        elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD, BuiltinOperator.SUB,
+                         BuiltinOperator.MUL) and any(fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
         if op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3:
             w = t[op.inputs[1]]
@@ -113,15 +116,28 @@ def int8_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
     stepped = [name for name in runtimes if name in STEP_RUNTIMES]
     if output_only and "litert" not in stepped:
         stepped.insert(0, "litert")
+    by_op = any(layer.kind != "rnn" for layer in network.layers)  # a GRU: each op checked on its own
     for runtime_name in stepped:
-        report.checks += _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights)
-    yardstick = [c for c in report.checks if c.runtime == "litert" and c.kind in ("int8.steps", "runtime")]
-    if output_only and yardstick and all(c.passed and c.kind == "int8.steps" for c in yardstick):
+        if by_op:
+            from .int8_ops import ops_checks
+
+            checks, runs = ops_checks(data, model, network, report, runtime_name, seed=seed, sequences=sequences)
+            if runs and checks[0].kind == "int8.ops":
+                rng = np.random.default_rng(seed)  # the same inputs ops_checks drew
+                xs = [rng.standard_normal(_Graph(model, network).x_shape).astype(np.float32) for _ in runs]
+                checks[0].detail += ("; free-running, the outputs are "
+                                     + _free_run_error(network, xs, runs, network.int8, float_weights))
+            report.checks += checks
+        else:
+            report.checks += _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights)
+    stepwise = ("int8.ops", "int8.steps")
+    yardstick = [c for c in report.checks if c.runtime == "litert" and c.kind in (*stepwise, "runtime")]
+    if output_only and yardstick and all(c.passed and c.kind in stepwise for c in yardstick):
         report.checks += _outputs_on(data, model, network, report, output_only, seed, sequences)
     elif output_only:  # int8.steps failed already: the outputs-only runtimes have no sound yardstick
         names = ", ".join(f"{n}+xnnpack" if x else n for n, x in output_only)
         report.notes.append(f"int8.outputs not run on {names}: LiteRT's builtin kernels, their yardstick, failed "
-                            "int8.steps")
+                            "int8.steps (int8.ops)")
 
 
 def _outputs_on(data, model, network, report, pairs, seed, sequences) -> list[Check]:
@@ -165,7 +181,7 @@ def _outputs_on(data, model, network, report, pairs, seed, sequences) -> list[Ch
                    "zero": "each invoke from zeros"}[network.state]
         detail = (f"{len(xs)} invokes ({carried}): this runtime gives back only the outputs; they are {same}; max "
                   f"error {worst:.4f} (mean {mean:.4f}) against the float64 reference on the dequantized weights, "
-                  f"bound {bound:.4f} = 2 x the builtin kernels' {anchor_max:.4f} (checked op by op in int8.steps) "
+                  f"bound {bound:.4f} = 2 x the builtin kernels' {anchor_max:.4f} (checked op by op) "
                   f"+ 2 steps")
         checks.append(Check("int8.outputs", bool(worst <= bound), detail, max_abs_error=worst
                             if np.isfinite(worst) else None, runtime=label))
@@ -443,16 +459,28 @@ def weights_match(network: Network, given: list) -> Check:
     plan, formats = network.int8, quant.input_formats(network)
     for layer, weights in zip(network.layers, given):
         f = plan.layers[layer.name]
-        if weights is None or (weights.num_units, weights.input_size) != (layer.weights.num_units,
-                                                                          layer.weights.input_size):
-            return Check("weights.match", False, f"layer '{layer.name}': the given weights have another shape")
-        scales = quant.bias_scales(formats[layer.name].scale, f.input_scales)  # as build quantizes them
-        pairs = ((weights.input_weights, layer.weights.input_weights, f.input_scales),
-                 (weights.recurrent_weights, layer.weights.recurrent_weights, f.recurrent_scales))
+        if weights is None or getattr(weights, "kind", "rnn") != layer.kind or (
+                weights.num_units, weights.input_size) != (layer.weights.num_units, layer.weights.input_size):
+            return Check("weights.match", False, f"layer '{layer.name}': the given weights have another kind or "
+                                                 "shape")
+        if layer.kind == "gru":  # roles: W and R per channel; b at the input's scale, c at the state's (x R's)
+            w_scales, r_scales = f.scales["input_weights"], f.scales["recurrent_weights"]
+            biases = [(weights.bias, layer.weights.bias, quant.bias_scales(formats[layer.name].scale, w_scales))]
+            if layer.weights.recurrent_bias is not None and weights.recurrent_bias is not None:
+                biases.append((weights.recurrent_bias, layer.weights.recurrent_bias,
+                               quant.bias_scales(f.state.scale, r_scales)))
+            elif (layer.weights.recurrent_bias is None) != (weights.recurrent_bias is None):
+                return Check("weights.match", False, f"layer '{layer.name}': one resets after R, the other before")
+        else:
+            w_scales, r_scales = f.input_scales, f.recurrent_scales
+            # as build quantizes them
+            biases = [(weights.bias, layer.weights.bias, quant.bias_scales(formats[layer.name].scale, w_scales))]
+        pairs = ((weights.input_weights, layer.weights.input_weights, w_scales),
+                 (weights.recurrent_weights, layer.weights.recurrent_weights, r_scales))
         same = all(np.array_equal(np.clip(np.rint(g / s[:, None].astype(np.float64)), -127, 127),
                                   np.rint(m / s[:, None].astype(np.float64))) for g, m, s in pairs)
-        same = same and np.array_equal(quant.bias_int32(weights.bias, scales), quant.bias_int32(layer.weights.bias,
-                                                                                               scales))
+        same = same and all(np.array_equal(quant.bias_int32(g, scales), quant.bias_int32(m, scales))
+                            for g, m, scales in biases)
         if not same:
             return Check("weights.match", False, f"layer '{layer.name}': the given weights do not quantize to the "
                                                  "model's int8 values at its scales")

@@ -45,6 +45,8 @@ CHECKS = {kind.id: kind for kind in (
     CheckKind("numeric.float_weights", False, "a hybrid model against the float weights it came from"),
     CheckKind("int8.formats", True, "a full-int8 model's formats as its kernels demand them"),
     CheckKind("int8.steps", False, "every step of a full-int8 model within its quantization steps"),
+    CheckKind("int8.ops", False, "every op of a full-int8 model (a GRU's) recomputed from its own inputs, within "
+                                 "its quantization steps"),
     CheckKind("int8.outputs", False, "a full-int8 model's outputs on a runtime that gives back only them, against "
                                      "the float64 reference within twice the error of the step-checked kernels"),
     CheckKind("data", False, "the model over the user's sequences (--data) against the float network, within "
@@ -55,7 +57,7 @@ CHECKS = {kind.id: kind for kind in (
 
 # The checks that compare numbers a runtime computed: a report without one of these checked no numbers.
 NUMERIC_KINDS = frozenset({"numeric.first_invoke", "numeric.state_carried", "numeric.reset", "numeric.float_weights",
-                           "int8.steps", "int8.outputs", "data", "against"})
+                           "int8.steps", "int8.ops", "int8.outputs", "data", "against"})
 
 
 @dataclass

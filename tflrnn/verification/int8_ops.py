@@ -1,0 +1,339 @@
+"""verify's op-by-op check of a full-int8 model of any cell kind (`int8.ops`): every op of the serving graph
+recomputed in float64 from the interpreter's own values of its inputs, as the kernels define it.
+
+The model runs on a real interpreter that keeps every tensor (LiteRT, tf.lite; TFLite Micro with
+kPreserveAllTensors) over several invokes, the state carried as the model keeps it. Then, op by op in graph order,
+the inputs are read back (a constant's int8 weights and int32 biases dequantized per channel; the caller's inputs as
+given), the op's real-valued result is computed here and clamped to its output's int8 range, and the output the
+interpreter wrote must lie within a few steps (LSB, the output format's scale) of it:
+    data movement (RESHAPE, UNPACK, PACK, SPLIT, CONCATENATION), DEQUANTIZE   exact
+    QUANTIZE, FULLY_CONNECTED, ADD, SUB, MUL                                  1 LSB (rounding, fixed-point multiplier)
+    TANH, LOGISTIC, SOFTMAX                                                   2 LSB (tables and fixed point differ)
+    READ_VARIABLE                   the state the previous invoke assigned (zeros at its zero point at first and
+                                    after the `reset` signature): a lost or stale state fails here
+Each op is judged from the values it was given, so rounding cannot compound and a wrong weight, scale, format or
+wiring is off by many steps. It restates the kernels' arithmetic from their sources (TFLite's reference kernels,
+TFLite Micro's), not the quantizer that chose the formats; the free-running error against the float64 reference
+is measured and reported beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import quantization as quant
+from ..lowering import portable
+from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
+from ..model import Activation, BuiltinOperator as Op, Model
+from ..network import Network
+from .report import Check, VerifyReport
+
+EXACT = {Op.RESHAPE, Op.UNPACK, Op.PACK, Op.SPLIT, Op.CONCATENATION, Op.DEQUANTIZE}
+ONE_STEP = {Op.QUANTIZE, Op.FULLY_CONNECTED, Op.ADD, Op.SUB, Op.MUL}
+TWO_STEPS = {Op.TANH, Op.LOGISTIC, Op.SOFTMAX}
+_SKIPPED = {Op.CALL_ONCE, Op.VAR_HANDLE, Op.ASSIGN_VARIABLE}
+
+
+def _real(tensor, values: np.ndarray) -> np.ndarray:
+    """A tensor's values as reals: int8 / int32 by their (per-channel) quantization, float as they are."""
+    q = tensor.quantization
+    values = np.asarray(values)
+    if values.dtype.kind != "i" or q is None:
+        return values.astype(np.float64)
+    scale = np.asarray(q.scale, np.float64)
+    zero = np.asarray(q.zero_point, np.float64)
+    if scale.size > 1:  # per channel, along the quantized dimension
+        shape = [1] * values.ndim
+        shape[q.quantized_dimension] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return (values.astype(np.float64) - zero) * scale
+
+
+def _range(tensor) -> tuple[float, float] | None:
+    q = tensor.quantization
+    if tensor.dtype != "int8" or q is None or len(q.scale) != 1:
+        return None
+    return quant.representable(quant.Int8Format(float(q.scale[0]), int(q.zero_point[0])))
+
+
+def _activate(values: np.ndarray, activation: int) -> np.ndarray:
+    return {Activation.NONE: values, Activation.RELU: np.maximum(values, 0),
+            Activation.RELU6: np.clip(values, 0, 6), Activation.RELU_N1_TO_1: np.clip(values, -1, 1)}[activation]
+
+
+def _compute(op, inputs: list, tensors) -> list[np.ndarray]:
+    """The op's real-valued outputs from its real-valued inputs, as the kernel defines it."""
+    code, options = op.code, op.options
+    if code in (Op.QUANTIZE, Op.DEQUANTIZE, Op.RESHAPE):
+        out = inputs[0].reshape(tensors[op.outputs[0]].shape)
+        return [out]
+    if code == Op.UNPACK:
+        return [np.take(inputs[0], k, axis=options.axis) for k in range(len(op.outputs))]
+    if code == Op.PACK:
+        return [np.stack(inputs, axis=options.axis)]
+    if code == Op.CONCATENATION:
+        return [np.concatenate(inputs, axis=options.axis)]
+    if code == Op.SPLIT:
+        axis = int(np.asarray(inputs[0]).reshape(-1)[0])
+        return list(np.split(inputs[1], len(op.outputs), axis=axis))
+    if code == Op.FULLY_CONNECTED:
+        x, w = inputs[0], inputs[1]
+        out = x.reshape(-1, w.shape[1]) @ w.T + (inputs[2] if len(inputs) > 2 and inputs[2] is not None else 0.0)
+        return [_activate(out, options.activation).reshape(tensors[op.outputs[0]].shape)]
+    if code in (Op.ADD, Op.SUB, Op.MUL):
+        a, b = inputs
+        out = a + b if code == Op.ADD else a - b if code == Op.SUB else a * b
+        return [_activate(out, getattr(options, "activation", Activation.NONE))]
+    if code == Op.TANH:
+        return [np.tanh(inputs[0])]
+    if code == Op.LOGISTIC:
+        return [0.5 * (1 + np.tanh(inputs[0] / 2))]
+    if code == Op.SOFTMAX:
+        z = options.beta * inputs[0]
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return [e / e.sum(axis=-1, keepdims=True)]
+    raise ValueError(f"no int8 arithmetic restated for op {Op(code).name}")
+
+
+def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport, runtime_name: str, *, seed: int,
+               sequences: int) -> tuple[list[Check], list]:
+    """`int8.ops` on one runtime; and the runs (each invoke's outputs), for the free-running error."""
+    from .. import runtime
+    from ..runners import micro_arena_bytes
+
+    graph = model.subgraphs[0]
+    tensors = graph.tensors
+    serving = next(s for s in model.signatures if s.key == SIGNATURE_KEY)
+    state_keys = [k for k in serving.inputs if k.startswith(portable.STATE)]
+    inputs = [serving.inputs[SIGNATURE_INPUT], *(serving.inputs[k] for k in state_keys)]
+    outputs = [i for k, i in serving.outputs.items() if k.startswith(SIGNATURE_OUTPUT)]
+    finals = [serving.outputs[k] for k in state_keys]
+    # every value an op writes (constants are in the file; resources are handles)
+    reads = sorted({o for op in graph.operators for o in op.outputs
+                    if o >= 0 and tensors[o].data is None and tensors[o].dtype != "resource"} - set(outputs + finals))
+    wiring = {"input_positions": [graph.inputs.index(i) for i in inputs],
+              "output_positions": [graph.outputs.index(i) for i in outputs + finals],
+              "tensors": reads, "arena": micro_arena_bytes(model)}
+    indices = outputs + finals + ([] if runtime_name == "micro" else reads)
+    plan = network.int8
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(tensors[inputs[0]].shape).astype(np.float32) for _ in range(sequences)]
+    given = [quant.quantize_values(x, plan.input) if plan.int8_io else x for x in xs]
+    zeros = [np.full(tensors[i].shape, tensors[i].quantization.zero_point[0], np.int8) if tensors[i].dtype == "int8"
+             else np.zeros(tensors[i].shape, np.float32) for i in inputs[1:]]
+    runs = []
+    try:
+        with runtime.load(runtime_name, data, inputs[0], indices, extra_inputs=inputs[1:],
+                          reset_key=portable.RESET_KEY if network.state == "carry" else None,
+                          **wiring) as interpreter:
+            report.runtimes.append({"name": runtime_name, "version": interpreter.version})
+            states = zeros
+            for x in given:
+                fed = states if network.state == "io" else []
+                values = interpreter.run(x, *fed)
+                runs.append(([x, *fed], values))
+                if network.state == "io":
+                    states = values[len(outputs):len(outputs) + len(finals)]
+            after_reset = None
+            if network.state == "carry":
+                interpreter.reset()
+                after_reset = (([given[0]], interpreter.run(given[0])))
+    except (RuntimeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, runtime.IsolationError):
+            message = f"the interpreter refused the model: {message}"
+        return [Check("runtime", False, message, runtime=runtime_name)], []
+
+    worst, problems, carried, previous, step_worst = 0.0, [], None, None, 0.0
+    checked = 0
+    ends = _state_ends(graph, network)
+    for k, (fed, values) in enumerate(runs + ([after_reset] if after_reset else [])):
+        known = dict(zip(outputs + finals, values[:len(outputs) + len(finals)]))
+        known.update(zip(reads, values[len(outputs) + len(finals):]))
+        known.update(zip(inputs, fed))
+        first = k == 0 or k == len(runs)  # the first invoke, and the one after the reset: from zeros
+        ratio, problem, carried, count = _check_invoke(graph, known, None if first else carried)
+        problem = problem or _state_problem(graph, network, ends, known, None if first else previous,
+                                            dict(zip(finals, values[len(outputs):len(outputs) + len(finals)])))
+        step_ratio, step_problem = gru_step_problem(graph, network, known)
+        problem = problem or step_problem
+        step_worst = max(step_worst, step_ratio)
+        previous = known
+        checked += count
+        worst = max(worst, ratio)
+        if problem:
+            problems.append(f"invoke {k + 1}{' (after reset)' if k == len(runs) else ''}: {problem}")
+    kept = {"carry": "the state carried by the model", "io": "the final states fed back",
+            "zero": "each invoke from zeros"}[network.state]
+    detail = (f"{len(runs)} invokes ({kept}{', then reset' if after_reset else ''}): each of {checked:,} op "
+              f"outputs recomputed from the interpreter's own inputs to it, worst {worst:.2f} of its "
+              f"quantization-step bound; each GRU step's values as the GRU makes them of its own previous h and "
+              f"earlier values, worst {step_worst:.2f} of its bound")
+    return [Check("int8.ops", not problems, f"{'; '.join(problems[:2])}; {detail}" if problems else detail,
+                  runtime=runtime_name)], [values[:len(outputs)] for _, values in runs]
+
+
+def _state_ends(graph, network: Network) -> list[tuple[str, int, int | None]]:
+    """Each direction's (name, its last step's h, the state it starts from): by the names the lowering gives
+    them (<layer>/h<t>; a backward direction ends at t = 0; <layer>/state, read from its variable or given)."""
+    index = {t.name: k for k, t in enumerate(graph.tensors)}
+    found = []
+    for stage in network.stages:
+        for d, layer in enumerate(stage if isinstance(stage, tuple) else (stage,)):
+            last = 0 if d == 1 else network.time_steps - 1
+            found.append((layer.name, index.get(f"{layer.name}/h{last}"), index.get(f"{layer.name}/state")))
+    return found
+
+
+def _state_problem(graph, network: Network, ends, known: dict, previous: dict | None, final_outputs: dict):
+    """Whether the state went where the network keeps it: carried, each direction starts from the h its last step
+    ended at in the previous invoke (zeros at first and after a reset); io, the final state outputs are those h."""
+    if network.state == "zero":
+        return None
+    for (name, last, start), final in zip(ends, [i for i in final_outputs] or [None] * len(ends)):
+        if last is None or last not in known:
+            return f"layer '{name}': its last step's h was not read back"
+        if network.state == "carry" and start is not None and start in known:
+            fmt = graph.tensors[start].quantization
+            expected = (np.full(graph.tensors[start].shape, fmt.zero_point[0], np.int8) if previous is None
+                        else previous.get(last))
+            if expected is None or not np.array_equal(known[start], expected):
+                return f"layer '{name}': it did not start from the state its last step left"
+        if network.state == "io" and final is not None:
+            got = _real(graph.tensors[final], final_outputs[final])
+            expected = _real(graph.tensors[last], known[last]).reshape(got.shape)
+            if not np.allclose(got, expected, rtol=0, atol=1e-6):
+                return f"layer '{name}': its final state output is not its last step's h"
+    return None
+
+
+def _check_invoke(graph, known: dict, carried: dict | None):
+    """One invoke: (worst error / bound, the first problem or None, the states it assigned, outputs checked)."""
+    tensors = graph.tensors
+    worst, problem, assigned, count = 0.0, None, {}, 0
+    handles = {}
+    for op in graph.operators:
+        if op.code == Op.VAR_HANDLE:
+            handles[op.outputs[0]] = op.options.shared_name
+            continue
+        if op.code == Op.ASSIGN_VARIABLE:
+            assigned[handles.get(op.inputs[0])] = known.get(op.inputs[1])
+            continue
+        if op.code in _SKIPPED:
+            continue
+        out = tensors[op.outputs[0]] if op.outputs else None
+        if op.code == Op.READ_VARIABLE:
+            got = known.get(op.outputs[0])
+            name = handles.get(op.inputs[0])
+            expected = (np.full(out.shape, out.quantization.zero_point[0], np.int8)
+                        if carried is None or carried.get(name) is None else carried[name])
+            count += 1
+            if got is None or not np.array_equal(np.asarray(got), np.asarray(expected)):
+                problem = problem or f"'{out.name}' is not the state the previous invoke assigned"
+            continue
+        values = []
+        for i in op.inputs:
+            if i < 0:
+                values.append(None)
+            elif tensors[i].data is not None:
+                values.append(_real(tensors[i], tensors[i].data))
+            elif i in known:
+                values.append(_real(tensors[i], known[i]))
+            else:
+                return worst, problem or f"'{tensors[i].name}' was not read back", assigned, count
+        if op.code == Op.SPLIT:  # the axis is an int32 constant, not a value
+            values[0] = tensors[op.inputs[0]].data
+        expected = _compute(op, values, tensors)
+        for index, value in zip(op.outputs, expected):
+            if index not in known:
+                continue
+            t = tensors[index]
+            got = _real(t, known[index]).reshape(value.shape)
+            limits = _range(t)
+            if limits is not None:
+                value = np.clip(value, *limits)
+            step = float(t.quantization.scale[0]) if t.quantization is not None and t.dtype == "int8" else 0.0
+            steps = 0 if op.code in EXACT else 1 if op.code in ONE_STEP else 2
+            bound = steps * step + 1e-6 * (1 + float(np.max(np.abs(value), initial=0.0)))
+            error = float(np.max(np.abs(got - value), initial=0.0))
+            count += 1
+            worst = max(worst, error / bound)
+            if not error <= bound and problem is None:
+                problem = f"{Op(op.code).name} '{t.name}' off by {error:.4g} (bound {bound:.4g})"
+    return worst, problem, assigned, count
+
+
+def gru_step_problem(graph, network: Network, known: dict) -> tuple[float, str | None]:
+    """Whether the ops of each GRU step make a GRU (cells/gru.py's equations: the gate order, the wiring, reset
+    before or after): every value of the step, by the names the lowering gives them, recomputed in float64 from the
+    interpreter's own values of the ones it is made of (the previous h, the projections of its layer's input rows,
+    the step's earlier values), clamped to its format, within its kernel's steps (1 LSB; 2 for LOGISTIC and TANH;
+    the gates' SPLIT exact). int8.ops proves each op does its arithmetic; this proves the right values meet in it.
+    (worst error / bound, the first problem or None.)"""
+    from ..network import base_name, stage_layers
+
+    index = {t.name: k for k, t in enumerate(graph.tensors)}
+
+    def value(name: str):
+        k = index.get(name)
+        if k is not None and graph.tensors[k].data is not None:  # a constant: the zero state's zeros
+            return _real(graph.tensors[k], graph.tensors[k].data)
+        return None if k is None or k not in known else _real(graph.tensors[k], known[k])
+
+    worst, problem = 0.0, None
+    lead = (network.time_steps, network.batch_size) if network.time_major else (network.batch_size,
+                                                                                  network.time_steps)
+    for stage in network.stages:
+        rows = value(f"{base_name(stage)}/input_rows")
+        for d, layer in enumerate(stage_layers(stage)):
+            if layer.kind != "gru":
+                continue
+            name, units, w = layer.name, layer.weights.num_units, layer.weights
+            if rows is None:
+                return worst, f"layer '{name}': its input rows were not read back"
+            x = rows.reshape(*lead, -1)
+            x = np.swapaxes(x, 0, 1) if network.time_major else x
+            W, R, b = (np.asarray(a, np.float64) for a in (w.input_weights, w.recurrent_weights, w.bias))
+            c = np.zeros(3 * units) if w.recurrent_bias is None else np.asarray(w.recurrent_bias, np.float64)
+            h = value(f"{name}/zeros")
+            for source in (f"{name}/state", f"{name}/state/int8"):
+                h = value(source) if h is None else h
+            if h is None:
+                return worst, f"layer '{name}': its initial state was not read back"
+            for t in (range(network.time_steps - 1, -1, -1) if d == 1 else range(network.time_steps)):
+                got = {stem: value(f"{name}/{stem}{t}") for stem in
+                       ("g", "c", "rg", "ag", "gate", "u", "reset", "rn", "rh", "m", "an", "n", "d", "e", "h")}
+                reset_after = w.recurrent_bias is not None
+                needed = ["g", "c", "rg", "ag", "gate", "u", "reset", "m", "an", "n", "d", "e", "h",
+                          "rn" if reset_after else "rh"]
+                missing = [stem for stem in needed if got[stem] is None]
+                if missing:
+                    return worst, f"layer '{name}': step {t}'s {', '.join(missing)} not read back"
+                h = h.reshape(got["h"].shape)
+                projection = x[:, t] @ W.T + b
+                expected = {  # stem -> (value from its inputs as the interpreter had them, steps of its bound)
+                    "g": (projection[:, :2 * units], 1), "c": (projection[:, 2 * units:], 1),
+                    "rg": (h @ R[:2 * units].T + c[:2 * units], 1), "ag": (got["g"] + got["rg"], 1),
+                    "gate": (0.5 * (1 + np.tanh(got["ag"] / 2)), 2),
+                    "u": (got["gate"][:, :units], 0), "reset": (got["gate"][:, units:], 0),
+                    "an": (got["c"] + got["m"], 1), "n": (np.tanh(got["an"]), 2), "d": (h - got["n"], 1),
+                    "e": (got["u"] * got["d"], 1), "h": (got["n"] + got["e"], 1)}
+                if reset_after:
+                    expected["rn"] = (h @ R[2 * units:].T + c[2 * units:], 1)
+                    expected["m"] = (got["reset"] * got["rn"], 1)
+                else:
+                    expected["rh"] = (got["reset"] * h, 1)
+                    expected["m"] = (got["rh"] @ R[2 * units:].T, 1)
+                for stem, (want, steps) in expected.items():
+                    t_index = index[f"{name}/{stem}{t}"]
+                    limits = _range(graph.tensors[t_index])
+                    want = np.clip(want, *limits) if limits is not None else want
+                    step = float(graph.tensors[t_index].quantization.scale[0])
+                    bound = steps * step + 1e-9
+                    error = float(np.max(np.abs(got[stem] - want), initial=0.0))
+                    worst = max(worst, error / bound)
+                    if not error <= bound and problem is None:
+                        problem = (f"GRU layer '{name}' step {t}: '{name}/{stem}{t}' is not the GRU's value of its "
+                                   f"own inputs (off by {error:.4g}, bound {bound:.4g})")
+                h = got["h"]
+    return worst, problem
