@@ -225,8 +225,7 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
 
 def _with_roles(weights, **roles):
     """The same kind of weights with some roles replaced (W and R by their int8 grid, the biases by theirs)."""
-    return type(weights)(**{**weights.roles(), **roles}) if weights.kind != "rnn" else CellWeights(
-        **{**weights.roles(), **roles})
+    return type(weights)(**{**weights.roles(), **roles})
 
 
 # A GRU's values added linearly into a sum: each takes the range that leaves the least squared error.
@@ -347,9 +346,9 @@ def _observe(network: Network, sequences: list[np.ndarray]) -> dict[str, _Seen]:
             trace = []
             _, finals = reference.run_network(network, x, states, trace)
             for item in trace:
-                if isinstance(item[0], Layer) and item[0].kind == "gru":
+                if isinstance(item[0], Layer) and item[0].kind != "rnn":  # every value its steps compute
                     name = item[0].name
-                    found = reference.gru_values(*item)
+                    found = reference.cell_values(*item)
                     found["gate_sum/2"] = found["gate_sum"] / 2
                     values += [(f"{name}/{role}", value) for role, value in found.items()]
                 elif isinstance(item[0], Layer):

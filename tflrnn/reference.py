@@ -114,10 +114,21 @@ def run_gru(x: np.ndarray, weights, *, time_major: bool = False,
 
 def run_cell(x: np.ndarray, weights, activation, *, time_major: bool = False,
              initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The recurrence of any kind of cell (its weights say which): `run` for the basic cell, `run_gru`."""
-    if getattr(weights, "kind", "rnn") == "gru":
-        return run_gru(x, weights, time_major=time_major, initial_state=initial_state)
-    return run(x, weights, activation, time_major=time_major, initial_state=initial_state)
+    """The recurrence of any kind of cell, as its kind names it (cells/): `run` for the basic cell, `run_gru`..."""
+    from .cells import kind_of
+
+    recurrence = kind_of(weights).reference
+    if recurrence == "run":
+        return run(x, weights, activation, time_major=time_major, initial_state=initial_state)
+    return globals()[recurrence](x, weights, time_major=time_major, initial_state=initial_state)
+
+
+def cell_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Every value a direction's steps compute, by role, for a kind other than the basic cell (its kind's `values`
+    function: gru_values)."""
+    from .cells import kind_of
+
+    return globals()[kind_of(layer.weights).values](layer, source, start, outputs)
 
 
 def step(

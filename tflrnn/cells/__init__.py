@@ -30,6 +30,17 @@ class CellKind:
     keras: tuple[str, ...]  # Keras class names of the layer and its cell
     torch: str  # the nn module (state dict keys weight_ih_l0 ... for both)
     onnx: str  # the ONNX op type
+    states: tuple[str, ...] = ("hidden",)  # the states a direction carries
+    reference: str = "run"  # its float64 recurrence: the function of that name in reference.py
+    values: str | None = None  # the function in reference.py giving every value its steps compute (calibration)
+    steps: str | None = None  # the module writing its portable steps (None: the basic cell's, in portable.py)
+
+    def portable_steps(self):
+        """The module that writes (and reads back) this kind's steps in the portable lowering: write_direction,
+        write_int8_direction, recover_weights, int8_plan, MARKER (its projection weights' name suffix)."""
+        import importlib
+
+        return importlib.import_module(self.steps) if self.steps else None
 
 
 def _kinds() -> dict[str, CellKind]:
@@ -52,6 +63,11 @@ def kind(name: str) -> CellKind:
     if name not in kinds():
         raise ConfigError(f"unknown cell {name!r}; one of {', '.join(kinds())}")
     return kinds()[name]
+
+
+def portable_markers() -> dict[str, CellKind]:
+    """The name suffix by which the portable reader finds each kind's layers (other than the basic cell's)."""
+    return {kind.portable_steps().MARKER: kind for kind in kinds().values() if kind.steps}
 
 
 def kind_of(weights) -> CellKind:

@@ -213,4 +213,5 @@ KIND = CellKind(
     name="gru", title="GRU", cell=GRUCell, weights=GRUWeights, initial_weights=initial_weights,
     roles=("input_weights", "recurrent_weights", "bias", "recurrent_bias"), fused=False,
     keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU",
+    reference="run_gru", values="gru_values", steps="tflrnn.lowering.gru",
 )

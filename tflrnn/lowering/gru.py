@@ -279,3 +279,18 @@ def recover_weights(name: str, constant) -> GRUWeights:
             raise ModelFormatError(f"GRU layer '{name}': its {role} ({' and '.join(parts)}) are not both constants")
         joined[role] = np.concatenate(pieces)
     return GRUWeights(**joined)
+
+
+def int8_plan(layer, fmt, scales, any_step):
+    """A full-int8 GRU direction's formats, read from the tensors lowering/gru.py names by role."""
+    from ..network import Int8Cell
+
+    name, units = layer.name, layer.weights.num_units
+    stems = {role: stem for stem, role in STEP_ROLES.items() if role not in ("gate", "candidate")}
+    # `m` is r's product when the reset comes after R_n, the candidate's recurrent term when it comes before
+    stems["reset_product" if layer.weights.reset_after else "candidate_recurrent"] = "m"
+    formats = {role: fmt(any_step(name, stem)) for role, stem in stems.items()}
+    formats.update({role: fmt(f"{name}/{role}_rows") for role in ("gate_projection", "candidate_projection")})
+    found = {role: np.concatenate([scales(f"{name}/gate_{role}", 2 * units), scales(f"{name}/candidate_{role}", units)])
+             for role in ("input_weights", "recurrent_weights")}
+    return Int8Cell(formats, found)

@@ -23,8 +23,9 @@ import numpy as np
 from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, ConcatenationOptions,
                      FullyConnectedOptions, Model, Operator, PackOptions, Quantization, Signature, SoftmaxOptions,
                      Subgraph, Tensor, UnpackOptions, VarHandleOptions)
-from ..network import Int8Cell, Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
+from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
 from .. import quantization as quant
+from ..cells import kind_of
 from .common import DENSE_OPS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors
 from .portable import _FUSED_IN_ADD, RESET_KEY, STATE, _zeroing
 
@@ -131,10 +132,9 @@ def lower(network: Network) -> Model:
 
     def direction(layer, flat: int, backward: bool, sequence: bool):
         """One direction over the stage's input rows: (its PACKed output or None, its final state)."""
-        if layer.kind == "gru":
-            from . import gru
-
-            return gru.write_int8_direction(graph, layer, flat, backward, sequence)
+        if layer.kind != "rnn":  # another kind writes its own steps (cells/)
+            return kind_of(layer.weights).portable_steps().write_int8_direction(graph, layer, flat, backward,
+                                                                                 sequence)
         name, units, f = layer.name, layer.weights.num_units, plan.layers[layer.name]
         w = layer.weights
         projected = fully_connected(flat, w.input_weights, f.input_scales, w.bias, f"{name}/projection_rows",
@@ -268,8 +268,8 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
     layers = {}
     for layer in network.layers:
         name, units = layer.name, layer.weights.num_units
-        if layer.kind == "gru":
-            layers[name] = _gru_plan(layer, fmt, scales, any_step)
+        if layer.kind != "rnn":
+            layers[name] = kind_of(layer.weights).portable_steps().int8_plan(layer, fmt, scales, any_step)
             continue
         recurrent = fmt(f"{name}/zeros") if f"{name}/zeros" in by_name else fmt(any_step(name, "r"))
         summed = fmt(any_step(name, "z"))
@@ -278,21 +278,6 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
                                  scales(f"{name}/input_weights", units), scales(f"{name}/recurrent_weights", units))
     dense = {d.name: Int8Dense(fmt(f"{d.name}/output"), scales(f"{d.name}/kernel", d.units)) for d in network.head}
     return Int8Plan(fmt(x.name if int8_io else f"{x.name}/int8"), layers, dense, int8_io)
-
-
-def _gru_plan(layer, fmt, scales, any_step) -> Int8Cell:
-    """A full-int8 GRU direction's formats, read from the tensors lowering/gru.py names by role."""
-    from .gru import STEP_ROLES
-
-    name, units = layer.name, layer.weights.num_units
-    stems = {role: stem for stem, role in STEP_ROLES.items() if role not in ("gate", "candidate")}
-    # `m` is r's product when the reset comes after R_n, the candidate's recurrent term when it comes before
-    stems["reset_product" if layer.weights.reset_after else "candidate_recurrent"] = "m"
-    formats = {role: fmt(any_step(name, stem)) for role, stem in stems.items()}
-    formats.update({role: fmt(f"{name}/{role}_rows") for role in ("gate_projection", "candidate_projection")})
-    found = {role: np.concatenate([scales(f"{name}/gate_{role}", 2 * units), scales(f"{name}/candidate_{role}", units)])
-             for role in ("input_weights", "recurrent_weights")}
-    return Int8Cell(formats, found)
 
 
 def real_values(t: Tensor) -> np.ndarray | None:

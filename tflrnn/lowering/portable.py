@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..cells import kind_of
 from ..errors import ConfigError
 from ..model import (
     Activation,
@@ -95,12 +96,11 @@ def lower(network: Network) -> Model:
     def run_direction(layer: Layer, source: int, backward: bool, suffix: str, sequence: bool):
         """The recurrence over `source`: (its output sequence, or None when not `sequence`; the final state)."""
         units = layer.weights.num_units
-        if layer.kind == "gru":
-            from . import gru
-
+        if layer.kind != "rnn":  # another kind writes its own steps (cells/)
             name = f"{layer.name}{suffix}"
             h, handle = _initial_state(name, batch, units)
-            output, h = gru.write_direction(builder, layer, source, h, backward, name, sequence)
+            output, h = kind_of(layer.weights).portable_steps().write_direction(builder, layer, source, h, backward,
+                                                                                 name, sequence)
             keep_state(h, handle)
             return output, h
         if layer.name not in weights:
@@ -300,8 +300,10 @@ def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: boo
 
 def loops_by_default(stages: list, time_steps: int) -> bool:
     """Whether `recurrence="auto"` writes the steps as a WHILE loop: when unrolled they would hold more than
-    LOOP_ABOVE_R_BYTES of packed R (time steps x units^2 x 4 bytes per direction)."""
-    r_bytes = sum(time_steps * layer.weights.num_units ** 2 * 4 for stage in stages for layer in stage_layers(stage))
+    LOOP_ABOVE_R_BYTES of packed R (time steps x R's float32 bytes per direction: units^2 x 4 for the basic cell,
+    3 x units^2 x 4 for a GRU)."""
+    r_bytes = sum(time_steps * layer.weights.recurrent_weights.size * 4 for stage in stages
+                  for layer in stage_layers(stage))
     return r_bytes > LOOP_ABOVE_R_BYTES
 
 
@@ -377,10 +379,11 @@ def holds_a_layer(model: Model) -> bool:
     if not model.subgraphs:
         return False
     tensors = model.subgraphs[0].tensors
-    from .gru import MARKER
+    from ..cells import portable_markers
 
+    suffixes = ("/input_weights", *portable_markers())
     return any(op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3 and 0 <= op.inputs[1] < len(tensors)
-               and tensors[op.inputs[1]].name.endswith(("/input_weights", MARKER))
+               and tensors[op.inputs[1]].name.endswith(suffixes)
                for op in model.subgraphs[0].operators)
 
 
@@ -410,7 +413,7 @@ def _recover(model: Model) -> Network:
     from ..network import DENSE_ACTIVATIONS, Dense
     from .common import DENSE_FOLLOWERS
     from .fused import dense_activation
-    from . import gru
+    from ..cells import portable_markers
     from .int8 import real_values, recover_plan
 
     if not model.subgraphs:
@@ -484,8 +487,9 @@ def _recover(model: Model) -> Network:
                                    f"{start}, by {stride}, {op_name(test.code)} {limit})")
 
     fc = BuiltinOperator.FULLY_CONNECTED
+    markers = portable_markers()  # each other kind's projection weights' suffix
     projections = [op for op in ops if op.code == fc and len(op.inputs) == 3 and
-                   tensor(op.inputs[1]).name.endswith(("/input_weights", gru.MARKER))]
+                   tensor(op.inputs[1]).name.endswith(("/input_weights", *markers))]
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
     layers: dict[int, Layer] = {}
@@ -493,7 +497,8 @@ def _recover(model: Model) -> Network:
     for op in projections:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
-        if w.name.endswith(gru.MARKER):  # a GRU direction: its weights by name, its time axis from its steps
+        other = next((k for marker, k in markers.items() if w.name.endswith(marker)), None)
+        if other is not None:  # a GRU direction: its weights by name, its time axis from its steps
             loop = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.WHILE), None)
             loops.append(loop is not None)
             if loop is not None:
@@ -518,7 +523,7 @@ def _recover(model: Model) -> Network:
                 axis, places = unpack.options.axis, (graph,)
             named = {t.name: t for place in places for t in place.tensors if t.name.startswith(f"{name}/")}
             if op.inputs[1] not in layers:
-                layers[op.inputs[1]] = Layer(name, Activation.TANH, gru.recover_weights(
+                layers[op.inputs[1]] = Layer(name, Activation.TANH, other.portable_steps().recover_weights(
                     name, lambda n: real_values(named[n]) if n in named else None))
             layer = layers[op.inputs[1]]
             if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):

@@ -67,7 +67,7 @@ def load_data(path, network: Network) -> list[np.ndarray]:
                           f"{[*lead, network.input_size]} per invoke")
     # The reference runs every sequence twice (the outputs, and an int8 model's clipped shares), in float64.
     steps = len(sequences) * x.shape[0] * x.shape[1]
-    work = 2 * steps * (sum(2.0 * layer.weights.num_units * (layer.weights.input_size + layer.weights.num_units)
+    work = 2 * steps * (sum(2.0 * (layer.weights.input_weights.size + layer.weights.recurrent_weights.size)
                             for layer in network.layers) + sum(2.0 * d.weights.size for d in network.head))
     if work > MAX_VERIFY_MULTIPLY_ADDS:
         most = max(1, int(len(sequences) * MAX_VERIFY_MULTIPLY_ADDS // work))
@@ -186,9 +186,9 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
         _, finals = reference.run_network(network, x, states, trace)
         seen("input", "the network", np.asarray(x, np.float64), plan.input)
         for item in trace:
-            if len(item) == 4 and item[0].kind == "gru":  # each value the GRU's steps hold, by its role
+            if len(item) == 4 and item[0].kind != "rnn":  # each value its steps hold, by its role
                 f = plan.layers[item[0].name]
-                for role, values in reference.gru_values(*item).items():
+                for role, values in reference.cell_values(*item).items():
                     if role in f.formats:
                         seen(role, f"'{item[0].name}'", values, f.formats[role],
                              tanh_follows=role == "candidate_sum", sigmoid_follows=role == "gate_sum")

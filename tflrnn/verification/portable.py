@@ -172,12 +172,13 @@ def _options_check(model: Model) -> Check:
 def _check_verifiable(network, sequences: int) -> None:
     """As for a fused model (limits.py): refuse up front what the reference cannot hold or would take minutes on."""
     steps_rows = network.batch_size * max([network.time_steps, *(DYNAMIC_LENGTHS if network.dynamic_time else ())])
-    values = steps_rows * max([network.input_size] + [layer.weights.num_units for layer in network.layers])
+    # the widest value a step computes: the units, or a GRU's three gates' projections
+    values = steps_rows * max([network.input_size] + [layer.weights.bias.size for layer in network.layers])
     if values > MAX_VERIFY_VALUES:
         raise ConfigError(f"the model's sequences hold {values:,} values per invoke; verify's reference handles at "
                           f"most {MAX_VERIFY_VALUES:,} (build a copy with fewer time steps or a smaller batch)")
-    per_row = sum(2.0 * layer.weights.num_units * (layer.weights.input_size + layer.weights.num_units)
-                  for layer in network.layers)
+    per_row = sum(2.0 * (layer.weights.input_weights.size + layer.weights.recurrent_weights.size)
+                  for layer in network.layers)  # U (I + U) multiply-adds a step; a GRU's three gates, 3 U (I + U)
 
     def work(time_steps: int, batch: int, invokes: int) -> float:
         lengths = max([time_steps, *(DYNAMIC_LENGTHS if network.dynamic_time else ())])
