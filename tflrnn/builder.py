@@ -34,7 +34,6 @@ from .cells import kind_of
 from .network import DENSE_ACTIVATIONS, RECURRENCES, STATES, Dense, Layer, Network, stage_layers
 from .version import __version__
 
-OP_NAME = "UNIDIRECTIONAL_SEQUENCE_RNN"
 _STRUCTURE_BYTES = 8192  # tables, names and metadata around the weights, with room to spare
 MAX_TENSOR_BYTES = 2**31 - 1  # the runtime sizes tensors with int: a larger input/output cannot be allocated
 
@@ -139,9 +138,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
         "path": str(path),
         "quantize": ("full-int8" if network.int8 is not None else
                      "int8" if any(layer.int8 is not None for layer in network.layers) else None),
-        "op": ("portable lowering" if network.lowering == "portable" else  # the fused ops, in order of appearance
-               " + ".join(dict.fromkeys("BIDIRECTIONAL_SEQUENCE_RNN" if isinstance(stage, tuple) else OP_NAME
-                                        for stage in network.stages))),
+        "op": lowering_of(network.lowering).ops_of(network),
         "lowering": network.lowering,
         "state": network.state,
         "recurrence": ("loop" if network.loop else "unrolled") if lowering_of(network.lowering).loops else None,

@@ -97,12 +97,13 @@ def _network(description: Model) -> dict | None:
 def _full_int8(description: Model) -> bool:
     """Whether the model is a full-int8 network tflrnn wrote (not a model tflrnn cannot read as one)."""
     from .errors import TflrnnError
-    from .lowering import lowering_of_model, portable
+    from .lowering import lowering_for_model
 
-    if lowering_of_model(description) != "portable":
+    chosen = lowering_for_model(description)
+    if not chosen.full_int8:
         return False
     try:
-        return portable.recover(description).int8 is not None
+        return chosen.recover(description).int8 is not None
     except TflrnnError:
         return False
 

@@ -26,23 +26,15 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
 
     from .errors import ModelFormatError
     from .files import model_bytes, write_atomic
-    from .lowering import lowering_of_model, portable, require_a_network
-    from .lowering.fused import dense_arrays, dense_layers, find_network
+    from .lowering import lowering_for_model, require_a_network
     from .reader import read
 
     data, _ = model_bytes(model)
     description = read(data)
     require_a_network(description)
+    chosen = lowering_for_model(description)
     # Each direction's (name, weights), and each Dense layer's (kernel name, bias name, kernel, bias).
-    if lowering_of_model(description) == "portable":
-        recovered = portable.recover(description)
-        layers = [(layer.name, layer.weights) for layer in recovered.layers]
-        dense = [(f"{d.name}/kernel", f"{d.name}/bias", d.weights, d.bias) for d in recovered.head]
-    else:  # the fused op's tensors as they are (a broken activation does not stop the weights coming out)
-        network = find_network(description)
-        layers = [(g.name, g.weights()) for g in network.directions]
-        dense = [(w.name, b.name, w.data, b.data)
-                 for w, b in (dense_arrays(network, op) for op, _ in dense_layers(network))]
+    layers, dense = chosen.exported_weights(description)
     arrays, digests = {}, []
 
     def put(name: str, array) -> None:
@@ -61,7 +53,7 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
     for kernel_name, bias_name, kernel, bias in dense:  # <name>/kernel ([input, units] with Keras names), <name>/bias
         put(kernel_name, np.ascontiguousarray(kernel.T) if keras_names else kernel)
         put(bias_name, bias)
-    if lowering_of_model(description) == "portable" and recovered.int8 is not None:
+    if chosen.full_int8 and chosen.recover(description).int8 is not None:
         # A full-int8 model: also the values it stores, <tensor>/int8 (or /int32) and <tensor>/scale per channel,
         # beside the float weights they stand for (above)
         for tensor in description.subgraphs[0].tensors:
@@ -96,7 +88,7 @@ def network_record(description, keras_names: bool = False) -> dict | None:
     would build again as it is (its weights still come out)."""
     from .cell import ACTIVATION_NAMES
     from .errors import TflrnnError
-    from .lowering import portable, recover
+    from .lowering import lowering, portable, recover
     from .network import base_name, stage_layers
 
     try:
@@ -128,7 +120,7 @@ def network_record(description, keras_names: bool = False) -> dict | None:
         record["merge"] = "concat" if network.merge else "none"
     if network.layers[0].int8 is not None:
         record.update(quantize="int8", asymmetric_inputs=network.layers[0].asymmetric_inputs)
-    if network.lowering == "portable":
+    if lowering(network.lowering).loops:  # the portable lowering's options
         record["state"] = network.state
         chosen = portable.auto_loops(network.stages, network.time_steps, network.dynamic_time,
                                      network.int8 is not None)

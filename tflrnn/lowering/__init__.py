@@ -29,17 +29,24 @@ class Lowering:
     loops: bool  # the steps unrolled or in a WHILE loop (--recurrence)
     xnnpack: bool  # XNNPACK takes its ops: LiteRT runs it with and without the delegate
     reset_key: str | None  # the signature that zeroes a carried state (None: reset_all_variables() does)
+    runtimes: tuple[str, ...] | None  # the runtimes with its kernels (None: every one)
+    exported_weights: Callable  # model -> (each direction's (name, weights), each Dense's (kernel name, bias name,
+    #                             kernel, bias)): what `tflrnn weights` writes
+    ops_of: Callable[[Network], str]  # how a summary names the ops a network becomes
 
 
 LOWERINGS = {
     "fused": Lowering("fused", fused.lower, fused.recover,
                       "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN ops with variable state tensors",
-                      states=("carry",), full_int8=False, loops=False, xnnpack=False, reset_key=None),
+                      states=("carry",), full_int8=False, loops=False, xnnpack=False, reset_key=None,
+                      runtimes=("litert", "tensorflow"), exported_weights=fused.exported_weights,
+                      ops_of=fused.ops_of),
     "portable": Lowering("portable", portable.lower, portable.recover,
                          "plain builtin ops (FULLY_CONNECTED, ADD, TANH, UNPACK, PACK), the state in resource "
                          "variables, an input/output, or none: every TFLite runtime runs it",
                          states=("carry", "io", "zero"), full_int8=True, loops=True, xnnpack=True,
-                         reset_key=portable.RESET_KEY),
+                         reset_key=portable.RESET_KEY, runtimes=None, exported_weights=portable.exported_weights,
+                         ops_of=lambda network: "portable lowering"),
 }
 
 
@@ -58,6 +65,11 @@ def lowering_of_model(model: Model) -> str:
     portable lowering writes it, else "fused" (whose reader says what is missing when neither is there)."""
     fused_ops = any(op.code in fused.RNN_CODES for graph in model.subgraphs for op in graph.operators)
     return "portable" if not fused_ops and portable.holds_a_layer(model) else "fused"
+
+
+def lowering_for_model(model: Model) -> Lowering:
+    """The lowering a model is read with (lowering_of_model), as the registry has it."""
+    return LOWERINGS[lowering_of_model(model)]
 
 
 def recover(model: Model) -> Network:

@@ -364,3 +364,19 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
         seen[key] = Layer(g.name, Activation(activation), g.weights(), int8,
                           bool(g.options.asymmetric_quantize_inputs))
     return seen[key]
+
+
+def exported_weights(description: Model) -> tuple[list, list]:
+    """What `tflrnn weights` writes of a fused model: its tensors as they are (a broken activation does not stop the
+    weights coming out), each direction's (name, weights) and each Dense layer's (kernel name, bias name, kernel,
+    bias)."""
+    network = find_network(description)
+    layers = [(g.name, g.weights()) for g in network.directions]
+    dense = [(w.name, b.name, w.data, b.data) for w, b in (dense_arrays(network, op) for op, _ in dense_layers(network))]
+    return layers, dense
+
+
+def ops_of(network: Network) -> str:
+    """The fused ops a network becomes, in order of appearance (a summary's words)."""
+    return " + ".join(dict.fromkeys("BIDIRECTIONAL_SEQUENCE_RNN" if isinstance(stage, tuple) else
+                                    "UNIDIRECTIONAL_SEQUENCE_RNN" for stage in network.stages))

@@ -636,3 +636,11 @@ def _one_form(loops: list[bool]) -> bool:
     if len(set(loops)) > 1:
         raise ModelFormatError("some layers loop over the steps and others unroll them: not a model tflrnn writes")
     return loops[0]
+
+
+def exported_weights(description: Model) -> tuple[list, list]:
+    """What `tflrnn weights` writes of a portable model: the network it holds, each direction's (name, weights) and
+    each Dense layer's (kernel name, bias name, kernel, bias)."""
+    recovered = recover(description)
+    return ([(layer.name, layer.weights) for layer in recovered.layers],
+            [(f"{d.name}/kernel", f"{d.name}/bias", d.weights, d.bias) for d in recovered.head])

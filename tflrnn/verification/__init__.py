@@ -31,7 +31,7 @@ from ..builder import sha256
 from ..cell import CellWeights
 from ..errors import ConfigError
 from ..files import model_bytes
-from ..lowering import holds_a_network, lowering_of_model, require_a_network
+from ..lowering import holds_a_network, lowering_for_model, require_a_network
 from ..lowering.fused import find_network
 from ..reader import read
 from ..runtime import RUNTIMES
@@ -97,18 +97,25 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
                           "manifest, the key data)")
     model_data, label = model_bytes(model)
     description = read(model_data)
-    if lowering_of_model(description) == "portable":
-        # Every runtime runs the portable lowering: `all` is every one installed.
-        runtimes = [r for r in RUNTIMES if _installed(r)] if runtime == "all" else [runtime]
-        return _verify_portable(model_data, label, description, weights, against, runtimes, settings={
-            "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
-            on_data=(data, max_error), format=format, layer=layer, scope=scope, layer_index=layer_index)
+    settings = {"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime}
     if against is not None and not holds_a_network(description):
-        return _verify_foreign(model_data, label, description, against, runtime, format, data, settings={
-            "atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime})
+        return _verify_foreign(model_data, label, description, against, runtime, format, data, settings=settings)
     require_a_network(description)
+    chosen = lowering_for_model(description)
+    # `all`: the runtimes with the lowering's kernels (the fused ops: litert and tensorflow), or every one installed
+    all_of = list(chosen.runtimes) if chosen.runtimes is not None else [r for r in RUNTIMES if _installed(r)]
+    runtimes = all_of if runtime == "all" else [runtime]
+    return _VERIFIERS[chosen.name](model_data, label, description, weights, against, runtimes, settings,
+                                   (data, max_error), format=format, layer=layer, scope=scope,
+                                   layer_index=layer_index)
+
+
+def _verify_fused(model_data, label, description, weights, against, runtimes, settings, on_data, *, format, layer,
+                  scope, layer_index) -> VerifyReport:
+    """verify for a model of the fused RNN ops (the checks of structure.py, numeric.py and head.py)."""
+    data, max_error = on_data
+    sequences, seed, atol, rtol = settings["sequences"], settings["seed"], settings["atol"], settings["rtol"]
     network = find_network(description)
-    runtimes = ["litert", "tensorflow"] if runtime == "all" else [runtime]  # the ones with the fused ops' kernels
     layers = network.directions  # each direction of each RNN op, in op order
     for g in layers:
         _check_verifiable_size(g)
@@ -131,12 +138,7 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
     if weights is not None:
         weights = _weights_given(weights, [g.name for g in layers], format, layer, scope, layer_index)
 
-    report = VerifyReport(
-        model=label,
-        bytes=len(model_data),
-        sha256=sha256(model_data),
-        settings={"atol": atol, "rtol": rtol, "sequences": sequences, "seed": seed, "runtime": runtime},
-    )
+    report = VerifyReport(model=label, bytes=len(model_data), sha256=sha256(model_data), settings=settings)
     usable = [_usable_weights(g) for g in layers]  # read (and dequantized) once, for every check that needs them
     report.checks += _structure_checks(network, [w for w, _ in usable])
     model_weights = [w for w, _ in usable]
@@ -231,6 +233,7 @@ def _verify_foreign(data, label, model, against, runtime, format, on_data, setti
 
 
 def _verify_portable(data, label, model, weights, against, runtimes, settings, on_data, **source) -> VerifyReport:
+    """verify for a model of the portable lowering (portable.py, and int8.py for a full-int8 one)."""
     from .portable import portable_checks
 
     # The weights are read under the names of the layers the checks recover (not at all when there are none).
@@ -240,6 +243,10 @@ def _verify_portable(data, label, model, weights, against, runtimes, settings, o
                     on_data=on_data, float_network_of=_float_network,
                     atol=settings["atol"], rtol=settings["rtol"], weights_for=weights_for, against=against, **source)
     return report
+
+
+# Each lowering's verifier, by the name the lowering registry gives it.
+_VERIFIERS = {"fused": _verify_fused, "portable": _verify_portable}
 
 
 def against_refused(directions: int, has_dense: bool, hybrid: bool) -> str | None:
