@@ -8,8 +8,10 @@ tflrnn's portable GRU unrolled and as a WHILE loop (GRUWeights.from_keras of the
 on the CompiledModel API and on TFLite Micro (each model on its own in a fresh process, as scripts/bench.py times
 them), the memory the runtime adds, the file size, the raw float32 weights, the XNNPACK partitions, and the largest
 error of each runtime's output against Keras' `model.predict` on the same input. The LiteRT default is also timed
-pair by pair (tflrnn.benchmark.bench, the state reset before each invoke) for the invoke targets. Then the
-converter's full int8 of the GRU (64 calibration sequences), which tflrnn does not build yet.
+pair by pair (tflrnn.benchmark.bench, the state reset before each invoke) for the invoke targets. Then full int8
+at 64 and 256 units, on the same 64 calibration sequences and 16 test sequences: the converter's (WHILE and
+unroll=True) against tflrnn's (portable, quantize="full-int8", state="carry" and state="zero"), each invoke from
+zeros for the error against Keras float, with the TFLite Micro arena each needs, and issue 20's full-int8 targets.
 
     .venv/bin/python scripts/bench_gru.py            # writes the GRU section of BENCHMARKS.md
     .venv/bin/python scripts/bench_gru.py --quick    # 64 units only, fewer repeats
@@ -39,7 +41,10 @@ TIME_STEPS = 50
 SIZES = ((64, 32), (256, 256), (1024, 256))  # (units, input)
 FORMS = ("converter (WHILE)", "converter (unroll=True)", "tflrnn unrolled", "tflrnn loop")
 SHORT = {"converter (WHILE)": "converter WHILE", "converter (unroll=True)": "converter unroll=True",
-         "tflrnn unrolled": "tflrnn unrolled", "tflrnn loop": "tflrnn loop"}
+         "tflrnn unrolled": "tflrnn unrolled", "tflrnn loop": "tflrnn loop",
+         "tflrnn (state=carry)": "tflrnn state=carry", "tflrnn (state=zero)": "tflrnn state=zero"}
+INT8_FORMS = ("converter (WHILE)", "converter (unroll=True)", "tflrnn (state=carry)", "tflrnn (state=zero)")
+INT8_MAX_UNITS = 256  # the full-int8 trials run at the sizes up to this many units
 RUNTIMES = ("litert", "litert-builtin", "compiled", "micro")
 RUNTIME_LABELS = {"litert": "LiteRT (XNNPACK)", "litert-builtin": "LiteRT builtin", "compiled": "CompiledModel",
                   "micro": "TFLite Micro"}
@@ -350,9 +355,38 @@ def auto_recurrence(weights) -> str:
     return "loop" if any(op_name(op.code) == "WHILE" for op in graph.operators) else "unrolled"
 
 
+def build_tflrnn_int8(weights, time_steps: int, calibration, state: str) -> bytes:
+    """tflrnn's full-int8 GRU (portable, float interface: QUANTIZE / DEQUANTIZE at the edges), calibrated on the
+    same sequences the converter gets. state="carry": the state in a resource variable that the `reset` signature
+    zeroes (calibrated with the state carried from one sequence to the next); "zero": each invoke from zeros."""
+    from tflrnn.builder import build
+    from tflrnn.cells.gru import GRUCell, GRUWeights
+
+    gru = GRUWeights.from_keras(*weights, reset_after=True)
+    return build(GRUCell(gru.num_units), weights=gru, input_size=gru.input_size, time_steps=time_steps,
+                 lowering="portable", quantize="full-int8", calibration=calibration, state=state)
+
+
+def micro_arena(data: bytes, form: str) -> int | None:
+    """The smallest TFLite Micro arena the model allocates and invokes (twice) in: `tflrnn.inspect` for tflrnn's
+    models; for the converter's, the same bisection (tflrnn.arena.minimum_arena) run directly."""
+    import tflrnn
+
+    if form.startswith("tflrnn"):
+        return tflrnn.inspect(data).micro_arena_bytes
+    from tflrnn.arena import minimum_arena
+    from tflrnn.runners import micro_arena_bytes
+
+    return minimum_arena(data, max(micro_arena_bytes(tflrnn.inspect(data).model), 10 * len(data)))
+
+
 def int8_trial(units: int, input_size: int, runs: int, work: Path) -> dict:
-    """The converter's full int8 of the same GRU, WHILE and unrolled: does it convert, run, how big, how wrong
-    (against Keras float on INT8_TESTS sequences, each from the zero state)."""
+    """Full int8 of the same GRU: the converter's, WHILE and unrolled, and tflrnn's, state carried and zeroed: does
+    it convert / build, run, how big, how wrong (against Keras float on INT8_TESTS sequences, each from the zero
+    state), the Micro arena."""
+    import tflrnn
+    from tflrnn.model import op_name
+
     weights = keras_weights(units, input_size)
     calibration = np.random.default_rng(2).standard_normal((CALIBRATION, 1, TIME_STEPS, input_size)).astype(np.float32)
     tests = np.random.default_rng(3).standard_normal((INT8_TESTS, 1, TIME_STEPS, input_size)).astype(np.float32)
@@ -360,23 +394,30 @@ def int8_trial(units: int, input_size: int, runs: int, work: Path) -> dict:
         float_model = keras_model(weights, TIME_STEPS)
         references = [float_model.predict(t, verbose=0) for t in tests]
     results = {}
-    for form in ("converter (WHILE)", "converter (unroll=True)"):
+    for form in INT8_FORMS:
         print(f"  {units} units: full int8, {form}", file=sys.stderr, flush=True)
-        path = work / f"int8_{'unroll' if 'unroll' in form else 'while'}_{units}.tflite"
-        error = convert_int8_in_child(weights, "unroll" in form, calibration, path, work)
-        if error:
-            results[form] = {"error": error}
-            continue
+        path = work / f"int8_{form.split()[0]}_{form.split()[-1].strip('()=').replace('=', '_')}_{units}.tflite"
+        start = time.perf_counter()
+        if form.startswith("converter"):
+            error = convert_int8_in_child(weights, "unroll" in form, calibration, path, work)
+            if error:
+                results[form] = {"error": error}
+                continue
+        else:
+            try:
+                path.write_bytes(build_tflrnn_int8(weights, TIME_STEPS, calibration, form.split("=")[1].rstrip(")")))
+            except Exception as exc:  # noqa: BLE001 - the table says why
+                results[form] = {"error": " ".join(str(exc).split())[:160]}
+                continue
+        seconds = time.perf_counter() - start
         data = path.read_bytes()
-        import tflrnn
-        from tflrnn.model import op_name
-
         types = sorted({op_name(o.code) for g in tflrnn.inspect(data).model.subgraphs for o in g.operators})
-        result = {"bytes": len(data), "ops": op_count(data), "op_types": types, "runtimes": {}}
+        result = {"build_s": seconds, "bytes": len(data), "ops": op_count(data), "op_types": types,
+                  "micro_arena": micro_arena(data, form), "runtimes": {}}
         for runtime in RUNTIMES:
             timed = on_runtime(path, runtime, runs if runtime != "micro" else max(5, runs // 4), tests[0],
                                references[0], work)
-            if "error" not in timed and runtime in ("litert", "litert-builtin", "micro"):
+            if "error" not in timed:
                 timed["max_error"], timed["mean_error"] = _errors(data, runtime, tests, references)
             result["runtimes"][runtime] = timed
         results[form] = result
@@ -385,13 +426,45 @@ def int8_trial(units: int, input_size: int, runs: int, work: Path) -> dict:
 
 
 def _errors(data: bytes, runtime: str, tests, references) -> tuple[float, float]:
-    """Max and mean |output - Keras float| over the test sequences, each invoke from zeros (the converter's model
-    keeps no state)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from int8_converter import run_litert, run_micro
+    """Max and mean |output - Keras float| over the test sequences, each invoke from zeros: a model that carries
+    its state (tflrnn's state="carry") is reset before each (its `reset` signature; Micro's reset()); the
+    converter's keeps none."""
+    outputs = []
+    with quiet():
+        if runtime.startswith("litert"):
+            sys.path.insert(0, str(ROOT / "scripts"))
+            from int8_converter import _litert
 
-    outputs = (run_micro(data, tests) if runtime == "micro" else
-               run_litert(data, tests, xnnpack=runtime == "litert"))
+            interpreter = _litert(data, runtime == "litert")
+            stateful = "reset" in interpreter.get_signature_list()
+            inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+            for x in tests:
+                if stateful:  # a runner per call: one kept alive holds the interpreter's tensors, and invoke refuses
+                    interpreter.get_signature_runner("reset")()
+                interpreter.set_tensor(inp, x)
+                interpreter.invoke()
+                outputs.append(interpreter.get_tensor(out).copy())
+        elif runtime == "compiled":
+            from ai_edge_litert.compiled_model import CompiledModel
+
+            model = CompiledModel.from_buffer(data)
+            signatures = model.get_signature_list()
+            inputs, outs = model.create_input_buffers(0), model.create_output_buffers(0)
+            for x in tests:
+                if "reset" in signatures:
+                    model.run_by_index(model.get_signature_index("reset"), [], [])
+                inputs[0].write(x.ravel())
+                model.run_by_index(0, inputs, outs)
+                outputs.append(outs[0].read(references[0].size, np.float32).copy())
+        else:
+            from tflite_micro.python.tflite_micro import runtime as tflm
+
+            interpreter = tflm.Interpreter.from_bytes(data, arena_size=max(1 << 20, 10 * len(data)))
+            for x in tests:
+                interpreter.reset()  # zeroes variables; nothing to do for a model without state
+                interpreter.set_input(x, 0)
+                interpreter.invoke()
+                outputs.append(np.array(interpreter.get_output(0), np.float32))
     errors = np.abs(np.stack([np.asarray(o).reshape(r.shape) for o, r in zip(outputs, references)])
                     - np.stack(references))
     return float(errors.max()), float(errors.mean())
@@ -510,7 +583,7 @@ def markdown(points: list[dict], int8: list[dict], facts: str, command: str, ela
                              f"**{pair['ratio']:.2f}x**")
             lines.append("")
     lines += targets(points)
-    lines += int8_section(int8)
+    lines += int8_section(int8, [(p["units"], p["input_size"]) for p in points])
     lines += [SECTION_END, ""]
     return "\n".join(lines)
 
@@ -569,41 +642,117 @@ def targets(points: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def int8_section(trials: list[dict]) -> list[str]:
+def _arena(value) -> str:
+    return f"{value:,} B" if value else "not measured"
+
+
+def int8_section(trials: list[dict], sizes: list[tuple[int, int]]) -> list[str]:
     if not trials:
         return []
     lines = ["### Full int8", "",
-             f"tflrnn: not yet (it refuses a full-int8 GRU). The converter's full int8 of the same GRU "
-             f"(`Optimize.DEFAULT`, `TFLITE_BUILTINS_INT8`, float interface, a representative dataset of "
-             f"{CALIBRATION} standard-normal sequences): error against Keras float over {INT8_TESTS} test sequences, "
-             "each invoke from zeros, max / mean; invoke as above.", "",
-             "| units | form | file | file / raw float weights | ops | LiteRT (XNNPACK) | LiteRT builtin | "
+             f"The same GRU in full int8, float interface (QUANTIZE / DEQUANTIZE at the edges), both calibrated on the "
+             f"same {CALIBRATION} standard-normal sequences: the converter's (`Optimize.DEFAULT`, "
+             "`TFLITE_BUILTINS_INT8`, a representative dataset; its model keeps no state) and tflrnn's "
+             "(`lowering=\"portable\", quantize=\"full-int8\", calibration=...`; it writes the steps unrolled) with "
+             "`state=\"carry\"` (the state in a resource variable, zeroed by the `reset` signature; calibrated with "
+             "the state carried from one sequence to the next) and `state=\"zero\"` (each invoke from zeros, as the "
+             f"converter's). Runtime cells: error against Keras float over the same {INT8_TESTS} test sequences, each "
+             "invoke from zeros (state=carry: reset before each), max / mean; then the median invoke as above (the "
+             "state carries between timed invokes). Micro arena: the smallest TFLite Micro arena the model allocates "
+             "and invokes twice in (`tflrnn.inspect(data).micro_arena_bytes`; for the converter's, the same "
+             "bisection, `tflrnn.arena.minimum_arena`).", "",
+             "| units | form | file | file / raw float weights | ops | Micro arena | LiteRT (XNNPACK) | LiteRT builtin | "
              "CompiledModel | TFLite Micro |",
-             "| ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for trial in trials:
         for form, result in trial["forms"].items():
             if "error" in result:
-                lines.append(f"| {trial['units']:,} | {SHORT[form]} | n/a: does not convert: {result['error']} | "
-                             "| | | | | |")
+                verb = "does not convert" if form.startswith("converter") else "does not build"
+                lines.append(f"| {trial['units']:,} | {SHORT[form]} | n/a: {verb}: {result['error']} | "
+                             "| | | | | | |")
                 continue
 
             def show(r):
-                error = (f"{r['max_error']:.3f} / {r['mean_error']:.4f}, " if "mean_error" in r else
+                error = (f"{r['max_error']:.3f} / {r['mean_error']:.5f}, " if "mean_error" in r else
                          f"max {r['max_error']:.3f} (first sequence), " if r.get("max_error") is not None else "")
                 return error + _us(r["median_us"])
 
             lines.append(f"| {trial['units']:,} | {SHORT[form]} | {result['bytes']:,} B | "
-                         f"{result['bytes'] / trial['weight_bytes']:.2f}x | {result['ops']:,} | " + " | ".join(
+                         f"{result['bytes'] / trial['weight_bytes']:.2f}x | {result['ops']:,} | "
+                         f"{_arena(result.get('micro_arena'))} | " + " | ".join(
                              _cell(result["runtimes"][r], show) for r in RUNTIMES) + " |")
-        lines.append(f"| {trial['units']:,} | tflrnn | not yet: it refuses a full-int8 GRU | | | | | | |")
     lines.append("")
+    done = {t["units"] for t in trials}
+    untried = [u for u, _ in sizes if u not in done]
+    if untried:
+        while_failed = all("error" in t["forms"].get("converter (WHILE)", {"error": ""}) for t in trials)
+        lines += [f"Not run at {', '.join(f'{u:,}' for u in untried)} units: the script runs full int8 up to "
+                  f"{INT8_MAX_UNITS} units (the converter's unroll=True graph is not built above that"
+                  + (", and its full int8 of the WHILE graph failed at every size tried" if while_failed else "")
+                  + ").", ""]
     for trial in trials:
         for form, result in trial["forms"].items():
             if "op_types" in result:
                 float_ops = [t for t in result["op_types"] if t in ("WHILE",)]
-                lines.append(f"- {trial['units']:,} units, {SHORT[form]}: op types "
-                             f"{', '.join(result['op_types'])}" + (f" (still a {float_ops[0]} loop)" if float_ops
-                                                                   else ""))
+                lines.append(f"- {trial['units']:,} units, {SHORT[form]}: built in "
+                             + (f"{result['build_s'] * 1000:,.0f} ms" if result["build_s"] < 1 else
+                                f"{result['build_s']:,.1f} s")
+                             + f"; op types {', '.join(result['op_types'])}"
+                             + (f" (still a {float_ops[0]} loop)" if float_ops else ""))
+    lines.append("")
+    return lines + int8_targets(trials)
+
+
+def int8_targets(trials: list[dict]) -> list[str]:
+    """Issue 20's full-int8 targets: error against the float recurrence no worse than the converter's full int8
+    where the converter produces one (max and mean, runtime by runtime, against the converter's best form), the
+    file at most half of the converter's (its smallest), the Micro arena reported."""
+    lines = ["### Full-int8 targets", "",
+             "Error against the float recurrence no worse than the converter's full int8 where the converter produces "
+             "one (max and mean, each runtime against the same runtime; the converter's lower error where both of its "
+             "forms convert), the file at most half of the converter's, the Micro arena reported.", ""]
+    for trial in trials:
+        units, forms = trial["units"], trial["forms"]
+        theirs = {f: r for f, r in forms.items() if f.startswith("converter") and "error" not in r}
+        for form, result in forms.items():
+            if not form.startswith("tflrnn"):
+                continue
+            if "error" in result:
+                lines.append(f"- {units:,} units, {SHORT[form]}: does not build ({result['error']})")
+                continue
+            parts = []
+            if not theirs:
+                parts.append("error: the converter produces no full int8 here (no target); "
+                             + ", ".join(f"{RUNTIME_LABELS[r]} {result['runtimes'][r]['max_error']:.3f} / "
+                                         f"{result['runtimes'][r]['mean_error']:.5f}" for r in RUNTIMES
+                                         if "mean_error" in result["runtimes"][r]))
+            else:
+                worse, cells = [], []
+                for runtime in RUNTIMES:
+                    mine = result["runtimes"][runtime]
+                    rivals = [r["runtimes"][runtime] for r in theirs.values() if "mean_error" in r["runtimes"][runtime]]
+                    if "mean_error" not in mine or not rivals:
+                        continue
+                    ratios = {}
+                    for key in ("max_error", "mean_error"):
+                        best = min(r[key] for r in rivals)
+                        ratios[key] = mine[key] / best
+                        if mine[key] > best:
+                            worse.append(f"{key.split('_')[0]} on {RUNTIME_LABELS[runtime]} {mine[key]:.5f} against "
+                                         f"{best:.5f} (+{(ratios[key] - 1) * 100:.1f}%)")
+                    cells.append(f"{RUNTIME_LABELS[runtime]} max {ratios['max_error']:.2f}x, mean "
+                                 f"{ratios['mean_error']:.3f}x")
+                parts.append("error against the converter's: " + "; ".join(cells) + " (target <= 1x: "
+                             + ("met" if not worse else "missed: " + ", ".join(worse)) + ")")
+                smallest = min(theirs.values(), key=lambda r: r["bytes"])
+                ratio = result["bytes"] / smallest["bytes"]
+                parts.append(f"file {result['bytes']:,} B, {ratio:.2f}x the converter's {smallest['bytes']:,} B "
+                             f"(target <= 0.50x: {'met' if ratio <= 0.5 else 'missed'})")
+            rival_arenas = [f"{SHORT[f]} {r['micro_arena']:,} B" for f, r in theirs.items() if r.get("micro_arena")]
+            parts.append(f"Micro arena {_arena(result.get('micro_arena'))} ("
+                         + ("reported" if result.get("micro_arena") else "missed: not reported")
+                         + (f"; the converter's: {', '.join(rival_arenas)}" if rival_arenas else "") + ")")
+            lines.append(f"- {units:,} units, {SHORT[form]}: " + "; ".join(parts))
     return lines + [""]
 
 
@@ -636,7 +785,7 @@ def main() -> None:
             print(f"GRU: units {units}, input {input_size}, T {TIME_STEPS}", file=sys.stderr, flush=True)
             runs = (50 if args.quick else 200) // (1 if units <= 64 else 2 if units <= 256 else 10)
             points.append(compare(units, input_size, runs, work))
-        for units, input_size in sizes[:1]:  # the converter's full int8: at the first (smallest) size
+        for units, input_size in [size for size in sizes if size[0] <= INT8_MAX_UNITS]:  # full int8
             int8.append(int8_trial(units, input_size, 50 if args.quick else 200, work))
     elapsed = time.perf_counter() - started
     command = "scripts/bench_gru.py" + (" --quick" if args.quick else "") + (

@@ -3,12 +3,19 @@ as tensors, and the Dense head (FULLY_CONNECTED layers after the recurrent ones)
 
 from __future__ import annotations
 
-from ..model import Activation, BuiltinOperator, FullyConnectedOptions, Operator, Quantization, SoftmaxOptions, Tensor
+import numpy as np
+
+from ..model import (Activation, BuiltinOperator, FullyConnectedOptions, Operator, Quantization, SoftmaxOptions, Subgraph,
+                     Tensor, VarHandleOptions)
 from ..network import Dense, Layer
 
 SIGNATURE_KEY = "serving_default"
 SIGNATURE_INPUT = "input"
 SIGNATURE_OUTPUT = "output"
+RESET_KEY = "reset"  # the portable lowering's signature that zeroes a carried state
+STATE = "state"  # its state inputs and outputs (state, or state_0, state_1, ...)
+# The activations the portable lowering fuses into ADD (tanh is an op of its own)
+_FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1}
 
 # Dense activations: the one FULLY_CONNECTED fuses, and the op that follows it (None: nothing follows).
 DENSE_OPS = {
@@ -76,3 +83,17 @@ def write_dense_head(tensors: Tensors, operators: list, head: list[Dense], ends:
             out = activated
         ends = [out]
     return ends
+
+
+def _zeroing(handles: list[tuple[str, np.ndarray, object]], name: str) -> Subgraph:
+    """A subgraph that assigns each carried state its zeros (float zeros; int8 ones hold the state's zero point,
+    with its quantization): the init of CALL_ONCE, and the `reset` signature. Shared by the float and int8 portable lowerings."""
+    tensors, operators = [], []
+    for shared_name, zeros, quantization in handles:
+        tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
+                    Tensor(f"{shared_name}_zeros", zeros.shape, zeros.dtype.name, data=zeros,
+                           quantization=quantization)]
+        operators += [Operator(BuiltinOperator.VAR_HANDLE, [], [len(tensors) - 2],
+                               options=VarHandleOptions(shared_name=shared_name)),
+                      Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
+    return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)

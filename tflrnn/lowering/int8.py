@@ -26,8 +26,8 @@ from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, C
 from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
 from .. import quantization as quant
 from ..cells import kind_of
-from .common import DENSE_OPS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors
-from .portable import _FUSED_IN_ADD, RESET_KEY, STATE, _zeroing
+from .common import (_FUSED_IN_ADD, DENSE_OPS, RESET_KEY, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, STATE,
+                     Tensors, _zeroing)
 
 FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CONNECTED 4; ADD, TANH, ... 2
 

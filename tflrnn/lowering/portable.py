@@ -46,17 +46,14 @@ from ..model import (
     op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
-from .common import (SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors, sequence_tensor, time_layout,
-                     weight_tensors, write_dense_head)
+from .common import (_FUSED_IN_ADD, RESET_KEY, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, STATE, Tensors,
+                     _zeroing, sequence_tensor, time_layout, weight_tensors, write_dense_head)
 
-RESET_KEY = "reset"
 # `recurrence="auto"` loops when the unrolled steps would hold more bytes of R than this, summed over every
 # direction: XNNPACK packs each step's FULLY_CONNECTED by R on its own, one copy per step. Measured at T=50 (LiteRT
 # 2.3, BENCHMARKS.md): 256 units unroll to 12.5 MiB of R, +17.6 MiB of interpreter memory against the loop's +4.7
 # (about as fast, 407 against 427 us); at 128 units and below the loop's fixed cost per step (~1 us) outweighs it.
 LOOP_ABOVE_R_BYTES = 8 * 2**20
-STATE = "state"
-_FUSED_IN_ADD = {Activation.NONE, Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1}
 
 
 def lower(network: Network) -> Model:
@@ -276,20 +273,6 @@ def lower(network: Network) -> Model:
         signatures.append(Signature(RESET_KEY, {}, {}, 2))
     subgraphs += loops
     return Model(subgraphs=subgraphs, signatures=signatures)
-
-
-def _zeroing(handles: list[tuple[str, np.ndarray, object]], name: str) -> Subgraph:
-    """A subgraph that assigns each carried state its zeros (float zeros; int8 ones hold the state's zero point,
-    with its quantization): the init of CALL_ONCE, and the `reset` signature. Shared by the int8 lowering."""
-    tensors, operators = [], []
-    for shared_name, zeros, quantization in handles:
-        tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
-                    Tensor(f"{shared_name}_zeros", zeros.shape, zeros.dtype.name, data=zeros,
-                           quantization=quantization)]
-        operators += [Operator(BuiltinOperator.VAR_HANDLE, [], [len(tensors) - 2],
-                               options=VarHandleOptions(shared_name=shared_name)),
-                      Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
-    return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)
 
 
 def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: bool) -> bool:
