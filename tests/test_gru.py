@@ -290,7 +290,8 @@ def test_full_int8_gru_passes_every_runtime(cli, tmp_path, args):
     assert verified.code == 0, verified.out + verified.err
     report = json.loads(verified.out)
     ran = {(c["name"], c["runtime"]) for c in report["checks"] if c["passed"]}
-    assert {("int8.ops", "litert"), ("int8.ops", "micro"), ("int8.outputs", "compiled")} <= ran
+    assert {("int8.steps", "litert"), ("int8.ops", "litert"), ("int8.steps", "micro"), ("int8.ops", "micro"),
+            ("int8.outputs", "compiled")} <= ran
 
 
 def _int8_model(tmp_path, cli, *args):
@@ -306,17 +307,18 @@ def _verify_mutated(model, runtime="litert"):
     return verify(write(model), runtime=runtime)
 
 
-def test_int8_ops_catch_a_miswired_reset_gate(cli, tmp_path):
-    """MUL(z, R_n h) where the GRU has MUL(r, R_n h): every op is still right on its own, the step is not a GRU."""
+def test_int8_steps_catch_a_miswired_reset_gate(cli, tmp_path):
+    """MUL(z, R_n h) where the GRU has MUL(r, R_n h): every op is still right on its own (int8.ops passes), the
+    step is not a GRU (int8.steps)."""
     model = _int8_model(tmp_path, cli)
     graph = model.subgraphs[0]
     names = [t.name for t in graph.tensors]
     mul = next(op for op in graph.operators if op.outputs and names[op.outputs[0]] == "gru/m2")
-    mul.inputs[0] = names.index("gru/u2")
+    mul.inputs[0] = names.index("gru/z2")
     report = _verify_mutated(model)
     failed = [c for c in report.checks if not c.passed]
-    assert [c.name for c in failed] == ["int8.ops"], [(c.name, c.detail) for c in failed]
-    assert "step 2" in failed[0].detail and "'gru/m2' is not the GRU's value of its own inputs" in failed[0].detail
+    assert [c.name for c in failed] == ["int8.steps"], [(c.name, c.detail) for c in failed]
+    assert "GRU layer 'gru' step 2: 'gru/m2' off by" in failed[0].detail
 
 
 def test_int8_ops_catch_a_lost_state(cli, tmp_path):
@@ -325,12 +327,12 @@ def test_int8_ops_catch_a_lost_state(cli, tmp_path):
     graph.operators = [op for op in graph.operators if op.code != 144]  # ASSIGN_VARIABLE
     report = _verify_mutated(model)
     failed = {c.name: c.detail for c in report.checks if not c.passed}
-    assert "int8.ops" in failed and "did not start from the state its last step left" in failed["int8.ops"]
+    assert "did not start from the state its last step left" in failed["int8.ops"]
+    assert "step 0" in failed["int8.steps"]  # its first step is not the GRU of the state it should have had
 
 
-def test_int8_ops_catch_a_kernel_that_is_not_what_the_format_says(cli, tmp_path):
-    """A TANH output in another format than the kernel writes: int8.formats fails, and the op check sees the
-    values off."""
+def test_int8_formats_catch_a_format_the_kernel_does_not_write(cli, tmp_path):
+    """A TANH output in another format than the kernel writes: int8.formats fails (and blocks the numbers)."""
     from tflrnn.model import Quantization
 
     model = _int8_model(tmp_path, cli)
@@ -339,7 +341,7 @@ def test_int8_ops_catch_a_kernel_that_is_not_what_the_format_says(cli, tmp_path)
     target.quantization = Quantization((1 / 64,), (0,))
     report = _verify_mutated(model)
     failed = {c.name for c in report.checks if not c.passed}
-    assert "int8.formats" in failed
+    assert "int8.formats" in failed and "gru/n3" in next(c.detail for c in report.checks if c.name == "int8.formats")
 
 
 def test_full_int8_gru_reads_back_and_rebuilds_the_same_bytes(cli, tmp_path):

@@ -54,3 +54,18 @@ def test_hybrid_stack_with_dynamic_time_and_last_step():
 def test_asymmetric_inputs_need_quantization(tmp_path, cli):
     assert_clean_error(cli("build", "--units", 4, "--asymmetric-inputs", "-o", tmp_path / "m.tflite"),
                        "add --quantize int8")
+
+
+def test_calibration_of_another_shape_sets_ranges_and_is_not_run(cli, tmp_path):
+    """Calibration may hold sequences of any batch and length (they set the ranges); LiteRT runs only those of the
+    model's shape, so data of another shape gives a build that says it was not run on it (a fuzz case: exit 3)."""
+    import json
+
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((2, 1, 4, 2)).astype(np.float32))
+    out = tmp_path / "m.tflite"
+    built = cli("build", "--units", "3", "--input-size", "2", "--time-steps", "4", "--time-major", "--lowering",
+                "portable", "--quantize", "full-int8", "--calibration", tmp_path / "c.npy", "-o", out, "--json")
+    assert built.code == 0, built.err
+    report = json.loads(built.out)["int8"]["calibration"]
+    assert report["max_error"] is None and report["clipped"]
+    assert "not run on the calibration data" in report["warnings"][0]

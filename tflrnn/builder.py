@@ -107,6 +107,21 @@ def calibration_report(network: Network, model: Model, data, float_network: Netw
     from .verification.data import measure
 
     sequences = quantization.sequences_of(calibration, network)  # read again: network_of keeps no copy of 512 MiB
+    # LiteRT runs the sequences of the model's shape (any length, with a dynamic time axis): calibration may hold
+    # others, whose values count for the ranges all the same
+    graph = model.subgraphs[0]
+    shape = tuple(graph.tensors[graph.inputs[0]].shape)
+    time_axis = 0 if network.time_major else 1
+    runnable = [x for x in sequences if tuple(x.shape) == shape or (
+        network.dynamic_time and x.shape[1 - time_axis] == shape[1 - time_axis])]
+    if not runnable:
+        from .verification.data import clipped_shares
+
+        return {"sequences": 0, "runtime": "litert", "max_error": None, "mean_error": None,
+                "clipped": clipped_shares(network, sequences)[0],
+                "warnings": [f"the model was not run on the calibration data: its sequences are "
+                             f"{list(sequences[0].shape)}, the model takes {list(shape)}"]}
+    sequences = runnable
     measured = measure(bytes(data), model, network, sequences, [("litert", False)], float_network)
     run = measured.runs[0]
     warnings = [f"{where}: the calibration values use {count} of the 256 int8 levels (a constant, or an outlier "
@@ -439,11 +454,15 @@ def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: Cell
             f"Variable {variable} already exists, disallowed. Did you mean to set reuse=True? (two layers are "
             f"named '{cell.name}')"
         )
+    if kind_of(cell).name != existing.kind or getattr(cell, "reset_after", None) != getattr(
+            existing, "reset_after", None):
+        raise ConfigError(f"Trying to share variable {variable} of a {kind_of(existing).title} with a "
+                          f"{kind_of(cell).title} (two layers named '{cell.name}' of different kinds)")
     shape = (cell.num_units, input_size)
     if (existing.num_units, existing.input_size) != shape:
         raise ConfigError(
-            f"Trying to share variable {variable}, but specified shape {list(shape)} and found shape "
-            f"{[existing.num_units, existing.input_size]}."
+            f"Trying to share variable {variable}, but specified shape {list(existing.input_weights.shape[:1]) + [input_size]} "
+            f"and found shape {list(existing.input_weights.shape)}."
         )
     if weights is not None and not weights.equals(existing):
         raise ConfigError(f"layers named '{cell.name}' share variables but were given different weights")

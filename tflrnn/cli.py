@@ -118,9 +118,9 @@ def cli(debug: bool) -> None:
 @click.option("--format", "weights_format", metavar="FORMAT",
               help="Format of --weights: npz, keras, checkpoint, safetensors, torch or onnx (default: from its "
                    "content and suffix).")
-@click.option("--layer", help="Keras: the SimpleRNN layer to take, when there are several.")
+@click.option("--layer", help="Keras: the SimpleRNN or GRU layer to take, when there are several.")
 @click.option("--scope", help="TF checkpoint or .npz: the variable scope (<scope>/input_weights ...).")
-@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer to take, when there are several.")
+@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN or nn.GRU layer to take, when there are several.")
 @click.option("--config", type=_path, help="Cell config, JSON (get_config()) or TOML.")
 @click.option("-o", "--output", type=_path, default=Path("rnn.tflite"), show_default=True)
 @click.option("--manifest", type=_path, help="Build and verify every model a manifest (TOML/JSON) lists.")
@@ -209,9 +209,10 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
     if calibration:
         from .verification.data import clipped_text
 
-        click.echo(f"  on its {calibration['sequences']} calibration sequences against the float model (LiteRT): "
-                   f"error max {calibration['max_error']:.4g}, mean {calibration['mean_error']:.4g}; beyond the int8 "
-                   f"formats: {clipped_text(calibration['clipped'])}")
+        measured = ("" if calibration["max_error"] is None else
+                    f"on its {calibration['sequences']} calibration sequences against the float model (LiteRT): error "
+                    f"max {calibration['max_error']:.4g}, mean {calibration['mean_error']:.4g}; ")
+        click.echo(f"  {measured}beyond the int8 formats: {clipped_text(calibration['clipped'])}")
         for warning in calibration["warnings"]:
             click.echo(f"warning: {warning}", err=True)
 
@@ -316,9 +317,9 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
               help="Also run the source model (Keras, ONNX, PyTorch, TF checkpoint) in its framework and compare.")
 @click.option("--format", "source_format", metavar="FORMAT",
               help="Format of --against / --weights: npz, keras, checkpoint, safetensors, torch or onnx.")
-@click.option("--layer", help="Keras: the SimpleRNN layer of --against / --weights.")
+@click.option("--layer", help="Keras: the SimpleRNN or GRU layer of --against / --weights.")
 @click.option("--scope", help="TF checkpoint: the variable scope of --against / --weights.")
-@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN layer of --against / --weights.")
+@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN or nn.GRU layer of --against / --weights.")
 @click.option("--runtime", type=click.Choice(["litert", "tensorflow", "compiled", "micro", "all"]), default="litert",
               show_default=True,
               help="Interpreter(s) to run the model on: LiteRT's classic Interpreter, tf.lite, LiteRT's CompiledModel "
@@ -432,10 +433,11 @@ def inspect(model, as_json):
 @click.argument("model", type=_path)
 @click.option("-o", "--output", type=_path, default=Path("weights.npz"), show_default=True)
 @click.option("--format", "names", type=click.Choice(["tflite", "keras"]), default="tflite", show_default=True,
-              help="tflite: input_weights [U,I], recurrent_weights, bias; keras: kernel [I,U], recurrent_kernel, bias.")
+              help="tflite: input_weights [U,I], recurrent_weights, bias (a GRU: [3U,I], ..., and recurrent_bias); "
+                   "keras: kernel [I,U], recurrent_kernel, bias.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def weights(model, output, names, as_json):
-    """Write MODEL's weights to an .npz (TfLiteRNNCell or Keras names)."""
+    """Write MODEL's weights to an .npz (TfLiteRNNCell's or a GRU's role names, or Keras names)."""
     from .weights import export_weights
 
     written = export_weights(model, output, keras_names=names == "keras")

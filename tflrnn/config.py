@@ -285,7 +285,9 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
         activation = source.activation
     cell = _new_cell(settings, units if units is not None else weights.num_units, activation=activation,
                      name=settings.get("name"), weights=weights)
-    if settings.get("use_bias") is False and weights is not None and np.any(weights.bias != 0):
+    if settings.get("use_bias") is False and weights is not None and any(
+            np.any(weights.roles()[role] != 0) for role in ("bias", "recurrent_bias") if weights.roles().get(role)
+            is not None):
         raise ConfigError("the config says use_bias=false but the weights have a non-zero bias")
     return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)}, source=source)
 

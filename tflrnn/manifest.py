@@ -126,7 +126,7 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
     summary = {
         "input_shape": list(graph.tensors[graph.inputs[0]].shape),
         "output_shape": list(graph.tensors[graph.outputs[0]].shape),
-        "activation": ", ".join(dict.fromkeys(c.activation for c in cells)),
+        "activation": ", ".join(dict.fromkeys(c.activation if c.kind == "rnn" else c.kind.upper() for c in cells)),
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }

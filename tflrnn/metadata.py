@@ -47,10 +47,14 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.DYNAMIC_UPDATE_SLICE, 1): "2.9.0",
     (BuiltinOperator.LESS, 1): "1.14.0",
     (BuiltinOperator.GREATER_EQUAL, 1): "1.14.0",
-    (BuiltinOperator.SHAPE, 1): "1.10.0",
+    (BuiltinOperator.SHAPE, 1): "1.10.0",  # its length, with a dynamic time axis
     (BuiltinOperator.MUL, 1): "1.5.0",  # a GRU's gates
     (BuiltinOperator.SUB, 1): "1.6.0",
-    (BuiltinOperator.SPLIT, 1): "1.5.0",  # its length, with a dynamic time axis
+    (BuiltinOperator.SPLIT, 1): "1.5.0",
+    (BuiltinOperator.MUL, 2): "1.14.0",  # their int8 forms
+    (BuiltinOperator.MUL, 3): "1.15.0",  # int8 with an output scale below the inputs' product
+    (BuiltinOperator.SUB, 2): "1.14.0",
+    (BuiltinOperator.SPLIT, 2): "1.14.0",
     # full-integer int8 (the portable lowering's --quantize full-int8): op_version.cc's int8 versions
     (BuiltinOperator.FULLY_CONNECTED, 4): "1.14.0",
     (BuiltinOperator.ADD, 2): "1.14.0",

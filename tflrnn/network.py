@@ -198,9 +198,10 @@ class Network:
     int8: Int8Plan | None = None
 
     def takes(self, weights) -> bool:
-        """Whether `weights` (one CellWeights per direction, in layer order) have this network's shapes."""
+        """Whether `weights` (one per direction, in layer order) are of this network's cell kinds and shapes."""
         return weights is not None and len(weights) == len(self.layers) and all(
-            w is not None and (w.num_units, w.input_size) == (layer.weights.num_units, layer.weights.input_size)
+            w is not None and getattr(w, "kind", "rnn") == layer.kind and
+            (w.num_units, w.input_size) == (layer.weights.num_units, layer.weights.input_size)
             for w, layer in zip(weights, self.layers))
 
     @property

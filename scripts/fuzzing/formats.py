@@ -95,19 +95,22 @@ def safetensors_from_arrays(state: dict) -> dict:
 
 
 def onnx_spec(w, r, wb, rb, direction=None, layout=None, zero_state=None, activation="Tanh",
-              constant_node=False) -> dict:
+              constant_node=False, op="RNN", linear_before_reset=None) -> dict:
     w, r = np.asarray(w), np.asarray(r)
     directions = 2 if direction == "bidirectional" else 1
     w3 = w if w.ndim == 3 else w[None]
     r3 = r if r.ndim == 3 else r[None]
     bias = np.concatenate([np.asarray(wb).reshape(directions, -1), np.asarray(rb).reshape(directions, -1)], axis=1)
-    attrs = {"hidden_size": int(r3.shape[1]), "activations": [activation] * directions}
+    attrs = {"hidden_size": int(r3.shape[2] if op == "GRU" else r3.shape[1]),
+             "activations": (["Sigmoid", "Tanh"] if op == "GRU" else [activation]) * directions}
+    if linear_before_reset is not None:
+        attrs["linear_before_reset"] = linear_before_reset
     if direction is not None:
         attrs["direction"] = direction
     if layout is not None:
         attrs["layout"] = layout
     return {"W": w3.astype(np.float32), "R": r3.astype(np.float32), "B": bias.astype(np.float32), "attrs": attrs,
-            "zero_state": zero_state, "constant_node": constant_node, "extra_nodes": 0, "post": []}
+            "zero_state": zero_state, "constant_node": constant_node, "extra_nodes": 0, "post": [], "op": op}
 
 
 def onnx_model(spec: dict):
@@ -127,7 +130,7 @@ def onnx_model(spec: dict):
             nodes.append(helper.make_node("Constant", [], ["W"], value=tensor))
         else:
             initializers.append(tensor)
-    units = spec["R"].shape[1] if spec["R"] is not None and np.ndim(spec["R"]) == 3 else 1
+    units = spec["R"].shape[2] if spec["R"] is not None and np.ndim(spec["R"]) == 3 else 1
     directions = spec["R"].shape[0] if spec["R"] is not None and np.ndim(spec["R"]) == 3 else 1
     if spec["zero_state"] == "ConstantOfShape":
         initializers.append(numpy_helper.from_array(np.array([directions, 1, units], np.int64), "h0_shape"))
@@ -137,7 +140,7 @@ def onnx_model(spec: dict):
     elif spec["zero_state"] == "initializer":
         initializers.append(numpy_helper.from_array(np.zeros((directions, 1, units), np.float32), "H0"))
         inputs[5] = "H0"
-    nodes.append(helper.make_node("RNN", inputs, ["Y", "Y_h"], name="rnn", **spec["attrs"]))
+    nodes.append(helper.make_node(spec.get("op", "RNN"), inputs, ["Y", "Y_h"], name="rnn", **spec["attrs"]))
     for k in range(spec["extra_nodes"]):
         nodes.append(helper.make_node("Identity", ["Y" if k == 0 else f"I{k - 1}"], [f"I{k}"], name=f"id{k}"))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "B", 3])],
@@ -167,6 +170,8 @@ def keras_spec(layout: str, layers: list, activation="tanh", return_sequences=No
         elif cls == "Dense":
             entry = {"class_name": "Dense", "config": {"name": name, "units": 4, "dtype": "float32",
                                                        "trainable": True}}
+        elif cls == "GRU":
+            entry = {"class_name": "GRU", "config": {**rnn, "recurrent_activation": "sigmoid", "reset_after": True}}
         else:
             entry = {"class_name": cls, "config": rnn}
         config_layers.append(entry)
@@ -183,7 +188,7 @@ def keras_h5_bytes(spec: dict) -> bytes:
         if spec["layout"].startswith("keras3"):
             layers = h5.create_group("layers")
             for k, (cls, name, arrays) in enumerate(spec["layers"]):
-                key = {"SimpleRNN": "simple_rnn", "Bidirectional": "bidirectional", "Dense": "dense"}[cls]
+                key = {"SimpleRNN": "simple_rnn", "GRU": "gru", "Bidirectional": "bidirectional", "Dense": "dense"}[cls]
                 key = key if k == 0 else f"{key}_{k}"
                 group = layers.create_group(key)
                 group.create_group("vars").attrs["name"] = name
@@ -211,8 +216,9 @@ def keras_h5_bytes(spec: dict) -> bytes:
             root.attrs["layer_names"] = [n.encode() for _, n, _ in spec["layers"]]
             for cls, name, arrays in spec["layers"]:
                 group = root.create_group(name)
-                roles = ("kernel", "recurrent_kernel", "bias") if cls == "SimpleRNN" else ("kernel", "bias")
-                names = [f"{name}/{'simple_rnn_cell' if cls == 'SimpleRNN' else name}/{role}:0"
+                cell = {"SimpleRNN": "simple_rnn_cell", "GRU": "gru_cell"}.get(cls, name)
+                roles = ("kernel", "recurrent_kernel", "bias") if cls in ("SimpleRNN", "GRU") else ("kernel", "bias")
+                names = [f"{name}/{cell}/{role}:0"
                          for role in roles[: len(arrays)]]
                 group.attrs["weight_names"] = [n.encode() for n in names]
                 for weight_name, a in zip(names, arrays):

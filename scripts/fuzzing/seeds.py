@@ -53,9 +53,14 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         "gru": ["--cell", "gru", "--units", "3", "--input-size", "2", "--time-steps", "3"],
         "gru-loop-io-bidirectional": ["--cell", "gru", "--units", "2", "--input-size", "2", "--time-steps", "2",
                                       "--recurrence", "loop", "--state", "io", "--bidirectional"],
+        "gru-full-int8": ["--cell", "gru", "--units", "3", "--input-size", "2", "--time-steps", "3", "--quantize",
+                          "full-int8", "--calibration", "{calibration}"],
     }
     from tflrnn import reader
 
+    calibration_file = workdir / "seed-calibration.npy"  # for the full-int8 model seeds
+    np.save(calibration_file, np.random.default_rng(0).standard_normal((4, 1, 3, 2)).astype(np.float32))
+    builds = {name: [a.format(calibration=calibration_file) for a in args] for name, args in builds.items()}
     for name, args in builds.items():
         out = workdir / f"{name}.tflite"
         result = run_argv(["build", *args, "-o", str(out)], "inprocess", DEFAULT_TIMEOUT)
@@ -71,6 +76,7 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
     w3, r3, b3 = _weights(units=4, input_size=4, seed=2)
     gw, gr, gb = _gru_weights()
     _, _, gb2 = _gru_weights(seed=1)
+    kw, kr, kb = _gru_weights(units=4)  # Keras seeds declare 4 units
     for name, arrays, args in [
         ("npz-tflite", {"input_weights": w, "recurrent_weights": r, "bias": b}, []),
         ("npz-keras", {"kernel": w.T.copy(), "recurrent_kernel": r.T.copy(), "bias": b}, []),
@@ -105,6 +111,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                          np.stack([b2, b]), direction="bidirectional", layout=1)),
         ("onnx-constant-state", onnx_spec(w, r, b, b2, zero_state="ConstantOfShape", activation="Relu",
                                           constant_node=True)),
+        ("onnx-gru", onnx_spec(gw, gr, gb, gb2, op="GRU", linear_before_reset=1)),  # ONNX's GRU: gates z, r, h
+        ("onnx-gru-reset-before", onnx_spec(np.stack([gw, gw]), np.stack([gr, gr]), np.stack([gb, gb2]),
+                                            np.stack([gb2, gb]), direction="bidirectional", layout=1, op="GRU")),
     ):
         weights.append(Seed(name, "onnx", onnx_bytes(spec), ".onnx", [], spec))
 
@@ -119,6 +128,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         ("keras2-h5", ".h5", keras_spec("legacy", [("SimpleRNN", "rnn", [w.T, r.T, b]), ("Dense", "dense", [r, b])],
                                         activation="relu")),
         ("keras2-weights-h5", ".h5", keras_spec("legacy-weights", [("SimpleRNN", "rnn", [w.T, r.T])])),
+        ("keras3-gru", ".keras", keras_spec("keras3", [("GRU", "gru", [kw.T, kr.T, np.stack([kb, kb])])])),
+        ("keras2-gru-h5", ".h5", keras_spec("legacy", [("GRU", "gru", [kw.T, kr.T, np.stack([kb, kb])]),
+                                                       ("Dense", "dense", [r, b])])),
     ):
         weights.append(Seed(name, "keras", keras_bytes(spec), suffix, [], spec))
 

@@ -92,7 +92,7 @@ def _unrolled(g, layer, name, gates, candidate, h, found, backward, sequence):
 # The tensor each step value is written to: its name stem (<layer>/<stem><t>), by role, and the role of its int8
 # format (quantization.py; `gate` and `candidate` are the kernels' fixed LOGISTIC and TANH outputs). Reset after:
 # `rn` is h R_n + c_n and `m` r times it; reset before: `rh` is r h and `m` (r h) R_n.
-STEP_ROLES = {"rg": "gate_recurrent", "ag": "gate_sum", "gate": "gate", "u": "gate", "reset": "gate",
+STEP_ROLES = {"rg": "gate_recurrent", "ag": "gate_sum", "gate": "gate", "z": "gate", "reset": "gate",
               "rn": "candidate_recurrent", "rh": "reset_product", "an": "candidate_sum", "n": "candidate",
               "d": "difference", "e": "kept", "h": "state"}
 INT8_VERSIONS = {BuiltinOperator.FULLY_CONNECTED: 4}  # op_version.cc: int8 FULLY_CONNECTED 4, the others 2
@@ -119,26 +119,29 @@ def write_step(tensors: Tensors, operators: list, gate_in: int, candidate_in: in
         out = tensors.add(value(stem, out_shape, role))
         if formats is not None:
             kwargs["version"] = INT8_VERSIONS.get(code, 2)
+            if code == BuiltinOperator.MUL:  # op_version.cc: version 3 when the rescale s_a s_b / s_out is >= 1
+                s_a, s_b = (tensors[i].quantization.scale[0] for i in inputs)
+                kwargs["version"] = 3 if s_a * s_b / tensors[out].quantization.scale[0] >= 1 else 2
         operators.append(Operator(code, inputs, [out], **kwargs))
         return out
 
     recurrent = op(BuiltinOperator.FULLY_CONNECTED, [h, r_gates, c_gates], "rg", gate_shape, **fc)
     summed = op(BuiltinOperator.ADD, [gate_in, recurrent], "ag", gate_shape, options=AddOptions())
     gate = op(BuiltinOperator.LOGISTIC, [summed], "gate", gate_shape)
-    z = tensors.add(value("u", shape), value("reset", shape)) - 1
-    operators.append(Operator(BuiltinOperator.SPLIT, [axis, gate], [z, z + 1], options=SplitOptions(num_splits=2),
-                              version=1 if formats is None else 2))
+    update = tensors.add(value("z", shape), value("reset", shape)) - 1  # the update gate z, then r
+    operators.append(Operator(BuiltinOperator.SPLIT, [axis, gate], [update, update + 1],
+                              options=SplitOptions(num_splits=2), version=1 if formats is None else 2))
     if reset_after:
         product = op(BuiltinOperator.FULLY_CONNECTED, [h, r_candidate, c_candidate], "rn", **fc)
-        reset = op(BuiltinOperator.MUL, [z + 1, product], "m", role="reset_product", options=MulOptions())
+        reset = op(BuiltinOperator.MUL, [update + 1, product], "m", role="reset_product", options=MulOptions())
     else:
-        reset_h = op(BuiltinOperator.MUL, [z + 1, h], "rh", options=MulOptions())
+        reset_h = op(BuiltinOperator.MUL, [update + 1, h], "rh", options=MulOptions())
         reset = op(BuiltinOperator.FULLY_CONNECTED, [reset_h, r_candidate, -1], "m", role="candidate_recurrent",
                    **fc)
     candidate = op(BuiltinOperator.ADD, [candidate_in, reset], "an", options=AddOptions())
     n = op(BuiltinOperator.TANH, [candidate], "n")
     difference = op(BuiltinOperator.SUB, [h, n], "d", options=SubOptions())
-    kept = op(BuiltinOperator.MUL, [z, difference], "e", options=MulOptions())
+    kept = op(BuiltinOperator.MUL, [update, difference], "e", options=MulOptions())
     return op(BuiltinOperator.ADD, [n, kept], "h", options=AddOptions())
 
 

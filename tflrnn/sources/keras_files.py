@@ -363,7 +363,7 @@ def _layer_details(path: Path, cls: str, layer: str, layer_config: dict) -> list
     """What a recurrent layer's config says beyond its cell: go_backwards is refused (the ops run forward), and
     return_sequences=False is noted. stateful and dropout change nothing at inference from the zero state."""
     if layer_config.get("go_backwards"):
-        raise WeightsError(f"{cls} '{layer}' in {path} has go_backwards=true; the fused op runs forward")
+        raise WeightsError(f"{cls} '{layer}' in {path} has go_backwards=true; tflrnn's layers run forward (or both ways: Bidirectional)")
     if not layer_config.get("return_sequences", False):
         return ["return_sequences=false in Keras: add --last-step to output only the final step as it does"]
     return []

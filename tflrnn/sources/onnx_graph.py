@@ -117,18 +117,18 @@ def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     where = f"{node.op_type} node '{node.name or node.output[0]}' in {path}"
     if "clip" in attrs:
-        raise WeightsError(f"{where} clips its cell state (clip={attrs['clip']}); the fused op cannot")
+        raise WeightsError(f"{where} clips its cell state (clip={attrs['clip']}); tflrnn's cells do not clip")
     direction = _text(attrs.get("direction", b"forward"))
     if direction not in ("forward", "bidirectional"):
-        raise WeightsError(f"{where} runs direction '{direction}'; tflrnn builds forward and bidirectional RNNs")
+        raise WeightsError(f"{where} runs direction '{direction}'; tflrnn builds forward and bidirectional layers")
     directions = 2 if direction == "bidirectional" else 1
     for attr in ("activation_alpha", "activation_beta"):
         if attr in attrs:
-            raise WeightsError(f"{where} sets {attr}, which the fused op cannot take")
+            raise WeightsError(f"{where} sets {attr}, which tflrnn's cells cannot take")
 
     inputs = list(node.input) + [""] * (6 - len(node.input))
     if inputs[4]:
-        raise WeightsError(f"{where} takes a sequence_lens input ('{inputs[4]}'); the fused op runs every step")
+        raise WeightsError(f"{where} takes a sequence_lens input ('{inputs[4]}'); tflrnn's models run every step")
     if inputs[5] and not constants.is_zero(inputs[5]):
         raise WeightsError(f"{where} takes an initial state '{inputs[5]}' that is not a zero constant")
     gates = GATES if node.op_type == "GRU" else 1

@@ -116,21 +116,19 @@ def int8_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
     stepped = [name for name in runtimes if name in STEP_RUNTIMES]
     if output_only and "litert" not in stepped:
         stepped.insert(0, "litert")
-    by_op = any(layer.kind != "rnn" for layer in network.layers)  # a GRU: each op checked on its own
+    by_op = any(layer.kind != "rnn" for layer in network.layers)  # a GRU's ops are also checked one by one
+    try:
+        _Graph(model, network)
+    except KeyError as exc:  # a tensor the checks read is not where the lowering puts it
+        report.checks.append(Check("int8.steps", False, f"the model has no tensor {exc} where tflrnn writes it"))
+        return
     for runtime_name in stepped:
+        report.checks += _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights)
         if by_op:
             from .int8_ops import ops_checks
 
-            checks, runs = ops_checks(data, model, network, report, runtime_name, seed=seed, sequences=sequences)
-            if runs and checks[0].kind == "int8.ops":
-                rng = np.random.default_rng(seed)  # the same inputs ops_checks drew
-                xs = [rng.standard_normal(_Graph(model, network).x_shape).astype(np.float32) for _ in runs]
-                checks[0].detail += ("; free-running, the outputs are "
-                                     + _free_run_error(network, xs, runs, network.int8, float_weights))
-            report.checks += checks
-        else:
-            report.checks += _steps_on(data, model, network, report, runtime_name, seed, sequences, float_weights)
-    stepwise = ("int8.ops", "int8.steps")
+            report.checks += ops_checks(data, model, network, report, runtime_name, seed=seed, sequences=sequences)
+    stepwise = ("int8.steps", "int8.ops")
     yardstick = [c for c in report.checks if c.runtime == "litert" and c.kind in (*stepwise, "runtime")]
     if output_only and yardstick and all(c.passed and c.kind in stepwise for c in yardstick):
         report.checks += _outputs_on(data, model, network, report, output_only, seed, sequences)
@@ -202,16 +200,21 @@ class _Graph:
         self.finals = [serving.outputs[k] for k in self.state_keys]
         self.x_shape = x.shape
         self.quantized_input = self.index[x.name if network.int8.int8_io else f"{x.name}/int8"]
-        self.steps = {}
+        self.steps, self.values = {}, {}
         for layer in network.layers:
             role = "h" if layer.activation == Activation.TANH else "z"
             self.steps[layer.name] = [self.index[f"{layer.name}/{role}{t}"] for t in range(network.time_steps)]
+            if layer.kind == "gru":  # every value of its steps, by the stems lowering/gru.py names them
+                stems = [*GRU_STEMS, "rn" if layer.weights.reset_after else "rh"]
+                self.values[layer.name] = {stem: [self.index[f"{layer.name}/{stem}{t}"]
+                                                  for t in range(network.time_steps)] for stem in stems}
         self.dense = {d.name: (self.index[f"{d.name}/output"], self.index.get(f"{d.name}/{d.activation}"))
                       for d in network.head}
         self.graph = graph
 
     def reads(self) -> list[int]:
         found = [self.quantized_input] + [i for steps in self.steps.values() for i in steps]
+        found += [i for stems in self.values.values() for stem, steps in stems.items() if stem != "h" for i in steps]
         return found + [i for pair in self.dense.values() for i in pair if i is not None]
 
     def final_int8(self) -> list[int]:
@@ -338,12 +341,18 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
     if not plan.int8_io:
         judge("QUANTIZE of the input", source, _clamp(x.astype(np.float64), plan.input), plan.input.scale)
     source = np.swapaxes(source, 0, 1) if network.time_major else source  # batch-major from here
-    k = 0
+    k, last_states, ends = 0, [], []
     for index, stage in enumerate(network.stages):
         outputs_of_stage = []
         for d, layer in enumerate(stage_layers(stage)):
             f = plan.layers[layer.name]
             h = np.stack([quant.dequantize_values(read[i], f.state) for i in where.steps[layer.name]], axis=1)
+            last_states.append(h[:, 0] if d == 1 else h[:, -1])  # where a backward direction ends
+            if layer.kind == "gru":
+                _judge_gru(network, layer, where, read, source, starts[k], judge)
+                outputs_of_stage.append(h)
+                k += 1
+                continue
             w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
             projection = _clamp(source @ w.T + b, f.projection)
             order = range(network.time_steps - 1, -1, -1) if d == 1 else range(network.time_steps)
@@ -369,7 +378,7 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
             outputs_of_stage = [o[:, 0] if d == 1 else o[:, -1] for d, o in enumerate(outputs_of_stage)]
         if len(outputs_of_stage) == 2 and (network.merge or not final):
             outputs_of_stage = [np.concatenate(outputs_of_stage, axis=-1)]
-        source = outputs_of_stage[0]
+        source, ends = outputs_of_stage[0], outputs_of_stage
     for dense in network.head:
         fc, follower = where.dense[dense.name]
         f = plan.dense[dense.name]
@@ -385,18 +394,68 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
                         "softmax": lambda z: reference.softmax(z, beta=1.0)[0]}[dense.activation](got)
             judge(f"Dense '{dense.name}' {dense.activation}", activated, _clamp(expected, fixed), 2 * fixed.scale)
             got = activated
-        source = got
-    # The outputs: the values checked above, dequantized exactly (or as they are, with an int8 interface)
-    finals = where.final_int8()
-    for index, value in zip(finals, outputs):
-        fmt = where.graph.tensors[index].quantization
-        real = quant.dequantize_values(read[index], Int8Format(fmt.scale[0], fmt.zero_point[0])) \
-            if index in read else None
-        if real is not None:
-            shown = quant.dequantize_values(value, Int8Format(fmt.scale[0], fmt.zero_point[0])) \
-                if value.dtype == np.int8 else value
-            judge("an output", shown.reshape(real.shape), real, 1e-6 * (1 + float(np.max(np.abs(real), initial=0))))
+        source, ends = got, [got]
+    # The outputs: what the values checked above assemble to, as the network orders steps, directions and layers
+    # (the last step, [fw | bw], the Dense layers; then each direction's final state), dequantized exactly
+    wanted = [np.swapaxes(e, 0, 1) if network.time_major and e.ndim == 3 else e for e in ends]
+    if network.state == "io":
+        wanted += last_states
+    for index, value, want in zip(where.outputs + where.finals, outputs, wanted):
+        q = where.graph.tensors[index].quantization
+        shown = quant.dequantize_values(value, Int8Format(q.scale[0], q.zero_point[0])) \
+            if value.dtype == np.int8 else np.asarray(value, np.float64)
+        if shown.size != want.size:
+            judge(f"output '{where.graph.tensors[index].name}'", np.array([np.inf]), np.array([0.0]), 1.0)
+            continue
+        judge(f"output '{where.graph.tensors[index].name}'", shown.reshape(want.shape), want,
+              1e-6 * (1 + float(np.max(np.abs(want), initial=0))))
     return worst, problem
+
+
+# The values of a GRU step (lowering/gru.py's stems) this check reads back, besides rn (reset after) or rh (before)
+GRU_STEMS = ("g", "c", "rg", "ag", "gate", "z", "reset", "m", "an", "n", "d", "e", "h")
+
+
+def _judge_gru(network, layer, where, read, source: np.ndarray, start: np.ndarray, judge) -> None:
+    """Each step of a full-int8 GRU direction: every value, by the names lowering/gru.py gives them, recomputed in
+    float64 from the interpreter's own values of the ones it is made of (the stage's input, the previous h, the
+    step's earlier values) as cells/gru.py's equations make it, clamped to its format, within its kernel's steps:
+    1 LSB (FULLY_CONNECTED, ADD, SUB, MUL), 2 (LOGISTIC, TANH), 0 (the gates' SPLIT). So the right values meet in
+    each op: a gate wired to another value, the gates' order, reset before or after."""
+    tensors = where.graph.tensors
+    name, units, w = layer.name, layer.weights.num_units, layer.weights
+    W, R, b = (np.asarray(a, np.float64) for a in (w.input_weights, w.recurrent_weights, w.bias))
+    c = np.zeros(3 * units) if w.recurrent_bias is None else np.asarray(w.recurrent_bias, np.float64)
+    indices = where.values[name]
+
+    def real(stem: str, t: int) -> np.ndarray:
+        q = tensors[indices[stem][t]].quantization
+        return quant.dequantize_values(read[indices[stem][t]], Int8Format(q.scale[0], q.zero_point[0]))
+
+    steps = range(network.time_steps - 1, -1, -1) if _backward(network, layer) else range(network.time_steps)
+    h = start
+    for t in steps:
+        got = {stem: real(stem, t) for stem in indices}
+        h = h.reshape(got["h"].shape)
+        projection = source[:, t] @ W.T + b
+        expected = {"g": (projection[:, :2 * units], 1), "c": (projection[:, 2 * units:], 1),
+                    "rg": (h @ R[:2 * units].T + c[:2 * units], 1), "ag": (got["g"] + got["rg"], 1),
+                    "gate": (0.5 * (1 + np.tanh(got["ag"] / 2)), 2),
+                    "z": (got["gate"][:, :units], 0), "reset": (got["gate"][:, units:], 0),
+                    "an": (got["c"] + got["m"], 1), "n": (np.tanh(got["an"]), 2), "d": (h - got["n"], 1),
+                    "e": (got["z"] * got["d"], 1), "h": (got["n"] + got["e"], 1)}
+        if w.reset_after:
+            expected["rn"] = (h @ R[2 * units:].T + c[2 * units:], 1)
+            expected["m"] = (got["reset"] * got["rn"], 1)
+        else:
+            expected["rh"] = (got["reset"] * h, 1)
+            expected["m"] = (got["rh"] @ R[2 * units:].T, 1)
+        for stem, (value, steps_allowed) in expected.items():
+            q = tensors[indices[stem][t]].quantization
+            fmt = Int8Format(q.scale[0], q.zero_point[0])
+            judge(f"GRU layer '{name}' step {t}: '{name}/{stem}{t}'", got[stem], _clamp(value, fmt),
+                  max(steps_allowed * fmt.scale, 1e-9))
+        h = got["h"]
 
 
 def _free_run_error(network, xs, runs, plan, float_weights) -> str:
