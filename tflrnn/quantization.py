@@ -229,8 +229,7 @@ def _with_roles(weights, **roles):
 
 
 # A GRU's values added linearly into a sum: each takes the range that leaves the least squared error.
-_GRU_LINEAR = ("gate_projection", "candidate_projection", "gate_recurrent", "candidate_recurrent", "reset_product",
-               "difference", "kept")
+_GRU_LINEAR = ("gate_projection", "candidate_projection", "gate_recurrent", "candidate_recurrent", "reset_product")
 
 
 def _gru_formats(directions, observed: dict, channels: dict) -> dict[str, Int8Cell]:
@@ -249,6 +248,12 @@ def _gru_formats(directions, observed: dict, channels: dict) -> dict[str, Int8Ce
         formats["gate_sum"] = int8_format(max(seen.low, -limit), min(seen.high, limit))
         formats["candidate_sum"] = _sum_format(Activation.TANH, observed[f"{name}/candidate_sum"])
         formats["state"] = int8_format(low, high)
+        # h = z h + (1 - z) n: z h within the state's range, 1 - z in LOGISTIC's format, (1 - z) n within tanh's
+        seen = observed[f"{name}/kept_state"]
+        formats["kept_state"] = int8_format(max(seen.low, low), min(seen.high, high))
+        formats["complement"] = PROBABILITY_OUTPUT
+        seen = observed[f"{name}/kept_candidate"]
+        formats["kept_candidate"] = int8_format(max(seen.low, -1.0), min(seen.high, 1.0))
         sw, sr = channels[name]
         found[name] = Int8Cell(formats, {"input_weights": sw, "recurrent_weights": sr})
     return found

@@ -276,7 +276,9 @@ def gru_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray
     return {"gate_projection": projection[..., :2 * units], "candidate_projection": projection[..., 2 * units:],
             "gate_recurrent": gate_recurrent, "gate_sum": gate_sum, "candidate_recurrent": candidate_recurrent,
             "reset_product": product, "candidate_sum": candidate_sum, "candidate": n, "difference": difference,
-            "kept": z * difference, "state": n + z * difference}
+            "kept": z * difference, "state": n + z * difference,
+            # the int8 form's h = z h + (1 - z) n (lowering/gru.py)
+            "kept_state": z * previous, "complement": 1.0 - z, "kept_candidate": (1.0 - z) * n}
 
 
 def run_network(network, x: np.ndarray, states: list | None = None,

@@ -94,14 +94,16 @@ def _unrolled(g, layer, name, gates, candidate, h, found, backward, sequence):
 # `rn` is h R_n + c_n and `m` r times it; reset before: `rh` is r h and `m` (r h) R_n.
 STEP_ROLES = {"rg": "gate_recurrent", "ag": "gate_sum", "gate": "gate", "z": "gate", "reset": "gate",
               "rn": "candidate_recurrent", "rh": "reset_product", "an": "candidate_sum", "n": "candidate",
-              "d": "difference", "e": "kept", "h": "state"}
+              "d": "difference", "e": "kept", "h": "state",
+              "zh": "kept_state", "w": "complement", "wn": "kept_candidate"}
 INT8_VERSIONS = {BuiltinOperator.FULLY_CONNECTED: 4}  # op_version.cc: int8 FULLY_CONNECTED 4, the others 2
 
 
 def write_step(tensors: Tensors, operators: list, gate_in: int, candidate_in: int, h: int, weights, axis: int,
-               prefix: str, t, shape: tuple, reset_after: bool, formats: dict | None = None) -> int:
+               prefix: str, t, shape: tuple, reset_after: bool, formats: dict | None = None, one: int = -1) -> int:
     """One step's ops (module docstring); `weights` = (R_zr, R_n, c_zr, c_n) indices (-1: no bias). The new h.
-    With `formats` (a full-int8 GRU: role -> Int8Format, the fixed ones included), every value is int8."""
+    With `formats` (a full-int8 GRU: role -> Int8Format, the fixed ones included), every value is int8, and `one`
+    is an int8 constant 1 (for 1 - z)."""
     r_gates, r_candidate, c_gates, c_candidate = weights
     gate_shape = (*shape[:-1], 2 * shape[-1])
     # A step in the loop body is [1,B,U] (or [B,1,U]): FULLY_CONNECTED keeps its dims there (version 5).
@@ -140,9 +142,17 @@ def write_step(tensors: Tensors, operators: list, gate_in: int, candidate_in: in
                    **fc)
     candidate = op(BuiltinOperator.ADD, [candidate_in, reset], "an", options=AddOptions())
     n = op(BuiltinOperator.TANH, [candidate], "n")
-    difference = op(BuiltinOperator.SUB, [h, n], "d", options=SubOptions())
-    kept = op(BuiltinOperator.MUL, [update, difference], "e", options=MulOptions())
-    return op(BuiltinOperator.ADD, [n, kept], "h", options=AddOptions())
+    if formats is None:  # h' = n + z (h - n): three ops
+        difference = op(BuiltinOperator.SUB, [h, n], "d", options=SubOptions())
+        kept = op(BuiltinOperator.MUL, [update, difference], "e", options=MulOptions())
+        return op(BuiltinOperator.ADD, [n, kept], "h", options=AddOptions())
+    # In int8, h' = z h + (1 - z) n: each product lies within its factor's range (|z h| <= |h|, |(1 - z) n| <= 1),
+    # so no format clips it. z (h - n) spans twice the state's range, and clipping its tail (a range chosen by
+    # least error) moved the state itself: the max error 2-3x the converter's (measured, docs/model.md).
+    kept_state = op(BuiltinOperator.MUL, [update, h], "zh", options=MulOptions())
+    complement = op(BuiltinOperator.SUB, [one, update], "w", options=SubOptions())
+    kept_candidate = op(BuiltinOperator.MUL, [complement, n], "wn", options=MulOptions())
+    return op(BuiltinOperator.ADD, [kept_state, kept_candidate], "h", options=AddOptions())
 
 
 def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
@@ -192,12 +202,15 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
                                data=np.full((g.batch, units), f.state.zero_point, np.int8),
                                quantization=g.per_tensor(f.state)))
     axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    # 1 exactly: q = 0 at scale 1/128, zero point -128
+    one = tensors.add(Tensor(f"{name}/one", (1,), "int8", data=np.zeros(1, np.int8),
+                             quantization=Quantization((float(np.float32(1 / 128)),), (-128,))))
     weights = (parts["gate_recurrent_weights"][0], parts["candidate_recurrent_weights"][0],
                parts["gate_recurrent_weights"][1], parts["candidate_recurrent_weights"][1])
     outputs = [None] * g.steps
     for t in (range(g.steps - 1, -1, -1) if backward else range(g.steps)):
         h = write_step(tensors, g.operators, pieces["g"] + t, pieces["c"] + t, h, weights, axis, f"{name}/", t,
-                       (g.batch, units), w.reset_after, formats)
+                       (g.batch, units), w.reset_after, formats, one)
         outputs[t] = h
     output = None
     if sequence:
@@ -289,7 +302,8 @@ def int8_plan(layer, fmt, scales, any_step):
     from ..network import Int8Cell
 
     name, units = layer.name, layer.weights.num_units
-    stems = {role: stem for stem, role in STEP_ROLES.items() if role not in ("gate", "candidate")}
+    stems = {role: stem for stem, role in STEP_ROLES.items()
+             if role not in ("gate", "candidate", "difference", "kept")}  # d and e: the float form's
     # `m` is r's product when the reset comes after R_n, the candidate's recurrent term when it comes before
     stems["reset_product" if layer.weights.reset_after else "candidate_recurrent"] = "m"
     formats = {role: fmt(any_step(name, stem)) for role, stem in stems.items()}

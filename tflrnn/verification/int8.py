@@ -413,7 +413,7 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
 
 
 # The values of a GRU step (lowering/gru.py's stems) this check reads back, besides rn (reset after) or rh (before)
-GRU_STEMS = ("g", "c", "rg", "ag", "gate", "z", "reset", "m", "an", "n", "d", "e", "h")
+GRU_STEMS = ("g", "c", "rg", "ag", "gate", "z", "reset", "m", "an", "n", "zh", "w", "wn", "h")
 
 
 def _judge_gru(network, layer, where, read, source: np.ndarray, start: np.ndarray, judge) -> None:
@@ -442,8 +442,10 @@ def _judge_gru(network, layer, where, read, source: np.ndarray, start: np.ndarra
                     "rg": (h @ R[:2 * units].T + c[:2 * units], 1), "ag": (got["g"] + got["rg"], 1),
                     "gate": (0.5 * (1 + np.tanh(got["ag"] / 2)), 2),
                     "z": (got["gate"][:, :units], 0), "reset": (got["gate"][:, units:], 0),
-                    "an": (got["c"] + got["m"], 1), "n": (np.tanh(got["an"]), 2), "d": (h - got["n"], 1),
-                    "e": (got["z"] * got["d"], 1), "h": (got["n"] + got["e"], 1)}
+                    "an": (got["c"] + got["m"], 1), "n": (np.tanh(got["an"]), 2),
+                    # h = z h + (1 - z) n, as the int8 GRU writes it
+                    "zh": (got["z"] * h, 1), "w": (1.0 - got["z"], 1), "wn": (got["w"] * got["n"], 1),
+                    "h": (got["zh"] + got["wn"], 1)}
         if w.reset_after:
             expected["rn"] = (h @ R[2 * units:].T + c[2 * units:], 1)
             expected["m"] = (got["reset"] * got["rn"], 1)
