@@ -19,8 +19,6 @@ The serving subgraph is subgraph 0: TFLite Micro and the classic input/output AP
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from ..cells import kind_of
@@ -72,207 +70,218 @@ def lower(network: Network) -> Model:
         if layer.activation not in _FUSED_IN_ADD and layer.activation != Activation.TANH:
             raise ConfigError(f"the portable lowering has no builtin op for activation {layer.activation.name.lower()} "
                               "(TFLite's SIGN gives -1/0/1, not the sign bit): use the fused lowering")
-    time_major, batch, steps = network.time_major, network.batch_size, network.time_steps
-    time_axis = 0 if time_major else 1
-    tensors, operators = Tensors(), []
-    # With a dynamic time axis, every sequence has -1 there in shape_signature (allocated for `steps`).
-    lead, dynamic = time_layout(steps, batch, time_major, network.dynamic_time)
+    return _Graph(network).model()
 
-    def sequence_of(name: str, width: int) -> Tensor:
-        return sequence_tensor(name, lead, width, dynamic)
 
-    x = tensors.add(sequence_of(f"{base_name(network.stages[0])}/input", network.input_size))
-    inputs, state_inputs, state_outputs = [x], [], []
-    weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
-    handles = []  # (shared_name, its zeros) of each carried state
-    loops: list[Subgraph] = []  # the WHILE loops' condition and body subgraphs, after the fixed ones
-    first_loop_subgraph = 3 if network.state == "carry" else 1
-    if network.state == "carry":
-        operators.append(Operator(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1)))
+class _Graph:
+    """The serving graph being written, float (lowering/int8.py writes the full-int8 one): its tensors and ops, the
+    state's inputs, outputs and variables, the loops' subgraphs. A cell kind's step writer (lowering/gru.py) adds
+    to it through these attributes and methods."""
 
-    def run_direction(layer: Layer, source: int, backward: bool, suffix: str, sequence: bool):
+    def __init__(self, network: Network):
+        self.network = network
+        self.time_major, self.batch, self.steps = network.time_major, network.batch_size, network.time_steps
+        self.time_axis = 0 if self.time_major else 1
+        self.tensors, self.operators = Tensors(), []
+        # With a dynamic time axis, every sequence has -1 there in shape_signature (allocated for `steps`).
+        self.lead, self.dynamic = time_layout(self.steps, self.batch, self.time_major, network.dynamic_time)
+        self.x = self.tensors.add(self.sequence_of(f"{base_name(network.stages[0])}/input", network.input_size))
+        self.inputs, self.state_inputs, self.state_outputs = [self.x], [], []
+        self.weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
+        self.handles = []  # (shared_name, its zeros) of each carried state
+        self.loops: list[Subgraph] = []  # the WHILE loops' condition and body subgraphs, after the fixed ones
+        self.first_loop_subgraph = 3 if self.network.state == "carry" else 1
+        if self.network.state == "carry":
+            self.operators.append(Operator(BuiltinOperator.CALL_ONCE, [], [],
+                                           options=CallOnceOptions(init_subgraph_index=1)))
+
+    def sequence_of(self, name: str, width: int) -> Tensor:
+        return sequence_tensor(name, self.lead, width, self.dynamic)
+
+    def run_direction(self, layer: Layer, source: int, backward: bool, suffix: str, sequence: bool):
         """The recurrence over `source`: (its output sequence, or None when not `sequence`; the final state)."""
         units = layer.weights.num_units
         if layer.kind != "rnn":  # another kind writes its own steps (cells/)
             name = f"{layer.name}{suffix}"
-            h, handle = _initial_state(name, batch, units)
-            output, h = kind_of(layer.weights).portable_steps().write_direction(builder, layer, source, h, backward,
-                                                                                 name, sequence)
-            keep_state(h, handle)
+            h, handle = self.initial_state(name, units)
+            output, h = kind_of(layer.weights).portable_steps().write_direction(self, layer, source, h, backward,
+                                                                                name, sequence)
+            self.keep_state(h, handle)
             return output, h
-        if layer.name not in weights:
+        if layer.name not in self.weights:
             w, r, b = weight_tensors(layer)
-            if network.loop:  # R lives in the loop's body
-                weights[layer.name] = (tensors.add(w), -1, tensors.add(b))
+            if self.network.loop:  # R lives in the loop's body
+                self.weights[layer.name] = (self.tensors.add(w), -1, self.tensors.add(b))
             else:
-                start = tensors.add(w, r, b) - 2
-                weights[layer.name] = (start, start + 1, start + 2)
-        w_index, r_index, b_index = weights[layer.name]
+                start = self.tensors.add(w, r, b) - 2
+                self.weights[layer.name] = (start, start + 1, start + 2)
+        w_index, r_index, b_index = self.weights[layer.name]
         name = f"{layer.name}{suffix}"
-        projection = tensors.add(sequence_of(f"{name}/projection", units))
-        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
-                                  version=5, options=FullyConnectedOptions(keep_num_dims=True)))
-        h, handle = _initial_state(name, batch, units)
-        if network.loop:
-            output, h = loop_steps(layer, name, projection, h, backward)
+        projection = self.tensors.add(self.sequence_of(f"{name}/projection", units))
+        self.operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, w_index, b_index], [projection],
+                                       version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+        h, handle = self.initial_state(name, units)
+        if self.network.loop:
+            output, h = self.loop_steps(layer, name, projection, h, backward)
         else:
-            outputs, h = unrolled_steps(layer, name, projection, h, r_index, backward)
+            outputs, h = self.unrolled_steps(layer, name, projection, h, r_index, backward)
             output = None
             if sequence:
-                output = tensors.add(Tensor(f"{layer.name}/output", (*lead, units)))
-                operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
-                                          options=PackOptions(values_count=steps, axis=time_axis)))
-        keep_state(h, handle)
+                output = self.tensors.add(Tensor(f"{layer.name}/output", (*self.lead, units)))
+                self.operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
+                                               options=PackOptions(values_count=self.steps, axis=self.time_axis)))
+        self.keep_state(h, handle)
         return output, h
 
-    def keep_state(h: int, handle: int | None) -> None:
+    def keep_state(self, h: int, handle: int | None) -> None:
         """A direction's final state: an output of the signature (io), or assigned to its variable (carry)."""
-        if network.state == "io":
-            state_outputs.append(h)
-        elif network.state == "carry":
-            operators.append(Operator(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], []))
+        if self.network.state == "io":
+            self.state_outputs.append(h)
+        elif self.network.state == "carry":
+            self.operators.append(Operator(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], []))
 
-    def unrolled_steps(layer: Layer, name: str, projection: int, h: int | None, r_index: int, backward: bool):
+    def unrolled_steps(self, layer: Layer, name: str, projection: int, h: int | None, r_index: int, backward: bool):
         """Every step as ops of its own: (the per-step outputs in time order, the final state)."""
         units = layer.weights.num_units
-        first = len(tensors)
+        first = len(self.tensors)
         # Per-step tensors have short names (x<t>, r<t>, z<t>, h<t>): at 50 steps they are most of the structure.
-        tensors.add(*(Tensor(f"{name}/x{t}", (batch, units)) for t in range(steps)))
-        operators.append(Operator(BuiltinOperator.UNPACK, [projection], list(range(first, first + steps)),
-                                  options=UnpackOptions(num=steps, axis=time_axis)))
-        outputs = [None] * steps
-        for t in (range(steps - 1, -1, -1) if backward else range(steps)):
+        self.tensors.add(*(Tensor(f"{name}/x{t}", (self.batch, units)) for t in range(self.steps)))
+        self.operators.append(Operator(BuiltinOperator.UNPACK, [projection], list(range(first, first + self.steps)),
+                                       options=UnpackOptions(num=self.steps, axis=self.time_axis)))
+        outputs = [None] * self.steps
+        for t in (range(self.steps - 1, -1, -1) if backward else range(self.steps)):
             step = first + t
             if h is not None:
-                recurrent = tensors.add(Tensor(f"{name}/r{t}", (batch, units)))
-                operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r_index, -1], [recurrent],
-                                          options=FullyConnectedOptions()))
+                recurrent = self.tensors.add(Tensor(f"{name}/r{t}", (self.batch, units)))
+                self.operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r_index, -1], [recurrent],
+                                               options=FullyConnectedOptions()))
                 fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
-                summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
-                operators.append(Operator(BuiltinOperator.ADD, [step, recurrent], [summed],
-                                          options=AddOptions(activation=fused)))
+                summed = self.tensors.add(Tensor(f"{name}/z{t}", (self.batch, units)))
+                self.operators.append(Operator(BuiltinOperator.ADD, [step, recurrent], [summed],
+                                               options=AddOptions(activation=fused)))
             else:  # the zero state: nothing to add, but a relu-like activation still applies
                 summed = step
                 if layer.activation in _FUSED_IN_ADD - {Activation.NONE}:
                     # ADD of zeros with the activation fused: TFLite Micro has no RELU_N1_TO_1 op of its own
-                    zeros = tensors.add(Tensor(f"{name}/zeros", (batch, units),
-                                               data=np.zeros((batch, units), np.float32)))
-                    summed = tensors.add(Tensor(f"{name}/z{t}", (batch, units)))
-                    operators.append(Operator(BuiltinOperator.ADD, [step, zeros], [summed],
-                                              options=AddOptions(activation=layer.activation)))
+                    zeros = self.tensors.add(Tensor(f"{name}/zeros", (self.batch, units),
+                                                    data=np.zeros((self.batch, units), np.float32)))
+                    summed = self.tensors.add(Tensor(f"{name}/z{t}", (self.batch, units)))
+                    self.operators.append(Operator(BuiltinOperator.ADD, [step, zeros], [summed],
+                                                   options=AddOptions(activation=layer.activation)))
             if layer.activation == Activation.TANH:
-                h = tensors.add(Tensor(f"{name}/h{t}", (batch, units)))
-                operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
+                h = self.tensors.add(Tensor(f"{name}/h{t}", (self.batch, units)))
+                self.operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
             else:
                 h = summed
             outputs[t] = h
         return outputs, h
 
-    def loop_steps(layer: Layer, name: str, projection: int, h: int | None, backward: bool):
+    def loop_steps(self, layer: Layer, name: str, projection: int, h: int | None, backward: bool):
         """The steps as a WHILE loop over (t, h, sequence): its body slices step t out of the projection, applies
         R once (one FULLY_CONNECTED, so a delegate packs R once, not per step) and writes h_t back in its place;
         the projection becomes the output sequence. (The output sequence, the final state.)"""
         units = layer.weights.num_units
-        step_shape = (1, batch, units) if time_major else (batch, 1, units)
+        step_shape = (1, self.batch, units) if self.time_major else (self.batch, 1, units)
         if h is None:  # the zero state: the loop still needs a state to start from
-            h = tensors.add(Tensor(f"{name}/zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
-        start = _reshaped(h, step_shape, f"{name}/h_start")
-        t0 = loop_start(name, projection, backward)
-        t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
-        h_end = tensors.add(Tensor(f"{name}/h_end", step_shape))
-        output = tensors.add(sequence_of(f"{layer.name}/output", units))
-        cond = first_loop_subgraph + len(loops)
-        shapes = (step_shape, tensors[output].shape, tensors[output].shape_signature)
-        loops.extend([_loop_condition(name, *shapes, steps, backward, time_axis),
-                      _loop_body(layer, name, *shapes, time_axis, backward)])
-        operators.append(Operator(BuiltinOperator.WHILE, [t0, start, projection], [t_end, h_end, output],
-                                  options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
-        return output, _reshaped(h_end, (batch, units), f"{name}/final_state")
+            h = self.tensors.add(Tensor(f"{name}/zeros", (self.batch, units),
+                                        data=np.zeros((self.batch, units), np.float32)))
+        start = self.reshaped(h, step_shape, f"{name}/h_start")
+        t0 = self.loop_start(name, projection, backward)
+        t_end = self.tensors.add(Tensor(f"{name}/t_end", (), "int32"))
+        h_end = self.tensors.add(Tensor(f"{name}/h_end", step_shape))
+        output = self.tensors.add(self.sequence_of(f"{layer.name}/output", units))
+        cond = self.first_loop_subgraph + len(self.loops)
+        shapes = (step_shape, self.tensors[output].shape, self.tensors[output].shape_signature)
+        self.loops.extend([_loop_condition(name, *shapes, self.steps, backward, self.time_axis),
+                           _loop_body(layer, name, *shapes, self.time_axis, backward)])
+        self.operators.append(Operator(BuiltinOperator.WHILE, [t0, start, projection], [t_end, h_end, output],
+                                       options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
+        return output, self.reshaped(h_end, (self.batch, units), f"{name}/final_state")
 
-    def loop_start(name: str, projection: int, backward: bool) -> int:
+    def loop_start(self, name: str, projection: int, backward: bool) -> int:
         """The loop's first t: 0, or T - 1 backward (with a dynamic time axis, of the input as given)."""
-        if dynamic and backward:  # from the last step, wherever that is: T - 1 of the input as given
-            t0 = _steps_of(tensors, operators, projection, time_axis, f"{name}/steps")
-            minus_one = tensors.add(Tensor(f"{name}/minus_one", (), "int32", data=np.asarray(-1, np.int32)))
-            t0_value = tensors.add(Tensor(f"{name}/t_start", (), "int32"))
-            operators.append(Operator(BuiltinOperator.ADD, [t0, minus_one], [t0_value], options=AddOptions()))
+        if self.dynamic and backward:  # from the last step, wherever that is: T - 1 of the input as given
+            t0 = _steps_of(self.tensors, self.operators, projection, self.time_axis, f"{name}/steps")
+            minus_one = self.tensors.add(Tensor(f"{name}/minus_one", (), "int32", data=np.asarray(-1, np.int32)))
+            t0_value = self.tensors.add(Tensor(f"{name}/t_start", (), "int32"))
+            self.operators.append(Operator(BuiltinOperator.ADD, [t0, minus_one], [t0_value], options=AddOptions()))
             return t0_value
-        return tensors.add(Tensor(f"{name}/t_start", (), "int32",
-                                  data=np.asarray(steps - 1 if backward else 0, np.int32)))
+        return self.tensors.add(Tensor(f"{name}/t_start", (), "int32",
+                                       data=np.asarray(self.steps - 1 if backward else 0, np.int32)))
 
-    def _reshaped(index: int, shape: tuple[int, ...], new_name: str, shape_name: str | None = None) -> int:
+    def reshaped(self, index: int, shape: tuple[int, ...], new_name: str, shape_name: str | None = None) -> int:
         """A RESHAPE of `index` to `shape`: a new tensor (also a copy, where a runtime needs one of its own)."""
-        target = tensors.add(Tensor(shape_name or f"{new_name}/shape", (len(shape),), "int32",
-                                    data=np.asarray(shape, np.int32)))
-        out = tensors.add(Tensor(new_name, shape))
-        operators.append(Operator(BuiltinOperator.RESHAPE, [index, target], [out]))
+        target = self.tensors.add(Tensor(shape_name or f"{new_name}/shape", (len(shape),), "int32",
+                                         data=np.asarray(shape, np.int32)))
+        out = self.tensors.add(Tensor(new_name, shape))
+        self.operators.append(Operator(BuiltinOperator.RESHAPE, [index, target], [out]))
         return out
 
-    def _initial_state(name: str, batch: int, units: int) -> tuple[int | None, int | None]:
+    def initial_state(self, name: str, units: int) -> tuple[int | None, int | None]:
         """The state a direction starts from (None: zeros), and its variable's handle when it is carried."""
-        if network.state == "zero":
+        if self.network.state == "zero":
             return None, None
-        if network.state == "io":
-            index = tensors.add(Tensor(f"{name}/state", (batch, units)))
-            state_inputs.append(index)
+        if self.network.state == "io":
+            index = self.tensors.add(Tensor(f"{name}/state", (self.batch, units)))
+            self.state_inputs.append(index)
             return index, None
-        handle = tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
-        handles.append((f"{name}/hidden_state", np.zeros((batch, units), np.float32), None))
-        operators.append(Operator(BuiltinOperator.VAR_HANDLE, [], [handle],
-                                  options=VarHandleOptions(shared_name=handles[-1][0])))
-        read = tensors.add(Tensor(f"{name}/state", (batch, units)))
-        operators.append(Operator(BuiltinOperator.READ_VARIABLE, [handle], [read]))
+        handle = self.tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
+        self.handles.append((f"{name}/hidden_state", np.zeros((self.batch, units), np.float32), None))
+        self.operators.append(Operator(BuiltinOperator.VAR_HANDLE, [], [handle],
+                                       options=VarHandleOptions(shared_name=self.handles[-1][0])))
+        read = self.tensors.add(Tensor(f"{name}/state", (self.batch, units)))
+        self.operators.append(Operator(BuiltinOperator.READ_VARIABLE, [handle], [read]))
         return read, handle
 
-    # What a cell kind's step writer (lowering/gru.py) needs of this graph.
-    builder = SimpleNamespace(tensors=tensors, operators=operators, network=network, weights=weights, batch=batch,
-                              steps=steps, lead=lead, time_axis=time_axis, loops=loops,
-                              first_loop_subgraph=first_loop_subgraph, sequence_of=sequence_of,
-                              reshaped=_reshaped, loop_start=loop_start)
-    source, ends = x, []
-    seen: dict[str, int] = {}
-    for k, stage in enumerate(network.stages):
-        final = k == len(network.stages) - 1
-        last_only = final and network.last_step
-        results = []
-        for d, layer in enumerate(stage_layers(stage)):
-            uses = seen.get(layer.name, 0)
-            seen[layer.name] = uses + 1
-            suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
-            results.append(run_direction(layer, source, backward=d == 1, suffix=suffix, sequence=not last_only))
-        # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends).
-        ends = [final_state if last_only else output for output, final_state in results]
-        if len(ends) == 2 and (network.merge or not final):
-            shape = (*tensors[ends[0]].shape[:-1], sum(tensors[i].shape[-1] for i in ends))
-            signature = None if last_only or not dynamic else (*dynamic, shape[-1])
-            merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
-                                        shape_signature=signature))
-            operators.append(Operator(BuiltinOperator.CONCATENATION, ends, [merged],
-                                      options=ConcatenationOptions(axis=-1)))
-            ends = [merged]
-        source = ends[0]
-    ends = write_dense_head(tensors, operators, network.head, ends)
+    def model(self) -> Model:
+        """The network's stages, its Dense head and the signatures, as a Model."""
+        source, ends = self.x, []
+        seen: dict[str, int] = {}
+        for k, stage in enumerate(self.network.stages):
+            final = k == len(self.network.stages) - 1
+            last_only = final and self.network.last_step
+            results = []
+            for d, layer in enumerate(stage_layers(stage)):
+                uses = seen.get(layer.name, 0)
+                seen[layer.name] = uses + 1
+                suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
+                results.append(self.run_direction(layer, source, backward=d == 1, suffix=suffix,
+                                                  sequence=not last_only))
+            # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends).
+            ends = [final_state if last_only else output for output, final_state in results]
+            if len(ends) == 2 and (self.network.merge or not final):
+                shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
+                signature = None if last_only or not self.dynamic else (*self.dynamic, shape[-1])
+                merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
+                                                 shape_signature=signature))
+                self.operators.append(Operator(BuiltinOperator.CONCATENATION, ends, [merged],
+                                               options=ConcatenationOptions(axis=-1)))
+                ends = [merged]
+            source = ends[0]
+        ends = write_dense_head(self.tensors, self.operators, self.network.head, ends)
 
-    named = ({SIGNATURE_OUTPUT: ends[0]} if len(ends) == 1 else
-             {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]})
-    signature_inputs = {SIGNATURE_INPUT: x}
-    if network.state == "io":
-        for k, (state_in, state_out) in enumerate(zip(state_inputs, state_outputs)):
-            key = STATE if len(state_inputs) == 1 else f"{STATE}_{k}"
-            signature_inputs[key] = state_in
-            if state_out in named.values():  # the last step is the final state: a copy, as runtimes name outputs
-                name = tensors[state_out].name
-                state_out = _reshaped(state_out, tensors[state_out].shape, f"{name}/final_state", f"{name}/shape")
-            named[key] = state_out
-        inputs += state_inputs
-    outputs = list(named.values())
-    subgraphs = [Subgraph(list(tensors), operators, inputs=inputs, outputs=outputs, name=SIGNATURE_KEY)]
-    signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
-    if network.state == "carry":
-        subgraphs += [_zeroing(handles, "init"), _zeroing(handles, RESET_KEY)]
-        signatures.append(Signature(RESET_KEY, {}, {}, 2))
-    subgraphs += loops
-    return Model(subgraphs=subgraphs, signatures=signatures)
+        named = ({SIGNATURE_OUTPUT: ends[0]} if len(ends) == 1 else
+                 {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]})
+        signature_inputs = {SIGNATURE_INPUT: self.x}
+        if self.network.state == "io":
+            for k, (state_in, state_out) in enumerate(zip(self.state_inputs, self.state_outputs)):
+                key = STATE if len(self.state_inputs) == 1 else f"{STATE}_{k}"
+                signature_inputs[key] = state_in
+                if state_out in named.values():  # the last step is the final state: a copy, as runtimes name outputs
+                    name = self.tensors[state_out].name
+                    state_out = self.reshaped(state_out, self.tensors[state_out].shape, f"{name}/final_state",
+                                              f"{name}/shape")
+                named[key] = state_out
+            self.inputs += self.state_inputs
+        outputs = list(named.values())
+        subgraphs = [Subgraph(list(self.tensors), self.operators, inputs=self.inputs, outputs=outputs,
+                              name=SIGNATURE_KEY)]
+        signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
+        if self.network.state == "carry":
+            subgraphs += [_zeroing(self.handles, "init"), _zeroing(self.handles, RESET_KEY)]
+            signatures.append(Signature(RESET_KEY, {}, {}, 2))
+        subgraphs += self.loops
+        return Model(subgraphs=subgraphs, signatures=signatures)
 
 
 def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: bool) -> bool:
