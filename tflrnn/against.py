@@ -92,7 +92,9 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     if kind == "cell":
         sources = [_find_layer(model, cells[0].layer)]
     else:
-        sources = [layer for layer in model.layers if type(layer).__name__ in ("SimpleRNN", "GRU", "Bidirectional")]
+        from .sources.keras_files import _CLASSES
+
+        sources = [layer for layer in model.layers if type(layer).__name__ in (*_CLASSES, "Bidirectional")]
     layers = []
     for original in sources:
         config = original.get_config()

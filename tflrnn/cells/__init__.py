@@ -1,6 +1,6 @@
 """Cell kinds: what a recurrent cell is, one module per kind, as onnx's reference keeps one op per file.
 
-A kind declares its weights (their roles and shapes, in TFLite's layout: rows are output units), its states, its
+A kind declares its weights (their roles and shapes, in TFLite's layout: rows are output units), its
 cell class (the python API), whether a fused builtin op runs it, and the names sources give it. The float64
 reference of each kind is in `reference.py` (written apart from the lowering that writes its ops), and its portable
 steps in `lowering/`. A network's `Layer` knows its kind from its weights (`weights.kind`).
@@ -13,7 +13,6 @@ steps in `lowering/`. A network's `Layer` knows its kind from its weights (`weig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConfigError
 
@@ -24,13 +23,11 @@ class CellKind:
     title: str  # as a sentence names it
     cell: type  # the python API's cell class (RNNCell, GRUCell)
     weights: type  # its weights (CellWeights, GRUWeights)
-    initial_weights: Callable  # (num_units, input_size, seed) -> weights, drawn as Keras draws them
-    roles: tuple[str, ...]  # the weights' roles, as tflrnn weights exports them
+    roles: tuple[str, ...]  # the weights' roles, as tflrnn weights exports them and an .npz is read by
     fused: bool  # a fused builtin op runs it (else only the portable lowering writes it)
-    keras: tuple[str, ...]  # Keras class names of the layer and its cell
-    torch: str  # the nn module (state dict keys weight_ih_l0 ... for both)
+    keras: tuple[str, ...]  # Keras class names of the layer and its cell (sources/keras_files.py reads the layer)
+    torch: str  # the nn module (state dict keys weight_ih_l0 ... for both; the sources tell them by shape)
     onnx: str  # the ONNX op type
-    states: tuple[str, ...] = ("hidden",)  # the states a direction carries
     reference: str = "run"  # its float64 recurrence: the function of that name in reference.py
     values: str | None = None  # the function in reference.py giving every value its steps compute (calibration)
     steps: str | None = None  # the module writing its portable steps (None: the basic cell's, in portable.py)

@@ -210,7 +210,7 @@ class GRUCell:
 
 
 KIND = CellKind(
-    name="gru", title="GRU", cell=GRUCell, weights=GRUWeights, initial_weights=initial_weights,
+    name="gru", title="GRU", cell=GRUCell, weights=GRUWeights,
     roles=("input_weights", "recurrent_weights", "bias", "recurrent_bias"), fused=False,
     keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU",
     reference="run_gru", values="gru_values", steps="tflrnn.lowering.gru",

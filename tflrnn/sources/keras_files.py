@@ -26,7 +26,14 @@ from . import DeclaredInput, ImportedCell, require
 
 _DENSE = "dense:"  # key prefix of a Dense layer's arrays among the cells' arrays
 # The Keras recurrent layers read, and the kind of cell each holds (a Bidirectional wraps one of them)
-_CLASSES = {"SimpleRNN": "rnn", "GRU": "gru"}
+def _keras_classes() -> dict[str, str]:
+    """The Keras layer classes read, by the kind each is (cells/: each kind names its Keras layer first)."""
+    from ..cells import kinds
+
+    return {kind.keras[0]: kind.name for kind in kinds().values()}
+
+
+_CLASSES = _keras_classes()
 _CORRUPT = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError)
 
 

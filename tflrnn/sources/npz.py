@@ -23,9 +23,18 @@ from ..errors import WeightsError
 from ..model import MAX_FLATBUFFER_BYTES
 from . import ImportedCell
 
-TFLITE_NAMES = ("input_weights", "recurrent_weights", "bias")
+def _role_names():
+    from ..cells import kinds
+
+    every = kinds()
+    basic = every["rnn"].roles
+    return basic, tuple(dict.fromkeys(r for kind in every.values() for r in kind.roles if r not in basic))
+
+
+# The roles every kind has (TfLiteRNNCell's names), and the others' (a reset-after GRU's recurrent_bias)
+TFLITE_NAMES, OTHER_ROLES = _role_names()
 KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
-GRU_RECURRENT_BIAS = "recurrent_bias"  # a reset-after GRU's, beside the TfLiteRNNCell names
+GRU_RECURRENT_BIAS = OTHER_ROLES[0]  # a reset-after GRU's, beside the TfLiteRNNCell names
 RECURRENT_KEYS = {"recurrent_weights", "recurrent_kernel"}  # keys that mark a cell
 _INPUT = {"input_weights", "kernel"}
 MAX_WEIGHT_VALUES = MAX_FLATBUFFER_BYTES // 4  # float32 in the model: a larger array cannot be one of its tensors

@@ -21,7 +21,13 @@ from . import DeclaredInput, ImportedCell, require
 
 _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 _GRU_ACTIVATIONS = ["Sigmoid", "Tanh"]  # f (the gates) and g (the candidate), per direction: all tflrnn's GRU does
-OPS = ("RNN", "GRU")  # the recurrent nodes read; each cell's kind follows its node's
+def _ops() -> tuple[str, ...]:
+    from ..cells import kinds
+
+    return tuple(kind.onnx for kind in kinds().values())
+
+
+OPS = _ops()  # the recurrent nodes read (each kind's ONNX op); each cell's kind follows its node's
 
 
 def read_onnx(path: Path) -> ImportedCell:
