@@ -21,10 +21,8 @@ zeros for the error against Keras float, with the TFLite Micro arena each needs,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -57,23 +55,11 @@ INT8_TESTS = 16
 SECTION_START, SECTION_END = "<!-- gru: scripts/bench_gru.py -->", "<!-- /gru -->"
 
 
-@contextlib.contextmanager
-def quiet():
-    """fds 1 and 2 (the converter's and Keras' export chatter) to a temp file; replayed if we fail."""
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            sink.seek(0)
-            os.write(saved[1], sink.read())
-            raise
-        finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
+# The converter's fd-level quiet (scripts/int8_converter.py) and the machine facts line (scripts/bench.py): one
+# each, shared by the benchmarks
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import machine  # noqa: E402
+from int8_converter import _quiet as quiet  # noqa: E402
 
 
 def keras_weights(units: int, input_size: int, seed: int = 0) -> list[np.ndarray]:
@@ -468,24 +454,6 @@ def _errors(data: bytes, runtime: str, tests, references) -> tuple[float, float]
     errors = np.abs(np.stack([np.asarray(o).reshape(r.shape) for o, r in zip(outputs, references)])
                     - np.stack(references))
     return float(errors.max()), float(errors.mean())
-
-
-def machine() -> str:
-    """The machine facts line, as scripts/bench.py writes it."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import ai_edge_litert
-    import tensorflow as tf
-
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, numpy {np.__version__}, TensorFlow {tf.__version__}, ai-edge-litert "
-            f"{ai_edge_litert.__version__}")
 
 
 def _us(value: float) -> str:

@@ -85,7 +85,24 @@ def check_name(name) -> str:
     return name
 
 
-class RNNCell:
+class StateSized:
+    """What every cell kind says of its sizes: one state of num_units per example (cells/)."""
+
+    num_units: int
+
+    @property
+    def output_size(self) -> int:
+        return self.num_units
+
+    @property
+    def state_size(self) -> int:
+        return self.num_units
+
+    def zero_state(self, batch_size, dtype=np.float32) -> np.ndarray:
+        return np.zeros((check_positive_int(batch_size, "batch_size"), self.num_units), dtype=dtype)
+
+
+class RNNCell(StateSized):
     """A basic RNN cell, `h_t = activation(x_t W^T + h_{t-1} R^T + b)`, as TfLiteRNNCell defined it.
 
     The constructor takes TfLiteRNNCell's arguments. The cell holds no weights: pass them to `tflrnn.build`.
@@ -116,17 +133,6 @@ class RNNCell:
     @property
     def dtype(self) -> str:
         return "float32"
-
-    @property
-    def output_size(self) -> int:
-        return self.num_units
-
-    @property
-    def state_size(self) -> int:
-        return self.num_units
-
-    def zero_state(self, batch_size, dtype=np.float32) -> np.ndarray:
-        return np.zeros((check_positive_int(batch_size, "batch_size"), self.num_units), dtype=dtype)
 
     def get_initial_state(self, inputs=None, batch_size=None, dtype=None) -> np.ndarray:
         if inputs is not None:

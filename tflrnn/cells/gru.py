@@ -17,7 +17,7 @@ import hashlib
 
 import numpy as np
 
-from ..cell import (_float32, _orthogonal, check_name, check_positive_int, row_blocks)
+from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive_int, row_blocks
 from ..errors import ConfigError, WeightsError
 from ..model import Activation
 from . import CellKind
@@ -154,7 +154,7 @@ def initial_weights(num_units: int, input_size: int, seed: int = 0, reset_after:
     return GRUWeights.from_keras(kernel, recurrent, bias, reset_after)
 
 
-class GRUCell:
+class GRUCell(StateSized):
     """A GRU cell: num_units, activation (tanh), recurrent_activation (sigmoid), reset_after (Keras 3's default).
     The cell holds no weights: pass them to `tflrnn.build` (`weights=GRUWeights(...)`), or get seeded ones."""
 
@@ -178,17 +178,6 @@ class GRUCell:
     activation = "tanh"
     recurrent_activation = "sigmoid"
     fused_activation = Activation.TANH
-
-    @property
-    def output_size(self) -> int:
-        return self.num_units
-
-    @property
-    def state_size(self) -> int:
-        return self.num_units
-
-    def zero_state(self, batch_size, dtype=np.float32) -> np.ndarray:
-        return np.zeros((check_positive_int(batch_size, "batch_size"), self.num_units), dtype=dtype)
 
     def renamed(self, name: str) -> GRUCell:
         """The same cell under another name (a bidirectional layer's <name>/fw and <name>/bw)."""

@@ -252,13 +252,11 @@ def _loop_body(layer, name, step_shape, sequence_shape, signature, gates_tensor:
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
                        Tensor("sequence", sequence_shape, shape_signature=signature),
                        Tensor("gates", gates_tensor.shape, shape_signature=gates_tensor.shape_signature)])
+    from .portable import step_begin
+
     t, h, sequence, gates = 0, 1, 2, 3
     operators = []
-    zero = tensors.add(Tensor("zero", (), "int32", data=np.asarray(0, np.int32)))
-    begin = tensors.add(Tensor("begin", (3,), "int32"))
-    corner = [zero, zero, zero]
-    corner[time_axis] = t
-    operators.append(Operator(BuiltinOperator.PACK, corner, [begin], options=PackOptions(values_count=3, axis=0)))
+    begin = step_begin(tensors, operators, t, time_axis)
     gate_shape = (*step_shape[:-1], 2 * step_shape[-1])
     sliced = {}
     for what, source, shape in (("x", sequence, step_shape), ("g", gates, gate_shape)):

@@ -330,6 +330,17 @@ def _steps_of(tensors: Tensors, operators: list, sequence: int, time_axis: int, 
     return steps
 
 
+def step_begin(tensors: Tensors, operators: list, t: int, time_axis: int) -> int:
+    """In a loop body: where step t begins in a sequence, [0, t, 0] (time-major [t, 0, 0]), for SLICE and
+    DYNAMIC_UPDATE_SLICE."""
+    zero = tensors.add(Tensor("zero", (), "int32", data=np.asarray(0, np.int32)))
+    begin = tensors.add(Tensor("begin", (3,), "int32"))
+    corner = [zero, zero, zero]
+    corner[time_axis] = t
+    operators.append(Operator(BuiltinOperator.PACK, corner, [begin], options=PackOptions(values_count=3, axis=0)))
+    return begin
+
+
 def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, time_axis: int,
                backward: bool) -> Subgraph:
     """One step: x_t = the projection's slice t; h = act(x_t + h R^T); the slice t := h; t += 1 (backward: -1).
@@ -338,11 +349,7 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
                         Tensor("sequence", sequence_shape, shape_signature=signature)])
     t, h, sequence = 0, 1, 2
     operators = []
-    zero = tensors.add(Tensor("zero", (), "int32", data=np.asarray(0, np.int32)))
-    begin = tensors.add(Tensor("begin", (3,), "int32"))
-    corner = [zero, zero, zero]
-    corner[time_axis] = t
-    operators.append(Operator(BuiltinOperator.PACK, corner, [begin], options=PackOptions(values_count=3, axis=0)))
+    begin = step_begin(tensors, operators, t, time_axis)
     size = tensors.add(Tensor("size", (3,), "int32", data=np.asarray(step_shape, np.int32)))
     x = tensors.add(Tensor("x", step_shape))
     operators.append(Operator(BuiltinOperator.SLICE, [sequence, begin, size], [x]))
