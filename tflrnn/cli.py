@@ -53,6 +53,20 @@ class _BatchSize(_SizeOrDynamic):
 
 
 _batch_size = _BatchSize()
+_TYPES = {"int": int, "path": _path, "size_or_dynamic": _size_or_dynamic, "batch_size": _batch_size}
+
+
+def _build_options(command):
+    """`tflrnn build`'s options, from the one table that declares them (options.py)."""
+    from .options import BUILD_OPTIONS
+
+    for option in reversed(BUILD_OPTIONS):
+        kind = click.Choice(list(option.choices)) if option.choices else _TYPES.get(option.type)
+        extra = {"is_flag": True, "default": None} if option.flag else {"type": kind}
+        if "/" in option.flags[0]:
+            extra["default"] = None
+        command = click.option(*option.flags, option.key, help=option.help, **extra)(command)
+    return command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,60 +82,7 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--units", type=int, help="num_units (default: from --config or --weights).")
-@click.option("--input-size", type=int, help="Features per time step (default: from the weights, else units).")
-@click.option("--time-steps", type=_size_or_dynamic,
-              help="Steps per invoke (default: the source's, else 1), or 'dynamic': any length, set by resizing the "
-                   "input.")
-@click.option("--batch-size", type=_batch_size,
-              help="Batch (default: the source's, else 1); fixed, because the state is [batch, units].")
-@click.option("--activation", help="tanh (default), relu, relu6, linear/none, relu_n1_to_1, sign_bit.")
-@click.option("--time-major/--batch-major", default=None,
-              help="Input layout [T,B,I] or [B,T,I] (default: the source's, else batch-major).")
-@click.option("--name", help="Cell name, the prefix of tensor names (default rnn).")
-@click.option("--layers", type=int, help="Stack this many copies of the cell (names <name>/cell_<k>), one op each.")
-@click.option("--last-step/--all-steps", "last_step", default=None,
-              help="Output only the final step [B,U] (Keras return_sequences=False), or every step (default).")
-@click.option("--bidirectional", is_flag=True, default=None,
-              help="Each layer a BIDIRECTIONAL_SEQUENCE_RNN op: the cell run forward and backward.")
-@click.option("--merge", type=click.Choice(["concat", "none"]),
-              help="The last bidirectional layer's outputs: concatenated [fw | bw] (default, Keras "
-                   "merge_mode='concat') or separate.")
-@click.option("--quantize", type=click.Choice(["none", "int8", "full-int8"]),
-              help="int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size); full-int8 (with "
-                   "--lowering portable and --calibration): every op in int8, for microcontrollers and NPUs.")
-@click.option("--calibration", type=_path,
-              help="With --quantize full-int8: representative input sequences, .npy or .npz [N,B,T,I] ([N,T,B,I] "
-                   "time-major); the int8 ranges come from the float model run over them.")
-@click.option("--io", "io", type=click.Choice(["float", "int8"]),
-              help="With --quantize full-int8: the signature's tensors float (default; QUANTIZE/DEQUANTIZE at the "
-                   "edges) or int8.")
-@click.option("--asymmetric-inputs", is_flag=True, default=None,
-              help="With --quantize int8: quantize inputs asymmetrically at run time (op version 3, runtime 2.3.0).")
-@click.option("--cell", "cell_kind", type=click.Choice(["rnn", "gru"]),
-              help="The kind of cell: rnn (TfLiteRNNCell, default) or gru (Keras' GRU, reset after; built with "
-                   "--lowering portable, as TFLite has no builtin GRU op). With --weights, the weights' kind.")
-@click.option("--lowering", type=click.Choice(["fused", "portable"]),
-              help="fused (default for rnn): TFLite's fused RNN ops; portable (default for gru): plain builtin ops "
-                   "that every TFLite runtime runs (the steps unrolled or in a WHILE loop, a fixed or dynamic time "
-                   "axis, float or --quantize full-int8).")
-@click.option("--state", type=click.Choice(["carry", "io", "zero"]),
-              help="carry (default): the state lives in the model across invokes; io: an input and an output the "
-                   "caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).")
-@click.option("--recurrence", type=click.Choice(["auto", "unrolled", "loop"]),
-              help="With --lowering portable: the steps unrolled (fastest for small cells) or in a WHILE loop (R "
-                   "packed once: large cells, long sequences); auto (default) loops when the unrolled steps would "
-                   "hold more than 8 MiB of R.")
-@click.option("--seed", type=int, help="Seed of the initial weights when no --weights (default 0).")
-@click.option("--weights", type=_path,
-              help="Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, .safetensors/.pt, .onnx.")
-@click.option("--format", "weights_format", metavar="FORMAT",
-              help="Format of --weights: npz, keras, checkpoint, safetensors, torch or onnx (default: from its "
-                   "content and suffix).")
-@click.option("--layer", help="Keras: the SimpleRNN or GRU layer to take, when there are several.")
-@click.option("--scope", help="TF checkpoint or .npz: the variable scope (<scope>/input_weights ...).")
-@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN or nn.GRU layer to take, when there are several.")
-@click.option("--config", type=_path, help="Cell config, JSON (get_config()) or TOML.")
+@_build_options
 @click.option("-o", "--output", type=_path, default=Path("rnn.tflite"), show_default=True)
 @click.option("--manifest", type=_path, help="Build and verify every model a manifest (TOML/JSON) lists.")
 @click.option("--out-dir", type=_path, default=Path("tflrnn-models"), show_default=True,
@@ -130,21 +91,18 @@ def cli(debug: bool) -> None:
 @click.option("--jobs", type=int, help="With --manifest: models built at once (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
-def build(ctx, units, input_size, time_steps, batch_size, activation, time_major, name, layers, last_step,
-          bidirectional, merge, quantize, calibration, io, asymmetric_inputs, cell_kind, lowering, state, recurrence, seed,
-          weights,
-          weights_format, layer, scope, layer_index, config, output, manifest, out_dir, check, jobs, as_json):
+def build(ctx, output, manifest, out_dir, check, jobs, as_json, **chosen):
     """Write a .tflite: fused RNN ops (one per layer) or the portable lowering, the state carried in the model
     (zero at first and after a reset), given by the caller, or none."""
     from .builder import build_file
     from .config import BuildOptions, resolve_build_options
 
     if manifest is not None:
-        single = [p.name for p in ctx.command.params
+        single = [p.opts[0] for p in ctx.command.params
                   if p.name not in ("manifest", "out_dir", "check", "jobs", "as_json")
                   and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
         if single:
-            raise TflrnnError(f"--manifest builds what the manifest says; drop {', '.join('--' + n.replace('_', '-') for n in single)}")
+            raise TflrnnError(f"--manifest builds what the manifest says; drop {', '.join(single)}")
         ctx.exit(_build_manifest(manifest, out_dir, check, jobs, as_json))
     manifest_only = [f"--{name.replace('_', '-')}" for name in ("out_dir", "check", "jobs")
                      if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
@@ -152,12 +110,8 @@ def build(ctx, units, input_size, time_steps, batch_size, activation, time_major
         raise TflrnnError(f"--out-dir, --check and --jobs go with --manifest; without one, build writes the model -o "
                           f"names: drop {', '.join(manifest_only)}")
 
-    options = BuildOptions(num_units=units, input_size=input_size, time_steps=time_steps, batch_size=batch_size,
-                           activation=activation, time_major=time_major, name=name, layers=layers, last_step=last_step,
-                           quantize=quantize, calibration=calibration, io=io,
-                           asymmetric_inputs=asymmetric_inputs, bidirectional=bidirectional,
-                           merge=merge, cell=cell_kind, lowering=lowering, state=state, recurrence=recurrence, seed=seed, config=config, weights=weights,
-                           format=weights_format, layer=layer, scope=scope, layer_index=layer_index)
+    options = BuildOptions(**chosen)
+    weights, activation, lowering = chosen["weights"], chosen["activation"], chosen["lowering"]
     plan = resolve_build_options(options)
     summary = build_file(output, **plan.options)
     summary["sizes_from"] = plan.origins

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .cell import MAX_LAYERS, RNNCell, parse_activation
+from .options import CONFIG_KEYS, LAYOUT_KEYS, OPTIONS, SOURCE_KEYS
 from .errors import ConfigError
 from .files import read_bytes
 
@@ -135,9 +136,7 @@ def _settings(document: dict, where: str) -> dict:
         settings["cells"] = document["cells"]
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
-    for key in ("activation", "name", "input_size", "time_steps", "batch_size", "time_major", "seed", "use_bias",
-                "layers", "quantize", "asymmetric_inputs", "bidirectional", "merge", "cell", "lowering", "state",
-                "recurrence", "calibration", "io"):
+    for key in (*CONFIG_KEYS, "use_bias"):
         if document.get(key) is not None:
             settings[key] = document[key]
     return settings
@@ -156,51 +155,22 @@ class BuildPlan:
 SIZE_KEYS = ("input_size", "time_steps", "batch_size", "time_major")
 
 
-@dataclass
-class BuildOptions:
-    """One build as the command line, a manifest entry or the API asks for it; None: not given (the config file,
-    the source model or the default decides)."""
+def _from_manifest(cls, entry: dict) -> BuildOptions:
+    """A manifest entry's keys (defaults merged in): `units` or `num_units`, `cell_name` for the name."""
+    given = {key: value for key, value in entry.items() if key in OPTIONS and key != "name"}
+    return cls(**{**given, "num_units": entry.get("units", entry.get("num_units")), "name": entry.get("cell_name")})
 
-    num_units: int | None = None
-    input_size: int | None = None
-    time_steps: int | str | None = None
-    batch_size: int | str | None = None
-    activation: str | None = None
-    time_major: bool | None = None
-    name: str | None = None
-    layers: int | None = None
-    last_step: bool | None = None
-    quantize: str | None = None
-    asymmetric_inputs: bool | None = None
-    bidirectional: bool | None = None
-    merge: str | None = None
-    seed: int | None = None
-    cell: str | None = None  # the kind of cell (cells/): rnn, gru
-    lowering: str | None = None
-    state: str | None = None
-    recurrence: str | None = None
-    calibration: str | Path | None = None  # full-int8: representative input sequences
-    io: str | None = None
-    # Where the cell and its weights come from
-    config: str | Path | None = None
-    weights: str | Path | None = None
-    format: str | None = None
-    layer: str | None = None
-    scope: str | None = None
-    layer_index: int | None = None
 
-    SOURCE_KEYS = ("config", "weights", "format", "layer", "scope", "layer_index")
+def _settings_of(self) -> dict:
+    """The options that shape the network (not where it comes from), None where not given."""
+    return {key: getattr(self, key) for key in OPTIONS if key not in SOURCE_KEYS}
 
-    @classmethod
-    def from_manifest(cls, entry: dict) -> BuildOptions:
-        """A manifest entry's keys (defaults merged in): `units` or `num_units`, `cell_name` for the name."""
-        names = {f.name for f in fields(cls)}
-        given = {key: value for key, value in entry.items() if key in names and key != "name"}
-        return cls(**{**given, "num_units": entry.get("units", entry.get("num_units")), "name": entry.get("cell_name")})
 
-    def settings(self) -> dict:
-        """The options that shape the network (not where it comes from), None where not given."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.SOURCE_KEYS}
+# One build as the command line, a manifest entry or the API asks for it: a field per option of options.py, None
+# where not given (the config file, the source model or the default decides).
+BuildOptions = make_dataclass("BuildOptions", [(key, object, field(default=None)) for key in OPTIONS], namespace={
+    "SOURCE_KEYS": SOURCE_KEYS, "from_manifest": classmethod(_from_manifest), "settings": _settings_of,
+    "__doc__": "One build's options (options.py declares them): None where not given."})
 
 
 def resolve_build_options(options: BuildOptions, *, given_by: str = "the command line") -> BuildPlan:
@@ -333,23 +303,7 @@ def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
 def _layout(settings: dict, bidirectional: bool = False) -> dict:
     if settings.get("merge") is not None and not bidirectional:
         raise ConfigError("--merge chooses how a bidirectional model's outputs come out: add --bidirectional")
-    return {
-        "input_size": settings.get("input_size"),
-        "time_steps": settings.get("time_steps", 1),
-        "batch_size": settings.get("batch_size", 1),
-        "time_major": settings.get("time_major", False),
-        "seed": settings.get("seed", 0),
-        "last_step": settings.get("last_step", False),
-        "quantize": settings.get("quantize"),
-        "asymmetric_inputs": settings.get("asymmetric_inputs", False),
-        "bidirectional": settings.get("bidirectional", False),
-        "merge": settings.get("merge", "concat"),
-        "lowering": settings.get("lowering"),  # None: the cell kind's default (builder.network_of)
-        "state": settings.get("state", "carry"),
-        "recurrence": settings.get("recurrence", "auto"),
-        "calibration": settings.get("calibration"),
-        "io": settings.get("io", "float"),
-    }
+    return {key: settings.get(key, OPTIONS[key].default) for key in LAYOUT_KEYS}
 
 
 def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
