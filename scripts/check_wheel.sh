@@ -94,6 +94,11 @@ step grep -Eq "calibration sequences against the float model \(LiteRT\): error m
 verify_everywhere int8.tflite litert,litert+xnnpack,compiled,micro
 step tflrnn verify int8.tflite --data calibration.npy --max-error 0.2  # gated on the user's data
 step tflrnn inspect int8.tflite
+# A GRU (the second cell kind: portable only), float and full int8, on every runtime, its state carried
+step tflrnn build --cell gru --units 16 --input-size 16 --time-steps 20 -o gru.tflite
+verify_everywhere gru.tflite "$everywhere"
+step tflrnn build --cell gru --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o gru_int8.tflite
+verify_everywhere gru_int8.tflite litert,litert+xnnpack,compiled,micro
 step python - <<EOF
 import tflrnn
 data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)
