@@ -160,6 +160,7 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
     stage's input rows (TFLite Micro's per-channel FULLY_CONNECTED takes rank 2), reshaped and unpacked; the same
     write_step as the float GRU, every value int8 in the plan's formats. (Its PACKed output or None, final state.)"""
     from .. import quantization as quant
+    from .int8 import _int8_weights, per_channel, per_tensor
 
     tensors, name, units = g.tensors, layer.name, layer.weights.num_units
     f = g.plan.layers[name]
@@ -173,14 +174,14 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
         bias_role = "bias" if role == "input_weights" else "recurrent_bias"
         biases = w.gate_rows(w.roles()[bias_role]) if w.roles().get(bias_role) is not None else (None, None)
         for part, array, channel, bias in zip(PARTS[role], weights, scales, biases):
-            index = tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=g.int8_weights(array, channel),
-                                       quantization=g.per_channel(channel)))
+            index = tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
+                                       quantization=per_channel(channel)))
             bias_index = -1
             if bias is not None:
                 bias_scales = quant.bias_scales(input_scale, channel)
                 bias_index = tensors.add(Tensor(f"{name}/{part.replace(role, bias_role)}", bias.shape, "int32",
                                                 data=quant.bias_int32(bias, bias_scales),
-                                                quantization=g.per_channel(bias_scales)))
+                                                quantization=per_channel(bias_scales)))
             parts[part] = (index, bias_index)
     pieces = {}
     for stem, part, width, role in (("g", "gate", 2 * units, "gate_projection"),
@@ -200,7 +201,7 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
     if h is None:  # the zero state: zeros at the state's zero point
         h = tensors.add(Tensor(f"{name}/zeros", (g.batch, units), "int8",
                                data=np.full((g.batch, units), f.state.zero_point, np.int8),
-                               quantization=g.per_tensor(f.state)))
+                               quantization=per_tensor(f.state)))
     axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
     # 1 exactly: q = 0 at scale 1/128, zero point -128
     one = tensors.add(Tensor(f"{name}/one", (1,), "int8", data=np.zeros(1, np.int8),

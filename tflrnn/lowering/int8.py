@@ -16,8 +16,6 @@ before the outputs, or int8 themselves (`int8_io`).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, ConcatenationOptions,
@@ -46,185 +44,202 @@ def lower(network: Network) -> Model:
         from ..errors import ConfigError
 
         raise ConfigError(why)
-    plan, time_major, batch, steps = network.int8, network.time_major, network.batch_size, network.time_steps
-    time_axis = 0 if time_major else 1
-    lead = (steps, batch) if time_major else (batch, steps)
-    rows = batch * steps
-    tensors, operators = Tensors(), []
+    return _Int8Graph(network).model()
 
-    def int8(name: str, shape, fmt: Int8Format) -> int:
-        return tensors.add(Tensor(name, tuple(shape), "int8", quantization=per_tensor(fmt)))
 
-    def op(code, inputs, outputs, version=1, options=None):
-        operators.append(Operator(code, list(inputs), list(outputs), version=version, options=options))
+class _Int8Graph:
+    """The full-int8 serving graph being written (portable._Graph is the float one): its tensors and ops, the
+    interface's QUANTIZE / DEQUANTIZE, the states. A cell kind's int8 steps (lowering/gru.py) add to it through these
+    attributes and methods."""
 
-    def reshaped(index: int, shape, name: str) -> int:
-        source = tensors[index]
-        target = tensors.add(Tensor(f"{name}/shape", (len(shape),), "int32", data=np.asarray(shape, np.int32)))
-        out = tensors.add(Tensor(name, tuple(shape), source.dtype, quantization=source.quantization))
-        op(BuiltinOperator.RESHAPE, [index, target], [out])
+    def __init__(self, network: Network):
+        self.network = network
+        self.plan, self.time_major, self.batch, self.steps = (network.int8, network.time_major, network.batch_size,
+                                                              network.time_steps)
+        self.time_axis = 0 if self.time_major else 1
+        self.lead = (self.steps, self.batch) if self.time_major else (self.batch, self.steps)
+        self.rows = self.batch * self.steps
+        self.tensors, self.operators = Tensors(), []
+
+        self.x, self.xq = self.edge_in(f"{base_name(network.stages[0])}/input", (*self.lead, network.input_size),
+                                       self.plan.input)
+        self.inputs, self.state_inputs, self.state_outputs, self.handles = [self.x], [], [], []
+        if self.network.state == "carry":
+            self.op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
+
+    def int8(self, name: str, shape, fmt: Int8Format) -> int:
+        return self.tensors.add(Tensor(name, tuple(shape), "int8", quantization=per_tensor(fmt)))
+
+    def op(self, code, inputs, outputs, version=1, options=None):
+        self.operators.append(Operator(code, list(inputs), list(outputs), version=version, options=options))
+
+    def reshaped(self, index: int, shape, name: str) -> int:
+        source = self.tensors[index]
+        target = self.tensors.add(Tensor(f"{name}/shape", (len(shape),), "int32", data=np.asarray(shape, np.int32)))
+        out = self.tensors.add(Tensor(name, tuple(shape), source.dtype, quantization=source.quantization))
+        self.op(BuiltinOperator.RESHAPE, [index, target], [out])
         return out
 
-    def edge_in(name: str, shape, fmt: Int8Format) -> tuple[int, int]:
+    def edge_in(self, name: str, shape, fmt: Int8Format) -> tuple[int, int]:
         """A signature input: (the tensor the caller sets, its int8 value in the graph)."""
-        if plan.int8_io:
-            index = int8(name, shape, fmt)
+        if self.plan.int8_io:
+            index = self.int8(name, shape, fmt)
             return index, index
-        given = tensors.add(Tensor(name, tuple(shape)))
-        q = int8(f"{name}/int8", shape, fmt)
-        op(BuiltinOperator.QUANTIZE, [given], [q])
+        given = self.tensors.add(Tensor(name, tuple(shape)))
+        q = self.int8(f"{name}/int8", shape, fmt)
+        self.op(BuiltinOperator.QUANTIZE, [given], [q])
         return given, q
 
-    def edge_out(index: int, name: str | None = None) -> int:
+    def edge_out(self, index: int, name: str | None = None) -> int:
         """A signature output of an int8 value: its DEQUANTIZE (a float copy), or the value itself in int8."""
-        source = tensors[index]
-        if plan.int8_io:
-            return reshaped(index, source.shape, name) if name else index
-        out = tensors.add(Tensor(name or f"{source.name}/float", source.shape))
-        op(BuiltinOperator.DEQUANTIZE, [index], [out], version=INT8_VERSION)
+        source = self.tensors[index]
+        if self.plan.int8_io:
+            return self.reshaped(index, source.shape, name) if name else index
+        out = self.tensors.add(Tensor(name or f"{source.name}/float", source.shape))
+        self.op(BuiltinOperator.DEQUANTIZE, [index], [out], version=INT8_VERSION)
         return out
 
-    def fully_connected(source: int, weights: np.ndarray, scales: np.ndarray, bias: np.ndarray | None,
+    def fully_connected(self, source: int, weights: np.ndarray, scales: np.ndarray, bias: np.ndarray | None,
                         out_name: str, fmt: Int8Format, weights_name: str, activation=Activation.NONE) -> int:
         """int8 FULLY_CONNECTED on a rank-2 input: per-channel weights, an int32 bias at input x weight scale."""
-        w = tensors.add(Tensor(weights_name, weights.shape, "int8", data=_int8_weights(weights, scales),
-                               quantization=per_channel(scales)))
+        w = self.tensors.add(Tensor(weights_name, weights.shape, "int8", data=_int8_weights(weights, scales),
+                                    quantization=per_channel(scales)))
         b = -1
         if bias is not None:
-            bias_scales = quant.bias_scales(tensors[source].quantization.scale[0], scales)
-            b = tensors.add(Tensor(f"{weights_name.rpartition('/')[0]}/bias", bias.shape, "int32",
-                                   data=quant.bias_int32(bias, bias_scales), quantization=per_channel(bias_scales)))
-        out = int8(out_name, (tensors[source].shape[0], weights.shape[0]), fmt)
-        op(BuiltinOperator.FULLY_CONNECTED, [source, w, b], [out], version=FC_VERSION,
-           options=FullyConnectedOptions(activation=activation))
+            bias_scales = quant.bias_scales(self.tensors[source].quantization.scale[0], scales)
+            b = self.tensors.add(Tensor(f"{weights_name.rpartition('/')[0]}/bias", bias.shape, "int32",
+                                        data=quant.bias_int32(bias, bias_scales),
+                                        quantization=per_channel(bias_scales)))
+        out = self.int8(out_name, (self.tensors[source].shape[0], weights.shape[0]), fmt)
+        self.op(BuiltinOperator.FULLY_CONNECTED, [source, w, b], [out], version=FC_VERSION,
+                options=FullyConnectedOptions(activation=activation))
         return out
 
-    x, xq = edge_in(f"{base_name(network.stages[0])}/input", (*lead, network.input_size), plan.input)
-    inputs, state_inputs, state_outputs, handles = [x], [], [], []
-    if network.state == "carry":
-        op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
-
-    def initial_state(name: str, units: int, fmt: Int8Format) -> tuple[int | None, int | None]:
-        if network.state == "zero":
+    def initial_state(self, name: str, units: int, fmt: Int8Format) -> tuple[int | None, int | None]:
+        if self.network.state == "zero":
             return None, None
-        if network.state == "io":
-            given, q = edge_in(f"{name}/state", (batch, units), fmt)
-            state_inputs.append(given)
+        if self.network.state == "io":
+            given, q = self.edge_in(f"{name}/state", (self.batch, units), fmt)
+            self.state_inputs.append(given)
             return q, None
-        handle = tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
-        handles.append((f"{name}/hidden_state", np.full((batch, units), fmt.zero_point, np.int8), per_tensor(fmt)))
-        op(BuiltinOperator.VAR_HANDLE, [], [handle], options=VarHandleOptions(shared_name=handles[-1][0]))
-        read = int8(f"{name}/state", (batch, units), fmt)
-        op(BuiltinOperator.READ_VARIABLE, [handle], [read])
+        handle = self.tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
+        zeros = np.full((self.batch, units), fmt.zero_point, np.int8)
+        self.handles.append((f"{name}/hidden_state", zeros, per_tensor(fmt)))
+        self.op(BuiltinOperator.VAR_HANDLE, [], [handle], options=VarHandleOptions(shared_name=self.handles[-1][0]))
+        read = self.int8(f"{name}/state", (self.batch, units), fmt)
+        self.op(BuiltinOperator.READ_VARIABLE, [handle], [read])
         return read, handle
 
-    def keep_state(h: int, handle: int | None) -> None:
-        if network.state == "io":
-            state_outputs.append(h)
-        elif network.state == "carry":
-            op(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], [])
+    def keep_state(self, h: int, handle: int | None) -> None:
+        if self.network.state == "io":
+            self.state_outputs.append(h)
+        elif self.network.state == "carry":
+            self.op(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], [])
 
-    # What a cell kind's int8 steps (lowering/gru.py) need of this graph.
-    graph = SimpleNamespace(tensors=tensors, operators=operators, plan=plan, network=network, lead=lead, batch=batch,
-                            steps=steps, time_axis=time_axis, op=op, int8=int8, reshaped=reshaped,
-                            initial_state=initial_state, keep_state=keep_state, int8_weights=_int8_weights,
-                            per_channel=per_channel, per_tensor=per_tensor)
-
-    def direction(layer, flat: int, backward: bool, sequence: bool):
+    def direction(self, layer, flat: int, backward: bool, sequence: bool):
         """One direction over the stage's input rows: (its PACKed output or None, its final state)."""
         if layer.kind != "rnn":  # another kind writes its own steps (cells/)
-            return kind_of(layer.weights).portable_steps().write_int8_direction(graph, layer, flat, backward,
-                                                                                 sequence)
-        name, units, f = layer.name, layer.weights.num_units, plan.layers[layer.name]
+            return kind_of(layer.weights).portable_steps().write_int8_direction(self, layer, flat, backward,
+                                                                                sequence)
+        name, units, f = layer.name, layer.weights.num_units, self.plan.layers[layer.name]
         w = layer.weights
-        projected = fully_connected(flat, w.input_weights, f.input_scales, w.bias, f"{name}/projection_rows",
-                                    f.projection, f"{name}/input_weights")
-        projection = reshaped(projected, (*lead, units), f"{name}/projection")
-        first = len(tensors)
-        tensors.add(*(Tensor(f"{name}/x{t}", (batch, units), "int8", quantization=per_tensor(f.projection))
-                      for t in range(steps)))
-        op(BuiltinOperator.UNPACK, [projection], range(first, first + steps), version=INT8_VERSION,
-           options=UnpackOptions(num=steps, axis=time_axis))
-        h, handle = initial_state(name, units, f.state)
+        projected = self.fully_connected(flat, w.input_weights, f.input_scales, w.bias, f"{name}/projection_rows",
+                                         f.projection, f"{name}/input_weights")
+        projection = self.reshaped(projected, (*self.lead, units), f"{name}/projection")
+        first = len(self.tensors)
+        self.tensors.add(*(Tensor(f"{name}/x{t}", (self.batch, units), "int8", quantization=per_tensor(f.projection))
+                           for t in range(self.steps)))
+        self.op(BuiltinOperator.UNPACK, [projection], range(first, first + self.steps), version=INT8_VERSION,
+                options=UnpackOptions(num=self.steps, axis=self.time_axis))
+        h, handle = self.initial_state(name, units, f.state)
         fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
-        r_weights = tensors.add(Tensor(f"{name}/recurrent_weights", (units, units), "int8",
-                                       data=_int8_weights(w.recurrent_weights, f.recurrent_scales),
-                                       quantization=per_channel(f.recurrent_scales)))
-        outputs = [None] * steps
-        for t in (range(steps - 1, -1, -1) if backward else range(steps)):
+        r_weights = self.tensors.add(Tensor(f"{name}/recurrent_weights", (units, units), "int8",
+                                            data=_int8_weights(w.recurrent_weights, f.recurrent_scales),
+                                            quantization=per_channel(f.recurrent_scales)))
+        outputs = [None] * self.steps
+        for t in (range(self.steps - 1, -1, -1) if backward else range(self.steps)):
             step = first + t
             if h is not None:
-                recurrent = int8(f"{name}/r{t}", (batch, units), f.recurrent)
-                op(BuiltinOperator.FULLY_CONNECTED, [h, r_weights, -1], [recurrent], version=FC_VERSION,
-                   options=FullyConnectedOptions())
+                recurrent = self.int8(f"{name}/r{t}", (self.batch, units), f.recurrent)
+                self.op(BuiltinOperator.FULLY_CONNECTED, [h, r_weights, -1], [recurrent], version=FC_VERSION,
+                        options=FullyConnectedOptions())
             else:  # the zero state's first step adds zeros: the sum's format (and a relu-like activation) still hold
-                recurrent = tensors.add(Tensor(f"{name}/zeros", (batch, units), "int8",
-                                               data=np.full((batch, units), f.recurrent.zero_point, np.int8),
-                                               quantization=per_tensor(f.recurrent)))
-            summed = int8(f"{name}/z{t}", (batch, units), f.sum)
-            op(BuiltinOperator.ADD, [step, recurrent], [summed], ADD_VERSION, AddOptions(activation=fused))
+                recurrent = self.tensors.add(Tensor(f"{name}/zeros", (self.batch, units), "int8",
+                                                    data=np.full((self.batch, units), f.recurrent.zero_point, np.int8),
+                                                    quantization=per_tensor(f.recurrent)))
+            summed = self.int8(f"{name}/z{t}", (self.batch, units), f.sum)
+            self.op(BuiltinOperator.ADD, [step, recurrent], [summed], ADD_VERSION, AddOptions(activation=fused))
             if layer.activation == Activation.TANH:
-                h = int8(f"{name}/h{t}", (batch, units), f.state)
-                op(BuiltinOperator.TANH, [summed], [h], INT8_VERSION)
+                h = self.int8(f"{name}/h{t}", (self.batch, units), f.state)
+                self.op(BuiltinOperator.TANH, [summed], [h], INT8_VERSION)
             else:
                 h = summed
             outputs[t] = h
         output = None
         if sequence:
-            output = int8(f"{name}/output", (*lead, units), f.state)
-            op(BuiltinOperator.PACK, outputs, [output], INT8_VERSION, PackOptions(values_count=steps, axis=time_axis))
-        if network.state == "io":
-            state_outputs.append(h)
-        elif network.state == "carry":
-            op(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], [])
+            output = self.int8(f"{name}/output", (*self.lead, units), f.state)
+            self.op(BuiltinOperator.PACK, outputs, [output], INT8_VERSION,
+                    PackOptions(values_count=self.steps, axis=self.time_axis))
+        if self.network.state == "io":
+            self.state_outputs.append(h)
+        elif self.network.state == "carry":
+            self.op(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], [])
         return output, h
 
-    source, ends = xq, []
-    for k, stage in enumerate(network.stages):
-        last_only = k == len(network.stages) - 1 and network.last_step
-        width = tensors[source].shape[-1]
-        flat = reshaped(source, (rows, width), f"{base_name(stage)}/input_rows")
-        results = [direction(layer, flat, d == 1, not last_only) for d, layer in enumerate(stage_layers(stage))]
-        ends = [final if last_only else output for output, final in results]
-        if len(ends) == 2 and (network.merge or k < len(network.stages) - 1):
-            shape = (*tensors[ends[0]].shape[:-1], sum(tensors[i].shape[-1] for i in ends))
-            merged = tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape, "int8",
-                                        quantization=tensors[ends[0]].quantization))
-            op(BuiltinOperator.CONCATENATION, ends, [merged], INT8_VERSION, ConcatenationOptions(axis=-1))
-            ends = [merged]
-        source = ends[0]
-    for dense in network.head:
-        shape = tensors[source].shape
-        flat = source if len(shape) == 2 else reshaped(source, (rows, shape[-1]), f"{dense.name}/input_rows")
-        fused, after = DENSE_OPS[dense.activation]
-        out = fully_connected(flat, dense.weights, plan.dense[dense.name].kernel_scales, dense.bias,
-                              f"{dense.name}/output", plan.dense[dense.name].output, f"{dense.name}/kernel", fused)
-        if after is not None:
-            activated = int8(f"{dense.name}/{dense.activation}", tensors[out].shape,
-                             quant.FIXED_OUTPUTS[dense.activation])
-            op(after, [out], [activated], INT8_VERSION,
-               SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None)
-            out = activated
-        source = out if len(shape) == 2 else reshaped(out, (*shape[:-1], dense.units), f"{dense.name}/sequence")
-        ends = [source]
+    def model(self) -> Model:
+        """The network's stages, its Dense head and the signatures, as a Model."""
+        source, ends = self.xq, []
+        for k, stage in enumerate(self.network.stages):
+            last_only = k == len(self.network.stages) - 1 and self.network.last_step
+            width = self.tensors[source].shape[-1]
+            flat = self.reshaped(source, (self.rows, width), f"{base_name(stage)}/input_rows")
+            results = [self.direction(layer, flat, d == 1, not last_only)
+                       for d, layer in enumerate(stage_layers(stage))]
+            ends = [final if last_only else output for output, final in results]
+            if len(ends) == 2 and (self.network.merge or k < len(self.network.stages) - 1):
+                shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
+                merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
+                                                 "int8", quantization=self.tensors[ends[0]].quantization))
+                self.op(BuiltinOperator.CONCATENATION, ends, [merged], INT8_VERSION, ConcatenationOptions(axis=-1))
+                ends = [merged]
+            source = ends[0]
+        for dense in self.network.head:
+            shape = self.tensors[source].shape
+            flat = source if len(shape) == 2 else self.reshaped(source, (self.rows, shape[-1]),
+                                                                f"{dense.name}/input_rows")
+            fused, after = DENSE_OPS[dense.activation]
+            out = self.fully_connected(flat, dense.weights, self.plan.dense[dense.name].kernel_scales, dense.bias,
+                                       f"{dense.name}/output", self.plan.dense[dense.name].output,
+                                       f"{dense.name}/kernel", fused)
+            if after is not None:
+                activated = self.int8(f"{dense.name}/{dense.activation}", self.tensors[out].shape,
+                                      quant.FIXED_OUTPUTS[dense.activation])
+                self.op(after, [out], [activated], INT8_VERSION,
+                        SoftmaxOptions(beta=1.0) if after == BuiltinOperator.SOFTMAX else None)
+                out = activated
+            source = out if len(shape) == 2 else self.reshaped(out, (*shape[:-1], dense.units),
+                                                               f"{dense.name}/sequence")
+            ends = [source]
 
-    names = [SIGNATURE_OUTPUT] if len(ends) == 1 else [f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"]
-    named = {key: edge_out(end) for key, end in zip(names, ends)}
-    signature_inputs = {SIGNATURE_INPUT: x}
-    if network.state == "io":
-        keys = [STATE] if len(state_inputs) == 1 else [f"{STATE}_{k}" for k in range(len(state_inputs))]
-        for key, state_in, state_out in zip(keys, state_inputs, state_outputs):
-            signature_inputs[key] = state_in
-            # the last step may be the final state, already an output: a copy of its own, as runtimes name outputs
-            copy = plan.int8_io and any(tensors[i] is tensors[state_out] for i in named.values())
-            named[key] = edge_out(state_out, f"{tensors[state_in].name}/final" if copy or not plan.int8_io else None)
-        inputs += state_inputs
-    subgraphs = [Subgraph(list(tensors), operators, inputs=inputs, outputs=list(named.values()), name=SIGNATURE_KEY)]
-    signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
-    if network.state == "carry":
-        subgraphs += [_zeroing(handles, "init"), _zeroing(handles, RESET_KEY)]
-        signatures.append(Signature(RESET_KEY, {}, {}, 2))
-    return Model(subgraphs=subgraphs, signatures=signatures)
+        names = [SIGNATURE_OUTPUT] if len(ends) == 1 else [f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"]
+        named = {key: self.edge_out(end) for key, end in zip(names, ends)}
+        signature_inputs = {SIGNATURE_INPUT: self.x}
+        if self.network.state == "io":
+            keys = [STATE] if len(self.state_inputs) == 1 else [f"{STATE}_{k}" for k in range(len(self.state_inputs))]
+            for key, state_in, state_out in zip(keys, self.state_inputs, self.state_outputs):
+                signature_inputs[key] = state_in
+                # the last step may be the final state, already an output: a copy of its own, as runtimes name outputs
+                copy = self.plan.int8_io and any(self.tensors[i] is self.tensors[state_out] for i in named.values())
+                named[key] = self.edge_out(state_out, f"{self.tensors[state_in].name}/final"
+                                           if copy or not self.plan.int8_io else None)
+            self.inputs += self.state_inputs
+        subgraphs = [Subgraph(list(self.tensors), self.operators, inputs=self.inputs, outputs=list(named.values()),
+                              name=SIGNATURE_KEY)]
+        signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
+        if self.network.state == "carry":
+            subgraphs += [_zeroing(self.handles, "init"), _zeroing(self.handles, RESET_KEY)]
+            signatures.append(Signature(RESET_KEY, {}, {}, 2))
+        return Model(subgraphs=subgraphs, signatures=signatures)
 
 
 def _int8_weights(weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
