@@ -225,24 +225,23 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
         return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)})
     source = None
     if weights_path is not None:
-        from .sources import import_model  # only when there are weights to read: not on the plain build path
+        from .sources import import_network  # only when there are weights to read: not on the plain build path
 
-        found, kind, implied = import_model(weights_path, format=weights_format, name=scope or settings.get("name"),
-                                            layer=layer, layer_index=layer_index)
+        found = import_network(weights_path, format=weights_format, name=scope or settings.get("name"),
+                               layer=layer, layer_index=layer_index)
+        implied = found.implied
         if implied.get("quantize") == "full-int8" and settings.get("quantize") is None and \
                 settings.get("calibration") is None:
             raise ConfigError(f"{weights_path} records a full-int8 model, whose int8 formats came from calibration "
                               "data: give the same data with --calibration DATA to rebuild it (or --quantize none "
                               "for the float model)")
-        declared = found[0].declared.sizes() if found[0].declared is not None else {}
-        names = implied.pop("layer_names", None)  # an .npz's record: each layer's name, unless --name renames them
-        if kind != "cell":
-            structure = {key: implied[key] for key in ("bidirectional", "head") if key in implied}
-            if names is not None and "name" not in settings:
-                structure["layer_names"] = names
-            return _imported_model(found, kind, {**implied, **declared, **settings, **structure})
-        settings = {**implied, **({"name": names[0]} if names else {}), **declared, **settings}
-        source = found[0]
+        declared = found.cells[0].declared.sizes() if found.cells[0].declared is not None else {}
+        # an .npz's record names each layer, unless --name renames them
+        names = found.names if "name" not in settings else None
+        if not found.single:
+            return _imported_model(found, names, {**implied, **declared, **settings})
+        settings = {**implied, **({"name": found.names[0]} if found.names else {}), **declared, **settings}
+        source = found.cells[0]
     weights = source.weights if source else None
     units = settings.get("num_units")
     if units is None and weights is None:
@@ -262,42 +261,34 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
     return BuildPlan(options={"cell": cell, "weights": weights, **_layout(settings)}, source=source)
 
 
-def _imported_model(found: list, kind: str, settings: dict) -> BuildPlan:
-    """A stack or a bidirectional model read from a source: a PyTorch nn.RNN with several layers or directions, or
-    a Keras model's consecutive SimpleRNN layers or Bidirectional(SimpleRNN)."""
-    base = settings.get("name") or "rnn"
+def _imported_model(found, names: list[str] | None, settings: dict) -> BuildPlan:
+    """A network read from a source (sources.SourceNetwork): a stack, a bidirectional layer, a Keras model's
+    layers one way or both and its Dense head. One cell per layer, named as the source names it (an .npz record),
+    else <name> for one layer and <name>/cell_<k> for several; each direction's weights in layer order."""
+    from .cells import kind_of
+
+    base = settings.get("name") or kind_of(found.cells[0].weights).name  # rnn, or gru, as --cell names them
     given = settings.get("activation")
-    for c in found:
+    for c in found.cells:
         if given is not None and c.activation is not None and parse_activation(given) != parse_activation(c.activation):
             raise ConfigError(f"the {c.format} layer '{c.layer}' records activation {c.activation}, but {given!r} "
                               "was given")
     units = settings.get("num_units")
-    if units is not None and units != found[0].weights.num_units:
-        raise ConfigError(f"num_units={units} does not match the weights: {found[0].layer} has "
-                          f"{found[0].weights.num_units} units")
-    weights = [c.weights for c in found]
-    names = settings.get("layer_names")  # each layer's own name, where the source records them (an .npz's record)
-    if kind == "bidirectional":
-        cell = _new_cell(settings, found[0].weights.num_units, activation=found[0].activation or given,
-                         name=names[0] if names else base, weights=found[0].weights)
-        layout = {**_layout(settings, bidirectional=True), "bidirectional": True}
-        return BuildPlan(options={"cell": cell, "weights": weights, **layout}, source=found[0], sources=found)
-    if kind == "network":  # a Keras model: layers one way or both, then maybe Dense layers
-        flags = settings["bidirectional"]
-        cells, position = [], 0
-        for k, flag in enumerate(flags):
-            c = found[position]
-            name = names[k] if names else base if len(flags) == 1 else f"{base}/cell_{k}"
-            cells.append(_new_cell(settings, c.weights.num_units, activation=c.activation or given, name=name,
-                                   weights=c.weights))
-            position += 2 if flag else 1
-        layout = {**_layout(settings, bidirectional=True), "bidirectional": flags,
-                  "head": settings.get("head")}
-        return BuildPlan(options={"cell": cells, "weights": weights, **layout}, source=found[0], sources=found)
-    cells = [_new_cell(settings, c.weights.num_units, activation=c.activation or given,
-                       name=names[k] if names else f"{base}/cell_{k}", weights=c.weights) for k, c in enumerate(found)]
-    return BuildPlan(options={"cell": cells, "weights": weights, **_layout(settings)}, source=found[0],
-                     sources=found)
+    first = found.cells[0]
+    if units is not None and units != first.weights.num_units:
+        raise ConfigError(f"num_units={units} does not match the weights: {first.layer} has "
+                          f"{first.weights.num_units} units")
+    cells = []
+    for k, layer in enumerate(found.layers):
+        name = names[k] if names else base if len(found.layers) == 1 else f"{base}/cell_{k}"
+        cells.append(_new_cell(settings, layer[0].weights.num_units, activation=layer[0].activation or given,
+                               name=name, weights=layer[0].weights))
+    flags = found.bidirectional
+    # a merge mode the source implies (a Keras model's) is not the user's --merge on a one-way model
+    layout = {**_layout(settings, bidirectional=any(flags) or "merge" in found.implied), "bidirectional": flags,
+              "head": settings.get("head")}
+    return BuildPlan(options={"cell": cells, "weights": [c.weights for c in found.cells], **layout},
+                     source=first, sources=found.cells)
 
 
 def _layout(settings: dict, bidirectional: bool = False) -> dict:

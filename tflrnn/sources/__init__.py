@@ -22,7 +22,7 @@ import importlib
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -149,6 +149,51 @@ def _state_dict(path: Path, fmt: str) -> dict:
     from .pytorch import read_safetensors, read_torch
 
     return read_safetensors(path) if fmt == "safetensors" else read_torch(path)
+
+
+@dataclass
+class SourceNetwork:
+    """The network a source holds, as every source gives it: each layer's directions (ImportedCells, forward before
+    backward), what each layer is called there (None: tflrnn names it), and the build options the source implies (a
+    Keras model's last step, merge mode and Dense head; an .npz record's layout)."""
+
+    layers: list[tuple[ImportedCell, ...]]
+    names: list[str] | None = None
+    implied: dict = field(default_factory=dict)
+
+    @property
+    def cells(self) -> list[ImportedCell]:
+        """Every direction, layer by layer."""
+        return [cell for layer in self.layers for cell in layer]
+
+    @property
+    def bidirectional(self) -> list[bool]:
+        return [len(layer) == 2 for layer in self.layers]
+
+    @property
+    def single(self) -> bool:
+        """One cell one way, with nothing after it: built as a cell (the source's sizes and names apply to it)."""
+        return len(self.layers) == 1 and len(self.layers[0]) == 1 and not self.implied.get("head")
+
+    @classmethod
+    def of(cls, cells: list[ImportedCell], kind: str, implied: dict) -> SourceNetwork:
+        """From a format reader's cells, their connection ("cell", "stack", "bidirectional", "network": then
+        implied["bidirectional"] flags each layer) and implied options."""
+        implied = dict(implied)
+        flags = {"cell": [False], "bidirectional": [True], "stack": [False] * len(cells)}.get(kind)
+        flags = implied.pop("bidirectional") if flags is None else flags
+        implied.pop("bidirectional", None)
+        layers, position = [], 0
+        for flag in flags:
+            layers.append(tuple(cells[position:position + (2 if flag else 1)]))
+            position += 2 if flag else 1
+        return cls(layers, implied.pop("layer_names", None), implied)
+
+
+def import_network(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,
+                   layer_index: int | None = None) -> SourceNetwork:
+    """The network a source holds (SourceNetwork): what `tflrnn build --weights` builds."""
+    return SourceNetwork.of(*import_model(path, format=format, name=name, layer=layer, layer_index=layer_index))
 
 
 def import_cells(path, *, format: str | None = None, name: str | None = None, layer: str | None = None,
