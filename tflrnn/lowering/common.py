@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import (Activation, BuiltinOperator, FullyConnectedOptions, Operator, Quantization, SoftmaxOptions, Subgraph,
-                     Tensor, VarHandleOptions)
-from ..network import Dense, Layer
+from ..model import (Activation, BuiltinOperator, FullyConnectedOptions, Model, Operator, Quantization, Signature,
+                     SoftmaxOptions, Subgraph, Tensor, VarHandleOptions)
+from ..network import Dense, Layer, stage_layers
 
 SIGNATURE_KEY = "serving_default"
 SIGNATURE_INPUT = "input"
@@ -87,7 +87,8 @@ def write_dense_head(tensors: Tensors, operators: list, head: list[Dense], ends:
 
 def _zeroing(handles: list[tuple[str, np.ndarray, object]], name: str) -> Subgraph:
     """A subgraph that assigns each carried state its zeros (float zeros; int8 ones hold the state's zero point,
-    with its quantization): the init of CALL_ONCE, and the `reset` signature. Shared by the float and int8 portable lowerings."""
+    with its quantization): the init of CALL_ONCE, and the `reset` signature. Shared by the float and int8 portable
+    lowerings."""
     tensors, operators = [], []
     for shared_name, zeros, quantization in handles:
         tensors += [Tensor(f"{shared_name}_handle", (), "resource"),
@@ -97,3 +98,71 @@ def _zeroing(handles: list[tuple[str, np.ndarray, object]], name: str) -> Subgra
                                options=VarHandleOptions(shared_name=shared_name)),
                       Operator(BuiltinOperator.ASSIGN_VARIABLE, [len(tensors) - 2, len(tensors) - 1], [])]
     return Subgraph(tensors, operators, inputs=[], outputs=[], name=name)
+
+
+class GraphWalk:
+    """The walk both portable graphs share (portable._Graph, float; int8._Int8Graph, full int8): the stages in order,
+    each direction written by the graph, a bidirectional layer's outputs joined, the Dense head, the signatures and
+    the state's subgraphs. The graphs differ only in the hooks model() calls; they hold the attributes it reads:
+    network, tensors, operators, x, inputs, state_inputs, state_outputs, handles, loops."""
+
+    def model(self) -> Model:
+        """The network's stages, its Dense head and the signatures, as a Model."""
+        source, ends = self.first_source(), []
+        seen: dict[str, int] = {}
+        for k, stage in enumerate(self.network.stages):
+            final = k == len(self.network.stages) - 1
+            last_only = final and self.network.last_step
+            source = self.stage_source(source, stage)
+            results = []
+            for d, layer in enumerate(stage_layers(stage)):
+                uses = seen.get(layer.name, 0)
+                seen[layer.name] = uses + 1
+                suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
+                results.append(self.write_direction(layer, source, backward=d == 1, suffix=suffix,
+                                                    sequence=not last_only))
+            # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends).
+            ends = [final_state if last_only else output for output, final_state in results]
+            if len(ends) == 2 and (self.network.merge or not final):
+                ends = [self.merged(stage, ends, last_only)]
+            source = ends[0]
+        ends = self.write_head(ends)
+
+        names = [SIGNATURE_OUTPUT] if len(ends) == 1 else [f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"]
+        named = {key: self.signature_output(end) for key, end in zip(names, ends)}
+        signature_inputs = {SIGNATURE_INPUT: self.x}
+        if self.network.state == "io":
+            for k, (state_in, state_out) in enumerate(zip(self.state_inputs, self.state_outputs)):
+                key = STATE if len(self.state_inputs) == 1 else f"{STATE}_{k}"
+                signature_inputs[key] = state_in
+                named[key] = self.state_output(state_in, state_out, named)
+            self.inputs += self.state_inputs
+        subgraphs = [Subgraph(list(self.tensors), self.operators, inputs=self.inputs, outputs=list(named.values()),
+                              name=SIGNATURE_KEY)]
+        signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
+        if self.network.state == "carry":
+            subgraphs += [_zeroing(self.handles, "init"), _zeroing(self.handles, RESET_KEY)]
+            signatures.append(Signature(RESET_KEY, {}, {}, 2))
+        subgraphs += self.loops
+        return Model(subgraphs=subgraphs, signatures=signatures)
+
+    def first_source(self) -> int:
+        raise NotImplementedError
+
+    def stage_source(self, source: int, stage) -> int:
+        raise NotImplementedError
+
+    def write_direction(self, layer, source: int, backward: bool, suffix: str, sequence: bool):
+        raise NotImplementedError
+
+    def merged(self, stage, ends: list[int], last_only: bool) -> int:
+        raise NotImplementedError
+
+    def write_head(self, ends: list[int]) -> list[int]:
+        raise NotImplementedError
+
+    def signature_output(self, index: int) -> int:
+        raise NotImplementedError
+
+    def state_output(self, state_in: int, state_out: int, named: dict) -> int:
+        raise NotImplementedError

@@ -372,7 +372,8 @@ def exported_weights(description: Model) -> tuple[list, list]:
     bias)."""
     network = find_network(description)
     layers = [(g.name, g.weights()) for g in network.directions]
-    dense = [(w.name, b.name, w.data, b.data) for w, b in (dense_arrays(network, op) for op, _ in dense_layers(network))]
+    dense = [(w.name, b.name, w.data, b.data)
+             for w, b in (dense_arrays(network, op) for op, _ in dense_layers(network))]
     return layers, dense
 
 

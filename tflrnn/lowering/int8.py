@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, ConcatenationOptions,
-                     FullyConnectedOptions, Model, Operator, PackOptions, Quantization, Signature, SoftmaxOptions,
-                     Subgraph, Tensor, UnpackOptions, VarHandleOptions)
-from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name, stage_layers
 from .. import quantization as quant
 from ..cells import kind_of
-from .common import (_FUSED_IN_ADD, DENSE_OPS, RESET_KEY, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, STATE,
-                     Tensors, _zeroing)
+from ..model import (Activation, AddOptions, BuiltinOperator, CallOnceOptions, ConcatenationOptions,
+                     FullyConnectedOptions, Model, Operator, PackOptions, Quantization, SoftmaxOptions, Tensor,
+                     UnpackOptions, VarHandleOptions)
+from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_name
+from .common import _FUSED_IN_ADD, DENSE_OPS, GraphWalk, Tensors
 
 FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CONNECTED 4; ADD, TANH, ... 2
 
@@ -47,7 +46,7 @@ def lower(network: Network) -> Model:
     return _Int8Graph(network).model()
 
 
-class _Int8Graph:
+class _Int8Graph(GraphWalk):
     """The full-int8 serving graph being written (portable._Graph is the float one): its tensors and ops, the
     interface's QUANTIZE / DEQUANTIZE, the states. A cell kind's int8 steps (lowering/gru.py) add to it through these
     attributes and methods."""
@@ -64,6 +63,7 @@ class _Int8Graph:
         self.x, self.xq = self.edge_in(f"{base_name(network.stages[0])}/input", (*self.lead, network.input_size),
                                        self.plan.input)
         self.inputs, self.state_inputs, self.state_outputs, self.handles = [self.x], [], [], []
+        self.loops = []  # its steps are unrolled
         if self.network.state == "carry":
             self.op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
 
@@ -186,23 +186,27 @@ class _Int8Graph:
             self.op(BuiltinOperator.ASSIGN_VARIABLE, [handle, h], [])
         return output, h
 
-    def model(self) -> Model:
-        """The network's stages, its Dense head and the signatures, as a Model."""
-        source, ends = self.xq, []
-        for k, stage in enumerate(self.network.stages):
-            last_only = k == len(self.network.stages) - 1 and self.network.last_step
-            width = self.tensors[source].shape[-1]
-            flat = self.reshaped(source, (self.rows, width), f"{base_name(stage)}/input_rows")
-            results = [self.direction(layer, flat, d == 1, not last_only)
-                       for d, layer in enumerate(stage_layers(stage))]
-            ends = [final if last_only else output for output, final in results]
-            if len(ends) == 2 and (self.network.merge or k < len(self.network.stages) - 1):
-                shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
-                merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
-                                                 "int8", quantization=self.tensors[ends[0]].quantization))
-                self.op(BuiltinOperator.CONCATENATION, ends, [merged], INT8_VERSION, ConcatenationOptions(axis=-1))
-                ends = [merged]
-            source = ends[0]
+    # common.GraphWalk.model walks the stages, the head and the signatures; these hooks make it int8.
+    def first_source(self) -> int:
+        return self.xq
+
+    def stage_source(self, source: int, stage) -> int:
+        """The stage's input as rows [B*T, width]: TFLite Micro's per-channel FULLY_CONNECTED takes rank 2."""
+        return self.reshaped(source, (self.rows, self.tensors[source].shape[-1]), f"{base_name(stage)}/input_rows")
+
+    def write_direction(self, layer, source: int, backward: bool, suffix: str, sequence: bool):
+        return self.direction(layer, source, backward, sequence)  # (no reused cells: quantization.refusal)
+
+    def merged(self, stage, ends: list[int], last_only: bool) -> int:
+        shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
+        merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
+                                         "int8", quantization=self.tensors[ends[0]].quantization))
+        self.op(BuiltinOperator.CONCATENATION, ends, [merged], INT8_VERSION, ConcatenationOptions(axis=-1))
+        return merged
+
+    def write_head(self, ends: list[int]) -> list[int]:
+        """Dense layers in int8: FULLY_CONNECTED on rows, its activation op at the kernel's fixed format."""
+        source = ends[0]
         for dense in self.network.head:
             shape = self.tensors[source].shape
             flat = source if len(shape) == 2 else self.reshaped(source, (self.rows, shape[-1]),
@@ -220,26 +224,16 @@ class _Int8Graph:
             source = out if len(shape) == 2 else self.reshaped(out, (*shape[:-1], dense.units),
                                                                f"{dense.name}/sequence")
             ends = [source]
+        return ends
 
-        names = [SIGNATURE_OUTPUT] if len(ends) == 1 else [f"{SIGNATURE_OUTPUT}_fw", f"{SIGNATURE_OUTPUT}_bw"]
-        named = {key: self.edge_out(end) for key, end in zip(names, ends)}
-        signature_inputs = {SIGNATURE_INPUT: self.x}
-        if self.network.state == "io":
-            keys = [STATE] if len(self.state_inputs) == 1 else [f"{STATE}_{k}" for k in range(len(self.state_inputs))]
-            for key, state_in, state_out in zip(keys, self.state_inputs, self.state_outputs):
-                signature_inputs[key] = state_in
-                # the last step may be the final state, already an output: a copy of its own, as runtimes name outputs
-                copy = self.plan.int8_io and any(self.tensors[i] is self.tensors[state_out] for i in named.values())
-                named[key] = self.edge_out(state_out, f"{self.tensors[state_in].name}/final"
-                                           if copy or not self.plan.int8_io else None)
-            self.inputs += self.state_inputs
-        subgraphs = [Subgraph(list(self.tensors), self.operators, inputs=self.inputs, outputs=list(named.values()),
-                              name=SIGNATURE_KEY)]
-        signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
-        if self.network.state == "carry":
-            subgraphs += [_zeroing(self.handles, "init"), _zeroing(self.handles, RESET_KEY)]
-            signatures.append(Signature(RESET_KEY, {}, {}, 2))
-        return Model(subgraphs=subgraphs, signatures=signatures)
+    def signature_output(self, index: int) -> int:
+        return self.edge_out(index)
+
+    def state_output(self, state_in: int, state_out: int, named: dict) -> int:
+        # the last step may be the final state, already an output: a copy of its own, as runtimes name outputs
+        copy = self.plan.int8_io and any(self.tensors[i] is self.tensors[state_out] for i in named.values())
+        return self.edge_out(state_out, f"{self.tensors[state_in].name}/final"
+                             if copy or not self.plan.int8_io else None)
 
 
 def _int8_weights(weights: np.ndarray, scales: np.ndarray) -> np.ndarray:

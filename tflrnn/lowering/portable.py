@@ -33,7 +33,6 @@ from ..model import (
     Model,
     Operator,
     PackOptions,
-    Signature,
     Subgraph,
     Tensor,
     UnpackOptions,
@@ -44,8 +43,12 @@ from ..model import (
     op_name,
 )
 from ..network import Layer, Network, base_name, stage_layers
-from .common import (_FUSED_IN_ADD, RESET_KEY, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, STATE, Tensors,
-                     _zeroing, sequence_tensor, time_layout, weight_tensors, write_dense_head)
+from .common import (_FUSED_IN_ADD, GraphWalk, SIGNATURE_OUTPUT, Tensors, sequence_tensor, time_layout,
+                     weight_tensors, write_dense_head)
+from .common import RESET_KEY, STATE  # this lowering's signature names (verify and benchmark read them from here)
+
+__all__ = ["RESET_KEY", "STATE", "LOOP_ABOVE_R_BYTES", "lower", "recover", "holds_a_layer", "auto_loops",
+           "loops_by_default", "exported_weights", "step_begin"]
 
 # `recurrence="auto"` loops when the unrolled steps would hold more bytes of R than this, summed over every
 # direction: XNNPACK packs each step's FULLY_CONNECTED by R on its own, one copy per step. Measured at T=50 (LiteRT
@@ -73,7 +76,7 @@ def lower(network: Network) -> Model:
     return _Graph(network).model()
 
 
-class _Graph:
+class _Graph(GraphWalk):
     """The serving graph being written, float (lowering/int8.py writes the full-int8 one): its tensors and ops, the
     state's inputs, outputs and variables, the loops' subgraphs. A cell kind's step writer (lowering/gru.py) adds
     to it through these attributes and methods."""
@@ -233,55 +236,38 @@ class _Graph:
         self.operators.append(Operator(BuiltinOperator.READ_VARIABLE, [handle], [read]))
         return read, handle
 
-    def model(self) -> Model:
-        """The network's stages, its Dense head and the signatures, as a Model."""
-        source, ends = self.x, []
-        seen: dict[str, int] = {}
-        for k, stage in enumerate(self.network.stages):
-            final = k == len(self.network.stages) - 1
-            last_only = final and self.network.last_step
-            results = []
-            for d, layer in enumerate(stage_layers(stage)):
-                uses = seen.get(layer.name, 0)
-                seen[layer.name] = uses + 1
-                suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
-                results.append(self.run_direction(layer, source, backward=d == 1, suffix=suffix,
-                                                  sequence=not last_only))
-            # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends).
-            ends = [final_state if last_only else output for output, final_state in results]
-            if len(ends) == 2 and (self.network.merge or not final):
-                shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
-                signature = None if last_only or not self.dynamic else (*self.dynamic, shape[-1])
-                merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
-                                                 shape_signature=signature))
-                self.operators.append(Operator(BuiltinOperator.CONCATENATION, ends, [merged],
-                                               options=ConcatenationOptions(axis=-1)))
-                ends = [merged]
-            source = ends[0]
-        ends = write_dense_head(self.tensors, self.operators, self.network.head, ends)
+    # common.GraphWalk.model's hooks, for the float graph
+    def first_source(self) -> int:
+        return self.x
 
-        named = ({SIGNATURE_OUTPUT: ends[0]} if len(ends) == 1 else
-                 {f"{SIGNATURE_OUTPUT}_fw": ends[0], f"{SIGNATURE_OUTPUT}_bw": ends[1]})
-        signature_inputs = {SIGNATURE_INPUT: self.x}
-        if self.network.state == "io":
-            for k, (state_in, state_out) in enumerate(zip(self.state_inputs, self.state_outputs)):
-                key = STATE if len(self.state_inputs) == 1 else f"{STATE}_{k}"
-                signature_inputs[key] = state_in
-                if state_out in named.values():  # the last step is the final state: a copy, as runtimes name outputs
-                    name = self.tensors[state_out].name
-                    state_out = self.reshaped(state_out, self.tensors[state_out].shape, f"{name}/final_state",
-                                              f"{name}/shape")
-                named[key] = state_out
-            self.inputs += self.state_inputs
-        outputs = list(named.values())
-        subgraphs = [Subgraph(list(self.tensors), self.operators, inputs=self.inputs, outputs=outputs,
-                              name=SIGNATURE_KEY)]
-        signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
-        if self.network.state == "carry":
-            subgraphs += [_zeroing(self.handles, "init"), _zeroing(self.handles, RESET_KEY)]
-            signatures.append(Signature(RESET_KEY, {}, {}, 2))
-        subgraphs += self.loops
-        return Model(subgraphs=subgraphs, signatures=signatures)
+    def stage_source(self, source: int, stage) -> int:
+        return source
+
+    def write_direction(self, layer: Layer, source: int, backward: bool, suffix: str, sequence: bool):
+        return self.run_direction(layer, source, backward, suffix, sequence)
+
+    def merged(self, stage, ends: list[int], last_only: bool) -> int:
+        """A bidirectional layer's [fw | bw] on the last axis."""
+        shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
+        signature = None if last_only or not self.dynamic else (*self.dynamic, shape[-1])
+        merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
+                                         shape_signature=signature))
+        self.operators.append(Operator(BuiltinOperator.CONCATENATION, ends, [merged],
+                                       options=ConcatenationOptions(axis=-1)))
+        return merged
+
+    def write_head(self, ends: list[int]) -> list[int]:
+        return write_dense_head(self.tensors, self.operators, self.network.head, ends)
+
+    def signature_output(self, index: int) -> int:
+        return index
+
+    def state_output(self, state_in: int, state_out: int, named: dict) -> int:
+        """A direction's final state as a signature output (io)."""
+        if state_out in named.values():  # the last step is the final state: a copy, as runtimes name outputs
+            name = self.tensors[state_out].name
+            return self.reshaped(state_out, self.tensors[state_out].shape, f"{name}/final_state", f"{name}/shape")
+        return state_out
 
 
 def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: bool) -> bool:
