@@ -110,6 +110,11 @@ class Int8Layer:
         """By role, as Int8Cell keeps them."""
         return {"projection": self.projection, "recurrent": self.recurrent, "sum": self.sum, "state": self.state}
 
+    @property
+    def scales(self) -> dict[str, np.ndarray]:
+        """The weights' per-channel scales by role, as Int8Cell keeps them."""
+        return {"input_weights": self.input_scales, "recurrent_weights": self.recurrent_scales}
+
     def __eq__(self, other) -> bool:
         if not isinstance(other, Int8Layer):
             return NotImplemented

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from . import reference
-from .cell import CellWeights
 from .errors import ConfigError
 from .model import Activation
 from .network import Dense, Int8Cell, Int8Dense, Int8Format, Int8Layer, Int8Plan, Layer, Network, stage_layers
@@ -192,8 +191,8 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     plan_layers = {}
     for stage in weighted.stages:
         directions = stage_layers(stage)
-        if directions[0].kind == "gru":
-            plan_layers.update(_gru_formats(directions, observed, channels))
+        if directions[0].kind != "rnn":  # another kind's values have formats of their own
+            plan_layers.update(_KIND_FORMATS[directions[0].kind](directions, observed, channels))
             continue
         sums = [_sum_format(layer.activation, observed[f"{layer.name}/sum"]) for layer in directions]
         if len(directions) == 2 and directions[0].activation != Activation.TANH:
@@ -257,6 +256,9 @@ def _gru_formats(directions, observed: dict, channels: dict) -> dict[str, Int8Ce
         sw, sr = channels[name]
         found[name] = Int8Cell(formats, {"input_weights": sw, "recurrent_weights": sr})
     return found
+
+
+_KIND_FORMATS = {"gru": _gru_formats}  # each kind's formats (the basic cell's are calibrate's own)
 
 
 def _sum_format(activation: Activation, seen: "_Seen") -> Int8Format:
@@ -388,6 +390,17 @@ def input_formats(network: Network) -> dict[str, Int8Format]:
     return found
 
 
+def int8_biases(weights, input_format: Int8Format, formats) -> dict[str, np.ndarray]:
+    """A layer's biases on their int32 grids, by role: `bias` joins x W^T (the input's scale x W's per channel), a
+    GRU's `recurrent_bias` joins h R^T (the state's scale x R's)."""
+    roles = weights.roles()
+    found = {"bias": _grid_bias(roles["bias"], input_format.scale, formats.scales["input_weights"])}
+    if roles.get("recurrent_bias") is not None:
+        found["recurrent_bias"] = _grid_bias(roles["recurrent_bias"], formats.state.scale,
+                                             formats.scales["recurrent_weights"])
+    return found
+
+
 def _grid_bias(bias: np.ndarray, input_scale: float, channel_scales: np.ndarray) -> np.ndarray:
     """A bias as the int32 values it becomes at input scale x weight scale, dequantized."""
     scales = bias_scales(input_scale, channel_scales)
@@ -402,16 +415,8 @@ def with_int8_biases(network: Network, plan: Int8Plan) -> Network:
     for stage in network.stages:
         new = []
         for layer in stage_layers(stage):
-            f = plan.layers[layer.name]
-            w = layer.weights
-            if layer.kind == "gru":  # the recurrent biases join h R^T: at the state's scale x R's
-                roles = {"bias": _grid_bias(w.bias, formats[layer.name].scale, f.scales["input_weights"])}
-                if w.recurrent_bias is not None:
-                    roles["recurrent_bias"] = _grid_bias(w.recurrent_bias, f.state.scale, f.scales["recurrent_weights"])
-                new.append(replace(layer, weights=_with_roles(w, **roles)))
-                continue
-            bias = _grid_bias(w.bias, formats[layer.name].scale, f.input_scales)
-            new.append(replace(layer, weights=CellWeights(w.input_weights, w.recurrent_weights, bias)))
+            new.append(replace(layer, weights=_with_roles(layer.weights, **int8_biases(
+                layer.weights, formats[layer.name], plan.layers[layer.name]))))
         stages.append(tuple(new) if isinstance(stage, tuple) else new[0])
     head = []
     for dense in network.head:

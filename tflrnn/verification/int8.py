@@ -204,8 +204,8 @@ class _Graph:
         for layer in network.layers:
             role = "h" if layer.activation == Activation.TANH else "z"
             self.steps[layer.name] = [self.index[f"{layer.name}/{role}{t}"] for t in range(network.time_steps)]
-            if layer.kind == "gru":  # every value of its steps, by the stems lowering/gru.py names them
-                stems = [*GRU_STEMS, "rn" if layer.weights.reset_after else "rh"]
+            if layer.kind in _STEP_CHECKS:  # every value of its steps, by the stems its lowering names them
+                stems = _STEP_CHECKS[layer.kind][0](layer)
                 self.values[layer.name] = {stem: [self.index[f"{layer.name}/{stem}{t}"]
                                                   for t in range(network.time_steps)] for stem in stems}
         self.dense = {d.name: (self.index[f"{d.name}/output"], self.index.get(f"{d.name}/{d.activation}"))
@@ -348,8 +348,8 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
             f = plan.layers[layer.name]
             h = np.stack([quant.dequantize_values(read[i], f.state) for i in where.steps[layer.name]], axis=1)
             last_states.append(h[:, 0] if d == 1 else h[:, -1])  # where a backward direction ends
-            if layer.kind == "gru":
-                _judge_gru(network, layer, where, read, source, starts[k], judge)
+            if layer.kind in _STEP_CHECKS:
+                _STEP_CHECKS[layer.kind][1](network, layer, where, read, source, starts[k], judge)
                 outputs_of_stage.append(h)
                 k += 1
                 continue
@@ -460,6 +460,13 @@ def _judge_gru(network, layer, where, read, source: np.ndarray, start: np.ndarra
         h = got["h"]
 
 
+# Each kind's step check besides the basic cell's (_check_invoke's own): the stems of the values it reads, and the
+# check, restated from the kind's equations
+_STEP_CHECKS = {
+    "gru": (lambda layer: [*GRU_STEMS, "rn" if layer.weights.reset_after else "rh"], _judge_gru),
+}
+
+
 def _free_run_error(network, xs, runs, plan, float_weights) -> str:
     """The outputs' error against the float64 reference on the dequantized weights (and the float weights)."""
     errors, float_errors, states, float_states = [], [], None, None
@@ -524,20 +531,19 @@ def weights_match(network: Network, given: list) -> Check:
                 weights.num_units, weights.input_size) != (layer.weights.num_units, layer.weights.input_size):
             return Check("weights.match", False, f"layer '{layer.name}': the given weights have another kind or "
                                                  "shape")
-        if layer.kind == "gru":  # roles: W and R per channel; b at the input's scale, c at the state's (x R's)
-            w_scales, r_scales = f.scales["input_weights"], f.scales["recurrent_weights"]
-            biases = [(weights.bias, layer.weights.bias, quant.bias_scales(formats[layer.name].scale, w_scales))]
-            if layer.weights.recurrent_bias is not None and weights.recurrent_bias is not None:
-                biases.append((weights.recurrent_bias, layer.weights.recurrent_bias,
-                               quant.bias_scales(f.state.scale, r_scales)))
-            elif (layer.weights.recurrent_bias is None) != (weights.recurrent_bias is None):
-                return Check("weights.match", False, f"layer '{layer.name}': one resets after R, the other before")
-        else:
-            w_scales, r_scales = f.input_scales, f.recurrent_scales
-            # as build quantizes them
-            biases = [(weights.bias, layer.weights.bias, quant.bias_scales(formats[layer.name].scale, w_scales))]
-        pairs = ((weights.input_weights, layer.weights.input_weights, w_scales),
-                 (weights.recurrent_weights, layer.weights.recurrent_weights, r_scales))
+        if weights.roles().keys() != layer.weights.roles().keys():
+            return Check("weights.match", False, f"layer '{layer.name}': the given weights have other roles "
+                                                 f"({', '.join(weights.roles())})")
+        # W and R per channel at the model's scales; each bias at its int32 scale: the input's (b) or the state's
+        # (a GRU's recurrent bias) times its weights' (restated from the kernels' rule, as int8.formats checks it)
+        scales = f.scales
+        pairs = ((weights.input_weights, layer.weights.input_weights, scales["input_weights"]),
+                 (weights.recurrent_weights, layer.weights.recurrent_weights, scales["recurrent_weights"]))
+        biases = [(weights.bias, layer.weights.bias, quant.bias_scales(formats[layer.name].scale,
+                                                                         scales["input_weights"]))]
+        if layer.weights.roles().get("recurrent_bias") is not None:
+            biases.append((weights.recurrent_bias, layer.weights.recurrent_bias,
+                           quant.bias_scales(f.state.scale, scales["recurrent_weights"])))
         same = all(np.array_equal(np.clip(np.rint(g / s[:, None].astype(np.float64)), -127, 127),
                                   np.rint(m / s[:, None].astype(np.float64))) for g, m, s in pairs)
         same = same and all(np.array_equal(quant.bias_int32(g, scales), quant.bias_int32(m, scales))
