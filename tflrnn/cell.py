@@ -244,7 +244,8 @@ class CellWeights:
         return self.to_tflite()
 
     def equals(self, other: CellWeights) -> bool:
-        return getattr(other, "kind", "rnn") == "rnn" and all(np.array_equal(a, b) for a, b in zip(self.arrays(), other.arrays()))
+        return getattr(other, "kind", "rnn") == "rnn" and all(
+            np.array_equal(a, b) for a, b in zip(self.arrays(), other.arrays()))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.input_weights, self.recurrent_weights, self.bias
