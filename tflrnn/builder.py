@@ -462,7 +462,8 @@ def _reused(cell: RNNCell, existing: CellWeights, input_size: int, weights: Cell
     if (existing.num_units, existing.input_size) != shape:
         raise ConfigError(
             f"Trying to share variable {variable}, but specified shape "
-            f"{list(existing.input_weights.shape[:1]) + [input_size]} and found shape {list(existing.input_weights.shape)}."
+            f"{list(existing.input_weights.shape[:1]) + [input_size]} and found shape "
+            f"{list(existing.input_weights.shape)}."
         )
     if weights is not None and not weights.equals(existing):
         raise ConfigError(f"layers named '{cell.name}' share variables but were given different weights")
