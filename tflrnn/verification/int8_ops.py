@@ -190,7 +190,8 @@ def _state_problem(graph, network: Network, ends, known: dict, previous: dict | 
     ended at in the previous invoke (zeros at first and after a reset); io, the final state outputs are those h."""
     if network.state == "zero":
         return None
-    for (name, last, start), final in zip(ends, [i for i in final_outputs] or [None] * len(ends)):
+    finals = list(final_outputs) or [None] * len(ends)  # the final state outputs (io), in layer order
+    for (name, last, start), final in zip(ends, finals):
         if last is None or last not in known:
             return f"layer '{name}': its last step's h was not read back"
         if network.state == "carry" and (start is None or start not in known):
