@@ -164,6 +164,19 @@ def test_dynamic_time_runs_any_length():
         np.testing.assert_allclose(got, reference.run_gru(x, weights)[0], atol=2e-6)
 
 
+@pytest.mark.parametrize("time_steps", [6, "dynamic"])
+def test_loop_body_gathers_its_step(time_steps):
+    """A SLICE at a run-time begin has a dynamic output, and a body holding one runs TFLite's slow WHILE path (its
+    ops re-prepared and the loop's values deep-copied every iteration): the step is a GATHER, shapes all static."""
+    from tflrnn.model import BuiltinOperator
+
+    model = model_of(network_of(GRUCell(4), weights=_random(4, 3, True), time_steps=time_steps, recurrence="loop"))
+    body = next(g for g in model.subgraphs if g.name.endswith("/body"))
+    codes = [op.code for op in body.operators]
+    assert codes.count(BuiltinOperator.GATHER) == 2 and BuiltinOperator.SLICE not in codes
+    assert all(-1 not in t.shape for t in body.tensors if t.shape_signature is None)
+
+
 @pytest.mark.parametrize("options", [
     {"recurrence": "unrolled"},
     {"recurrence": "loop", "time_major": True},

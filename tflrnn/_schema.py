@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 _TABLES = (
     "AddOptions", "BidirectionalSequenceRNNOptions", "Buffer", "CallOnceOptions", "ConcatenationOptions",
-    "FullyConnectedOptions", "Metadata", "Model", "MulOptions", "Operator", "OperatorCode", "PackOptions",
-    "QuantizationParameters", "SequenceRNNOptions", "ShapeOptions", "SignatureDef", "SoftmaxOptions",
+    "FullyConnectedOptions", "GatherOptions", "Metadata", "Model", "MulOptions", "Operator", "OperatorCode",
+    "PackOptions", "QuantizationParameters", "SequenceRNNOptions", "ShapeOptions", "SignatureDef", "SoftmaxOptions",
     "SplitOptions", "StridedSliceOptions", "SubGraph", "SubOptions", "Tensor", "TensorMap", "UnpackOptions",
     "VarHandleOptions", "WhileOptions",
 )

@@ -277,11 +277,47 @@ def network_of(
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
                           "tensor, fixed when the model is built")
+    lowering = _lowering_for(cell, weights, lowering)
+    chosen = lowering_of(lowering)  # an unknown lowering is refused by name
+    _check_modes(chosen, quantize, io, calibration, asymmetric_inputs, merge, state, recurrence, seed)
+    hybrid, full_int8 = quantize == "int8", quantize == "full-int8"
+    head = list(head or [])
+    dynamic_time = time_steps == "dynamic"
+    if dynamic_time:
+        time_steps = 1
+    cells, flags, given = _directions(cell, weights, bidirectional)
+    _check_layout(cells, flags, hybrid, time_major, merge, head)
+    expanded = []  # one cell per direction, with its stage
+    for k, (c, flag) in enumerate(zip(cells, flags)):
+        expanded += [(k, c.renamed(f"{c.name}/{d}")) for d in ("fw", "bw")] if flag else [(k, c)]
+    layers = _layers(expanded, given, input_size, time_steps, batch_size, seed, hybrid, asymmetric_inputs)
+    stages = []
+    for k, flag in enumerate(flags):
+        mine = [layer for (s, _), layer in zip(expanded, layers) if s == k]
+        stages.append(tuple(mine) if flag else mine[0])
+    _check_head(head, sum(x.weights.num_units for x in stage_layers(stages[-1])))
+
+    loop = recurrence == "loop" or (recurrence == "auto" and chosen.loops and
+                                    portable.auto_loops(stages, time_steps, dynamic_time, full_int8))
+    network = Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
+                      dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
+                      lowering=lowering, state=state, loop=loop)
+    if full_int8:
+        from . import quantization
+
+        why = quantization.refusal(network)
+        if why:
+            raise ConfigError(why)
+        sequences = quantization.sequences_of(calibration, network)
+        network = quantization.calibrate(network, sequences, int8_io=io == "int8")
+    return network
+
+
+def _check_modes(chosen, quantize, io, calibration, asymmetric_inputs, merge, state, recurrence, seed) -> None:
+    """The options' values, and the pairs of them that contradict each other or the lowering `chosen`."""
     if quantize not in (None, "none", "int8", "full-int8"):
         raise ConfigError(f"quantize must be int8, full-int8 (or none), got {quantize!r}")
     hybrid, full_int8 = quantize == "int8", quantize == "full-int8"
-    lowering = _lowering_for(cell, weights, lowering)
-    chosen = lowering_of(lowering)  # an unknown lowering is refused by name
     if io not in ("float", "int8"):
         raise ConfigError(f"io must be float or int8, got {io!r}")
     if io == "int8" and not full_int8:
@@ -307,10 +343,10 @@ def network_of(
                           "op runs its own loop): add --lowering portable")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    head = list(head or [])
-    dynamic_time = time_steps == "dynamic"
-    if dynamic_time:
-        time_steps = 1
+
+
+def _directions(cell, weights, bidirectional) -> tuple[list, list[bool], list]:
+    """(one cell per stage, each stage's bidirectional flag, one weights or None per direction)."""
     cells = list(cell) if isinstance(cell, (list, tuple)) else [cell]
     flags = list(bidirectional) if isinstance(bidirectional, (list, tuple)) else [bool(bidirectional)] * len(cells)
     if len(cells) > MAX_LAYERS:
@@ -328,29 +364,29 @@ def network_of(
         if given[0] is None:
             raise ConfigError("give a cell (num_units) or weights")
         cells = [_cell_for(given[0])]
+    return cells, flags, given
+
+
+def _check_layout(cells, flags, hybrid, time_major, merge, head) -> None:
+    """What the cells' kinds, the bidirectional layers and the head allow of the other options."""
     if hybrid and any(not kind_of(c).fused for c in cells):
         raise ConfigError("--quantize int8 stores the fused RNN op's weights as int8 (a hybrid op); a GRU has no "
                           "fused op: its int8 is --quantize full-int8 (every op int8, with --calibration)")
-    if any(flags):
-        if hybrid and time_major:
-            # TFLite's hybrid time-major bidirectional kernel loops over the whole sequence once per step, and
-            # crashed LiteRT 2.3 when tried here: tflrnn does not write a model the runtime cannot run.
-            raise ConfigError("a hybrid (int8) bidirectional model must be batch-major: the runtime's time-major "
-                              "hybrid bidirectional kernel is broken (it crashes LiteRT 2.3)")
+    if any(flags) and hybrid and time_major:
+        # TFLite's hybrid time-major bidirectional kernel loops over the whole sequence once per step, and
+        # crashed LiteRT 2.3 when tried here: tflrnn does not write a model the runtime cannot run.
+        raise ConfigError("a hybrid (int8) bidirectional model must be batch-major: the runtime's time-major "
+                          "hybrid bidirectional kernel is broken (it crashes LiteRT 2.3)")
     if merge == "none" and not flags[-1]:
         raise ConfigError("--merge chooses how a bidirectional layer's outputs come out; the last layer is not "
                           "bidirectional")
     if merge == "none" and head:
         raise ConfigError("a dense head takes one input: merge the bidirectional outputs (--merge concat)")
 
-    # One RNNCell per direction, with the stage it belongs to.
-    expanded = []
-    for k, (c, flag) in enumerate(zip(cells, flags)):
-        if flag:
-            expanded += [(k, c.renamed(f"{c.name}/{d}")) for d in ("fw", "bw")]
-        else:
-            expanded.append((k, c))
 
+def _layers(expanded, given, input_size, time_steps, batch_size, seed, hybrid, asymmetric_inputs) -> list[Layer]:
+    """One Layer per direction: its weights given (checked against the cell and the input before it), shared with
+    an earlier layer of the same name (TfLiteRNNCell's reuse), or drawn from `seed`; quantized if `hybrid`."""
     layers, shared = [], {}
     size = input_size
     stage_input = {}  # stage -> its input size
@@ -359,22 +395,7 @@ def network_of(
         if stage in stage_input:
             size = stage_input[stage]  # the backward direction reads the same input as the forward one
         if layer_weights is not None:
-            if layer_weights.kind != layer_cell.kind:
-                raise ConfigError(f"{where}the cell is a {kind_of(layer_cell).title} but the weights are a "
-                                  f"{kind_of(layer_weights).title}'s" + (" (drop --cell: the weights say)"
-                                                                         if len(expanded) == 1 else ""))
-            if layer_weights.num_units != layer_cell.num_units:
-                raise ConfigError(
-                    f"{where}num_units={layer_cell.num_units} does not match the weights: input_weights is "
-                    f"{list(layer_weights.input_weights.shape)} (units {layer_weights.num_units})"
-                )
-            if size is not None and size != layer_weights.input_size:
-                raise ConfigError(
-                    f"{where}input_size={size} does not match the weights: input_weights is "
-                    f"{list(layer_weights.input_weights.shape)} (input size {layer_weights.input_size})"
-                    if stage == 0 else f"{where}the previous layer's {size} outputs do not match its input_weights "
-                    f"{list(layer_weights.input_weights.shape)}"
-                )
+            _check_weights(where, layer_cell, layer_weights, size, stage, single=len(expanded) == 1)
             size = layer_weights.input_size
         elif size is None:
             size = layer_cell.num_units
@@ -393,11 +414,28 @@ def network_of(
         layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights, int8,
                             bool(asymmetric_inputs)))
         size = sum(c.num_units for s, c in expanded if s == stage)  # the stage's output width, once complete
-    stages = []
-    for k, flag in enumerate(flags):
-        mine = [layer for (s, _), layer in zip(expanded, layers) if s == k]
-        stages.append(tuple(mine) if flag else mine[0])
-    width = sum(x.weights.num_units for x in stage_layers(stages[-1]))
+    return layers
+
+
+def _check_weights(where: str, cell, weights, size: int | None, stage: int, single: bool) -> None:
+    """Given weights fit their cell (kind, units) and the values before them (`size`, None: not known yet)."""
+    if weights.kind != cell.kind:
+        raise ConfigError(f"{where}the cell is a {kind_of(cell).title} but the weights are a "
+                          f"{kind_of(weights).title}'s" + (" (drop --cell: the weights say)" if single else ""))
+    if weights.num_units != cell.num_units:
+        raise ConfigError(f"{where}num_units={cell.num_units} does not match the weights: input_weights is "
+                          f"{list(weights.input_weights.shape)} (units {weights.num_units})")
+    if size is not None and size != weights.input_size:
+        raise ConfigError(
+            f"{where}input_size={size} does not match the weights: input_weights is "
+            f"{list(weights.input_weights.shape)} (input size {weights.input_size})"
+            if stage == 0 else f"{where}the previous layer's {size} outputs do not match its input_weights "
+            f"{list(weights.input_weights.shape)}"
+        )
+
+
+def _check_head(head: list[Dense], width: int) -> None:
+    """Each Dense layer's activation is one tflrnn writes and its kernel takes the `width` values before it."""
     for dense in head:
         if dense.activation not in DENSE_ACTIVATIONS:
             raise ConfigError(f"Dense '{dense.name}': activation {dense.activation!r} is not one tflrnn writes "
@@ -406,21 +444,6 @@ def network_of(
             raise ConfigError(f"Dense '{dense.name}': kernel {list(dense.weights.shape)} and bias "
                               f"{list(dense.bias.shape)} do not take the {width} values before it")
         width = dense.units
-
-    loop = recurrence == "loop" or (recurrence == "auto" and chosen.loops and
-                                    portable.auto_loops(stages, time_steps, dynamic_time, full_int8))
-    network = Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
-                      dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
-                      lowering=lowering, state=state, loop=loop)
-    if full_int8:
-        from . import quantization
-
-        why = quantization.refusal(network)
-        if why:
-            raise ConfigError(why)
-        sequences = quantization.sequences_of(calibration, network)
-        network = quantization.calibrate(network, sequences, int8_io=io == "int8")
-    return network
 
 
 def _lowering_for(cell, weights, lowering: str | None) -> str:

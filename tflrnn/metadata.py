@@ -44,6 +44,7 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.ASSIGN_VARIABLE, 1): "2.6.0",
     (BuiltinOperator.WHILE, 1): "1.15.0",  # the portable lowering's loop over the steps
     (BuiltinOperator.SLICE, 1): "1.14.0",
+    (BuiltinOperator.GATHER, 1): "1.6.0",  # a GRU loop's step t
     (BuiltinOperator.DYNAMIC_UPDATE_SLICE, 1): "2.9.0",
     (BuiltinOperator.LESS, 1): "1.14.0",
     (BuiltinOperator.GREATER_EQUAL, 1): "1.14.0",

@@ -35,6 +35,7 @@ class BuiltinOperator(enum.IntEnum):
     RESHAPE = 22
     SOFTMAX = 25
     TANH = 28
+    GATHER = 36
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
     SUB = 41
     STRIDED_SLICE = 45
@@ -73,6 +74,7 @@ class BuiltinOptions(enum.IntEnum):
     SoftmaxOptions = 9
     ConcatenationOptions = 10
     AddOptions = 11
+    GatherOptions = 23
     MulOptions = 21
     SubOptions = 28
     SequenceRNNOptions = 31
@@ -163,6 +165,12 @@ class MulOptions:
 class SubOptions:
     activation: int = Activation.NONE
     pot_scale_int16: bool = True  # the schema's default; only int16 kernels read it
+
+
+@dataclass
+class GatherOptions:
+    axis: int = 0
+    batch_dims: int = 0
 
 
 @dataclass

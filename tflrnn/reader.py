@@ -21,6 +21,7 @@ from .model import (
     AddOptions,
     MulOptions,
     SplitOptions,
+    GatherOptions,
     SubOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOptions,
@@ -229,6 +230,7 @@ _OPTIONS = {
     BuiltinOptions.SubOptions: (fb.SubOptions, lambda p: SubOptions(
         activation=p.FusedActivationFunction(), pot_scale_int16=p.PotScaleInt16())),
     BuiltinOptions.SplitOptions: (fb.SplitOptions, lambda p: SplitOptions(num_splits=p.NumSplits())),
+    BuiltinOptions.GatherOptions: (fb.GatherOptions, lambda p: GatherOptions(axis=p.Axis(), batch_dims=p.BatchDims())),
     BuiltinOptions.PackOptions: (fb.PackOptions, lambda p: PackOptions(values_count=p.ValuesCount(), axis=p.Axis())),
     BuiltinOptions.UnpackOptions: (fb.UnpackOptions, lambda p: UnpackOptions(num=p.Num(), axis=p.Axis())),
     BuiltinOptions.CallOnceOptions: (fb.CallOnceOptions, lambda p: CallOnceOptions(

@@ -3,7 +3,7 @@
 Per direction, the input projections of every step at once, one FULLY_CONNECTED per gate group (so XNNPACK packs
 each weight matrix once and the graph stays one delegate partition):
     G = FULLY_CONNECTED(x, W_zr, b_zr)   [B,T,2U]          C = FULLY_CONNECTED(x, W_n, b_n)   [B,T,U]
-then each step t (unrolled, or as a WHILE loop's body over (t, h, C, G), writing h_t into C's slice t):
+then each step t (unrolled, or as a WHILE loop's body over (t, h, C, G) gathering step t, writing h_t into C's step t):
     g = LOGISTIC(ADD(G_t, FULLY_CONNECTED(h, R_zr, c_zr)));  z, r = SPLIT(g)
     reset after:  n = TANH(ADD(C_t, MUL(r, FULLY_CONNECTED(h, R_n, c_n))))
     reset before: n = TANH(ADD(C_t, FULLY_CONNECTED(MUL(r, h), R_n)))
@@ -223,55 +223,59 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
 
 
 def _loop(g, layer, name, gates, candidate, h, backward):
-    """The steps as a WHILE loop over (t, h, candidate projection, gate projection): the body slices step t of
-    both, runs write_step and writes h_t over the candidate's slice t, which becomes the output sequence."""
+    """The steps as a WHILE loop over (t, h, candidate projection, gate projection): its body gathers step t of
+    both, runs write_step and writes h_t over the candidate's step t, which becomes the output sequence."""
     from . import portable
 
     tensors, operators = g.tensors, g.operators
     units, batch = layer.weights.num_units, g.batch
-    step_shape = (1, batch, units) if g.network.time_major else (batch, 1, units)
-    start = g.reshaped(h, step_shape, f"{name}/h_start")
     t0 = g.loop_start(name, candidate, backward)
     t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
-    h_end = tensors.add(Tensor(f"{name}/h_end", step_shape))
+    h_end = tensors.add(Tensor(f"{name}/h_end", (batch, units)))
     output = tensors.add(g.sequence_of(f"{layer.name}/output", units))
     gates_end = tensors.add(g.sequence_of(f"{name}/gate_projection_end", 2 * units))
     cond = g.first_loop_subgraph + len(g.loops)
-    shapes = (step_shape, tensors[output].shape, tensors[output].shape_signature)
+    shapes = ((batch, units), tensors[output].shape, tensors[output].shape_signature)
     extra = [Tensor("gates", tensors[gates].shape, shape_signature=tensors[gates].shape_signature)]
     g.loops.extend([portable._loop_condition(name, *shapes, g.steps, backward, g.time_axis, extra),
                     _loop_body(layer, name, *shapes, tensors[gates], g.time_axis, backward)])
-    operators.append(Operator(BuiltinOperator.WHILE, [t0, start, candidate, gates], [t_end, h_end, output, gates_end],
+    operators.append(Operator(BuiltinOperator.WHILE, [t0, h, candidate, gates], [t_end, h_end, output, gates_end],
                               options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
-    return output, g.reshaped(h_end, (batch, units), f"{name}/final_state")
+    return output, h_end
 
 
-def _loop_body(layer, name, step_shape, sequence_shape, signature, gates_tensor: Tensor, time_axis: int,
+def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor: Tensor, time_axis: int,
                backward: bool):
-    from ..model import Subgraph
-
-    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
-                       Tensor("sequence", sequence_shape, shape_signature=signature),
-                       Tensor("gates", gates_tensor.shape, shape_signature=gates_tensor.shape_signature)])
+    """Step t, then t += 1 (backward: -1). Step t is GATHERed, not SLICEd: a SLICE at a begin known only at run time
+    has a dynamic output, and a body with one makes TFLite re-prepare its ops and deep-copy the loop's values on
+    every iteration (while.cc: Eval_dynamic); measured in docs/model.md#gru."""
+    from ..model import GatherOptions, Subgraph
     from .portable import step_begin
 
+    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", state_shape),
+                       Tensor("sequence", sequence_shape, shape_signature=signature),
+                       Tensor("gates", gates_tensor.shape, shape_signature=gates_tensor.shape_signature)])
     t, h, sequence, gates = 0, 1, 2, 3
     operators = []
     begin = step_begin(tensors, operators, t, time_axis)
-    gate_shape = (*step_shape[:-1], 2 * step_shape[-1])
-    sliced = {}
-    for what, source, shape in (("x", sequence, step_shape), ("g", gates, gate_shape)):
-        size = tensors.add(Tensor(f"{what}_size", (3,), "int32", data=np.asarray(shape, np.int32)))
-        sliced[what] = tensors.add(Tensor(what, shape))
-        operators.append(Operator(BuiltinOperator.SLICE, [source, begin, size], [sliced[what]]))
+    pieces = {}
+    for what, source, width in (("x", sequence, state_shape[-1]), ("g", gates, 2 * state_shape[-1])):
+        pieces[what] = tensors.add(Tensor(what, (*state_shape[:-1], width)))  # a scalar index drops the time axis
+        operators.append(Operator(BuiltinOperator.GATHER, [source, t], [pieces[what]],
+                                  options=GatherOptions(axis=time_axis)))
     r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
     c = (tensors.add(*weight_tensors(layer, "recurrent_bias")) - 1) if layer.weights.reset_after else None
-    axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(2, np.int32)))
-    new_h = write_step(tensors, operators, sliced["g"], sliced["x"], h,
-                       (r, r + 1, -1 if c is None else c, -1 if c is None else c + 1), axis, "", "",
-                       step_shape, layer.weights.reset_after)
+    axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    new_h = write_step(tensors, operators, pieces["g"], pieces["x"], h,
+                       (r, r + 1, -1 if c is None else c, -1 if c is None else c + 1), axis, "", "", state_shape,
+                       layer.weights.reset_after)
+    step_shape = list(sequence_shape)
+    step_shape[time_axis] = 1
+    step = tensors.add(Tensor("step", tuple(step_shape)))
+    operators.append(Operator(BuiltinOperator.PACK, [new_h], [step], options=PackOptions(values_count=1,
+                                                                                         axis=time_axis)))
     written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
-    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, new_h, begin], [written]))
+    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, step, begin], [written]))
     stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
     next_t = tensors.add(Tensor("t_next", (), "int32"))
     operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
