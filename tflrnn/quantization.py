@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reference
+from .cells import kind_of
 from .errors import ConfigError
 from .model import Activation
 from .network import Dense, Int8Cell, Int8Dense, Int8Format, Int8Layer, Int8Plan, Layer, Network, stage_layers
@@ -191,20 +192,21 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     plan_layers = {}
     for stage in weighted.stages:
         directions = stage_layers(stage)
-        if directions[0].kind != "rnn":  # another kind's values have formats of their own
-            plan_layers.update(_KIND_FORMATS[directions[0].kind](directions, observed, channels))
+        steps = kind_of(directions[0].weights).portable_steps()
+        if steps is not None:  # another kind's values have formats of their own (lowering/<kind>.py)
+            plan_layers.update(steps.int8_formats(directions, observed, channels))
             continue
-        sums = [_sum_format(layer.activation, observed[f"{layer.name}/sum"]) for layer in directions]
+        sums = [sum_format(layer.activation, observed[f"{layer.name}/sum"]) for layer in directions]
         if len(directions) == 2 and directions[0].activation != Activation.TANH:
             # CONCATENATION copies bytes: both directions' states in one format
             both = [observed[f"{layer.name}/sum"] for layer in directions]
             union = _Seen(min(seen.low for seen in both), max(seen.high for seen in both))
-            sums = [_sum_format(layer.activation, union) for layer in directions]
-        for layer, sum_format in zip(directions, sums):
+            sums = [sum_format(layer.activation, union) for layer in directions]
+        for layer, summed in zip(directions, sums):
             plan_layers[layer.name] = Int8Layer(
                 projection=int8_format(*ranges[f"{layer.name}/projection"]),
                 recurrent=int8_format(*ranges[f"{layer.name}/recurrent"]),
-                sum=sum_format, state=TANH_OUTPUT if layer.activation == Activation.TANH else sum_format,
+                sum=summed, state=TANH_OUTPUT if layer.activation == Activation.TANH else summed,
                 input_scales=channels[layer.name][0], recurrent_scales=channels[layer.name][1])
     plan_dense = {}
     for dense in weighted.head:
@@ -227,41 +229,9 @@ def _with_roles(weights, **roles):
     return type(weights)(**{**weights.roles(), **roles})
 
 
-# A GRU's values added linearly into a sum: each takes the range that leaves the least squared error.
-_GRU_LINEAR = ("gate_projection", "candidate_projection", "gate_recurrent", "candidate_recurrent", "reset_product")
 
 
-def _gru_formats(directions, observed: dict, channels: dict) -> dict[str, Int8Cell]:
-    """A GRU stage's formats (lowering/gru.py): the linear terms by least error; the sum before LOGISTIC clipped
-    where the sigmoid's int8 output stops moving (tanh_limit of half the sum: sigmoid(x) = (1 + tanh(x / 2)) / 2, and
-    LOGISTIC's (1/256, -128) steps are tanh's 1/128); the sum before TANH as the basic cell's; the state h = z h +
-    (1 - z) n within [-1, 1] (both directions of a bidirectional layer in one format: CONCATENATION copies bytes)."""
-    states = [observed[f"{layer.name}/state"] for layer in directions]
-    low, high = max(min(seen.low for seen in states), -1.0), min(max(seen.high for seen in states), 1.0)
-    found = {}
-    for layer in directions:
-        name = layer.name
-        formats = {role: int8_format(*observed[f"{name}/{role}"].least_error_range()) for role in _GRU_LINEAR}
-        limit = 2 * observed[f"{name}/gate_sum/2"].tanh_limit()
-        seen = observed[f"{name}/gate_sum"]
-        formats["gate_sum"] = int8_format(max(seen.low, -limit), min(seen.high, limit))
-        formats["candidate_sum"] = _sum_format(Activation.TANH, observed[f"{name}/candidate_sum"])
-        formats["state"] = int8_format(low, high)
-        # h = z h + (1 - z) n: z h within the state's range, 1 - z in LOGISTIC's format, (1 - z) n within tanh's
-        seen = observed[f"{name}/kept_state"]
-        formats["kept_state"] = int8_format(max(seen.low, low), min(seen.high, high))
-        formats["complement"] = PROBABILITY_OUTPUT
-        seen = observed[f"{name}/kept_candidate"]
-        formats["kept_candidate"] = int8_format(max(seen.low, -1.0), min(seen.high, 1.0))
-        sw, sr = channels[name]
-        found[name] = Int8Cell(formats, {"input_weights": sw, "recurrent_weights": sr})
-    return found
-
-
-_KIND_FORMATS = {"gru": _gru_formats}  # each kind's formats (the basic cell's are calibrate's own)
-
-
-def _sum_format(activation: Activation, seen: "_Seen") -> Int8Format:
+def sum_format(activation: Activation, seen: "_Seen") -> Int8Format:
     """The format of z = P + r: clipped at `tanh_limit` before TANH; for the relu family, z after the activation
     (the ADD applies it through its output range), which is also the state."""
     if activation == Activation.TANH:

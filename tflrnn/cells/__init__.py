@@ -2,8 +2,8 @@
 
 A kind declares its weights (their roles and shapes, in TFLite's layout: rows are output units), its
 cell class (the python API), whether a fused builtin op runs it, and the names sources give it. The float64
-reference of each kind is in `reference.py` (written apart from the lowering that writes its ops), and its portable
-steps in `lowering/`. A network's `Layer` knows its kind from its weights (`weights.kind`).
+reference of each kind is in `reference.py` (written apart from the lowering that writes its ops), its portable
+steps and int8 formats in `lowering/<kind>.py`, verify's check of its int8 steps in `verification/int8_<kind>.py`. A network's `Layer` knows its kind from its weights (`weights.kind`).
 
 | kind | module  | weights (roles)                                                   | fused op                     |
 | rnn  | rnn.py  | input_weights [U,I], recurrent_weights [U,U], bias [U]            | UNIDIRECTIONAL_SEQUENCE_RNN  |
@@ -31,13 +31,22 @@ class CellKind:
     reference: str = "run"  # its float64 recurrence: the function of that name in reference.py
     values: str | None = None  # the function in reference.py giving every value its steps compute (calibration)
     steps: str | None = None  # the module writing its portable steps (None: the basic cell's, in portable.py)
+    int8_steps_check: str | None = None  # verify's int8.steps for it (None: the basic cell's, in verification/int8.py)
 
     def portable_steps(self):
         """The module that writes (and reads back) this kind's steps in the portable lowering: write_direction,
-        write_int8_direction, recover_weights, int8_plan, MARKER (its projection weights' name suffix)."""
+        write_int8_direction, recover_weights, int8_formats (calibration), int8_plan (read back), MARKER (its
+        projection weights' name suffix)."""
         import importlib
 
         return importlib.import_module(self.steps) if self.steps else None
+
+    def int8_check(self):
+        """The module verify's int8.steps runs on this kind's full-int8 steps: stems(layer), judge_steps(...),
+        written from the kind's equations apart from its lowering."""
+        import importlib
+
+        return importlib.import_module(self.int8_steps_check) if self.int8_steps_check else None
 
 
 def _kinds() -> dict[str, CellKind]:

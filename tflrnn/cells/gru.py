@@ -203,4 +203,5 @@ KIND = CellKind(
     roles=("input_weights", "recurrent_weights", "bias", "recurrent_bias"), fused=False,
     keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU",
     reference="run_gru", values="gru_values", steps="tflrnn.lowering.gru",
+    int8_steps_check="tflrnn.verification.int8_gru",
 )

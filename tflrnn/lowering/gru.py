@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells.gru import GRUWeights
-from ..model import (AddOptions, BuiltinOperator, FullyConnectedOptions, MulOptions, Operator, PackOptions,
-                     Quantization, SplitOptions, SubOptions, Tensor, UnpackOptions, WhileOptions)
+from ..model import (Activation, AddOptions, BuiltinOperator, FullyConnectedOptions, MulOptions, Operator,
+                     PackOptions, Quantization, SplitOptions, SubOptions, Tensor, UnpackOptions, WhileOptions)
 from .common import Tensors
 
 # Role -> the names of its gate-group and candidate tensors.
@@ -298,6 +298,42 @@ def recover_weights(name: str, constant) -> GRUWeights:
             raise ModelFormatError(f"GRU layer '{name}': its {role} ({' and '.join(parts)}) are not both constants")
         joined[role] = np.concatenate(pieces)
     return GRUWeights(**joined)
+
+
+# A GRU's values added linearly into a sum: each takes the range that leaves the least squared error.
+_GRU_LINEAR = ("gate_projection", "candidate_projection", "gate_recurrent", "candidate_recurrent", "reset_product")
+
+
+def int8_formats(directions, observed: dict, channels: dict) -> dict:
+    """A full-int8 GRU stage's formats, from the values calibration `observed` (quantization.calibrate; `channels`:
+    each layer's per-channel weight scales): the linear terms by least error; the sum before LOGISTIC clipped
+    where the sigmoid's int8 output stops moving (tanh_limit of half the sum: sigmoid(x) = (1 + tanh(x / 2)) / 2, and
+    LOGISTIC's (1/256, -128) steps are tanh's 1/128); the sum before TANH as the basic cell's; the state h = z h +
+    (1 - z) n within [-1, 1] (both directions of a bidirectional layer in one format: CONCATENATION copies bytes)."""
+    from ..network import Int8Cell
+    from ..quantization import PROBABILITY_OUTPUT, int8_format, sum_format
+
+    states = [observed[f"{layer.name}/state"] for layer in directions]
+    low, high = max(min(seen.low for seen in states), -1.0), min(max(seen.high for seen in states), 1.0)
+    found = {}
+    for layer in directions:
+        name = layer.name
+        formats = {role: int8_format(*observed[f"{name}/{role}"].least_error_range()) for role in _GRU_LINEAR}
+        limit = 2 * observed[f"{name}/gate_sum/2"].tanh_limit()
+        seen = observed[f"{name}/gate_sum"]
+        formats["gate_sum"] = int8_format(max(seen.low, -limit), min(seen.high, limit))
+        formats["candidate_sum"] = sum_format(Activation.TANH, observed[f"{name}/candidate_sum"])
+        formats["state"] = int8_format(low, high)
+        # h = z h + (1 - z) n: z h within the state's range, 1 - z in LOGISTIC's format, (1 - z) n within tanh's
+        seen = observed[f"{name}/kept_state"]
+        formats["kept_state"] = int8_format(max(seen.low, low), min(seen.high, high))
+        formats["complement"] = PROBABILITY_OUTPUT
+        seen = observed[f"{name}/kept_candidate"]
+        formats["kept_candidate"] = int8_format(max(seen.low, -1.0), min(seen.high, 1.0))
+        sw, sr = channels[name]
+        found[name] = Int8Cell(formats, {"input_weights": sw, "recurrent_weights": sr})
+    return found
+
 
 
 def int8_plan(layer, fmt, scales, any_step):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import quantization as quant
 from .. import reference
+from ..cells import kind
 from ..lowering import portable
 from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..model import Activation, BuiltinOperator, Model
@@ -204,8 +205,9 @@ class _Graph:
         for layer in network.layers:
             role = "h" if layer.activation == Activation.TANH else "z"
             self.steps[layer.name] = [self.index[f"{layer.name}/{role}{t}"] for t in range(network.time_steps)]
-            if layer.kind in _STEP_CHECKS:  # every value of its steps, by the stems its lowering names them
-                stems = _STEP_CHECKS[layer.kind][0](layer)
+            check = kind(layer.kind).int8_check()
+            if check is not None:  # every value of its steps, by the stems its lowering names them
+                stems = check.stems(layer)
                 self.values[layer.name] = {stem: [self.index[f"{layer.name}/{stem}{t}"]
                                                   for t in range(network.time_steps)] for stem in stems}
         self.dense = {d.name: (self.index[f"{d.name}/output"], self.index.get(f"{d.name}/{d.activation}"))
@@ -310,18 +312,18 @@ def _starts(network, plan, fed, previous, where, read, k) -> list[np.ndarray]:
                           quant.dequantize_values(quant.quantize_values(value, fmt), fmt))
         elif network.state == "carry" and previous is not None:
             steps = where.steps[layer.name]
-            last = steps[0] if _backward(network, layer) else steps[-1]
+            last = steps[0] if backward(network, layer) else steps[-1]
             starts.append(quant.dequantize_values(previous[last], fmt))
         else:
             starts.append(np.zeros((network.batch_size, layer.weights.num_units)))
     return starts
 
 
-def _backward(network: Network, layer) -> bool:
+def backward(network: Network, layer) -> bool:
     return any(isinstance(stage, tuple) and stage[1] is layer for stage in network.stages)
 
 
-def _clamp(values: np.ndarray, fmt: Int8Format) -> np.ndarray:
+def clamp(values: np.ndarray, fmt: Int8Format) -> np.ndarray:
     return np.clip(values, *quant.representable(fmt))
 
 
@@ -339,7 +341,7 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
     xq = read[where.quantized_input]
     source = quant.dequantize_values(xq, plan.input)
     if not plan.int8_io:
-        judge("QUANTIZE of the input", source, _clamp(x.astype(np.float64), plan.input), plan.input.scale)
+        judge("QUANTIZE of the input", source, clamp(x.astype(np.float64), plan.input), plan.input.scale)
     source = np.swapaxes(source, 0, 1) if network.time_major else source  # batch-major from here
     k, last_states, ends = 0, [], []
     for index, stage in enumerate(network.stages):
@@ -348,24 +350,25 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
             f = plan.layers[layer.name]
             h = np.stack([quant.dequantize_values(read[i], f.state) for i in where.steps[layer.name]], axis=1)
             last_states.append(h[:, 0] if d == 1 else h[:, -1])  # where a backward direction ends
-            if layer.kind in _STEP_CHECKS:
-                _STEP_CHECKS[layer.kind][1](network, layer, where, read, source, starts[k], judge)
+            check = kind(layer.kind).int8_check()
+            if check is not None:  # a kind's steps, restated from its own equations (verification/int8_<kind>.py)
+                check.judge_steps(network, layer, where, read, source, starts[k], judge)
                 outputs_of_stage.append(h)
                 k += 1
                 continue
             w, r, b = (a.astype(np.float64) for a in layer.weights.arrays())
-            projection = _clamp(source @ w.T + b, f.projection)
+            projection = clamp(source @ w.T + b, f.projection)
             order = range(network.time_steps - 1, -1, -1) if d == 1 else range(network.time_steps)
             previous = np.empty_like(h)
             prior = starts[k]
             for t in order:
                 previous[:, t] = prior
                 prior = h[:, t]
-            recurrent = _clamp(previous @ r.T, f.recurrent)
-            summed = _clamp(reference.activate(projection + recurrent, layer.activation)
+            recurrent = clamp(previous @ r.T, f.recurrent)
+            summed = clamp(reference.activate(projection + recurrent, layer.activation)
                             if layer.activation != Activation.TANH else projection + recurrent, f.sum)
             if layer.activation == Activation.TANH:
-                expected = _clamp(np.tanh(summed), f.state)
+                expected = clamp(np.tanh(summed), f.state)
                 bound = 2 * f.state.scale + f.sum.scale + f.projection.scale + f.recurrent.scale
             else:
                 expected = summed
@@ -386,13 +389,13 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
         pre = source @ dense.weights.T.astype(np.float64) + dense.bias
         if dense.activation in ("relu", "relu6"):
             pre = reference.activate(pre, Activation.RELU if dense.activation == "relu" else Activation.RELU6)
-        judge(f"Dense '{dense.name}'", got, _clamp(pre, f.output), f.output.scale)
+        judge(f"Dense '{dense.name}'", got, clamp(pre, f.output), f.output.scale)
         if follower is not None:
             fixed = _FIXED_BY_ACTIVATION[dense.activation]
             activated = quant.dequantize_values(read[follower], fixed).reshape(got.shape)
             expected = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
                         "softmax": lambda z: reference.softmax(z, beta=1.0)[0]}[dense.activation](got)
-            judge(f"Dense '{dense.name}' {dense.activation}", activated, _clamp(expected, fixed), 2 * fixed.scale)
+            judge(f"Dense '{dense.name}' {dense.activation}", activated, clamp(expected, fixed), 2 * fixed.scale)
             got = activated
         source, ends = got, [got]
     # The outputs: what the values checked above assemble to, as the network orders steps, directions and layers
@@ -410,61 +413,6 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
         judge(f"output '{where.graph.tensors[index].name}'", shown.reshape(want.shape), want,
               1e-6 * (1 + float(np.max(np.abs(want), initial=0))))
     return worst, problem
-
-
-# The values of a GRU step (lowering/gru.py's stems) this check reads back, besides rn (reset after) or rh (before)
-GRU_STEMS = ("g", "c", "rg", "ag", "gate", "z", "reset", "m", "an", "n", "zh", "w", "wn", "h")
-
-
-def _judge_gru(network, layer, where, read, source: np.ndarray, start: np.ndarray, judge) -> None:
-    """Each step of a full-int8 GRU direction: every value, by the names lowering/gru.py gives them, recomputed in
-    float64 from the interpreter's own values of the ones it is made of (the stage's input, the previous h, the
-    step's earlier values) as cells/gru.py's equations make it, clamped to its format, within its kernel's steps:
-    1 LSB (FULLY_CONNECTED, ADD, SUB, MUL), 2 (LOGISTIC, TANH), 0 (the gates' SPLIT). So the right values meet in
-    each op: a gate wired to another value, the gates' order, reset before or after."""
-    tensors = where.graph.tensors
-    name, units, w = layer.name, layer.weights.num_units, layer.weights
-    W, R, b = (np.asarray(a, np.float64) for a in (w.input_weights, w.recurrent_weights, w.bias))
-    c = np.zeros(3 * units) if w.recurrent_bias is None else np.asarray(w.recurrent_bias, np.float64)
-    indices = where.values[name]
-
-    def real(stem: str, t: int) -> np.ndarray:
-        q = tensors[indices[stem][t]].quantization
-        return quant.dequantize_values(read[indices[stem][t]], Int8Format(q.scale[0], q.zero_point[0]))
-
-    steps = range(network.time_steps - 1, -1, -1) if _backward(network, layer) else range(network.time_steps)
-    h = start
-    for t in steps:
-        got = {stem: real(stem, t) for stem in indices}
-        h = h.reshape(got["h"].shape)
-        projection = source[:, t] @ W.T + b
-        expected = {"g": (projection[:, :2 * units], 1), "c": (projection[:, 2 * units:], 1),
-                    "rg": (h @ R[:2 * units].T + c[:2 * units], 1), "ag": (got["g"] + got["rg"], 1),
-                    "gate": (0.5 * (1 + np.tanh(got["ag"] / 2)), 2),
-                    "z": (got["gate"][:, :units], 0), "reset": (got["gate"][:, units:], 0),
-                    "an": (got["c"] + got["m"], 1), "n": (np.tanh(got["an"]), 2),
-                    # h = z h + (1 - z) n, as the int8 GRU writes it
-                    "zh": (got["z"] * h, 1), "w": (1.0 - got["z"], 1), "wn": (got["w"] * got["n"], 1),
-                    "h": (got["zh"] + got["wn"], 1)}
-        if w.reset_after:
-            expected["rn"] = (h @ R[2 * units:].T + c[2 * units:], 1)
-            expected["m"] = (got["reset"] * got["rn"], 1)
-        else:
-            expected["rh"] = (got["reset"] * h, 1)
-            expected["m"] = (got["rh"] @ R[2 * units:].T, 1)
-        for stem, (value, steps_allowed) in expected.items():
-            q = tensors[indices[stem][t]].quantization
-            fmt = Int8Format(q.scale[0], q.zero_point[0])
-            judge(f"GRU layer '{name}' step {t}: '{name}/{stem}{t}'", got[stem], _clamp(value, fmt),
-                  max(steps_allowed * fmt.scale, 1e-9))
-        h = got["h"]
-
-
-# Each kind's step check besides the basic cell's (_check_invoke's own): the stems of the values it reads, and the
-# check, restated from the kind's equations
-_STEP_CHECKS = {
-    "gru": (lambda layer: [*GRU_STEMS, "rn" if layer.weights.reset_after else "rh"], _judge_gru),
-}
 
 
 def _free_run_error(network, xs, runs, plan, float_weights) -> str:
