@@ -204,6 +204,11 @@ class CellWeights:
         return self.input_weights.shape[1]
 
     @property
+    def state_width(self) -> int:
+        """Values of state per example (an LSTM keeps two vectors: cells/lstm.py)."""
+        return self.num_units
+
+    @property
     def nbytes(self) -> int:
         return self.input_weights.nbytes + self.recurrent_weights.nbytes + self.bias.nbytes
 

@@ -58,9 +58,9 @@ BUILD_OPTIONS = (
            "at the edges) or int8.", LAYOUT, "float", choices=("float", "int8")),
     Option("asymmetric_inputs", ("--asymmetric-inputs",), "With --quantize int8: quantize inputs asymmetrically at "
            "run time (op version 3, runtime 2.3.0).", LAYOUT, False, flag=True),
-    Option("cell", ("--cell",), "The kind of cell: rnn (TfLiteRNNCell, default) or gru (Keras' GRU, reset after; "
-           "built with --lowering portable, as TFLite has no builtin GRU op). With --weights, the weights' kind.",
-           CELL, choices=("rnn", "gru")),
+    Option("cell", ("--cell",), "The kind of cell: rnn (TfLiteRNNCell, default), gru (Keras' GRU, reset after; "
+           "built with --lowering portable, as TFLite has no builtin GRU op) or lstm (Keras' LSTM; its state h and c "
+           "side by side, [B, 2U]). With --weights, the weights' kind.", CELL, choices=("rnn", "gru", "lstm")),
     Option("lowering", ("--lowering",), "fused (default for rnn): TFLite's fused RNN ops; portable (default for "
            "gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE loop, a fixed or "
            "dynamic time axis, float or --quantize full-int8).", LAYOUT, choices=("fused", "portable")),

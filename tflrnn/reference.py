@@ -112,6 +112,33 @@ def run_gru(x: np.ndarray, weights, *, time_major: bool = False,
     return _batch_major(outputs, time_major), h
 
 
+def run_lstm(x: np.ndarray, weights, *, time_major: bool = False,
+             initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An LSTM, as Keras' LSTM and PyTorch's nn.LSTM define it (gates i, f, g, o; W [4U,I], R [4U,U], b [4U]):
+
+        i = sigmoid(x W_i + h R_i + b_i),  f = sigmoid(x W_f + h R_f + b_f),  o = sigmoid(x W_o + h R_o + b_o)
+        g = tanh(x W_g + h R_g + b_g),     c' = f * c + i * g,                h' = o * tanh(c')
+
+    (W and R act transposed, as TFLite stores them.) The state is [B, 2U], h then c. Outputs (each step's h) and
+    the final state [h | c], as run."""
+    w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
+    units = weights.num_units
+    xb = _batch_major(np.asarray(x, dtype=np.float64), time_major)
+    batch, steps = xb.shape[:2]
+    state = np.zeros((batch, 2 * units)) if initial_state is None else np.asarray(initial_state, np.float64)
+    h, c = state[:, :units], state[:, units:]
+    driven = xb @ w.T + b
+    outputs = np.empty((batch, steps, units))
+    for t in range(steps):
+        z = driven[:, t] + h @ r.T
+        i, f = _sigmoid(z[:, :units]), _sigmoid(z[:, units:2 * units])
+        g, o = np.tanh(z[:, 2 * units:3 * units]), _sigmoid(z[:, 3 * units:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        outputs[:, t] = h
+    return _batch_major(outputs, time_major), np.concatenate([h, c], axis=1)
+
+
 def run_cell(x: np.ndarray, weights, activation, *, time_major: bool = False,
              initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The recurrence of any kind of cell, as its kind names it (cells/): `run` for the basic cell, `run_gru`..."""

@@ -8,6 +8,7 @@ steps and int8 formats in `lowering/<kind>.py`, verify's check of its int8 steps
 | kind | module  | weights (roles)                                                   | fused op                     |
 | rnn  | rnn.py  | input_weights [U,I], recurrent_weights [U,U], bias [U]            | UNIDIRECTIONAL_SEQUENCE_RNN  |
 | gru  | gru.py  | input_weights [3U,I], recurrent_weights [3U,U], bias [3U] (+ recurrent_bias [3U] when reset after) | none |
+| lstm | lstm.py | input_weights [4U,I], recurrent_weights [4U,U], bias [4U]; state h and c, [B, 2U]  | UNIDIRECTIONAL_SEQUENCE_LSTM |
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class CellKind:
 
 
 def _kinds() -> dict[str, CellKind]:
-    from . import gru, rnn
+    from . import gru, lstm, rnn
 
-    return {kind.name: kind for kind in (rnn.KIND, gru.KIND)}
+    return {kind.name: kind for kind in (rnn.KIND, gru.KIND, lstm.KIND)}
 
 
 _KINDS: dict[str, CellKind] = {}

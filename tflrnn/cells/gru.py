@@ -62,6 +62,11 @@ class GRUWeights:
     def input_size(self) -> int:
         return self.input_weights.shape[1]
 
+    @property
+    def state_width(self) -> int:
+        """Values of state per example."""
+        return self.num_units
+
     def roles(self) -> dict[str, np.ndarray]:
         """The weights by role name, as `tflrnn weights` exports them."""
         named = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights, "bias": self.bias}

@@ -121,8 +121,11 @@ class GraphWalk:
                 suffix = f"_{uses}" if uses else ""  # a reused cell: its own state and outputs, the same weights
                 results.append(self.write_direction(layer, source, backward=d == 1, suffix=suffix,
                                                     sequence=not last_only))
-            # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends).
-            ends = [final_state if last_only else output for output, final_state in results]
+            # The last step of each direction is its final state: forward at T-1, backward at t=0 (where it ends);
+            # a kind whose state holds more than its output (an LSTM's [h | c]) records its last output apart.
+            last_outputs = getattr(self, "last_outputs", {})
+            ends = [last_outputs.get(final_state, final_state) if last_only else output
+                    for output, final_state in results]
             if len(ends) == 2 and (self.network.merge or not final):
                 ends = [self.merged(stage, ends, last_only)]
             source = ends[0]

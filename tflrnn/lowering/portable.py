@@ -92,6 +92,7 @@ class _Graph(GraphWalk):
         self.inputs, self.state_inputs, self.state_outputs = [self.x], [], []
         self.weights: dict[str, tuple[int, int, int]] = {}  # layer name -> W, R, b (a reused cell shares them)
         self.handles = []  # (shared_name, its zeros) of each carried state
+        self.last_outputs: dict[int, int] = {}  # a final state -> the last step's output, where they differ (LSTM)
         self.loops: list[Subgraph] = []  # the WHILE loops' condition and body subgraphs, after the fixed ones
         self.first_loop_subgraph = 3 if self.network.state == "carry" else 1
         if self.network.state == "carry":
@@ -106,7 +107,7 @@ class _Graph(GraphWalk):
         units = layer.weights.num_units
         if layer.kind != "rnn":  # another kind writes its own steps (cells/)
             name = f"{layer.name}{suffix}"
-            h, handle = self.initial_state(name, units)
+            h, handle = self.initial_state(name, layer.weights.state_width)
             output, h = kind_of(layer.weights).portable_steps().write_direction(self, layer, source, h, backward,
                                                                                 name, sequence)
             self.keep_state(h, handle)
@@ -483,17 +484,20 @@ def _recover(model: Model) -> Network:
         w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
         name = w.name.rpartition("/")[0]
         other = next((k for marker, k in markers.items() if w.name.endswith(marker)), None)
-        if other is not None:  # a GRU direction: its weights by name, its time axis from its steps
+        if other is not None:  # another kind's direction: its weights by name, its time axis from its steps
+            steps_module, title = other.portable_steps(), other.title
             loop = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.WHILE), None)
             loops.append(loop is not None)
             if loop is not None:
+                values = steps_module.LOOP_VALUES
                 if not 0 <= getattr(loop.options, "body_subgraph_index", -1) < len(model.subgraphs) or \
-                        len(loop.inputs) != 4 or len(loop.outputs) != 4:
-                    raise ModelFormatError(f"GRU layer '{name}': its loop has no body or not (t, h, sequence, gates)")
+                        len(loop.inputs) != values or len(loop.outputs) != values:
+                    raise ModelFormatError(f"{title} layer '{name}': its loop has no body or not the {values} "
+                                           "values its steps carry")
                 body = model.subgraphs[loop.options.body_subgraph_index]
                 pack = next((o for o in body.operators if o.code == BuiltinOperator.PACK), None)
                 if pack is None or not body.inputs or body.inputs[0] not in pack.inputs:
-                    raise ModelFormatError(f"GRU layer '{name}': its loop body does not slice step t")
+                    raise ModelFormatError(f"{title} layer '{name}': its loop body does not read step t")
                 axis = pack.inputs.index(body.inputs[0])
                 whiles[id(loop)] = (name, loop)
                 places = (graph, body)
@@ -504,11 +508,12 @@ def _recover(model: Model) -> Network:
                     projected = rows.outputs[0]
                 unpack = next((u for u in consumers(projected) if u.code == BuiltinOperator.UNPACK), None)
                 if unpack is None or unpack.options is None:
-                    raise ModelFormatError(f"GRU layer '{name}': its projection is neither unpacked nor looped over")
+                    raise ModelFormatError(f"{title} layer '{name}': its projection is neither unpacked nor looped "
+                                           "over")
                 axis, places = unpack.options.axis, (graph,)
             named = {t.name: t for place in places for t in place.tensors if t.name.startswith(f"{name}/")}
             if op.inputs[1] not in layers:
-                layers[op.inputs[1]] = Layer(name, Activation.TANH, other.portable_steps().recover_weights(
+                layers[op.inputs[1]] = Layer(name, Activation.TANH, steps_module.recover_weights(
                     name, lambda n: real_values(named[n]) if n in named else None))
             layer = layers[op.inputs[1]]
             if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):

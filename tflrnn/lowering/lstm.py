@@ -1,0 +1,211 @@
+"""An LSTM's steps in the portable lowering (plain builtin ops every TFLite runtime has).
+
+Per direction, the input projections of every step at once, one FULLY_CONNECTED per gate group (the three sigmoid
+gates i, f, o together, the candidate g apart: equal SPLITs and whole ops keep the graph one XNNPACK partition):
+    P = FULLY_CONNECTED(x, W_ifo, b_ifo)   [B,T,3U]          Q = FULLY_CONNECTED(x, W_g, b_g)   [B,T,U]
+then each step t (unrolled, or as a WHILE loop's body over (t, h, Q, P, c) gathering step t, writing h_t into Q's
+step t):
+    i, f, o = SPLIT(LOGISTIC(ADD(P_t, FULLY_CONNECTED(h, R_ifo))))      g = TANH(ADD(Q_t, FULLY_CONNECTED(h, R_g)))
+    c' = ADD(MUL(f, c), MUL(i, g))                                         h' = MUL(o, TANH(c'))
+The state is [B, 2U], h then c (cells/lstm.py): SPLIT before the first step, CONCATENATION after the last. The
+weights are the LSTMWeights roles split by rows into the gates (i, f, o) and the candidate (g), named
+<layer>/ifo_input_weights, <layer>/g_input_weights, ... ; `recover_weights` joins them back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cells.lstm import LSTMWeights
+from ..model import (AddOptions, BuiltinOperator, ConcatenationOptions, FullyConnectedOptions, GatherOptions,
+                     MulOptions, Operator, PackOptions, SplitOptions, Subgraph, Tensor, UnpackOptions, WhileOptions)
+from .common import Tensors
+
+ROLES = ("input_weights", "recurrent_weights", "bias")
+# Role -> the names of its gates' and candidate's tensors.
+PARTS = {role: (f"ifo_{role}", f"g_{role}") for role in ROLES}
+MARKER = "/ifo_input_weights"  # how the reader finds an LSTM direction: its gates' projection weights
+LOOP_VALUES = 5  # t, h, the candidate projection (becoming the output), the gates' projection, c
+
+
+def weight_tensors(layer, role: str) -> tuple[Tensor, Tensor]:
+    """The gates' and the candidate's tensors of one role."""
+    return tuple(Tensor(f"{layer.name}/{part}", piece.shape, data=piece)
+                 for part, piece in zip(PARTS[role], layer.weights.gate_rows(layer.weights.roles()[role])))
+
+
+def write_direction(g, layer, source: int, state: int | None, backward: bool, name: str, sequence: bool):
+    """One direction of an LSTM layer into the serving graph `g` (portable.lower's builder): (its output sequence,
+    or None when not `sequence`; its final state [B, 2U], or its last h when the network keeps no state)."""
+    tensors, operators = g.tensors, g.operators
+    units, batch = layer.weights.num_units, g.batch
+    if layer.name not in g.weights:  # a reused cell's directions share them
+        found = {role: tensors.add(*weight_tensors(layer, role)) - 1 for role in ("input_weights", "bias")}
+        if not g.network.loop:  # else R lives in the loop's body
+            found["recurrent_weights"] = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
+        g.weights[layer.name] = found
+    found = g.weights[layer.name]
+    gates = tensors.add(g.sequence_of(f"{name}/ifo_projection", 3 * units))
+    candidate = tensors.add(g.sequence_of(f"{name}/g_projection", units))
+    for part, out in ((0, gates), (1, candidate)):
+        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, found["input_weights"] + part,
+                                                                     found["bias"] + part], [out],
+                                  version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+    if state is None:  # the zero state: the steps still need an h and a c to start from
+        h = tensors.add(Tensor(f"{name}/h_zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
+        c = tensors.add(Tensor(f"{name}/c_zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
+    else:
+        axis = tensors.add(Tensor(f"{name}/state_axis", (), "int32", data=np.asarray(1, np.int32)))
+        h = tensors.add(Tensor(f"{name}/h_start", (batch, units)), Tensor(f"{name}/c_start", (batch, units))) - 1
+        operators.append(Operator(BuiltinOperator.SPLIT, [axis, state], [h, h + 1],
+                                  options=SplitOptions(num_splits=2)))
+        c = h + 1
+    if g.network.loop:
+        output, h, c = _loop(g, layer, name, gates, candidate, h, c, backward)
+    else:
+        output, h, c = _unrolled(g, layer, name, gates, candidate, h, c, found, backward, sequence)
+    if g.network.state == "zero":
+        return output, h
+    final = tensors.add(Tensor(f"{name}/final_state", (batch, 2 * units)))
+    operators.append(Operator(BuiltinOperator.CONCATENATION, [h, c], [final],
+                              options=ConcatenationOptions(axis=1)))
+    g.last_outputs[final] = h  # the last step's output is h, not the whole state
+    return output, final
+
+
+def _unrolled(g, layer, name, gates, candidate, h, c, found, backward, sequence):
+    tensors, operators, steps, batch = g.tensors, g.operators, g.steps, g.batch
+    units = layer.weights.num_units
+    pieces = {}
+    for what, source, width in (("p", gates, 3 * units), ("q", candidate, units)):
+        first = len(tensors)
+        tensors.add(*(Tensor(f"{name}/{what}{t}", (batch, width)) for t in range(steps)))
+        operators.append(Operator(BuiltinOperator.UNPACK, [source], list(range(first, first + steps)),
+                                  options=UnpackOptions(num=steps, axis=g.time_axis)))
+        pieces[what] = first
+    axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    weights = (found["recurrent_weights"], found["recurrent_weights"] + 1)
+    outputs = [None] * steps
+    for t in (range(steps - 1, -1, -1) if backward else range(steps)):
+        h, c = write_step(tensors, operators, pieces["p"] + t, pieces["q"] + t, h, c, weights, axis, f"{name}/", t,
+                          (batch, units))
+        outputs[t] = h
+    output = None
+    if sequence:
+        output = tensors.add(Tensor(f"{layer.name}/output", (*g.lead, units)))
+        operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
+                                  options=PackOptions(values_count=steps, axis=g.time_axis)))
+    return output, h, c
+
+
+# The tensor each step value is written to: its name stem (<layer>/<stem><t>) and what it holds.
+STEP_VALUES = {"rp": "h R_ifo", "ap": "the gates' sum", "gates": "sigmoid(ap)", "i": "input gate",
+               "f": "forget gate", "o": "output gate", "rq": "h R_g", "aq": "the candidate's sum", "n": "tanh(aq)",
+               "fc": "f c", "in": "i g", "c": "the new c", "tc": "tanh(c)", "h": "the new h"}
+
+
+def write_step(tensors: Tensors, operators: list, gates_in: int, candidate_in: int, h: int, c: int, weights,
+               axis: int, prefix: str, t, shape: tuple) -> tuple[int, int]:
+    """One step's ops (module docstring); `weights` = (R_ifo, R_g) indices. The new h and c."""
+    r_gates, r_candidate = weights
+
+    def op(code, inputs, stem, out_shape=shape, **kwargs):
+        out = tensors.add(Tensor(f"{prefix}{stem}{t}", out_shape))
+        operators.append(Operator(code, inputs, [out], **kwargs))
+        return out
+
+    gate_shape = (*shape[:-1], 3 * shape[-1])
+    recurrent = op(BuiltinOperator.FULLY_CONNECTED, [h, r_gates, -1], "rp", gate_shape,
+                   options=FullyConnectedOptions())
+    summed = op(BuiltinOperator.ADD, [gates_in, recurrent], "ap", gate_shape, options=AddOptions())
+    gate = op(BuiltinOperator.LOGISTIC, [summed], "gates", gate_shape)
+    i = tensors.add(Tensor(f"{prefix}i{t}", shape), Tensor(f"{prefix}f{t}", shape), Tensor(f"{prefix}o{t}", shape)) - 2
+    operators.append(Operator(BuiltinOperator.SPLIT, [axis, gate], [i, i + 1, i + 2],
+                              options=SplitOptions(num_splits=3)))
+    forget, output_gate = i + 1, i + 2
+    candidate_recurrent = op(BuiltinOperator.FULLY_CONNECTED, [h, r_candidate, -1], "rq",
+                             options=FullyConnectedOptions())
+    candidate_sum = op(BuiltinOperator.ADD, [candidate_in, candidate_recurrent], "aq", options=AddOptions())
+    n = op(BuiltinOperator.TANH, [candidate_sum], "n")
+    kept = op(BuiltinOperator.MUL, [forget, c], "fc", options=MulOptions())
+    added = op(BuiltinOperator.MUL, [i, n], "in", options=MulOptions())
+    new_c = op(BuiltinOperator.ADD, [kept, added], "c", options=AddOptions())
+    squashed = op(BuiltinOperator.TANH, [new_c], "tc")
+    return op(BuiltinOperator.MUL, [output_gate, squashed], "h", options=MulOptions()), new_c
+
+
+def _loop(g, layer, name, gates, candidate, h, c, backward):
+    """The steps as a WHILE loop over (t, h, candidate projection, gates' projection, c): its body gathers step t of
+    both projections, runs write_step and writes h_t over the candidate's step t, which becomes the output."""
+    from . import portable
+
+    tensors, operators = g.tensors, g.operators
+    units, batch = layer.weights.num_units, g.batch
+    t0 = g.loop_start(name, candidate, backward)
+    t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
+    h_end = tensors.add(Tensor(f"{name}/h_end", (batch, units)))
+    output = tensors.add(g.sequence_of(f"{layer.name}/output", units))
+    gates_end = tensors.add(g.sequence_of(f"{name}/ifo_projection_end", 3 * units))
+    c_end = tensors.add(Tensor(f"{name}/c_end", (batch, units)))
+    cond = g.first_loop_subgraph + len(g.loops)
+    shapes = ((batch, units), tensors[output].shape, tensors[output].shape_signature)
+    extra = [Tensor("gates", tensors[gates].shape, shape_signature=tensors[gates].shape_signature),
+             Tensor("c", (batch, units))]
+    g.loops.extend([portable._loop_condition(name, *shapes, g.steps, backward, g.time_axis, extra),
+                    _loop_body(layer, name, *shapes, tensors[gates], g.time_axis, backward)])
+    operators.append(Operator(BuiltinOperator.WHILE, [t0, h, candidate, gates, c],
+                              [t_end, h_end, output, gates_end, c_end],
+                              options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
+    return output, h_end, c_end
+
+
+def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor: Tensor, time_axis: int,
+               backward: bool) -> Subgraph:
+    """Step t, then t += 1 (backward: -1); step t GATHERed, so every shape in the body is static (lowering/gru.py)."""
+    from .portable import step_begin
+
+    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", state_shape),
+                       Tensor("sequence", sequence_shape, shape_signature=signature),
+                       Tensor("gates", gates_tensor.shape, shape_signature=gates_tensor.shape_signature),
+                       Tensor("c", state_shape)])
+    t, h, sequence, gates, c = range(LOOP_VALUES)
+    operators = []
+    begin = step_begin(tensors, operators, t, time_axis)
+    pieces = {}
+    for what, source, width in (("q", sequence, state_shape[-1]), ("p", gates, 3 * state_shape[-1])):
+        pieces[what] = tensors.add(Tensor(what, (*state_shape[:-1], width)))  # a scalar index drops the time axis
+        operators.append(Operator(BuiltinOperator.GATHER, [source, t], [pieces[what]],
+                                  options=GatherOptions(axis=time_axis)))
+    r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
+    axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    new_h, new_c = write_step(tensors, operators, pieces["p"], pieces["q"], h, c, (r, r + 1), axis, "", "",
+                              state_shape)
+    step_shape = list(sequence_shape)
+    step_shape[time_axis] = 1
+    step = tensors.add(Tensor("step", tuple(step_shape)))
+    operators.append(Operator(BuiltinOperator.PACK, [new_h], [step], options=PackOptions(values_count=1,
+                                                                                         axis=time_axis)))
+    written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
+    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, step, begin], [written]))
+    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
+    next_t = tensors.add(Tensor("t_next", (), "int32"))
+    operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
+    return Subgraph(list(tensors), operators, inputs=[t, h, sequence, gates, c],
+                    outputs=[next_t, new_h, written, gates, new_c], name=f"{name}/body")
+
+
+def recover_weights(name: str, constant) -> LSTMWeights:
+    """The LSTMWeights of layer `name` from its tensors: `constant(tensor name)` gives a constant's real values
+    (None where there is none)."""
+    from ..errors import ModelFormatError, WeightsError
+
+    found = {}
+    for role, parts in PARTS.items():
+        pieces = [constant(f"{name}/{part}") for part in parts]
+        if any(p is None for p in pieces):
+            raise ModelFormatError(f"LSTM layer '{name}': its {role} ({' and '.join(parts)}) are not both constants")
+        found[role] = tuple(pieces)
+    try:
+        return LSTMWeights.from_gate_rows(**found)
+    except (WeightsError, ValueError, IndexError) as error:
+        raise ModelFormatError(f"LSTM layer '{name}': its weights do not fit together ({error})") from None
