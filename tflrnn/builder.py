@@ -143,7 +143,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
             "units": layer.weights.num_units,
             "input_size": layer.weights.input_size,
             "activation": ACTIVATION_NAMES[layer.activation],
-            "state_shape": [network.batch_size, layer.weights.num_units],
+            "state_shape": [network.batch_size, layer.weights.state_width],
             "weights_sha256": layer.weights.sha256(),
         }
         for layer in network.layers

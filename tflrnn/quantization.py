@@ -154,6 +154,11 @@ def refusal(network: Network) -> str | None:
     if network.loop or network.dynamic_time:
         return ("full-int8 writes the steps unrolled, with a fixed number of steps: drop --recurrence loop and "
                 "--time-steps dynamic")
+    unwritten = next((layer for layer in network.layers if kind_of(layer.weights).portable_steps() is not None and
+                      not hasattr(kind_of(layer.weights).portable_steps(), "write_int8_direction")), None)
+    if unwritten is not None:
+        return (f"full-int8 {kind_of(unwritten.weights).title} steps are not written yet (layer '{unwritten.name}'): "
+                "build it in float")
     names = [layer.name for layer in network.layers]
     if len(set(names)) != len(names):
         return "full-int8 gives each layer its own formats: layers that reuse one cell's variables are refused"

@@ -219,7 +219,7 @@ def _signature_check(model: Model, network) -> Check:
             problems.append(f"state inputs and outputs {found}; a network of {len(network.layers)} direction(s) with "
                             f"state {network.state!r} has {states or 'none'}, each an input and an output")
             states = []
-        state_shapes = [(network.batch_size, layer.weights.num_units) for layer in network.layers]
+        state_shapes = [(network.batch_size, layer.weights.state_width) for layer in network.layers]
         wiring = [(SIGNATURE_INPUT, serving.inputs.get(SIGNATURE_INPUT), graph.inputs, (*lead, network.input_size))]
         wiring += [(k, serving.outputs[k], graph.outputs, e.shape) for k, e in zip(outputs, expected_outputs)]
         wiring += [(k, serving.inputs.get(k), graph.inputs, s) for k, s in zip(states, state_shapes)]
@@ -293,7 +293,7 @@ def _numeric_checks(data: bytes, model: Model, network, report: VerifyReport, ru
     lengths = [network.time_steps]
     if network.dynamic_time and runtime_name in RESIZABLE:
         lengths += [n for n in DYNAMIC_LENGTHS if n != network.time_steps]
-    zeros = [np.zeros((network.batch_size, layer.weights.num_units), np.float32) for layer in network.layers]
+    zeros = [np.zeros((network.batch_size, layer.weights.state_width), np.float32) for layer in network.layers]
     try:
         with runtime.load(runtime_name, data, inputs[0], ends, extra_inputs=inputs[1:],
                           reset_key=portable.RESET_KEY if network.state == "carry" else None,
