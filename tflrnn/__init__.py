@@ -2,7 +2,7 @@
 UNIDIRECTIONAL_SEQUENCE_RNN op, or a portable lowering of plain builtin ops, in float or full int8) and verified on
 every TFLite runtime.
 
-    cell = tflrnn.RNNCell(64, activation="tanh")                # or tflrnn.GRUCell(64)
+    cell = tflrnn.RNNCell(64, activation="tanh")                # or tflrnn.GRUCell(64), tflrnn.LSTMCell(64)
     data = tflrnn.build(cell, input_size=32, time_steps=50)     # .tflite bytes
     report = tflrnn.verify(data)                                 # LiteRT vs the numpy reference
     info = tflrnn.inspect(data)                                  # what the file holds
@@ -23,6 +23,8 @@ _EXPORTS = {
     "CellWeights": "cell",
     "GRUCell": "cells.gru",
     "GRUWeights": "cells.gru",
+    "LSTMCell": "cells.lstm",
+    "LSTMWeights": "cells.lstm",
     "initial_weights": "cell",
     "load_weights": "weights",
     "import_cell": "weights",
