@@ -99,6 +99,11 @@ step tflrnn build --cell gru --units 16 --input-size 16 --time-steps 20 -o gru.t
 verify_everywhere gru.tflite "$everywhere"
 step tflrnn build --cell gru --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o gru_int8.tflite
 verify_everywhere gru_int8.tflite litert,litert+xnnpack,compiled,micro
+# An LSTM (the third kind, its state h and c), portable and as a WHILE loop, on every runtime, its state carried
+step tflrnn build --cell lstm --lowering portable --units 16 --input-size 16 --time-steps 20 -o lstm.tflite
+verify_everywhere lstm.tflite "$everywhere"
+step tflrnn build --cell lstm --lowering portable --recurrence loop --bidirectional --units 8 --input-size 16 --time-steps 20 -o lstm_loop.tflite
+verify_everywhere lstm_loop.tflite "$everywhere"
 step python - <<EOF
 import tflrnn
 data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)

@@ -28,7 +28,9 @@ BUILD_EXTRA = ([], ["--activation", "relu"], ["--time-steps", "3"], ["--time-ste
                ["--name", "enc/x"], ["--lowering", "portable", "--time-steps", "2"],
                ["--lowering", "portable", "--state", "io", "--time-steps", "2"], ["--state", "zero"],
                ["--lowering", "portable", "--recurrence", "loop", "--time-steps", "2"], ["--recurrence", "unrolled"],
-               ["--cell", "gru", "--time-steps", "2"], ["--cell", "gru", "--lowering", "fused"])
+               ["--cell", "gru", "--time-steps", "2"], ["--cell", "gru", "--lowering", "fused"],
+               ["--cell", "lstm", "--time-steps", "2"], ["--cell", "lstm", "--lowering", "portable",
+                                                         "--recurrence", "loop", "--state", "io"])
 
 
 WEIGHTS_EXTRA = (["--format", "npz"], ["--format", "keras"], ["--format", "safetensors"], ["--format", "onnx"],
@@ -44,7 +46,7 @@ CONFIG_EXTRA = (["--weights", NPZ_PLACEHOLDER], ["--units", "4"], ["--layers", "
 CALIBRATION_EXTRA = (["--json"], ["--io", "int8"], ["--state", "zero"], ["--state", "io"], ["--batch-size", "2"],
                      ["--time-major"], ["--time-steps", "4"], ["--layers", "2"], ["--bidirectional"],
                      ["--last-step"], ["--activation", "relu"], ["--quantize", "int8"], ["--lowering", "fused"],
-                     ["--recurrence", "loop"], ["--weights", NPZ_PLACEHOLDER], ["--cell", "gru"])
+                     ["--recurrence", "loop"], ["--weights", NPZ_PLACEHOLDER], ["--cell", "gru"], ["--cell", "lstm"])
 
 
 def make_case(seeds: dict[str, list[Seed]], run_seed: int, index: int, targets=TARGETS, long: bool = False) -> Case:

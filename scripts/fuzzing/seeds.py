@@ -55,6 +55,12 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                       "--recurrence", "loop", "--state", "io", "--bidirectional"],
         "gru-full-int8": ["--cell", "gru", "--units", "3", "--input-size", "2", "--time-steps", "3", "--quantize",
                           "full-int8", "--calibration", "{calibration}"],
+        # An LSTM: its state [h | c] split and joined once a direction, SPLIT in three, unrolled and as a loop
+        "lstm-portable": ["--cell", "lstm", "--lowering", "portable", "--units", "3", "--input-size", "2",
+                          "--time-steps", "3"],
+        "lstm-loop-io-bidirectional": ["--cell", "lstm", "--lowering", "portable", "--units", "2", "--input-size",
+                                       "2", "--time-steps", "2", "--recurrence", "loop", "--state", "io",
+                                       "--bidirectional", "--last-step"],
     }
     from tflrnn import reader
 
