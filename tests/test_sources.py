@@ -103,9 +103,10 @@ def test_keras_reading_does_not_import_tensorflow(tmp_path):
 
 
 def test_keras_files_that_cannot_be_built(tmp_path, cli):
-    no_rnn = keras.Sequential([keras.Input((5, 4)), keras.layers.LSTM(3), keras.layers.Dense(2)])
-    no_rnn.save(tmp_path / "lstm.keras")
-    assert_clean_error(cli("build", "--weights", tmp_path / "lstm.keras"), "no SimpleRNN layer", "(layers: Dense, LSTM)")
+    no_rnn = keras.Sequential([keras.Input((5, 4)), keras.layers.Conv1D(3, 2), keras.layers.Dense(2)])
+    no_rnn.save(tmp_path / "conv.keras")
+    assert_clean_error(cli("build", "--weights", tmp_path / "conv.keras"), "no SimpleRNN layer",
+                       "(layers: Conv1D, Dense)")
 
     sigmoid, _ = _keras_model(activation="sigmoid")
     sigmoid.save(tmp_path / "sigmoid.keras")
@@ -213,9 +214,11 @@ def test_safetensors_state_dict(tmp_path, cli):
 
 
 def test_pytorch_state_dicts_that_cannot_be_built(tmp_path, cli):
-    lstm = {"weight_ih_l0": np.zeros((16, 3), np.float32), "weight_hh_l0": np.zeros((16, 4), np.float32)}
+    lstm = {"weight_ih_l0": np.zeros((16, 3), np.float32), "weight_hh_l0": np.zeros((16, 2), np.float32),
+            "weight_hr_l0": np.zeros((2, 4), np.float32)}  # nn.LSTM(3, 4, proj_size=2)
     safetensors_numpy.save_file(lstm, str(tmp_path / "lstm.safetensors"))
-    assert_clean_error(cli("build", "--weights", tmp_path / "lstm.safetensors"), "an LSTM")
+    assert_clean_error(cli("build", "--weights", tmp_path / "lstm.safetensors"), "nn.LSTM's projection",
+                       "projection is not supported")
     half = {**_state_dict(), "rnn.weight_ih_l0_reverse": np.zeros((5, 3), np.float32)}
     safetensors_numpy.save_file(half, str(tmp_path / "half.safetensors"))
     assert_clean_error(cli("build", "--weights", tmp_path / "half.safetensors"), "missing key 'rnn.weight_hh_l0_reverse'")

@@ -186,11 +186,11 @@ def test_keras_gru_refusals(tmp_path, layer, fragments):
     _one_line(caught, *fragments)
 
 
-def test_keras_lstm_still_refused(tmp_path):
+def test_keras_lstm_is_its_own_kind(tmp_path):
+    """An LSTM is read as an LSTM (tests/test_sources_lstm.py), never as a GRU."""
     keras.Sequential([keras.Input((5, 4)), keras.layers.LSTM(3)]).save(tmp_path / "lstm.keras")
-    with pytest.raises(WeightsError) as caught:
-        import_model(tmp_path / "lstm.keras")
-    _one_line(caught, "no SimpleRNN layer", "LSTM")
+    cells, _, _ = import_model(tmp_path / "lstm.keras")
+    assert [c.weights.kind for c in cells] == ["lstm"]
 
 
 # PyTorch ----------------------------------------------------------------------------------------------------
@@ -243,13 +243,11 @@ def test_torch_gru_layer_index_and_no_bias(tmp_path):
 
 
 @needs_torch
-def test_torch_lstm_and_odd_shapes_refused(tmp_path):
+def test_torch_lstm_read_as_lstm_and_odd_shapes_refused(tmp_path):
     lstm = torch.nn.LSTM(3, 4)
     safetensors_numpy.save_file({k: v.detach().numpy() for k, v in lstm.state_dict().items()},
                                 str(tmp_path / "lstm.safetensors"))
-    with pytest.raises(WeightsError) as caught:
-        import_cell(tmp_path / "lstm.safetensors")
-    _one_line(caught, "weight_hh_l0", "[16, 4]", "LSTM is not supported yet")
+    assert import_cell(tmp_path / "lstm.safetensors").weights.kind == "lstm"  # tests/test_sources_lstm.py
 
     odd = {"weight_ih_l0": np.zeros((8, 3), np.float32), "weight_hh_l0": np.zeros((8, 4), np.float32)}
     safetensors_numpy.save_file(odd, str(tmp_path / "odd.safetensors"))

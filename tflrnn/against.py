@@ -2,8 +2,9 @@
 
 Each framework loads the weights through its own loader (not tflrnn's readers), so a mistake in tflrnn's import
 cannot hide itself: Keras files through keras, ONNX through onnxruntime, PyTorch state dicts through
-torch.nn.RNN (or torch.nn.GRU). A TF checkpoint has no model to run, so its variables go through the numpy reference
-of their kind. The state is chained from one invoke to the next, as the .tflite carries it.
+torch.nn.RNN (or torch.nn.GRU, torch.nn.LSTM). A TF checkpoint has no model to run, so its variables go through the
+numpy reference of their kind. The state is chained from one invoke to the next, as the .tflite carries it (an
+LSTM's h and c both: Keras' [h, c] states, torch's (h, c), onnxruntime's Y_h and Y_c).
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def _same_cells(path: Path, weights: list, shapes: list[tuple[int, int]] | None)
 
 
 def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation: str, final: bool = False):
-    """A Keras model's SimpleRNN layer, or its chain of SimpleRNN / Bidirectional(SimpleRNN) layers, loaded by Keras
-    and run with every step returned and the states chained from one invoke to the next. `final`: the model's own
-    output (its last step and Dense layers too), with the first invoke from model.predict itself."""
+    """A Keras model's recurrent layer (SimpleRNN, GRU, LSTM), or its chain of them and Bidirectional ones, loaded by
+    Keras and run with every step returned and the states chained from one invoke to the next (an LSTM's [h, c]).
+    `final`: the model's own output (its last step and Dense layers too), with the first invoke from model.predict
+    itself."""
     keras = require("keras", "tensorflow", "verifying against a Keras file runs it in Keras")
     try:
         if path.name.lower().endswith(".weights.h5"):
@@ -95,10 +97,13 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
         from .sources.keras_files import _CLASSES
 
         sources = [layer for layer in model.layers if type(layer).__name__ in (*_CLASSES, "Bidirectional")]
-    layers = []
+    layers, widths = [], []  # each layer's clone, and how many states each of its directions returns (an LSTM: h, c)
     for original in sources:
         config = original.get_config()
-        if type(original).__name__ == "Bidirectional":
+        bidirectional = type(original).__name__ == "Bidirectional"
+        widths.append(_states_per_direction(config["layer"].get("class_name") if bidirectional
+                                            else type(original).__name__))
+        if bidirectional:
             for half in ("layer", "backward_layer"):  # the backward layer keeps its own config (and go_backwards)
                 if config.get(half):
                     config[half] = {**config[half], "config": {**config[half]["config"], **every_step}}
@@ -116,13 +121,14 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     for x in inputs:
         y = x
         for k, layer in enumerate(layers):
-            result = layer(y, initial_state=states[k])
-            if len(result) == 4:  # Bidirectional with merge_mode=None: forward, backward, then their states
-                y, states[k] = keras.ops.concatenate(result[:2], axis=-1), list(result[2:])
-            else:  # output, then the state(s)
-                y, states[k] = result[0], list(result[1:])
-        if last_step:  # each direction's final state: Keras' output with return_sequences=False
-            y = keras.ops.concatenate(states[-1], axis=-1) if len(states[-1]) > 1 else states[-1][0]
+            result = list(layer(y, initial_state=states[k]))
+            held = widths[k] * (2 if type(layer).__name__ == "Bidirectional" else 1)  # the states it returns last
+            outputs_of = result[: len(result) - held]  # Bidirectional with merge_mode=None: forward, backward
+            y = keras.ops.concatenate(outputs_of, axis=-1) if len(outputs_of) > 1 else outputs_of[0]
+            states[k] = result[len(result) - held:]
+        if last_step:  # each direction's final h: Keras' output with return_sequences=False
+            finals = states[-1][:: widths[-1]]  # an LSTM's states are h, c per direction: h
+            y = keras.ops.concatenate(finals, axis=-1) if len(finals) > 1 else finals[0]
         for layer in head:
             y = layer(y, training=False)
         outputs.append(keras.ops.convert_to_numpy(y))
@@ -135,12 +141,22 @@ def _keras(path: Path, cells: list[ImportedCell], kind: str, inputs, activation:
     return outputs, f"{what} from {path.name}", f"keras {keras.__version__}"
 
 
+def _states_per_direction(class_name: str | None) -> int:
+    """How many state tensors a Keras recurrent layer of this class returns per direction: an LSTM's h and c, else
+    one."""
+    from .sources.keras_files import _CLASSES
+
+    return 2 if _CLASSES.get(class_name) == "lstm" else 1
+
+
 def _keras_layer(keras, cell: ImportedCell, activation: str):
     """The layer a weights-only file's one cell came from, of its kind (a GRU's reset_after as its bias says)."""
     units = cell.weights.num_units
     if cell.weights.kind == "gru":
         return keras.layers.GRU(units, use_bias=cell.has_bias, reset_after=cell.weights.reset_after,
                                 return_sequences=True, name=cell.layer)
+    if cell.weights.kind == "lstm":
+        return keras.layers.LSTM(units, use_bias=cell.has_bias, return_sequences=True, name=cell.layer)
     return keras.layers.SimpleRNN(units, activation=activation, use_bias=cell.has_bias, return_sequences=True,
                                   name=cell.layer)
 
@@ -164,9 +180,10 @@ def _find_layer(model, name: str):
 
 
 def _onnx(path: Path, inputs, whole: bool):
-    """The graph's RNN or GRU node (or, `whole`, its chain of them) in onnxruntime, with the weight tensors exactly
-    as the file stores them, each initial state as an input, and the layers joined as torch.onnx.export joins them
-    (Y [T,D,B,U] -> [T,B,D*U]); outputs [B,T,D*U] (directions side by side)."""
+    """The graph's RNN, GRU or LSTM node (or, `whole`, its chain of them) in onnxruntime, with the weight tensors
+    exactly as the file stores them, each initial state as an input (an LSTM's initial_h and initial_c, chained from
+    its Y_h and Y_c), and the layers joined as torch.onnx.export joins them (Y [T,D,B,U] -> [T,B,D*U]); outputs
+    [B,T,D*U] (directions side by side)."""
     onnx = require("onnx", "onnx", "verifying against ONNX runs it in onnxruntime")
     ort = require("onnxruntime", "onnx", "verifying against ONNX runs it in onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
@@ -182,10 +199,13 @@ def _onnx(path: Path, inputs, whole: bool):
     x = "X"
     for k, node in enumerate(rnn_nodes):
         names = []
-        for index, role in ((1, "W"), (2, "R"), (3, "B")):
-            if index < len(node.input) and node.input[index]:
+        for index, role in ((1, "W"), (2, "R"), (3, "B"), (7, "P")):
+            stored = constants.proto(node.input[index]) if index < len(node.input) and node.input[index] else None
+            if role == "P" and (node.op_type != "LSTM" or stored is None):
+                continue  # no peepholes, or zeros the graph computes (tflrnn's reader refuses any other)
+            if stored is not None:
                 tensor = TensorProto()
-                tensor.CopyFrom(constants.proto(node.input[index]))
+                tensor.CopyFrom(stored)
                 tensor.name = f"{role}{k}"
                 initializers.append(tensor)
                 names.append(tensor.name)
@@ -198,17 +218,22 @@ def _onnx(path: Path, inputs, whole: bool):
         direction = attrs.get("direction", b"forward")
         directions = 2 if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional" else 1
         units = constants.proto(node.input[2]).dims[-1]
-        nodes.append(helper.make_node(node.op_type, [x, *names, "", f"H{k}"], [f"Y{k}", f"Yh{k}"], **attrs))
+        # the state inputs and the outputs that carry them on: initial_h -> Y_h, and an LSTM's initial_c -> Y_c
+        carried = [(f"H{k}", f"Yh{k}")] + ([(f"C{k}", f"Yc{k}")] if node.op_type == "LSTM" else [])
+        w, r, b, *peepholes = names
+        node_inputs = [x, w, r, b, "", *(name for name, _ in carried), *peepholes]
+        nodes.append(helper.make_node(node.op_type, node_inputs, [f"Y{k}", *(out for _, out in carried)], **attrs))
         nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
         nodes.append(helper.make_node("Reshape", [f"T{k}", "joined"], [f"S{k}"]))
-        graph_inputs.append(helper.make_tensor_value_info(f"H{k}", TensorProto.FLOAT, [directions, "batch", units]))
-        states.append((directions, units))
+        for name, out in carried:
+            graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [directions, "batch", units]))
+            states.append((name, out, directions, units))
         x = f"S{k}"
     initializers.append(helper.make_tensor("joined", TensorProto.INT64, [3], [0, 0, -1]))
     graph = helper.make_graph(
         nodes, "rnn", graph_inputs,
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, None),
-         *(helper.make_tensor_value_info(f"Yh{k}", TensorProto.FLOAT, None) for k in range(len(rnn_nodes)))],
+         *(helper.make_tensor_value_info(out, TensorProto.FLOAT, None) for _, out, _, _ in states)],
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=original.opset_import, ir_version=original.ir_version)
@@ -220,9 +245,9 @@ def _onnx(path: Path, inputs, whole: bool):
     outputs, state = [], None
     for x in inputs:  # batch-major [B,T,I]
         if state is None:
-            state = [np.zeros((d, x.shape[0], u), np.float32) for d, u in states]
+            state = [np.zeros((d, x.shape[0], u), np.float32) for _, _, d, u in states]
         feed = {"X": np.ascontiguousarray(np.swapaxes(x, 0, 1), np.float32)}
-        feed.update({f"H{k}": h for k, h in enumerate(state)})
+        feed.update({name: value for (name, _, _, _), value in zip(states, state)})
         y, *state = session.run(None, feed)
         outputs.append(np.swapaxes(y, 0, 1))
     ops = "/".join(sorted({n.op_type for n in rnn_nodes}))
@@ -233,8 +258,8 @@ def _onnx(path: Path, inputs, whole: bool):
 
 def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, whole: bool):
     torch = require("torch", "torch", "verifying against a PyTorch state dict runs torch.nn.RNN")
-    gru = cell.weights.kind == "gru"
-    if not gru and activation not in ("tanh", "relu"):
+    kind = cell.weights.kind
+    if kind == "rnn" and activation not in ("tanh", "relu"):
         raise TflrnnError(f"torch.nn.RNN has no nonlinearity '{activation}' (tanh or relu)")
     if fmt == "safetensors":
         from safetensors.torch import load_file
@@ -254,11 +279,12 @@ def _torch(path: Path, fmt: str, cell: ImportedCell, inputs, activation: str, wh
         layer_state = {key[len(prefix):].replace(suffix, "_l0"): value for key, value in state.items()
                        if key.startswith(prefix) and key.endswith(suffix)}
         layers, bidirectional = 1, False
-    module, options = (torch.nn.GRU, {}) if gru else (torch.nn.RNN, {"nonlinearity": activation})
+    module, options = {"gru": (torch.nn.GRU, {}), "lstm": (torch.nn.LSTM, {})}.get(
+        kind, (torch.nn.RNN, {"nonlinearity": activation}))
     rnn = module(cell.weights.input_size, cell.weights.num_units, num_layers=layers, bias="bias_ih_l0" in layer_state,
                  batch_first=True, bidirectional=bidirectional, **options)
     rnn.load_state_dict(layer_state)  # strict: every tensor, through torch's own loader
-    outputs, state_h = [], None
+    outputs, state_h = [], None  # h, or an LSTM's (h, c): chained as the module returns it
     with torch.no_grad():
         for x in inputs:
             y, state_h = rnn(torch.from_numpy(np.ascontiguousarray(x, np.float32)), state_h)

@@ -3,14 +3,14 @@
 | format      | module          | reads                                                          | needs        |
 | npz         | npz.py          | TfLiteRNNCell or Keras names, optionally under <name>/          | numpy        |
 | keras       | keras_files.py  | .keras (Keras 3), .h5 (legacy whole model), .weights.h5         | h5py         |
-| checkpoint  | checkpoint.py   | TF checkpoints: TfLiteRNNCell / GRUCell (TF1), Keras cell vars   | tensorflow   |
-| safetensors | pytorch.py      | nn.RNN and nn.GRU state dicts                                   | safetensors  |
-| torch       | pytorch.py      | nn.RNN and nn.GRU state dicts saved with torch.save             | torch        |
-| onnx        | onnx_graph.py   | RNN and GRU nodes, as torch.onnx.export writes nn.RNN / nn.GRU  | onnx         |
+| checkpoint  | checkpoint.py   | TF checkpoints: TF1 TfLiteRNNCell / GRUCell / LSTMCell, Keras  | tensorflow   |
+| safetensors | pytorch.py      | nn.RNN, nn.GRU and nn.LSTM state dicts                          | safetensors  |
+| torch       | pytorch.py      | nn.RNN, nn.GRU and nn.LSTM state dicts saved with torch.save    | torch        |
+| onnx        | onnx_graph.py   | RNN, GRU and LSTM nodes, as torch.onnx.export writes them       | onnx         |
 
-Each reads the basic cell (SimpleRNN, nn.RNN, ONNX RNN) as CellWeights and a GRU as GRUWeights (cells/gru.py),
-with the same names and structure (stacks, bidirectional pairs, Dense heads); a model may mix the two kinds, one
-kind per layer, and the builder decides what it writes of that.
+Each reads the basic cell (SimpleRNN, nn.RNN, ONNX RNN) as CellWeights, a GRU as GRUWeights (cells/gru.py) and an
+LSTM as LSTMWeights (cells/lstm.py), with the same names and structure (stacks, bidirectional pairs, Dense heads); a
+model may mix the kinds, one kind per layer, and the builder decides what it writes of that.
 
 A missing optional package is a clear error naming the extra to install, never an ImportError.
 """
@@ -56,7 +56,7 @@ class DeclaredInput:
 
 @dataclass
 class ImportedCell:
-    weights: CellWeights  # or GRUWeights (cells/gru.py): `weights.kind` says which
+    weights: CellWeights  # or GRUWeights, LSTMWeights (cells/gru.py, lstm.py): `weights.kind` says which
     format: str
     layer: str | None  # the layer, scope or node it came from
     activation: str | None  # as the source records it; None when the source does not record one
@@ -95,9 +95,12 @@ class ImportedCell:
 
 def _cell_kind_text(weights) -> str:
     """How describe() names a cell that is not the basic one (whose text stays as it always was)."""
-    if getattr(weights, "kind", "rnn") != "gru":
-        return ""
-    return f"GRU (reset {'after' if weights.reset_after else 'before'}), "
+    kind = getattr(weights, "kind", "rnn")
+    if kind == "gru":
+        return f"GRU (reset {'after' if weights.reset_after else 'before'}), "
+    if kind == "lstm":
+        return "LSTM, "
+    return ""
 
 
 def require(module: str, extra: str, hint: str = ""):

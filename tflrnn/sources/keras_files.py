@@ -6,8 +6,9 @@
 - `.h5` (Keras 2 / tf_keras, or Keras 3 legacy): attrs model_config (absent when saved with save_weights), and
   model_weights/<layer>/ (or /<layer>/) holding datasets listed in the weight_names attribute.
 
-SimpleRNN and GRU layers are read (a GRU's kernel and recurrent_kernel have 3 * units columns, z, r, h; its bias is
-[2, 3 * units] with reset_after, else [3 * units]), alone, stacked or in a Bidirectional, then Dense layers.
+SimpleRNN, GRU and LSTM layers are read (a GRU's kernel and recurrent_kernel have 3 * units columns, z, r, h; its
+bias is [2, 3 * units] with reset_after, else [3 * units]; an LSTM's have 4 * units columns, i, f, c, o, and its bias
+[4 * units]), alone, stacked or in a Bidirectional, then Dense layers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import SUPPORTED_ACTIVATIONS, CellWeights, parse_activation
-from ..cells.gru import GATES, GRUWeights
+from ..cells import gru, lstm
+from ..cells.gru import GRUWeights
+from ..cells.lstm import LSTMWeights
 from ..errors import ConfigError, WeightsError
 from . import DeclaredInput, ImportedCell, require
 
@@ -45,9 +48,9 @@ MEMORY_HEADROOM = 2 << 30
 
 
 def _load(path: Path) -> tuple[dict | None, dict[str, list]]:
-    """The model config (None for a weights-only file) and every SimpleRNN or GRU cell's arrays, by layer name; a
-    Bidirectional layer's two cells are keyed <name>/forward and <name>/backward (and each Dense layer's arrays
-    under "dense:<name>"). Parsed in a child process with a time limit: the HDF5 library can hang on a corrupt
+    """The model config (None for a weights-only file) and every SimpleRNN, GRU or LSTM cell's arrays, by layer
+    name; a Bidirectional layer's two cells are keyed <name>/forward and <name>/backward (and each Dense layer's
+    arrays under "dense:<name>"). Parsed in a child process with a time limit: the HDF5 library can hang on a corrupt
     file, beyond the reach of any Python signal handler."""
     from ..isolation import ChildFailed, ChildRaised, call_in_fork, seconds_setting
 
@@ -103,7 +106,8 @@ def _parse(path: Path) -> tuple[dict | None, dict[str, list]]:
 
 
 def read_keras(path: Path, layer: str | None = None, loaded=None) -> ImportedCell:
-    """One SimpleRNN or GRU layer (`layer`, or the only one). `loaded`: what _load already returned for this file."""
+    """One SimpleRNN, GRU or LSTM layer (`layer`, or the only one). `loaded`: what _load already returned for this
+    file."""
     config, found = loaded or _load(path)
     found = {name: arrays for name, arrays in found.items() if not name.startswith(_DENSE)}
     layers = _rnn_configs(config) if config is not None else {}
@@ -111,15 +115,15 @@ def read_keras(path: Path, layer: str | None = None, loaded=None) -> ImportedCel
         found = {name: arrays for name, arrays in found.items() if name in layers}
     if not found:
         kinds = (", ".join(sorted(_layer_classes(config))) if config is not None
-                 else "none with SimpleRNN or GRU weights")
-        raise WeightsError(f"no SimpleRNN layer (nor GRU) in {path} (layers: {kinds})")
+                 else "none with SimpleRNN, GRU or LSTM weights")
+        raise WeightsError(f"no SimpleRNN layer (nor GRU or LSTM) in {path} (layers: {kinds})")
     if layer is None:
         if len(found) > 1:
             raise WeightsError(f"{path} has several recurrent layers ({', '.join(sorted(found))}); pick one with "
                                "--layer")
         layer = next(iter(found))
     elif layer not in found:
-        raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' nor a GRU of that name (it has: "
+        raise WeightsError(f"{path} has no SimpleRNN layer '{layer}' nor a GRU or LSTM of that name (it has: "
                            f"{', '.join(sorted(found))})")
     cls, layer_config = layers.get(layer, (None, {}))
     cell = _cell(path, layer, found[layer], layer_config, config is not None, cls)
@@ -128,11 +132,11 @@ def read_keras(path: Path, layer: str | None = None, loaded=None) -> ImportedCel
 
 
 def read_keras_model(path: Path) -> tuple[list[ImportedCell], str, dict]:
-    """Every SimpleRNN or GRU of a saved Keras model, as it connects: ([cell], "cell"), a stack of consecutive
-    recurrent layers ("stack"), one Bidirectional(SimpleRNN or GRU) ("bidirectional"), or any chain of those followed
-    by Dense layers ("network"); with the build options they imply (last step, merge mode, per-layer directions, the
-    dense head). Dropout is skipped (a no-op at inference); any other layer is an error that names it. Layers of
-    both kinds may follow one another: each cell carries its own kind."""
+    """Every SimpleRNN, GRU or LSTM of a saved Keras model, as it connects: ([cell], "cell"), a stack of consecutive
+    recurrent layers ("stack"), one Bidirectional(SimpleRNN, GRU or LSTM) ("bidirectional"), or any chain of those
+    followed by Dense layers ("network"); with the build options they imply (last step, merge mode, per-layer
+    directions, the dense head). Dropout is skipped (a no-op at inference); any other layer is an error that names
+    it. Layers of every kind may follow one another: each cell carries its own kind."""
     config, found = _load(path)
     if config is None:
         return [read_keras(path, loaded=(config, found))], "cell", {}
@@ -240,7 +244,7 @@ def _is_rnn(kind: str, config: dict) -> bool:
 
 def _unsupported(path: Path, kind: str, config: dict, where: str) -> str:
     return (f"{kind} layer '{config.get('name')}' in {path} ({where}) has no TFLite form here: tflrnn writes "
-            "SimpleRNN and GRU layers (or a Bidirectional of one), then Dense layers (Dropout is skipped); build one "
+            "SimpleRNN, GRU and LSTM layers (or a Bidirectional of one), then Dense layers (Dropout is skipped); build one "
             "recurrent layer with --layer")
 
 
@@ -307,11 +311,12 @@ def _cell(path: Path, layer: str, arrays: list | None, layer_config: dict, has_c
     if arrays is None:
         raise WeightsError(f"{path}: no weights for {cls or 'recurrent layer'} '{layer}'")
     kind = _array_kind(arrays)
-    cls = cls or ("GRU" if kind == "gru" else "SimpleRNN")
+    cls = cls or {"gru": "GRU", "lstm": "LSTM"}.get(kind, "SimpleRNN")
     if _CLASSES.get(cls) != kind:
         shapes = ", ".join(str(list(np.shape(a))) for a in arrays)
         raise WeightsError(f"{path}: {cls} '{layer}' holds arrays shaped {shapes}, not a {cls}'s weights")
-    return (_gru_cell if kind == "gru" else _simple_rnn_cell)(path, layer, arrays, layer_config, has_config)
+    read = {"gru": _gru_cell, "lstm": _lstm_cell}.get(kind, _simple_rnn_cell)
+    return read(path, layer, arrays, layer_config, has_config)
 
 
 def _simple_rnn_cell(path: Path, layer: str, arrays: list, layer_config: dict, has_config: bool) -> ImportedCell:
@@ -344,11 +349,7 @@ def _gru_cell(path: Path, layer: str, arrays: list, layer_config: dict, has_conf
     bias = arrays[2] if len(arrays) > 2 else None
     details = []
     if has_config:
-        for key, default, wanted in (("activation", "tanh", "tanh"), ("recurrent_activation", "sigmoid", "sigmoid")):
-            raw = layer_config.get(key, default)
-            if _function_name(raw) != wanted:
-                raise WeightsError(f"GRU '{layer}' in {path} uses {key} {_shown(raw)}; tflrnn's GRU computes "
-                                   f"{wanted} there (Keras' default)")
+        _check_functions(path, "GRU", layer, layer_config)
         details += _layer_details(path, "GRU", layer, layer_config)
     # Keras 3's default is reset_after=True; its bias shape says which it was where the config does not
     reset_after = layer_config.get("reset_after", True if bias is None else np.ndim(bias) == 2)
@@ -366,11 +367,41 @@ def _gru_cell(path: Path, layer: str, arrays: list, layer_config: dict, has_conf
     return ImportedCell(weights, "keras", layer, "tanh", "; ".join(details), has_bias=len(arrays) > 2)
 
 
+def _lstm_cell(path: Path, layer: str, arrays: list, layer_config: dict, has_config: bool) -> ImportedCell:
+    """An LSTM layer: tanh and sigmoid only (what tflrnn's LSTM computes); no bias (use_bias=False) is zero biases.
+    Keras' unit_forget_bias only initializes the bias: the trained bias is read as it is."""
+    kernel, recurrent = arrays[0], arrays[1]
+    bias = arrays[2] if len(arrays) > 2 else None
+    details = []
+    if has_config:
+        _check_functions(path, "LSTM", layer, layer_config)
+        details += _layer_details(path, "LSTM", layer, layer_config)
+    if bias is None:
+        details.append("use_bias=false: zero biases")
+    try:
+        weights = LSTMWeights.from_keras(kernel, recurrent, bias)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: LSTM '{layer}': {exc}") from None
+    return ImportedCell(weights, "keras", layer, "tanh", "; ".join(details), has_bias=bias is not None)
+
+
+def _check_functions(path: Path, cls: str, layer: str, layer_config: dict) -> None:
+    """A GRU's or LSTM's activation must be tanh and its recurrent_activation sigmoid: all tflrnn's cells compute."""
+    for key, default, wanted in (("activation", "tanh", "tanh"), ("recurrent_activation", "sigmoid", "sigmoid")):
+        raw = layer_config.get(key, default)
+        if _function_name(raw) != wanted:
+            raise WeightsError(f"{cls} '{layer}' in {path} uses {key} {_shown(raw)}; tflrnn's {cls} computes "
+                               f"{wanted} there (Keras' default)")
+
+
 def _layer_details(path: Path, cls: str, layer: str, layer_config: dict) -> list[str]:
     """What a recurrent layer's config says beyond its cell: go_backwards is refused (the ops run forward), and
     return_sequences=False is noted. stateful and dropout change nothing at inference from the zero state."""
     if layer_config.get("go_backwards"):
         raise WeightsError(f"{cls} '{layer}' in {path} has go_backwards=true; tflrnn's layers run forward (or both ways: Bidirectional)")
+    if layer_config.get("time_major"):  # tf_keras' layers only: Keras 3 has no such option
+        raise WeightsError(f"{cls} '{layer}' in {path} has time_major=true; tflrnn reads a Keras layer's input "
+                           "batch-major, as Keras 3 does (build it with --time-major from the weights in an .npz)")
     if not layer_config.get("return_sequences", False):
         return ["return_sequences=false in Keras: add --last-step to output only the final step as it does"]
     return []
@@ -460,12 +491,14 @@ def _legacy_cells(root, budget: int) -> dict[str, list]:
 
 def _array_kind(arrays: list) -> str | None:
     """The kind of cell a layer's arrays are shaped as: "rnn" (SimpleRNN: kernel [I, U], recurrent_kernel [U, U],
-    optional bias [U]), "gru" (kernel [I, 3U], recurrent_kernel [U, 3U], optional bias [3U] or [2, 3U]), or None
-    (an LSTM has 4U columns; anything else is not a cell)."""
+    optional bias [U]), "gru" (kernel [I, 3U], recurrent_kernel [U, 3U], optional bias [3U] or [2, 3U]), "lstm"
+    (kernel [I, 4U], recurrent_kernel [U, 4U], optional bias [4U]), or None (anything else is not a cell)."""
     if len(arrays) not in (2, 3) or np.ndim(arrays[0]) != 2 or np.ndim(arrays[1]) != 2:
         return None
     units, columns = arrays[1].shape
-    for kind, gates, biases in (("rnn", 1, ((units,),)), ("gru", GATES, ((GATES * units,), (2, GATES * units)))):
+    g3, g4 = gru.GATES, lstm.GATES
+    for kind, gates, biases in (("rnn", 1, ((units,),)), ("gru", g3, ((g3 * units,), (2, g3 * units))),
+                                ("lstm", g4, ((g4 * units,),))):
         if columns == gates * units and arrays[0].shape[1] == columns and (
                 len(arrays) == 2 or arrays[2].shape in biases):
             return kind
@@ -485,7 +518,7 @@ def _layer_configs(node):
 
 
 def _rnn_configs(config) -> dict[str, tuple[str, dict]]:
-    """Every SimpleRNN and GRU layer's (class, config), by name."""
+    """Every SimpleRNN, GRU and LSTM layer's (class, config), by name."""
     return {layer.get("name"): (kind, layer) for kind, layer in _layer_configs(config) if kind in _CLASSES}
 
 

@@ -7,6 +7,10 @@ SimpleRNN's (`kernel` [I,U], `recurrent_kernel` [U,U], `bias` [U], transposed on
 A GRU has the same names, told apart by shape: `input_weights` [3U,I], `recurrent_weights` [3U,U], `bias` [3U] and,
 reset after, `recurrent_bias` [3U] (as `tflrnn weights` exports it), or Keras GRU's `kernel` [I,3U],
 `recurrent_kernel` [U,3U], `bias` [2,3U] (reset after) or [3U] (reset before).
+
+An LSTM too: `input_weights` [4U,I], `recurrent_weights` [4U,U], `bias` [4U] (gates i, f, g, o, as `tflrnn weights`
+exports it), or Keras LSTM's `kernel` [I,4U], `recurrent_kernel` [U,4U], `bias` [4U]. The recurrent matrix's rows
+(columns, in Keras' layout) say the kind: U (the basic cell), 3U (a GRU) or 4U (an LSTM).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import numpy as np
 
 from ..arrays import ArrayFileError, open_npz
 from ..cell import CellWeights
-from ..cells.gru import GATES, GRUWeights
+from ..cells import gru, lstm
+from ..cells.gru import GRUWeights
+from ..cells.lstm import LSTMWeights
 from ..errors import WeightsError
 from ..model import MAX_FLATBUFFER_BYTES
 from . import ImportedCell
@@ -53,7 +59,8 @@ def read_npz(path: Path, name: str | None = None) -> ImportedCell:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
-    return ImportedCell(weights, "npz", prefix or None, activation="tanh" if weights.kind == "gru" else None)
+    # a GRU and an LSTM compute tanh (and sigmoid gates) only; the basic cell's activation is not recorded
+    return ImportedCell(weights, "npz", prefix or None, activation=None if weights.kind == "rnn" else "tanh")
 
 
 def read_npz_network(path: Path, name: str | None = None):
@@ -179,23 +186,35 @@ def weights_from_arrays(arrays: Mapping[str, np.ndarray], name: str | None = Non
     return _from_keras_names(*(arrays[leaves[n]] for n in KERAS_NAMES)), prefix
 
 
-def _is_gru(recurrent: np.ndarray, rows_axis: int) -> bool:
-    """A GRU's recurrent matrix has 3U along the gates' axis where the basic cell's is square."""
+def _gates(recurrent: np.ndarray, rows_axis: int) -> int | None:
+    """How many gate blocks a recurrent matrix stacks along its gates' axis: 1 (the basic cell's is square), 3 (a
+    GRU's, 3U) or 4 (an LSTM's, 4U); None for any other shape (the basic cell's reader then names it)."""
     shape = np.shape(recurrent)
-    return len(shape) == 2 and shape[1 - rows_axis] > 0 and shape[rows_axis] == GATES * shape[1 - rows_axis]
+    if len(shape) != 2 or shape[1 - rows_axis] == 0:
+        return None
+    for gates in (1, gru.GATES, lstm.GATES):
+        if shape[rows_axis] == gates * shape[1 - rows_axis]:
+            return gates
+    return None
 
 
 def _from_tflite_names(arrays: Mapping, leaves: dict, scope: str):
     named = {n: arrays[leaves[n]] for n in TFLITE_NAMES}  # each read once (an NpzArchive reads on access)
-    if GRU_RECURRENT_BIAS in leaves or _is_gru(named["recurrent_weights"], 0):
+    gates = _gates(named["recurrent_weights"], 0)
+    if GRU_RECURRENT_BIAS in leaves or gates == gru.GATES:
         recurrent_bias = arrays[leaves[GRU_RECURRENT_BIAS]] if GRU_RECURRENT_BIAS in leaves else None
         return GRUWeights(*named.values(), recurrent_bias)
+    if gates == lstm.GATES:
+        return LSTMWeights(*named.values())
     return CellWeights(*named.values())
 
 
 def _from_keras_names(kernel, recurrent_kernel, bias):
-    if _is_gru(recurrent_kernel, 1):  # Keras' GRU: bias [2, 3U] when reset after
+    gates = _gates(recurrent_kernel, 1)
+    if gates == gru.GATES:  # Keras' GRU: bias [2, 3U] when reset after
         return GRUWeights.from_keras(kernel, recurrent_kernel, bias, reset_after=np.ndim(bias) == 2)
+    if gates == lstm.GATES:  # Keras' LSTM: columns i, f, c, o
+        return LSTMWeights.from_keras(kernel, recurrent_kernel, bias)
     return CellWeights.from_keras(kernel, recurrent_kernel, bias)
 
 

@@ -1,11 +1,13 @@
-"""An ONNX graph with RNN or GRU nodes (one, or a chain), as torch.onnx.export writes nn.RNN and nn.GRU, read with
-the onnx package.
+"""An ONNX graph with RNN, GRU or LSTM nodes (one, or a chain), as torch.onnx.export writes nn.RNN, nn.GRU and
+nn.LSTM, read with the onnx package.
 
 RNN inputs: X, W [1,U,I], R [1,U,U], B [1,2U] (Wb then Rb; b = Wb + Rb), sequence_lens, initial_h. GRU: the same
 inputs with 3U rows (gates z, r, h) and B [1,6U]; linear_before_reset=1 keeps Rb apart (reset after), 0 folds it into
-the bias (reset before). Refused with the reason: clip, a sequence_lens input, an initial state that is not a zero
-constant, a direction other than forward or bidirectional, activations other than Tanh or Relu (RNN) or Sigmoid,
-Tanh (GRU), activation_alpha/beta.
+the bias (reset before). LSTM: W [D,4U,I], R [D,4U,U] (gates i, o, f, c, reordered to tflrnn's i, f, g, o),
+B [D,8U] (Wb + Rb), then sequence_lens, initial_h, initial_c and the peepholes P [D,3U]. Refused with the reason:
+clip, a sequence_lens input, an initial state (h, or an LSTM's c) that is not a zero constant, a direction other than
+forward or bidirectional, activations other than Tanh or Relu (RNN), Sigmoid, Tanh (GRU) or Sigmoid, Tanh, Tanh
+(LSTM), activation_alpha/beta, and an LSTM's peepholes P that are not zero or input_forget=1.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import CellWeights
-from ..cells.gru import GATES, GRUWeights
+from ..cells import gru, lstm
+from ..cells.gru import GRUWeights
+from ..cells.lstm import LSTMWeights
 from ..errors import WeightsError
 from . import DeclaredInput, ImportedCell, require
 
 _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 _GRU_ACTIVATIONS = ["Sigmoid", "Tanh"]  # f (the gates) and g (the candidate), per direction: all tflrnn's GRU does
+_LSTM_ACTIVATIONS = ["Sigmoid", "Tanh", "Tanh"]  # f (the gates), g (the candidate), h (the cell output), per direction
+_GATES = {"RNN": 1, "GRU": gru.GATES, "LSTM": lstm.GATES}  # each op's gate blocks along W's and R's rows
 def _ops() -> tuple[str, ...]:
     from ..cells import kinds
 
@@ -31,7 +37,7 @@ OPS = _ops()  # the recurrent nodes read (each kind's ONNX op); each cell's kind
 
 
 def read_onnx(path: Path) -> ImportedCell:
-    """The RNN or GRU node as one cell (a forward node)."""
+    """The RNN, GRU or LSTM node as one cell (a forward node)."""
     cells, flags = read_onnx_network(path)
     if len(flags) > 1:
         raise WeightsError(f"{path} holds a chain of {len(flags)} recurrent nodes; build it whole (without --layer)")
@@ -41,7 +47,7 @@ def read_onnx(path: Path) -> ImportedCell:
 
 
 def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
-    """The cells of the graph's RNN and GRU nodes, in order (forward, then backward for a bidirectional node), and
+    """The cells of the graph's RNN, GRU and LSTM nodes, in order (forward, then backward for a bidirectional node), and
     which nodes are bidirectional. Several nodes must form a chain, each reading the previous one's Y through the
     Squeeze (one direction) or Transpose [0,2,1,3] + Reshape (two) that torch.onnx.export writes for nn.RNN's (and
     nn.GRU's) num_layers."""
@@ -56,7 +62,7 @@ def read_onnx_network(path: Path) -> tuple[list[ImportedCell], list[bool]]:
     rnn_nodes = [node for node in graph.node if node.op_type in OPS]
     if not rnn_nodes:
         ops = ", ".join(sorted({node.op_type for node in graph.node})) or "none"
-        raise WeightsError(f"no RNN or GRU node in {path} (ops: {ops})")
+        raise WeightsError(f"no RNN, GRU or LSTM node in {path} (ops: {ops})")
     constants = Constants(graph, numpy_helper)
     cells, flags = [], []
     for k, node in enumerate(rnn_nodes):
@@ -118,8 +124,8 @@ def _check_link(previous, node, constants, path: Path) -> None:
 
 
 def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
-    """The node's cells, forward then backward: what RNN and GRU nodes share is checked here, their weights read by
-    _rnn_weights or _gru_weights."""
+    """The node's cells, forward then backward: what RNN, GRU and LSTM nodes share is checked here, their weights
+    read by _rnn_weights, _gru_weights or _lstm_weights."""
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     where = f"{node.op_type} node '{node.name or node.output[0]}' in {path}"
     if "clip" in attrs:
@@ -132,12 +138,20 @@ def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
         if attr in attrs:
             raise WeightsError(f"{where} sets {attr}, which tflrnn's cells cannot take")
 
-    inputs = list(node.input) + [""] * (6 - len(node.input))
+    inputs = list(node.input) + [""] * (8 - len(node.input))
     if inputs[4]:
         raise WeightsError(f"{where} takes a sequence_lens input ('{inputs[4]}'); tflrnn's models run every step")
-    if inputs[5] and not constants.is_zero(inputs[5]):
-        raise WeightsError(f"{where} takes an initial state '{inputs[5]}' that is not a zero constant")
-    gates = GATES if node.op_type == "GRU" else 1
+    for index in (5, 6) if node.op_type == "LSTM" else (5,):  # initial_h, and an LSTM's initial_c
+        if inputs[index] and not constants.is_zero(inputs[index]):
+            raise WeightsError(f"{where} takes an initial state '{inputs[index]}' that is not a zero constant")
+    if node.op_type == "LSTM":
+        if inputs[7] and not constants.is_zero(inputs[7]):
+            raise WeightsError(f"{where} has peephole weights P ('{inputs[7]}') that are not zero; tflrnn's LSTM has "
+                               "no peepholes")
+        if attrs.get("input_forget", 0):
+            raise WeightsError(f"{where} couples its input and forget gates (input_forget=1); tflrnn's LSTM computes "
+                               "them apart")
+    gates = _GATES[node.op_type]
     w, r = constants.get(inputs[1], where, "W"), constants.get(inputs[2], where, "R")
     rows = f"{gates}*U" if gates > 1 else "U"
     if w.ndim != 3 or w.shape[0] != directions or r.ndim != 3 or r.shape[0] != directions:
@@ -147,7 +161,7 @@ def _node_cells(node, constants, path: Path, onnx) -> list[ImportedCell]:
     b = constants.get(inputs[3], where, "B") if inputs[3] else np.zeros((directions, 2 * gates * units))
     if b.shape != (directions, 2 * gates * units):
         raise WeightsError(f"{where}: B is {list(b.shape)}, expected [{directions}, {2 * gates * units}]")
-    read = _gru_weights if node.op_type == "GRU" else _rnn_weights
+    read = {"GRU": _gru_weights, "LSTM": _lstm_weights}.get(node.op_type, _rnn_weights)
     activation, weights, details = read(attrs, directions, w, r, b, where)
     layout = "batch-major" if attrs.get("layout", 0) == 1 else "sequence-major"
     name = node.name or node.output[0]
@@ -188,6 +202,22 @@ def _gru_weights(attrs: dict, directions: int, w, r, b, where: str):
         except WeightsError as exc:
             raise WeightsError(f"{where}: {exc}") from None
     return "tanh", weights, f", linear_before_reset={int(reset_after)}"
+
+
+def _lstm_weights(attrs: dict, directions: int, w, r, b, where: str):
+    """An LSTM node's each direction's LSTMWeights (gates i, o, f, c reordered to i, f, g, o; B's Wb and Rb
+    summed)."""
+    activations = [_text(a) for a in attrs.get("activations", _LSTM_ACTIVATIONS * directions)]
+    if activations != _LSTM_ACTIVATIONS * directions:
+        raise WeightsError(f"{where} uses activations {activations}; tflrnn's LSTM computes Sigmoid, Tanh, Tanh "
+                           "(ONNX's default) in each direction")
+    weights = []
+    for d in range(directions):
+        try:
+            weights.append(LSTMWeights.from_onnx(w[d], r[d], b[d]))
+        except WeightsError as exc:
+            raise WeightsError(f"{where}: {exc}") from None
+    return "tanh", weights, ""
 
 
 def _text(value) -> str:

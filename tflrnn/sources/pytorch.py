@@ -1,10 +1,12 @@
-"""PyTorch nn.RNN and nn.GRU state dicts: `.safetensors` (read with the safetensors package, no torch needed) or
-`.pt`/`.pth` (torch.load with weights_only=True, when torch is installed).
+"""PyTorch nn.RNN, nn.GRU and nn.LSTM state dicts: `.safetensors` (read with the safetensors package, no torch
+needed) or `.pt`/`.pth` (torch.load with weights_only=True, when torch is installed).
 
 nn.RNN layer k holds weight_ih_l{k} [U,I] -> W, weight_hh_l{k} [U,U] -> R, and bias_ih_l{k} + bias_hh_l{k} -> b.
 A state dict does not record `nonlinearity`: it is tanh unless --activation says relu.
-nn.GRU has the same keys with 3U rows (gates r, z, n; reset after the recurrent product, so both biases are kept):
-the shape of weight_hh tells the two apart ([U, U] or [3U, U]; [4U, U] is an nn.LSTM, not read).
+nn.GRU has the same keys with 3U rows (gates r, z, n; reset after the recurrent product, so both biases are kept),
+nn.LSTM with 4U rows (gates i, f, g, o; its two biases only add, so they are summed): the shape of weight_hh tells
+the three apart ([U, U], [3U, U] or [4U, U]). An nn.LSTM with proj_size > 0 (keys weight_hr_l{k}) is refused: its
+projection of h is not in tflrnn's LSTM.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import CellWeights
+from ..cells import lstm
 from ..cells.gru import GATES, GRUWeights
+from ..cells.lstm import LSTMWeights
 from ..errors import WeightsError
 from . import ImportedCell, require
 
-_KEY = re.compile(r"^(?P<prefix>.*?)(?P<role>weight_ih|weight_hh|bias_ih|bias_hh)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+_KEY = re.compile(r"^(?P<prefix>.*?)(?P<role>weight_ih|weight_hh|weight_hr|bias_ih|bias_hh)_l(?P<layer>\d+)"
+                  r"(?P<reverse>_reverse)?$")
 _SAFETENSORS_HINT = (
     "or save a .safetensors file, which tflrnn reads without torch: "
     "safetensors.torch.save_file(rnn.state_dict(), 'rnn.safetensors')"
@@ -62,7 +67,7 @@ def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path:
         if match is not None:
             layers.setdefault((match["prefix"], int(match["layer"]), bool(match["reverse"])), {})[match["role"]] = value
     if not layers:
-        raise WeightsError(f"no nn.RNN or nn.GRU weights (weight_ih_l0, weight_hh_l0, ...) in {path}")
+        raise WeightsError(f"no nn.RNN, nn.GRU or nn.LSTM weights (weight_ih_l0, weight_hh_l0, ...) in {path}")
     prefixes = sorted({prefix for prefix, _, _ in layers})
     if len(prefixes) > 1:
         raise WeightsError(f"{path} holds several RNN modules ({', '.join(repr(p) for p in prefixes)})")
@@ -80,8 +85,8 @@ def cells_from_state_dict(arrays: dict, layer_index: int | None, fmt: str, path:
     keys = [(prefix, k, r) for k in indices for r in ((False, True) if reverse else (False,))]
     cells = [_cell(layers.get(key, {}), key, fmt, path) for key in keys]
     if len({cell.weights.kind for cell in cells}) > 1:  # one module is one kind: no nn module mixes them
-        raise WeightsError(f"{path} mixes nn.RNN-shaped and nn.GRU-shaped layers under one module; one module is "
-                           "one kind of cell")
+        raise WeightsError(f"{path} mixes layers shaped as different kinds (nn.RNN, nn.GRU, nn.LSTM) under one "
+                           "module; one module is one kind of cell")
     return cells
 
 
@@ -93,14 +98,17 @@ def _cell(roles: dict, key: tuple, fmt: str, path: Path) -> ImportedCell:
         if role not in roles:
             raise WeightsError(f"{path}: missing key '{prefix}{role}{suffix}'")
     w, r = roles["weight_ih"], roles["weight_hh"]
+    if "weight_hr" in roles:  # nn.LSTM(proj_size=P): h is projected to P values by weight_hr [P, U]
+        raise WeightsError(f"{path}: '{prefix}weight_hr{suffix}' {list(np.shape(roles['weight_hr']))} is an "
+                           "nn.LSTM's projection (proj_size > 0): projection is not supported (tflrnn's LSTM "
+                           "outputs h itself)")
     if r.ndim == 2 and r.shape[1] and r.shape[0] == GATES * r.shape[1]:
         return _gru_cell(roles, name, fmt, path)
+    if r.ndim == 2 and r.shape[1] and r.shape[0] == lstm.GATES * r.shape[1]:
+        return _lstm_cell(roles, name, fmt, path)
     if r.ndim == 2 and w.ndim == 2 and r.shape[0] != r.shape[1]:
-        if r.shape[0] == 4 * r.shape[1]:
-            raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}, an LSTM (nn.LSTM): LSTM is not "
-                               "supported yet (tflrnn reads nn.RNN and nn.GRU)")
-        raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}: neither nn.RNN ([U, U]) nor nn.GRU "
-                           "([3U, U])")
+        raise WeightsError(f"{path}: weight_hh{suffix} is {list(r.shape)}: neither nn.RNN ([U, U]), nn.GRU "
+                           "([3U, U]) nor nn.LSTM ([4U, U])")
     bias = np.zeros(r.shape[0], dtype=np.float64)
     for role in ("bias_ih", "bias_hh"):
         if role in roles:
@@ -123,6 +131,18 @@ def _gru_cell(roles: dict, name: str, fmt: str, path: Path) -> ImportedCell:
         weights = GRUWeights.from_torch(w, r, roles.get("bias_ih", zeros), roles.get("bias_hh", zeros))
     except WeightsError as exc:
         raise WeightsError(f"{path}: {name} (nn.GRU): {exc}") from None
+    has_bias = "bias_ih" in roles or "bias_hh" in roles
+    return ImportedCell(weights, fmt, name, activation="tanh", details="" if has_bias else "bias=False: zero biases",
+                        has_bias=has_bias)
+
+
+def _lstm_cell(roles: dict, name: str, fmt: str, path: Path) -> ImportedCell:
+    """An nn.LSTM layer: its two biases only add (summed); bias=False is zero biases."""
+    try:
+        weights = LSTMWeights.from_torch(roles["weight_ih"], roles["weight_hh"], roles.get("bias_ih"),
+                                         roles.get("bias_hh"))
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {name} (nn.LSTM): {exc}") from None
     has_bias = "bias_ih" in roles or "bias_hh" in roles
     return ImportedCell(weights, fmt, name, activation="tanh", details="" if has_bias else "bias=False: zero biases",
                         has_bias=has_bias)
