@@ -101,8 +101,9 @@ def onnx_spec(w, r, wb, rb, direction=None, layout=None, zero_state=None, activa
     w3 = w if w.ndim == 3 else w[None]
     r3 = r if r.ndim == 3 else r[None]
     bias = np.concatenate([np.asarray(wb).reshape(directions, -1), np.asarray(rb).reshape(directions, -1)], axis=1)
-    attrs = {"hidden_size": int(r3.shape[2] if op == "GRU" else r3.shape[1]),
-             "activations": (["Sigmoid", "Tanh"] if op == "GRU" else [activation]) * directions}
+    attrs = {"hidden_size": int(r3.shape[2] if op in ("GRU", "LSTM") else r3.shape[1]),
+             "activations": {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}.get(op, [activation])
+             * directions}
     if linear_before_reset is not None:
         attrs["linear_before_reset"] = linear_before_reset
     if direction is not None:
@@ -172,6 +173,9 @@ def keras_spec(layout: str, layers: list, activation="tanh", return_sequences=No
                                                        "trainable": True}}
         elif cls == "GRU":
             entry = {"class_name": "GRU", "config": {**rnn, "recurrent_activation": "sigmoid", "reset_after": True}}
+        elif cls == "LSTM":
+            entry = {"class_name": "LSTM", "config": {**rnn, "recurrent_activation": "sigmoid",
+                                                      "unit_forget_bias": True}}
         else:
             entry = {"class_name": cls, "config": rnn}
         config_layers.append(entry)
@@ -188,7 +192,8 @@ def keras_h5_bytes(spec: dict) -> bytes:
         if spec["layout"].startswith("keras3"):
             layers = h5.create_group("layers")
             for k, (cls, name, arrays) in enumerate(spec["layers"]):
-                key = {"SimpleRNN": "simple_rnn", "GRU": "gru", "Bidirectional": "bidirectional", "Dense": "dense"}[cls]
+                key = {"SimpleRNN": "simple_rnn", "GRU": "gru", "LSTM": "lstm", "Bidirectional": "bidirectional",
+                       "Dense": "dense"}[cls]
                 key = key if k == 0 else f"{key}_{k}"
                 group = layers.create_group(key)
                 group.create_group("vars").attrs["name"] = name
@@ -216,8 +221,9 @@ def keras_h5_bytes(spec: dict) -> bytes:
             root.attrs["layer_names"] = [n.encode() for _, n, _ in spec["layers"]]
             for cls, name, arrays in spec["layers"]:
                 group = root.create_group(name)
-                cell = {"SimpleRNN": "simple_rnn_cell", "GRU": "gru_cell"}.get(cls, name)
-                roles = ("kernel", "recurrent_kernel", "bias") if cls in ("SimpleRNN", "GRU") else ("kernel", "bias")
+                cell = {"SimpleRNN": "simple_rnn_cell", "GRU": "gru_cell", "LSTM": "lstm_cell"}.get(cls, name)
+                roles = (("kernel", "recurrent_kernel", "bias") if cls in ("SimpleRNN", "GRU", "LSTM") else
+                         ("kernel", "bias"))
                 names = [f"{name}/{cell}/{role}:0"
                          for role in roles[: len(arrays)]]
                 group.attrs["weight_names"] = [n.encode() for n in names]

@@ -19,6 +19,12 @@ def _gru_weights(units=3, input_size=3, seed=3):
     return w, r[:, :units], b
 
 
+def _lstm_weights(units=3, input_size=3, seed=5):
+    """An LSTM's input_weights [4U, I], recurrent_weights [4U, U] and bias [4U] (gates i, f, g, o)."""
+    w, r, b = (np.concatenate(parts) for parts in zip(*(_weights(units, input_size, seed + k) for k in range(4))))
+    return w, r[:, :units], b
+
+
 def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
     """Valid inputs for every target, written and read back here: models by `tflrnn build` itself."""
     workdir = Path(workdir)
@@ -83,6 +89,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
     gw, gr, gb = _gru_weights()
     _, _, gb2 = _gru_weights(seed=1)
     kw, kr, kb = _gru_weights(units=4)  # Keras seeds declare 4 units
+    lw, lr, lb = _lstm_weights()
+    _, _, lb2 = _lstm_weights(seed=1)
+    klw, klr, klb = _lstm_weights(units=4)
     for name, arrays, args in [
         ("npz-tflite", {"input_weights": w, "recurrent_weights": r, "bias": b}, []),
         ("npz-keras", {"kernel": w.T.copy(), "recurrent_kernel": r.T.copy(), "bias": b}, []),
@@ -97,6 +106,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         # GRUs (cells/gru.py): the same names with 3 * units rows, told apart by shape; reset after, then before
         ("npz-gru", {"input_weights": gw, "recurrent_weights": gr, "bias": gb, "recurrent_bias": gb2}, []),
         ("npz-gru-keras", {"kernel": gw.T.copy(), "recurrent_kernel": gr.T.copy(), "bias": gb}, []),
+        # LSTMs (cells/lstm.py): 4 * units rows
+        ("npz-lstm", {"input_weights": lw, "recurrent_weights": lr, "bias": lb}, []),
+        ("npz-lstm-keras", {"kernel": lw.T.copy(), "recurrent_kernel": lr.T.copy(), "bias": lb}, []),
     ]:
         spec = {"arrays": arrays, "compressed": name == "npz-keras"}
         weights.append(Seed(name, "npz", npz_bytes(arrays, spec["compressed"]), ".npz", args, spec))
@@ -107,7 +119,9 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                 "rnn.bias_ih_l0_reverse": b2, "rnn.bias_hh_l0_reverse": b}
     state_gru = {"gru.weight_ih_l0": gw, "gru.weight_hh_l0": gr, "gru.bias_ih_l0": gb, "gru.bias_hh_l0": gb2}  # nn.GRU
     for name, state in (("safetensors-1", state1), ("safetensors-2layers", state2), ("safetensors-bi", state_bi),
-                        ("safetensors-gru", state_gru)):
+                        ("safetensors-gru", state_gru),
+                        ("safetensors-lstm", {"lstm.weight_ih_l0": lw, "lstm.weight_hh_l0": lr, "lstm.bias_ih_l0": lb,
+                                              "lstm.bias_hh_l0": lb2})):
         spec = safetensors_spec(state)
         weights.append(Seed(name, "safetensors", safetensors_bytes(spec), ".safetensors", [], spec))
 
@@ -120,6 +134,7 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         ("onnx-gru", onnx_spec(gw, gr, gb, gb2, op="GRU", linear_before_reset=1)),  # ONNX's GRU: gates z, r, h
         ("onnx-gru-reset-before", onnx_spec(np.stack([gw, gw]), np.stack([gr, gr]), np.stack([gb, gb2]),
                                             np.stack([gb2, gb]), direction="bidirectional", layout=1, op="GRU")),
+        ("onnx-lstm", onnx_spec(lw, lr, lb, lb2, op="LSTM")),  # ONNX's LSTM: gates i, o, f, c; B = Wb then Rb
     ):
         weights.append(Seed(name, "onnx", onnx_bytes(spec), ".onnx", [], spec))
 
@@ -137,6 +152,8 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         ("keras3-gru", ".keras", keras_spec("keras3", [("GRU", "gru", [kw.T, kr.T, np.stack([kb, kb])])])),
         ("keras2-gru-h5", ".h5", keras_spec("legacy", [("GRU", "gru", [kw.T, kr.T, np.stack([kb, kb])]),
                                                        ("Dense", "dense", [r, b])])),
+        ("keras3-lstm", ".keras", keras_spec("keras3", [("LSTM", "lstm", [klw.T, klr.T, klb])])),
+        ("keras2-lstm-h5", ".h5", keras_spec("legacy", [("LSTM", "lstm", [klw.T, klr.T, klb])])),
     ):
         weights.append(Seed(name, "keras", keras_bytes(spec), suffix, [], spec))
 
