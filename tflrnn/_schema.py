@@ -12,11 +12,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _TABLES = (
-    "AddOptions", "BidirectionalSequenceRNNOptions", "Buffer", "CallOnceOptions", "ConcatenationOptions",
-    "FullyConnectedOptions", "GatherOptions", "Metadata", "Model", "MulOptions", "Operator", "OperatorCode",
-    "PackOptions", "QuantizationParameters", "SequenceRNNOptions", "ShapeOptions", "SignatureDef", "SoftmaxOptions",
-    "SplitOptions", "StridedSliceOptions", "SubGraph", "SubOptions", "Tensor", "TensorMap", "UnpackOptions",
-    "VarHandleOptions", "WhileOptions",
+    "AddOptions", "BidirectionalSequenceLSTMOptions", "BidirectionalSequenceRNNOptions", "Buffer", "CallOnceOptions",
+    "ConcatenationOptions", "FullyConnectedOptions", "GatherOptions", "Metadata", "Model", "MulOptions", "Operator",
+    "OperatorCode", "PackOptions", "QuantizationParameters", "SequenceRNNOptions", "ShapeOptions", "SignatureDef",
+    "SoftmaxOptions", "SplitOptions", "StridedSliceOptions", "SubGraph", "SubOptions", "Tensor", "TensorMap",
+    "UnidirectionalSequenceLSTMOptions", "UnpackOptions", "VarHandleOptions", "WhileOptions",
 )
 
 

@@ -155,7 +155,9 @@ def build(ctx, output, manifest, out_dir, check, jobs, as_json, **chosen):
         f"{what}, {layout}, {summary['bytes']:,} bytes, sha256 {summary['sha256']}"
     )
     click.echo("  " + _sizes_line(summary))
-    unfused = sorted({layer["cell"] for layer in summary["layers"] if layer["cell"] != "rnn"})
+    from .cells import kind as cell_kind
+
+    unfused = sorted({layer["cell"] for layer in summary["layers"] if not cell_kind(layer["cell"]).fused})
     if unfused and lowering is None:
         click.echo(f"  {', '.join(k.upper() for k in unfused)}: TFLite has no builtin op, so the portable lowering "
                    "(plain builtin ops every TFLite runtime runs)")
@@ -277,8 +279,8 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
 @click.option("--runtime", type=click.Choice(["litert", "tensorflow", "compiled", "micro", "all"]), default="litert",
               show_default=True,
               help="Interpreter(s) to run the model on: LiteRT's classic Interpreter, tf.lite, LiteRT's CompiledModel "
-                   "API, TFLite Micro, or all (for a fused model: litert and tensorflow; for a portable one: every "
-                   "one installed).")
+                   "API, TFLite Micro, or all (for a fused model: litert and tensorflow, and micro when its ops are "
+                   "all UNIDIRECTIONAL_SEQUENCE_LSTM; for a portable one: every one installed).")
 @click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance.")
 @click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True, help="Relative tolerance.")
 @click.option("--sequences", type=int, default=DEFAULT_SEQUENCES, show_default=True,

@@ -31,6 +31,12 @@ MIN_RUNTIME_VERSION = {1: "1.14.0", 2: "1.14.0", 3: "2.3.0"}  # by op version: f
 _OP_MIN_RUNTIME = {
     **{(BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, v): r for v, r in MIN_RUNTIME_VERSION.items()},
     **{(BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, v): r for v, r in MIN_RUNTIME_VERSION.items()},
+    # runtime_version.cc: {UNIDIRECTIONAL_SEQUENCE_LSTM, 1}: "1.13.1", 2: "1.14.0", 3: "2.3.0";
+    # {BIDIRECTIONAL_SEQUENCE_LSTM, 1 to 3}: "1.14.0" (version 1 float, 2 hybrid, 3 hybrid asymmetric: op_version.cc)
+    (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, 1): "1.13.1",
+    (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, 2): "1.14.0",
+    (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, 3): "2.3.0",
+    **{(BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM, v): "1.14.0" for v in (1, 2, 3)},
     (BuiltinOperator.STRIDED_SLICE, 1): "1.6.0",
     (BuiltinOperator.FULLY_CONNECTED, 1): "1.5.0",
     (BuiltinOperator.FULLY_CONNECTED, 5): "2.0.0",  # keep_num_dims: a Dense layer on a sequence

@@ -38,9 +38,11 @@ class BuiltinOperator(enum.IntEnum):
     GATHER = 36
     UNIDIRECTIONAL_SEQUENCE_RNN = 35
     SUB = 41
+    UNIDIRECTIONAL_SEQUENCE_LSTM = 44
     STRIDED_SLICE = 45
     BIDIRECTIONAL_SEQUENCE_RNN = 46
     SPLIT = 49
+    BIDIRECTIONAL_SEQUENCE_LSTM = 52
     LESS = 58
     GREATER_EQUAL = 62
     SLICE = 65
@@ -84,7 +86,9 @@ class BuiltinOptions(enum.IntEnum):
     PackOptions = 59
     UnpackOptions = 64
     WhileOptions = 93
+    BidirectionalSequenceLSTMOptions = 69
     BidirectionalSequenceRNNOptions = 70
+    UnidirectionalSequenceLSTMOptions = 71
     CallOnceOptions = 103
     VarHandleOptions = 111
 
@@ -119,6 +123,31 @@ class BidirectionalSequenceRNNOptions:
     time_major: bool = False
     activation: int = Activation.TANH
     merge_outputs: bool = False
+    asymmetric_quantize_inputs: bool = False
+
+
+@dataclass
+class UnidirectionalSequenceLSTMOptions:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM's options. `activation` is the one applied to the cell candidate and to the cell
+    state before the output gate (tanh for Keras' and PyTorch's LSTM); a clip of 0 means none."""
+
+    activation: int = Activation.TANH  # raw enum value as stored
+    cell_clip: float = 0.0
+    proj_clip: float = 0.0
+    time_major: bool = False
+    asymmetric_quantize_inputs: bool = False
+    diagonal_recurrent_tensors: bool = False
+
+
+@dataclass
+class BidirectionalSequenceLSTMOptions:
+    """BIDIRECTIONAL_SEQUENCE_LSTM's options (the schema's time_major defaults to true: written either way)."""
+
+    activation: int = Activation.TANH
+    cell_clip: float = 0.0
+    proj_clip: float = 0.0
+    merge_outputs: bool = False
+    time_major: bool = False
     asymmetric_quantize_inputs: bool = False
 
 

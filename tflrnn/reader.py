@@ -23,6 +23,7 @@ from .model import (
     SplitOptions,
     GatherOptions,
     SubOptions,
+    BidirectionalSequenceLSTMOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOptions,
     CallOnceOptions,
@@ -38,6 +39,7 @@ from .model import (
     StridedSliceOptions,
     Subgraph,
     Tensor,
+    UnidirectionalSequenceLSTMOptions,
     UnpackOptions,
     ShapeOptions,
     VarHandleOptions,
@@ -214,6 +216,16 @@ _OPTIONS = {
     BuiltinOptions.BidirectionalSequenceRNNOptions: (fb.BidirectionalSequenceRNNOptions, lambda p:
         BidirectionalSequenceRNNOptions(
             time_major=p.TimeMajor(), activation=p.FusedActivationFunction(), merge_outputs=p.MergeOutputs(),
+            asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs())),
+    BuiltinOptions.UnidirectionalSequenceLSTMOptions: (fb.UnidirectionalSequenceLSTMOptions, lambda p:
+        UnidirectionalSequenceLSTMOptions(
+            activation=p.FusedActivationFunction(), cell_clip=p.CellClip(), proj_clip=p.ProjClip(),
+            time_major=p.TimeMajor(), asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs(),
+            diagonal_recurrent_tensors=p.DiagonalRecurrentTensors())),
+    BuiltinOptions.BidirectionalSequenceLSTMOptions: (fb.BidirectionalSequenceLSTMOptions, lambda p:
+        BidirectionalSequenceLSTMOptions(
+            activation=p.FusedActivationFunction(), cell_clip=p.CellClip(), proj_clip=p.ProjClip(),
+            merge_outputs=p.MergeOutputs(), time_major=p.TimeMajor(),
             asymmetric_quantize_inputs=p.AsymmetricQuantizeInputs())),
     BuiltinOptions.FullyConnectedOptions: (fb.FullyConnectedOptions, lambda p: FullyConnectedOptions(
         activation=p.FusedActivationFunction(), weights_format=p.WeightsFormat(), keep_num_dims=p.KeepNumDims(),

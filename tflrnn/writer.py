@@ -23,6 +23,7 @@ from .model import (
     SplitOptions,
     GatherOptions,
     SubOptions,
+    BidirectionalSequenceLSTMOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOptions,
     CallOnceOptions,
@@ -35,6 +36,7 @@ from .model import (
     SoftmaxOptions,
     StridedSliceOptions,
     Subgraph,
+    UnidirectionalSequenceLSTMOptions,
     UnpackOptions,
     ShapeOptions,
     VarHandleOptions,
@@ -244,6 +246,14 @@ _OPTION_TABLES = {
                                                 ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
     BidirectionalSequenceRNNOptions: ("BidirectionalSequenceRNNOptions", (
         ("TimeMajor", "time_major"), ("FusedActivationFunction", "activation"), ("MergeOutputs", "merge_outputs"),
+        ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
+    UnidirectionalSequenceLSTMOptions: ("UnidirectionalSequenceLSTMOptions", (
+        ("FusedActivationFunction", "activation"), ("CellClip", "cell_clip"), ("ProjClip", "proj_clip"),
+        ("TimeMajor", "time_major"), ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"),
+        ("DiagonalRecurrentTensors", "diagonal_recurrent_tensors"))),
+    BidirectionalSequenceLSTMOptions: ("BidirectionalSequenceLSTMOptions", (
+        ("FusedActivationFunction", "activation"), ("CellClip", "cell_clip"), ("ProjClip", "proj_clip"),
+        ("MergeOutputs", "merge_outputs"), ("TimeMajor", "time_major"),
         ("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs"))),
     StridedSliceOptions: ("StridedSliceOptions", (
         ("BeginMask", "begin_mask"), ("EndMask", "end_mask"), ("EllipsisMask", "ellipsis_mask"),

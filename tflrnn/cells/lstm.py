@@ -216,7 +216,7 @@ class LSTMCell(StateSized):
 
 KIND = CellKind(
     name="lstm", title="LSTM", cell=LSTMCell, weights=LSTMWeights,
-    roles=("input_weights", "recurrent_weights", "bias"), fused=False,
+    roles=("input_weights", "recurrent_weights", "bias"), fused=True,
     keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM",
     reference="run_lstm", steps="tflrnn.lowering.lstm",
 )

@@ -33,14 +33,17 @@ class Lowering:
     exported_weights: Callable  # model -> (each direction's (name, weights), each Dense's (kernel name, bias name,
     #                             kernel, bias)): what `tflrnn weights` writes
     ops_of: Callable[[Network], str]  # how a summary names the ops a network becomes
+    runtimes_for: Callable[[Model], tuple[str, ...]] | None = None  # the runtimes with kernels for a given model's
+    #                                                                  ops (None: `runtimes`)
 
 
 LOWERINGS = {
     "fused": Lowering("fused", fused.lower, fused.recover,
-                      "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN ops with variable state tensors",
+                      "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN and _LSTM ops with variable state "
+                      "tensors",
                       states=("carry",), full_int8=False, loops=False, xnnpack=False, reset_key=None,
                       runtimes=("litert", "tensorflow"), exported_weights=fused.exported_weights,
-                      ops_of=fused.ops_of),
+                      ops_of=fused.ops_of, runtimes_for=fused.runtimes_for),
     "portable": Lowering("portable", portable.lower, portable.recover,
                          "plain builtin ops (FULLY_CONNECTED, ADD, TANH, UNPACK, PACK), the state in resource "
                          "variables, an input/output, or none: every TFLite runtime runs it",
@@ -63,7 +66,7 @@ def lower(network: Network) -> Model:
 def lowering_of_model(model: Model) -> str:
     """Which lowering a model is read with: "portable" for one without a fused RNN op that has a layer as the
     portable lowering writes it, else "fused" (whose reader says what is missing when neither is there)."""
-    fused_ops = any(op.code in fused.RNN_CODES for graph in model.subgraphs for op in graph.operators)
+    fused_ops = any(fused.is_ours(graph, op) for graph in model.subgraphs for op in graph.operators)
     return "portable" if not fused_ops and portable.holds_a_layer(model) else "fused"
 
 
@@ -80,7 +83,7 @@ def recover(model: Model) -> Network:
 def holds_a_network(description) -> bool:
     """Whether a model holds a network tflrnn reads: a fused RNN op, or the portable lowering's layers."""
     return lowering_of_model(description) == "portable" or any(
-        op.code in fused.RNN_CODES for graph in description.subgraphs for op in graph.operators)
+        fused.is_ours(graph, op) for graph in description.subgraphs for op in graph.operators)
 
 
 def require_a_network(description) -> None:

@@ -1,11 +1,21 @@
-"""The fused lowering: a network as TFLite's fused RNN ops (and a dense head), and back.
+"""The fused lowering: a network as TFLite's fused RNN and LSTM ops (and a dense head), and back.
 
 One subgraph, in this order:
-- a chain of RNN ops, each with its own variable state(s) (the runtime zero-fills them, keeps them across invokes
-  and zeroes them on reset_all_variables()):
+- a chain of recurrent ops, one per layer, each with its own variable state(s) (the runtime zero-fills them, keeps
+  them across invokes and zeroes them on reset_all_variables()):
     UNIDIRECTIONAL_SEQUENCE_RNN (35): x [B,T,I] (or [T,B,I]), W [U,I], R [U,U], b [U], h [B,U] -> [B,T,U]
     BIDIRECTIONAL_SEQUENCE_RNN (46): x, forward W/R/b/h, backward W/R/b/h, three unused aux inputs (-1)
         -> [fw | bw] on the last axis (merged), or two outputs
+    UNIDIRECTIONAL_SEQUENCE_LSTM (44), for an LSTM layer: 24 inputs (lstm_shared.h), -1 where absent:
+        0 x; 1-4 input-to-{input, forget, cell, output} weights [U,I]; 5-8 recurrent-to-the-same [U,U];
+        9-11 peepholes (absent); 12-15 the gates' biases [U]; 16-17 projection (absent); 18 h and 19 c, both
+        variables [B,U]; 20-23 layer-norm coefficients (absent) -> [B,T,U]. Options: tanh, no clipping.
+    BIDIRECTIONAL_SEQUENCE_LSTM (52), for a bidirectional LSTM layer: 48 inputs, -1 where absent: 0 x; 1-17 the
+        forward cell's tensors in the order above; 18-34 the backward cell's; 35-36 forward h and c, 37-38 backward
+        h and c; 39-47 aux input and its weights (absent) -> merged, or two outputs (merged batch-major with a
+        batch over 1 is refused: the kernel computes it wrong, see `lower`)
+  (an LSTM's tensors are named <layer>/input_to_forget_weights, <layer>/forget_gate_bias, ..., as the slots are;
+  its h and c <layer>/hidden_state and <layer>/cell_state)
 - optionally the last step (Keras return_sequences=False): one STRIDED_SLICE per direction, the forward one at
   t=-1 and the backward one at t=0 (its final state), joined by a CONCATENATION;
 - optionally a dense head (Keras Dense layers): FULLY_CONNECTED each, with relu / relu6 fused and tanh, sigmoid
@@ -19,9 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cell import CellWeights, dequantize
+from ..cells.lstm import GATE_NAMES, LSTMWeights
 from ..errors import ConfigError, ModelFormatError, WeightsError
 from ..model import (
     Activation,
+    BidirectionalSequenceLSTMOptions,
     BidirectionalSequenceRNNOptions,
     BuiltinOperator,
     ConcatenationOptions,
@@ -32,16 +44,47 @@ from ..model import (
     StridedSliceOptions,
     Subgraph,
     Tensor,
+    UnidirectionalSequenceLSTMOptions,
     op_name,
 )
-from ..network import Dense, Layer, Network, base_name
+from ..network import Dense, Layer, Network, base_name, stage_layers
 from .common import (DENSE_FOLLOWERS, SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT, Tensors,
                      sequence_tensor, time_layout, weight_tensors, write_dense_head)
 
 INPUT = 0
-RNN_CODES = (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN)
+LSTM_CODES = (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM)
+BIDIRECTIONAL_CODES = (BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM)
+RNN_CODES = (BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, *LSTM_CODES)
+# An LSTM cell's slots among the op's inputs, from its first (1 in either op; 18 for a bidirectional op's backward
+# cell), and the role each holds, as lstm_shared.h names them: the tensor of that slot is <layer>/<role>.
+LSTM_ROLES = {
+    **{1 + k: f"input_to_{gate}_weights" for k, gate in enumerate(GATE_NAMES)},
+    **{5 + k: f"recurrent_to_{gate}_weights" for k, gate in enumerate(GATE_NAMES)},
+    **{12 + k: f"{gate}_gate_bias" for k, gate in enumerate(GATE_NAMES)},
+}
+LSTM_ABSENT = (9, 10, 11, 16, 17)  # peepholes, projection weights and bias (from the cell's first slot, as above)
+LSTM_INPUTS = 24  # UNIDIRECTIONAL_SEQUENCE_LSTM: x, the cell's 17, h, c, four layer-norm coefficients
+LSTM_STATES = (18, 19)  # its h and c
+LSTM_LAYER_NORM = (20, 21, 22, 23)  # absent
+BIDIRECTIONAL_LSTM_INPUTS = 48
+BIDIRECTIONAL_LSTM_STATES = ((35, 36), (37, 38))  # forward h and c, backward h and c
+BIDIRECTIONAL_LSTM_AUX = tuple(range(39, 48))  # aux input and its forward and backward weights: absent
 HEAD_CODES = (BuiltinOperator.STRIDED_SLICE, BuiltinOperator.CONCATENATION, BuiltinOperator.FULLY_CONNECTED,
               *DENSE_FOLLOWERS)
+
+
+def is_ours(graph: Subgraph, op: Operator) -> bool:
+    """Whether `op` is a recurrent op this lowering reads: a fused RNN op, or an LSTM op whose input weights carry
+    the names tflrnn gives them (<layer>/input_to_forget_weights, ...). TensorFlow's converter also writes
+    UNIDIRECTIONAL_SEQUENCE_LSTM, for a Keras LSTM, under its own names: such a model is another tool's, which
+    `verify --against` compares with its source."""
+    if op.code not in RNN_CODES:
+        return False
+    if op.code not in LSTM_CODES:
+        return True
+    weights = {role for slot, role in LSTM_ROLES.items() if slot <= 4}
+    return any(0 <= i < len(graph.tensors) and graph.tensors[i].name.rpartition("/")[2] in weights
+               for i in op.inputs[1:5])
 
 
 def last_step_slice(time_major: bool, backward: bool = False) -> tuple[list[int], StridedSliceOptions]:
@@ -55,25 +98,42 @@ def last_step_slice(time_major: bool, backward: bool = False) -> tuple[list[int]
     return begin, StridedSliceOptions(begin_mask=whole, end_mask=whole, shrink_axis_mask=1 << time_axis)
 
 
+def lstm_weight_tensors(layer: Layer) -> list[Tensor]:
+    """An LSTM layer's 12 weight tensors in slot order (LSTM_ROLES): each gate's rows of W, of R, then of b, named
+    <layer>/input_to_input_weights ... <layer>/output_gate_bias."""
+    w = layer.weights
+    pieces = [piece for role in ("input_weights", "recurrent_weights", "bias") for piece in w.gates(w.roles()[role])]
+    return [Tensor(f"{layer.name}/{role}", piece.shape, data=piece) for role, piece in zip(LSTM_ROLES.values(), pieces)]
+
+
 def lower(network: Network) -> Model:
-    """The network as a chain of RNN ops (UNIDIRECTIONAL_SEQUENCE_RNN for a Layer, BIDIRECTIONAL_SEQUENCE_RNN for a
-    (forward, backward) pair), each with its own variable state(s); each op's output is the next one's input, a
-    bidirectional one's merged as [fw | bw] unless it is the last and `merge` is off. Then the last step and the
-    Dense layers. With `dynamic_time`, the sequences' time axis is -1 in shape_signature; the batch stays fixed,
-    because each state is a [B,U] variable. No metadata: `build` adds it."""
+    """The network as a chain of recurrent ops (UNIDIRECTIONAL_SEQUENCE_RNN / _LSTM for a Layer, BIDIRECTIONAL_
+    SEQUENCE_RNN / _LSTM for a (forward, backward) pair), each with its own variable state(s); each op's output is
+    the next one's input, a bidirectional one's merged as [fw | bw] unless it is the last and `merge` is off. Then
+    the last step and the Dense layers. With `dynamic_time`, the sequences' time axis is -1 in shape_signature; the
+    batch stays fixed, because each state is a [B,U] variable. No metadata: `build` adds it."""
     if network.state != "carry":
         raise ConfigError(f"state {network.state!r} needs the portable lowering: the fused op keeps each state in a "
                           "variable tensor of the model, carried across invokes")
+    unfused = next((layer for layer in network.layers if layer.kind not in ("rnn", "lstm")), None)
+    if unfused is not None:
+        raise ConfigError(f"layer '{unfused.name}' is a {unfused.kind.upper()}: TFLite has no fused op for it; "
+                          "--lowering portable writes it")
+    hybrid_lstm = next((layer for layer in network.layers if layer.kind == "lstm" and layer.int8 is not None), None)
+    if hybrid_lstm is not None:
+        raise ConfigError(f"LSTM layer '{hybrid_lstm.name}': a hybrid (int8) fused LSTM is not written; build it in "
+                          "float")
     stages, time_steps, batch_size = network.stages, network.time_steps, network.batch_size
     time_major, last_step, merge, head = network.time_major, network.last_step, network.merge, network.head
     lead, dynamic = time_layout(time_steps, batch_size, time_major, network.dynamic_time)
     first = stages[0][0] if isinstance(stages[0], tuple) else stages[0]
     tensors = Tensors()
     previous = tensors.add(sequence_tensor(f"{base_name(stages[0])}/input", lead, first.weights.input_size, dynamic))
-    variables: dict[str, list[int]] = {}  # layer name -> [W, R, b] tensor indices
+    variables: dict[str, list[int]] = {}  # layer name -> its weight tensors' indices (W, R, b; an LSTM's 12)
     operators = []
 
     def layer_inputs(layer: Layer, suffix: str) -> list[int]:
+        """A basic cell's W, R, b and h."""
         if layer.name not in variables:
             start = len(tensors)
             tensors.add(*weight_tensors(layer))
@@ -82,35 +142,81 @@ def lower(network: Network) -> Model:
                                    is_variable=True))
         return [*variables[layer.name], state]
 
+    def lstm_inputs(layer: Layer, suffix: str) -> tuple[list[int], list[int]]:
+        """An LSTM cell's 17 slots (1-17 of UNIDIRECTIONAL_SEQUENCE_LSTM, -1 where absent) and its h and c."""
+        if layer.name not in variables:
+            variables[layer.name] = [tensors.add(tensor) for tensor in lstm_weight_tensors(layer)]
+        slots = [-1] * 17
+        for slot, index in zip(LSTM_ROLES, variables[layer.name]):
+            slots[slot - 1] = index
+        units = layer.weights.num_units
+        states = [tensors.add(Tensor(f"{layer.name}/{what}{suffix}", (batch_size, units), is_variable=True))
+                  for what in ("hidden_state", "cell_state")]
+        return slots, states
+
+    def lstm_options(layer: Layer) -> dict:
+        # Keras and PyTorch never clip: cell_clip and proj_clip 0 (none); tanh for the candidate and the cell output.
+        return {"activation": layer.activation, "cell_clip": 0.0, "proj_clip": 0.0, "time_major": time_major,
+                "asymmetric_quantize_inputs": layer.asymmetric_inputs}
+
     ends: list[int] = []  # the final op's outputs
     for k, stage in enumerate(stages):
         if isinstance(stage, tuple):
             forward, backward = stage
-            slots = layer_inputs(forward, "") + layer_inputs(backward, "")
+            lstm = forward.kind == "lstm"
+            if lstm:
+                (fw_slots, fw_states), (bw_slots, bw_states) = lstm_inputs(forward, ""), lstm_inputs(backward, "")
+            else:
+                slots = layer_inputs(forward, "") + layer_inputs(backward, "")
             separate = k == len(stages) - 1 and (last_step or not merge)
+            if lstm and not separate and not time_major and batch_size > 1:
+                raise ConfigError(
+                    f"bidirectional LSTM '{base_name(stage)}': TFLite's BIDIRECTIONAL_SEQUENCE_LSTM computes a "
+                    "batch-major merged output wrong for every example after the first (lstm_eval.cc offsets each "
+                    "example's h by the merged output's width: activation_state + b * output_batch_leading_dim; "
+                    "LiteRT and tf.lite both fail verify): build it --time-major, with --batch-size 1, with "
+                    "--merge none as the last layer, or --lowering portable")
             if separate:
                 ends = [tensors.add(sequence_tensor(f"{layer.name}/output", lead, layer.weights.num_units, dynamic))
                         for layer in stage]
             else:
                 width = forward.weights.num_units + backward.weights.num_units
                 ends = [tensors.add(sequence_tensor(f"{base_name(stage)}/output", lead, width, dynamic))]
-            operators.append(Operator(
-                BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots, -1, -1, -1], list(ends),
-                version=forward.op_version,
-                options=BidirectionalSequenceRNNOptions(time_major=time_major, activation=forward.activation,
-                                                        merge_outputs=not separate,
-                                                        asymmetric_quantize_inputs=forward.asymmetric_inputs),
-            ))
+            if lstm:
+                operators.append(Operator(
+                    BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM,
+                    [previous, *fw_slots, *bw_slots, *fw_states, *bw_states, *[-1] * len(BIDIRECTIONAL_LSTM_AUX)],
+                    list(ends), version=forward.op_version,
+                    options=BidirectionalSequenceLSTMOptions(merge_outputs=not separate, **lstm_options(forward)),
+                ))
+            else:
+                operators.append(Operator(
+                    BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots, -1, -1, -1], list(ends),
+                    version=forward.op_version,
+                    options=BidirectionalSequenceRNNOptions(time_major=time_major, activation=forward.activation,
+                                                            merge_outputs=not separate,
+                                                            asymmetric_quantize_inputs=forward.asymmetric_inputs),
+                ))
         else:
             suffix = f"_{k}" if stage.name in variables else ""  # a reused cell: new state and output, same variables
-            slots = layer_inputs(stage, suffix)
+            if stage.kind == "lstm":
+                slots, states = lstm_inputs(stage, suffix)
+                inputs = [previous, *slots, *states, *[-1] * len(LSTM_LAYER_NORM)]
+            else:
+                inputs = [previous, *layer_inputs(stage, suffix)]
             ends = [tensors.add(sequence_tensor(f"{stage.name}/output{suffix}", lead, stage.weights.num_units, dynamic))]
-            operators.append(Operator(
-                BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, [previous, *slots], list(ends),
-                version=stage.op_version,
-                options=SequenceRNNOptions(time_major=time_major, activation=stage.activation,
-                                           asymmetric_quantize_inputs=stage.asymmetric_inputs),
-            ))
+            if stage.kind == "lstm":
+                operators.append(Operator(
+                    BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, inputs, list(ends), version=stage.op_version,
+                    options=UnidirectionalSequenceLSTMOptions(**lstm_options(stage)),
+                ))
+            else:
+                operators.append(Operator(
+                    BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN, inputs, list(ends),
+                    version=stage.op_version,
+                    options=SequenceRNNOptions(time_major=time_major, activation=stage.activation,
+                                               asymmetric_quantize_inputs=stage.asymmetric_inputs),
+                ))
         previous = ends[0]
 
     if last_step:
@@ -192,6 +298,18 @@ class RNNGraph:
         """The cell name its tensors are named under (<name>/input_weights)."""
         return self.input_weights.name.rpartition("/")[0] or None
 
+    kind = "rnn"  # the cell kind the op runs (cells/)
+
+    @property
+    def weight_tensors(self) -> tuple[Tensor, ...]:
+        """The tensors its weights are read from, in slot order."""
+        return self.input_weights, self.recurrent_weights, self.bias
+
+    @property
+    def states(self) -> tuple[Tensor, ...]:
+        """Its variable state tensor(s)."""
+        return (self.hidden_state,)
+
     def weights(self) -> CellWeights:
         """The weights the op computes with (int8 weights dequantized); ModelFormatError when unusable."""
         arrays = []
@@ -214,6 +332,54 @@ class RNNGraph:
 
 
 @dataclass
+class LSTMGraph(RNNGraph):
+    """One direction of an LSTM op: `gates` its 12 weight tensors in slot order (LSTM_ROLES: each gate's W, then
+    each one's R, then each one's bias), `hidden_state` (h) and `cell_state` (c) its variables. `input_weights`,
+    `recurrent_weights` and `bias` are the input gate's [U,I], [U,U] and [U] (sizes, names and types read as a basic
+    cell's); `slots` the op's input indices of this direction's 17 cell slots, `absent` those of the inputs tflrnn
+    leaves out (peepholes, projection, layer norm / aux), which must be -1."""
+
+    gates: tuple[Tensor, ...] = ()
+    cell_state: Tensor | None = None
+    slots: tuple[int, ...] = ()
+    absent: tuple[int, ...] = ()
+
+    kind = "lstm"
+
+    @property
+    def options(self):
+        options = self.operator.options
+        if isinstance(options, (UnidirectionalSequenceLSTMOptions, BidirectionalSequenceLSTMOptions)):
+            return options
+        return UnidirectionalSequenceLSTMOptions(activation=Activation.NONE)  # the runtime's default
+
+    @property
+    def weight_tensors(self) -> tuple[Tensor, ...]:
+        return self.gates
+
+    @property
+    def states(self) -> tuple[Tensor, ...]:
+        return self.hidden_state, self.cell_state
+
+    @property
+    def hybrid(self) -> bool:
+        return any(t.dtype == "int8" for t in self.gates[:8])
+
+    def weights(self) -> LSTMWeights:
+        """The gates joined into LSTMWeights (i, f, g, o); ModelFormatError when unusable."""
+        for tensor in self.gates:
+            if tensor.data is None:
+                raise ModelFormatError(f"tensor '{tensor.name}' holds no data")
+            if tensor.dtype != "float32":
+                raise ModelFormatError(f"tensor '{tensor.name}' is {tensor.dtype}; a fused LSTM's weights are read "
+                                       "in float32")
+        try:
+            return LSTMWeights(*(np.concatenate([t.data for t in self.gates[k:k + 4]]) for k in (0, 4, 8)))
+        except (WeightsError, ValueError) as exc:  # inconsistent shapes or non-finite values in the file
+            raise ModelFormatError(f"weights in the model are unusable: {exc}") from exc
+
+
+@dataclass
 class FusedGraph:
     """A model as the fused lowering reads it: its RNN ops in chain order, each direction of them (with their
     tensors), and the ops after them. The verifier checks the model through this view."""
@@ -226,7 +392,7 @@ class FusedGraph:
 
     @property
     def bidirectional(self) -> bool:
-        return any(op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN for op in self.rnn_ops)
+        return any(op.code in BIDIRECTIONAL_CODES for op in self.rnn_ops)
 
     @property
     def sequence_outputs(self) -> list[int]:
@@ -241,11 +407,12 @@ class FusedGraph:
 
 
 def find_network(model: Model) -> FusedGraph:
-    """The model's RNN ops and what follows them; ModelFormatError when there is none, one is malformed, they do not
-    form a chain (each op's output feeding the next op's input), or other ops are mixed in."""
+    """The model's recurrent ops and what follows them; ModelFormatError when there is none, one is malformed, they
+    do not form a chain (each op's output feeding the next op's input), or other ops are mixed in."""
     graphs = [g for g in model.subgraphs if any(op.code in RNN_CODES for op in g.operators)]
     if not graphs:
-        raise ModelFormatError("the model has no UNIDIRECTIONAL_SEQUENCE_RNN op (nor a BIDIRECTIONAL_SEQUENCE_RNN)")
+        raise ModelFormatError("the model has no UNIDIRECTIONAL_SEQUENCE_RNN op (nor a BIDIRECTIONAL_SEQUENCE_RNN, "
+                               "UNIDIRECTIONAL_SEQUENCE_LSTM or BIDIRECTIONAL_SEQUENCE_LSTM)")
     if len(graphs) > 1:
         raise ModelFormatError(f"RNN ops in {len(graphs)} subgraphs; tflrnn verifies one")
     graph = graphs[0]
@@ -260,6 +427,11 @@ def find_network(model: Model) -> FusedGraph:
     directions = []
     n = len(graph.tensors)
     for k, op in enumerate(rnn_ops):
+        if op.code in LSTM_CODES:
+            found = _lstm_directions(model, graph, op, k)
+            _check_chain(rnn_ops, k)
+            directions += found
+            continue
         name = op_name(op.code)
         bidirectional = op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN
         inputs, outputs = (12, (1, 2)) if bidirectional else (5, (1,))
@@ -269,10 +441,6 @@ def find_network(model: Model) -> FusedGraph:
         used = [*op.inputs[:9 if bidirectional else 5], *op.outputs]
         if any(not 0 <= i < n for i in used):
             raise ModelFormatError(f"{name} {k} names tensors {used} of {n}")
-        if k:
-            before = rnn_ops[k - 1]
-            if op.inputs[0] != before.outputs[0] or len(before.outputs) != 1:
-                raise ModelFormatError(f"RNN op {k} does not take op {k - 1}'s (single) output: not a chain")
         t = graph.tensors
         if not bidirectional:
             directions.append(RNNGraph(model, graph, op, *(t[i] for i in used), output_index=op.outputs[0]))
@@ -289,6 +457,55 @@ def find_network(model: Model) -> FusedGraph:
             raise ModelFormatError(f"{op_name(op.code)} names tensors {op.inputs} -> {op.outputs} "
                                    f"of {n}")
     return FusedGraph(model, graph, rnn_ops, directions, head)
+
+
+def _check_chain(rnn_ops: list[Operator], k: int) -> None:
+    if k:
+        before = rnn_ops[k - 1]
+        if rnn_ops[k].inputs[0] != before.outputs[0] or len(before.outputs) != 1:
+            raise ModelFormatError(f"RNN op {k} does not take op {k - 1}'s (single) output: not a chain")
+
+
+def _lstm_directions(model: Model, graph: Subgraph, op: Operator, k: int) -> list[LSTMGraph]:
+    """The direction(s) of an LSTM op: every slot tflrnn fills must name a tensor (a CIFG LSTM, without the input
+    gate, is not read); the others may name one (the structure check says they must not)."""
+    name = op_name(op.code)
+    bidirectional = op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM
+    inputs, outputs = (BIDIRECTIONAL_LSTM_INPUTS, (1, 2)) if bidirectional else (LSTM_INPUTS, (1,))
+    if len(op.inputs) != inputs or len(op.outputs) not in outputs:
+        raise ModelFormatError(f"{name} {k} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; expected "
+                               f"{inputs} and {' or '.join(map(str, outputs))}")
+    n, t = len(graph.tensors), graph.tensors
+    cells = [(1, LSTM_STATES)] if not bidirectional else [(1, BIDIRECTIONAL_LSTM_STATES[0]),
+                                                          (18, BIDIRECTIONAL_LSTM_STATES[1])]
+    required = [0, *(first - 1 + slot for first, _ in cells for slot in LSTM_ROLES),
+                *(i for _, states in cells for i in states)]
+    used = [op.inputs[i] for i in required] + list(op.outputs)
+    if any(not 0 <= i < n for i in used):
+        missing = [i for i in required if not 0 <= op.inputs[i] < n]
+        raise ModelFormatError(f"{name} {k} names tensors {used} of {n}"
+                               + (f" (inputs {missing} must be present: tflrnn reads an LSTM with every gate, "
+                                  "without peepholes or projection)" if missing else ""))
+    if any(not -1 <= i < n for i in op.inputs):
+        raise ModelFormatError(f"{name} {k} names tensors {op.inputs} of {n}")
+    absent = LSTM_LAYER_NORM if not bidirectional else BIDIRECTIONAL_LSTM_AUX
+    if bidirectional:
+        units = [t[op.inputs[first]].shape[0] if len(t[op.inputs[first]].shape) == 2 else 0 for first, _ in cells]
+    merged = len(op.outputs) == 1
+    found = []
+    for d, (first, (h, c)) in enumerate(cells):
+        slots = tuple(op.inputs[first:first + 17])
+        out = op.outputs[0] if merged else op.outputs[d]
+        columns = None
+        if bidirectional and merged:
+            columns = (0, units[0]) if d == 0 else (units[0], units[0] + units[1])
+        gates = tuple(t[op.inputs[first - 1 + slot]] for slot in LSTM_ROLES)
+        found.append(LSTMGraph(
+            model, graph, op, t[op.inputs[0]], gates[0], gates[4], gates[8], t[op.inputs[h]], t[out],
+            output_index=out, direction=("fw", "bw")[d] if bidirectional else "", columns=columns, gates=gates,
+            cell_state=t[op.inputs[c]], slots=slots,
+            absent=tuple(op.inputs[first - 1 + i] for i in LSTM_ABSENT) + tuple(op.inputs[i] for i in absent)))
+    return found
 
 
 def dense_layers(network: FusedGraph) -> list[tuple[Operator, Operator | None]]:
@@ -351,8 +568,10 @@ def recover(model: Model) -> Network:
 
 def _layer(g: RNNGraph, seen: dict) -> Layer:
     """One direction as a Layer; directions reading the same variables (a reused cell) give equal Layers."""
-    key = (g.input_weights.name, g.recurrent_weights.name, g.bias.name)
+    key = tuple(t.name for t in g.weight_tensors)
     if key not in seen:
+        if g.kind == "lstm":
+            _check_lstm(g)
         int8 = None
         if g.hybrid:
             if any(t.quantization is None or not t.quantization.scale for t in (g.input_weights, g.recurrent_weights)):
@@ -364,6 +583,27 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
         seen[key] = Layer(g.name, Activation(activation), g.weights(), int8,
                           bool(g.options.asymmetric_quantize_inputs))
     return seen[key]
+
+
+def _check_lstm(g: LSTMGraph) -> None:
+    """ModelFormatError for an LSTM op computing something else than the LSTM tflrnn writes (tanh, no clipping, no
+    peepholes, projection or layer norm, each gate's tensors in their slots)."""
+    options = g.options
+    problems = []
+    if options.activation != Activation.TANH:
+        problems.append(f"fused activation {options.activation} (tflrnn's LSTM applies tanh)")
+    if options.cell_clip or options.proj_clip:
+        problems.append(f"cell_clip {options.cell_clip}, proj_clip {options.proj_clip} (an LSTM without clipping "
+                        "has both 0)")
+    if getattr(options, "diagonal_recurrent_tensors", False):
+        problems.append("diagonal_recurrent_tensors set")
+    if any(i != -1 for i in g.absent):
+        problems.append("peephole, projection, layer-norm or aux inputs present")
+    misplaced = [t.name for t, role in zip(g.gates, LSTM_ROLES.values()) if t.name != f"{g.name}/{role}"]
+    if misplaced:
+        problems.append(f"tensors {misplaced} are not in the slots their names say")
+    if problems:
+        raise ModelFormatError(f"LSTM op of '{g.name}' is not one tflrnn writes: {'; '.join(problems)}")
 
 
 def exported_weights(description: Model) -> tuple[list, list]:
@@ -379,5 +619,15 @@ def exported_weights(description: Model) -> tuple[list, list]:
 
 def ops_of(network: Network) -> str:
     """The fused ops a network becomes, in order of appearance (a summary's words)."""
-    return " + ".join(dict.fromkeys("BIDIRECTIONAL_SEQUENCE_RNN" if isinstance(stage, tuple) else
-                                    "UNIDIRECTIONAL_SEQUENCE_RNN" for stage in network.stages))
+    return " + ".join(dict.fromkeys(
+        ("BIDIRECTIONAL_SEQUENCE_" if isinstance(stage, tuple) else "UNIDIRECTIONAL_SEQUENCE_")
+        + ("LSTM" if stage_layers(stage)[0].kind == "lstm" else "RNN") for stage in network.stages))
+
+
+def runtimes_for(model: Model) -> tuple[str, ...]:
+    """The runtimes with kernels for every recurrent op of a fused model (`verify --runtime all`): LiteRT and
+    tf.lite run them all; TFLite Micro runs UNIDIRECTIONAL_SEQUENCE_LSTM (float) but no fused RNN op nor the
+    bidirectional LSTM; the CompiledModel API takes no variable tensor."""
+    codes = {op.code for graph in model.subgraphs for op in graph.operators if op.code in RNN_CODES}
+    return ("litert", "tensorflow", "micro") if codes == {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM} else (
+        "litert", "tensorflow")

@@ -3,8 +3,8 @@ float or hybrid int8) and the portable one (plain builtin ops, float or full int
 
 Structure is read through the project's reader and checked against what the runtime needs but does not check
 itself (it silently defaults a bad activation or missing options). Numbers come from real interpreters on seeded
-inputs: the fused ops on LiteRT and tf.lite; a portable model also on LiteRT with XNNPACK, the CompiledModel API and
-TFLite Micro. A float model is compared with the numpy reference over a first invoke from the zero state, several
+inputs: the fused ops on LiteRT and tf.lite (a fused LSTM also on LiteRT with XNNPACK and, unidirectional, on TFLite
+Micro); a portable model also on LiteRT with XNNPACK, the CompiledModel API and TFLite Micro. A float model is compared with the numpy reference over a first invoke from the zero state, several
 consecutive invokes that must carry the state, and an invoke after a reset that must equal the first one; a
 full-int8 one step by step within its quantization steps, on the runtimes that give back every tensor.
 
@@ -102,8 +102,11 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
         return _verify_foreign(model_data, label, description, against, runtime, format, data, settings=settings)
     require_a_network(description)
     chosen = lowering_for_model(description)
-    # `all`: the runtimes with the lowering's kernels (the fused ops: litert and tensorflow), or every one installed
+    # `all`: the runtimes with the lowering's kernels (the fused ops: litert and tensorflow; a fused model of LSTM ops
+    # only also micro), or every one installed
     all_of = list(chosen.runtimes) if chosen.runtimes is not None else [r for r in RUNTIMES if _installed(r)]
+    if chosen.runtimes_for is not None:  # the runtimes with kernels for this model's ops (Micro: a fused LSTM)
+        all_of = [r for r in chosen.runtimes_for(description) if r in all_of or _installed(r)]
     runtimes = all_of if runtime == "all" else [runtime]
     return _VERIFIERS[chosen.name](model_data, label, description, weights, against, runtimes, settings,
                                    (data, max_error), format=format, layer=layer, scope=scope,
@@ -160,12 +163,15 @@ def _verify_fused(model_data, label, description, weights, against, runtimes, se
     rng = np.random.default_rng(seed)
     inputs = [rng.standard_normal(layers[0].input.shape).astype(np.float32) for _ in range(sequences)]
     runs = {}
+    lstm = any(g.kind == "lstm" for g in layers)
     for name in runtimes:
-        checks, outputs = _numeric_checks(model_data, network, model_weights, report, inputs, atol, rtol, name,
-                                          float_weights)
-        report.checks += checks
-        if outputs is not None:
-            against_inputs, runs[name] = outputs
+        # LiteRT with and without its default XNNPACK delegate, for a model with an LSTM op (XNNPACK takes its head)
+        for xnnpack in ((False, True) if name == "litert" and lstm else (False,)):
+            checks, outputs = _numeric_checks(model_data, network, model_weights, report, inputs, atol, rtol, name,
+                                              float_weights, xnnpack=xnnpack)
+            report.checks += checks
+            if outputs is not None:
+                against_inputs, runs[checks[0].runtime] = outputs
     if against is not None and runs:
         report.checks += _against_checks(layers, model_weights, against_inputs, runs, report, atol, rtol, whole,
                                          _has_dense(network), against=against,

@@ -44,7 +44,13 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
     # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
     scales, extras, state = [], [], np.zeros(g.hidden_state.shape)
+    lstm = any(layer.kind == "lstm" for layer in layers)
     for x, y in zip(inputs, result.outputs):
+        if lstm:  # an LSTM's c is no output: the outputs' own magnitude plus one, times the steps it runs free
+            steps = x.shape[0 if g.time_major else 1]
+            scales.append(steps * (np.abs(y.astype(np.float64)) + 1.0))
+            extras.append(0.0)
+            continue
         if whole:
             scales.append(np.abs(y.astype(np.float64)) + 1.0)
             extras.append(0.0)
@@ -94,29 +100,52 @@ def declared_input_notes(shape, signature, time_major: bool, declared) -> list[s
 
 
 def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, atol, rtol, runtime_name: str,
-                    float_weights: list | None = None):
+                    float_weights: list | None = None, xnnpack: bool = False):
     """The numeric checks on one runtime, and the model's output for each input (None when it could not run).
 
     Every op is judged on its own: its input is what the runtime actually fed it (the previous op's output, read
     back from the interpreter), so an error is reported where it arises and does not spread. A backward direction
-    is judged with time reversed: then it too runs forward from its carried state.
+    is judged with time reversed: then it too runs forward from its carried state. A basic cell's op is judged step
+    by step from its own previous outputs; an LSTM op, whose cell state c no output shows, runs free over its steps
+    from the h and c the runtime's variables held when the invoke began (read back after the one before).
+    `xnnpack` (LiteRT): with its default delegate, which computes the ops it takes without writing their
+    intermediate tensors: the model's outputs are judged against the whole network run in float64 from the states
+    the runtime's variables held.
     """
     from .. import runtime
+    from ..runners import RESIZABLE, micro_arena_bytes
 
+    label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
     layers = network.directions
     g0 = layers[0]
     tensors = network.subgraph.tensors
-    # Every activation an op reads or writes (not constants, not states), read back after each invoke.
-    read_back = sorted({i for op in network.subgraph.operators for i in (*op.inputs, *op.outputs)
-                        if 0 <= i < len(tensors) and tensors[i].data is None and not tensors[i].is_variable})
+    # Each direction's variable state tensors (h; an LSTM's h and c), read back after each invoke for an LSTM model
+    lstm = any(g.kind == "lstm" for g in layers)
+    state_indices = [[next(i for i in g.operator.inputs if 0 <= i < len(tensors) and tensors[i] is state)
+                      for state in g.states] for g in layers]
+    if xnnpack:
+        read_back = list(dict.fromkeys([g0.operator.inputs[0], *network.subgraph.outputs]))
+    else:
+        # Every activation an op reads or writes (not constants, not states), read back after each invoke.
+        read_back = sorted({i for op in network.subgraph.operators for i in (*op.inputs, *op.outputs)
+                            if 0 <= i < len(tensors) and tensors[i].data is None and not tensors[i].is_variable})
+    if lstm or xnnpack:
+        read_back += [i for indices in state_indices for i in indices if i not in read_back]
     time_axis = 0 if g0.time_major else 1
     dynamic = g0.input.shape_signature is not None and g0.input.shape_signature[time_axis] == -1
     # A dynamic-time model is resized to several lengths and checked at each; the first is its allocated one.
-    lengths = list(dict.fromkeys([g0.input.shape[time_axis], *DYNAMIC_LENGTHS])) if dynamic else [None]
+    # (TFLite Micro runs the length the model was allocated for.)
+    lengths = list(dict.fromkeys([g0.input.shape[time_axis], *DYNAMIC_LENGTHS])) if dynamic and \
+        runtime_name in RESIZABLE else [None]
+    wiring = {"xnnpack": True} if xnnpack else {}
+    if runtime_name == "micro":  # its tensors by position, and the others read by index
+        wiring = {"input_positions": [network.subgraph.inputs.index(g0.operator.inputs[0])
+                                      if g0.operator.inputs[0] in network.subgraph.inputs else 0],
+                  "output_positions": [], "tensors": read_back, "arena": micro_arena_bytes(network.model)}
     try:
         # In a child process with a time limit and a memory cap: a hostile model may crash or hang the runtime.
-        with runtime.load(runtime_name, data, g0.operator.inputs[0], read_back) as interpreter:
-            report.runtimes.append({"name": interpreter.name, "version": interpreter.version})
+        with runtime.load(runtime_name, data, g0.operator.inputs[0], read_back, **wiring) as interpreter:
+            report.runtimes.append({"name": label, "version": interpreter.version})
             results = []
             for length in lengths:
                 xs = inputs
@@ -133,7 +162,7 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         message = " ".join(str(exc).split())
         if not isinstance(exc, runtime.IsolationError):  # a crash, hang or memory blow-up says so itself
             message = f"the interpreter refused the model: {message}"
-        return [Check("runtime", False, message, runtime=runtime_name)], None
+        return [Check("runtime", False, message, runtime=label)], None
 
     def views(values: dict) -> list[tuple[np.ndarray, np.ndarray]]:
         """(input, output) of each direction, in its own forward time order."""
@@ -149,8 +178,13 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
 
     def compare(values: dict, starts: list[np.ndarray], against=None) -> Comparison:
         """Each op against the reference; `against` = float weights to judge a hybrid model by instead."""
+        if xnnpack:
+            return _whole_comparison(network, weights, values, starts, atol, rtol)
         parts = []
         for k, (g, w, (x_k, y_k), start) in enumerate(zip(layers, weights, views(values), starts)):
+            if g.kind == "lstm":
+                parts.append(_lstm_comparison(x_k, y_k, w, start, g.time_major, atol, rtol))
+                continue
             previous = _previous_states(y_k, start, g.time_major)
             judge_by = against[k] if against is not None else w
             expected, pre, scale = reference.step(x_k, judge_by, g.options.activation, previous,
@@ -165,10 +199,19 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         return Comparison.worst(parts)
 
     def final_states(values: dict) -> list[np.ndarray]:
-        # What each state holds after an invoke: its direction's last output (time-reversed for backward).
-        return [_last_step(y_k, g.time_major) for g, (_, y_k) in zip(layers, views(values))]
+        # What each state holds after an invoke: as read back from its variables (an LSTM's h and c side by side,
+        # and every state with XNNPACK); else its direction's last output (time-reversed for backward).
+        found = []
+        for g, indices, (_, y_k) in zip(layers, state_indices, views(values) if not xnnpack else
+                                        [(None, None)] * len(layers)):
+            if g.kind == "lstm" or xnnpack:
+                found.append(np.concatenate([values[i].reshape(tensors[i].shape) for i in indices], axis=-1))
+            else:
+                found.append(_last_step(y_k, g.time_major))
+        return found
 
-    zeros = [np.zeros(g.hidden_state.shape) for g in layers]
+    zeros = [np.zeros((g.hidden_state.shape[0], sum(t.shape[-1] for t in g.states)) if g.kind == "lstm"
+                      else g.hidden_state.shape) for g in layers]
     outputs = network.subgraph.outputs
     firsts, carries, resets, identical = [], [], [], True
     for xs, runs, after_reset in results:
@@ -188,34 +231,108 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         extra_checks.append(_numeric_check(
             "numeric.float_weights", Comparison.worst(parts), atol, rtol,
             "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
-            "and inputs", runtime_name))
+            "and inputs", label))
     each = ""
-    if len(network.rnn_ops) > 1:
+    if xnnpack:
+        each = (" (with XNNPACK, which takes the ops after the recurrent ones: the model's outputs against the whole "
+                "network run in float64 from the states its variables held, rtol times the steps)")
+    elif len(network.rnn_ops) > 1:
         each = f" (each of {len(network.rnn_ops)} layers on its own input)"
     if network.bidirectional:
         each += " (forward, and backward with its state carried from t=0 to the next invoke)"
+    if lstm and not xnnpack:
+        each += ("; an LSTM op free-running over its steps from the h and c its variables held, within rtol times "
+                 "the sum of its steps' terms")
     if any(g.hybrid for g in layers):
         each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
-    if dynamic:
+    if dynamic and len(lengths) > 1:
         each += f"; resized to {len(lengths)} lengths: {', '.join(map(str, lengths))} steps"
-    if any(op.code == BuiltinOperator.STRIDED_SLICE for op in network.head):
+    if any(op.code == BuiltinOperator.STRIDED_SLICE for op in network.head) and not xnnpack:
         each += "; the output is the last layer's final step, bit for bit"
-    if _has_dense(network):
+    if _has_dense(network) and not xnnpack:
         each += "; each dense layer on its own input"
     return [
-        _numeric_check("numeric.first_invoke", first, atol, rtol, f"from the zero state{each}", runtime_name),
+        _numeric_check("numeric.first_invoke", first, atol, rtol, f"from the zero state{each}", label),
         _numeric_check(
             "numeric.state_carried", carried, atol, rtol,
-            f"{len(inputs) - 1} more invokes, each continuing from the previous one's final state", runtime_name,
+            f"{len(inputs) - 1} more invokes, each continuing from the previous one's final state", label,
         ),
         _numeric_check(
             "numeric.reset", reset, atol, rtol,
             "after reset_all_variables(), "
             + ("bit-identical to the first invoke" if identical else "differs from the first invoke"),
-            runtime_name,
+            label,
         ),
         *extra_checks,
-    ], (results[-1][0], [_model_output(network, values) for values in results[-1][1]])  # for --against: the
+    ], None if xnnpack else (results[-1][0], [_model_output(network, values) for values in results[-1][1]])
+
+
+def _lstm_comparison(x: np.ndarray, y: np.ndarray, weights, start: np.ndarray, time_major: bool, atol: float,
+                     rtol: float) -> Comparison:
+    """An LSTM op's output y against the float64 LSTM (reference.run_lstm) over the same input from `start` [B, 2U]
+    (h | c). The state runs free over the steps, so the allowance grows with them: step t may be off by atol + rtol
+    times the sum, over steps 1..t, of one plus the largest gate's sum of absolute terms |x| |W| + |h| |R| + |b|
+    (float32 rounds each product by a fraction of those terms; the sigmoid and tanh change less than their input,
+    and c carries an error on, scaled by f < 1)."""
+    expected, _ = reference.run_lstm(x, weights, time_major=time_major, initial_state=start)
+    units = weights.num_units
+    w, r, b = (np.abs(a.astype(np.float64)) for a in weights.arrays())
+    xb = np.swapaxes(np.asarray(x, np.float64), 0, 1) if time_major else np.asarray(x, np.float64)
+    eb = np.swapaxes(expected, 0, 1) if time_major else expected
+    previous = np.concatenate([np.asarray(start, np.float64)[:, None, :units], eb[:, :-1]], axis=1)
+    terms = np.abs(xb) @ w.T + np.abs(previous) @ r.T + b  # [B, T, 4U]
+    largest = terms.reshape(*terms.shape[:2], 4, units).max(axis=2)
+    scale = np.cumsum(1.0 + largest, axis=1)
+    if time_major:
+        scale = np.swapaxes(scale, 0, 1)
+    return _compare(y, expected, None, scale, None, atol, rtol)
+
+
+def _whole_comparison(network: FusedGraph, weights: list, values: dict, starts: list, atol: float,
+                      rtol: float) -> Comparison:
+    """The model's outputs against the whole network run in float64 on the same input from `starts` (each
+    direction's state: h, an LSTM's h | c), within atol + rtol * steps * (|expected| + 1): the recurrences run
+    free over the steps."""
+    g0 = network.directions[0]
+    x = values.get(g0.operator.inputs[0])
+    if x is None:
+        return Comparison(False, None, None, note="the input was not read back")
+    expected = _run_graph(network, weights, x, starts)
+    steps = x.shape[0 if g0.time_major else 1]
+    parts = []
+    for index in network.subgraph.outputs:
+        if index not in values or index not in expected:
+            parts.append(Comparison(False, None, None, note=f"output tensor {index} was not computed"))
+            continue
+        e = expected[index]
+        parts.append(_compare(values[index], e, None, steps * (np.abs(e) + 1.0), None, atol, rtol))
+    return Comparison.worst(parts)
+
+
+def _run_graph(network: FusedGraph, weights: list, x: np.ndarray, starts: list) -> dict[int, np.ndarray]:
+    """Every tensor of the chain of recurrent ops and the head, computed in float64 from x and each direction's
+    start state, by tensor index: the reference's meaning of each op (reference.run_cell, HEAD_OPS)."""
+    layers = network.directions
+    time_axis = 0 if layers[0].time_major else 1
+    values = {layers[0].operator.inputs[0]: np.asarray(x, np.float64)}
+    for op in network.rnn_ops:
+        outs = []
+        for g in network.directions_of(op):
+            k = next(k for k, d in enumerate(layers) if d is g)
+            source = values[op.inputs[0]]
+            if g.backward:
+                source = np.flip(source, axis=time_axis)
+            y, _ = reference.run_cell(source, weights[k], g.options.activation, time_major=g.time_major,
+                                      initial_state=starts[k])
+            outs.append(np.flip(y, axis=time_axis) if g.backward else y)
+        if len(outs) == 2 and len(op.outputs) == 1:
+            values[op.outputs[0]] = np.concatenate(outs, axis=-1)
+        else:
+            values.update(zip(op.outputs, outs))
+    for op in network.head:
+        data = [values[i] for i in op.inputs if i in values]
+        values[op.outputs[0]] = _head_expected(network, op, data)[0]
+    return values
 
 
 def _head_comparison(network: FusedGraph, op, values: dict, atol: float, rtol: float) -> Comparison:
@@ -223,23 +340,10 @@ def _head_comparison(network: FusedGraph, op, values: dict, atol: float, rtol: f
     (reference.HEAD_OPS): a last-step slice and a concatenation exactly, a dense layer within the rounding of its
     dot products, an activation within the rounding of its input. A slice is expected to give the final step of
     the direction it takes, whatever constants the model holds (the structure check reads those)."""
-    tensors = network.subgraph.tensors
     actual = values[op.outputs[0]]
     data = [values[i].astype(np.float64) for i in op.inputs if i in values]
-    attributes, activation = {}, None
-    if op.code == BuiltinOperator.STRIDED_SLICE:
-        outputs = network.sequence_outputs
-        attributes = {"time_major": network.directions[0].time_major,
-                      "backward": len(outputs) == 2 and op.inputs[0] == outputs[1]}
-        data = data[:1]
-    elif op.code == BuiltinOperator.FULLY_CONNECTED:
-        activation = op.options.activation
-        attributes = {"kernel": tensors[op.inputs[1]].data.astype(np.float64),
-                      "bias": tensors[op.inputs[2]].data.astype(np.float64), "activation": activation}
-        data = data[:1]
-    elif op.code == BuiltinOperator.SOFTMAX:
-        attributes = {"beta": op.options.beta}
-    expected, pre, scale = reference.HEAD_OPS[op.code](*data, **attributes)
+    expected, pre, scale = _head_expected(network, op, data)
+    activation = op.options.activation if op.code == BuiltinOperator.FULLY_CONNECTED else None
     if scale is None:  # exact
         exact = np.array_equal(actual, expected.astype(np.float32))
         if op.code == BuiltinOperator.STRIDED_SLICE:
@@ -247,6 +351,24 @@ def _head_comparison(network: FusedGraph, op, values: dict, atol: float, rtol: f
                               note="" if exact else "the last step is not the final step of its direction")
         return Comparison(exact, 0.0 if exact else None, None, note="" if exact else "the concatenation differs")
     return _compare(actual, expected, pre, scale, activation, atol, rtol)
+
+
+def _head_expected(network: FusedGraph, op, data: list) -> tuple:
+    """(expected, pre-activation, scale) of a head op on its inputs' values `data` (reference.HEAD_OPS)."""
+    tensors = network.subgraph.tensors
+    attributes = {}
+    if op.code == BuiltinOperator.STRIDED_SLICE:
+        outputs = network.sequence_outputs
+        attributes = {"time_major": network.directions[0].time_major,
+                      "backward": len(outputs) == 2 and op.inputs[0] == outputs[1]}
+        data = data[:1]
+    elif op.code == BuiltinOperator.FULLY_CONNECTED:
+        attributes = {"kernel": tensors[op.inputs[1]].data.astype(np.float64),
+                      "bias": tensors[op.inputs[2]].data.astype(np.float64), "activation": op.options.activation}
+        data = data[:1]
+    elif op.code == BuiltinOperator.SOFTMAX:
+        attributes = {"beta": op.options.beta}
+    return reference.HEAD_OPS[op.code](*data, **attributes)
 
 
 def _model_output(network: FusedGraph, values: dict) -> np.ndarray:

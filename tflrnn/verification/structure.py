@@ -12,7 +12,8 @@ from ..metadata import parse as parse_metadata
 from ..cell import ACTIVATION_NAMES, CellWeights
 from ..errors import TflrnnError
 from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
-from ..lowering.fused import FusedGraph, RNNGraph, dense_activation, dense_arrays, dense_layers
+from ..lowering.fused import (BIDIRECTIONAL_LSTM_AUX, LSTM_ROLES, FusedGraph, LSTMGraph, RNNGraph,
+                              dense_activation, dense_arrays, dense_layers)
 from ..model import SCHEMA_VERSION, Activation, BuiltinOperator, BuiltinOptions, op_name
 from .report import Check
 from .head import _head_checks
@@ -39,8 +40,10 @@ def _structure_checks(network: FusedGraph, weights: list) -> list[Check]:
                 checks.append(check)
         if len(directions) == 2:
             tag, where = (f"[{k}]", f"layer {k}: ") if several else ("", "")
-            checks.append(Check(f"op.aux_inputs{tag}", op.inputs[9:] == [-1, -1, -1],
-                                f"{where}aux inputs {op.inputs[9:]} (unused: all -1)"))
+            aux = op.inputs[9:] if op.code == BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN else \
+                [op.inputs[i] for i in BIDIRECTIONAL_LSTM_AUX if i < len(op.inputs)]
+            checks.append(Check(f"op.aux_inputs{tag}", aux == [-1] * len(aux),
+                                f"{where}aux inputs {aux} (unused: all -1)"))
             prefixes = [d.name or "" for d in directions]
             swapped = prefixes[0].endswith("/bw") or prefixes[1].endswith("/fw")
             checks.append(Check(f"op.directions{tag}", not swapped,
@@ -56,10 +59,14 @@ def _structure_checks(network: FusedGraph, weights: list) -> list[Check]:
 _OPTIONS_OF = {  # the options each RNN op must carry
     BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN: BuiltinOptions.SequenceRNNOptions,
     BuiltinOperator.BIDIRECTIONAL_SEQUENCE_RNN: BuiltinOptions.BidirectionalSequenceRNNOptions,
+    BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM: BuiltinOptions.UnidirectionalSequenceLSTMOptions,
+    BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM: BuiltinOptions.BidirectionalSequenceLSTMOptions,
 }
 
 
 def _layer_checks(g: RNNGraph, output_width: int | None = None) -> list[Check]:
+    if isinstance(g, LSTMGraph):
+        return _lstm_layer_checks(g, output_width)
     op = g.operator
     code = op.code if op.code in _OPTIONS_OF else BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_RNN
     checks = [
@@ -90,6 +97,123 @@ def _layer_checks(g: RNNGraph, output_width: int | None = None) -> list[Check]:
         )
     )
     return checks
+
+
+def _lstm_layer_checks(g: LSTMGraph, output_width: int | None = None) -> list[Check]:
+    """An LSTM op's direction: its code, version and options (tanh, no clipping: the kernel would silently clip or
+    apply another activation), its 12 weight tensors each in the slot its name says and under one cell with both
+    states, their shapes (the slots tflrnn leaves out absent), and h and c variables without data."""
+    op = g.operator
+    code = op.code
+    checks = [
+        Check("op.code", op.builtin_code == code and op.deprecated_builtin_code == code,
+              f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code} "
+              f"(both must be {int(code)})"),
+        Check("op.version", op.version == 1, f"version {op.version}, expected 1 (float)"),
+        _lstm_options_check(g, _OPTIONS_OF[code]),
+    ]
+    name = g.name or ""
+    misplaced = [f"slot {slot} holds '{t.name}', expected '{name}/{role}'"
+                 for (slot, role), t in zip(LSTM_ROLES.items(), g.gates) if t.name != f"{name}/{role}"]
+    names = {t.name.rpartition("/")[0] for t in (*g.gates, *g.states)}
+    detail = (f"each gate's W, R and b in its slot and both states named under {sorted(names)}"
+              if len(names) == 1 and not misplaced else
+              "; ".join(misplaced + ([f"named under {sorted(names)}: one layer's tensors mixed with another's"]
+                                     if len(names) > 1 else [])))
+    checks.append(Check("tensors.names", len(names) == 1 and not misplaced, detail))
+    checks.append(_lstm_shapes_check(g, output_width))
+    problems = [f"'{t.name}' is_variable={t.is_variable}" + ("" if t.data is None else
+                                                             f", {t.nbytes} bytes of buffer data (runtime refuses)")
+                for t in g.states if not t.is_variable or t.data is not None]
+    if g.hidden_state is g.cell_state:
+        problems.append(f"h and c are one tensor '{g.hidden_state.name}' (the kernel would overwrite one with the "
+                        "other)")
+    checks.append(Check("state.variable", not problems, "; ".join(problems) if problems else
+                        f"h '{g.hidden_state.name}' and c '{g.cell_state.name}' variables, no buffer data"))
+    return checks
+
+
+def _lstm_options_check(g: LSTMGraph, expected: BuiltinOptions) -> Check:
+    """What the LSTM kernel reads from its options: only tanh with no clipping computes Keras' and PyTorch's LSTM;
+    any other activation, a clip or diagonal recurrent weights would be computed without a word."""
+    op = g.operator
+    if op.options_type != expected or op.options is None:
+        return Check("op.options", False, f"builtin_options type {op.options_type}, expected {expected.name} "
+                                          f"({int(expected)}); the runtime would silently apply no activation")
+    options = op.options
+    act = options.activation
+    valid = act in Activation._value2member_map_
+    detail = (f"activation {Activation(act).name if valid else act}, cell_clip {options.cell_clip:g}, proj_clip "
+              f"{options.proj_clip:g}, time_major {bool(options.time_major)}, asymmetric_quantize_inputs "
+              f"{bool(options.asymmetric_quantize_inputs)}")
+    if hasattr(options, "merge_outputs"):
+        detail += f", merge_outputs {bool(options.merge_outputs)}"
+    problems = []
+    if act != Activation.TANH:
+        problems.append("an LSTM's candidate and cell output need tanh; the kernel would apply "
+                        + (Activation(act).name if valid else "none (not an ActivationFunctionType)"))
+    if options.cell_clip != 0 or options.proj_clip != 0:
+        problems.append("the kernel would clip the cell state (or projection): Keras and PyTorch never clip")
+    if getattr(options, "diagonal_recurrent_tensors", False):
+        problems.append("diagonal_recurrent_tensors would read R as diagonals")
+    if options.asymmetric_quantize_inputs and not g.hybrid:
+        problems.append("asymmetric_quantize_inputs on a float op")
+    return Check("op.options", not problems, detail + ("; " + "; ".join(problems) if problems else ""))
+
+
+def _lstm_shapes_check(g: LSTMGraph, output_width: int | None = None) -> Check:
+    x, y, h, c = g.input, g.output, g.hidden_state, g.cell_state
+    first = g.gates[0]
+    if len(first.shape) != 2:
+        return Check("tensors.shapes", False, f"'{first.name}' has shape {list(first.shape)}, expected [units, "
+                                              "input_size]")
+    units, input_size = first.shape
+    if len(x.shape) != 3:
+        return Check("tensors.shapes", False, f"'{x.name}' has shape {list(x.shape)}, expected rank 3")
+    batch, steps = (x.shape[1], x.shape[0]) if g.time_major else (x.shape[0], x.shape[1])
+    lead = (steps, batch) if g.time_major else (batch, steps)
+    expected = [(x, (*lead, input_size)), *((t, (units, input_size)) for t in g.gates[:4]),
+                *((t, (units, units)) for t in g.gates[4:8]), *((t, (units,)) for t in g.gates[8:]),
+                (h, (batch, units)), (c, (batch, units)), (y, (*lead, output_width or units))]
+    problems = [f"'{t.name}' has shape {list(t.shape)}, expected {list(shape)}" for t, shape in expected
+                if tuple(t.shape) != shape]
+    present = [i for i in g.absent if i != -1]
+    if present:
+        problems.append(f"inputs {present} name tensors where tflrnn's LSTM has none (peepholes, projection, "
+                        "layer norm, aux input: all -1)")
+    if min(units, input_size, batch, steps) < 1:
+        problems.append(f"non-positive dimension in {list(x.shape)} / {list(first.shape)}")
+    for tensor in (x, y):
+        size = 4 * int(np.prod(tensor.shape, dtype=np.float64))  # float64: a hostile shape must not overflow
+        if size > MAX_TENSOR_BYTES:
+            problems.append(f"'{tensor.name}' {list(tensor.shape)} would take {size / 2**30:.1f} GiB (limit 2 GiB)")
+        if tensor.data is not None or tensor.is_variable:
+            problems.append(f"'{tensor.name}' is an input/output but has buffer data or is a variable")
+    time_axis, batch_axis = (0, 1) if g.time_major else (1, 0)
+    for tensor, _ in expected:
+        signature = tensor.shape_signature
+        if signature is None or tuple(signature) == tuple(tensor.shape):
+            continue
+        dynamic = [axis for axis, (s, n) in enumerate(zip(signature, tensor.shape)) if s != n]
+        sequence = tensor is x or tensor is y
+        if sequence and dynamic == [time_axis] and signature[time_axis] == -1:
+            continue  # dynamic time: resized per invoke
+        if (sequence and batch_axis in dynamic) or ((tensor is h or tensor is c) and 0 in dynamic):
+            problems.append(f"'{tensor.name}' has shape_signature {list(signature)}: a dynamic batch is not supported "
+                            "(each state is a [batch, units] variable fixed in the model)")
+        else:
+            problems.append(f"'{tensor.name}' has shape_signature {list(signature)}: only the time axis of the "
+                            "input and output may be dynamic")
+    problems += [f"'{t.name}' is {t.dtype}, expected float32" for t, _ in expected if t.dtype != "float32"]
+    if problems:
+        return Check("tensors.shapes", False, "; ".join(problems))
+    layout = "time-major" if g.time_major else "batch-major"
+    if x.shape_signature is not None and -1 in x.shape_signature:
+        layout += ", dynamic time"
+    return Check("tensors.shapes", True,
+                 f"x {list(x.shape)} ({layout}), W {list(first.shape)}, R [{units}, {units}] and b [{units}] for each "
+                 f"of the 4 gates, h and c {list(h.shape)}, output {list(y.shape)}; peepholes, projection and "
+                 "layer norm absent")
 
 
 def _expected_op_version(g: RNNGraph) -> int:
