@@ -452,8 +452,8 @@ def _check_head(head: list[Dense], width: int) -> None:
 
 
 def _lowering_for(cell, weights, lowering: str | None) -> str:
-    """The lowering asked for, or the default: fused where every cell kind has a fused op (the basic cell), else
-    portable (a GRU); a fused lowering asked for a kind without one is refused with the reason."""
+    """The lowering asked for, or the default: fused where every cell kind has a fused op (the basic cell, the
+    LSTM), else portable (a GRU); a fused lowering asked for a kind without one is refused with the reason."""
     cells = cell if isinstance(cell, (list, tuple)) else [cell]
     given = weights if isinstance(weights, (list, tuple)) else [weights]
     kinds = [kind_of(x) for x in (*cells, *given) if x is not None]

@@ -73,8 +73,9 @@ def _build_options(command):
 @click.version_option(__version__, prog_name="tflrnn")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 def cli(debug: bool) -> None:
-    """Write and verify TFLite RNN models: the fused RNN ops (UNIDIRECTIONAL_SEQUENCE_RNN, stacked and
-    bidirectional) or plain builtin ops every TFLite runtime runs (--lowering portable, float or full int8)."""
+    """Write and verify TFLite models of recurrent networks (basic RNN, GRU and LSTM cells): TFLite's fused ops
+    (UNIDIRECTIONAL_SEQUENCE_RNN / _LSTM, stacked and bidirectional) or plain builtin ops every TFLite runtime runs
+    (--lowering portable, float or full int8)."""
     global _debug
     _debug = _debug or debug
     if debug:
@@ -92,8 +93,8 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (with --manifest: the report) as JSON.")
 @click.pass_context
 def build(ctx, output, manifest, out_dir, check, jobs, as_json, **chosen):
-    """Write a .tflite: fused RNN ops (one per layer) or the portable lowering, the state carried in the model
-    (zero at first and after a reset), given by the caller, or none."""
+    """Write a .tflite: fused RNN or LSTM ops (one per layer) or the portable lowering, the state carried in the
+    model (zero at first and after a reset), given by the caller, or none."""
     from .builder import build_file
     from .config import BuildOptions, resolve_build_options
 

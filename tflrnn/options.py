@@ -61,9 +61,9 @@ BUILD_OPTIONS = (
     Option("cell", ("--cell",), "The kind of cell: rnn (TfLiteRNNCell, default), gru (Keras' GRU, reset after; "
            "built with --lowering portable, as TFLite has no builtin GRU op) or lstm (Keras' LSTM; its state h and c "
            "side by side, [B, 2U]). With --weights, the weights' kind.", CELL, choices=("rnn", "gru", "lstm")),
-    Option("lowering", ("--lowering",), "fused (default for rnn): TFLite's fused RNN ops; portable (default for "
-           "gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE loop, a fixed or "
-           "dynamic time axis, float or --quantize full-int8).", LAYOUT, choices=("fused", "portable")),
+    Option("lowering", ("--lowering",), "fused (default for rnn and lstm): TFLite's fused RNN and LSTM ops; portable "
+           "(default for gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE "
+           "loop, a fixed or dynamic time axis, float or --quantize full-int8).", LAYOUT, choices=("fused", "portable")),
     Option("state", ("--state",), "carry (default): the state lives in the model across invokes; io: an input and an "
            "output the caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).",
            LAYOUT, "carry", choices=("carry", "io", "zero")),

@@ -280,7 +280,7 @@ def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: boo
 def loops_by_default(stages: list, time_steps: int) -> bool:
     """Whether `recurrence="auto"` writes the steps as a WHILE loop: when unrolled they would hold more than
     LOOP_ABOVE_R_BYTES of packed R (time steps x R's float32 bytes per direction: units^2 x 4 for the basic cell,
-    3 x units^2 x 4 for a GRU)."""
+    3 x units^2 x 4 for a GRU, 4 x units^2 x 4 for an LSTM)."""
     r_bytes = sum(time_steps * layer.weights.recurrent_weights.size * 4 for stage in stages
                   for layer in stage_layers(stage))
     return r_bytes > LOOP_ABOVE_R_BYTES

@@ -27,7 +27,8 @@ def _check_verifiable_size(g: RNNGraph) -> None:
 
 def _check_verifiable_time(network: FusedGraph, sequences: int) -> None:
     """Refuse a model whose reference comparisons would run for minutes: each invoke compared costs two float64
-    products per direction per step (the step and the scale of its terms), 2*U*(I+U) multiply-adds per batch row,
+    products per direction per step (the step and the scale of its terms), 2*U*(I+U) multiply-adds per batch row
+    (four times that for an LSTM's gates),
     and as much per Dense layer; a dynamic-time model is compared at each of its lengths."""
     per_step = 0.0
     for g in network.directions:
@@ -35,7 +36,7 @@ def _check_verifiable_time(network: FusedGraph, sequences: int) -> None:
                 4 * float(np.prod(g.input.shape, dtype=np.float64)) > MAX_TENSOR_BYTES:
             return  # malformed, or beyond 2 GiB: the shapes check reports it
         units, size = (float(d) for d in g.input_weights.shape)
-        per_step += 2 * units * (size + units)
+        per_step += 2 * units * (size + units) * (4 if g.kind == "lstm" else 1)  # an LSTM: four gates' products
     for op, _ in dense_layers(network):
         kernel = network.tensor(op.inputs[1]).shape if len(op.inputs) > 1 and 0 <= op.inputs[1] < len(
             network.subgraph.tensors) else ()
