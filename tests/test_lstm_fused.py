@@ -345,6 +345,44 @@ def test_verify_against_the_keras_source(cli, tmp_path):
     assert any(c["name"] == "against.keras" and c["passed"] for c in json.loads(verified.out)["checks"])
 
 
+def test_verify_against_a_dynamic_time_keras_source_on_every_runtime(cli, tmp_path):
+    """LiteRT and tf.lite also run the resized lengths, TFLite Micro only the allocated one: each runtime's outputs
+    are compared with the framework on that runtime's own inputs of the allocated length."""
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((None, 3), batch_size=1)
+    layer = keras.layers.LSTM(5, return_sequences=True)
+    model = keras.Model(inputs, layer(inputs))
+    _randomize(layer, np.random.default_rng(14))
+    model.save(tmp_path / "d.keras")
+    out = tmp_path / "d.tflite"
+    assert cli("build", "--weights", tmp_path / "d.keras", "--time-steps", "dynamic", "-o", out).code == 0
+    verified = cli("verify", out, "--runtime", "all", "--against", tmp_path / "d.keras", "--json")
+    assert verified.code == 0, verified.out + verified.err
+    against = {c["runtime"] for c in json.loads(verified.out)["checks"] if c["name"] == "against.keras" and c["passed"]}
+    assert {"litert", "micro"} <= against
+
+
+def test_verify_takes_one_lstms_weights_object():
+    weights = _random(4, 3, seed=5)
+    data = tflrnn.build(LSTMCell(4), weights=weights, input_size=3, time_steps=4)
+    report = verify(data, weights=weights)
+    assert report.passed and any(c.name == "weights.match" and c.passed for c in report.checks)
+
+
+def test_sizes_count_an_lstms_four_gates(cli, tmp_path):
+    """12,000 units of a basic cell fit in a flatbuffer; an LSTM's four gates do not: refused before allocating."""
+    out = tmp_path / "big.tflite"
+    result = cli("build", "--cell", "lstm", "--units", "12000", "--input-size", "12000", "-o", out)
+    assert_clean_error(result, "GiB of weights", "2 GiB")
+    assert not out.exists()
+
+
+def test_torch_biases_of_another_shape_are_refused():
+    w, r = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    with pytest.raises(tflrnn.WeightsError, match="bias_hh"):
+        LSTMWeights.from_torch(w, r, np.zeros(8, np.float32), np.zeros(1, np.float32))
+
+
 def _broken(change) -> bytes:
     """A fused LSTM model with one thing changed in its description (two layers: the change goes to the second)."""
     model = read(tflrnn.build([LSTMCell(4, name="a"), LSTMCell(4, name="b")], input_size=3, time_steps=4))
@@ -372,6 +410,7 @@ def _swap_data(graph, op):
     (_swap_data, {"metadata.tflrnn"}),  # the forget and cell gates' W exchanged under their own names
     (lambda g, op: setattr(g.tensors[op.inputs[19]], "is_variable", False), {"state.variable[1]"}),
     (lambda g, op: op.inputs.__setitem__(9, op.inputs[12]), {"tensors.shapes[1]"}),  # a "peephole" present
+    (lambda g, op: _swap_slots(g, op, 18, 19), {"tensors.names[1]"}),  # c in h's slot: an app reads h by name
 ])
 def test_verify_catches_a_broken_fused_lstm(change, failing):
     report = verify(_broken(change), runtime="litert")

@@ -49,14 +49,17 @@ def _largest_square_units() -> int:
 LARGEST_SQUARE_UNITS = _largest_square_units()
 
 
-def check_sizes(num_units: int, input_size: int, time_steps: int, batch_size: int) -> None:
-    """Refuse sizes that cannot make a loadable model, before allocating anything."""
+def check_sizes(num_units: int, input_size: int, time_steps: int, batch_size: int,
+                gates: int = 1) -> None:
+    """Refuse sizes that cannot make a loadable model, before allocating anything (`gates`: the kind's blocks of
+    rows in each weight, 3 for a GRU, 4 for an LSTM)."""
     for value, what in ((num_units, "num_units"), (input_size, "input_size"), (time_steps, "time_steps"),
                         (batch_size, "batch_size")):
         check_positive_int(value, what)
-    weight_bytes = 4 * (num_units * input_size + num_units * num_units + num_units)
+    weight_bytes = 4 * gates * (num_units * input_size + num_units * num_units + num_units)
     if weight_bytes + _STRUCTURE_BYTES > MAX_FLATBUFFER_BYTES:
-        largest_input = ((MAX_FLATBUFFER_BYTES - _STRUCTURE_BYTES) // 4 - num_units * num_units - num_units) // num_units
+        largest_input = (((MAX_FLATBUFFER_BYTES - _STRUCTURE_BYTES) // (4 * gates) - num_units * num_units - num_units)
+                         // num_units)
         fits = (f"with {num_units} units, input_size at most {largest_input:,}" if largest_input >= 1 else
                 f"{num_units} units do not fit at any input size")
         raise ConfigError(
@@ -400,7 +403,7 @@ def _layers(expanded, given, input_size, time_steps, batch_size, seed, hybrid, a
         elif size is None:
             size = layer_cell.num_units
         stage_input.setdefault(stage, size)
-        check_sizes(layer_cell.num_units, size, time_steps, batch_size)
+        check_sizes(layer_cell.num_units, size, time_steps, batch_size, kind_of(layer_cell).gates)
         if layer_cell.name in shared:
             layer_weights = _reused(layer_cell, shared[layer_cell.name], size, layer_weights)
         elif layer_weights is None:

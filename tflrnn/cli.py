@@ -274,9 +274,9 @@ def _build_manifest(manifest: Path, out_dir: Path, check: bool, jobs: int | None
               help="Also run the source model (Keras, ONNX, PyTorch, TF checkpoint) in its framework and compare.")
 @click.option("--format", "source_format", metavar="FORMAT",
               help="Format of --against / --weights: npz, keras, checkpoint, safetensors, torch or onnx.")
-@click.option("--layer", help="Keras: the SimpleRNN or GRU layer of --against / --weights.")
+@click.option("--layer", help="Keras: the SimpleRNN, GRU or LSTM layer of --against / --weights.")
 @click.option("--scope", help="TF checkpoint: the variable scope of --against / --weights.")
-@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN or nn.GRU layer of --against / --weights.")
+@click.option("--layer-index", type=int, help="PyTorch: the nn.RNN, nn.GRU or nn.LSTM layer of --against / --weights.")
 @click.option("--runtime", type=click.Choice(["litert", "tensorflow", "compiled", "micro", "all"]), default="litert",
               show_default=True,
               help="Interpreter(s) to run the model on: LiteRT's classic Interpreter, tf.lite, LiteRT's CompiledModel "
@@ -390,11 +390,12 @@ def inspect(model, as_json):
 @click.argument("model", type=_path)
 @click.option("-o", "--output", type=_path, default=Path("weights.npz"), show_default=True)
 @click.option("--format", "names", type=click.Choice(["tflite", "keras"]), default="tflite", show_default=True,
-              help="tflite: input_weights [U,I], recurrent_weights, bias (a GRU: [3U,I], ..., and recurrent_bias); "
+              help="tflite: input_weights [U,I], recurrent_weights, bias (a GRU: [3U,I], ..., and recurrent_bias; an "
+                   "LSTM: [4U,I], ...); "
                    "keras: kernel [I,U], recurrent_kernel, bias.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def weights(model, output, names, as_json):
-    """Write MODEL's weights to an .npz (TfLiteRNNCell's or a GRU's role names, or Keras names)."""
+    """Write MODEL's weights to an .npz (TfLiteRNNCell's, a GRU's or an LSTM's role names, or Keras names)."""
     from .weights import export_weights
 
     written = export_weights(model, output, keras_names=names == "keras")

@@ -63,7 +63,8 @@ BUILD_OPTIONS = (
            "side by side, [B, 2U]). With --weights, the weights' kind.", CELL, choices=("rnn", "gru", "lstm")),
     Option("lowering", ("--lowering",), "fused (default for rnn and lstm): TFLite's fused RNN and LSTM ops; portable "
            "(default for gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE "
-           "loop, a fixed or dynamic time axis, float or --quantize full-int8).", LAYOUT, choices=("fused", "portable")),
+           "loop, a fixed or dynamic time axis, float or --quantize full-int8).", LAYOUT,
+           choices=("fused", "portable")),
     Option("state", ("--state",), "carry (default): the state lives in the model across invokes; io: an input and an "
            "output the caller chains; zero: none, each invoke from zeros (io and zero: --lowering portable).",
            LAYOUT, "carry", choices=("carry", "io", "zero")),
@@ -75,9 +76,9 @@ BUILD_OPTIONS = (
            ".safetensors/.pt, .onnx.", SOURCE, type="path"),
     Option("format", ("--format",), "Format of --weights: npz, keras, checkpoint, safetensors, torch or onnx "
            "(default: from its content and suffix).", SOURCE),
-    Option("layer", ("--layer",), "Keras: the SimpleRNN or GRU layer to take, when there are several.", SOURCE),
+    Option("layer", ("--layer",), "Keras: the SimpleRNN, GRU or LSTM layer to take, when there are several.", SOURCE),
     Option("scope", ("--scope",), "TF checkpoint or .npz: the variable scope (<scope>/input_weights ...).", SOURCE),
-    Option("layer_index", ("--layer-index",), "PyTorch: the nn.RNN or nn.GRU layer to take, when there are "
+    Option("layer_index", ("--layer-index",), "PyTorch: the nn.RNN, nn.GRU or nn.LSTM layer to take, when there are "
            "several.", SOURCE, type="int"),
     Option("config", ("--config",), "Cell config, JSON (get_config()) or TOML.", SOURCE, type="path"),
 )

@@ -33,6 +33,7 @@ class CellKind:
     values: str | None = None  # the function in reference.py giving every value its steps compute (calibration)
     steps: str | None = None  # the module writing its portable steps (None: the basic cell's, in portable.py)
     int8_steps_check: str | None = None  # verify's int8.steps for it (None: the basic cell's, in verification/int8.py)
+    gates: int = 1  # blocks of rows in each weight role (the basic cell 1, a GRU 3, an LSTM 4)
 
     def portable_steps(self):
         """The module that writes (and reads back) this kind's steps in the portable lowering: write_direction,

@@ -206,7 +206,7 @@ class GRUCell(StateSized):
 KIND = CellKind(
     name="gru", title="GRU", cell=GRUCell, weights=GRUWeights,
     roles=("input_weights", "recurrent_weights", "bias", "recurrent_bias"), fused=False,
-    keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU",
+    keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU", gates=GATES,
     reference="run_gru", values="gru_values", steps="tflrnn.lowering.gru",
     int8_steps_check="tflrnn.verification.int8_gru",
 )

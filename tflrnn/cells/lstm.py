@@ -128,6 +128,10 @@ class LSTMWeights:
         w = _float32(weight_ih, "weight_ih")
         biases = [np.asarray(_float32(b, name), np.float64) for b, name in ((bias_ih, "bias_ih"), (bias_hh, "bias_hh"))
                   if b is not None]
+        for bias, name in zip(biases, ("bias_ih", "bias_hh")):
+            if bias.shape != (w.shape[0],):  # summed, a [1] would broadcast silently
+                raise WeightsError(f"nn.LSTM {name}: expected [{w.shape[0]}] (4 * hidden_size), found "
+                                   f"{list(bias.shape)}")
         bias = sum(biases) if biases else np.zeros(w.shape[0])
         return cls(w, weight_hh, bias)
 
@@ -217,6 +221,6 @@ class LSTMCell(StateSized):
 KIND = CellKind(
     name="lstm", title="LSTM", cell=LSTMCell, weights=LSTMWeights,
     roles=("input_weights", "recurrent_weights", "bias"), fused=True,
-    keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM",
+    keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM", gates=GATES,
     reference="run_lstm", steps="tflrnn.lowering.lstm",
 )

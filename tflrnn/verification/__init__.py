@@ -192,7 +192,7 @@ def _installed(runtime: str) -> bool:
 
 def _weights_given(weights, names: list[str], format, layer, scope, layer_index) -> list[CellWeights]:
     """--weights as one CellWeights per direction of the model's layers (`names`, in order)."""
-    if isinstance(weights, CellWeights):
+    if isinstance(weights, CellWeights) or hasattr(weights, "roles"):  # one cell's weights, of any kind
         weights = [weights]
     if isinstance(weights, (list, tuple)):  # one per layer (or forward, backward), in the model's op order
         if len(weights) != len(names):

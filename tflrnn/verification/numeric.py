@@ -198,14 +198,18 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         parts += [_head_comparison(network, op, values, atol, rtol) for op in network.head]
         return Comparison.worst(parts)
 
-    def final_states(values: dict) -> list[np.ndarray]:
-        # What each state holds after an invoke: as read back from its variables (an LSTM's h and c side by side,
-        # and every state with XNNPACK); else its direction's last output (time-reversed for backward).
+    def final_states(values: dict, starts: list[np.ndarray]) -> list[np.ndarray]:
+        # What each state should hold after an invoke that began at `starts`: a basic cell's, its direction's last
+        # output (time-reversed for backward), which the invoke's own check judged; an LSTM's c is no output, so
+        # its [h | c] is the reference's over the invoke's own input from its start (not the variables read back:
+        # a runtime that carried c wrongly would then pass the next invoke). With XNNPACK, the variables read back.
         found = []
-        for g, indices, (_, y_k) in zip(layers, state_indices, views(values) if not xnnpack else
-                                        [(None, None)] * len(layers)):
-            if g.kind == "lstm" or xnnpack:
+        for g, w, indices, (x_k, y_k), start in zip(layers, weights, state_indices, views(values) if not xnnpack
+                                                    else [(None, None)] * len(layers), starts):
+            if xnnpack:
                 found.append(np.concatenate([values[i].reshape(tensors[i].shape) for i in indices], axis=-1))
+            elif g.kind == "lstm":
+                found.append(reference.run_lstm(x_k, w, time_major=g.time_major, initial_state=start)[1])
             else:
                 found.append(_last_step(y_k, g.time_major))
         return found
@@ -216,7 +220,10 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
     firsts, carries, resets, identical = [], [], [], True
     for xs, runs, after_reset in results:
         firsts.append(compare(runs[0], zeros))
-        carries += [compare(runs[k], final_states(runs[k - 1])) for k in range(1, len(xs))]
+        starts = zeros
+        for k in range(1, len(xs)):
+            starts = final_states(runs[k - 1], starts)
+            carries.append(compare(runs[k], starts))
         resets.append(compare(after_reset, zeros))
         identical = identical and all(np.array_equal(after_reset[i], runs[0][i]) for i in outputs if i in after_reset)
     first, carried, reset = Comparison.worst(firsts), Comparison.worst(carries), Comparison.worst(resets)
@@ -227,7 +234,7 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         starts, parts = zeros, []
         for values in runs:
             parts.append(compare(values, starts, against=float_weights))
-            starts = final_states(values)
+            starts = final_states(values, starts)
         extra_checks.append(_numeric_check(
             "numeric.float_weights", Comparison.worst(parts), atol, rtol,
             "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
@@ -264,7 +271,7 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
             label,
         ),
         *extra_checks,
-    ], None if xnnpack else (results[-1][0], [_model_output(network, values) for values in results[-1][1]])
+    ], None if xnnpack else (results[0][0], [_model_output(network, values) for values in results[0][1]])
 
 
 def _lstm_comparison(x: np.ndarray, y: np.ndarray, weights, start: np.ndarray, time_major: bool, atol: float,

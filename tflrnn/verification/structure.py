@@ -115,6 +115,10 @@ def _lstm_layer_checks(g: LSTMGraph, output_width: int | None = None) -> list[Ch
     name = g.name or ""
     misplaced = [f"slot {slot} holds '{t.name}', expected '{name}/{role}'"
                  for (slot, role), t in zip(LSTM_ROLES.items(), g.gates) if t.name != f"{name}/{role}"]
+    # h before c, as the kernel reads them (inputs 18 and 19): an app reads the state by these names
+    misplaced += [f"the {what} state's slot holds '{t.name}', expected '{name}/{role}'"
+                  for what, role, t in zip(("hidden", "cell"), ("hidden_state", "cell_state"), g.states)
+                  if t.name != f"{name}/{role}"]
     names = {t.name.rpartition("/")[0] for t in (*g.gates, *g.states)}
     detail = (f"each gate's W, R and b in its slot and both states named under {sorted(names)}"
               if len(names) == 1 and not misplaced else
