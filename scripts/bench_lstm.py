@@ -12,7 +12,7 @@ WHILE loop (`LSTMWeights.from_keras` of the same weights) and the fused op (`low
 file size, the raw float32 weights, the XNNPACK partitions, and the largest error of each runtime's output against
 Keras 3's `model.predict` on the same input (a form whose output is off is marked and not counted for a target).
 The LiteRT default is also timed pair by pair (tflrnn.benchmark.bench, the state reset before each invoke) for
-issue 21's invoke targets. Float only: tflrnn's full-int8 LSTM is not written yet.
+issue 21's invoke targets. Float only: full int8 is scripts/bench_lstm_int8.py's.
 
 Needs the bench extra (`.venv/bin/pip install -e '.[bench]' -c scripts/constraints.txt`) and, for the fused
 conversion, tf_keras of the installed TensorFlow's release: `.venv/bin/pip install --no-deps tf-keras==2.21.0`
@@ -338,8 +338,8 @@ def markdown(points: list[dict], forms: tuple[str, ...], left_out: dict[str, str
             lines.append("")
     lines += targets(points, forms)
     lines += ["### Full int8", "",
-              "Not measured: tflrnn's full-int8 LSTM is not written yet, so issue 21's int8 targets wait for it (the "
-              "converter's full int8 of the same LSTM is left out with it).", "",
+              "Float only here: full int8 (the fused op on the integer LSTM kernel) against the converter's is "
+              "measured by scripts/bench_lstm_int8.py, in its own section below.", "",
               SECTION_END, ""]
     return "\n".join(lines)
 

@@ -51,7 +51,8 @@ assert report["passed"], (path, [c for c in report["checks"] if not c["passed"]]
 loaded = {r["name"] for r in report["runtimes"]}
 numeric = {}
 for check in report["checks"]:
-    if check["runtime"] and check["name"].startswith(("numeric.", "int8.steps", "int8.outputs", "against.")):
+    if check["runtime"] and check["name"].startswith(("numeric.", "int8.steps", "int8.ops", "int8.outputs",
+                                                       "against.")):
         numeric.setdefault(check["runtime"], []).append(check["name"])
 missing = (required | loaded) - set(numeric)
 assert not missing, f"{path}: no numeric check ran on {sorted(missing)}; loaded {sorted(loaded)}; notes {report['notes']}"
@@ -104,6 +105,9 @@ step tflrnn build --cell lstm --lowering portable --units 16 --input-size 16 --t
 verify_everywhere lstm.tflite "$everywhere"
 step tflrnn build --cell lstm --lowering portable --recurrence loop --bidirectional --units 8 --input-size 16 --time-steps 20 -o lstm_loop.tflite
 verify_everywhere lstm_loop.tflite "$everywhere"
+# The fused LSTM op in full int8 (TFLite's integer LSTM kernel, int16 c) on LiteRT and TFLite Micro, state carried
+step tflrnn build --cell lstm --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o lstm_int8.tflite
+verify_everywhere lstm_int8.tflite litert,micro
 step python - <<EOF
 import tflrnn
 data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)

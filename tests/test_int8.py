@@ -204,7 +204,7 @@ def test_a_wrong_tanh_output_format_fails_the_formats():
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"lowering": "fused", "calibration": _calibration()}, "needs --lowering portable"),
+    ({"lowering": "fused", "calibration": _calibration()}, "need --lowering portable"),
     ({"lowering": "portable"}, "needs --calibration"),
     ({"lowering": "portable", "calibration": _calibration(), "recurrence": "loop"}, "unrolled"),
     ({"lowering": "portable", "calibration": _calibration(), "time_steps": "dynamic"}, "unrolled"),

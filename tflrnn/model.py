@@ -293,6 +293,8 @@ class Operator:
     # As read from a file; the writer derives both from builtin_code / options when they are None.
     deprecated_builtin_code: int | None = None
     options_type: int | None = None
+    # Tensors the kernel reads its internal formats from (a full-int8 LSTM's gate and hidden scales), not data.
+    intermediates: list[int] = field(default_factory=list)
 
     @property
     def code(self) -> int:

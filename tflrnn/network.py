@@ -86,10 +86,16 @@ class Dense:
 @dataclass(frozen=True)
 class Int8Format:
     """How one int8 value stands for a real one: real = scale * (q - zero_point). The scale is float32 (as a
-    model stores it)."""
+    model stores it). `bits` 16 for an int16 value (the int8 LSTM kernel's cell state)."""
 
     scale: float
     zero_point: int
+    bits: int = 8
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """The integers it holds: [-128, 127] for int8."""
+        return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
 
 
 @dataclass(eq=False)

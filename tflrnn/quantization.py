@@ -44,6 +44,9 @@ TANH_INPUT_LIMIT = float(np.arctanh(1 - 1 / 256))
 UNSEEN_FACTOR = 10
 
 
+# The int8 LSTM kernel's cell state scale is 2^(e - 15) for e in [0, this]: LiteRT's lstm.cc requires
+# the scale's exponent <= -9 (docs/lstm-int8-kernel.md); a larger |c| is clipped at 64.
+CELL_STATE_EXPONENT_LIMIT = 6
 MAX_CALIBRATION_VALUES = 2**27  # 512 MiB of float32: more data than that does not move a range
 
 
@@ -57,7 +60,8 @@ def int8_format(low: float, high: float) -> Int8Format:
 
 
 def quantize_values(real: np.ndarray, fmt: Int8Format) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(real, np.float64) / fmt.scale) + fmt.zero_point, -128, 127).astype(np.int8)
+    return np.clip(np.rint(np.asarray(real, np.float64) / fmt.scale) + fmt.zero_point, *fmt.limits).astype(
+        np.int8 if fmt.bits == 8 else np.int16)
 
 
 def dequantize_values(q: np.ndarray, fmt: Int8Format) -> np.ndarray:
@@ -66,7 +70,8 @@ def dequantize_values(q: np.ndarray, fmt: Int8Format) -> np.ndarray:
 
 def representable(fmt: Int8Format) -> tuple[float, float]:
     """The reals an int8 value of this format stands for: [scale (-128 - zp), scale (127 - zp)]."""
-    return fmt.scale * (-128 - fmt.zero_point), fmt.scale * (127 - fmt.zero_point)
+    low, high = fmt.limits
+    return fmt.scale * (low - fmt.zero_point), fmt.scale * (high - fmt.zero_point)
 
 
 def per_channel(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +80,31 @@ def per_channel(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.where(largest > 0, largest / 127.0, 1.0).astype(np.float32)
     q = np.clip(np.rint(weights / scales[:, None].astype(np.float64)), -127, 127).astype(np.int8)
     return q, scales
+
+
+def per_gate_tensor(weights: np.ndarray, gates: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one scale per gate's block of rows, as the int8 LSTM kernel takes each gate's W and R (a
+    tensor of its own, one scale): (q, the scales repeated per row)."""
+    rows = weights.shape[0] // gates
+    blocks = np.abs(weights.astype(np.float64)).reshape(gates, -1).max(axis=1)
+    scales = np.repeat(np.where(blocks > 0, blocks / 127.0, 1.0).astype(np.float32), rows)
+    q = np.clip(np.rint(weights / scales[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def cell_state_format(largest: float) -> Int8Format:
+    """The int16 cell state of the int8 LSTM kernel: zero point 0 and a power-of-two scale (the kernel shifts by
+    its exponent), the finest whose range holds the largest |c| calibration saw; 2^-15 (|c| < 1) at the finest."""
+    exponent = int(np.ceil(np.log2(max(float(largest), 2.0**-15) * 32768 / 32767)))
+    return Int8Format(float(2.0 ** min(max(exponent, 0), CELL_STATE_EXPONENT_LIMIT) / 32768), 0, bits=16)
+
+
+def lstm_kernel_formats(layer: Layer, observed: dict, channels: dict) -> Int8Cell:
+    """An LSTM direction's formats for the fused int8 kernel: h (its output and state) over the range calibration
+    saw, c int16 at a power of two (cell_state_format); its W and R scales one per gate."""
+    h, c = observed[f"{layer.name}/state"], observed[f"{layer.name}/cell"]
+    return Int8Cell({"state": int8_format(h.low, h.high), "cell": cell_state_format(max(-c.low, c.high))},
+                    {"input_weights": channels[layer.name][0], "recurrent_weights": channels[layer.name][1]})
 
 
 def dequantized(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -148,17 +178,23 @@ def refusal(network: Network) -> str | None:
     """Why a network cannot be full-int8 (None: it can)."""
     from .lowering import lowering  # here: the lowerings import this module
 
-    if not lowering(network.lowering).full_int8:
-        return ("full-int8 needs --lowering portable: the fused RNN ops' kernels take float inputs (their int8 is "
-                "hybrid, --quantize int8)")
-    if network.loop or network.dynamic_time:
-        return ("full-int8 writes the steps unrolled, with a fixed number of steps: drop --recurrence loop and "
-                "--time-steps dynamic")
-    unwritten = next((layer for layer in network.layers if kind_of(layer.weights).portable_steps() is not None and
-                      not hasattr(kind_of(layer.weights).portable_steps(), "write_int8_direction")), None)
+    chosen = lowering(network.lowering)
+    if not chosen.full_int8:
+        return (f"full-int8 needs --lowering portable: the {chosen.name} lowering's kernels take float inputs")
+    unwritten = next((layer for layer in network.layers if layer.kind not in chosen.full_int8), None)
     if unwritten is not None:
-        return (f"full-int8 {kind_of(unwritten.weights).title} steps are not written yet (layer '{unwritten.name}'): "
-                "build it in float")
+        title = kind_of(unwritten.weights).title
+        others = [name for name, other in _lowerings().items() if unwritten.kind in other.full_int8]
+        if not others:
+            return f"full-int8 {title} layers are not written yet (layer '{unwritten.name}'): build it in float"
+        return (f"full-int8 {title} layers need --lowering {others[0]} (layer '{unwritten.name}'): the {chosen.name} "
+                f"lowering writes {' and '.join(kind_of_name(k) for k in chosen.full_int8)} layers in full int8")
+    if network.loop or network.dynamic_time:
+        return ("full-int8 writes a fixed number of steps" + (", unrolled: drop --recurrence loop and --time-steps "
+                "dynamic" if chosen.loops else ": drop --time-steps dynamic"))
+    if network.bidirectional and chosen.int8_weight_scales == "per-tensor":
+        return ("a bidirectional LSTM in full int8 is not written: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM has no integer "
+                "kernel; build it in float or unidirectional")
     names = [layer.name for layer in network.layers]
     if len(set(names)) != len(names):
         return "full-int8 gives each layer its own formats: layers that reuse one cell's variables are refused"
@@ -166,6 +202,18 @@ def refusal(network: Network) -> str | None:
         if layer.int8 is not None:
             return "full-int8 quantizes the float weights itself: drop the hybrid --quantize int8"
     return None
+
+
+def _lowerings():
+    from .lowering import LOWERINGS
+
+    return LOWERINGS
+
+
+def kind_of_name(name: str) -> str:
+    from .cells import kind
+
+    return kind(name).title
 
 
 def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = False) -> Network:
@@ -176,10 +224,14 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     if not sequences:
         raise ConfigError("calibration needs at least one representative sequence")
     # Weights first (their formats need no data), so that the ranges are those the model's weights reach.
+    from .lowering import lowering
+
+    per_gate = lowering(network.lowering).int8_weight_scales == "per-tensor"
     channels = {}
     layers = {}
     for layer in network.layers:
-        (qw, sw), (qr, sr) = per_channel(layer.weights.input_weights), per_channel(layer.weights.recurrent_weights)
+        quantized = (lambda w: per_gate_tensor(w, kind_of(layer.weights).gates)) if per_gate else per_channel
+        (qw, sw), (qr, sr) = quantized(layer.weights.input_weights), quantized(layer.weights.recurrent_weights)
         channels[layer.name] = (sw, sr)
         layers[layer.name] = replace(layer, weights=_with_roles(layer.weights, input_weights=dequantized(qw, sw),
                                                                 recurrent_weights=dequantized(qr, sr)))
@@ -198,6 +250,9 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     for stage in weighted.stages:
         directions = stage_layers(stage)
         steps = kind_of(directions[0].weights).portable_steps()
+        if per_gate:  # the int8 LSTM kernel's own values (lowering/fused_int8.py)
+            plan_layers.update({layer.name: lstm_kernel_formats(layer, observed, channels) for layer in directions})
+            continue
         if steps is not None:  # another kind's values have formats of their own (lowering/<kind>.py)
             plan_layers.update(steps.int8_formats(directions, observed, channels))
             continue

@@ -186,6 +186,7 @@ class _Reader:
             version=code.Version(),
             options=options,
             options_type=options_type,
+            intermediates=self._ints(op.IntermediatesAsNumpy, op.IntermediatesLength()),
         )
 
     def _signature(self, s) -> Signature:

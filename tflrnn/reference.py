@@ -308,6 +308,25 @@ def gru_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray
             "kept_state": z * previous, "complement": 1.0 - z, "kept_candidate": (1.0 - z) * n}
 
 
+def lstm_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """From one trace entry of run_network for an LSTM direction (its input, initial state [h | c] and outputs,
+    batch-major), every value an int8 LSTM holds, [B, T, width] each: the gates' pre-activations (i, f, g, o),
+    the cell state c after each step, and h."""
+    weights = layer.weights
+    units = weights.num_units
+    w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
+    previous = np.concatenate([start[:, None, :units], outputs[:, :-1]], axis=1)
+    gate_sum = source @ w.T + b + previous @ r.T
+    i, f = _sigmoid(gate_sum[..., :units]), _sigmoid(gate_sum[..., units:2 * units])
+    g = np.tanh(gate_sum[..., 2 * units:3 * units])
+    cells = np.empty(outputs.shape)
+    c = np.asarray(start[:, units:], np.float64)
+    for t in range(outputs.shape[1]):
+        c = f[:, t] * c + i[:, t] * g[:, t]
+        cells[:, t] = c
+    return {"gate_sum": gate_sum, "cell": cells, "state": outputs}
+
+
 def run_network(network, x: np.ndarray, states: list | None = None,
                 trace: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A whole network, free-running in float64: its output(s) for x and each direction's final state (in layer

@@ -215,6 +215,7 @@ def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_
     for op in graph.operators:
         inputs = ints(op.inputs)
         outputs = ints(op.outputs)
+        intermediates = ints(op.intermediates) if op.intermediates else None
         options_type, options = _options(builder, op.options)
         fb.OperatorStart(builder)
         fb.OperatorAddOpcodeIndex(builder, opcode_keys.index(_opcode_key(op)))
@@ -223,6 +224,8 @@ def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_
         if options is not None:
             fb.OperatorAddBuiltinOptionsType(builder, options_type)
             fb.OperatorAddBuiltinOptions(builder, options)
+        if intermediates is not None:
+            fb.OperatorAddIntermediates(builder, intermediates)
         operators.append(fb.OperatorEnd(builder))
 
     tensors_vec = _table_vector(builder, tensors, fb.SubGraphStartTensorsVector)

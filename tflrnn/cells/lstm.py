@@ -222,5 +222,5 @@ KIND = CellKind(
     name="lstm", title="LSTM", cell=LSTMCell, weights=LSTMWeights,
     roles=("input_weights", "recurrent_weights", "bias"), fused=True,
     keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM", gates=GATES,
-    reference="run_lstm", steps="tflrnn.lowering.lstm",
+    reference="run_lstm", values="lstm_values", steps="tflrnn.lowering.lstm",
 )

@@ -25,7 +25,7 @@ class Lowering:
     recover: Callable[[Model], Network]
     summary: str  # one line for help and errors
     states: tuple[str, ...]  # where a network's state may live (network.STATES)
-    full_int8: bool  # every op in int8 (--quantize full-int8)
+    full_int8: tuple[str, ...]  # the cell kinds it writes with every op in int8 (--quantize full-int8)
     loops: bool  # the steps unrolled or in a WHILE loop (--recurrence)
     xnnpack: bool  # XNNPACK takes its ops: LiteRT runs it with and without the delegate
     reset_key: str | None  # the signature that zeroes a carried state (None: reset_all_variables() does)
@@ -35,19 +35,22 @@ class Lowering:
     ops_of: Callable[[Network], str]  # how a summary names the ops a network becomes
     runtimes_for: Callable[[Model], tuple[str, ...]] | None = None  # the runtimes with kernels for a given model's
     #                                                                  ops (None: `runtimes`)
+    # How its full-int8 kernels take a weight tensor: a scale per output channel (FULLY_CONNECTED), or one per
+    # tensor (the int8 LSTM op: one per gate's W and R)
+    int8_weight_scales: str = "per-channel"
 
 
 LOWERINGS = {
     "fused": Lowering("fused", fused.lower, fused.recover,
                       "TFLite's fused UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN and _LSTM ops with variable state "
                       "tensors",
-                      states=("carry",), full_int8=False, loops=False, xnnpack=False, reset_key=None,
+                      states=("carry",), full_int8=("lstm",), loops=False, xnnpack=False, reset_key=None,
                       runtimes=("litert", "tensorflow"), exported_weights=fused.exported_weights,
-                      ops_of=fused.ops_of, runtimes_for=fused.runtimes_for),
+                      ops_of=fused.ops_of, runtimes_for=fused.runtimes_for, int8_weight_scales="per-tensor"),
     "portable": Lowering("portable", portable.lower, portable.recover,
                          "plain builtin ops (FULLY_CONNECTED, ADD, TANH, UNPACK, PACK), the state in resource "
                          "variables, an input/output, or none: every TFLite runtime runs it",
-                         states=("carry", "io", "zero"), full_int8=True, loops=True, xnnpack=True,
+                         states=("carry", "io", "zero"), full_int8=("rnn", "gru"), loops=True, xnnpack=True,
                          reset_key=portable.RESET_KEY, runtimes=None, exported_weights=portable.exported_weights,
                          ops_of=lambda network: "portable lowering"),
 }

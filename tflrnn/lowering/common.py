@@ -106,6 +106,8 @@ class GraphWalk:
     the state's subgraphs. The graphs differ only in the hooks model() calls; they hold the attributes it reads:
     network, tensors, operators, x, inputs, state_inputs, state_outputs, handles, loops."""
 
+    resource_state = True  # a carried state lives in resource variables (else in the ops' own variable tensors)
+
     def model(self) -> Model:
         """The network's stages, its Dense head and the signatures, as a Model."""
         source, ends = self.first_source(), []
@@ -143,7 +145,7 @@ class GraphWalk:
         subgraphs = [Subgraph(list(self.tensors), self.operators, inputs=self.inputs, outputs=list(named.values()),
                               name=SIGNATURE_KEY)]
         signatures = [Signature(SIGNATURE_KEY, signature_inputs, named, 0)]
-        if self.network.state == "carry":
+        if self.network.state == "carry" and self.resource_state:
             subgraphs += [_zeroing(self.handles, "init"), _zeroing(self.handles, RESET_KEY)]
             signatures.append(Signature(RESET_KEY, {}, {}, 2))
         subgraphs += self.loops

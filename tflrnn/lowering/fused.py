@@ -24,7 +24,7 @@ One subgraph, in this order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,6 +69,7 @@ LSTM_LAYER_NORM = (20, 21, 22, 23)  # absent
 BIDIRECTIONAL_LSTM_INPUTS = 48
 BIDIRECTIONAL_LSTM_STATES = ((35, 36), (37, 38))  # forward h and c, backward h and c
 BIDIRECTIONAL_LSTM_AUX = tuple(range(39, 48))  # aux input and its forward and backward weights: absent
+INT8_HEAD_CODES = (BuiltinOperator.RESHAPE, BuiltinOperator.DEQUANTIZE)  # a full-int8 head's rows, a float output
 HEAD_CODES = (BuiltinOperator.STRIDED_SLICE, BuiltinOperator.CONCATENATION, BuiltinOperator.FULLY_CONNECTED,
               *DENSE_FOLLOWERS)
 
@@ -112,6 +113,10 @@ def lower(network: Network) -> Model:
     the next one's input, a bidirectional one's merged as [fw | bw] unless it is the last and `merge` is off. Then
     the last step and the Dense layers. With `dynamic_time`, the sequences' time axis is -1 in shape_signature; the
     batch stays fixed, because each state is a [B,U] variable. No metadata: `build` adds it."""
+    if network.int8 is not None:
+        from . import fused_int8
+
+        return fused_int8.lower(network)
     if network.state != "carry":
         raise ConfigError(f"state {network.state!r} needs the portable lowering: the fused op keeps each state in a "
                           "variable tensor of the model, carried across invokes")
@@ -287,7 +292,12 @@ class RNNGraph:
 
     @property
     def hybrid(self) -> bool:
-        return self.input_weights.dtype == "int8"
+        return self.input_weights.dtype == "int8" and not self.full_int8
+
+    @property
+    def full_int8(self) -> bool:
+        """Every value in int8 (the input too): the int8 LSTM kernel's (lowering/fused_int8.py)."""
+        return self.input.dtype == "int8"
 
     @property
     def backward(self) -> bool:
@@ -363,18 +373,26 @@ class LSTMGraph(RNNGraph):
 
     @property
     def hybrid(self) -> bool:
-        return any(t.dtype == "int8" for t in self.gates[:8])
+        return any(t.dtype == "int8" for t in self.gates[:8]) and not self.full_int8
 
     def weights(self) -> LSTMWeights:
-        """The gates joined into LSTMWeights (i, f, g, o); ModelFormatError when unusable."""
+        """The gates joined into LSTMWeights (i, f, g, o), in full int8 their dequantized values; ModelFormatError
+        when unusable."""
+        from .fused_int8 import gate_values
+
+        arrays = []
         for tensor in self.gates:
             if tensor.data is None:
                 raise ModelFormatError(f"tensor '{tensor.name}' holds no data")
-            if tensor.dtype != "float32":
+            if self.full_int8:
+                arrays.append(gate_values(tensor))
+            elif tensor.dtype != "float32":
                 raise ModelFormatError(f"tensor '{tensor.name}' is {tensor.dtype}; a fused LSTM's weights are read "
-                                       "in float32")
+                                       "in float32 (or all in int8, with an int8 input)")
+            else:
+                arrays.append(tensor.data)
         try:
-            return LSTMWeights(*(np.concatenate([t.data for t in self.gates[k:k + 4]]) for k in (0, 4, 8)))
+            return LSTMWeights(*(np.concatenate(arrays[k:k + 4]) for k in (0, 4, 8)))
         except (WeightsError, ValueError) as exc:  # inconsistent shapes or non-finite values in the file
             raise ModelFormatError(f"weights in the model are unusable: {exc}") from exc
 
@@ -389,6 +407,11 @@ class FusedGraph:
     rnn_ops: list[Operator]
     directions: list[RNNGraph]
     head: list[Operator]
+    edge: list[Operator] = field(default_factory=list)  # a full-int8 model's QUANTIZE of its float input
+
+    @property
+    def full_int8(self) -> bool:
+        return self.directions[0].full_int8
 
     @property
     def bidirectional(self) -> bool:
@@ -416,9 +439,19 @@ def find_network(model: Model) -> FusedGraph:
     if len(graphs) > 1:
         raise ModelFormatError(f"RNN ops in {len(graphs)} subgraphs; tflrnn verifies one")
     graph = graphs[0]
-    count = next((k for k, op in enumerate(graph.operators) if op.code not in RNN_CODES), len(graph.operators))
-    rnn_ops, head = graph.operators[:count], graph.operators[count:]
-    unexpected = sorted({op.code for op in head if op.code not in HEAD_CODES})
+    # A full-int8 model's float input is QUANTIZEd first (lowering/fused_int8.py)
+    start = next((k for k, op in enumerate(graph.operators) if op.code != BuiltinOperator.QUANTIZE),
+                 len(graph.operators))
+    count = next((k for k, op in enumerate(graph.operators) if k >= start and op.code not in RNN_CODES),
+                 len(graph.operators))
+    edge, rnn_ops, head = graph.operators[:start], graph.operators[start:count], graph.operators[count:]
+    int8 = bool(rnn_ops) and 0 <= rnn_ops[0].inputs[0] < len(graph.tensors) and \
+        graph.tensors[rnn_ops[0].inputs[0]].dtype == "int8"
+    if not rnn_ops or len(edge) > 1 or (edge and not int8):
+        raise ModelFormatError("the model's ops do not start with its RNN op (or, in full int8, the QUANTIZE of its "
+                               "input)")
+    unexpected = sorted({op.code for op in head if op.code not in HEAD_CODES and
+                         not (int8 and op.code in INT8_HEAD_CODES)})
     if unexpected:
         raise ModelFormatError(
             f"the RNN subgraph also has ops with codes {unexpected}; tflrnn verifies a chain of RNN ops, then "
@@ -456,7 +489,7 @@ def find_network(model: Model) -> FusedGraph:
         if not op.outputs or any(not -1 <= i < n for i in op.inputs) or any(not 0 <= i < n for i in op.outputs):
             raise ModelFormatError(f"{op_name(op.code)} names tensors {op.inputs} -> {op.outputs} "
                                    f"of {n}")
-    return FusedGraph(model, graph, rnn_ops, directions, head)
+    return FusedGraph(model, graph, rnn_ops, directions, head, edge)
 
 
 def _check_chain(rnn_ops: list[Operator], k: int) -> None:
@@ -560,10 +593,26 @@ def recover(model: Model) -> Network:
     head = []
     for op, following in dense_layers(graph):
         w, b = dense_arrays(graph, op)
-        head.append(Dense(w.name.rpartition("/")[0], w.data, b.data, dense_activation(op, following)))
-    return Network(stages, time_steps=x.shape[time_axis], batch_size=x.shape[1 - time_axis],
-                   time_major=first.time_major, dynamic_time=signature is not None and signature[time_axis] == -1,
-                   last_step=bool(slices), merge=merge, head=head)
+        kernel, bias = (w.data, b.data) if not graph.full_int8 else dense_values(w, b)
+        head.append(Dense(w.name.rpartition("/")[0], kernel, bias, dense_activation(op, following)))
+    network = Network(stages, time_steps=x.shape[time_axis], batch_size=x.shape[1 - time_axis],
+                      time_major=first.time_major, dynamic_time=signature is not None and signature[time_axis] == -1,
+                      last_step=bool(slices), merge=merge, head=head)
+    if graph.full_int8:
+        from .fused_int8 import recover_plan
+
+        network.int8 = recover_plan(graph, network)
+    return network
+
+
+def dense_values(w: Tensor, b: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A full-int8 Dense layer's kernel and bias as the kernel computes with them (dequantized per channel)."""
+    from .int8 import real_values
+
+    kernel, bias = real_values(w), real_values(b)
+    if kernel is None or bias is None:
+        raise ModelFormatError(f"FULLY_CONNECTED '{w.name}': an int8 kernel per channel and an int32 bias expected")
+    return kernel, bias
 
 
 def _layer(g: RNNGraph, seen: dict) -> Layer:
@@ -612,7 +661,7 @@ def exported_weights(description: Model) -> tuple[list, list]:
     bias)."""
     network = find_network(description)
     layers = [(g.name, g.weights()) for g in network.directions]
-    dense = [(w.name, b.name, w.data, b.data)
+    dense = [(w.name, b.name, *((w.data, b.data) if not network.full_int8 else dense_values(w, b)))
              for w, b in (dense_arrays(network, op) for op, _ in dense_layers(network))]
     return layers, dense
 

@@ -64,7 +64,7 @@ class _Int8Graph(GraphWalk):
                                        self.plan.input)
         self.inputs, self.state_inputs, self.state_outputs, self.handles = [self.x], [], [], []
         self.loops = []  # its steps are unrolled
-        if self.network.state == "carry":
+        if self.network.state == "carry" and self.resource_state:
             self.op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
 
     def int8(self, name: str, shape, fmt: Int8Format) -> int:

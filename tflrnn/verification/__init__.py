@@ -107,7 +107,8 @@ def _verify(model, *, weights, against, format, layer, scope, layer_index, runti
     all_of = list(chosen.runtimes) if chosen.runtimes is not None else [r for r in RUNTIMES if _installed(r)]
     if chosen.runtimes_for is not None:  # the runtimes with kernels for this model's ops (Micro: a fused LSTM)
         all_of = [r for r in chosen.runtimes_for(description) if r in all_of or _installed(r)]
-    runtimes = all_of if runtime == "all" else [runtime]
+    # (installed: tf.lite comes with the tensorflow extra, which a user of the fused ops may not have)
+    runtimes = [r for r in all_of if _installed(r)] if runtime == "all" else [runtime]
     return _VERIFIERS[chosen.name](model_data, label, description, weights, against, runtimes, settings,
                                    (data, max_error), format=format, layer=layer, scope=scope,
                                    layer_index=layer_index)
@@ -123,6 +124,9 @@ def _verify_fused(model_data, label, description, weights, against, runtimes, se
     for g in layers:
         _check_verifiable_size(g)
     _check_verifiable_time(network, sequences)
+    if network.full_int8:
+        return _verify_fused_int8(model_data, label, description, network, weights, against, runtimes, settings,
+                                  on_data)
     if data is not None:  # read (and refused) before anything runs
         from ..lowering import recover
         from .data import data_checks, load_data
@@ -180,6 +184,66 @@ def _verify_fused(model_data, label, description, weights, against, runtimes, se
         data_checks(model_data, description, recovered, report, runtimes, data, data_xs, max_error,
                     _float_network(recovered, float_weights or weights))
     return report
+
+
+def _verify_fused_int8(model_data, label, description, graph, weights, against, runtimes, settings,
+                       on_data) -> VerifyReport:
+    """verify for a full-int8 fused LSTM (int8_lstm.py): the integer kernel's tensors, then every op recomputed from
+    the interpreter's own values on each runtime that gives them back (int8_ops.py), the free-running error against
+    the float64 reference reported; --data as for any model."""
+    from ..lowering import recover
+    from .int8 import formats_check
+    from .int8_lstm import structure_check
+    from .int8_ops import ops_checks
+
+    data, max_error = on_data
+    if against is not None:
+        raise ConfigError("--against compares a float model with its source; a full-int8 model differs from it by "
+                          "its quantization: verify it with --data YOUR_SEQUENCES --max-error E against the float "
+                          "network, or --weights to check it holds the source's weights")
+    network = recover(description)
+    report = VerifyReport(model=label, bytes=len(model_data), sha256=sha256(model_data), settings=settings)
+    report.checks += [structure_check(graph), formats_check(description, network)]
+    if weights is not None:
+        from .int8 import weights_match
+
+        given = _weights_given(weights, [layer.name for layer in network.layers], None, None, None, None)
+        report.checks.append(weights_match(network, given))
+    blocking = _why_not_runnable(report.checks) or next(
+        (f"{c.name} failed" for c in report.checks if c.kind in ("int8.lstm", "int8.formats") and not c.passed), None)
+    if blocking:
+        report.checks.append(Check("numeric", False, f"not run: {blocking}"))
+        return report
+    for name in runtimes:
+        report.checks += ops_checks(model_data, description, network, report, name, seed=settings["seed"],
+                                    sequences=settings["sequences"])
+    report.notes.append(_free_running_error(model_data, description, network, settings,
+                                            _float_network(network, None if weights is None else given)))
+    if data is not None:
+        from .data import data_checks, load_data
+
+        data_checks(model_data, description, network, report, runtimes, data, load_data(data, network), max_error,
+                    _float_network(network, None if weights is None else given))
+    return report
+
+
+def _free_running_error(model_data, description, network, settings, float_network) -> str:
+    """What the int8 model's quantization costs, measured (not bounded: it compounds through the recurrence): its
+    outputs on LiteRT over seeded inputs, the state carried, against the float64 run of the float weights given
+    (else of its own dequantized ones)."""
+    from .data import errors, expected_outputs, run_model
+
+    rng = np.random.default_rng(settings["seed"])
+    x = description.subgraphs[0].tensors[description.subgraphs[0].inputs[0]]
+    xs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(settings["sequences"])]
+    try:
+        _, got = run_model(model_data, description, network, "litert", xs)
+    except (RuntimeError, ValueError) as exc:
+        return f"free-running error not measured: {' '.join(str(exc).split())}"
+    worst, mean = errors(got, expected_outputs(float_network or network, xs))
+    return (f"free-running error on LiteRT over {len(xs)} invokes, the state carried, against the float64 network "
+            f"of {'the given float weights' if float_network else 'its dequantized weights'}: max {worst:.4g}, "
+            f"mean {mean:.4g} (measured, not bounded)")
 
 
 def _installed(runtime: str) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import reference
+from .. import quantization as quant, reference
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS
 from ..lowering import LOWERINGS, portable
 from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
@@ -168,7 +168,7 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
 
     def seen(role: str, where: str, values: np.ndarray, fmt: Int8Format, tanh_follows: bool = False,
              sigmoid_follows: bool = False) -> None:
-        low, high = fmt.scale * (-128 - fmt.zero_point), fmt.scale * (127 - fmt.zero_point)
+        low, high = quant.representable(fmt)
         if tanh_follows or sigmoid_follows:  # sigmoid(x) = (1 + tanh(x / 2)) / 2, in steps of 1/256
             half = 2.0 if sigmoid_follows else 1.0
             clipped = np.abs(np.tanh(values / half) - np.tanh(np.clip(values, low, high) / half)) > 1 / 128
@@ -177,6 +177,8 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
         counts = beyond.setdefault(role, [0, 0])
         counts[0] += int(np.count_nonzero(clipped))
         counts[1] += values.size
+        if fmt.bits != 8:  # (an int16 cell state has levels enough)
+            return
         levels = np.clip(np.rint(values / fmt.scale) + fmt.zero_point, -128, 127).astype(np.int64) + 128
         used.setdefault(f"{role} of {where}", np.zeros(256, bool))[np.unique(levels)] = True
 

@@ -28,7 +28,7 @@ from ..model import Activation, BuiltinOperator as Op, Model
 from ..network import Network
 from .report import Check, VerifyReport
 
-EXACT = {Op.RESHAPE, Op.UNPACK, Op.PACK, Op.SPLIT, Op.CONCATENATION, Op.DEQUANTIZE}
+EXACT = {Op.RESHAPE, Op.UNPACK, Op.PACK, Op.SPLIT, Op.CONCATENATION, Op.DEQUANTIZE, Op.STRIDED_SLICE}
 ONE_STEP = {Op.QUANTIZE, Op.FULLY_CONNECTED, Op.ADD, Op.SUB, Op.MUL}
 TWO_STEPS = {Op.TANH, Op.LOGISTIC, Op.SOFTMAX}
 _SKIPPED = {Op.CALL_ONCE, Op.VAR_HANDLE, Op.ASSIGN_VARIABLE}
@@ -67,6 +67,14 @@ def _compute(op, inputs: list, tensors) -> list[np.ndarray]:
     if code in (Op.QUANTIZE, Op.DEQUANTIZE, Op.RESHAPE):
         out = inputs[0].reshape(tensors[op.outputs[0]].shape)
         return [out]
+    if code == Op.STRIDED_SLICE:  # the last step: each axis whole (masks) or one index (shrink)
+        begin = tensors[op.inputs[1]].data
+        index = tuple(int(begin[k]) if options.shrink_axis_mask >> k & 1 else slice(None)
+                      for k in range(inputs[0].ndim))
+        if any(not (options.begin_mask >> k & 1 and options.end_mask >> k & 1) for k, i in enumerate(index)
+               if isinstance(i, slice)):
+            raise ValueError("a STRIDED_SLICE other than one step of whole axes")
+        return [inputs[0][index]]
     if code == Op.UNPACK:
         return [np.take(inputs[0], k, axis=options.axis) for k in range(len(op.outputs))]
     if code == Op.PACK:
@@ -112,6 +120,9 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
     # every value an op writes (constants are in the file; resources are handles)
     reads = sorted({o for op in graph.operators for o in op.outputs
                     if o >= 0 and tensors[o].data is None and tensors[o].dtype != "resource"} - set(outputs + finals))
+    # a fused LSTM's h and c variables, read after each invoke: the state the next one starts from
+    reads += sorted({i for op in graph.operators for i in op.inputs if i >= 0 and tensors[i].is_variable})
+    fused = any(op.code == Op.UNIDIRECTIONAL_SEQUENCE_LSTM for op in graph.operators)
     wiring = {"input_positions": [graph.inputs.index(i) for i in inputs],
               "output_positions": [graph.outputs.index(i) for i in outputs + finals],
               "tensors": reads, "arena": micro_arena_bytes(model)}
@@ -125,7 +136,7 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
     runs = []
     try:
         with runtime.load(runtime_name, data, inputs[0], indices, extra_inputs=inputs[1:],
-                          reset_key=portable.RESET_KEY if network.state == "carry" else None,
+                          reset_key=portable.RESET_KEY if network.state == "carry" and not fused else None,
                           **wiring) as interpreter:
             states = zeros
             for x in given:
@@ -146,7 +157,7 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
 
     worst, problems, carried, previous = 0.0, [], None, None
     checked = 0
-    ends = _state_ends(graph, network)
+    ends = [] if fused else _state_ends(graph, network)
     for k, (fed, values) in enumerate(runs + ([after_reset] if after_reset else [])):
         known = dict(zip(outputs + finals, values[:len(outputs) + len(finals)]))
         known.update(zip(reads, values[len(outputs) + len(finals):]))
@@ -157,8 +168,9 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
         except (ValueError, KeyError, IndexError, TypeError) as exc:  # shapes or wiring no kernel would take
             ratio, count = 0.0, 0
             problem = f"an op's values do not fit its tensors ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
-        problem = problem or _state_problem(graph, network, ends, known, None if first else previous,
-                                            dict(zip(finals, values[len(outputs):len(outputs) + len(finals)])))
+        if not fused:  # (a fused LSTM's check starts each invoke from the variables the one before left)
+            problem = problem or _state_problem(graph, network, ends, known, None if first else previous,
+                                                dict(zip(finals, values[len(outputs):len(outputs) + len(finals)])))
         previous = known
         checked += count
         worst = max(worst, ratio)
@@ -223,6 +235,15 @@ def _check_invoke(graph, known: dict, carried: dict | None):
             assigned[handles.get(op.inputs[0])] = known.get(op.inputs[1])
             continue
         if op.code in _SKIPPED:
+            continue
+        if op.code == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            from .int8_lstm import check_op
+
+            names = [tensors[op.inputs[18]].name, tensors[op.inputs[19]].name]
+            start = None if carried is None or any(carried.get(n) is None for n in names) else carried
+            ratio, found, final, checked = check_op(op, tensors, known, start)
+            worst, problem, count = max(worst, ratio), problem or found, count + checked
+            assigned.update(final)
             continue
         out = tensors[op.outputs[0]] if op.outputs else None
         if op.code == Op.READ_VARIABLE:

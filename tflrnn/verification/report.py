@@ -44,6 +44,7 @@ CHECKS = {kind.id: kind for kind in (
     CheckKind("numeric.reset", False, "after a reset, the first invoke again"),
     CheckKind("numeric.float_weights", False, "a hybrid model against the float weights it came from"),
     CheckKind("int8.formats", True, "a full-int8 model's formats as its kernels demand them"),
+    CheckKind("int8.lstm", True, "a full-int8 fused LSTM's tensors as the integer LSTM kernel takes them"),
     CheckKind("int8.steps", False, "every step of a full-int8 model within its quantization steps"),
     CheckKind("int8.ops", False, "every op of a full-int8 model (a GRU's) recomputed from its own inputs, within "
                                  "its quantization steps"),

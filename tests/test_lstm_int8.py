@@ -1,0 +1,237 @@
+"""The full-int8 fused LSTM (lowering/fused_int8.py): UNIDIRECTIONAL_SEQUENCE_LSTM on TFLite's integer kernel (int8 x,
+h and weights, int16 c, int32 biases, five intermediates), on LiteRT and TFLite Micro with its state carried.
+Expectations come from Keras (a real keras.layers.LSTM), the float64 reference and the layout TensorFlow's converter
+writes for a tf_keras LSTM (its int8 model's tensors, read once and restated here), never from the writer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tflrnn
+from support import assert_clean_error
+from tflrnn import reference
+from tflrnn.builder import network_of
+from tflrnn.cells.lstm import LSTMCell, LSTMWeights
+from tflrnn.lowering import lower, recover
+from tflrnn.model import BuiltinOperator
+from tflrnn.reader import read
+from tflrnn.runners import micro_arena_bytes
+from tflrnn.verification import verify
+
+LSTM_OP = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+
+
+def _weights(units: int, input_size: int, seed: int = 0) -> LSTMWeights:
+    rng = np.random.default_rng(seed)
+    return LSTMWeights(*((rng.standard_normal(shape) * 0.4).astype(np.float32)
+                         for shape in ((4 * units, input_size), (4 * units, units), (4 * units,))))
+
+
+def _calibration(shape, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((32, *shape)).astype(np.float32)
+
+
+def _build(units=8, input_size=4, time_steps=6, batch_size=1, time_major=False, **options):
+    shape = (time_steps, batch_size, input_size) if time_major else (batch_size, time_steps, input_size)
+    layers = options.pop("layers", 1)
+    cell = LSTMCell(units) if layers == 1 else [LSTMCell(units, name=f"lstm_{k}") for k in range(layers)]
+    weights = options.pop("weights", _weights(units, input_size) if layers == 1 else [
+        _weights(units, input_size if k == 0 else units, seed=k) for k in range(layers)])
+    return tflrnn.build(cell, weights=weights, input_size=input_size, time_steps=time_steps,
+                        batch_size=batch_size, time_major=time_major, quantize="full-int8",
+                        calibration=_calibration(shape), **options), weights, shape
+
+
+def _run(runtime_name: str, data: bytes, xs: list[np.ndarray], reset_after: int | None = None) -> list[np.ndarray]:
+    from tflrnn import runtime
+
+    if runtime_name == "micro":
+        pytest.importorskip("tflite_micro")
+    graph = read(data).subgraphs[0]
+    interpreter = runtime.load(runtime_name, data, graph.inputs[0], graph.outputs, isolate=False,
+                               input_positions=[0], output_positions=[0], arena=micro_arena_bytes(read(data)))
+    found = []
+    for k, x in enumerate(xs):
+        if k == reset_after:
+            interpreter.reset()
+        found.append(interpreter.run(x)[0].copy())
+    return found
+
+
+def test_the_layout_is_the_integer_kernels():
+    """As TensorFlow's converter writes a tf_keras LSTM in full int8 (read from its model): int8 weights with one
+    scale each, int32 biases at x's scale x the gate's W scale, h an int8 variable in the output's format, c an int16
+    variable at a power-of-two scale, zero point 0, five intermediates (four float32 [0], the hidden's int8 in h's
+    format), version 1, tanh."""
+    data, _, _ = _build()
+    graph = read(data).subgraphs[0]
+    t = graph.tensors
+    (op,) = [op for op in graph.operators if op.code == LSTM_OP]
+    assert op.version == 1 and op.options.activation == 4 and op.options.cell_clip == 0
+    x = t[op.inputs[0]]
+    assert x.dtype == "int8"
+    for slot in range(1, 9):
+        w = t[op.inputs[slot]]
+        assert w.dtype == "int8" and len(w.quantization.scale) == 1 and w.quantization.zero_point == (0,)
+    for k, slot in enumerate(range(12, 16)):
+        b = t[op.inputs[slot]]
+        expected = np.float32(x.quantization.scale[0]) * np.float64(t[op.inputs[1 + k]].quantization.scale[0])
+        assert b.dtype == "int32" and np.isclose(b.quantization.scale[0], expected, rtol=1e-6)
+    h, c, out = t[op.inputs[18]], t[op.inputs[19]], t[op.outputs[0]]
+    assert h.is_variable and c.is_variable and h.data is None and c.data is None
+    assert h.dtype == "int8" and h.quantization == out.quantization
+    assert c.dtype == "int16" and c.quantization.zero_point == (0,)
+    assert np.log2(c.quantization.scale[0]) == int(np.log2(c.quantization.scale[0])) <= -9
+    assert [t[i].dtype for i in op.intermediates] == ["float32"] * 4 + ["int8"]
+    assert all(t[i].shape == (0,) for i in op.intermediates)
+    assert t[op.intermediates[4]].quantization == h.quantization
+    assert [o.code for o in graph.operators] == [BuiltinOperator.QUANTIZE, LSTM_OP, BuiltinOperator.DEQUANTIZE]
+
+
+@pytest.mark.parametrize("runtime_name", ["litert", "micro"])
+def test_it_is_keras_within_its_quantization_with_the_state_carried(runtime_name):
+    """Against a real Keras LSTM with the same weights, chained over three invokes through its returned h and c
+    (stateful as the model is), then a reset: within what int8 h at its scale and the gates' fixed point leave."""
+    keras = pytest.importorskip("keras")
+    data, weights, shape = _build(units=8, input_size=4, time_steps=6)
+    layer = keras.layers.LSTM(8, return_sequences=True, return_state=True)
+    layer.build((1, 6, 4))
+    layer.set_weights([weights.input_weights.T, weights.recurrent_weights.T, weights.bias])
+    xs = [np.random.default_rng(10 + k).standard_normal(shape).astype(np.float32) for k in range(3)]
+    got = _run(runtime_name, data, xs + [xs[0]], reset_after=3)
+    state = None
+    for x, y in zip(xs, got):
+        expected, h, c = (np.asarray(v) for v in layer(x, initial_state=state))
+        state = [h, c]
+        assert np.max(np.abs(y - expected)) < 0.03, np.max(np.abs(y - expected))
+    assert not np.array_equal(got[0], got[1])  # the state moved on
+    np.testing.assert_array_equal(got[3], got[0])  # and a reset zeroes it
+
+
+def test_litert_and_micro_agree_within_a_step():
+    """Both run an integer LSTM of the same arithmetic, written apart (lstm_eval.cc in each): measured, their
+    outputs differ by at most one step of h's format, in about 7 % of the values (rounding in the gates' fixed point
+    differs); a wrong kernel or a lost state is tens of steps off."""
+    data, _, shape = _build(units=12, input_size=5, time_steps=10, batch_size=2)
+    step = recover(read(data)).int8.layers["lstm"].state.scale
+    xs = [np.random.default_rng(k).standard_normal(shape).astype(np.float32) * 2 for k in range(3)]
+    for a, b in zip(_run("litert", data, xs), _run("micro", data, xs)):
+        apart = np.abs(a - b)
+        assert apart.max() <= 2.001 * step and np.mean(apart > step / 2) < 0.2
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"time_major": True, "batch_size": 2, "last_step": True, "io": "int8"},
+    {"layers": 2},
+])
+def test_loopback_and_same_bytes(options):
+    data, _, _ = _build(**options)
+    model = read(data)
+    network = recover(model)
+    assert network.int8 is not None and network.lowering == "fused"
+    assert recover(lower(network)) == network
+    assert _build(**options)[0] == data
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"time_major": True, "batch_size": 2, "last_step": True, "io": "int8"},
+    {"layers": 2, "time_steps": 12},
+])
+def test_verify_passes_on_litert_tflite_and_micro(options):
+    data, _, _ = _build(**options)
+    report = verify(data, runtime="all")
+    assert report.passed, [(c.name, c.detail) for c in report.checks if not c.passed]
+    ran = {c.runtime for c in report.checks if c.kind == "int8.ops"}
+    assert {"litert", "micro"} <= ran
+    assert any(c.kind == "int8.lstm" and c.passed for c in report.checks)
+
+
+def test_verify_catches_a_state_lost_between_invokes(monkeypatch):
+    """A runtime that starts each invoke from zeros computes another LSTM than one carrying its state: judged as
+    such (the check told the op started from zeros while the runtime carried it), invoke 2 is off by far more than
+    its bound."""
+    from tflrnn.verification import int8_lstm
+
+    data, _, _ = _build(time_steps=8)
+    check = int8_lstm.check_op
+    monkeypatch.setattr(int8_lstm, "check_op", lambda op, tensors, known, start: check(op, tensors, known, None))
+    report = verify(data, runtime="litert")
+    failed = [c for c in report.checks if not c.passed]
+    assert [c.kind for c in failed] == ["int8.ops"] and "invoke 2" in failed[0].detail
+
+
+@pytest.mark.parametrize("mutation,fragment", [
+    ("bias_scale", "not x's scale"),
+    ("cell_scale", "power-of-two"),
+    ("hidden_zero_point", "one format"),
+    ("intermediates", "five intermediates"),
+])
+def test_verify_catches_what_the_kernel_would_misread(mutation, fragment):
+    from tflrnn.model import Quantization
+    from tflrnn.writer import write
+
+    data, _, _ = _build()
+    model = read(data)
+    graph = model.subgraphs[0]
+    (op,) = [op for op in graph.operators if op.code == LSTM_OP]
+    t = graph.tensors
+    if mutation == "bias_scale":
+        b = t[op.inputs[13]]
+        b.quantization = Quantization((b.quantization.scale[0] * 1.5,), (0,))
+    elif mutation == "cell_scale":
+        c = t[op.inputs[19]]
+        c.quantization = Quantization((c.quantization.scale[0] * 1.5,), (0,))
+    elif mutation == "hidden_zero_point":
+        h = t[op.inputs[18]]
+        h.quantization = Quantization(h.quantization.scale, (h.quantization.zero_point[0] + 3,))
+    else:
+        op.intermediates = op.intermediates[:4]
+    report = verify(write(model), runtime="litert")
+    assert not report.passed
+    assert any(c.kind == "int8.lstm" and not c.passed and fragment in c.detail for c in report.checks)
+    assert not any(c.kind == "int8.ops" for c in report.checks)  # numbers not judged on a model the kernel misreads
+
+
+def test_calibration_error_is_near_the_float_model():
+    """The error on held-out data against the float64 LSTM of the float weights: of the order of h's int8 step."""
+    data, weights, shape = _build(units=16, input_size=6, time_steps=12)
+    xs = [np.random.default_rng(100 + k).standard_normal(shape).astype(np.float32) for k in range(8)]
+    interpreter_outputs = _run("litert", data, xs, reset_after=None)
+    state, worst = None, 0.0
+    for x, y in zip(xs, interpreter_outputs):
+        expected, state = reference.run_lstm(x, weights, initial_state=state)
+        worst = max(worst, float(np.max(np.abs(y - expected))))
+    assert worst < 0.05
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--cell", "rnn"], ["basic RNN", "--lowering portable"]),
+    (["--cell", "lstm", "--lowering", "portable"], ["LSTM", "--lowering fused"]),
+    (["--cell", "lstm", "--bidirectional"], ["bidirectional", "no integer kernel"]),
+    (["--cell", "lstm", "--time-steps", "dynamic"], ["fixed number of steps"]),
+])
+def test_cli_refuses_what_it_does_not_write(cli, tmp_path, args, fragments):
+    np.save(tmp_path / "c.npy", np.zeros((2, 1, 3, 4), np.float32))
+    out = tmp_path / "l.tflite"
+    result = cli("build", *args, "--units", "4", "--input-size", "4", "--quantize", "full-int8", "--calibration",
+                 tmp_path / "c.npy", "-o", out)
+    assert_clean_error(result, *fragments)
+    assert not out.exists()
+
+
+def test_cli_builds_inspects_and_verifies(cli, tmp_path):
+    np.save(tmp_path / "c.npy", _calibration((1, 5, 4)))
+    out = tmp_path / "l.tflite"
+    built = cli("build", "--cell", "lstm", "--units", "6", "--input-size", "4", "--time-steps", "5", "--quantize",
+                "full-int8", "--calibration", tmp_path / "c.npy", "-o", out)
+    assert built.code == 0 and "full int8" in built.out and "UNIDIRECTIONAL_SEQUENCE_LSTM" in built.out
+    inspected = cli("inspect", out)
+    assert inspected.code == 0 and "cell_state" in inspected.out and "int16" in inspected.out
+    verified = cli("verify", out, "--runtime", "all")
+    assert verified.code == 0 and "int8.ops [micro]" in verified.out
+    network = network_of(LSTMCell(6), input_size=4, time_steps=5, quantize="full-int8",
+                         calibration=_calibration((1, 5, 4)))
+    assert recover(read(out.read_bytes())) == network

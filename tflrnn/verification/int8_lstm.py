@@ -1,0 +1,156 @@
+"""verify for a full-int8 fused LSTM (lowering/fused_int8.py): what TFLite's integer LSTM kernel needs of its
+tensors (`int8.lstm`), and each of its steps recomputed from the interpreter's own values (`int8.ops`, with
+int8_ops.py, which checks the ops around it).
+
+The kernel ("8x8_16": lstm_eval.cc in LiteRT and in TFLite Micro, docs/lstm-int8-kernel.md) forms each gate's
+pre-activation from int8 x and h and the gates' int8 W and R, rescaled to Q3.12 (int16, steps of 2^-12,
+saturating at +-8), applies sigmoid / tanh in 16-bit fixed point (Q0.15), updates the int16 cell state c at its
+power-of-two scale and writes h = o tanh(c) as int8 at the output's format. Restated here from those sources, not
+from the quantizer: a step is recomputed in float64 from the interpreter's own x_t and h_{t-1} (the op's input and
+previous output, read back) and the dequantized weights; c, which no output shows, is carried in float64 from the
+state the op started from (its variable, read back after the invoke before) with a bound that grows by each step's
+rounding and shrinks by f. Each h_t must lie within
+    |o| * B_c(t) + GATE_ERROR * (1 + |tanh c|) + TANH_ERROR + 1 LSB of h,
+    B_c(t) = f B_c(t-1) + GATE_ERROR (|c| + |g| + |i|) + 2 LSB of c  (the kernel rounds f c and i g apart),
+and the final c (the variable after the invoke) within B_c(T) of the carried one, where GATE_ERROR bounds a
+gate's error (its Q3.12 pre-activation's rounding and saturation, its fixed-point sigmoid or tanh). A wrong weight,
+scale, zero point or lost state is off by tens of steps of h.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import Activation, BuiltinOperator as Op
+from .report import Check
+
+PREACTIVATION_LIMIT = 8.0  # Q3.12 in int16: [-8, 8)
+GATE_ERROR = 4e-4  # a gate's value: 2^-12 pre-activation steps, saturation at 8 (sigmoid(8) = 1 - 3.4e-4), Q0.15
+TANH_ERROR = 2.0 ** -13  # tanh(c) in fixed point
+_GATE_NAMES = ("input", "forget", "cell", "output")
+
+
+def _fmt(t):
+    q = t.quantization
+    if q is None or len(q.scale) != 1 or len(q.zero_point) != 1:
+        return None
+    return float(q.scale[0]), int(q.zero_point[0])
+
+
+def _power_of_two_exponent(scale: float) -> int | None:
+    exponent = int(np.round(np.log2(scale))) if scale > 0 else None
+    return exponent if exponent is not None and 2.0 ** exponent == scale else None
+
+
+def structure_check(graph) -> Check:
+    """`int8.lstm`: each LSTM op as the integer kernel takes it (lstm.cc's Prepare and TFLite Micro's, restated):
+    x, h and the output int8, h in the output's format (the kernel writes h there and copies it out); W and R int8,
+    one scale each, zero point 0; each gate's bias int32 at x's scale x its W's scale; c int16, zero point 0, at a
+    power-of-two scale no coarser than 2^-9 (LiteRT requires it); five intermediates (four gates' float32, the
+    hidden's int8 in h's format); version 1; tanh and no clipping."""
+    problems = []
+    for g in graph.directions:
+        op, name = g.operator, g.name
+        x, h, c, out = g.input, g.hidden_state, g.cell_state, g.output
+        fx, fh, fo = _fmt(x), _fmt(h), _fmt(out)
+        if x.dtype != "int8" or fx is None:
+            problems.append(f"'{name}': input '{x.name}' not int8 of one scale")
+        if h.dtype != "int8" or out.dtype != "int8" or fh is None or fh != fo:
+            problems.append(f"'{name}': h and the output must be int8 in one format (the kernel writes h there)")
+        for t in g.gates:
+            q = t.quantization
+            dtype = "int32" if t.name.endswith("_gate_bias") else "int8"
+            if t.dtype != dtype or q is None or len(q.scale) != 1 or any(q.zero_point):
+                problems.append(f"'{t.name}': not {dtype} with one scale and zero point 0")
+        if not problems and fx is not None:
+            for k, gate in enumerate(_GATE_NAMES):
+                w, b = g.gates[k], g.gates[8 + k]
+                expected = np.float32(fx[0]) * np.float64(w.quantization.scale[0])
+                if not np.isclose(np.float64(b.quantization.scale[0]), expected, rtol=1e-6, atol=0):
+                    problems.append(f"'{b.name}': scale {b.quantization.scale[0]:.6g}, not x's scale x "
+                                    f"'{w.name}''s ({expected:.6g})")
+        fc = _fmt(c)
+        exponent = None if fc is None else _power_of_two_exponent(fc[0])
+        if c.dtype != "int16" or fc is None or fc[1] != 0 or exponent is None or exponent > -9:
+            problems.append(f"'{name}': cell state '{c.name}' not int16 at a power-of-two scale <= 2^-9, zero point 0")
+        if not (h.is_variable and c.is_variable) or h.data is not None or c.data is not None:
+            problems.append(f"'{name}': h and c must be variable tensors without data")
+        t = graph.subgraph.tensors
+        inter = [t[i] if 0 <= i < len(t) else None for i in op.intermediates]
+        if len(inter) != 5 or any(i is None for i in inter) or any(i.dtype != "float32" for i in inter[:4]) or \
+                inter[4].dtype != "int8" or _fmt(inter[4]) != fh:
+            problems.append(f"'{name}': five intermediates expected (the gates' float32, the hidden's int8 in h's "
+                            "format)")
+        options = g.options
+        if op.version != 1 or options.activation != Activation.TANH or options.cell_clip or options.proj_clip:
+            problems.append(f"'{name}': version {op.version}, activation {options.activation}, cell_clip "
+                            f"{options.cell_clip}, proj_clip {options.proj_clip} (1, tanh, 0, 0 expected)")
+    if problems:
+        return Check("int8.lstm", False, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
+                                                                   if len(problems) > 3 else ""))
+    return Check("int8.lstm", True, f"{len(graph.directions)} LSTM op(s) as the integer kernel takes them: int8 x, h "
+                 "and output in h's format, W and R int8 one scale each, biases int32 at x's scale x W's, c int16 at "
+                 "a power of two, five intermediates, version 1, tanh, no clipping")
+
+
+def _sigmoid(z):
+    return 0.5 * (1 + np.tanh(z / 2))
+
+
+def check_op(op, tensors, known: dict, start: dict | None):
+    """One UNIDIRECTIONAL_SEQUENCE_LSTM op over one invoke, from the interpreter's values (`known`: its input and
+    output sequences and, read after the invoke, its h and c variables) and the state it started from (`start`:
+    the variables after the invoke before; None: the zero state). Returns (worst error / bound, the first problem
+    or None, its final variables by name, the values checked)."""
+    from .int8_ops import _real
+
+    x_index, h_index, c_index = op.inputs[0], op.inputs[18], op.inputs[19]
+    out = tensors[op.outputs[0]]
+    h_t, c_t = tensors[h_index], tensors[c_index]
+    missing = [tensors[i].name for i in (x_index, op.outputs[0], h_index, c_index) if i not in known]
+    if missing:
+        return 0.0, f"'{missing[0]}' was not read back", {}, 0
+    gates = [_real(tensors[i], tensors[i].data) for i in op.inputs[1:9]]
+    biases = [_real(tensors[i], tensors[i].data) for i in op.inputs[12:16]]
+    time_major = bool(op.options.time_major)
+    x = _real(tensors[x_index], known[x_index])
+    y = _real(out, known[op.outputs[0]])
+    if time_major:
+        x, y = x.transpose(1, 0, 2), y.transpose(1, 0, 2)
+    zero_h = np.full(h_t.shape, h_t.quantization.zero_point[0], np.int8)
+    h0 = _real(h_t, zero_h if start is None else start[h_t.name])
+    c = _real(c_t, np.zeros(c_t.shape, np.int16) if start is None else start[c_t.name])
+    h_step, c_step = float(out.quantization.scale[0]), float(c_t.quantization.scale[0])
+    h_low, h_high = ((-128 - out.quantization.zero_point[0]) * h_step, (127 - out.quantization.zero_point[0]) * h_step)
+    c_limit = 32767 * c_step
+    previous, bound_c = h0, np.zeros_like(c)
+    worst, problem = 0.0, None
+    for t in range(x.shape[1]):
+        z = [np.clip(np.clip(x[:, t] @ gates[k].T + biases[k], -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT)
+                     + np.clip(previous @ gates[4 + k].T, -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT),
+                     -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT) for k in range(4)]
+        i, f, g, o = _sigmoid(z[0]), _sigmoid(z[1]), np.tanh(z[2]), _sigmoid(z[3])
+        bound_c = f * bound_c + GATE_ERROR * (np.abs(c) + np.abs(g) + i) + 2 * c_step
+        c = np.clip(f * c + i * g, -c_limit, c_limit)
+        expected = np.clip(o * np.tanh(c), h_low, h_high)
+        bound = o * bound_c + GATE_ERROR * (1 + np.abs(np.tanh(c))) + TANH_ERROR + h_step
+        error = np.abs(y[:, t] - expected)
+        ratio = float(np.max(error / bound))
+        worst = max(worst, ratio)
+        if ratio > 1 and problem is None:
+            problem = (f"UNIDIRECTIONAL_SEQUENCE_LSTM '{out.name}' step {t}: h off by {float(np.max(error)):.4g} "
+                       f"(bound {float(np.max(bound)):.4g})")
+        previous = y[:, t]
+    final_h, final_c = known[h_index], known[c_index]
+    last = known[op.outputs[0]][-1] if time_major else known[op.outputs[0]][:, -1]
+    if problem is None and not np.array_equal(np.asarray(final_h).reshape(last.shape), last):
+        problem = f"'{h_t.name}' after the invoke is not the last step's h"
+    c_error = np.abs(_real(c_t, final_c).reshape(c.shape) - c)
+    worst = max(worst, float(np.max(c_error / bound_c)))
+    if problem is None and np.any(c_error > bound_c):
+        problem = (f"'{c_t.name}' after the invoke off by {float(np.max(c_error)):.4g} (bound "
+                   f"{float(np.max(bound_c)):.4g})")
+    return worst, problem, {h_t.name: final_h, c_t.name: final_c}, x.shape[1] + 1
+
+
+LSTM_CODE = Op.UNIDIRECTIONAL_SEQUENCE_LSTM
