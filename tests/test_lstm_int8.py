@@ -235,3 +235,21 @@ def test_cli_builds_inspects_and_verifies(cli, tmp_path):
     network = network_of(LSTMCell(6), input_size=4, time_steps=5, quantize="full-int8",
                          calibration=_calibration((1, 5, 4)))
     assert recover(read(out.read_bytes())) == network
+
+
+def test_saturated_gates_are_judged_as_each_runtime_saturates_them(cli, tmp_path):
+    """Large weights drive the gates' input parts far beyond the kernel's +-8: LiteRT adds h's part to the clamped
+    input part and clamps the sum, TFLite Micro clamps each part first; verify restates each and passes both, and the
+    build warns that the model departs from the float one there."""
+    rng = np.random.default_rng(5)
+    weights = LSTMWeights(*((rng.standard_normal(shape) * 3.0).astype(np.float32)
+                            for shape in ((96, 8), (96, 24), (96,))))
+    np.savez(tmp_path / "w.npz", input_weights=weights.input_weights, recurrent_weights=weights.recurrent_weights,
+             bias=weights.bias)
+    np.save(tmp_path / "c.npy", (rng.standard_normal((8, 1, 30, 8)) * 2).astype(np.float32))
+    out = tmp_path / "big.tflite"
+    built = cli("build", "--weights", tmp_path / "w.npz", "--time-steps", "30", "--quantize", "full-int8",
+                "--calibration", tmp_path / "c.npy", "-o", out)
+    assert built.code == 0 and "integer LSTM kernel saturates" in built.err
+    report = verify(out.read_bytes(), runtime="all", sequences=3)
+    assert report.passed, [(c.name, c.detail) for c in report.checks if not c.passed]

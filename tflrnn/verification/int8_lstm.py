@@ -10,11 +10,16 @@ from the quantizer: a step is recomputed in float64 from the interpreter's own x
 previous output, read back) and the dequantized weights; c, which no output shows, is carried in float64 from the
 state the op started from (its variable, read back after the invoke before) with a bound that grows by each step's
 rounding and shrinks by f. Each h_t must lie within
-    |o| * B_c(t) + GATE_ERROR * (1 + |tanh c|) + TANH_ERROR + 1 LSB of h,
-    B_c(t) = f B_c(t-1) + GATE_ERROR (|c| + |g| + |i|) + 2 LSB of c  (the kernel rounds f c and i g apart),
-and the final c (the variable after the invoke) within B_c(T) of the carried one, where GATE_ERROR bounds a
-gate's error (its Q3.12 pre-activation's rounding and saturation, its fixed-point sigmoid or tanh). A wrong weight,
-scale, zero point or lost state is off by tens of steps of h.
+    o B_c(t) + e_o |tanh c| + o E_tanh(c) + 1 LSB of h,
+    B_c(t) = f B_c(t-1) + e_f |c| + e_i |g| + i e_g + 2 LSB of c  (f c and i g are rounded apart, Micro twice),
+and the final c (the variable after the invoke) within B_c(T) of the carried one. The gates' errors, from the
+kernels' sources and a port of their arithmetic checked bit for bit against both runtimes (docs/lstm-int8-kernel.md):
+a pre-activation part is rescaled to Q3.12 with two roundings (1.5 steps of 2^-12) and saturates at +-8 as each
+runtime's kernel saturates it, restated here: TFLite Micro clamps the input part and the recurrent part each, then
+their sum; LiteRT's (and tf.lite's) MatrixBatchVectorMultiplyAccumulate clamps the input part, then adds the
+recurrent part to it and clamps the sum (portable_tensor_utils.cc); LiteRT's fixed-point sigmoid is within 6.4, its tanh within 12 steps of 2^-15
+(TFLite Micro's tables within 2.5); so e_i = e_f = e_o = E_sigmoid + 1.5 q / 4 and e_g = E_tanh + 1.5 q. A wrong
+format, zero point or lost state is off by tens of steps of h.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from ..model import Activation, BuiltinOperator as Op
 from .report import Check
 
 PREACTIVATION_LIMIT = 8.0  # Q3.12 in int16: [-8, 8)
-GATE_ERROR = 4e-4  # a gate's value: 2^-12 pre-activation steps, saturation at 8 (sigmoid(8) = 1 - 3.4e-4), Q0.15
-TANH_ERROR = 2.0 ** -13  # tanh(c) in fixed point
+_U, _Q = 2.0 ** -15, 2.0 ** -12  # a gate output's step (Q0.15), a pre-activation's (Q3.12)
+SIGMOID_ERROR = 7 * _U + 1.5 * _Q / 4  # gemmlowp's logistic within 6.4 u; the pre-activation's rounding, slope 1/4
+TANH_GATE_ERROR = 12 * _U + 1.5 * _Q  # gemmlowp's tanh within 11.8 u; the pre-activation's rounding, slope 1
+TANH_CELL_ERROR = 13 * _U  # tanh(c) from c's own scale: within 12.05 u
 _GATE_NAMES = ("input", "forget", "cell", "output")
 
 
@@ -45,9 +52,9 @@ def _power_of_two_exponent(scale: float) -> int | None:
 def structure_check(graph) -> Check:
     """`int8.lstm`: each LSTM op as the integer kernel takes it (lstm.cc's Prepare and TFLite Micro's, restated):
     x, h and the output int8, h in the output's format (the kernel writes h there and copies it out); W and R int8,
-    one scale each, zero point 0; each gate's bias int32 at x's scale x its W's scale; c int16, zero point 0, at a
-    power-of-two scale no coarser than 2^-9 (LiteRT requires it); five intermediates (four gates' float32, the
-    hidden's int8 in h's format); version 1; tanh and no clipping."""
+    one scale each, zero point 0; each gate's bias int32 at x's scale x its W's scale (both kernels assume it, neither
+    reads it); c int16, zero point 0, at a power-of-two scale 2^-15 .. 2^-9 (LiteRT requires it); five intermediates (four gates' float32, the
+    hidden's int8 in h's format: LiteRT writes h in it); version 1; tanh and no clipping."""
     problems = []
     for g in graph.directions:
         op, name = g.operator, g.name
@@ -71,8 +78,9 @@ def structure_check(graph) -> Check:
                                     f"'{w.name}''s ({expected:.6g})")
         fc = _fmt(c)
         exponent = None if fc is None else _power_of_two_exponent(fc[0])
-        if c.dtype != "int16" or fc is None or fc[1] != 0 or exponent is None or exponent > -9:
-            problems.append(f"'{name}': cell state '{c.name}' not int16 at a power-of-two scale <= 2^-9, zero point 0")
+        if c.dtype != "int16" or fc is None or fc[1] != 0 or exponent is None or not -15 <= exponent <= -9:
+            problems.append(f"'{name}': cell state '{c.name}' not int16 at a power-of-two scale 2^-15 .. 2^-9 (LiteRT's "
+                            "tanh of c needs 15 + p integer bits in 0..6), zero point 0")
         if not (h.is_variable and c.is_variable) or h.data is not None or c.data is not None:
             problems.append(f"'{name}': h and c must be variable tensors without data")
         t = graph.subgraph.tensors
@@ -97,11 +105,12 @@ def _sigmoid(z):
     return 0.5 * (1 + np.tanh(z / 2))
 
 
-def check_op(op, tensors, known: dict, start: dict | None):
+def check_op(op, tensors, known: dict, start: dict | None, runtime_name: str = "litert"):
     """One UNIDIRECTIONAL_SEQUENCE_LSTM op over one invoke, from the interpreter's values (`known`: its input and
     output sequences and, read after the invoke, its h and c variables) and the state it started from (`start`:
     the variables after the invoke before; None: the zero state). Returns (worst error / bound, the first problem
-    or None, its final variables by name, the values checked)."""
+    or None, its final variables by name, the values checked). `runtime_name` says how its kernel saturates a gate's
+    recurrent part (see the module's docstring)."""
     from .int8_ops import _real
 
     x_index, h_index, c_index = op.inputs[0], op.inputs[18], op.inputs[19]
@@ -117,6 +126,8 @@ def check_op(op, tensors, known: dict, start: dict | None):
     y = _real(out, known[op.outputs[0]])
     if time_major:
         x, y = x.transpose(1, 0, 2), y.transpose(1, 0, 2)
+    _recurrent_part = (lambda part: np.clip(part, -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT)) \
+        if runtime_name == "micro" else (lambda part: part)
     zero_h = np.full(h_t.shape, h_t.quantization.zero_point[0], np.int8)
     h0 = _real(h_t, zero_h if start is None else start[h_t.name])
     c = _real(c_t, np.zeros(c_t.shape, np.int16) if start is None else start[c_t.name])
@@ -127,13 +138,13 @@ def check_op(op, tensors, known: dict, start: dict | None):
     worst, problem = 0.0, None
     for t in range(x.shape[1]):
         z = [np.clip(np.clip(x[:, t] @ gates[k].T + biases[k], -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT)
-                     + np.clip(previous @ gates[4 + k].T, -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT),
-                     -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT) for k in range(4)]
+                     + _recurrent_part(previous @ gates[4 + k].T), -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT)
+             for k in range(4)]
         i, f, g, o = _sigmoid(z[0]), _sigmoid(z[1]), np.tanh(z[2]), _sigmoid(z[3])
-        bound_c = f * bound_c + GATE_ERROR * (np.abs(c) + np.abs(g) + i) + 2 * c_step
+        bound_c = f * bound_c + SIGMOID_ERROR * (np.abs(c) + np.abs(g)) + i * TANH_GATE_ERROR + 2 * c_step
         c = np.clip(f * c + i * g, -c_limit, c_limit)
         expected = np.clip(o * np.tanh(c), h_low, h_high)
-        bound = o * bound_c + GATE_ERROR * (1 + np.abs(np.tanh(c))) + TANH_ERROR + h_step
+        bound = o * (bound_c + TANH_CELL_ERROR) + SIGMOID_ERROR * np.abs(np.tanh(c)) + h_step
         error = np.abs(y[:, t] - expected)
         ratio = float(np.max(error / bound))
         worst = max(worst, ratio)

@@ -164,7 +164,7 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
         known.update(zip(inputs, fed))
         first = k == 0 or k == len(runs)  # the first invoke, and the one after the reset: from zeros
         try:
-            ratio, problem, carried, count = _check_invoke(graph, known, None if first else carried)
+            ratio, problem, carried, count = _check_invoke(graph, known, None if first else carried, runtime_name)
         except (ValueError, KeyError, IndexError, TypeError) as exc:  # shapes or wiring no kernel would take
             ratio, count = 0.0, 0
             problem = f"an op's values do not fit its tensors ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
@@ -222,7 +222,7 @@ def _state_problem(graph, network: Network, ends, known: dict, previous: dict | 
     return None
 
 
-def _check_invoke(graph, known: dict, carried: dict | None):
+def _check_invoke(graph, known: dict, carried: dict | None, runtime_name: str = "litert"):
     """One invoke: (worst error / bound, the first problem or None, the states it assigned, outputs checked)."""
     tensors = graph.tensors
     worst, problem, assigned, count = 0.0, None, {}, 0
@@ -241,7 +241,7 @@ def _check_invoke(graph, known: dict, carried: dict | None):
 
             names = [tensors[op.inputs[18]].name, tensors[op.inputs[19]].name]
             start = None if carried is None or any(carried.get(n) is None for n in names) else carried
-            ratio, found, final, checked = check_op(op, tensors, known, start)
+            ratio, found, final, checked = check_op(op, tensors, known, start, runtime_name)
             worst, problem, count = max(worst, ratio), problem or found, count + checked
             assigned.update(final)
             continue
