@@ -108,6 +108,8 @@ verify_everywhere lstm_loop.tflite "$everywhere"
 # The fused LSTM op in full int8 (TFLite's integer LSTM kernel, int16 c) on LiteRT and TFLite Micro, state carried
 step tflrnn build --cell lstm --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o lstm_int8.tflite
 verify_everywhere lstm_int8.tflite litert,micro
+step tflrnn build --cell lstm --units 16 --input-size 16 --time-steps 20 --quantize int8 -o lstm_hybrid.tflite
+verify_everywhere lstm_hybrid.tflite litert
 step python - <<EOF
 import tflrnn
 data = tflrnn.build(tflrnn.RNNCell(8), weights=None, time_steps=3)

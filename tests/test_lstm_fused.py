@@ -433,8 +433,8 @@ def test_the_runtime_applies_the_clip_the_options_check_refuses():
 
 def test_refusals(cli, tmp_path):
     out = tmp_path / "l.tflite"
-    assert_clean_error(cli("build", "--cell", "lstm", "--units", "4", "--quantize", "int8", "-o", out),
-                       "--quantize int8", "LSTM", "build it in float")
+    assert_clean_error(cli("build", "--cell", "lstm", "--units", "4", "--quantize", "int8", "--lowering", "portable",
+                           "-o", out), "int8")
     assert_clean_error(cli("build", "--cell", "lstm", "--units", "4", "--state", "zero", "-o", out),
                        "state 'zero' needs the portable lowering")
     assert not out.exists()
@@ -445,3 +445,74 @@ def test_recover_refuses_an_lstm_tflrnn_does_not_write():
     model.subgraphs[0].operators[0].options = replace(model.subgraphs[0].operators[0].options, cell_clip=1.0)
     with pytest.raises(ModelFormatError, match="cell_clip"):
         recover(model)
+
+
+# --- hybrid int8 (versions 2 and 3): int8 W and R one scale per gate, float x, h, c -------------------------------
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_hybrid_lstm_is_the_reference_within_its_input_quantization(asymmetric):
+    """Keras' LSTM on the dequantized weights, each step within what the kernel's per-row int8 quantization of x_t
+    and h_{t-1} can move it (reference.input_quantization_error's step, per gate), run from the op's own h."""
+    keras = pytest.importorskip("keras")
+    weights = _random(6, 4, seed=3)
+    data = tflrnn.build(LSTMCell(6), weights=weights, input_size=4, time_steps=8, quantize="int8",
+                        asymmetric_inputs=asymmetric)
+    model = read(data)
+    op = next(op for op in model.subgraphs[0].operators if op.code == LSTM_OP)
+    tensors = model.subgraphs[0].tensors
+    assert op.version == (3 if asymmetric else 2)
+    assert [tensors[i].dtype for i in op.inputs[1:9]] == ["int8"] * 8
+    assert [tensors[i].dtype for i in op.inputs[12:16]] == ["float32"] * 4
+    assert all(len(tensors[i].quantization.scale) == 1 for i in op.inputs[1:9])
+    stored = recover(model).layers[0].weights  # the dequantized weights the kernel computes with
+    layer = keras.layers.LSTM(6, return_sequences=True)
+    layer.build((1, 8, 4))
+    layer.set_weights([stored.input_weights.T, stored.recurrent_weights.T, stored.bias])
+    x = np.random.default_rng(4).standard_normal((1, 8, 4)).astype(np.float32)
+    got = _invoke(_interpreter(data, False), x)
+    error = np.max(np.abs(got - np.asarray(layer(x))))
+    assert 1e-5 < error < 0.05  # quantized on the fly (not float), and close
+    report = verify(data, runtime="all")
+    assert report.passed, [(c.name, c.detail) for c in report.checks if not c.passed]
+    assert "micro" not in {r["name"] for r in report.runtimes}  # TFLite Micro has no hybrid LSTM kernel
+
+
+@pytest.mark.parametrize("options", [{"layers": 2, "last_step": True}, {"bidirectional": True}])
+def test_hybrid_lstm_stacks_and_bidirectional_verify(options):
+    cells = [LSTMCell(5, name=f"l{k}") for k in range(options.pop("layers", 1))]
+    data = tflrnn.build(cells if len(cells) > 1 else cells[0], input_size=3, time_steps=6, quantize="int8",
+                        **options)
+    report = verify(data, runtime="all")
+    assert report.passed, [(c.name, c.detail) for c in report.checks if not c.passed]
+    network = recover(read(data))
+    assert all(layer.int8 is not None for layer in network.layers)
+    assert recover(model_of(network)) == network
+
+
+def test_hybrid_lstm_verify_catches_a_lost_state():
+    """Judged from the variables a state-losing runtime would not have used: each invoke after the first is far off.
+    (Simulated by telling the check the op began from zeros each time: the runtime did carry.)"""
+    from tflrnn.verification import numeric
+
+    data = tflrnn.build(LSTMCell(6), weights=_random(6, 4, seed=3), input_size=4, time_steps=8, quantize="int8")
+    check = numeric._hybrid_lstm_comparison
+    try:
+        numeric._hybrid_lstm_comparison = lambda x, y, c, w, start, *a, **k: check(x, y, c, w, np.zeros_like(start),
+                                                                                   *a, **k)
+        failed = {c.kind for c in verify(data, runtime="litert").checks if not c.passed}
+    finally:
+        numeric._hybrid_lstm_comparison = check
+    assert "numeric.state_carried" in failed
+
+
+def test_hybrid_lstm_weights_match_and_against_refused(cli, tmp_path):
+    weights = _random(6, 4, seed=3)
+    np.savez(tmp_path / "w.npz", input_weights=weights.input_weights, recurrent_weights=weights.recurrent_weights,
+             bias=weights.bias)
+    out = tmp_path / "h.tflite"
+    assert cli("build", "--weights", tmp_path / "w.npz", "--time-steps", "5", "--quantize", "int8", "-o", out).code == 0
+    report = verify(out.read_bytes(), weights=str(tmp_path / "w.npz"))
+    assert report.passed and {"weights.match", "numeric.float_weights"} <= {c.kind for c in report.checks}
+    other = _random(6, 4, seed=9)
+    assert not verify(out.read_bytes(), weights=other).passed
+    assert_clean_error(cli("verify", out, "--against", tmp_path / "w.npz"), "--against a hybrid (int8) LSTM")

@@ -278,9 +278,10 @@ def network_of(
     variables, an input and an output (`state="io"`), or none (`"zero"`); `recurrence` chooses its steps
     unrolled or in a WHILE loop ("auto": `portable.loops_by_default`).
 
-    `quantize="full-int8"` (portable lowering): every op in int8, formats from `calibration` (a .npy / .npz path or
-    an array of representative sequences [N, B, T, I], [N, T, B, I] time-major; quantization.py); `io="int8"`
-    makes the signature's tensors int8 too (else float, quantized and dequantized at the edges).
+    `quantize="full-int8"`: every op in int8 (a basic RNN or GRU in the portable lowering, an LSTM as the fused op on
+    its integer kernel), formats from `calibration` (a .npy / .npz path or an array of representative sequences
+    [N, B, T, I], [N, T, B, I] time-major; quantization.py); `io="int8"` makes the signature's tensors int8 too
+    (else float, quantized and dequantized at the edges).
     """
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
@@ -331,8 +332,7 @@ def _check_modes(chosen, quantize, io, calibration, asymmetric_inputs, merge, st
     if io == "int8" and not full_int8:
         raise ConfigError("an int8 interface (--io int8) needs a full-integer model: add --quantize full-int8")
     if full_int8 and not chosen.full_int8:
-        raise ConfigError("--quantize full-int8 needs --lowering portable: the fused RNN ops' kernels take float "
-                          "inputs (their int8 is hybrid: --quantize int8)")
+        raise ConfigError(f"--quantize full-int8 is not written for the {chosen.name} lowering")
     if full_int8 and calibration is None:
         raise ConfigError("--quantize full-int8 needs --calibration DATA (a .npy or .npz of representative input "
                           "sequences): int8 ranges guessed from seeded data would fit nobody's inputs")
@@ -416,11 +416,12 @@ def _layers(expanded, given, input_size, time_steps, batch_size, seed, hybrid, a
         shared[layer_cell.name] = layer_weights
         int8 = None
         if hybrid and layer_weights.kind == "lstm":
-            raise ConfigError("--quantize int8 (hybrid) is not written for an LSTM: verify has no bound yet for "
-                              "the fused LSTM kernel's int8 rounding of x and h at every step of its four gates "
-                              "(UNIDIRECTIONAL_SEQUENCE_LSTM versions 2 and 3), and tflrnn writes no model it cannot "
-                              "check; build it in float")
-        if hybrid:
+            # each gate's W and R a tensor of the op's own, one scale each
+            int8 = tuple(_gate_int8(layer_weights, role) for role in ("input_weights", "recurrent_weights"))
+            layer_weights = type(layer_weights)(**{**layer_weights.roles(), **{
+                role: np.concatenate([dequantize(q, s) for q, s in zip(layer_weights.gates(q_all), scales)])
+                for role, (q_all, scales) in zip(("input_weights", "recurrent_weights"), int8)}})
+        elif hybrid:
             int8 = (quantize_int8(layer_weights.input_weights), quantize_int8(layer_weights.recurrent_weights))
             # The model computes with the dequantized values: those are its weights (and their digest).
             layer_weights = CellWeights(dequantize(*int8[0]), dequantize(*int8[1]), layer_weights.bias)
@@ -428,6 +429,13 @@ def _layers(expanded, given, input_size, time_steps, batch_size, seed, hybrid, a
                             bool(asymmetric_inputs)))
         size = sum(c.num_units for s, c in expanded if s == stage)  # the stage's output width, once complete
     return layers
+
+
+def _gate_int8(weights, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """An LSTM role's rows as symmetric int8, each gate's rows with a scale of their own (the fused op takes each
+    gate's W and R as a tensor): (q [4U, n], the four scales)."""
+    pieces = [quantize_int8(rows) for rows in weights.gates(weights.roles()[role])]
+    return np.concatenate([q for q, _ in pieces]), np.asarray([s for _, s in pieces], np.float64)
 
 
 def _check_weights(where: str, cell, weights, size: int | None, stage: int, single: bool) -> None:

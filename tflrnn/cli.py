@@ -74,8 +74,8 @@ def _build_options(command):
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 def cli(debug: bool) -> None:
     """Write and verify TFLite models of recurrent networks (basic RNN, GRU and LSTM cells): TFLite's fused ops
-    (UNIDIRECTIONAL_SEQUENCE_RNN / _LSTM, stacked and bidirectional) or plain builtin ops every TFLite runtime runs
-    (--lowering portable, float or full int8)."""
+    (UNIDIRECTIONAL_SEQUENCE_RNN / _LSTM, stacked and bidirectional; an LSTM also in full int8, on TFLite's integer
+    LSTM kernel) or plain builtin ops every TFLite runtime runs (--lowering portable, float or full int8)."""
     global _debug
     _debug = _debug or debug
     if debug:
@@ -362,7 +362,7 @@ def inspect(model, as_json):
             click.echo(
                 f"  op {index_op}: {op['op']} v{op['version']} (builtin_code {op['builtin_code']}, "
                 f"deprecated_builtin_code {op['deprecated_builtin_code']}) inputs {op['inputs']} "
-                f"outputs {op['outputs']}"
+                f"outputs {op['outputs']}" + (f" intermediates {op['intermediates']}" if op.get("intermediates") else "")
             )
             if op["options"]:
                 click.echo("    " + ", ".join(f"{k} {v}" for k, v in op["options"].items() if k != "type")

@@ -127,6 +127,8 @@ def _operator(op: Operator) -> dict:
         "outputs": op.outputs,
         "options": None,
     }
+    if op.intermediates:  # tensors a kernel reads its internal formats from (a full-int8 LSTM's five)
+        entry["intermediates"] = op.intermediates
     if op.options is not None:
         fields = dict(vars(op.options))
         if "activation" in fields:  # shown under the schema's name, as an enum name when it is one

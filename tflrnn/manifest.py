@@ -99,7 +99,8 @@ def build_entry(entry: Entry, check_models: bool = True) -> Outcome:
         if check_models:
             against = None
             refused = against_refused(len(network.layers), bool(network.head),
-                                      any(layer.int8 is not None for layer in network.layers))
+                                      any(layer.int8 is not None for layer in network.layers),
+                                      any(layer.int8 is not None and layer.kind == "lstm" for layer in network.layers))
             wanted = s.get("against")  # true, false, or unset: compare when the source's framework is installed
             if (plan.source is not None and FORMATS[plan.source.format].runs and wanted is not False
                     and not refused):

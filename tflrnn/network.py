@@ -30,7 +30,8 @@ class Layer:
     """One direction of an RNN layer. Layers with the same name share one set of variables (TfLiteRNNCell reuse).
 
     With `int8`, W and R are stored as (int8 array, scale) and `weights` holds their dequantized values: a hybrid
-    layer that quantizes x and h on the fly each step (with `asymmetric_inputs`, asymmetrically).
+    layer that quantizes x and h on the fly each step (with `asymmetric_inputs`, asymmetrically). An LSTM's scale
+    is an array, one per gate (the fused op takes each gate's W and R as a tensor of its own).
     """
 
     name: str
@@ -53,7 +54,7 @@ class Layer:
         if not isinstance(other, Layer):
             return NotImplemented
         same_int8 = (self.int8 is None) == (other.int8 is None) and (self.int8 is None or all(
-            np.array_equal(q, p) and np.float32(s) == np.float32(t)  # a scale is stored as float32
+            np.array_equal(q, p) and np.array_equal(np.float32(s), np.float32(t))  # a scale is stored as float32
             for (q, s), (p, t) in zip(self.int8, other.int8)))
         return (self.name, int(self.activation), self.asymmetric_inputs) == (
             other.name, int(other.activation), other.asymmetric_inputs) and same_int8 and \

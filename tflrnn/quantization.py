@@ -47,6 +47,7 @@ UNSEEN_FACTOR = 10
 # The int8 LSTM kernel's cell state scale is 2^(e - 15) for e in [0, this]: LiteRT's tanh of c needs the scale's
 # exponent in -15 .. -9 (docs/lstm-int8-kernel.md); a larger |c| saturates at 64.
 CELL_STATE_EXPONENT_LIMIT = 6
+BIAS_PASSES = 4  # calibration passes on the int32 biases (each a run of the float model over the data)
 MAX_CALIBRATION_VALUES = 2**27  # 512 MiB of float32: more data than that does not move a range
 
 
@@ -189,7 +190,15 @@ def refusal(network: Network) -> str | None:
 
     chosen = lowering(network.lowering)
     if not chosen.full_int8:
-        return (f"full-int8 needs --lowering portable: the {chosen.name} lowering's kernels take float inputs")
+        return f"full-int8 is not written for the {chosen.name} lowering"
+    if network.state not in chosen.states:
+        return (f"state {network.state!r} needs the portable lowering: the {chosen.name} lowering keeps each state in "
+                "the op's variable tensors, carried across invokes")
+    kinds = {layer.kind for layer in network.layers}
+    if not any(kinds <= set(other.full_int8) for other in _lowerings().values()) and len(kinds) > 1:
+        return (f"a network of {' and '.join(sorted(kind_of_name(k) for k in kinds))} layers in full int8 is not "
+                "written: " + "; ".join(f"the {name} lowering writes {' and '.join(kind_of_name(k) for k in other.full_int8)}"
+                                       for name, other in _lowerings().items()) + " layers")
     unwritten = next((layer for layer in network.layers if layer.kind not in chosen.full_int8), None)
     if unwritten is not None:
         title = kind_of(unwritten.weights).title
@@ -250,7 +259,20 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
         channels[dense.name] = (s,)
         heads.append(replace(dense, weights=dequantized(q, s)))
     weighted = replace(network, stages=[_swap(stage, layers) for stage in network.stages], head=heads)
+    calibrated = with_int8_biases(weighted, _plan(weighted, sequences, channels, per_gate, int8_io))
+    # The ranges again, of the biases as the model stores them (int32), until they settle (a layer's biases are on
+    # the grid of its input's format, which the layer before sets): an LSTM's h format is its range, which the float
+    # biases move by a hair, so that a model rebuilt from its exported weights would otherwise differ
+    for _ in range(BIAS_PASSES if per_gate else 0):
+        plan = _plan(calibrated, sequences, channels, per_gate, int8_io)
+        if plan == calibrated.int8:
+            break
+        calibrated = with_int8_biases(calibrated, plan)
+    return calibrated
 
+
+def _plan(weighted: Network, sequences, channels: dict, per_gate: bool, int8_io: bool) -> Int8Plan:
+    """The formats of every value of a network whose weights are on their int8 grids."""
     observed = _observe(weighted, sequences)
     ranges = {key: seen.least_error_range() for key, seen in observed.items()
               if key.endswith(("/projection", "/recurrent"))}
@@ -288,9 +310,8 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
             limit = observed[f"{dense.name}/output"].tanh_limit()
             low, high = max(low, -limit), min(high, limit)
         plan_dense[dense.name] = Int8Dense(int8_format(low, high), channels[dense.name][0])
-    plan = Int8Plan(int8_format(observed["input"].low, observed["input"].high), plan_layers, plan_dense,
+    return Int8Plan(int8_format(observed["input"].low, observed["input"].high), plan_layers, plan_dense,
                     bool(int8_io))
-    return with_int8_biases(weighted, plan)
 
 
 def _with_roles(weights, **roles):

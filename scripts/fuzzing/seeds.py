@@ -67,6 +67,11 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
         "lstm-loop-io-bidirectional": ["--cell", "lstm", "--lowering", "portable", "--units", "2", "--input-size",
                                        "2", "--time-steps", "2", "--recurrence", "loop", "--state", "io",
                                        "--bidirectional", "--last-step"],
+        # The fused LSTM op in full int8 (its integer kernel: int16 c, five intermediates) and hybrid
+        "lstm-full-int8": ["--cell", "lstm", "--units", "3", "--input-size", "2", "--time-steps", "3", "--quantize",
+                           "full-int8", "--calibration", "{calibration}", "--layers", "2", "--last-step"],
+        "lstm-hybrid": ["--cell", "lstm", "--units", "3", "--input-size", "2", "--time-steps", "2", "--quantize",
+                        "int8", "--asymmetric-inputs"],
     }
     from tflrnn import reader
 

@@ -39,6 +39,7 @@ from ..model import (
     ConcatenationOptions,
     Model,
     Operator,
+    Quantization,
     SequenceRNNOptions,
     Signature,
     StridedSliceOptions,
@@ -103,8 +104,14 @@ def lstm_weight_tensors(layer: Layer) -> list[Tensor]:
     """An LSTM layer's 12 weight tensors in slot order (LSTM_ROLES): each gate's rows of W, of R, then of b, named
     <layer>/input_to_input_weights ... <layer>/output_gate_bias."""
     w = layer.weights
-    pieces = [piece for role in ("input_weights", "recurrent_weights", "bias") for piece in w.gates(w.roles()[role])]
-    return [Tensor(f"{layer.name}/{role}", piece.shape, data=piece) for role, piece in zip(LSTM_ROLES.values(), pieces)]
+    if layer.int8 is None:
+        pieces = [(piece, None) for role in ("input_weights", "recurrent_weights", "bias")
+                  for piece in w.gates(w.roles()[role])]
+    else:  # hybrid: each gate's W and R int8 with its own scale, the biases float
+        pieces = [(q, Quantization((float(scale),), (0,))) for q_all, scales in layer.int8
+                  for q, scale in zip(w.gates(q_all), scales)] + [(piece, None) for piece in w.gates(w.bias)]
+    return [Tensor(f"{layer.name}/{role}", piece.shape, str(piece.dtype), data=piece, quantization=q)
+            for role, (piece, q) in zip(LSTM_ROLES.values(), pieces)]
 
 
 def lower(network: Network) -> Model:
@@ -124,10 +131,6 @@ def lower(network: Network) -> Model:
     if unfused is not None:
         raise ConfigError(f"layer '{unfused.name}' is a {unfused.kind.upper()}: TFLite has no fused op for it; "
                           "--lowering portable writes it")
-    hybrid_lstm = next((layer for layer in network.layers if layer.kind == "lstm" and layer.int8 is not None), None)
-    if hybrid_lstm is not None:
-        raise ConfigError(f"LSTM layer '{hybrid_lstm.name}': a hybrid (int8) fused LSTM is not written; build it in "
-                          "float")
     stages, time_steps, batch_size = network.stages, network.time_steps, network.batch_size
     time_major, last_step, merge, head = network.time_major, network.last_step, network.merge, network.head
     lead, dynamic = time_layout(time_steps, batch_size, time_major, network.dynamic_time)
@@ -294,10 +297,7 @@ class RNNGraph:
     def hybrid(self) -> bool:
         return self.input_weights.dtype == "int8" and not self.full_int8
 
-    @property
-    def full_int8(self) -> bool:
-        """Every value in int8 (the input too): the int8 LSTM kernel's (lowering/fused_int8.py)."""
-        return self.input.dtype == "int8"
+    full_int8 = False  # (the basic cell's fused op has no integer kernel; an LSTM's has, below)
 
     @property
     def backward(self) -> bool:
@@ -357,6 +357,11 @@ class LSTMGraph(RNNGraph):
     kind = "lstm"
 
     @property
+    def full_int8(self) -> bool:
+        """Every value in int8 (the input too): the integer LSTM kernel's (lowering/fused_int8.py)."""
+        return self.input.dtype == "int8"
+
+    @property
     def options(self):
         options = self.operator.options
         if isinstance(options, (UnidirectionalSequenceLSTMOptions, BidirectionalSequenceLSTMOptions)):
@@ -384,11 +389,12 @@ class LSTMGraph(RNNGraph):
         for tensor in self.gates:
             if tensor.data is None:
                 raise ModelFormatError(f"tensor '{tensor.name}' holds no data")
-            if self.full_int8:
+            if self.full_int8 or (self.hybrid and tensor.dtype == "int8"):
                 arrays.append(gate_values(tensor))
             elif tensor.dtype != "float32":
                 raise ModelFormatError(f"tensor '{tensor.name}' is {tensor.dtype}; a fused LSTM's weights are read "
-                                       "in float32 (or all in int8, with an int8 input)")
+                                       "in float32, int8 W and R with float biases (hybrid), or all in int8 with an "
+                                       "int8 input")
             else:
                 arrays.append(tensor.data)
         try:
@@ -445,7 +451,7 @@ def find_network(model: Model) -> FusedGraph:
     count = next((k for k, op in enumerate(graph.operators) if k >= start and op.code not in RNN_CODES),
                  len(graph.operators))
     edge, rnn_ops, head = graph.operators[:start], graph.operators[start:count], graph.operators[count:]
-    int8 = bool(rnn_ops) and 0 <= rnn_ops[0].inputs[0] < len(graph.tensors) and \
+    int8 = bool(rnn_ops) and bool(rnn_ops[0].inputs) and 0 <= rnn_ops[0].inputs[0] < len(graph.tensors) and \
         graph.tensors[rnn_ops[0].inputs[0]].dtype == "int8"
     if not rnn_ops or len(edge) > 1 or (edge and not int8):
         raise ModelFormatError("the model's ops do not start with its RNN op (or, in full int8, the QUANTIZE of its "
@@ -622,7 +628,12 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
         if g.kind == "lstm":
             _check_lstm(g)
         int8 = None
-        if g.hybrid:
+        if g.hybrid and g.kind == "lstm":
+            if any(t.dtype != "int8" or t.quantization is None or len(t.quantization.scale) != 1 for t in g.gates[:8]):
+                raise ModelFormatError(f"'{g.name}': a hybrid LSTM's W and R are int8 tensors of one scale each")
+            int8 = tuple((np.concatenate([t.data for t in g.gates[k:k + 4]]),
+                          np.asarray([t.quantization.scale[0] for t in g.gates[k:k + 4]], np.float64)) for k in (0, 4))
+        elif g.hybrid:
             if any(t.quantization is None or not t.quantization.scale for t in (g.input_weights, g.recurrent_weights)):
                 raise ModelFormatError(f"'{g.name}': int8 weights without a scale")
             int8 = tuple((t.data, t.quantization.scale[0]) for t in (g.input_weights, g.recurrent_weights))
@@ -677,6 +688,10 @@ def runtimes_for(model: Model) -> tuple[str, ...]:
     """The runtimes with kernels for every recurrent op of a fused model (`verify --runtime all`): LiteRT and
     tf.lite run them all; TFLite Micro runs UNIDIRECTIONAL_SEQUENCE_LSTM (float) but no fused RNN op nor the
     bidirectional LSTM; the CompiledModel API takes no variable tensor."""
-    codes = {op.code for graph in model.subgraphs for op in graph.operators if op.code in RNN_CODES}
-    return ("litert", "tensorflow", "micro") if codes == {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM} else (
-        "litert", "tensorflow")
+    ops = [(graph, op) for graph in model.subgraphs for op in graph.operators if op.code in RNN_CODES]
+    codes = {op.code for _, op in ops}
+    # TFLite Micro's LSTM kernel: float, or integer with an int8 input; not hybrid (float input, int8 weights)
+    hybrid = any(0 <= i < len(graph.tensors) and graph.tensors[i].dtype == "int8" for graph, op in ops
+                 for i in op.inputs[1:2]) and not any(graph.tensors[op.inputs[0]].dtype == "int8" for graph, op in ops)
+    return ("litert", "tensorflow", "micro") if codes == {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM} and \
+        not hybrid else ("litert", "tensorflow")

@@ -100,7 +100,8 @@ def formats_check(model: Model, network: Network) -> Check:
     plan = network.int8
     return Check("int8.formats", True, (
         f"every op on int8; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data movement in one "
-        f"format; weights per channel, biases int32; interface {'int8' if plan.int8_io else 'float'} (input scale "
+        f"format; FULLY_CONNECTED weights per channel, biases int32; interface {'int8' if plan.int8_io else 'float'} "
+        f"(input scale "
         f"{plan.input.scale:.4g}, zero point {plan.input.zero_point})"))
 
 

@@ -13,8 +13,13 @@ from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 from .limits import DYNAMIC_LENGTHS
 
 
-def _as_stored(w: CellWeights) -> CellWeights:
-    """Float weights as a hybrid model stores them: W and R through int8 and back."""
+def _as_stored(w):
+    """Float weights as a hybrid model stores them: W and R through int8 and back (an LSTM's each gate on its own,
+    as the fused op takes each gate's W and R as a tensor)."""
+    if getattr(w, "kind", "rnn") == "lstm":
+        return type(w)(**{**w.roles(), **{role: np.concatenate([dequantize(*quantize_int8(rows))
+                                                                for rows in w.gates(w.roles()[role])])
+                                          for role in ("input_weights", "recurrent_weights")}})
     return CellWeights(dequantize(*quantize_int8(w.input_weights)), dequantize(*quantize_int8(w.recurrent_weights)),
                        w.bias)
 
@@ -178,10 +183,17 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
 
     def compare(values: dict, starts: list[np.ndarray], against=None) -> Comparison:
         """Each op against the reference; `against` = float weights to judge a hybrid model by instead."""
-        if xnnpack:
+        if xnnpack and not any(g.hybrid for g in layers):  # (a hybrid LSTM alone: its op's output is the model's)
             return _whole_comparison(network, weights, values, starts, atol, rtol)
         parts = []
         for k, (g, w, (x_k, y_k), start) in enumerate(zip(layers, weights, views(values), starts)):
+            if g.kind == "lstm" and g.hybrid:  # within what quantizing x and h each step may move it; its final c too
+                indices = state_indices[k]
+                final_c = values.get(indices[1]) if len(indices) == 2 else None
+                parts.append(_hybrid_lstm_comparison(x_k, y_k, final_c, against[k] if against is not None else w,
+                                                     start, g.time_major, bool(g.options.asymmetric_quantize_inputs),
+                                                     atol, rtol, rounded=against is not None))
+                continue
             if g.kind == "lstm":
                 parts.append(_lstm_comparison(x_k, y_k, w, start, g.time_major, atol, rtol))
                 continue
@@ -206,7 +218,7 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         found = []
         for g, w, indices, (x_k, y_k), start in zip(layers, weights, state_indices, views(values) if not xnnpack
                                                     else [(None, None)] * len(layers), starts):
-            if xnnpack:
+            if xnnpack or (g.kind == "lstm" and g.hybrid):  # (a hybrid LSTM's final c is judged with its invoke)
                 found.append(np.concatenate([values[i].reshape(tensors[i].shape) for i in indices], axis=-1))
             elif g.kind == "lstm":
                 found.append(reference.run_lstm(x_k, w, time_major=g.time_major, initial_state=start)[1])
@@ -247,9 +259,12 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
         each = f" (each of {len(network.rnn_ops)} layers on its own input)"
     if network.bidirectional:
         each += " (forward, and backward with its state carried from t=0 to the next invoke)"
-    if lstm and not xnnpack:
+    if lstm and not xnnpack and not any(g.hybrid for g in layers):
         each += ("; an LSTM op free-running over its steps from the h and c its variables held, within rtol times "
                  "the sum of its steps' terms")
+    if any(g.hybrid and g.kind == "lstm" for g in layers):
+        each += ("; a hybrid LSTM op step by step from its own outputs, c carried from its variable within what "
+                 "quantizing x and h each step may move it, and its final c")
     if any(g.hybrid for g in layers):
         each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
     if dynamic and len(lengths) > 1:
@@ -275,7 +290,7 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
 
 
 def _lstm_comparison(x: np.ndarray, y: np.ndarray, weights, start: np.ndarray, time_major: bool, atol: float,
-                     rtol: float) -> Comparison:
+                     rtol: float, extra=0.0) -> Comparison:
     """An LSTM op's output y against the float64 LSTM (reference.run_lstm) over the same input from `start` [B, 2U]
     (h | c). The state runs free over the steps, so the allowance grows with them: step t may be off by atol + rtol
     times the sum, over steps 1..t, of one plus the largest gate's sum of absolute terms |x| |W| + |h| |R| + |b|
@@ -292,7 +307,65 @@ def _lstm_comparison(x: np.ndarray, y: np.ndarray, weights, start: np.ndarray, t
     scale = np.cumsum(1.0 + largest, axis=1)
     if time_major:
         scale = np.swapaxes(scale, 0, 1)
-    return _compare(y, expected, None, scale, None, atol, rtol)
+    return _compare(y, expected, None, scale, None, atol, rtol, extra)
+
+
+def _hybrid_lstm_comparison(x, y, final_c, weights, start, time_major: bool, asymmetric: bool, atol: float,
+                            rtol: float, rounded: bool = False) -> Comparison:
+    """A hybrid LSTM op (int8 W and R, float x, h and c; versions 2 and 3) step by step from its own outputs: step t
+    is the float64 LSTM step of its dequantized weights from the op's own h_{t-1} (its output at t-1; `start`'s h,
+    the variable it began from, at t=0) and a c carried in float64 from `start`'s; its final c (the variable read
+    back) against that carried c. The kernel quantizes each batch row of x_t and of h_{t-1} to int8 every step
+    (lstm_eval.cc, EvalHybrid: BatchQuantizeFloats), each value off by at most half its row's step, max|v|/127
+    (asymmetric: (max - min)/255), so a gate's pre-activation by at most |W| dx + |R| dh (and float32's rounding,
+    rtol x its terms), its value by that (tanh) or a quarter of it (sigmoid). c carries its error on, scaled by f:
+    B_c = (f + e_f) B_c + e_f |c| + e_i |g| + i e_g; h_t is allowed (o + e_o) B_c + e_o |tanh c|. Judged from the
+    op's own h, the error cannot feed on itself through R; a lost state or another kernel is far outside.
+    `rounded`: `weights` are the float ones the model was quantized from; each gate's W and R moved by at most half
+    its int8 step, max|W_gate| / 127 / 2, which moves a pre-activation by that times sum |x| (and |h|)."""
+    from ..reference import _sigmoid
+
+    units = weights.num_units
+    w, r, b = (np.asarray(a, np.float64) for a in weights.arrays())
+    xb = np.swapaxes(np.asarray(x, np.float64), 0, 1) if time_major else np.asarray(x, np.float64)
+    yb = np.swapaxes(np.asarray(y, np.float64), 0, 1) if time_major else np.asarray(y, np.float64)
+    w_rows, r_rows = np.abs(w).sum(axis=1), np.abs(r).sum(axis=1)
+    # each gate's weights' rounding to int8 (with the float weights), per row
+    w_half = np.repeat(np.abs(w).reshape(4, -1).max(axis=1) / 127.0 / 2, units) if rounded else np.zeros(4 * units)
+    r_half = np.repeat(np.abs(r).reshape(4, -1).max(axis=1) / 127.0 / 2, units) if rounded else np.zeros(4 * units)
+
+    def half_step(v):
+        if asymmetric:
+            return (np.maximum(v.max(axis=-1), 0.0) - np.minimum(v.min(axis=-1), 0.0))[:, None] / 255.0 / 2
+        return np.abs(v).max(axis=-1)[:, None] / 127.0 / 2
+
+    h = np.asarray(start, np.float64)[:, :units]
+    c = np.asarray(start, np.float64)[:, units:]
+    bound_c = np.zeros_like(c)
+    expected, allowance = np.empty_like(yb), np.empty_like(yb)
+    for t in range(xb.shape[1]):
+        terms = np.abs(xb[:, t]) @ np.abs(w).T + np.abs(h) @ np.abs(r).T + np.abs(b)
+        e_z = (half_step(xb[:, t]) * w_rows + half_step(h) * r_rows + rtol * (1.0 + terms)  # [B, 4U]
+               + np.abs(xb[:, t]).sum(axis=-1, keepdims=True) * w_half + np.abs(h).sum(axis=-1, keepdims=True) * r_half)
+        z = xb[:, t] @ w.T + b + h @ r.T
+        i, f, g, o = (_sigmoid(z[:, :units]), _sigmoid(z[:, units:2 * units]), np.tanh(z[:, 2 * units:3 * units]),
+                      _sigmoid(z[:, 3 * units:]))
+        e_i, e_f, e_g, e_o = (e_z[:, k * units:(k + 1) * units] * (1.0 if k == 2 else 0.25) for k in range(4))
+        bound_c = (f + e_f) * bound_c + e_f * np.abs(c) + e_i * np.abs(g) + i * e_g + rtol * (1.0 + np.abs(c))
+        c = f * c + i * g
+        expected[:, t] = o * np.tanh(c)
+        allowance[:, t] = (o + e_o) * bound_c + e_o * np.abs(np.tanh(c))
+        h = yb[:, t]
+    if time_major:
+        expected, allowance = np.swapaxes(expected, 0, 1), np.swapaxes(allowance, 0, 1)
+    steps = _compare(np.asarray(y), expected, None, 0.0, None, atol, rtol, allowance)
+    if final_c is None:
+        return steps
+    c_error = np.abs(np.asarray(final_c, np.float64).reshape(c.shape) - c)
+    if np.all(c_error <= atol + bound_c):
+        return steps
+    return Comparison.worst([steps, Comparison(False, _finite_max(c_error), None,
+                                               note="the final cell state c is off by more than its bound")])
 
 
 def _whole_comparison(network: FusedGraph, weights: list, values: dict, starts: list, atol: float,

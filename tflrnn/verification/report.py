@@ -46,8 +46,8 @@ CHECKS = {kind.id: kind for kind in (
     CheckKind("int8.formats", True, "a full-int8 model's formats as its kernels demand them"),
     CheckKind("int8.lstm", True, "a full-int8 fused LSTM's tensors as the integer LSTM kernel takes them"),
     CheckKind("int8.steps", False, "every step of a full-int8 model within its quantization steps"),
-    CheckKind("int8.ops", False, "every op of a full-int8 model (a GRU's) recomputed from its own inputs, within "
-                                 "its quantization steps"),
+    CheckKind("int8.ops", False, "every op of a full-int8 model (a GRU's, a fused LSTM's) recomputed from its own "
+                                 "inputs, within its quantization steps"),
     CheckKind("int8.outputs", False, "a full-int8 model's outputs on a runtime that gives back only them, against "
                                      "the float64 reference within twice the error of the step-checked kernels"),
     CheckKind("data", False, "the model over the user's sequences (--data) against the float network, within "

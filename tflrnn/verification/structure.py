@@ -109,7 +109,9 @@ def _lstm_layer_checks(g: LSTMGraph, output_width: int | None = None) -> list[Ch
         Check("op.code", op.builtin_code == code and op.deprecated_builtin_code == code,
               f"builtin_code {op.builtin_code}, deprecated_builtin_code {op.deprecated_builtin_code} "
               f"(both must be {int(code)})"),
-        Check("op.version", op.version == 1, f"version {op.version}, expected 1 (float)"),
+        Check("op.version", op.version == _expected_op_version(g),
+              f"version {op.version}, expected {_expected_op_version(g)}"
+              + (" (hybrid)" if g.hybrid else " (float)")),
         _lstm_options_check(g, _OPTIONS_OF[code]),
     ]
     name = g.name or ""
@@ -208,7 +210,13 @@ def _lstm_shapes_check(g: LSTMGraph, output_width: int | None = None) -> Check:
         else:
             problems.append(f"'{tensor.name}' has shape_signature {list(signature)}: only the time axis of the "
                             "input and output may be dynamic")
-    problems += [f"'{t.name}' is {t.dtype}, expected float32" for t, _ in expected if t.dtype != "float32"]
+    # float32, but a hybrid op's W and R: int8, one symmetric scale each (the kernel reads one scale per tensor)
+    weights = g.gates[:8] if g.hybrid else ()
+    problems += [f"'{t.name}' is {t.dtype}, expected float32" for t, _ in expected
+                 if t.dtype != "float32" and not any(t is w for w in weights)]
+    problems += [f"'{t.name}' is {t.dtype}, expected int8 with one scale and zero point 0 (a hybrid op's W and R)"
+                 for t in weights if t.dtype != "int8" or t.quantization is None or len(t.quantization.scale) != 1
+                 or any(t.quantization.zero_point) or not t.quantization.scale[0] > 0]
     if problems:
         return Check("tensors.shapes", False, "; ".join(problems))
     layout = "time-major" if g.time_major else "batch-major"
