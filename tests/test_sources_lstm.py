@@ -640,6 +640,30 @@ def test_tf1_lstm_cell_checkpoint(tmp_path, cli, cell_class, scope):
     np.testing.assert_allclose(_invokes(tmp_path / "m.tflite", [x])[0], expected, atol=ATOL)
 
 
+def test_tf1_lstm_cell_beside_a_dense_layer(tmp_path):
+    """A Dense layer's kernel [U, 8] and bias [8] are shaped like an LSTMCell's (a multiple of 4 columns): beside a
+    scope named as an LSTM cell, it stays a Dense layer, and the cell is the one read."""
+    from tensorflow.python.keras.layers.legacy_rnn import rnn_cell_impl
+
+    x = _inputs()
+    graph = tf.Graph()
+    with graph.as_default():
+        placeholder = tf.compat.v1.placeholder(tf.float32, x.shape)
+        with tf.compat.v1.variable_scope("enc"):
+            y, _ = tf.compat.v1.nn.dynamic_rnn(rnn_cell_impl.LSTMCell(4), placeholder, dtype=tf.float32)
+        with tf.compat.v1.variable_scope("head"):  # a Dense layer's variables, as tf.compat.v1.layers.dense names them
+            tf.compat.v1.get_variable("kernel", [4, 8])
+            tf.compat.v1.get_variable("bias", [8])
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            expected = session.run(y, {placeholder: x})
+            prefix = saver.save(session, str(tmp_path / "model.ckpt"))
+    found = import_cell(prefix)
+    assert found.layer == "enc/rnn/lstm_cell" and found.weights.num_units == 4
+    np.testing.assert_allclose(lstm(x, found.weights)[0], expected, atol=ATOL)
+
+
 def test_tf1_multi_rnn_cell_of_lstms_is_a_stack(tmp_path):
     x = _inputs()
     expected, prefix = _tf1_graph(

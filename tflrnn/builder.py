@@ -130,11 +130,13 @@ def calibration_report(network: Network, model: Model, data, float_network: Netw
     warnings = [f"{where}: the calibration values use {count} of the 256 int8 levels (a constant, or an outlier "
                 "that stretches the range, leaves the rest no resolution)"
                 for where, count in measured.levels.items() if count <= 2]
-    saturated = measured.clipped.get("gate_input", 0.0)
-    if saturated > 0.001:
-        warnings.append(f"{saturated:.1%} of the LSTM gates' input parts (x W + b) lie beyond +-8, where TFLite's "
-                        "integer LSTM kernel saturates them before adding h's part: the model departs from the float "
-                        "one there (see the error above); inputs or weights of a smaller scale avoid it")
+    for part, what in (("gate_input", "input parts (x W + b)"), ("gate_recurrent", "recurrent parts (h R)")):
+        saturated = measured.clipped.get(part, 0.0)
+        if saturated > 0.001:
+            warnings.append(f"{saturated:.1%} of the LSTM gates' {what} lie beyond +-8, where TFLite's integer LSTM "
+                            "kernel saturates them (the input part before h's is added; TFLite Micro also h's part "
+                            "on its own): the model departs from the float one there (see the error above), and "
+                            "LiteRT and TFLite Micro from each other; inputs or weights of a smaller scale avoid it")
     if run.refused:
         raise ConfigError(f"the full-int8 model does not run on LiteRT ({run.refused[:200]})"
                           + (f"; {warnings[0]}" if warnings else ""))

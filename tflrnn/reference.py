@@ -311,13 +311,14 @@ def gru_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray
 def lstm_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """From one trace entry of run_network for an LSTM direction (its input, initial state [h | c] and outputs,
     batch-major), every value an int8 LSTM holds, [B, T, width] each: the gates' pre-activations (i, f, g, o) and
-    their input parts x W + b, the cell state c after each step, and h."""
+    their parts x W + b and h R, the cell state c after each step, and h."""
     weights = layer.weights
     units = weights.num_units
     w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
     previous = np.concatenate([start[:, None, :units], outputs[:, :-1]], axis=1)
     gate_input = source @ w.T + b
-    gate_sum = gate_input + previous @ r.T
+    gate_recurrent = previous @ r.T
+    gate_sum = gate_input + gate_recurrent
     i, f = _sigmoid(gate_sum[..., :units]), _sigmoid(gate_sum[..., units:2 * units])
     g = np.tanh(gate_sum[..., 2 * units:3 * units])
     cells = np.empty(outputs.shape)
@@ -325,7 +326,8 @@ def lstm_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarra
     for t in range(outputs.shape[1]):
         c = f[:, t] * c + i[:, t] * g[:, t]
         cells[:, t] = c
-    return {"gate_input": gate_input, "gate_sum": gate_sum, "cell": cells, "state": outputs}
+    return {"gate_input": gate_input, "gate_recurrent": gate_recurrent, "gate_sum": gate_sum, "cell": cells,
+            "state": outputs}
 
 
 def run_network(network, x: np.ndarray, states: list | None = None,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cell import CellWeights, dequantize
+from ..cells import kind_of
 from ..cells.lstm import GATE_NAMES, LSTMWeights
 from ..errors import ConfigError, ModelFormatError, WeightsError
 from ..model import (
@@ -127,7 +128,7 @@ def lower(network: Network) -> Model:
     if network.state != "carry":
         raise ConfigError(f"state {network.state!r} needs the portable lowering: the fused op keeps each state in a "
                           "variable tensor of the model, carried across invokes")
-    unfused = next((layer for layer in network.layers if layer.kind not in ("rnn", "lstm")), None)
+    unfused = next((layer for layer in network.layers if not kind_of(layer.weights).fused), None)
     if unfused is not None:
         raise ConfigError(f"layer '{unfused.name}' is a {unfused.kind.upper()}: TFLite has no fused op for it; "
                           "--lowering portable writes it")

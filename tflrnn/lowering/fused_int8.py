@@ -127,7 +127,8 @@ def recover_plan(graph, network: Network) -> Int8Plan:
         scales = {role: np.repeat(np.asarray([t.quantization.scale[0] for t in g.gates[k:k + 4]], np.float32), units)
                   for role, k in (("input_weights", 0), ("recurrent_weights", 4))}
         layers[g.name] = Int8Cell({"state": value_format(g.hidden_state), "cell": value_format(g.cell_state),
-                                   "gate_input": quant.LSTM_GATE_FORMAT}, scales)
+                                   "gate_input": quant.LSTM_GATE_FORMAT,
+                                   "gate_recurrent": quant.LSTM_GATE_FORMAT}, scales)
     dense = {}
     for (op, _), d in zip(dense_layers(graph), network.head):
         w, _ = dense_arrays(graph, op)

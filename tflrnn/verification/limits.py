@@ -6,6 +6,7 @@ import numpy as np
 
 from ..reference import MAX_VERIFY_MULTIPLY_ADDS, MAX_VERIFY_VALUES
 from ..builder import MAX_TENSOR_BYTES
+from ..cells import kind
 from ..errors import ConfigError
 from ..lowering.fused import FusedGraph, RNNGraph, dense_layers
 
@@ -36,7 +37,7 @@ def _check_verifiable_time(network: FusedGraph, sequences: int) -> None:
                 4 * float(np.prod(g.input.shape, dtype=np.float64)) > MAX_TENSOR_BYTES:
             return  # malformed, or beyond 2 GiB: the shapes check reports it
         units, size = (float(d) for d in g.input_weights.shape)
-        per_step += 2 * units * (size + units) * (4 if g.kind == "lstm" else 1)  # an LSTM: four gates' products
+        per_step += 2 * units * (size + units) * kind(g.kind).gates  # an LSTM: four gates' products
     for op, _ in dense_layers(network):
         kernel = network.tensor(op.inputs[1]).shape if len(op.inputs) > 1 and 0 <= op.inputs[1] < len(
             network.subgraph.tensors) else ()
