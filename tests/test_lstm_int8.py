@@ -147,6 +147,9 @@ def test_verify_passes_on_litert_tflite_and_micro(options):
     ran = {c.runtime for c in report.checks if c.kind == "int8.ops"}
     assert {"litert", "micro"} <= ran
     assert any(c.kind == "int8.lstm" and c.passed for c in report.checks)
+    # LiteRT's default (XNNPACK takes the ops around the LSTM): its outputs against the reference
+    assert any(c.kind == "int8.outputs" and c.runtime == "litert+xnnpack" and c.passed for c in report.checks)
+    assert {"litert", "micro", "litert+xnnpack"} <= {r["name"] for r in report.runtimes}
 
 
 def test_verify_catches_a_state_lost_between_invokes(monkeypatch):

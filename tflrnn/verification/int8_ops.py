@@ -138,6 +138,8 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
         with runtime.load(runtime_name, data, inputs[0], indices, extra_inputs=inputs[1:],
                           reset_key=portable.RESET_KEY if network.state == "carry" and not fused else None,
                           **wiring) as interpreter:
+            if runtime_name not in [r["name"] for r in report.runtimes]:
+                report.runtimes.append({"name": runtime_name, "version": interpreter.version})
             states = zeros
             for x in given:
                 fed = states if network.state == "io" else []
