@@ -516,3 +516,29 @@ def test_hybrid_lstm_weights_match_and_against_refused(cli, tmp_path):
     other = _random(6, 4, seed=9)
     assert not verify(out.read_bytes(), weights=other).passed
     assert_clean_error(cli("verify", out, "--against", tmp_path / "w.npz"), "--against a hybrid (int8) LSTM")
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_hybrid_lstm_check_restates_the_kernels_quantization(asymmetric):
+    """The hybrid kernel quantizes x_t and h_{t-1} per batch row every step; verify quantizes them the same way, so
+    LiteRT's outputs are its step to float32's rounding, and a gate's W 5 % off or R 30 % off (what a kernel reading
+    them otherwise would compute) are judged wrong."""
+    from tflrnn.verification import numeric
+
+    rng = np.random.default_rng(7)
+    weights = LSTMWeights(*((rng.standard_normal(shape) / 6).astype(np.float32)
+                            for shape in ((256, 32), (256, 64), (256,))))
+    data = tflrnn.build(LSTMCell(64), weights=weights, input_size=32, time_steps=12, batch_size=2, quantize="int8",
+                        asymmetric_inputs=asymmetric)
+    stored = recover(read(data)).layers[0].weights
+    x = rng.standard_normal((2, 12, 32)).astype(np.float32)
+    y = _invoke(_interpreter(data, False), x)
+    start = np.zeros((2, 128))
+    assert numeric._hybrid_lstm_comparison(x, y, None, stored, start, False, asymmetric, 1e-5, 1e-5).ok
+    roles = dict(stored.roles())
+    for role, factor in (("input_weights", 1.05), ("recurrent_weights", 1.3)):  # (h is small, R's terms too)
+        off = roles[role].copy()
+        off[64:128] *= factor  # the forget gate's
+        judged = numeric._hybrid_lstm_comparison(x, y, None, LSTMWeights(**{**roles, role: off}), start, False,
+                                                 asymmetric, 1e-5, 1e-5)
+        assert not judged.ok, role

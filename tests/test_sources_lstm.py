@@ -640,9 +640,9 @@ def test_tf1_lstm_cell_checkpoint(tmp_path, cli, cell_class, scope):
     np.testing.assert_allclose(_invokes(tmp_path / "m.tflite", [x])[0], expected, atol=ATOL)
 
 
-def test_tf1_lstm_cell_beside_a_dense_layer(tmp_path):
-    """A Dense layer's kernel [U, 8] and bias [8] are shaped like an LSTMCell's (a multiple of 4 columns): beside a
-    scope named as an LSTM cell, it stays a Dense layer, and the cell is the one read."""
+def test_tf1_lstm_cell_beside_a_dense_layer(tmp_path, cli):
+    """A Dense layer's kernel [U, 8] and bias [8] are shaped like an LSTMCell's (a multiple of 4 columns), and a TF1
+    checkpoint says nothing of which is which: building asks for --scope in one line, and reads the scope named."""
     from tensorflow.python.keras.layers.legacy_rnn import rnn_cell_impl
 
     x = _inputs()
@@ -659,7 +659,10 @@ def test_tf1_lstm_cell_beside_a_dense_layer(tmp_path):
             session.run(tf.compat.v1.global_variables_initializer())
             expected = session.run(y, {placeholder: x})
             prefix = saver.save(session, str(tmp_path / "model.ckpt"))
-    found = import_cell(prefix)
+    out = tmp_path / "m.tflite"
+    assert_clean_error(cli("build", "--weights", prefix, "-o", out), "several cells", "--scope")
+    assert not out.exists()
+    found = import_cell(prefix, name="enc/rnn/lstm_cell")
     assert found.layer == "enc/rnn/lstm_cell" and found.weights.num_units == 4
     np.testing.assert_allclose(lstm(x, found.weights)[0], expected, atol=ATOL)
 

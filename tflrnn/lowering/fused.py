@@ -387,10 +387,10 @@ class LSTMGraph(RNNGraph):
         from .fused_int8 import gate_values
 
         arrays = []
-        for tensor in self.gates:
+        for k, tensor in enumerate(self.gates):
             if tensor.data is None:
                 raise ModelFormatError(f"tensor '{tensor.name}' holds no data")
-            if self.full_int8 or (self.hybrid and tensor.dtype == "int8"):
+            if self.full_int8 or (self.hybrid and tensor.dtype == "int8" and k < 8):
                 arrays.append(gate_values(tensor))
             elif tensor.dtype != "float32":
                 raise ModelFormatError(f"tensor '{tensor.name}' is {tensor.dtype}; a fused LSTM's weights are read "

@@ -95,9 +95,10 @@ def gate_values(t: Tensor) -> np.ndarray:
 
     q = t.quantization
     if t.dtype not in ("int8", "int32") or q is None or len(q.scale) != 1 or any(q.zero_point) or \
-            not (np.isfinite(q.scale[0]) and q.scale[0] > 0):
-        raise ModelFormatError(f"tensor '{t.name}' of a full-int8 LSTM: {t.dtype} with one positive scale and zero "
-                               "point 0 expected (int8 weights, int32 biases)")
+            not (np.isfinite(q.scale[0]) and q.scale[0] > 0) or t.data.ndim != (2 if t.dtype == "int8" else 1):
+        raise ModelFormatError(f"tensor '{t.name}' is {t.dtype} {list(t.data.shape)}: an int8 LSTM's W and R are "
+                               "int8 [U, n] (and, in full int8, its biases int32 [U]), each with one positive scale "
+                               "and zero point 0")
     scales = np.full(t.data.shape[0], q.scale[0], np.float32)
     return quant.dequantized(t.data, scales) if t.dtype == "int8" else quant.dequantized_bias(t.data, scales)
 

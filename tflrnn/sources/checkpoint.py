@@ -24,8 +24,7 @@ which is tflrnn's LSTM with g = j, once forget_bias is added to f's bias. The ch
 its default, 1.0, is folded in (and said in what build prints). Peepholes (`w_f_diag`, ...) and a projection
 (`<scope>/projection/kernel`, num_proj) are refused; cell_clip and the activation are not stored either (read as none
 and tanh, the defaults). A scope holding only kernel and bias is taken for such a cell when it is shaped so and either
-no other cell is in the checkpoint or its name says lstm; when some scope's name says lstm, only those are (a Dense
-layer beside a cell stays a Dense layer).
+no other cell is in the checkpoint or its name says lstm (a Dense layer beside a cell stays a Dense layer).
 """
 
 from __future__ import annotations
@@ -128,9 +127,7 @@ def _tf1_lstm_roles(arrays: dict, graph_names: set, prefix: str) -> set:
               and (shaped(scope) or f"{scope}/projection/kernel" in arrays
                    or any(f"{scope}/{leaf}" in arrays for leaf in _PEEPHOLES))]
     others = any(key.rpartition("/")[2] in RECURRENT_KEYS for key in arrays)  # TfLiteRNNCell, Keras or GRU cells
-    named = [scope for scope in scopes if "lstm" in scope.rpartition("/")[2].lower()]  # lstm_cell, basic_lstm_cell
-    if others or named:  # a Dense layer's kernel and bias (tf.compat.v1.layers.dense) beside a cell stay a Dense's
-        scopes = named
+    scopes = [scope for scope in scopes if not others or "lstm" in scope.rpartition("/")[2].lower()]
     for scope in scopes:
         where = f"checkpoint {prefix}: LSTMCell '{scope}'"
         peepholes = [leaf for leaf in _PEEPHOLES if f"{scope}/{leaf}" in arrays]

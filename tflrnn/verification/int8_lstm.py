@@ -12,7 +12,7 @@ state the op started from (its variable, read back after the invoke before) with
 rounding and shrinks by f, and narrows where the step's own h pins c down (h = o tanh(c) read backwards, where o
 is not near 0 and tanh not near +-1). Each h_t must lie within
     o (|tanh(c +- B_c(t)) - tanh(c)| + E_tanh(c)) + e_o |tanh c| + 1 LSB of h,
-    B_c(t) = f B_c(t-1) + e_f |c| + e_i |g| + i e_g + 2 LSB of c  (f c and i g are rounded apart, Micro twice),
+    B_c(t) = (f + e_f) B_c(t-1) + e_f |c| + e_i |g| + i e_g + 2 LSB of c  (f c and i g rounded apart, Micro twice),
 and the final c (the variable after the invoke) within B_c(T) of the carried one. The gates' errors, from the
 kernels' sources and a port of their arithmetic checked bit for bit against both runtimes (docs/lstm-int8-kernel.md):
 a pre-activation part is rescaled to Q3.12 with two roundings (1.5 steps of 2^-12) and saturates at +-8 as each
@@ -144,7 +144,8 @@ def check_op(op, tensors, known: dict, start: dict | None, runtime_name: str = "
                      + _recurrent_part(previous @ gates[4 + k].T), -PREACTIVATION_LIMIT, PREACTIVATION_LIMIT)
              for k in range(4)]
         i, f, g, o = _sigmoid(z[0]), _sigmoid(z[1]), np.tanh(z[2]), _sigmoid(z[3])
-        bound_c = f * bound_c + SIGMOID_ERROR * (np.abs(c) + np.abs(g)) + i * TANH_GATE_ERROR + 2 * c_step
+        bound_c = (f + SIGMOID_ERROR) * bound_c + SIGMOID_ERROR * (np.abs(c) + np.abs(g)) + i * TANH_GATE_ERROR \
+            + 2 * c_step
         c = np.clip(f * c + i * g, -c_limit, c_limit)
         expected = np.clip(o * np.tanh(c), h_low, h_high)
         # how far tanh moves over c's interval (flat where |c| is large: an h of o tanh(c) says little there)

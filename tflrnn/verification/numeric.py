@@ -252,19 +252,21 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
             "the hybrid model against the float weights it was quantized from, allowing for int8 rounding of weights "
             "and inputs", label))
     each = ""
-    if xnnpack:
+    if xnnpack and not any(g.hybrid for g in layers):
         each = (" (with XNNPACK, which takes the ops after the recurrent ones: the model's outputs against the whole "
                 "network run in float64 from the states its variables held, rtol times the steps)")
+    elif xnnpack:
+        each = " (with XNNPACK, which takes none of a hybrid LSTM alone: its output read back)"
     elif len(network.rnn_ops) > 1:
         each = f" (each of {len(network.rnn_ops)} layers on its own input)"
     if network.bidirectional:
         each += " (forward, and backward with its state carried from t=0 to the next invoke)"
-    if lstm and not xnnpack and not any(g.hybrid for g in layers):
+    if lstm and not xnnpack and not any(g.hybrid for g in layers):  # (a hybrid one: below)
         each += ("; an LSTM op free-running over its steps from the h and c its variables held, within rtol times "
                  "the sum of its steps' terms")
     if any(g.hybrid and g.kind == "lstm" for g in layers):
-        each += ("; a hybrid LSTM op step by step from its own outputs, c carried from its variable within what "
-                 "quantizing x and h each step may move it, and its final c")
+        each += ("; a hybrid LSTM op step by step from its own outputs, x and h quantized per row as its kernel "
+                 "quantizes them, c carried from its variable, and its final c")
     if any(g.hybrid for g in layers):
         each += "; hybrid int8: allowing for the kernel's int8 quantization of x and h each step"
     if dynamic and len(lengths) > 1:
@@ -310,51 +312,83 @@ def _lstm_comparison(x: np.ndarray, y: np.ndarray, weights, start: np.ndarray, t
     return _compare(y, expected, None, scale, None, atol, rtol, extra)
 
 
+# Values of x or h the check lets round to a neighbouring int8 level (a tie, or float32 against float64 in the scale)
+_LEVEL_FLIPS = 1
+
+
+def _kernel_quantized(v: np.ndarray, asymmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of v as the hybrid kernels quantize it before their int8 products, dequantized, and each row's step
+    (portable_tensor_utils.cc, restated): symmetric, q = round(v * 127 / max|v|) with a float32 factor; asymmetric,
+    the range [min(v, 0), max(v, 0)] over [-128, 127] with the zero point nudged to an integer."""
+    v = np.asarray(v, np.float32)
+    if not asymmetric:
+        largest = np.abs(v).max(axis=-1, keepdims=True)
+        safe = np.where(largest > 0, largest, np.float32(1))
+        scale = (safe / np.float32(127)).astype(np.float32)
+        inverse = (np.float32(127) / safe).astype(np.float32)
+        q = np.clip(_round_away(v * inverse), -127, 127)
+        return np.where(largest > 0, q * scale.astype(np.float64), 0.0), np.where(largest > 0, scale, 0.0)
+    low = np.minimum(v.min(axis=-1, keepdims=True), 0).astype(np.float64)
+    high = np.maximum(v.max(axis=-1, keepdims=True), 0).astype(np.float64)
+    same = low == high
+    scale = np.where(same, 1.0, (high - low) / 255.0)
+    from_min, from_max = -128 - low / scale, 127 - high / scale
+    zero = np.where(128 + np.abs(low / scale) < 127 + np.abs(high / scale), from_min, from_max)
+    zero = np.clip(_round_away(zero), -128, 127)
+    inverse = (np.float32(1) / scale.astype(np.float32)).astype(np.float32)
+    q = np.clip(_round_away(zero + v * inverse), -128, 127)
+    return np.where(same, 0.0, (q - zero) * scale.astype(np.float32).astype(np.float64)), np.where(same, 0.0, scale)
+
+
+def _round_away(v):
+    """TfLiteRound: half away from zero."""
+    v = np.asarray(v, np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
 def _hybrid_lstm_comparison(x, y, final_c, weights, start, time_major: bool, asymmetric: bool, atol: float,
                             rtol: float, rounded: bool = False) -> Comparison:
     """A hybrid LSTM op (int8 W and R, float x, h and c; versions 2 and 3) step by step from its own outputs: step t
-    is the float64 LSTM step of its dequantized weights from the op's own h_{t-1} (its output at t-1; `start`'s h,
-    the variable it began from, at t=0) and a c carried in float64 from `start`'s; its final c (the variable read
-    back) against that carried c. The kernel quantizes each batch row of x_t and of h_{t-1} to int8 every step
-    (lstm_eval.cc, EvalHybrid: BatchQuantizeFloats), each value off by at most half its row's step, max|v|/127
-    (asymmetric: (max - min)/255), so a gate's pre-activation by at most |W| dx + |R| dh (and float32's rounding,
-    rtol x its terms), its value by that (tanh) or a quarter of it (sigmoid). c carries its error on, scaled by f:
-    B_c = (f + e_f) B_c + e_f |c| + e_i |g| + i e_g; h_t is allowed (o + e_o) B_c + e_o |tanh c|. Judged from the
-    op's own h, the error cannot feed on itself through R; a lost state or another kernel is far outside.
-    `rounded`: `weights` are the float ones the model was quantized from; each gate's W and R moved by at most half
-    its int8 step, max|W_gate| / 127 / 2, which moves a pre-activation by that times sum |x| (and |h|)."""
+    is the LSTM step of its dequantized weights from the op's own x_t and h_{t-1} (its output at t-1; `start`'s h,
+    the variable it began from, at t=0), each quantized per batch row as the kernel quantizes them every step
+    (lstm_eval.cc, EvalHybrid: BatchQuantizeFloats; _kernel_quantized), and a c carried in float64 from `start`'s;
+    its final c (the variable read back) against that carried c. What is left is float32's rounding (rtol x a
+    pre-activation's terms) and, allowed for, _LEVEL_FLIPS values of x and of h landing on a neighbouring level
+    (each gate's row: its largest |w| times the row's step): a gate's value moves by that (tanh) or a quarter of it
+    (sigmoid); c carries its error on, scaled by f, B_c = (f + e_f) B_c + e_f |c| + e_i |g| + i e_g; h_t is allowed
+    (o + e_o) B_c + e_o |tanh c|. Judged from the op's own h, no error feeds on itself through R; a weight or gate
+    the kernel reads otherwise, or a lost state, is far outside. `rounded`: `weights` are the float ones the model
+    was quantized from; each gate's W and R moved by at most half its int8 step, max|W_gate| / 127 / 2, which moves
+    a pre-activation by that times sum |x| (and |h|)."""
     from ..reference import _sigmoid
 
     units = weights.num_units
     w, r, b = (np.asarray(a, np.float64) for a in weights.arrays())
     xb = np.swapaxes(np.asarray(x, np.float64), 0, 1) if time_major else np.asarray(x, np.float64)
     yb = np.swapaxes(np.asarray(y, np.float64), 0, 1) if time_major else np.asarray(y, np.float64)
-    w_rows, r_rows = np.abs(w).sum(axis=1), np.abs(r).sum(axis=1)
+    w_largest, r_largest = np.abs(w).max(axis=1), np.abs(r).max(axis=1)
     # each gate's weights' rounding to int8 (with the float weights), per row
     w_half = np.repeat(np.abs(w).reshape(4, -1).max(axis=1) / 127.0 / 2, units) if rounded else np.zeros(4 * units)
     r_half = np.repeat(np.abs(r).reshape(4, -1).max(axis=1) / 127.0 / 2, units) if rounded else np.zeros(4 * units)
-
-    def half_step(v):
-        if asymmetric:
-            return (np.maximum(v.max(axis=-1), 0.0) - np.minimum(v.min(axis=-1), 0.0))[:, None] / 255.0 / 2
-        return np.abs(v).max(axis=-1)[:, None] / 127.0 / 2
 
     h = np.asarray(start, np.float64)[:, :units]
     c = np.asarray(start, np.float64)[:, units:]
     bound_c = np.zeros_like(c)
     expected, allowance = np.empty_like(yb), np.empty_like(yb)
     for t in range(xb.shape[1]):
-        terms = np.abs(xb[:, t]) @ np.abs(w).T + np.abs(h) @ np.abs(r).T + np.abs(b)
-        e_z = (half_step(xb[:, t]) * w_rows + half_step(h) * r_rows + rtol * (1.0 + terms)  # [B, 4U]
+        x_q, x_step = _kernel_quantized(xb[:, t], asymmetric)
+        h_q, h_step = _kernel_quantized(h, asymmetric)
+        terms = np.abs(x_q) @ np.abs(w).T + np.abs(h_q) @ np.abs(r).T + np.abs(b)
+        e_z = (_LEVEL_FLIPS * (x_step * w_largest + h_step * r_largest) + rtol * (1.0 + terms)  # [B, 4U]
                + np.abs(xb[:, t]).sum(axis=-1, keepdims=True) * w_half + np.abs(h).sum(axis=-1, keepdims=True) * r_half)
-        z = xb[:, t] @ w.T + b + h @ r.T
+        z = x_q @ w.T + b + h_q @ r.T
         i, f, g, o = (_sigmoid(z[:, :units]), _sigmoid(z[:, units:2 * units]), np.tanh(z[:, 2 * units:3 * units]),
                       _sigmoid(z[:, 3 * units:]))
         e_i, e_f, e_g, e_o = (e_z[:, k * units:(k + 1) * units] * (1.0 if k == 2 else 0.25) for k in range(4))
         bound_c = (f + e_f) * bound_c + e_f * np.abs(c) + e_i * np.abs(g) + i * e_g + rtol * (1.0 + np.abs(c))
         c = f * c + i * g
         expected[:, t] = o * np.tanh(c)
-        allowance[:, t] = (o + e_o) * bound_c + e_o * np.abs(np.tanh(c))
+        allowance[:, t] = (o + e_o) * bound_c + e_o * np.abs(np.tanh(c)) + rtol * (1.0 + np.abs(c))
         h = yb[:, t]
     if time_major:
         expected, allowance = np.swapaxes(expected, 0, 1), np.swapaxes(allowance, 0, 1)

@@ -216,7 +216,7 @@ def _lstm_shapes_check(g: LSTMGraph, output_width: int | None = None) -> Check:
                  if t.dtype != "float32" and not any(t is w for w in weights)]
     problems += [f"'{t.name}' is {t.dtype}, expected int8 with one scale and zero point 0 (a hybrid op's W and R)"
                  for t in weights if t.dtype != "int8" or t.quantization is None or len(t.quantization.scale) != 1
-                 or any(t.quantization.zero_point) or not t.quantization.scale[0] > 0]
+                 or any(t.quantization.zero_point) or not 0 < t.quantization.scale[0] < np.inf]
     if problems:
         return Check("tensors.shapes", False, "; ".join(problems))
     layout = "time-major" if g.time_major else "batch-major"
