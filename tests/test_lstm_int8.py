@@ -319,3 +319,35 @@ def test_verify_weights_takes_the_layer_of_a_keras_file(cli, tmp_path):
                "--calibration", tmp_path / "c.npy", "-o", out).code == 0
     report = verify(out.read_bytes(), weights=str(tmp_path / "two.keras"), layer="dec")
     assert report.passed and any(c.kind == "weights.match" and c.passed for c in report.checks)
+
+
+def test_gptq_rounding_leaves_less_error_than_the_nearest_level():
+    """Weights rounded against the values they multiply (quantization.gptq_rounded) leave a smaller error in x W^T
+    over those values than each weight rounded to its nearest level, on the same grid; the largest |w| of each
+    block lands on +-127 (the scale reads back), and weights already on the grid stay as they are."""
+    from tflrnn.quantization import dequantized, gptq_rounded, per_gate_tensor
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 24)) @ rng.standard_normal((24, 24)) * 0.3  # correlated inputs
+    weights = (rng.standard_normal((4 * 8, 24)) * 0.3).astype(np.float32)
+    q, scales = per_gate_tensor(weights, 4)
+    nearest = dequantized(q, scales)
+    rounded = gptq_rounded(weights, scales, x.T @ x, blocks=4)
+    error = lambda w: float(np.mean((x @ (w.astype(np.float64) - weights).T) ** 2))
+    assert error(rounded) < 0.8 * error(nearest)
+    levels = rounded / scales[:, None]
+    np.testing.assert_allclose(levels, np.rint(levels), atol=1e-4)  # on the grid
+    assert all(np.isclose(np.abs(levels[k * 8:(k + 1) * 8]).max(), 127) for k in range(4))
+    np.testing.assert_array_equal(gptq_rounded(rounded, scales, x.T @ x, blocks=4), rounded)
+
+
+def test_weights_match_holds_the_model_to_its_float_weights():
+    """Rounded against the calibration data, the model's int8 weights are not each the nearest level of the float
+    ones; weights.match accepts those within a few levels at the float weights' own scales, and no others."""
+    data, weights, _ = _build(units=16, input_size=8, time_steps=6)
+    report = verify(data, weights=weights, runtime="litert")
+    assert any(c.kind == "weights.match" and c.passed for c in report.checks)
+    other = _weights(16, 8, seed=9)
+    assert not any(c.kind == "weights.match" and c.passed for c in verify(data, weights=other).checks)
+    nudged = LSTMWeights(weights.input_weights * np.float32(1.02), weights.recurrent_weights, weights.bias)
+    assert not any(c.kind == "weights.match" and c.passed for c in verify(data, weights=nudged).checks)
