@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import Activation, BuiltinOperator as Op
+from ..model import Activation
 from .report import Check
 
 PREACTIVATION_LIMIT = 8.0  # Q3.12 in int16: [-8, 8)
@@ -193,5 +193,3 @@ def _narrowed(c, bound_c, h, o, h_step: float, h_range: tuple[float, float]):
     tighter = usable & (low <= high) & (high - low < 2 * bound_c)
     return np.where(tighter, (low + high) / 2, c), np.where(tighter, (high - low) / 2, bound_c)
 
-
-LSTM_CODE = Op.UNIDIRECTIONAL_SEQUENCE_LSTM
