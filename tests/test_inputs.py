@@ -141,16 +141,20 @@ def test_config_keys_for_full_int8(tmp_path, cli):
         graph = read(out.read_bytes()).subgraphs[0]
         x, y = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
         assert (x.dtype, y.dtype) == (io, io)
-        assert all(t.dtype in ("int8", "int32") for t in graph.tensors if t.data is not None)
+        # (a float input is QUANTIZEd to int16: the first projection's bias is int64)
+        assert all(t.dtype in ("int8", "int32", "int64") for t in graph.tensors if t.data is not None)
         steps = [graph.tensors[op.outputs[0]] for op in graph.operators if op.code == BuiltinOperator.TANH]
         assert len(steps) == 4 and all(t.dtype == "int8" for t in steps)
         quantized = x if io == "int8" else next(graph.tensors[op.outputs[0]] for op in graph.operators
                                                 if op.code == BuiltinOperator.QUANTIZE)
         (scale,), (zero_point,) = quantized.quantization.scale, quantized.quantization.zero_point
-        # the calibration data's range, to within half a step (the zero point is a whole number)
-        assert scale * (-128 - zero_point) <= calibration.min() + scale / 2
-        assert scale * (127 - zero_point) >= calibration.max() - scale / 2
-        assert scale <= 1.5 * np.ptp(calibration) / 255  # the calibration data's range, not another
+        if io == "int8":  # the calibration data's range, to within half a step (the zero point is a whole number)
+            assert scale * (-128 - zero_point) <= calibration.min() + scale / 2
+            assert scale * (127 - zero_point) >= calibration.max() - scale / 2
+            assert scale <= 1.5 * np.ptp(calibration) / 255  # the calibration data's range, not another
+        else:  # int16, zero point 0, over twice the data's largest |x|
+            assert quantized.dtype == "int16" and zero_point == 0
+            assert scale * 32767 == pytest.approx(2 * np.abs(calibration).max(), rel=1e-6)
         assert tflrnn.verify(out, runtime="litert").passed
 
 

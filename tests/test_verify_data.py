@@ -188,17 +188,20 @@ def test_build_reports_the_error_on_its_calibration_data(cli, files, tmp_path):
     assert "on its 32 calibration sequences against the float model (LiteRT): error max" in text.out
 
 
-def _build_with_outlier(cli, tmp_path, value: float):
+def _build_with_outlier(cli, tmp_path, value: float, *options):
     """A full-int8 build calibrated on normal inputs with one value of `value` among them."""
     data = _sequences(16, 1)
     data[0, 0, 0, 0] = value
     np.save(tmp_path / "outlier.npy", data)
-    return _build(cli, tmp_path / "outlier.npy", tmp_path / "m.tflite")
+    return _build(cli, tmp_path / "outlier.npy", tmp_path / "m.tflite", *options)
 
 
 def test_build_warns_of_a_degenerate_range(cli, tmp_path):
-    # One value of 1e6: the input's format spans it, and every real input lands on one or two int8 levels.
+    # One value of 1e6: the input's format spans it, and every real input lands on one or two levels.
     built = _build_with_outlier(cli, tmp_path, 1e6)
+    assert built.code == 0, built.err
+    assert "warning: input of the network: the calibration values use 2 of the 65,536 int16 levels" in built.err
+    built = _build_with_outlier(cli, tmp_path, 1e6, "--input-precision", "int8")
     assert built.code == 0, built.err
     assert "warning: input of the network: the calibration values use 2 of the 256 int8 levels" in built.err
 

@@ -99,7 +99,8 @@ def build_file(path, cell: RNNCell | list[RNNCell] | None = None, **options) -> 
 
 def float_network_of(cell=None, **options) -> Network:
     """The float network a full-int8 build quantizes: the same options without the quantization."""
-    return network_of(cell, **{**options, "quantize": None, "calibration": None, "io": "float"})
+    return network_of(cell, **{**options, "quantize": None, "calibration": None, "io": "float",
+                               "input_precision": "int16"})
 
 
 def calibration_report(network: Network, model: Model, data, float_network: Network, calibration) -> dict:
@@ -127,9 +128,9 @@ def calibration_report(network: Network, model: Model, data, float_network: Netw
     sequences = runnable
     measured = measure(bytes(data), model, network, sequences, [("litert", False)], float_network)
     run = measured.runs[0]
-    warnings = [f"{where}: the calibration values use {count} of the 256 int8 levels (a constant, or an outlier "
-                "that stretches the range, leaves the rest no resolution)"
-                for where, count in measured.levels.items() if count <= 2]
+    warnings = [f"{where}: the calibration values use {count} of the {size:,} int{size.bit_length() - 1} levels (a "
+                "constant, or an outlier that stretches the range, leaves the rest no resolution)"
+                for where, (count, size) in measured.levels.items() if count <= 2]
     for part, what in (("gate_input", "input parts (x W + b)"), ("gate_recurrent", "recurrent parts (h R)")):
         saturated = measured.clipped.get(part, 0.0)
         if saturated > 0.001:
@@ -204,7 +205,7 @@ def int8_summary(network: Network, model: Model, data) -> dict:
 
     return {
         "io": "int8" if plan.int8_io else "float",
-        "input": fmt(plan.input),
+        "input": {**fmt(plan.input), "type": f"int{plan.input.bits}"},
         "layers": {name: {role: fmt(value) for role, value in f.formats.items()} for name, f in plan.layers.items()},
         "dense": {name: {"output": fmt(f.output)} for name, f in plan.dense.items()},
         "micro_arena_bytes": minimum_arena(bytes(data), micro_arena_bytes(model)),
@@ -256,6 +257,7 @@ def network_of(
     recurrence: str = "auto",
     calibration=None,
     io: str = "float",
+    input_precision: str = "int16",
 ) -> Network:
     """The network `build` writes.
 
@@ -283,7 +285,8 @@ def network_of(
     `quantize="full-int8"`: every op in int8 (a basic RNN or GRU in the portable lowering, an LSTM as the fused op on
     its integer kernel), formats from `calibration` (a .npy / .npz path or an array of representative sequences
     [N, B, T, I], [N, T, B, I] time-major; quantization.py); `io="int8"` makes the signature's tensors int8 too
-    (else float, quantized and dequantized at the edges).
+    (else float, quantized and dequantized at the edges: in the portable lowering the input to int16 for the first
+    projection, TFLite's 16x8 FULLY_CONNECTED, unless `input_precision="int8"`).
     """
     if batch_size == "dynamic":
         raise ConfigError("the batch cannot be dynamic: each layer's hidden state is a [batch, units] variable "
@@ -291,6 +294,10 @@ def network_of(
     lowering = _lowering_for(cell, weights, lowering)
     chosen = lowering_of(lowering)  # an unknown lowering is refused by name
     _check_modes(chosen, quantize, io, calibration, asymmetric_inputs, merge, state, recurrence, seed)
+    if input_precision not in ("int16", "int8"):
+        raise ConfigError(f"input_precision must be int16 or int8, got {input_precision!r}")
+    if input_precision == "int8" and quantize != "full-int8":
+        raise ConfigError("an int8 input (--input-precision int8) is a full-integer model's: add --quantize full-int8")
     hybrid, full_int8 = quantize == "int8", quantize == "full-int8"
     head = list(head or [])
     dynamic_time = time_steps == "dynamic"
@@ -320,7 +327,8 @@ def network_of(
         if why:
             raise ConfigError(why)
         sequences = quantization.sequences_of(calibration, network)
-        network = quantization.calibrate(network, sequences, int8_io=io == "int8")
+        network = quantization.calibrate(network, sequences, int8_io=io == "int8",
+                                         int16_input=input_precision == "int16")
     return network
 
 

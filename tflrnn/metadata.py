@@ -72,6 +72,7 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.UNPACK, 2): "1.14.0",
     (BuiltinOperator.CONCATENATION, 2): "1.14.0",
     (BuiltinOperator.QUANTIZE, 1): "1.14.0",
+    (BuiltinOperator.QUANTIZE, 2): "1.15.0",  # to int16: a float input for the 16x8 FULLY_CONNECTED (version 1)
     (BuiltinOperator.DEQUANTIZE, 2): "1.14.0",
 }
 

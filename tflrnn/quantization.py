@@ -11,8 +11,11 @@ int8, chosen from what the float reference reaches on the calibration data, run 
 state carried from one sequence to the next, unless the model keeps none), every step and the initial states
 included (`_observe`: the ranges, then how the values spread over them). Each format is chosen by the error it
 leaves, measured on the int8 battery (scripts/bench_int8.py, BENCHMARKS.md):
-- the input: the calibration data's range (the converter's too; the input's rounding is the largest single source
-  of error, so it is not widened);
+- the input: int16 (zero point 0) over twice the calibration data's largest |x|, where the interface is float: its
+  rounding was the largest single source of error in int8 (13-15 % of the battery's mean error), and the int16
+  QUANTIZE and the 16x8 FULLY_CONNECTED of the first projection (int64 bias, int16 output requantized to the
+  projection's int8 format) run on LiteRT, XNNPACK's fallback and TFLite Micro; with `--io int8`, the int8 the
+  caller gives, over the calibration data's range (the converter's); the fused LSTM op takes int8;
 - the projection P and the recurrent term r, added linearly into z: the range shrunk by the factor that minimises
   the squared error of clipping plus rounding over the calibration values (`_Seen.least_error_range`);
 - the sum before TANH: clipped at the limit that minimises the squared error it leaves after tanh
@@ -51,6 +54,7 @@ UNSEEN_FACTOR = 10
 # The int8 LSTM kernel's cell state scale is 2^(e - 15) for e in [0, this]: LiteRT's tanh of c needs the scale's
 # exponent in -15 .. -9 (docs/lstm-int8-kernel.md); a larger |c| saturates at 64.
 CELL_STATE_EXPONENT_LIMIT = 6
+INPUT_MARGIN = 2.0  # an int16 input covers this times the calibration data's largest |x|
 BIAS_PASSES = 4  # calibration passes on the int32 biases (each a run of the float model over the data)
 MAX_CALIBRATION_VALUES = 2**27  # 512 MiB of float32: more data than that does not move a range
 
@@ -62,6 +66,12 @@ def int8_format(low: float, high: float) -> Int8Format:
         high = low + 1.0
     scale = float(np.float32((high - low) / 255.0))
     return Int8Format(scale, int(np.clip(np.rint(-128 - low / scale), -128, 127)))
+
+
+def int16_format(largest: float) -> Int8Format:
+    """Symmetric int16 (zero point 0, as TFLite's 16x8 kernels require) holding [-largest, largest]."""
+    largest = float(largest) if float(largest) > 1e-12 else 1.0
+    return Int8Format(float(np.float32(largest / 32767.0)), 0, bits=16)
 
 
 def quantize_values(real: np.ndarray, fmt: Int8Format) -> np.ndarray:
@@ -181,12 +191,19 @@ def bias_scales(input_scale: float, channel_scales: np.ndarray) -> np.ndarray:
     return (np.float64(np.float32(input_scale)) * np.asarray(channel_scales, np.float64)).astype(np.float32)
 
 
-def bias_int32(bias: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def bias_int32(bias: np.ndarray, scales: np.ndarray, dtype=np.int32) -> np.ndarray:
+    """A bias as the integers the kernel adds (int32; int64 beside an int16 input, TFLite's 16x8 kernels)."""
     q = np.rint(np.asarray(bias, np.float64) / np.asarray(scales, np.float64))
-    if np.any(np.abs(q) > 2**31 - 1):
-        raise ConfigError("a bias is over 2^31 steps of its int32 scale (input scale x weight scale): the input's "
-                          "range or the weights are degenerate for int8")
-    return q.astype(np.int32)
+    bits = np.iinfo(dtype).bits
+    if np.any(np.abs(q) > 2.0 ** (bits - 1) - 1):
+        raise ConfigError(f"a bias is over 2^{bits - 1} steps of its int{bits} scale (input scale x weight scale): "
+                          "the input's range or the weights are degenerate for int8")
+    return q.astype(dtype)
+
+
+def bias_type(input_format: Int8Format):
+    """The integer type of a bias added to products with an input in this format."""
+    return np.int64 if input_format.bits == 16 else np.int32
 
 
 def dequantized_bias(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -288,8 +305,10 @@ def kind_of_name(name: str) -> str:
     return kind(name).title
 
 
-def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = False) -> Network:
-    """The network as full-integer int8 (see the module's docstring)."""
+def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = False,
+              int16_input: bool = True) -> Network:
+    """The network as full-integer int8 (see the module's docstring); `int16_input`: a float interface's input
+    QUANTIZEd to int16 for the first projection (the portable lowering's; else int8, as an int8 interface is)."""
     why = refusal(network)
     if why:
         raise ConfigError(why)
@@ -321,19 +340,21 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
         channels[dense.name] = (s,)
         heads.append(replace(dense, weights=dequantized(q, s)))
     weighted = replace(network, stages=[_swap(stage, layers) for stage in network.stages], head=heads)
-    calibrated = with_int8_biases(weighted, _plan(weighted, sequences, channels, per_gate, int8_io))
+    wide = int16_input and not (int8_io or per_gate)  # the fused LSTM op takes int8
+    calibrated = with_int8_biases(weighted, _plan(weighted, sequences, channels, per_gate, int8_io, wide))
     # The ranges again, of the biases as the model stores them (int32), until they settle (a layer's biases are on
     # the grid of its input's format, which the layer before sets): an LSTM's h format is its range, which the float
     # biases move by a hair, so that a model rebuilt from its exported weights would otherwise differ
     for _ in range(BIAS_PASSES if per_gate else 0):
-        plan = _plan(calibrated, sequences, channels, per_gate, int8_io)
+        plan = _plan(calibrated, sequences, channels, per_gate, int8_io, wide)
         if plan == calibrated.int8:
             break
         calibrated = with_int8_biases(calibrated, plan)
     return calibrated
 
 
-def _plan(weighted: Network, sequences, channels: dict, per_gate: bool, int8_io: bool) -> Int8Plan:
+def _plan(weighted: Network, sequences, channels: dict, per_gate: bool, int8_io: bool,
+          int16_input: bool = False) -> Int8Plan:
     """The formats of every value of a network whose weights are on their int8 grids."""
     observed = _observe(weighted, sequences)
     ranges = {key: seen.least_error_range() for key, seen in observed.items()
@@ -372,8 +393,12 @@ def _plan(weighted: Network, sequences, channels: dict, per_gate: bool, int8_io:
             limit = observed[f"{dense.name}/output"].tanh_limit()
             low, high = max(low, -limit), min(high, limit)
         plan_dense[dense.name] = Int8Dense(int8_format(low, high), channels[dense.name][0])
-    return Int8Plan(int8_format(observed["input"].low, observed["input"].high), plan_layers, plan_dense,
-                    bool(int8_io))
+    seen = observed["input"]
+    if int16_input:  # QUANTIZEd from float, with room to spare (a halved step still leaves 2^-15 of the range)
+        given = int16_format(INPUT_MARGIN * max(abs(seen.low), abs(seen.high)))
+    else:  # the caller's int8, or the fused LSTM op's, or --input-precision int8
+        given = int8_format(seen.low, seen.high)
+    return Int8Plan(given, plan_layers, plan_dense, bool(int8_io))
 
 
 def _with_roles(weights, **roles):
@@ -516,17 +541,18 @@ def int8_biases(weights, input_format: Int8Format, formats) -> dict[str, np.ndar
     """A layer's biases on their int32 grids, by role: `bias` joins x W^T (the input's scale x W's per channel), a
     GRU's `recurrent_bias` joins h R^T (the state's scale x R's)."""
     roles = weights.roles()
-    found = {"bias": _grid_bias(roles["bias"], input_format.scale, formats.scales["input_weights"])}
+    found = {"bias": _grid_bias(roles["bias"], input_format.scale, formats.scales["input_weights"],
+                                bias_type(input_format))}
     if roles.get("recurrent_bias") is not None:
         found["recurrent_bias"] = _grid_bias(roles["recurrent_bias"], formats.state.scale,
                                              formats.scales["recurrent_weights"])
     return found
 
 
-def _grid_bias(bias: np.ndarray, input_scale: float, channel_scales: np.ndarray) -> np.ndarray:
-    """A bias as the int32 values it becomes at input scale x weight scale, dequantized."""
+def _grid_bias(bias: np.ndarray, input_scale: float, channel_scales: np.ndarray, dtype=np.int32) -> np.ndarray:
+    """A bias as the integers it becomes at input scale x weight scale, dequantized."""
     scales = bias_scales(input_scale, channel_scales)
-    return dequantized_bias(bias_int32(bias, scales), scales)
+    return dequantized_bias(bias_int32(bias, scales, dtype), scales)
 
 
 def with_int8_biases(network: Network, plan: Int8Plan) -> Network:

@@ -54,10 +54,11 @@ def export_weights(model, path, keras_names: bool = False) -> dict:
         put(kernel_name, np.ascontiguousarray(kernel.T) if keras_names else kernel)
         put(bias_name, bias)
     if chosen.full_int8 and chosen.recover(description).int8 is not None:
-        # A full-int8 model: also the values it stores, <tensor>/int8 (or /int32) and <tensor>/scale per channel,
-        # beside the float weights they stand for (above)
+        # A full-int8 model: also the values it stores, <tensor>/int8 (or /int32, /int64 beside an int16 input) and
+        # <tensor>/scale per channel, beside the float weights they stand for (above)
         for tensor in description.subgraphs[0].tensors:
-            if tensor.data is not None and tensor.dtype in ("int8", "int32") and tensor.quantization is not None:
+            if tensor.data is not None and tensor.dtype in ("int8", "int32", "int64") and \
+                    tensor.quantization is not None:
                 put(f"{tensor.name}/{tensor.dtype}", tensor.data)
                 put(f"{tensor.name}/scale", np.asarray(tensor.quantization.scale, np.float32))
     record = network_record(description, keras_names)
@@ -127,4 +128,6 @@ def network_record(description, keras_names: bool = False) -> dict | None:
         record["recurrence"] = "auto" if network.loop == chosen else "loop" if network.loop else "unrolled"
     if network.int8 is not None:  # rebuilt from the same --calibration data
         record.update(quantize="full-int8", io="int8" if network.int8.int8_io else "float")
+        if not network.int8.int8_io:
+            record["input_precision"] = f"int{network.int8.input.bits}"
     return record

@@ -46,7 +46,8 @@ CONFIG_EXTRA = (["--weights", NPZ_PLACEHOLDER], ["--units", "4"], ["--layers", "
 CALIBRATION_EXTRA = (["--json"], ["--io", "int8"], ["--state", "zero"], ["--state", "io"], ["--batch-size", "2"],
                      ["--time-major"], ["--time-steps", "4"], ["--layers", "2"], ["--bidirectional"],
                      ["--last-step"], ["--activation", "relu"], ["--quantize", "int8"], ["--lowering", "fused"],
-                     ["--recurrence", "loop"], ["--weights", NPZ_PLACEHOLDER], ["--cell", "gru"], ["--cell", "lstm"])
+                     ["--recurrence", "loop"], ["--weights", NPZ_PLACEHOLDER], ["--cell", "gru"], ["--cell", "lstm"],
+                     ["--input-precision", "int8"])
 
 
 def make_case(seeds: dict[str, list[Seed]], run_seed: int, index: int, targets=TARGETS, long: bool = False) -> Case:

@@ -61,6 +61,10 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                       "--recurrence", "loop", "--state", "io", "--bidirectional"],
         "gru-full-int8": ["--cell", "gru", "--units", "3", "--input-size", "2", "--time-steps", "3", "--quantize",
                           "full-int8", "--calibration", "{calibration}"],
+        # every value int8 (a float input is QUANTIZEd to int16 for the 16x8 projection otherwise)
+        "full-int8-int8-input": ["--units", "3", "--input-size", "2", "--time-steps", "3", "--lowering", "portable",
+                                 "--quantize", "full-int8", "--calibration", "{calibration}", "--input-precision",
+                                 "int8"],
         # An LSTM: its state [h | c] split and joined once a direction, SPLIT in three, unrolled and as a loop
         "lstm-portable": ["--cell", "lstm", "--lowering", "portable", "--units", "3", "--input-size", "2",
                           "--time-steps", "3"],

@@ -168,8 +168,8 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
     formats = {**f.formats, "gate": quant.PROBABILITY_OUTPUT, "candidate": quant.TANH_OUTPUT}
     w = layer.weights
     parts = {}
-    for role, scale_role, input_scale in (("input_weights", "input_weights", tensors[rows].quantization.scale[0]),
-                                          ("recurrent_weights", "recurrent_weights", f.state.scale)):
+    for role, scale_role, source in (("input_weights", "input_weights", rows), ("recurrent_weights",
+                                                                               "recurrent_weights", None)):
         weights = w.gate_rows(w.roles()[role])
         scales = w.gate_rows(f.scales[scale_role])
         bias_role = "bias" if role == "input_weights" else "recurrent_bias"
@@ -177,10 +177,12 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
         for part, array, channel, bias in zip(PARTS[role], weights, scales, biases):
             index = tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
                                        quantization=per_channel(channel)))
-            bias_index = -1
-            if bias is not None:
-                bias_scales = quant.bias_scales(input_scale, channel)
-                bias_index = tensors.add(Tensor(f"{name}/{part.replace(role, bias_role)}", bias.shape, "int32",
+            bias_index, bias_name = -1, f"{name}/{part.replace(role, bias_role)}"
+            if bias is not None and source is not None:  # int32 (int64 on an int16 input) at its scale x W's
+                bias_index = g.bias(source, bias, channel, bias_name)
+            elif bias is not None:  # joins h R^T: at the state's scale x R's
+                bias_scales = quant.bias_scales(f.state.scale, channel)
+                bias_index = tensors.add(Tensor(bias_name, bias.shape, "int32",
                                                 data=quant.bias_int32(bias, bias_scales),
                                                 quantization=per_channel(bias_scales)))
             parts[part] = (index, bias_index)
@@ -188,9 +190,7 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
     for stem, part, width, role in (("g", "gate", 2 * units, "gate_projection"),
                                     ("c", "candidate", units, "candidate_projection")):
         index, bias_index = parts[f"{part}_input_weights"]
-        out = g.int8(f"{name}/{part}_projection_rows", (tensors[rows].shape[0], width), formats[role])
-        g.op(BuiltinOperator.FULLY_CONNECTED, [rows, index, bias_index], [out], version=4,
-             options=FullyConnectedOptions())
+        out = g.project(rows, index, bias_index, f"{name}/{part}_projection_rows", formats[role])
         projection = g.reshaped(out, (*g.lead, width), f"{name}/{part}_projection")
         first = len(tensors)
         tensors.add(*(Tensor(f"{name}/{stem}{t}", (g.batch, width), "int8",

@@ -3,6 +3,8 @@
 Per direction of each layer (the steps unrolled; `quantization.py` gives every format):
     X = RESHAPE(x, [B*T, I])                 (once per layer input: TFLite Micro's per-channel FULLY_CONNECTED
     P = RESHAPE(FULLY_CONNECTED(X, W, b))     takes a rank-2 output) W int8 per channel, b int32 at s_x * s_w
+                                             (the first layer's X int16: P is FULLY_CONNECTED's int16, b int64,
+                                             QUANTIZEd to P's int8 format)
     P_0 .. P_{T-1} = UNPACK(P, time axis)
     r_t = FULLY_CONNECTED(h_{t-1}, R)        R int8 per channel, no bias
     z_t = ADD(P_t, r_t)                      relu, relu6, relu_n1_to_1 fused (the int8 ADD applies them by clamping)
@@ -10,8 +12,9 @@ Per direction of each layer (the steps unrolled; `quantization.py` gives every f
     Y = PACK(h_0 .. h_{T-1}, time axis)
 Dense layers: FULLY_CONNECTED on rank 2 (a sequence reshaped around it), TANH / LOGISTIC / SOFTMAX after it.
 The state (`Network.state`) is as in the float lowering, in int8: a resource variable zeroed to the state's zero
-point, or an input and output. The signature's tensors are float with QUANTIZE after the inputs and DEQUANTIZE
-before the outputs, or int8 themselves (`int8_io`).
+point, or an input and output. The signature's tensors are float with QUANTIZE after the inputs (the sequence to
+int16: its rounding in int8 was the largest single source of error) and DEQUANTIZE before the outputs, or int8
+themselves (`int8_io`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from ..network import Int8Dense, Int8Format, Int8Layer, Int8Plan, Network, base_
 from .common import _FUSED_IN_ADD, DENSE_OPS, GraphWalk, Tensors
 
 FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CONNECTED 4; ADD, TANH, ... 2
+# op_version.cc: a 16x8 FULLY_CONNECTED (int16 x, int8 weights, int64 bias, no keep_num_dims) matches none of its
+# rules and is 1; QUANTIZE to int16 is 2, to int8 (from float or int16) 1
+FC16_VERSION, QUANTIZE_VERSIONS = 1, {8: 1, 16: 2}
 
 
 def per_tensor(fmt: Int8Format) -> Quantization:
@@ -70,6 +76,10 @@ class _Int8Graph(GraphWalk):
     def int8(self, name: str, shape, fmt: Int8Format) -> int:
         return self.tensors.add(Tensor(name, tuple(shape), "int8", quantization=per_tensor(fmt)))
 
+    def quantized(self, name: str, shape, fmt: Int8Format) -> int:
+        """A value in its format: int8, or int16 (the input where the interface is float)."""
+        return self.tensors.add(Tensor(name, tuple(shape), f"int{fmt.bits}", quantization=per_tensor(fmt)))
+
     def op(self, code, inputs, outputs, version=1, options=None):
         self.operators.append(Operator(code, list(inputs), list(outputs), version=version, options=options))
 
@@ -86,8 +96,8 @@ class _Int8Graph(GraphWalk):
             index = self.int8(name, shape, fmt)
             return index, index
         given = self.tensors.add(Tensor(name, tuple(shape)))
-        q = self.int8(f"{name}/int8", shape, fmt)
-        self.op(BuiltinOperator.QUANTIZE, [given], [q])
+        q = self.quantized(f"{name}/int{fmt.bits}", shape, fmt)
+        self.op(BuiltinOperator.QUANTIZE, [given], [q], version=QUANTIZE_VERSIONS[fmt.bits])
         return given, q
 
     def edge_out(self, index: int, name: str | None = None) -> int:
@@ -104,15 +114,37 @@ class _Int8Graph(GraphWalk):
         """int8 FULLY_CONNECTED on a rank-2 input: per-channel weights, an int32 bias at input x weight scale."""
         w = self.tensors.add(Tensor(weights_name, weights.shape, "int8", data=_int8_weights(weights, scales),
                                     quantization=per_channel(scales)))
-        b = -1
-        if bias is not None:
-            bias_scales = quant.bias_scales(self.tensors[source].quantization.scale[0], scales)
-            b = self.tensors.add(Tensor(f"{weights_name.rpartition('/')[0]}/bias", bias.shape, "int32",
-                                        data=quant.bias_int32(bias, bias_scales),
-                                        quantization=per_channel(bias_scales)))
-        out = self.int8(out_name, (self.tensors[source].shape[0], weights.shape[0]), fmt)
-        self.op(BuiltinOperator.FULLY_CONNECTED, [source, w, b], [out], version=FC_VERSION,
-                options=FullyConnectedOptions(activation=activation))
+        b = -1 if bias is None else self.bias(source, bias, scales, f"{weights_name.rpartition('/')[0]}/bias")
+        return self.project(source, w, b, out_name, fmt, activation)
+
+    def bias(self, source: int, bias: np.ndarray, scales: np.ndarray, name: str) -> int:
+        """A FULLY_CONNECTED's bias on `source`: int32 at input scale x weight scale per channel (int64 on int16)."""
+        x = self.tensors[source]
+        input_format = Int8Format(float(x.quantization.scale[0]), 0, bits=16 if x.dtype == "int16" else 8)
+        bias_scales = quant.bias_scales(input_format.scale, scales)
+        dtype = quant.bias_type(input_format)
+        return self.tensors.add(Tensor(name, bias.shape, np.dtype(dtype).name,
+                                       data=quant.bias_int32(bias, bias_scales, dtype),
+                                       quantization=per_channel(bias_scales)))
+
+    def project(self, source: int, weights: int, bias: int, out_name: str, fmt: Int8Format,
+                activation=Activation.NONE) -> int:
+        """FULLY_CONNECTED of rows by int8 weights into `fmt`. On an int16 input, TFLite's 16x8 kernel: its int16
+        output (zero point 0, over what `fmt` holds) QUANTIZEd to `fmt`."""
+        x = self.tensors[source]
+        shape = (x.shape[0], self.tensors[weights].shape[0])
+        options = FullyConnectedOptions(activation=activation)
+        if x.dtype != "int16":
+            out = self.int8(out_name, shape, fmt)
+            self.op(BuiltinOperator.FULLY_CONNECTED, [source, weights, bias], [out], version=FC_VERSION,
+                    options=options)
+            return out
+        holds = max(map(abs, quant.representable(fmt)))  # beyond it, the QUANTIZE to fmt clips anyway
+        wide = self.quantized(f"{out_name}/int16", shape, quant.int16_format(holds))
+        self.op(BuiltinOperator.FULLY_CONNECTED, [source, weights, bias], [wide], version=FC16_VERSION,
+                options=options)
+        out = self.int8(out_name, shape, fmt)
+        self.op(BuiltinOperator.QUANTIZE, [wide], [out], version=QUANTIZE_VERSIONS[8])
         return out
 
     def initial_state(self, name: str, units: int, fmt: Int8Format) -> tuple[int | None, int | None]:
@@ -259,8 +291,9 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
         return t
 
     def fmt(name: str) -> Int8Format:
-        q = tensor(name).quantization
-        return Int8Format(float(q.scale[0]), int(q.zero_point[0]))
+        t = tensor(name)
+        return Int8Format(float(t.quantization.scale[0]), int(t.quantization.zero_point[0]),
+                          bits=16 if t.dtype == "int16" else 8)
 
     def scales(name: str, channels: int) -> np.ndarray:
         return np.asarray(tensor(name, channels).quantization.scale, np.float32)
@@ -286,12 +319,13 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
                                  fmt(any_step(name, "h")) if layer.activation == Activation.TANH else summed,
                                  scales(f"{name}/input_weights", units), scales(f"{name}/recurrent_weights", units))
     dense = {d.name: Int8Dense(fmt(f"{d.name}/output"), scales(f"{d.name}/kernel", d.units)) for d in network.head}
-    return Int8Plan(fmt(x.name if int8_io else f"{x.name}/int8"), layers, dense, int8_io)
+    given = x.name if int8_io else f"{x.name}/int16" if f"{x.name}/int16" in by_name else f"{x.name}/int8"
+    return Int8Plan(fmt(given), layers, dense, int8_io)
 
 
 def real_values(t: Tensor) -> np.ndarray | None:
-    """A constant's values as the kernels compute with them: int8 weights and int32 biases dequantized per channel
-    (float32), float32 as stored; None for anything else."""
+    """A constant's values as the kernels compute with them: int8 weights and int32 (int64) biases dequantized per
+    channel (float32), float32 as stored; None for anything else."""
     if t.data is None:
         return None
     if t.dtype == "float32":
@@ -302,6 +336,6 @@ def real_values(t: Tensor) -> np.ndarray | None:
         return None
     if t.dtype == "int8" and t.data.ndim == 2:
         return quant.dequantized(t.data, np.asarray(q.scale, np.float32))
-    if t.dtype == "int32" and t.data.ndim == 1:
+    if t.dtype in ("int32", "int64") and t.data.ndim == 1:
         return quant.dequantized_bias(t.data, np.asarray(q.scale, np.float32))
     return None

@@ -472,6 +472,11 @@ def _recover(model: Model) -> Network:
             raise ModelFormatError(f"layer '{name}': its loop does not run t over the {steps} steps once (from "
                                    f"{start}, by {stride}, {op_name(test.code)} {limit})")
 
+    def requantized(projected: int) -> int:
+        """Full int8 on an int16 input: the projection's int16, QUANTIZEd to its int8 format."""
+        step = next((u for u in consumers(projected) if u.code == BuiltinOperator.QUANTIZE and u.outputs), None)
+        return projected if step is None else step.outputs[0]
+
     fc = BuiltinOperator.FULLY_CONNECTED
     markers = portable_markers()  # each other kind's projection weights' suffix
     projections = [op for op in ops if op.code == fc and len(op.inputs) == 3 and
@@ -502,7 +507,7 @@ def _recover(model: Model) -> Network:
                 whiles[id(loop)] = (name, loop)
                 places = (graph, body)
             else:
-                projected = op.outputs[0]
+                projected = requantized(op.outputs[0])
                 rows = next((u for u in consumers(projected) if u.code == BuiltinOperator.RESHAPE), None)
                 if rows is not None and rows.outputs:  # full int8: the projection is made on rows, reshaped back
                     projected = rows.outputs[0]
@@ -522,7 +527,7 @@ def _recover(model: Model) -> Network:
                 stages.append(layer)
             source = op.inputs[0]
             continue
-        projected = op.outputs[0]
+        projected = requantized(op.outputs[0])
         rows = next((u for u in consumers(projected) if u.code == BuiltinOperator.RESHAPE), None)
         if rows is not None and rows.outputs:  # full int8: the projection is made on rows, then reshaped back
             projected = rows.outputs[0]

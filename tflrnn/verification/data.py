@@ -45,7 +45,9 @@ class Measured:
     sequences: int
     runs: list[DataRun] = field(default_factory=list)
     clipped: dict[str, float] | None = None  # role -> share of its values beyond its int8 format
-    levels: dict[str, int] | None = None  # "<role> of <layer>" -> how many of the 256 int8 levels its values use
+    # "<role> of <layer>" -> how many of its format's levels its values use, of how many (256; 65,536 for the int16
+    # input)
+    levels: dict[str, tuple[int, int]] | None = None
 
 
 def load_data(path, network: Network) -> list[np.ndarray]:
@@ -160,8 +162,8 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
     """For a full-int8 network: per role, the share of the values the float64 run of its weights reaches that its
     int8 format clips (beyond its ends by more than half a step; a sum before TANH only where the clip moves tanh by
     more than a step of TANH's output, 1/128: past that tanh is flat, which is why the sum is clipped), and per
-    tensor (role/layer) how many of the 256 int8 levels its values occupy: a degenerate range puts them all on
-    one or two."""
+    tensor (role/layer) how many of its format's levels its values occupy (256; 65,536 for an int16 input): a
+    degenerate range puts them all on one or two."""
     plan = network.int8
     beyond: dict[str, list[int]] = {role: [0, 0] for role in ROLES}
     used: dict[str, np.ndarray] = {}
@@ -177,10 +179,12 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
         counts = beyond.setdefault(role, [0, 0])
         counts[0] += int(np.count_nonzero(clipped))
         counts[1] += values.size
-        if fmt.bits != 8:  # (an int16 cell state has levels enough)
+        if fmt.bits != 8 and role != "input":  # (an int16 cell state has levels enough)
             return
-        levels = np.clip(np.rint(values / fmt.scale) + fmt.zero_point, -128, 127).astype(np.int64) + 128
-        used.setdefault(f"{role} of {where}", np.zeros(256, bool))[np.unique(levels)] = True
+        low_level, high_level = fmt.limits
+        levels = np.clip(np.rint(values / fmt.scale) + fmt.zero_point, low_level, high_level).astype(np.int64)
+        used.setdefault(f"{role} of {where}", np.zeros(high_level - low_level + 1, bool))[
+            np.unique(levels) - low_level] = True
 
     states = None
     for x in xs:
@@ -212,7 +216,7 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
                      tanh_follows=dense.activation == "tanh")
         states = finals if network.state != "zero" else None
     shares = {role: count / total for role, (count, total) in beyond.items() if total}
-    return shares, {where: int(levels.sum()) for where, levels in used.items()}
+    return shares, {where: (int(levels.sum()), levels.size) for where, levels in used.items()}
 
 
 def measure(data: bytes, model: Model, network: Network, xs: list[np.ndarray], runtimes: list[tuple[str, bool]],

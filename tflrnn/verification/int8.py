@@ -62,11 +62,14 @@ def formats_check(model: Model, network: Network) -> Check:
     t = graph.tensors
     problems = []
 
-    def fmt(index: int) -> Int8Format | None:
+    def fmt(index: int, wide: bool = False) -> Int8Format | None:
+        """The tensor's int8 format (with `wide`, int16 too); None for anything else."""
         q = t[index].quantization
-        if t[index].dtype != "int8" or q is None or len(q.scale) != 1:
+        if t[index].dtype not in (("int8", "int16") if wide else ("int8",)) or q is None or len(q.scale) != 1:
             return None
-        return Int8Format(float(q.scale[0]), int(q.zero_point[0]))
+        return Int8Format(float(q.scale[0]), int(q.zero_point[0]), bits=16 if t[index].dtype == "int16" else 8)
+
+    wide_inputs = 0
 
     for op in graph.operators:
         name = t[op.outputs[0]].name if op.outputs else ""
@@ -78,6 +81,12 @@ def formats_check(model: Model, network: Network) -> Check:
                                                                   (*_data_inputs(op), *op.outputs)):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
                             "need one int8 format")
+        elif op.code == BuiltinOperator.FULLY_CONNECTED and t[op.inputs[0]].dtype == "int16":
+            # TFLite's 16x8 kernel: int16 in and out, both zero point 0 (fully_connected.cc, LiteRT's and Micro's)
+            wide_inputs += 1
+            if any(fmt(i, wide=True) is None or fmt(i, wide=True).bits != 16 or fmt(i, wide=True).zero_point
+                   for i in (op.inputs[0], op.outputs[0])):
+                problems.append(f"'{name}': a FULLY_CONNECTED on int16 needs int16 in and out, zero point 0")
         elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD, BuiltinOperator.SUB,
                          BuiltinOperator.MUL) and any(fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
@@ -88,21 +97,24 @@ def formats_check(model: Model, network: Network) -> Check:
                     qw.quantized_dimension != 0:
                 problems.append(f"'{w.name}': not int8 per output channel with zero point 0")
             elif op.inputs[2] >= 0:
-                b, x = t[op.inputs[2]], fmt(op.inputs[0])
+                b, x = t[op.inputs[2]], fmt(op.inputs[0], wide=True)
                 expected = np.float32(x.scale) * np.asarray(qw.scale, np.float64) if x else None
                 qb = b.quantization
-                if b.dtype != "int32" or qb is None or expected is None or len(qb.scale) != len(expected) or \
+                kind = "int64" if x and x.bits == 16 else "int32"  # the 16x8 kernel adds an int64 bias
+                if b.dtype != kind or qb is None or expected is None or len(qb.scale) != len(expected) or \
                         not np.allclose(np.asarray(qb.scale, np.float64), expected, rtol=_BIAS_SCALE_RTOL, atol=0):
-                    problems.append(f"'{b.name}': not int32 at input scale x weight scale per channel")
+                    problems.append(f"'{b.name}': not {kind} at input scale x weight scale per channel")
     if problems:
         return Check("int8.formats", False, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
                                                                       if len(problems) > 3 else ""))
     plan = network.int8
+    wide = (f", {wide_inputs} of them on the int16 input (int16 out, zero points 0, biases int64)" if wide_inputs
+            else "")
     return Check("int8.formats", True, (
-        f"every op on int8; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data movement in one "
-        f"format; FULLY_CONNECTED weights per channel, biases int32; interface {'int8' if plan.int8_io else 'float'} "
-        f"(input scale "
-        f"{plan.input.scale:.4g}, zero point {plan.input.zero_point})"))
+        f"every op on int8 but the input's; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data "
+        f"movement in one format; FULLY_CONNECTED weights per channel, biases int32{wide}; interface "
+        f"{'int8' if plan.int8_io else 'float'} (input int{plan.input.bits}, scale {plan.input.scale:.4g}, zero point "
+        f"{plan.input.zero_point})"))
 
 
 def int8_checks(data: bytes, model: Model, network: Network, report: VerifyReport, runtimes: list[str], *,
@@ -203,7 +215,8 @@ class _Graph:
         self.outputs = [i for k, i in serving.outputs.items() if k.startswith(SIGNATURE_OUTPUT)]
         self.finals = [serving.outputs[k] for k in self.state_keys]
         self.x_shape = x.shape
-        self.quantized_input = self.index[x.name if network.int8.int8_io else f"{x.name}/int8"]
+        self.quantized_input = self.index[x.name if network.int8.int8_io else
+                                          f"{x.name}/int{network.int8.input.bits}"]
         self.steps, self.values = {}, {}
         for layer in network.layers:
             role = "h" if layer.activation == Activation.TANH else "z"

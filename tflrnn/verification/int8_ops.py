@@ -51,9 +51,10 @@ def _real(tensor, values: np.ndarray) -> np.ndarray:
 
 def _range(tensor) -> tuple[float, float] | None:
     q = tensor.quantization
-    if tensor.dtype != "int8" or q is None or len(q.scale) != 1:
+    if tensor.dtype not in ("int8", "int16") or q is None or len(q.scale) != 1:
         return None
-    return quant.representable(quant.Int8Format(float(q.scale[0]), int(q.zero_point[0])))
+    return quant.representable(quant.Int8Format(float(q.scale[0]), int(q.zero_point[0]),
+                                                bits=16 if tensor.dtype == "int16" else 8))
 
 
 def _activate(values: np.ndarray, activation: int) -> np.ndarray:
@@ -287,7 +288,7 @@ def _check_invoke(graph, known: dict, carried: dict | None, runtime_name: str = 
             limits = _range(t)
             if limits is not None:
                 value = np.clip(value, *limits)
-            step = float(t.quantization.scale[0]) if t.quantization is not None and t.dtype == "int8" else 0.0
+            step = float(t.quantization.scale[0]) if _range(t) is not None else 0.0
             steps = 0 if op.code in EXACT else 1 if op.code in ONE_STEP else 2
             bound = steps * step + 1e-6 * (1 + float(np.max(np.abs(value), initial=0.0)))
             error = float(np.max(np.abs(got - value), initial=0.0))
