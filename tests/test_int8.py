@@ -256,6 +256,49 @@ def test_an_int32_bias_on_the_int16_input_fails_the_formats():
     assert "'rnn/bias': not int64" in report.failures[0].detail
 
 
+def test_a_coarse_int16_projection_fails_the_formats():
+    """The 16x8 projection's int16 output 800 times coarser (3.5 steps of the int8 format it becomes): every step
+    still lies within its bound, but the model doubled its error; verify holds the int16 step to 1/128 of it."""
+    def change(graph):
+        wide = next(t for t in graph.tensors if t.name == "rnn/projection_rows/int16")
+        wide.quantization = Quantization((wide.quantization.scale[0] * 800,), (0,))
+    report = verify(_tampered(change), runtime="litert")
+    assert [c.name for c in report.failures][:1] == ["int8.formats"]
+    assert "at least 128 times its step" in report.failures[0].detail
+
+
+def test_weights_match_with_an_int64_bias_beyond_int32(tmp_path, cli):
+    """A channel of tiny input weights and a bias of 5: its int64 bias is over 2^31 steps of its scale (the int16
+    input's x W's). `verify --weights` compares it as the kernel adds it, int64."""
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((6, 3)) * 0.4).astype(np.float32)
+    w[1] *= 1e-3
+    np.savez(tmp_path / "w.npz", input_weights=w, recurrent_weights=(rng.standard_normal((6, 6)) * 0.3).astype(
+        np.float32), bias=np.full(6, 5.0, np.float32))
+    np.save(tmp_path / "cal.npy", _calibration(3, 6))
+    out = tmp_path / "m.tflite"
+    assert cli("build", "--weights", tmp_path / "w.npz", "--time-steps", "6", "--lowering", "portable",
+               "--quantize", "full-int8", "--calibration", tmp_path / "cal.npy", "-o", out).code == 0
+    bias = next(t for t in read(out.read_bytes()).subgraphs[0].tensors if t.name == "rnn/bias")
+    assert bias.dtype == "int64" and np.abs(bias.data).max() > 2**31
+    result = cli("verify", out, "--weights", tmp_path / "w.npz")
+    assert result.code == 0, result.out + result.err
+
+
+def test_a_float_rebuild_of_exported_full_int8_weights(tmp_path, cli):
+    """`weights` records how a full-int8 model was built (io, input precision); `build --weights ... --quantize none`
+    makes the float model of those weights, for a portable cell and a fused LSTM alike."""
+    np.save(tmp_path / "cal.npy", _calibration(3, 6))
+    for cell in (["--lowering", "portable"], ["--cell", "lstm"], ["--lowering", "portable", "--input-precision",
+                                                                  "int8"]):
+        out = tmp_path / "m.tflite"
+        assert cli("build", "--units", "4", "--input-size", "3", "--time-steps", "6", *cell, "--quantize",
+                   "full-int8", "--calibration", tmp_path / "cal.npy", "-o", out).code == 0
+        assert cli("weights", out, "-o", tmp_path / "w.npz").code == 0
+        result = cli("build", "--weights", tmp_path / "w.npz", "--quantize", "none", "-o", tmp_path / "f.tflite")
+        assert result.code == 0, (cell, result.err)
+
+
 def test_a_wrong_tanh_output_format_fails_the_formats():
     """TFLite Micro writes TANH's output as (1/128, 0) whatever the tensor says: a model claiming another format
     would be read wrong, so verify refuses it before running anything."""

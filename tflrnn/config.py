@@ -235,6 +235,8 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
             raise ConfigError(f"{weights_path} records a full-int8 model, whose int8 formats came from calibration "
                               "data: give the same data with --calibration DATA to rebuild it (or --quantize none "
                               "for the float model)")
+        if settings.get("quantize") not in (None, "full-int8"):  # a float (or hybrid) rebuild of a full-int8 record
+            implied = {k: v for k, v in implied.items() if k not in ("io", "input_precision")}
         declared = found.cells[0].declared.sizes() if found.cells[0].declared is not None else {}
         # an .npz's record names each layer, unless --name renames them
         names = found.names if "name" not in settings else None

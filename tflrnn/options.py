@@ -49,8 +49,9 @@ BUILD_OPTIONS = (
     Option("merge", ("--merge",), "The last bidirectional layer's outputs: concatenated [fw | bw] (default, Keras "
            "merge_mode='concat') or separate.", LAYOUT, "concat", choices=("concat", "none")),
     Option("quantize", ("--quantize",), "int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size); "
-           "full-int8 (with --calibration): every op in int8, for microcontrollers and NPUs (a basic RNN or GRU with "
-           "--lowering portable; an LSTM as the fused op on the integer LSTM kernel).",
+           "full-int8 (with --calibration): integer ops only, int8 weights and values, for microcontrollers and NPUs "
+           "(a basic RNN or GRU with --lowering portable, a float input QUANTIZEd to int16 for its first projection "
+           "unless --input-precision int8; an LSTM as the fused op on the integer LSTM kernel).",
            LAYOUT, choices=("none", "int8", "full-int8")),
     Option("calibration", ("--calibration",), "With --quantize full-int8: representative input sequences, .npy or "
            ".npz [N,B,T,I] ([N,T,B,I] time-major); the int8 ranges come from the float model run over them.", LAYOUT,

@@ -87,6 +87,12 @@ def formats_check(model: Model, network: Network) -> Check:
             if any(fmt(i, wide=True) is None or fmt(i, wide=True).bits != 16 or fmt(i, wide=True).zero_point
                    for i in (op.inputs[0], op.outputs[0])):
                 problems.append(f"'{name}': a FULLY_CONNECTED on int16 needs int16 in and out, zero point 0")
+            else:  # its int16 output is QUANTIZEd to int8: a step of 1/128 of that one's at most, or it is lost
+                after = [fmt(o.outputs[0]) for o in graph.operators if o.inputs[:1] == [op.outputs[0]] and
+                         o.code == BuiltinOperator.QUANTIZE and o.outputs]
+                if len(after) != 1 or after[0] is None or fmt(op.outputs[0], wide=True).scale > after[0].scale / 128:
+                    problems.append(f"'{name}': the int16 projection is not QUANTIZEd to one int8 format at least 128 "
+                                    "times its step")
         elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD, BuiltinOperator.SUB,
                          BuiltinOperator.MUL) and any(fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
@@ -526,12 +532,14 @@ def weights_match(network: Network, given: list) -> Check:
         else:
             same = all(np.array_equal(np.clip(np.rint(g / s[:, None].astype(np.float64)), -127, 127),
                                       np.rint(m / s[:, None].astype(np.float64))) for g, m, s in pairs)
-        same = same and all(np.array_equal(quant.bias_int32(g, scales), quant.bias_int32(m, scales))
+        # (int64 beside an int16 input, as the 16x8 kernel adds it)
+        dtype = quant.bias_type(formats[layer.name])
+        same = same and all(np.array_equal(quant.bias_int32(g, scales, dtype), quant.bias_int32(m, scales, dtype))
                             for g, m, scales in biases)
         if not same:
             return Check("weights.match", False, f"layer '{layer.name}': the given weights do not quantize to the "
                                                  "model's int8 values at its scales")
     return Check("weights.match", True, f"the given float weights of {len(given)} direction(s) quantize to the "
-                                        "model's int8 weights and int32 biases at its scales"
+                                        "model's int8 weights and integer biases at its scales"
                  + (f" (each W and R value within {GPTQ_LEVELS} levels of the nearest: rounded against the "
                     "calibration data)" if against_data else ""))
