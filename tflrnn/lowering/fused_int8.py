@@ -19,8 +19,8 @@ import numpy as np
 from .. import quantization as quant
 from ..model import (Activation, BuiltinOperator, Operator, Quantization, Tensor,
                      UnidirectionalSequenceLSTMOptions)
-from ..network import Int8Cell, Int8Dense, Int8Format, Int8Plan, Network
-from .int8 import _Int8Graph, per_tensor
+from ..network import Int8Cell, Int8Dense, Int8Plan, Network
+from .int8 import _Int8Graph, per_tensor, value_format
 
 LSTM_VERSION = 1  # op_version.cc: an int8 input is version 1 (2 and 3 are hybrid)
 GATES = ("input", "forget", "cell", "output")
@@ -101,17 +101,6 @@ def gate_values(t: Tensor) -> np.ndarray:
                                "and zero point 0")
     scales = np.full(t.data.shape[0], q.scale[0], np.float32)
     return quant.dequantized(t.data, scales) if t.dtype == "int8" else quant.dequantized_bias(t.data, scales)
-
-
-def value_format(t: Tensor) -> Int8Format:
-    """The format of an int8 (or int16) value tensor; ModelFormatError without one scale and zero point."""
-    from ..errors import ModelFormatError
-
-    q = t.quantization
-    if t.dtype not in ("int8", "int16") or q is None or len(q.scale) != 1 or len(q.zero_point) != 1 or \
-            not (np.isfinite(q.scale[0]) and q.scale[0] > 0):
-        raise ModelFormatError(f"tensor '{t.name}': an int8 or int16 value with one positive scale expected")
-    return Int8Format(float(q.scale[0]), int(q.zero_point[0]), bits=16 if t.dtype == "int16" else 8)
 
 
 def recover_plan(graph, network: Network) -> Int8Plan:

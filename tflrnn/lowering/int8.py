@@ -119,8 +119,7 @@ class _Int8Graph(GraphWalk):
 
     def bias(self, source: int, bias: np.ndarray, scales: np.ndarray, name: str) -> int:
         """A FULLY_CONNECTED's bias on `source`: int32 at input scale x weight scale per channel (int64 on int16)."""
-        x = self.tensors[source]
-        input_format = Int8Format(float(x.quantization.scale[0]), 0, bits=16 if x.dtype == "int16" else 8)
+        input_format = value_format(self.tensors[source])
         bias_scales = quant.bias_scales(input_format.scale, scales)
         dtype = quant.bias_type(input_format)
         return self.tensors.add(Tensor(name, bias.shape, np.dtype(dtype).name,
@@ -291,9 +290,7 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
         return t
 
     def fmt(name: str) -> Int8Format:
-        t = tensor(name)
-        return Int8Format(float(t.quantization.scale[0]), int(t.quantization.zero_point[0]),
-                          bits=16 if t.dtype == "int16" else 8)
+        return value_format(tensor(name))
 
     def scales(name: str, channels: int) -> np.ndarray:
         return np.asarray(tensor(name, channels).quantization.scale, np.float32)
@@ -321,6 +318,17 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
     dense = {d.name: Int8Dense(fmt(f"{d.name}/output"), scales(f"{d.name}/kernel", d.units)) for d in network.head}
     given = x.name if int8_io else f"{x.name}/int16" if f"{x.name}/int16" in by_name else f"{x.name}/int8"
     return Int8Plan(fmt(given), layers, dense, int8_io)
+
+
+def value_format(t: Tensor) -> Int8Format:
+    """The format of an int8 (or int16) value tensor; ModelFormatError without one scale and zero point."""
+    from ..errors import ModelFormatError
+
+    q = t.quantization
+    if t.dtype not in ("int8", "int16") or q is None or len(q.scale) != 1 or len(q.zero_point) != 1 or \
+            not (np.isfinite(q.scale[0]) and q.scale[0] > 0):
+        raise ModelFormatError(f"tensor '{t.name}': an int8 or int16 value with one positive scale expected")
+    return Int8Format(float(q.scale[0]), int(q.zero_point[0]), bits=16 if t.dtype == "int16" else 8)
 
 
 def real_values(t: Tensor) -> np.ndarray | None:
