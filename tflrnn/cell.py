@@ -212,6 +212,10 @@ class CellWeights:
     def nbytes(self) -> int:
         return self.input_weights.nbytes + self.recurrent_weights.nbytes + self.bias.nbytes
 
+    def settings(self) -> dict:
+        """What, besides the kind and sizes, sets how this cell computes (inspect and the summary show it): none."""
+        return {}
+
     def sha256(self) -> str:
         """Digest of W, R and b as stored in the model (float32 little-endian, row-major, in that order)."""
         digest = hashlib.sha256()

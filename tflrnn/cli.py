@@ -177,7 +177,9 @@ def build(ctx, output, manifest, out_dir, check, jobs, as_json, **chosen):
 
 def _cell_text(layer: dict) -> str:
     """A layer as the summary names it: its activation for the basic cell, its kind for the others."""
-    return layer["activation"] if layer.get("cell", "rnn") == "rnn" else layer["cell"].upper()
+    if layer.get("cell", "rnn") == "rnn":
+        return layer["activation"]
+    return layer["cell"].upper() + ("" if layer.get("reset_after", True) else " (reset before)")
 
 
 def _stages(layers: list[dict]) -> list[str]:
@@ -347,6 +349,7 @@ def inspect(model, as_json):
         click.echo(f"network ({network['lowering']} lowering, state {network['state']}): " + ", ".join(
             f"'{layer['name']}' {kind(layer['cell']).title}"
             + (f" {layer['activation']}" if layer["cell"] == "rnn" else "")
+            + ("" if layer.get("reset_after", True) else " (reset before)")
             + f" {layer['units']} units (input {layer['input_size']})" for layer in network["layers"]))
     for index, graph in enumerate(info["subgraphs"]):
         click.echo(f"subgraph {index} {graph['name']!r}: inputs {graph['inputs']}, outputs {graph['outputs']}")

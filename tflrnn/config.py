@@ -1,6 +1,7 @@
 """Cell config files (JSON or TOML) and how they combine with command-line options and weights.
 
-A config is what TfLiteRNNCell.get_config() or Keras SimpleRNN.get_config() writes, validated against
+A config is what TfLiteRNNCell.get_config(), tflrnn's GRUCell/LSTMCell.get_config() or Keras' SimpleRNN, GRU and
+LSTM get_config() write, validated against
 `schemas/cell-config.schema.json`. Precedence: explicit options > config file > sizes taken from the weights >
 defaults. Sizes given anywhere must agree with the weights.
 """
@@ -79,10 +80,12 @@ def load_config(path) -> dict:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     document = parse_document(text, path)
+    class_name = None
     if isinstance(document, dict) and isinstance(document.get("config"), dict) and "class_name" in document:
+        class_name = document["class_name"]
         document = document["config"]  # keras.layers.serialize() wraps get_config() like this
     validate(document, CELL_CONFIG_SCHEMA, str(path))
-    settings = _settings(document, str(path))
+    settings = _settings(document, str(path), class_name)
     if "calibration" in settings:  # a path in a config file is relative to the file, as in a manifest
         settings["calibration"] = str(path.parent / settings["calibration"])
     return settings
@@ -118,7 +121,33 @@ def parse_document(text: str, path: Path):
         raise ConfigError(f"{path}: invalid {kind}: {' '.join(str(exc).split())[:160]}") from None
 
 
-def _settings(document: dict, where: str) -> dict:
+# Keys only one kind's get_config() writes: a config holding one is that kind's (Keras GRU always writes
+# reset_after, Keras LSTM unit_forget_bias).
+_KIND_KEYS = {"reset_after": "gru", "unit_forget_bias": "lstm"}
+
+
+def _config_kind(document: dict, where: str, class_name) -> str | None:
+    """The cell kind a config names (`cell`), implies by its keys, or by the class keras.layers.serialize() wraps it
+    in (a kind's Keras names, cells/); they must agree."""
+    from .cells import kinds
+
+    said = {}
+    if isinstance(class_name, str):
+        found = [k.name for k in kinds().values() if class_name in k.keras]
+        if not found:
+            raise ConfigError(f"{where}: a {class_name}'s config: tflrnn builds "
+                              f"{', '.join(n for k in kinds().values() for n in k.keras[:1])}")
+        said[f"class_name {class_name}"] = found[0]
+    said.update({f"key {key}": kind for key, kind in _KIND_KEYS.items() if key in document})
+    if document.get("cell") is not None:
+        said[f"cell {document['cell']}"] = document["cell"]
+    if len(set(said.values())) > 1:
+        raise ConfigError(f"{where}: {' and '.join(f'{what} ({kind})' for what, kind in said.items())} name "
+                          "different cells")
+    return next(iter(said.values()), None)
+
+
+def _settings(document: dict, where: str, class_name=None) -> dict:
     for key, (refused, reason) in _REFUSED.items():
         if document.get(key) is refused:
             raise ConfigError(f"{where}: {reason}")
@@ -136,9 +165,12 @@ def _settings(document: dict, where: str) -> dict:
         settings["cells"] = document["cells"]
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
-    for key in (*CONFIG_KEYS, "use_bias"):
+    for key in (*CONFIG_KEYS, "use_bias", "recurrent_activation"):
         if document.get(key) is not None:
             settings[key] = document[key]
+    kind = _config_kind(document, where, class_name)
+    if kind is not None:
+        settings["cell"] = kind
     return settings
 
 
@@ -315,9 +347,11 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
             units = c.get("num_units", c.get("units"))
             if units is None:
                 raise ConfigError(f"cell {k} of the stack has no num_units")
-            cells.append(_new_cell({"cell": c.get("cell", settings.get("cell"))}, units, activation=c.get("activation"),
-                                   name=c.get("name", f"{base}/cell_{k}"), reuse=c.get("reuse"),
-                                   dtype=c.get("dtype") if isinstance(c.get("dtype"), str) else None))
+            cell_settings = {key: c.get(key, settings.get(key)) for key in _CELL_ARGUMENTS}
+            cells.append(_new_cell({**cell_settings, "cell": c.get("cell", settings.get("cell"))}, units,
+                                   activation=c.get("activation"), name=c.get("name", f"{base}/cell_{k}"),
+                                   reuse=c.get("reuse"), dtype=c.get("dtype") if isinstance(c.get("dtype"), str)
+                                   else None))
         if any("bidirectional" in c for c in settings["cells"]):
             settings["bidirectional"] = [bool(c.get("bidirectional", settings.get("bidirectional"))) for c in
                                          settings["cells"]]
@@ -334,16 +368,34 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
             for k in range(layers)]
 
 
+# Settings that only some kinds' cells take (a GRU's reset_after; a GRU's and an LSTM's recurrent_activation).
+_CELL_ARGUMENTS = ("reset_after", "recurrent_activation")
+
+
 def _new_cell(settings: dict, units: int, *, weights=None, **arguments):
     """A cell of the kind asked for (--cell, a config's `cell`), else of the weights' kind, else the basic one."""
-    from .cells import kind, kind_of
+    import inspect
+
+    from .cells import kind, kind_of, kinds
 
     asked = settings.get("cell")
     found = kind_of(weights) if weights is not None else None
     if asked is not None and found is not None and asked != found.name:
         raise ConfigError(f"--cell {asked}, but the weights are a {found.title}'s: drop --cell (the weights say)")
     chosen = found or kind(asked or "rnn")
+    takes = inspect.signature(chosen.cell).parameters
+    for key in _CELL_ARGUMENTS:
+        if settings.get(key) is None:
+            continue
+        if key not in takes:
+            owners = [k for k in kinds().values() if key in inspect.signature(k.cell).parameters]
+            raise ConfigError(f"{key} is a setting of the {' and '.join(k.title for k in owners)} cell, not of the "
+                              f"{chosen.title} cell asked for: say --cell {owners[0].name}")
+        arguments[key] = settings[key]
     if weights is not None and hasattr(weights, "reset_after"):
+        if arguments.get("reset_after", weights.reset_after) != weights.reset_after:
+            raise ConfigError(f"reset_after={arguments['reset_after']} was asked, but the weights are a GRU's with "
+                              f"reset_after={weights.reset_after}")
         arguments["reset_after"] = weights.reset_after
     return chosen.cell(units, **arguments)
 

@@ -90,7 +90,8 @@ def _network(description: Model) -> dict | None:
         return None  # a model read from a file may be broken anywhere: verify says what is wrong with it
     return {"lowering": network.lowering, "state": network.state,
             "layers": [{"name": layer.name, "cell": layer.kind, "units": layer.weights.num_units,
-                        "input_size": layer.weights.input_size, "activation": ACTIVATION_NAMES[layer.activation]}
+                        "input_size": layer.weights.input_size, "activation": ACTIVATION_NAMES[layer.activation],
+                        **layer.weights.settings()}
                        for layer in network.layers]}
 
 

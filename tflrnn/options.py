@@ -69,6 +69,9 @@ BUILD_OPTIONS = (
     Option("cell", ("--cell",), "The kind of cell: rnn (TfLiteRNNCell, default), gru (Keras' GRU, reset after; "
            "built with --lowering portable, as TFLite has no builtin GRU op) or lstm (Keras' LSTM; its state h and c "
            "side by side, [B, 2U]). With --weights, the weights' kind.", CELL, choices=("rnn", "gru", "lstm")),
+    Option("reset_after", ("--reset-after/--reset-before",), "A GRU's reset gate: applied after the candidate's "
+           "recurrent product (default; Keras 3's reset_after=True, PyTorch, ONNX linear_before_reset=1) or to h "
+           "before it (Keras reset_after=False). With --weights, the weights say.", CELL),
     Option("lowering", ("--lowering",), "fused (default for rnn and lstm): TFLite's fused RNN and LSTM ops; portable "
            "(default for gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE "
            "loop, a fixed or dynamic time axis, float or --quantize full-int8).", LAYOUT,

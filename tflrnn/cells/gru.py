@@ -13,88 +13,50 @@ portable lowering writes it (lowering/portable.py), and reference.py computes it
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive_int, row_blocks
+from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive_int
 from ..errors import ConfigError, WeightsError
 from ..model import Activation
 from . import CellKind
+from .gated import GatedWeights, keras_kernels
 
 GATES = 3  # z, r, n
 # What each framework's gate blocks are, in tflrnn's order z, r, n: the rows (or columns) to take from each.
 TORCH_ORDER = (1, 0, 2)  # PyTorch stacks r, z, n
 
 
-class GRUWeights:
+class GRUWeights(GatedWeights):
     """A GRU's weights in TFLite layout, float32: input_weights [3U, I], recurrent_weights [3U, U], bias [3U] and,
     for a cell that resets after the recurrent product, recurrent_bias [3U] (None: reset before)."""
 
     kind = "gru"
+    GATES = GATES
+    GATE_LETTERS = "z, r, n"
 
     def __init__(self, input_weights, recurrent_weights, bias, recurrent_bias=None):
-        self.input_weights = _float32(input_weights, "input_weights")
-        self.recurrent_weights = _float32(recurrent_weights, "recurrent_weights")
-        self.bias = _float32(bias, "bias")
+        super().__init__(input_weights, recurrent_weights, bias)
         self.recurrent_bias = None if recurrent_bias is None else _float32(recurrent_bias, "recurrent_bias")
-        b, w, r = self.bias, self.input_weights, self.recurrent_weights
-        if b.ndim != 1 or b.shape[0] % GATES or b.shape[0] == 0:
-            raise WeightsError(f"bias: expected a vector [3 * units] (gates z, r, n), found shape {list(b.shape)}")
-        units = b.shape[0] // GATES
-        if w.ndim != 2 or w.shape[0] != GATES * units or w.shape[1] == 0:
-            raise WeightsError(f"input_weights: expected shape [{GATES * units}, input_size], found {list(w.shape)}")
-        if r.shape != (GATES * units, units):
-            raise WeightsError(f"recurrent_weights: expected shape [{GATES * units}, {units}], found {list(r.shape)}")
-        if self.recurrent_bias is not None and self.recurrent_bias.shape != b.shape:
-            raise WeightsError(f"recurrent_bias: expected shape [{GATES * units}], found "
+        if self.recurrent_bias is not None and self.recurrent_bias.shape != self.bias.shape:
+            raise WeightsError(f"recurrent_bias: expected shape [{self.bias.shape[0]}], found "
                                f"{list(self.recurrent_bias.shape)}")
 
     @property
     def reset_after(self) -> bool:
         return self.recurrent_bias is not None
 
-    @property
-    def num_units(self) -> int:
-        return self.bias.shape[0] // GATES
-
-    @property
-    def input_size(self) -> int:
-        return self.input_weights.shape[1]
-
-    @property
-    def state_width(self) -> int:
-        """Values of state per example."""
-        return self.num_units
-
     def roles(self) -> dict[str, np.ndarray]:
         """The weights by role name, as `tflrnn weights` exports them."""
-        named = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights, "bias": self.bias}
+        named = super().roles()
         if self.recurrent_bias is not None:
             named["recurrent_bias"] = self.recurrent_bias
         return named
 
-    to_tflite = roles
+    def settings(self) -> dict:
+        return {"reset_after": self.reset_after}
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        return tuple(self.roles().values())
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays())
-
-    def sha256(self) -> str:
-        """Digest of the roles as stored (float32 little-endian, row-major, in role order), after a "gru" tag so a
-        GRU's digest never equals a basic cell's."""
-        digest = hashlib.sha256(b"gru" if self.reset_after else b"gru/reset-before")
-        for array in self.arrays():
-            for block in row_blocks(array):
-                digest.update(memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B"))
-        return digest.hexdigest()
-
-    def equals(self, other) -> bool:
-        return isinstance(other, GRUWeights) and self.reset_after == other.reset_after and all(
-            np.array_equal(a, b) for a, b in zip(self.arrays(), other.arrays()))
+    def digest_tag(self) -> bytes:
+        return b"gru" if self.reset_after else b"gru/reset-before"
 
     def gate_rows(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the update and reset gates' rows, the candidate's rows) of a role: how the lowering groups them."""
@@ -105,10 +67,7 @@ class GRUWeights:
     def from_keras(cls, kernel, recurrent_kernel, bias, reset_after: bool = True) -> GRUWeights:
         """Keras GRU weights: kernel [I, 3U] and recurrent_kernel [U, 3U] (columns z, r, h) act on the right;
         bias [2, 3U] (input row, recurrent row) with reset_after, else [3U]."""
-        kernel, recurrent = _float32(kernel, "kernel"), _float32(recurrent_kernel, "recurrent_kernel")
-        if kernel.ndim != 2 or recurrent.ndim != 2:
-            raise WeightsError(f"GRU kernel {list(kernel.shape)} and recurrent_kernel {list(recurrent.shape)}: "
-                               "expected [input_size, 3 * units] and [units, 3 * units]")
+        kernel, recurrent = keras_kernels(kernel, recurrent_kernel, "GRU", GATES)
         bias = _float32(bias, "bias")
         if reset_after:
             if bias.ndim != 2 or bias.shape[0] != 2:
@@ -116,12 +75,13 @@ class GRUWeights:
             input_bias, recurrent_bias = bias[0], bias[1]
         else:
             input_bias, recurrent_bias = bias, None
-        return cls(np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent.T), input_bias, recurrent_bias)
+        return cls(kernel, recurrent, input_bias, recurrent_bias)
 
     def to_keras(self) -> dict[str, np.ndarray]:
-        bias = self.bias if self.recurrent_bias is None else np.stack([self.bias, self.recurrent_bias])
-        return {"kernel": np.ascontiguousarray(self.input_weights.T),
-                "recurrent_kernel": np.ascontiguousarray(self.recurrent_weights.T), "bias": bias}
+        found = super().to_keras()
+        if self.recurrent_bias is not None:
+            found["bias"] = np.stack([self.bias, self.recurrent_bias])
+        return found
 
     @classmethod
     def from_torch(cls, weight_ih, weight_hh, bias_ih, bias_hh) -> GRUWeights:
@@ -192,7 +152,7 @@ class GRUCell(StateSized):
         return initial_weights(self.num_units, input_size, seed, reset_after=self.reset_after)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "num_units": self.num_units, "activation": self.activation,
+        return {"cell": "gru", "name": self.name, "num_units": self.num_units, "activation": self.activation,
                 "recurrent_activation": self.recurrent_activation, "reset_after": self.reset_after,
                 "reuse": self.reuse}
 

@@ -14,82 +14,31 @@ python API's zero_state and the float64 reference (reference.run_lstm) all take 
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive_int, row_blocks
+from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive_int
 from ..errors import ConfigError, WeightsError
 from ..model import Activation
 from . import CellKind
+from .gated import GatedWeights, keras_kernels
 
 GATES = 4  # i, f, g, o
 GATE_NAMES = ("input", "forget", "cell", "output")  # as the fused op's inputs name them
 ONNX_ORDER = (0, 2, 3, 1)  # ONNX stacks i, o, f, c: the blocks to take, in tflrnn's order i, f, g, o
 
 
-class LSTMWeights:
+class LSTMWeights(GatedWeights):
     """An LSTM's weights in TFLite layout, float32: input_weights [4U, I], recurrent_weights [4U, U], bias [4U],
     gates i, f, g, o."""
 
     kind = "lstm"
-
-    def __init__(self, input_weights, recurrent_weights, bias):
-        self.input_weights = _float32(input_weights, "input_weights")
-        self.recurrent_weights = _float32(recurrent_weights, "recurrent_weights")
-        self.bias = _float32(bias, "bias")
-        b, w, r = self.bias, self.input_weights, self.recurrent_weights
-        if b.ndim != 1 or b.shape[0] % GATES or b.shape[0] == 0:
-            raise WeightsError(f"bias: expected a vector [4 * units] (gates i, f, g, o), found shape {list(b.shape)}")
-        units = b.shape[0] // GATES
-        if w.ndim != 2 or w.shape[0] != GATES * units or w.shape[1] == 0:
-            raise WeightsError(f"input_weights: expected shape [{GATES * units}, input_size], found {list(w.shape)}")
-        if r.shape != (GATES * units, units):
-            raise WeightsError(f"recurrent_weights: expected shape [{GATES * units}, {units}], found {list(r.shape)}")
-
-    @property
-    def num_units(self) -> int:
-        return self.bias.shape[0] // GATES
-
-    @property
-    def input_size(self) -> int:
-        return self.input_weights.shape[1]
+    GATES = GATES
+    GATE_LETTERS = "i, f, g, o"
 
     @property
     def state_width(self) -> int:
         """Values of state per example: h and c."""
         return 2 * self.num_units
-
-    def roles(self) -> dict[str, np.ndarray]:
-        """The weights by role name, as `tflrnn weights` exports them."""
-        return {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights, "bias": self.bias}
-
-    to_tflite = roles
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        return tuple(self.roles().values())
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays())
-
-    def sha256(self) -> str:
-        """Digest of the roles as stored (float32 little-endian, row-major, in role order), after an "lstm" tag so an
-        LSTM's digest never equals another kind's."""
-        digest = hashlib.sha256(b"lstm")
-        for array in self.arrays():
-            for block in row_blocks(array):
-                digest.update(memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B"))
-        return digest.hexdigest()
-
-    def equals(self, other) -> bool:
-        return isinstance(other, LSTMWeights) and all(np.array_equal(a, b) for a, b in zip(self.arrays(),
-                                                                                            other.arrays()))
-
-    def gates(self, array: np.ndarray) -> tuple[np.ndarray, ...]:
-        """A role's rows of each gate, (i, f, g, o): the fused op takes them one by one."""
-        units = self.num_units
-        return tuple(np.ascontiguousarray(array[k * units:(k + 1) * units]) for k in range(GATES))
 
     def gate_rows(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the sigmoid gates' rows i, f, o together, the candidate g's rows): how the portable lowering groups them,
@@ -110,16 +59,8 @@ class LSTMWeights:
     def from_keras(cls, kernel, recurrent_kernel, bias=None) -> LSTMWeights:
         """Keras LSTM weights: kernel [I, 4U] and recurrent_kernel [U, 4U] (columns i, f, c, o) act on the right;
         bias [4U] (None: use_bias=False)."""
-        kernel, recurrent = _float32(kernel, "kernel"), _float32(recurrent_kernel, "recurrent_kernel")
-        if kernel.ndim != 2 or recurrent.ndim != 2:
-            raise WeightsError(f"LSTM kernel {list(kernel.shape)} and recurrent_kernel {list(recurrent.shape)}: "
-                               "expected [input_size, 4 * units] and [units, 4 * units]")
-        bias = np.zeros(kernel.shape[1], np.float32) if bias is None else bias
-        return cls(np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent.T), bias)
-
-    def to_keras(self) -> dict[str, np.ndarray]:
-        return {"kernel": np.ascontiguousarray(self.input_weights.T),
-                "recurrent_kernel": np.ascontiguousarray(self.recurrent_weights.T), "bias": self.bias}
+        kernel, recurrent = keras_kernels(kernel, recurrent_kernel, "LSTM", GATES)
+        return cls(kernel, recurrent, np.zeros(kernel.shape[0], np.float32) if bias is None else bias)
 
     @classmethod
     def from_torch(cls, weight_ih, weight_hh, bias_ih=None, bias_hh=None) -> LSTMWeights:
@@ -208,7 +149,7 @@ class LSTMCell(StateSized):
         return initial_weights(self.num_units, input_size, seed)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "num_units": self.num_units, "activation": self.activation,
+        return {"cell": "lstm", "name": self.name, "num_units": self.num_units, "activation": self.activation,
                 "recurrent_activation": self.recurrent_activation, "reuse": self.reuse}
 
     def __eq__(self, other) -> bool:

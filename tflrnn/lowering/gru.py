@@ -40,8 +40,7 @@ def weight_tensors(layer, role: str) -> tuple[Tensor, Tensor] | None:
 def write_direction(g, layer, source: int, h: int | None, backward: bool, name: str, sequence: bool):
     """One direction of a GRU layer into the serving graph `g` (portable.lower's builder): (its output sequence,
     or None when not `sequence`; its final state)."""
-    tensors, operators = g.tensors, g.operators
-    units = layer.weights.num_units
+    tensors, units = g.tensors, layer.weights.num_units
     if layer.name not in g.weights:  # a reused cell's directions share them
         found = {"input_weights": tensors.add(*weight_tensors(layer, "input_weights")) - 1,
                  "bias": tensors.add(*weight_tensors(layer, "bias")) - 1}
@@ -51,12 +50,8 @@ def write_direction(g, layer, source: int, h: int | None, backward: bool, name: 
                 found["recurrent_bias"] = tensors.add(*weight_tensors(layer, "recurrent_bias")) - 1
         g.weights[layer.name] = found
     found = g.weights[layer.name]
-    gates = tensors.add(g.sequence_of(f"{name}/gate_projection", 2 * units))
-    candidate = tensors.add(g.sequence_of(f"{name}/candidate_projection", units))
-    for part, out in ((0, gates), (1, candidate)):
-        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, found["input_weights"] + part,
-                                                                     found["bias"] + part], [out],
-                                  version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+    gates, candidate = g.project_groups(source, found, ((f"{name}/gate_projection", 2 * units),
+                                                        (f"{name}/candidate_projection", units)))
     if h is None:  # the zero state: the steps still need one to start from
         h = tensors.add(Tensor(f"{name}/zeros", (g.batch, units), data=np.zeros((g.batch, units), np.float32)))
     if g.network.loop:
@@ -67,13 +62,7 @@ def write_direction(g, layer, source: int, h: int | None, backward: bool, name: 
 def _unrolled(g, layer, name, gates, candidate, h, found, backward, sequence):
     tensors, operators, steps, batch = g.tensors, g.operators, g.steps, g.batch
     units = layer.weights.num_units
-    pieces = {}
-    for what, source, width in (("g", gates, 2 * units), ("c", candidate, units)):
-        first = len(tensors)
-        tensors.add(*(Tensor(f"{name}/{what}{t}", (batch, width)) for t in range(steps)))
-        operators.append(Operator(BuiltinOperator.UNPACK, [source], list(range(first, first + steps)),
-                                  options=UnpackOptions(num=steps, axis=g.time_axis)))
-        pieces[what] = first
+    pieces = g.unpack_steps(name, (("g", gates, 2 * units), ("c", candidate, units)))
     axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
     weights = (found["recurrent_weights"], found["recurrent_weights"] + 1,
                found.get("recurrent_bias", -1), found["recurrent_bias"] + 1 if "recurrent_bias" in found else -1)
@@ -82,12 +71,7 @@ def _unrolled(g, layer, name, gates, candidate, h, found, backward, sequence):
         h = write_step(tensors, operators, pieces["g"] + t, pieces["c"] + t, h, weights, axis, f"{name}/", t,
                        (batch, units), layer.weights.reset_after)
         outputs[t] = h
-    output = None
-    if sequence:
-        output = tensors.add(Tensor(f"{layer.name}/output", (*g.lead, units)))
-        operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
-                                  options=PackOptions(values_count=steps, axis=g.time_axis)))
-    return output, h
+    return (g.pack_output(layer.name, outputs, units) if sequence else None), h
 
 
 # The tensor each step value is written to: its name stem (<layer>/<stem><t>), by role, and the role of its int8
@@ -250,8 +234,8 @@ def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor
     """Step t, then t += 1 (backward: -1). Step t is GATHERed, not SLICEd: a SLICE at a begin known only at run time
     has a dynamic output, and a body with one makes TFLite re-prepare its ops and deep-copy the loop's values on
     every iteration (while.cc: Eval_dynamic); measured in docs/model.md#gru."""
-    from ..model import GatherOptions, Subgraph
-    from .portable import step_begin
+    from ..model import Subgraph
+    from .portable import gather_steps, step_begin, write_back_step
 
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", state_shape),
                        Tensor("sequence", sequence_shape, shape_signature=signature),
@@ -259,27 +243,16 @@ def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor
     t, h, sequence, gates = 0, 1, 2, 3
     operators = []
     begin = step_begin(tensors, operators, t, time_axis)
-    pieces = {}
-    for what, source, width in (("x", sequence, state_shape[-1]), ("g", gates, 2 * state_shape[-1])):
-        pieces[what] = tensors.add(Tensor(what, (*state_shape[:-1], width)))  # a scalar index drops the time axis
-        operators.append(Operator(BuiltinOperator.GATHER, [source, t], [pieces[what]],
-                                  options=GatherOptions(axis=time_axis)))
+    pieces = gather_steps(tensors, operators, t, time_axis, state_shape,
+                          (("x", sequence, state_shape[-1]), ("g", gates, 2 * state_shape[-1])))
     r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
     c = (tensors.add(*weight_tensors(layer, "recurrent_bias")) - 1) if layer.weights.reset_after else None
     axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
     new_h = write_step(tensors, operators, pieces["g"], pieces["x"], h,
                        (r, r + 1, -1 if c is None else c, -1 if c is None else c + 1), axis, "", "", state_shape,
                        layer.weights.reset_after)
-    step_shape = list(sequence_shape)
-    step_shape[time_axis] = 1
-    step = tensors.add(Tensor("step", tuple(step_shape)))
-    operators.append(Operator(BuiltinOperator.PACK, [new_h], [step], options=PackOptions(values_count=1,
-                                                                                         axis=time_axis)))
-    written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
-    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, step, begin], [written]))
-    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
-    next_t = tensors.add(Tensor("t_next", (), "int32"))
-    operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
+    written, next_t = write_back_step(tensors, operators, t, new_h, sequence, begin, sequence_shape, signature,
+                                      time_axis, backward)
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence, gates],
                     outputs=[next_t, new_h, written, gates], name=f"{name}/body")
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells.lstm import LSTMWeights
-from ..model import (AddOptions, BuiltinOperator, ConcatenationOptions, FullyConnectedOptions, GatherOptions,
-                     MulOptions, Operator, PackOptions, SplitOptions, Subgraph, Tensor, UnpackOptions, WhileOptions)
+from ..model import (AddOptions, BuiltinOperator, ConcatenationOptions, FullyConnectedOptions, MulOptions, Operator,
+                     SplitOptions, Subgraph, Tensor, WhileOptions)
 from .common import Tensors
 
 ROLES = ("input_weights", "recurrent_weights", "bias")
@@ -45,12 +45,8 @@ def write_direction(g, layer, source: int, state: int | None, backward: bool, na
             found["recurrent_weights"] = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
         g.weights[layer.name] = found
     found = g.weights[layer.name]
-    gates = tensors.add(g.sequence_of(f"{name}/ifo_projection", 3 * units))
-    candidate = tensors.add(g.sequence_of(f"{name}/g_projection", units))
-    for part, out in ((0, gates), (1, candidate)):
-        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, found["input_weights"] + part,
-                                                                     found["bias"] + part], [out],
-                                  version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+    gates, candidate = g.project_groups(source, found, ((f"{name}/ifo_projection", 3 * units),
+                                                        (f"{name}/g_projection", units)))
     if state is None:  # the zero state: the steps still need an h and a c to start from
         h = tensors.add(Tensor(f"{name}/h_zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
         c = tensors.add(Tensor(f"{name}/c_zeros", (batch, units), data=np.zeros((batch, units), np.float32)))
@@ -76,13 +72,7 @@ def write_direction(g, layer, source: int, state: int | None, backward: bool, na
 def _unrolled(g, layer, name, gates, candidate, h, c, found, backward, sequence):
     tensors, operators, steps, batch = g.tensors, g.operators, g.steps, g.batch
     units = layer.weights.num_units
-    pieces = {}
-    for what, source, width in (("p", gates, 3 * units), ("q", candidate, units)):
-        first = len(tensors)
-        tensors.add(*(Tensor(f"{name}/{what}{t}", (batch, width)) for t in range(steps)))
-        operators.append(Operator(BuiltinOperator.UNPACK, [source], list(range(first, first + steps)),
-                                  options=UnpackOptions(num=steps, axis=g.time_axis)))
-        pieces[what] = first
+    pieces = g.unpack_steps(name, (("p", gates, 3 * units), ("q", candidate, units)))
     axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
     weights = (found["recurrent_weights"], found["recurrent_weights"] + 1)
     outputs = [None] * steps
@@ -90,12 +80,7 @@ def _unrolled(g, layer, name, gates, candidate, h, c, found, backward, sequence)
         h, c = write_step(tensors, operators, pieces["p"] + t, pieces["q"] + t, h, c, weights, axis, f"{name}/", t,
                           (batch, units))
         outputs[t] = h
-    output = None
-    if sequence:
-        output = tensors.add(Tensor(f"{layer.name}/output", (*g.lead, units)))
-        operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
-                                  options=PackOptions(values_count=steps, axis=g.time_axis)))
-    return output, h, c
+    return (g.pack_output(layer.name, outputs, units) if sequence else None), h, c
 
 
 # The tensor each step value is written to: its name stem (<layer>/<stem><t>) and what it holds.
@@ -162,7 +147,7 @@ def _loop(g, layer, name, gates, candidate, h, c, backward):
 def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor: Tensor, time_axis: int,
                backward: bool) -> Subgraph:
     """Step t, then t += 1 (backward: -1); step t GATHERed, so every shape in the body is static (lowering/gru.py)."""
-    from .portable import step_begin
+    from .portable import gather_steps, step_begin, write_back_step
 
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", state_shape),
                        Tensor("sequence", sequence_shape, shape_signature=signature),
@@ -171,25 +156,14 @@ def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor
     t, h, sequence, gates, c = range(LOOP_VALUES)
     operators = []
     begin = step_begin(tensors, operators, t, time_axis)
-    pieces = {}
-    for what, source, width in (("q", sequence, state_shape[-1]), ("p", gates, 3 * state_shape[-1])):
-        pieces[what] = tensors.add(Tensor(what, (*state_shape[:-1], width)))  # a scalar index drops the time axis
-        operators.append(Operator(BuiltinOperator.GATHER, [source, t], [pieces[what]],
-                                  options=GatherOptions(axis=time_axis)))
+    pieces = gather_steps(tensors, operators, t, time_axis, state_shape,
+                          (("q", sequence, state_shape[-1]), ("p", gates, 3 * state_shape[-1])))
     r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
     axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
     new_h, new_c = write_step(tensors, operators, pieces["p"], pieces["q"], h, c, (r, r + 1), axis, "", "",
                               state_shape)
-    step_shape = list(sequence_shape)
-    step_shape[time_axis] = 1
-    step = tensors.add(Tensor("step", tuple(step_shape)))
-    operators.append(Operator(BuiltinOperator.PACK, [new_h], [step], options=PackOptions(values_count=1,
-                                                                                         axis=time_axis)))
-    written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
-    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, step, begin], [written]))
-    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
-    next_t = tensors.add(Tensor("t_next", (), "int32"))
-    operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
+    written, next_t = write_back_step(tensors, operators, t, new_h, sequence, begin, sequence_shape, signature,
+                                      time_axis, backward)
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence, gates, c],
                     outputs=[next_t, new_h, written, gates, new_c], name=f"{name}/body")
 

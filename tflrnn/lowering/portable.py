@@ -30,6 +30,7 @@ from ..model import (
     CallOnceOptions,
     ConcatenationOptions,
     FullyConnectedOptions,
+    GatherOptions,
     Model,
     Operator,
     PackOptions,
@@ -202,6 +203,35 @@ class _Graph(GraphWalk):
                                        options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
         return output, self.reshaped(h_end, (self.batch, units), f"{name}/final_state")
 
+    def project_groups(self, source: int, found: dict, groups) -> list[int]:
+        """A gated cell's input projections of every step at once, one FULLY_CONNECTED per gate group (XNNPACK packs
+        each weight matrix once and the graph stays one delegate partition): `groups` = (tensor name, width) in the
+        order of the group tensors from `found["input_weights"]` and `found["bias"]` on."""
+        outputs = [self.tensors.add(self.sequence_of(name, width)) for name, width in groups]
+        for part, out in enumerate(outputs):
+            self.operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [source, found["input_weights"] + part,
+                                                                             found["bias"] + part], [out],
+                                           version=5, options=FullyConnectedOptions(keep_num_dims=True)))
+        return outputs
+
+    def unpack_steps(self, name: str, sources) -> dict[str, int]:
+        """Each (stem, sequence, width) UNPACKed over time into <name>/<stem><t>: stem -> its step 0's index."""
+        first_of = {}
+        for stem, source, width in sources:
+            first = len(self.tensors)
+            self.tensors.add(*(Tensor(f"{name}/{stem}{t}", (self.batch, width)) for t in range(self.steps)))
+            self.operators.append(Operator(BuiltinOperator.UNPACK, [source], list(range(first, first + self.steps)),
+                                           options=UnpackOptions(num=self.steps, axis=self.time_axis)))
+            first_of[stem] = first
+        return first_of
+
+    def pack_output(self, layer_name: str, outputs: list[int], units: int) -> int:
+        """The steps' outputs PACKed into the layer's output sequence."""
+        output = self.tensors.add(Tensor(f"{layer_name}/output", (*self.lead, units)))
+        self.operators.append(Operator(BuiltinOperator.PACK, outputs, [output],
+                                       options=PackOptions(values_count=self.steps, axis=self.time_axis)))
+        return output
+
     def loop_start(self, name: str, projection: int, backward: bool) -> int:
         """The loop's first t: 0, or T - 1 backward (with a dynamic time axis, of the input as given)."""
         if self.dynamic and backward:  # from the last step, wherever that is: T - 1 of the input as given
@@ -326,6 +356,34 @@ def step_begin(tensors: Tensors, operators: list, t: int, time_axis: int) -> int
     corner[time_axis] = t
     operators.append(Operator(BuiltinOperator.PACK, corner, [begin], options=PackOptions(values_count=3, axis=0)))
     return begin
+
+
+def gather_steps(tensors: Tensors, operators: list, t: int, time_axis: int, state_shape, sources) -> dict[str, int]:
+    """In a gated cell's loop body: step t of each (stem, sequence, width), GATHERed (a scalar index drops the time
+    axis, so every shape in the body stays static; lowering/gru.py says why not SLICE): stem -> its index."""
+    pieces = {}
+    for stem, source, width in sources:
+        pieces[stem] = tensors.add(Tensor(stem, (*state_shape[:-1], width)))
+        operators.append(Operator(BuiltinOperator.GATHER, [source, t], [pieces[stem]],
+                                  options=GatherOptions(axis=time_axis)))
+    return pieces
+
+
+def write_back_step(tensors: Tensors, operators: list, t: int, new_h: int, sequence: int, begin: int,
+                    sequence_shape, signature, time_axis: int, backward: bool) -> tuple[int, int]:
+    """The end of a gated cell's loop body: h_t written over step t of the sequence (PACKed to a step, then
+    DYNAMIC_UPDATE_SLICE), and t += 1 (backward: -1). (The written sequence, the next t.)"""
+    step_shape = list(sequence_shape)
+    step_shape[time_axis] = 1
+    step = tensors.add(Tensor("step", tuple(step_shape)))
+    operators.append(Operator(BuiltinOperator.PACK, [new_h], [step], options=PackOptions(values_count=1,
+                                                                                         axis=time_axis)))
+    written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
+    operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, step, begin], [written]))
+    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
+    next_t = tensors.add(Tensor("t_next", (), "int32"))
+    operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
+    return written, next_t
 
 
 def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, time_axis: int,
