@@ -400,7 +400,8 @@ def _swap_data(graph, op):
 
 
 @pytest.mark.parametrize("change,failing", [
-    (lambda g, op: setattr(op.options, "cell_clip", 3.0), {"op.options[1]"}),
+    (lambda g, op: setattr(op.options, "cell_clip", 3.0), {"metadata.tflrnn"}),  # a clip the record does not hold
+    (lambda g, op: setattr(op.options, "cell_clip", -1.0), {"op.options[1]"}),
     (lambda g, op: setattr(op.options, "proj_clip", 1.0), {"op.options[1]"}),
     (lambda g, op: setattr(op.options, "activation", Activation.RELU), {"op.options[1]"}),
     (lambda g, op: setattr(op, "options", None), {"op.options[1]"}),
@@ -418,17 +419,19 @@ def test_verify_catches_a_broken_fused_lstm(change, failing):
     assert not report.passed and failing <= failed, failed
 
 
-def test_the_runtime_applies_the_clip_the_options_check_refuses():
-    """Why a nonzero cell_clip must fail verify: LiteRT clips c as told, and the model no longer computes the LSTM
-    (Keras and PyTorch never clip), without a word from the runtime."""
+def test_a_clip_written_after_the_fact_fails_verify_and_the_runtime_applies_it():
+    """Why the record holds the clip: LiteRT clips c as its options say, without a word, so a model whose clip was
+    set after tflrnn wrote it computes another LSTM than the recorded one (Keras and PyTorch never clip)."""
     weights = _random(4, 3, seed=4)
     model = read(tflrnn.build(LSTMCell(4), weights=weights, input_size=3, time_steps=6))
     model.subgraphs[0].operators[0].options.cell_clip = 0.05  # small enough to clip at every step
     data = write(model)
     failed = {c.name for c in verify(data, runtime="litert").checks if not c.passed}
-    assert {"op.options", "numeric"} <= failed  # and the numbers are not run on a model that computes otherwise
+    assert "metadata.tflrnn" in failed
     x = np.random.default_rng(1).standard_normal((1, 6, 3)).astype(np.float32)
-    assert np.max(np.abs(_invoke(_interpreter(data, False), x) - reference.run_lstm(x, weights)[0])) > 1e-2
+    got = _invoke(_interpreter(data, False), x)
+    assert np.max(np.abs(got - reference.run_lstm(x, weights)[0])) > 1e-2
+    np.testing.assert_allclose(got, reference.run_lstm(x, weights, cell_clip=np.float32(0.05))[0], atol=1e-6)
 
 
 def test_refusals(cli, tmp_path):
@@ -442,8 +445,8 @@ def test_refusals(cli, tmp_path):
 
 def test_recover_refuses_an_lstm_tflrnn_does_not_write():
     model = read(tflrnn.build(LSTMCell(3), input_size=2, time_steps=2))
-    model.subgraphs[0].operators[0].options = replace(model.subgraphs[0].operators[0].options, cell_clip=1.0)
-    with pytest.raises(ModelFormatError, match="cell_clip"):
+    model.subgraphs[0].operators[0].options = replace(model.subgraphs[0].operators[0].options, proj_clip=1.0)
+    with pytest.raises(ModelFormatError, match="proj_clip"):
         recover(model)
 
 

@@ -157,6 +157,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
             "state_shape": [network.batch_size, layer.weights.state_width],
             "weights_sha256": layer.weights.sha256(),
             **layer.weights.settings(),
+            **({"cell_clip": layer.cell_clip} if layer.cell_clip else {}),
         }
         for layer in network.layers
     ]
@@ -189,7 +190,8 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
         summary["int8"] = int8_summary(network, model, data)
     if len(layers) == 1:  # a single cell: its facts at the top level too
         summary.update({key: layers[0][key] for key in ("cell", "units", "input_size", "activation", "state_shape",
-                                                          "weights_sha256", *network.layers[0].weights.settings())})
+                                                          "weights_sha256", *network.layers[0].weights.settings(),
+                                                          *(("cell_clip",) if network.layers[0].cell_clip else ()))})
     return summary
 
 
@@ -222,7 +224,8 @@ def model_of(network: Network) -> Model:
     model = lowering.lower(network)
     model.description = f"tflrnn {__version__}"
     records = [metadata.Record(ACTIVATION_NAMES[layer.activation], layer.weights.sha256(),
-                               "int8" if layer.int8 is not None else None) for layer in network.layers]
+                               "int8" if layer.int8 is not None else None, layer.cell_clip or None)
+               for layer in network.layers]
     dense = [metadata.Record(d.activation, metadata.dense_sha256(d.weights, d.bias)) for d in network.head]
     model.metadata = {
         "min_runtime_version": metadata.min_runtime_entry(model),
@@ -437,7 +440,7 @@ def _layers(expanded, given, input_size, time_steps, batch_size, seed, hybrid, a
             # The model computes with the dequantized values: those are its weights (and their digest).
             layer_weights = CellWeights(dequantize(*int8[0]), dequantize(*int8[1]), layer_weights.bias)
         layers.append(Layer(layer_cell.name, layer_cell.fused_activation, layer_weights, int8,
-                            bool(asymmetric_inputs)))
+                            bool(asymmetric_inputs), getattr(layer_cell, "cell_clip", None) or 0.0))
         size = sum(c.num_units for s, c in expanded if s == stage)  # the stage's output width, once complete
     return layers
 

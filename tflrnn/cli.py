@@ -53,7 +53,7 @@ class _BatchSize(_SizeOrDynamic):
 
 
 _batch_size = _BatchSize()
-_TYPES = {"int": int, "path": _path, "size_or_dynamic": _size_or_dynamic, "batch_size": _batch_size}
+_TYPES = {"int": int, "float": float, "path": _path, "size_or_dynamic": _size_or_dynamic, "batch_size": _batch_size}
 
 
 def _build_options(command):
@@ -179,7 +179,13 @@ def _cell_text(layer: dict) -> str:
     """A layer as the summary names it: its activation for the basic cell, its kind for the others."""
     if layer.get("cell", "rnn") == "rnn":
         return layer["activation"]
-    return layer["cell"].upper() + ("" if layer.get("reset_after", True) else " (reset before)")
+    return layer["cell"].upper() + _settings_text(layer)
+
+
+def _settings_text(layer: dict) -> str:
+    """A gated cell's settings as the summary and inspect say them: a GRU's reset before, an LSTM's cell_clip."""
+    return ("" if layer.get("reset_after", True) else " (reset before)") + (
+        f" (cell_clip {layer['cell_clip']:g})" if layer.get("cell_clip") else "")
 
 
 def _stages(layers: list[dict]) -> list[str]:
@@ -349,7 +355,7 @@ def inspect(model, as_json):
         click.echo(f"network ({network['lowering']} lowering, state {network['state']}): " + ", ".join(
             f"'{layer['name']}' {kind(layer['cell']).title}"
             + (f" {layer['activation']}" if layer["cell"] == "rnn" else "")
-            + ("" if layer.get("reset_after", True) else " (reset before)")
+            + _settings_text(layer)
             + f" {layer['units']} units (input {layer['input_size']})" for layer in network["layers"]))
     for index, graph in enumerate(info["subgraphs"]):
         click.echo(f"subgraph {index} {graph['name']!r}: inputs {graph['inputs']}, outputs {graph['outputs']}")

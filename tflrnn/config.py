@@ -286,8 +286,8 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
             label = f"{source.format} layer '{source.layer}'" if source.layer else f"{source.format} file"
             raise ConfigError(f"the {label} records activation {source.activation}, but {activation!r} was given")
         activation = source.activation
-    cell = _new_cell(settings, units if units is not None else weights.num_units, activation=activation,
-                     name=settings.get("name"), weights=weights)
+    cell = _new_cell(_with_source(settings, source), units if units is not None else weights.num_units,
+                     activation=activation, name=settings.get("name"), weights=weights)
     if settings.get("use_bias") is False and weights is not None and any(
             np.any(weights.roles()[role] != 0) for role in ("bias", "recurrent_bias") if weights.roles().get(role)
             is not None):
@@ -315,8 +315,8 @@ def _imported_model(found, names: list[str] | None, settings: dict) -> BuildPlan
     cells = []
     for k, layer in enumerate(found.layers):
         name = names[k] if names else base if len(found.layers) == 1 else f"{base}/cell_{k}"
-        cells.append(_new_cell(settings, layer[0].weights.num_units, activation=layer[0].activation or given,
-                               name=name, weights=layer[0].weights))
+        cells.append(_new_cell(_with_source(settings, layer[0]), layer[0].weights.num_units,
+                               activation=layer[0].activation or given, name=name, weights=layer[0].weights))
     flags = found.bidirectional
     # a merge mode the source implies (a Keras model's) is not the user's --merge on a one-way model
     layout = {**_layout(settings, bidirectional=any(flags) or "merge" in found.implied), "bidirectional": flags,
@@ -368,8 +368,21 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
             for k in range(layers)]
 
 
-# Settings that only some kinds' cells take (a GRU's reset_after; a GRU's and an LSTM's recurrent_activation).
-_CELL_ARGUMENTS = ("reset_after", "recurrent_activation")
+# Settings that only some kinds' cells take (a GRU's reset_after; a GRU's and an LSTM's recurrent_activation; an
+# LSTM's cell_clip).
+_CELL_ARGUMENTS = ("reset_after", "recurrent_activation", "cell_clip")
+
+
+def _with_source(settings: dict, source) -> dict:
+    """The settings a cell read from `source` is made with: a cell_clip the source records (a `tflrnn weights`
+    record), unless another was given."""
+    recorded = getattr(source, "cell_clip", None)
+    if recorded is None:
+        return settings
+    given = settings.get("cell_clip")
+    if given is not None and np.float32(given) != np.float32(recorded):
+        raise ConfigError(f"the weights record cell_clip {recorded:g} for '{source.layer}', but {given!r} was given")
+    return {**settings, "cell_clip": recorded}
 
 
 def _new_cell(settings: dict, units: int, *, weights=None, **arguments):

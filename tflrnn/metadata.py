@@ -55,6 +55,8 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.LESS, 1): "1.14.0",
     (BuiltinOperator.GREATER_EQUAL, 1): "1.14.0",
     (BuiltinOperator.SHAPE, 1): "1.10.0",  # its length, with a dynamic time axis
+    (BuiltinOperator.MAXIMUM, 1): "1.14.0",  # a portable LSTM's cell_clip
+    (BuiltinOperator.MINIMUM, 1): "1.14.0",
     (BuiltinOperator.MUL, 1): "1.5.0",  # a GRU's gates
     (BuiltinOperator.SUB, 1): "1.6.0",
     (BuiltinOperator.SPLIT, 1): "1.5.0",
@@ -76,7 +78,7 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.DEQUANTIZE, 2): "1.14.0",
 }
 
-_FIELDS = ("activation", "weights_sha256", "quantize")  # the items of an entry, in order
+_FIELDS = ("activation", "weights_sha256", "quantize", "cell_clip")  # the items of an entry, in order
 
 
 def min_runtime_version(model: Model) -> str:
@@ -97,6 +99,7 @@ class Record:
     activation: str
     weights_sha256: str  # hex
     quantize: str | None = None  # "int8": W and R stored as int8; the digest is of their dequantized values
+    cell_clip: float | None = None  # an LSTM's cell_clip (None: none; not written then, so older records hold)
 
 
 def record(cells: list[Record], dense: list[Record]) -> bytes:
@@ -109,6 +112,8 @@ def record(cells: list[Record], dense: list[Record]) -> bytes:
 
 def _entry(r: Record) -> list:
     digest = base64.urlsafe_b64encode(bytes.fromhex(r.weights_sha256)).rstrip(b"=").decode()
+    if r.cell_clip:
+        return [r.activation, digest, r.quantize, r.cell_clip]
     return [r.activation, digest] + ([r.quantize] if r.quantize is not None else [])
 
 

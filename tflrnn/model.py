@@ -46,6 +46,8 @@ class BuiltinOperator(enum.IntEnum):
     LESS = 58
     GREATER_EQUAL = 62
     SLICE = 65
+    MAXIMUM = 55
+    MINIMUM = 57
     SHAPE = 77
     PACK = 83
     UNPACK = 88

@@ -39,6 +39,7 @@ class Layer:
     weights: CellWeights  # or another kind's weights (cells/): GRUWeights
     int8: tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]] | None = None
     asymmetric_inputs: bool = False
+    cell_clip: float = 0.0  # an LSTM's c clipped to [-cell_clip, cell_clip] each step (0: never), a float32 value
 
     @property
     def kind(self) -> str:
@@ -56,8 +57,8 @@ class Layer:
         same_int8 = (self.int8 is None) == (other.int8 is None) and (self.int8 is None or all(
             np.array_equal(q, p) and np.array_equal(np.float32(s), np.float32(t))  # a scale is stored as float32
             for (q, s), (p, t) in zip(self.int8, other.int8)))
-        return (self.name, int(self.activation), self.asymmetric_inputs) == (
-            other.name, int(other.activation), other.asymmetric_inputs) and same_int8 and \
+        return (self.name, int(self.activation), self.asymmetric_inputs, self.cell_clip) == (
+            other.name, int(other.activation), other.asymmetric_inputs, other.cell_clip) and same_int8 and \
             self.weights.equals(other.weights)
 
 

@@ -22,7 +22,8 @@ class Option:
     help: str
     part: str
     default: object = None  # a layout option's default when neither the options, a config nor the source gives it
-    type: str | None = None  # "int", "path", "size_or_dynamic", "batch_size", or None (text, a flag or choices)
+    type: str | None = None  # "int", "float", "path", "size_or_dynamic", "batch_size", or None (text, a flag or
+    # choices)
     choices: tuple[str, ...] | None = None
     flag: bool = False  # an on/off flag (None when not given)
 
@@ -72,6 +73,9 @@ BUILD_OPTIONS = (
     Option("reset_after", ("--reset-after/--reset-before",), "A GRU's reset gate: applied after the candidate's "
            "recurrent product (default; Keras 3's reset_after=True, PyTorch, ONNX linear_before_reset=1) or to h "
            "before it (Keras reset_after=False). With --weights, the weights say.", CELL),
+    Option("cell_clip", ("--cell-clip",), "An LSTM's cell state clipped to [-CLIP, CLIP] each step (TF1 "
+           "LSTMCell's cell_clip; the LSTM op's cell_clip option). Default none: Keras and PyTorch never clip.", CELL,
+           type="float"),
     Option("lowering", ("--lowering",), "fused (default for rnn and lstm): TFLite's fused RNN and LSTM ops; portable "
            "(default for gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE "
            "loop, a fixed or dynamic time axis, float or --quantize full-int8).", LAYOUT,

@@ -112,15 +112,16 @@ def run_gru(x: np.ndarray, weights, *, time_major: bool = False,
     return _batch_major(outputs, time_major), h
 
 
-def run_lstm(x: np.ndarray, weights, *, time_major: bool = False,
-             initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def run_lstm(x: np.ndarray, weights, *, time_major: bool = False, initial_state: np.ndarray | None = None,
+             cell_clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """An LSTM, as Keras' LSTM and PyTorch's nn.LSTM define it (gates i, f, g, o; W [4U,I], R [4U,U], b [4U]):
 
         i = sigmoid(x W_i + h R_i + b_i),  f = sigmoid(x W_f + h R_f + b_f),  o = sigmoid(x W_o + h R_o + b_o)
         g = tanh(x W_g + h R_g + b_g),     c' = f * c + i * g,                h' = o * tanh(c')
 
-    (W and R act transposed, as TFLite stores them.) The state is [B, 2U], h then c. Outputs (each step's h) and
-    the final state [h | c], as run."""
+    (W and R act transposed, as TFLite stores them.) With `cell_clip` > 0, c' is clipped to [-cell_clip, cell_clip]
+    before tanh (TF1 LSTMCell's cell_clip, as TFLite's LSTM kernels apply it). The state is [B, 2U], h then c.
+    Outputs (each step's h) and the final state [h | c], as run."""
     w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
     units = weights.num_units
     xb = _batch_major(np.asarray(x, dtype=np.float64), time_major)
@@ -133,21 +134,28 @@ def run_lstm(x: np.ndarray, weights, *, time_major: bool = False,
         z = driven[:, t] + h @ r.T
         i, f = _sigmoid(z[:, :units]), _sigmoid(z[:, units:2 * units])
         g, o = np.tanh(z[:, 2 * units:3 * units]), _sigmoid(z[:, 3 * units:])
-        c = f * c + i * g
+        c = clip_cell(f * c + i * g, cell_clip)
         h = o * np.tanh(c)
         outputs[:, t] = h
     return _batch_major(outputs, time_major), np.concatenate([h, c], axis=1)
 
 
+def clip_cell(c: np.ndarray, cell_clip: float) -> np.ndarray:
+    """An LSTM's cell state clipped to [-cell_clip, cell_clip]; 0 (or None): no clipping."""
+    return np.clip(c, -cell_clip, cell_clip) if cell_clip else c
+
+
 def run_cell(x: np.ndarray, weights, activation, *, time_major: bool = False,
-             initial_state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The recurrence of any kind of cell, as its kind names it (cells/): `run` for the basic cell, `run_gru`..."""
+             initial_state: np.ndarray | None = None, cell_clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The recurrence of any kind of cell, as its kind names it (cells/): `run` for the basic cell, `run_gru`...;
+    `cell_clip` only an LSTM has."""
     from .cells import kind_of
 
     recurrence = kind_of(weights).reference
     if recurrence == "run":
         return run(x, weights, activation, time_major=time_major, initial_state=initial_state)
-    return globals()[recurrence](x, weights, time_major=time_major, initial_state=initial_state)
+    extra = {"cell_clip": cell_clip} if cell_clip else {}
+    return globals()[recurrence](x, weights, time_major=time_major, initial_state=initial_state, **extra)
 
 
 def cell_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -324,7 +332,7 @@ def lstm_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarra
     cells = np.empty(outputs.shape)
     c = np.asarray(start[:, units:], np.float64)
     for t in range(outputs.shape[1]):
-        c = f[:, t] * c + i[:, t] * g[:, t]
+        c = clip_cell(f[:, t] * c + i[:, t] * g[:, t], layer.cell_clip)
         cells[:, t] = c
     return {"gate_input": gate_input, "gate_recurrent": gate_recurrent, "gate_sum": gate_sum, "cell": cells,
             "state": outputs}
@@ -348,7 +356,7 @@ def run_network(network, x: np.ndarray, states: list | None = None,
         for direction, layer in enumerate(stage if isinstance(stage, tuple) else (stage,)):
             source = np.flip(y, axis=time_axis) if direction == 1 else y
             out, h = run_cell(source, layer.weights, layer.activation, time_major=network.time_major,
-                              initial_state=states[k])
+                              initial_state=states[k], cell_clip=layer.cell_clip)
             if trace is not None:
                 start = np.zeros_like(h) if states[k] is None else np.asarray(states[k], np.float64)
                 trace.append((layer, _batch_major(source, network.time_major), start,

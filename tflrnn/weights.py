@@ -105,7 +105,8 @@ def network_record(description, keras_names: bool = False) -> dict | None:
             return None  # both directions are built from one cell, named <name>/fw and <name>/bw
         layers.append({"name": name, "activation": ACTIVATION_NAMES[directions[0].activation],
                        "bidirectional": len(directions) == 2,
-                       **({"cell": directions[0].kind} if directions[0].kind != "rnn" else {})})
+                       **({"cell": directions[0].kind} if directions[0].kind != "rnn" else {}),
+                       **({"cell_clip": directions[0].cell_clip} if directions[0].cell_clip else {})})
     record = {
         "tflrnn_network": 1,  # the record's version
         "names": "keras" if keras_names else "tflite",

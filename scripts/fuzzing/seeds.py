@@ -76,6 +76,11 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                            "full-int8", "--calibration", "{calibration}", "--layers", "2", "--last-step"],
         "lstm-hybrid": ["--cell", "lstm", "--units", "3", "--input-size", "2", "--time-steps", "2", "--quantize",
                         "int8", "--asymmetric-inputs"],
+        # An LSTM's cell_clip: the fused op's option, and MAXIMUM / MINIMUM by two constants in the portable loop
+        "lstm-cell-clip": ["--cell", "lstm", "--units", "3", "--input-size", "2", "--time-steps", "3", "--cell-clip",
+                           "0.5"],
+        "lstm-loop-cell-clip": ["--cell", "lstm", "--lowering", "portable", "--recurrence", "loop", "--units", "2",
+                                "--input-size", "2", "--time-steps", "2", "--cell-clip", "0.5"],
     }
     from tflrnn import reader
 
@@ -185,6 +190,11 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                    "input_size": 3, "time_steps": 2, "return_sequences": False}),
         ("bidirectional", {"num_units": 3, "bidirectional": True, "merge": "none", "time_steps": "dynamic"}),
         ("int8", {"num_units": 3, "quantize": "int8", "asymmetric_inputs": True, "seed": 7, "time_major": True}),
+        # Keras GRU and LSTM configs (the kind from the serialized class or a key only that kind writes)
+        ("keras-gru", {"class_name": "GRU", "config": {**keras_config, "name": "gru", "recurrent_activation": "sigmoid",
+                                                       "reset_after": False}}),
+        ("keras-lstm", {**keras_config, "name": "lstm", "recurrent_activation": "sigmoid", "unit_forget_bias": True,
+                        "cell_clip": 0.5, "time_steps": 2}),
     ):
         for suffix in (".json", ".toml"):
             text = render_json(doc) if suffix == ".json" else render_toml(doc)

@@ -94,6 +94,20 @@ def _onnx_order(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([array[k * units:(k + 1) * units] for k in ONNX_ORDER]))
 
 
+def check_cell_clip(value) -> float | None:
+    """A cell_clip as the LSTM ops store it (a float32 in their options): None or 0 for none, else a finite
+    positive value."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"cell_clip must be a number, got {value!r}")
+    clip = float(np.float32(value))
+    if not np.isfinite(clip) or clip < 0 or (value and not clip):
+        raise ConfigError(f"cell_clip must be a finite number >= 0 (0: no clipping) that a float32 holds, "
+                          f"got {value!r}")
+    return clip or None
+
+
 def initial_weights(num_units: int, input_size: int, seed: int = 0) -> LSTMWeights:
     """Seeded weights drawn as Keras' LSTM draws them: kernel glorot-uniform [I, 4U], recurrent kernel orthogonal
     per gate [U, U] blocks, biases zeros but the forget gate's ones (unit_forget_bias=True)."""
@@ -110,15 +124,17 @@ def initial_weights(num_units: int, input_size: int, seed: int = 0) -> LSTMWeigh
 
 
 class LSTMCell(StateSized):
-    """An LSTM cell: num_units, activation (tanh), recurrent_activation (sigmoid). Its state is h and c, [B, 2U]
-    side by side (h first). The cell holds no weights: pass them to `tflrnn.build` (`weights=LSTMWeights(...)`), or
-    get seeded ones."""
+    """An LSTM cell: num_units, activation (tanh), recurrent_activation (sigmoid), cell_clip (None: c is never
+    clipped, as in Keras and PyTorch; a positive value clips c to [-cell_clip, cell_clip] each step, as TF1's
+    LSTMCell(cell_clip=...) and TFLite's LSTM ops do). Its state is h and c, [B, 2U] side by side (h first). The
+    cell holds no weights: pass them to `tflrnn.build` (`weights=LSTMWeights(...)`), or get seeded ones."""
 
     kind = "lstm"
 
     def __init__(self, num_units, activation="tanh", recurrent_activation="sigmoid", reuse=None, name=None,
-                 dtype=None):
+                 dtype=None, cell_clip=None):
         self.num_units = check_positive_int(num_units, "num_units")
+        self.cell_clip = check_cell_clip(cell_clip)
         if activation not in (None, "tanh"):
             raise ConfigError(f"an LSTM's activation {activation!r} is not written: tflrnn's LSTM uses tanh for the "
                               "candidate and the cell output (Keras' and PyTorch's default)")
@@ -143,20 +159,21 @@ class LSTMCell(StateSized):
 
     def renamed(self, name: str) -> LSTMCell:
         """The same cell under another name (a bidirectional layer's <name>/fw and <name>/bw)."""
-        return LSTMCell(self.num_units, reuse=self.reuse, name=name)
+        return LSTMCell(self.num_units, reuse=self.reuse, name=name, cell_clip=self.cell_clip)
 
     def initial_weights(self, input_size: int, seed: int = 0) -> LSTMWeights:
         return initial_weights(self.num_units, input_size, seed)
 
     def get_config(self) -> dict:
         return {"cell": "lstm", "name": self.name, "num_units": self.num_units, "activation": self.activation,
-                "recurrent_activation": self.recurrent_activation, "reuse": self.reuse}
+                "recurrent_activation": self.recurrent_activation, "reuse": self.reuse, "cell_clip": self.cell_clip}
 
     def __eq__(self, other) -> bool:
         return isinstance(other, LSTMCell) and self.get_config() == other.get_config()
 
     def __repr__(self) -> str:
-        return f"LSTMCell(num_units={self.num_units}, name={self.name!r})"
+        clip = f", cell_clip={self.cell_clip:g}" if self.cell_clip else ""
+        return f"LSTMCell(num_units={self.num_units}{clip}, name={self.name!r})"
 
 
 KIND = CellKind(

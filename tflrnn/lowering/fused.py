@@ -164,9 +164,10 @@ def lower(network: Network) -> Model:
         return slots, states
 
     def lstm_options(layer: Layer) -> dict:
-        # Keras and PyTorch never clip: cell_clip and proj_clip 0 (none); tanh for the candidate and the cell output.
-        return {"activation": layer.activation, "cell_clip": 0.0, "proj_clip": 0.0, "time_major": time_major,
-                "asymmetric_quantize_inputs": layer.asymmetric_inputs}
+        # Keras and PyTorch never clip: cell_clip 0 (none) unless the cell asks (TF1's cell_clip); no projection, so
+        # proj_clip 0; tanh for the candidate and the cell output.
+        return {"activation": layer.activation, "cell_clip": layer.cell_clip, "proj_clip": 0.0,
+                "time_major": time_major, "asymmetric_quantize_inputs": layer.asymmetric_inputs}
 
     ends: list[int] = []  # the final op's outputs
     for k, stage in enumerate(stages):
@@ -642,7 +643,7 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
         if activation not in Activation._value2member_map_:
             raise ModelFormatError(f"'{g.name}' has fused activation {activation}, which no RNN kernel applies")
         seen[key] = Layer(g.name, Activation(activation), g.weights(), int8,
-                          bool(g.options.asymmetric_quantize_inputs))
+                          bool(g.options.asymmetric_quantize_inputs), float(getattr(g.options, "cell_clip", 0.0)))
     return seen[key]
 
 
@@ -653,9 +654,9 @@ def _check_lstm(g: LSTMGraph) -> None:
     problems = []
     if options.activation != Activation.TANH:
         problems.append(f"fused activation {options.activation} (tflrnn's LSTM applies tanh)")
-    if options.cell_clip or options.proj_clip:
-        problems.append(f"cell_clip {options.cell_clip}, proj_clip {options.proj_clip} (an LSTM without clipping "
-                        "has both 0)")
+    if not (np.isfinite(options.cell_clip) and options.cell_clip >= 0) or options.proj_clip:
+        problems.append(f"cell_clip {options.cell_clip}, proj_clip {options.proj_clip} (tflrnn's LSTM clips c by a "
+                        "finite cell_clip >= 0, 0 for none, and has no projection to clip: proj_clip 0)")
     if getattr(options, "diagonal_recurrent_tensors", False):
         problems.append("diagonal_recurrent_tensors set")
     if any(i != -1 for i in g.absent):

@@ -72,7 +72,8 @@ class _FusedInt8Graph(_Int8Graph):
         self.operators.append(Operator(
             BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, [source, *slots, h, c, *[-1] * len(LSTM_LAYER_NORM)],
             [output], version=LSTM_VERSION, intermediates=intermediates,
-            options=UnidirectionalSequenceLSTMOptions(activation=Activation.TANH, time_major=self.time_major)))
+            options=UnidirectionalSequenceLSTMOptions(activation=Activation.TANH, cell_clip=layer.cell_clip,
+                                                      time_major=self.time_major)))
         if sequence:
             return output, output
         begin, options = last_step_slice(self.time_major)

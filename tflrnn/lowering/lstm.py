@@ -7,6 +7,7 @@ then each step t (unrolled, or as a WHILE loop's body over (t, h, Q, P, c) gathe
 step t):
     i, f, o = SPLIT(LOGISTIC(ADD(P_t, FULLY_CONNECTED(h, R_ifo))))      g = TANH(ADD(Q_t, FULLY_CONNECTED(h, R_g)))
     c' = ADD(MUL(f, c), MUL(i, g))                                         h' = MUL(o, TANH(c'))
+    (with a cell_clip, c' = MINIMUM(MAXIMUM(c', <layer>/cell_clip_low), <layer>/cell_clip): -clip and clip, [1])
 The state is [B, 2U], h then c (cells/lstm.py): SPLIT before the first step, CONCATENATION after the last. The
 weights are the LSTMWeights roles split by rows into the gates (i, f, o) and the candidate (g), named
 <layer>/ifo_input_weights, <layer>/g_input_weights, ... ; `recover_weights` joins them back.
@@ -41,8 +42,10 @@ def write_direction(g, layer, source: int, state: int | None, backward: bool, na
     units, batch = layer.weights.num_units, g.batch
     if layer.name not in g.weights:  # a reused cell's directions share them
         found = {role: tensors.add(*weight_tensors(layer, role)) - 1 for role in ("input_weights", "bias")}
-        if not g.network.loop:  # else R lives in the loop's body
+        if not g.network.loop:  # else R (and the cell_clip's bounds) live in the loop's body
             found["recurrent_weights"] = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
+            if layer.cell_clip:
+                found["cell_clip"] = clip_tensors(tensors, layer)
         g.weights[layer.name] = found
     found = g.weights[layer.name]
     gates, candidate = g.project_groups(source, found, ((f"{name}/ifo_projection", 3 * units),
@@ -75,10 +78,11 @@ def _unrolled(g, layer, name, gates, candidate, h, c, found, backward, sequence)
     pieces = g.unpack_steps(name, (("p", gates, 3 * units), ("q", candidate, units)))
     axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
     weights = (found["recurrent_weights"], found["recurrent_weights"] + 1)
+    clip = found.get("cell_clip")
     outputs = [None] * steps
     for t in (range(steps - 1, -1, -1) if backward else range(steps)):
         h, c = write_step(tensors, operators, pieces["p"] + t, pieces["q"] + t, h, c, weights, axis, f"{name}/", t,
-                          (batch, units))
+                          (batch, units), clip)
         outputs[t] = h
     return (g.pack_output(layer.name, outputs, units) if sequence else None), h, c
 
@@ -86,12 +90,36 @@ def _unrolled(g, layer, name, gates, candidate, h, c, found, backward, sequence)
 # The tensor each step value is written to: its name stem (<layer>/<stem><t>) and what it holds.
 STEP_VALUES = {"rp": "h R_ifo", "ap": "the gates' sum", "gates": "sigmoid(ap)", "i": "input gate",
                "f": "forget gate", "o": "output gate", "rq": "h R_g", "aq": "the candidate's sum", "n": "tanh(aq)",
-               "fc": "f c", "in": "i g", "c": "the new c", "tc": "tanh(c)", "h": "the new h"}
+               "fc": "f c", "in": "i g", "cu": "f c + i g, before the cell_clip", "cl": "max(cu, -cell_clip)",
+               "c": "the new c", "tc": "tanh(c)", "h": "the new h"}
+
+
+def clip_tensors(tensors: Tensors, layer) -> tuple[int, int]:
+    """A cell_clip's two constants, -clip and clip (float32 [1]): the bounds MAXIMUM and MINIMUM clip c' by."""
+    clip = np.float32(layer.cell_clip)
+    low = tensors.add(Tensor(f"{layer.name}/cell_clip_low", (1,), data=np.asarray([-clip], np.float32)))
+    return low, tensors.add(Tensor(f"{layer.name}/cell_clip", (1,), data=np.asarray([clip], np.float32)))
+
+
+def recover_settings(name: str, constant) -> dict:
+    """What else than its weights makes layer `name` compute as it does: its cell_clip (0 without one), from the
+    constants clip_tensors writes; ModelFormatError when they are not -clip and clip."""
+    from ..errors import ModelFormatError
+
+    low, high = constant(f"{name}/cell_clip_low"), constant(f"{name}/cell_clip")
+    if low is None and high is None:
+        return {}
+    if low is None or high is None or np.shape(low) != (1,) or np.shape(high) != (1,) or not (
+            np.isfinite(high[0]) and high[0] > 0 and low[0] == -high[0]):
+        raise ModelFormatError(f"LSTM layer '{name}': its cell_clip bounds are not -clip and clip, one value each "
+                               f"(found {low} and {high})")
+    return {"cell_clip": float(np.float32(high[0]))}
 
 
 def write_step(tensors: Tensors, operators: list, gates_in: int, candidate_in: int, h: int, c: int, weights,
-               axis: int, prefix: str, t, shape: tuple) -> tuple[int, int]:
-    """One step's ops (module docstring); `weights` = (R_ifo, R_g) indices. The new h and c."""
+               axis: int, prefix: str, t, shape: tuple, clip: tuple[int, int] | None = None) -> tuple[int, int]:
+    """One step's ops (module docstring); `weights` = (R_ifo, R_g) indices; `clip` = the cell_clip constants
+    (clip_tensors; None: no clipping). The new h and c."""
     r_gates, r_candidate = weights
 
     def op(code, inputs, stem, out_shape=shape, **kwargs):
@@ -114,7 +142,11 @@ def write_step(tensors: Tensors, operators: list, gates_in: int, candidate_in: i
     n = op(BuiltinOperator.TANH, [candidate_sum], "n")
     kept = op(BuiltinOperator.MUL, [forget, c], "fc", options=MulOptions())
     added = op(BuiltinOperator.MUL, [i, n], "in", options=MulOptions())
-    new_c = op(BuiltinOperator.ADD, [kept, added], "c", options=AddOptions())
+    if clip is None:
+        new_c = op(BuiltinOperator.ADD, [kept, added], "c", options=AddOptions())
+    else:  # c' clipped to [-clip, clip]: MAXIMUM and MINIMUM by the layer's two constants
+        summed_c = op(BuiltinOperator.ADD, [kept, added], "cu", options=AddOptions())
+        new_c = op(BuiltinOperator.MINIMUM, [op(BuiltinOperator.MAXIMUM, [summed_c, clip[0]], "cl"), clip[1]], "c")
     squashed = op(BuiltinOperator.TANH, [new_c], "tc")
     return op(BuiltinOperator.MUL, [output_gate, squashed], "h", options=MulOptions()), new_c
 
@@ -160,8 +192,9 @@ def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor
                           (("q", sequence, state_shape[-1]), ("p", gates, 3 * state_shape[-1])))
     r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
     axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    clip = clip_tensors(tensors, layer) if layer.cell_clip else None
     new_h, new_c = write_step(tensors, operators, pieces["p"], pieces["q"], h, c, (r, r + 1), axis, "", "",
-                              state_shape)
+                              state_shape, clip)
     written, next_t = write_back_step(tensors, operators, t, new_h, sequence, begin, sequence_shape, signature,
                                       time_axis, backward)
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence, gates, c],

@@ -576,8 +576,10 @@ def _recover(model: Model) -> Network:
                 axis, places = unpack.options.axis, (graph,)
             named = {t.name: t for place in places for t in place.tensors if t.name.startswith(f"{name}/")}
             if op.inputs[1] not in layers:
-                layers[op.inputs[1]] = Layer(name, Activation.TANH, steps_module.recover_weights(
-                    name, lambda n: real_values(named[n]) if n in named else None))
+                constant = lambda n: real_values(named[n]) if n in named else None  # noqa: E731
+                settings = getattr(steps_module, "recover_settings", lambda *_: {})(name, constant)
+                layers[op.inputs[1]] = Layer(name, Activation.TANH, steps_module.recover_weights(name, constant),
+                                             **settings)
             layer = layers[op.inputs[1]]
             if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):
                 stages[-1] = (stages[-1], layer)

@@ -64,6 +64,7 @@ class ImportedCell:
     has_bias: bool = True  # False: the source has no bias variable (a zero bias)
     hint: str = ""  # what to do when the source does not record the activation and none was given
     declared: DeclaredInput | None = None  # the model input's shape, where the source declares it
+    cell_clip: float | None = None  # an LSTM's cell_clip, where the source records one (a `tflrnn weights` record)
 
     def describe(self, given_activation: str | None = None) -> str:
         w = self.weights

@@ -98,7 +98,8 @@ def _record(array: np.ndarray) -> dict:
         isinstance(record.get(key), kind) for key, kind in kinds.items()) and len(record["layers"]) > 0 and all(
         isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("activation"), str)
         for entry in record["layers"] + record["dense"]) and all(
-        isinstance(entry.get("bidirectional"), bool) for entry in record["layers"])
+        isinstance(entry.get("bidirectional"), bool) and isinstance(entry.get("cell_clip", 0.0), (int, float)) and
+        not isinstance(entry.get("cell_clip"), bool) for entry in record["layers"])
     if not valid:
         raise WeightsError(f"'{NETWORK_KEY}' is not the network record `tflrnn weights` writes")
     return record
@@ -109,18 +110,22 @@ def _network(arrays: Mapping, record: dict):
     from ..network import Dense
     from . import DeclaredInput
 
-    directions = [(f"{entry['name']}/{d}" if entry["bidirectional"] else entry["name"], entry["activation"])
+    directions = [(f"{entry['name']}/{d}" if entry["bidirectional"] else entry["name"], entry["activation"],
+                   entry.get("cell_clip"))
                   for entry in record["layers"] for d in (("fw", "bw") if entry["bidirectional"] else ("",))]
     # Each layer's weights under its name; one cell alone has plain names
     prefix = "" if len(directions) == 1 and not record["dense"] else None
     held = {key.rpartition("/")[0] for key in arrays if key.rpartition("/")[2] in RECURRENT_KEYS}
     cells = []
-    for layer, activation in directions:
+    for layer, activation, cell_clip in directions:
         if (layer if prefix is None else prefix) not in held:
             raise WeightsError(f"the network record names layer '{layer}', whose weights are not there")
         weights, _ = weights_from_arrays({key: arrays[key] for key in arrays
                                           if key.rpartition("/")[0] == (layer if prefix is None else prefix)})
-        cells.append(ImportedCell(weights, "npz", layer, activation=activation))  # the kind is in the weights' shapes
+        if cell_clip is not None and weights.kind != "lstm":
+            raise WeightsError(f"the network record gives layer '{layer}' a cell_clip, which only an LSTM has")
+        # the kind is in the weights' shapes
+        cells.append(ImportedCell(weights, "npz", layer, activation=activation, cell_clip=cell_clip))
     head = []
     for entry in record["dense"]:
         kernel, bias = (f"{entry['name']}/{leaf}" for leaf in ("kernel", "bias"))

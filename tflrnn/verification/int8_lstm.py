@@ -55,7 +55,7 @@ def structure_check(graph) -> Check:
     x, h and the output int8, h in the output's format (the kernel writes h there and copies it out); W and R int8,
     one scale each, zero point 0; each gate's bias int32 at x's scale x its W's scale (both kernels assume it, neither
     reads it); c int16, zero point 0, at a power-of-two scale 2^-15 .. 2^-9 (LiteRT requires it); five intermediates (four gates' float32, the
-    hidden's int8 in h's format: LiteRT writes h in it); version 1; tanh and no clipping."""
+    hidden's int8 in h's format: LiteRT writes h in it); version 1; tanh, a cell_clip >= 0 (0: none), proj_clip 0."""
     problems = []
     for g in graph.directions:
         op, name = g.operator, g.name
@@ -91,15 +91,17 @@ def structure_check(graph) -> Check:
             problems.append(f"'{name}': five intermediates expected (the gates' float32, the hidden's int8 in h's "
                             "format)")
         options = g.options
-        if op.version != 1 or options.activation != Activation.TANH or options.cell_clip or options.proj_clip:
+        if op.version != 1 or options.activation != Activation.TANH or options.proj_clip or not (
+                np.isfinite(options.cell_clip) and options.cell_clip >= 0):
             problems.append(f"'{name}': version {op.version}, activation {options.activation}, cell_clip "
-                            f"{options.cell_clip}, proj_clip {options.proj_clip} (1, tanh, 0, 0 expected)")
+                            f"{options.cell_clip}, proj_clip {options.proj_clip} (1, tanh, a finite cell_clip >= 0, "
+                            "0 expected)")
     if problems:
         return Check("int8.lstm", False, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
                                                                    if len(problems) > 3 else ""))
     return Check("int8.lstm", True, f"{len(graph.directions)} LSTM op(s) as the integer kernel takes them: int8 x, h "
                  "and output in h's format, W and R int8 one scale each, biases int32 at x's scale x W's, c int16 at "
-                 "a power of two, five intermediates, version 1, tanh, no clipping")
+                 "a power of two, five intermediates, version 1, tanh, no projection clip")
 
 
 def _sigmoid(z):
@@ -136,7 +138,10 @@ def check_op(op, tensors, known: dict, start: dict | None, runtime_name: str = "
     c = _real(c_t, np.zeros(c_t.shape, np.int16) if start is None else start[c_t.name])
     h_step, c_step = float(out.quantization.scale[0]), float(c_t.quantization.scale[0])
     h_low, h_high = ((-128 - out.quantization.zero_point[0]) * h_step, (127 - out.quantization.zero_point[0]) * h_step)
-    c_limit = 32767 * c_step
+    # c saturates at int16's ends, and is then clipped by cell_clip as both kernels quantize it: int16(clip / s_c)
+    # (truncated; a cell_clip of 0 clips nothing)
+    clip = float(op.options.cell_clip)
+    c_limit = (min(32767, int(clip / c_step)) if clip > 0 else 32767) * c_step
     previous, bound_c = h0, np.zeros_like(c)
     worst, problem = 0.0, None
     for t in range(x.shape[1]):

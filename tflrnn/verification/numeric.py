@@ -45,6 +45,8 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
     }
     report.notes += declared_input_notes(g.input.shape, g.input.shape_signature, g.time_major,
                                          result.source.declared)
+    report.notes += clip_notes([float(getattr(layer.options, "cell_clip", 0.0)) for layer in layers],
+                               result.source.format)
     # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
     # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
@@ -80,6 +82,15 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
             runtime=name,
         ))
     return checks
+
+
+def clip_notes(clips: list[float], source_format: str) -> list[str]:
+    """A note when the model clips an LSTM's c (its cell_clip) and is compared with a source that never does."""
+    clips = sorted({clip for clip in clips if clip})
+    if not clips:
+        return []
+    return [f"the model clips c (cell_clip {', '.join(f'{c:g}' for c in clips)}); the {source_format} source never "
+            "does, so the two agree only where the clip never binds"]
 
 
 def declared_input_notes(shape, signature, time_major: bool, declared) -> list[str]:
@@ -192,10 +203,12 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
                 final_c = values.get(indices[1]) if len(indices) == 2 else None
                 parts.append(_hybrid_lstm_comparison(x_k, y_k, final_c, against[k] if against is not None else w,
                                                      start, g.time_major, bool(g.options.asymmetric_quantize_inputs),
-                                                     atol, rtol, rounded=against is not None))
+                                                     atol, rtol, rounded=against is not None,
+                                                     cell_clip=float(g.options.cell_clip)))
                 continue
             if g.kind == "lstm":
-                parts.append(_lstm_comparison(x_k, y_k, w, start, g.time_major, atol, rtol))
+                parts.append(_lstm_comparison(x_k, y_k, w, start, g.time_major, atol, rtol,
+                                              cell_clip=float(g.options.cell_clip)))
                 continue
             previous = _previous_states(y_k, start, g.time_major)
             judge_by = against[k] if against is not None else w
@@ -221,7 +234,8 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
             if xnnpack or (g.kind == "lstm" and g.hybrid):  # (a hybrid LSTM's final c is judged with its invoke)
                 found.append(np.concatenate([values[i].reshape(tensors[i].shape) for i in indices], axis=-1))
             elif g.kind == "lstm":
-                found.append(reference.run_lstm(x_k, w, time_major=g.time_major, initial_state=start)[1])
+                found.append(reference.run_lstm(x_k, w, time_major=g.time_major, initial_state=start,
+                                                cell_clip=float(g.options.cell_clip))[1])
             else:
                 found.append(_last_step(y_k, g.time_major))
         return found
@@ -292,13 +306,13 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
 
 
 def _lstm_comparison(x: np.ndarray, y: np.ndarray, weights, start: np.ndarray, time_major: bool, atol: float,
-                     rtol: float, extra=0.0) -> Comparison:
+                     rtol: float, extra=0.0, cell_clip: float = 0.0) -> Comparison:
     """An LSTM op's output y against the float64 LSTM (reference.run_lstm) over the same input from `start` [B, 2U]
     (h | c). The state runs free over the steps, so the allowance grows with them: step t may be off by atol + rtol
     times the sum, over steps 1..t, of one plus the largest gate's sum of absolute terms |x| |W| + |h| |R| + |b|
     (float32 rounds each product by a fraction of those terms; the sigmoid and tanh change less than their input,
     and c carries an error on, scaled by f < 1)."""
-    expected, _ = reference.run_lstm(x, weights, time_major=time_major, initial_state=start)
+    expected, _ = reference.run_lstm(x, weights, time_major=time_major, initial_state=start, cell_clip=cell_clip)
     units = weights.num_units
     w, r, b = (np.abs(a.astype(np.float64)) for a in weights.arrays())
     xb = np.swapaxes(np.asarray(x, np.float64), 0, 1) if time_major else np.asarray(x, np.float64)
@@ -347,7 +361,7 @@ def _round_away(v):
 
 
 def _hybrid_lstm_comparison(x, y, final_c, weights, start, time_major: bool, asymmetric: bool, atol: float,
-                            rtol: float, rounded: bool = False) -> Comparison:
+                            rtol: float, rounded: bool = False, cell_clip: float = 0.0) -> Comparison:
     """A hybrid LSTM op (int8 W and R, float x, h and c; versions 2 and 3) step by step from its own outputs: step t
     is the LSTM step of its dequantized weights from the op's own x_t and h_{t-1} (its output at t-1; `start`'s h,
     the variable it began from, at t=0), each quantized per batch row as the kernel quantizes them every step
@@ -359,8 +373,9 @@ def _hybrid_lstm_comparison(x, y, final_c, weights, start, time_major: bool, asy
     (o + e_o) B_c + e_o |tanh c|. Judged from the op's own h, no error feeds on itself through R; a weight or gate
     the kernel reads otherwise, or a lost state, is far outside. `rounded`: `weights` are the float ones the model
     was quantized from; each gate's W and R moved by at most half its int8 step, max|W_gate| / 127 / 2, which moves
-    a pre-activation by that times sum |x| (and |h|)."""
-    from ..reference import _sigmoid
+    a pre-activation by that times sum |x| (and |h|). A `cell_clip` > 0 clips c as the kernel does (clipping moves
+    no two values further apart, so B_c holds)."""
+    from ..reference import _sigmoid, clip_cell
 
     units = weights.num_units
     w, r, b = (np.asarray(a, np.float64) for a in weights.arrays())
@@ -386,7 +401,7 @@ def _hybrid_lstm_comparison(x, y, final_c, weights, start, time_major: bool, asy
                       _sigmoid(z[:, 3 * units:]))
         e_i, e_f, e_g, e_o = (e_z[:, k * units:(k + 1) * units] * (1.0 if k == 2 else 0.25) for k in range(4))
         bound_c = (f + e_f) * bound_c + e_f * np.abs(c) + e_i * np.abs(g) + i * e_g + rtol * (1.0 + np.abs(c))
-        c = f * c + i * g
+        c = clip_cell(f * c + i * g, cell_clip)
         expected[:, t] = o * np.tanh(c)
         allowance[:, t] = (o + e_o) * bound_c + e_o * np.abs(np.tanh(c)) + rtol * (1.0 + np.abs(c))
         h = yb[:, t]
@@ -437,7 +452,7 @@ def _run_graph(network: FusedGraph, weights: list, x: np.ndarray, starts: list) 
             if g.backward:
                 source = np.flip(source, axis=time_axis)
             y, _ = reference.run_cell(source, weights[k], g.options.activation, time_major=g.time_major,
-                                      initial_state=starts[k])
+                                      initial_state=starts[k], cell_clip=float(getattr(g.options, "cell_clip", 0.0)))
             outs.append(np.flip(y, axis=time_axis) if g.backward else y)
         if len(outs) == 2 and len(op.outputs) == 1:
             values[op.outputs[0]] = np.concatenate(outs, axis=-1)

@@ -103,7 +103,7 @@ def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol
     time for a model that keeps none), against what each runtime gave: the final output of a classifier, else the
     last layer's sequence, or its last step (a backward direction's at t=0), both directions side by side."""
     from ..against import run_source
-    from .numeric import declared_input_notes
+    from .numeric import clip_notes, declared_input_notes
 
     path = source.pop("against")
     layers = network.layers
@@ -124,6 +124,7 @@ def _against_checks(network, runs: dict, report: VerifyReport, atol: float, rtol
     time_axis = 0 if network.time_major else 1
     signature = tuple(-1 if k == time_axis else n for k, n in enumerate(shape)) if network.dynamic_time else None
     report.notes += declared_input_notes(shape, signature, network.time_major, result.source.declared)
+    report.notes += clip_notes([layer.cell_clip for layer in layers], result.source.format)
     if network.last_step and not network.head:
         outputs = [_last_steps(y, network) for y in outputs]
     checks = []
@@ -262,6 +263,9 @@ def _metadata_checks(model: Model, network) -> list[Check]:
                                 f"{ACTIVATION_NAMES[layer.activation]!r}")
             if cell.get("weights_sha256") != layer.weights.sha256():
                 problems.append(f"layer {k}: weights_sha256 does not match the weights in the file")
+            if cell.get("cell_clip") != (layer.cell_clip or None):
+                problems.append(f"layer {k}: cell_clip {cell.get('cell_clip')!r} but the graph clips by "
+                                f"{layer.cell_clip or None!r}")
         for k, (d, info) in enumerate(zip(network.head, dense)):
             if info.get("activation") != d.activation or info.get("weights_sha256") != dense_sha256(d.weights, d.bias):
                 problems.append(f"dense {k}: activation or weights_sha256 does not match the graph")

@@ -100,9 +100,10 @@ def _layer_checks(g: RNNGraph, output_width: int | None = None) -> list[Check]:
 
 
 def _lstm_layer_checks(g: LSTMGraph, output_width: int | None = None) -> list[Check]:
-    """An LSTM op's direction: its code, version and options (tanh, no clipping: the kernel would silently clip or
-    apply another activation), its 12 weight tensors each in the slot its name says and under one cell with both
-    states, their shapes (the slots tflrnn leaves out absent), and h and c variables without data."""
+    """An LSTM op's direction: its code, version and options (tanh, a sound cell_clip, no projection clip: the
+    kernel would silently apply another activation), its 12 weight tensors each in the slot its name says and under
+    one cell with both states, their shapes (the slots tflrnn leaves out absent), and h and c variables without
+    data."""
     op = g.operator
     code = op.code
     checks = [
@@ -140,8 +141,9 @@ def _lstm_layer_checks(g: LSTMGraph, output_width: int | None = None) -> list[Ch
 
 
 def _lstm_options_check(g: LSTMGraph, expected: BuiltinOptions) -> Check:
-    """What the LSTM kernel reads from its options: only tanh with no clipping computes Keras' and PyTorch's LSTM;
-    any other activation, a clip or diagonal recurrent weights would be computed without a word."""
+    """What the LSTM kernel reads from its options: only tanh computes Keras' and PyTorch's LSTM; any other
+    activation, a negative or infinite cell_clip, a proj_clip or diagonal recurrent weights would be computed without
+    a word. A cell_clip >= 0 is the model's own (the numeric checks clip c by it, as TF1's LSTMCell does)."""
     op = g.operator
     if op.options_type != expected or op.options is None:
         return Check("op.options", False, f"builtin_options type {op.options_type}, expected {expected.name} "
@@ -158,8 +160,10 @@ def _lstm_options_check(g: LSTMGraph, expected: BuiltinOptions) -> Check:
     if act != Activation.TANH:
         problems.append("an LSTM's candidate and cell output need tanh; the kernel would apply "
                         + (Activation(act).name if valid else "none (not an ActivationFunctionType)"))
-    if options.cell_clip != 0 or options.proj_clip != 0:
-        problems.append("the kernel would clip the cell state (or projection): Keras and PyTorch never clip")
+    if not (np.isfinite(options.cell_clip) and options.cell_clip >= 0):
+        problems.append("cell_clip must be a finite number >= 0 (0: none): the kernel would clip c to nonsense")
+    if options.proj_clip != 0:
+        problems.append("proj_clip set: the op has no projection, so tflrnn's LSTM writes 0")
     if getattr(options, "diagonal_recurrent_tensors", False):
         problems.append("diagonal_recurrent_tensors would read R as diagonals")
     if options.asymmetric_quantize_inputs and not g.hybrid:
@@ -370,9 +374,10 @@ def _metadata_checks(network: FusedGraph, layer_weights: list) -> list[Check]:
             "num_units": w.shape[0] if len(w.shape) == 2 else None,
             "input_size": w.shape[1] if len(w.shape) == 2 else None,
             "activation": ACTIVATION_NAMES.get(g.options.activation),
+            "cell_clip": float(getattr(g.options, "cell_clip", 0.0)) or None,  # an LSTM's; None: no clip
         }
         problems += [f"{where}{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
-                     if (key in cell or key == "activation") and cell.get(key) != actual]
+                     if (key in cell or key in ("activation", "cell_clip")) and cell.get(key) != actual]
         if weights is not None and cell.get("weights_sha256") != weights.sha256():
             problems.append(f"{where}weights_sha256 does not match the weights in the file")
     dense = document.get("dense") or []
