@@ -159,10 +159,11 @@ def test_a_config_and_a_manifest_take_the_clip(tmp_path, cli):
 
 @pytest.mark.parametrize("args, message", [
     (["--cell", "gru", "--cell-clip", "1"], "cell_clip is a setting of the LSTM cell, not of the GRU cell"),
-    (["--cell-clip", "1"], "cell_clip is a setting of the LSTM cell, not of the basic RNN cell"),
-    (["--cell", "lstm", "--cell-clip", "-1"], "cell_clip must be a finite number >= 0"),
-    (["--cell", "lstm", "--cell-clip", "inf"], "cell_clip must be a finite number >= 0"),
-    (["--cell", "lstm", "--cell-clip", "1e39"], "that a float32 holds"),
+    (["--cell-clip", "1"], "cell_clip is a setting of the LSTM cell, not of the basic RNN cell (the default)"),
+    (["--cell", "lstm", "--cell-clip", "-1"], "cell_clip must be 0 (no clipping) or a finite number"),
+    (["--cell", "lstm", "--cell-clip", "inf"], "cell_clip must be 0 (no clipping) or a finite number"),
+    (["--cell", "lstm", "--cell-clip", "1e39"], "(a normal float32), got 1e+39"),
+    (["--cell", "lstm", "--cell-clip", "1e-45"], "(a normal float32), got 1e-45"),
 ])
 def test_a_clip_that_cannot_be_written_is_refused(tmp_path, cli, args, message):
     out = tmp_path / "m.tflite"
@@ -212,3 +213,38 @@ def test_verify_against_keras_says_the_source_never_clips(tmp_path, cli, lowerin
         report = json.loads(checked.out)
         assert (checked.code == 0) is passes, checked.out
         assert any("never does, so the two agree only where the clip never binds" in n for n in report["notes"])
+
+
+def test_full_int8_refuses_a_clip_below_the_cell_states_step(tmp_path, cli):
+    """The integer kernel stores the clip as int16(clip / s_c), and a stored 0 means no clipping: a clip below c's
+    step (2^-15 at the finest) would silently clip nothing, so it is refused."""
+    samples = tmp_path / "samples.npy"
+    np.save(samples, np.random.default_rng(3).standard_normal((8, 1, STEPS, INPUTS)).astype(np.float32))
+    out = tmp_path / "q.tflite"
+    result = cli("build", "--cell", "lstm", "--units", UNITS, "--input-size", INPUTS, "--time-steps", STEPS,
+                 "--cell-clip", 1e-6, "--quantize", "full-int8", "--calibration", samples, "-o", out)
+    assert_clean_error(result, "cell_clip 1e-06 is below its int16 cell state's step", "which means no clipping")
+    assert not out.exists()
+
+
+def test_hostile_clips_in_a_config_or_a_record_are_one_line_errors(tmp_path, cli):
+    config = tmp_path / "big.json"
+    config.write_text('{"cell": "lstm", "num_units": 4, "cell_clip": 1' + "0" * 400 + "}")
+    assert_clean_error(cli("build", "--config", config, "-o", tmp_path / "x.tflite"), "cell_clip must be 0")
+    gru = tmp_path / "g.tflite"
+    assert cli("build", "--cell", "gru", "--units", 4, "-o", gru).code == 0
+    assert cli("weights", gru, "-o", tmp_path / "g.npz").code == 0
+    assert_clean_error(cli("build", "--weights", tmp_path / "g.npz", "--cell-clip", 0.3, "-o", tmp_path / "x.tflite"),
+                       "cell_clip is a setting of the LSTM cell, and the weights are a GRU's")
+    assert_clean_error(cli("build", "--weights", tmp_path / "g.npz", "--cell", "lstm", "-o", tmp_path / "x.tflite"),
+                       "an LSTM cell was asked for (--cell, or what the config says), but the weights are a GRU's")
+
+
+def test_a_zero_clip_is_no_clip_for_every_kind(tmp_path, cli):
+    config = tmp_path / "rnn.json"
+    config.write_text('{"num_units": 4, "cell_clip": 0}')
+    assert cli("build", "--config", config, "-o", tmp_path / "r.tflite").code == 0
+    assert cli("build", "--cell", "gru", "--units", 4, "--cell-clip", 0, "-o", tmp_path / "g.tflite").code == 0
+    lstm = tmp_path / "l.tflite"
+    assert cli("build", "--cell", "lstm", "--units", 4, "--cell-clip", 0, "-o", lstm).code == 0
+    assert lstm.read_bytes() == tflrnn.build(LSTMCell(4), input_size=4)

@@ -106,7 +106,8 @@ def test_a_stack_config_sets_each_cells_reset(tmp_path, cli):
     ({"units": 4, "reset_after": True}, ["--cell", "rnn"],
      "reset_after is a setting of the GRU cell, not of the basic RNN cell asked for: say --cell gru"),
     ({"units": 4, "recurrent_activation": "sigmoid"}, [],
-     "recurrent_activation is a setting of the GRU and LSTM cell, not of the basic RNN cell asked for"),
+     "recurrent_activation is a setting of the GRU and LSTM cell, not of the basic RNN cell (the default): say "
+     "--cell gru"),
     ({"units": 4}, ["--reset-before"], "reset_after is a setting of the GRU cell"),
 ], ids=["gru-hard-sigmoid", "lstm-hard-sigmoid", "class-and-key", "cell-and-key", "dense", "rnn-reset",
         "rnn-recurrent-activation", "flag-on-rnn"])
@@ -117,3 +118,21 @@ def test_what_a_cell_cannot_do_is_refused_in_one_line(tmp_path, cli, document, o
     assert result.code == 2
     assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
     assert not out.exists()
+
+
+def test_keras_activations_in_any_form_a_keras_config_writes(tmp_path, cli):
+    """Keras may serialize an activation as a function object, and a name in any case: a tanh is a tanh."""
+    config = _write(tmp_path / "lstm.json", {"units": 4, "unit_forget_bias": True, "recurrent_activation": "Sigmoid",
+                                              "activation": {"class_name": "function", "config": "tanh"}})
+    out = tmp_path / "m.tflite"
+    assert cli("build", "--config", config, "-o", out).code == 0
+    assert _network(out)["layers"][0]["cell"] == "lstm"
+
+
+def test_a_stack_cells_keys_imply_its_kind(tmp_path, cli):
+    config = _write(tmp_path / "stack.json", {"cells": [{"num_units": 4, "reset_after": False},
+                                                        {"num_units": 3, "cell": "gru"}]})
+    out = tmp_path / "m.tflite"
+    assert cli("build", "--config", config, "-o", out).code == 0
+    assert [(layer["cell"], layer["reset_after"]) for layer in _network(out)["layers"]] == [("gru", False),
+                                                                                             ("gru", True)]

@@ -19,7 +19,7 @@ from support import assert_clean_error
 from tflrnn import reference
 from tflrnn.builder import model_of, network_of
 from tflrnn.cell import CellWeights, RNNCell
-from tflrnn.cells.lstm import LSTMCell, LSTMWeights
+from tflrnn.cells.lstm import LSTMCell, LSTMWeights, initial_weights
 from tflrnn.errors import ConfigError, ModelFormatError
 from tflrnn.lowering import recover
 from tflrnn.lowering.fused import is_ours
@@ -545,3 +545,26 @@ def test_hybrid_lstm_check_restates_the_kernels_quantization(asymmetric):
         judged = numeric._hybrid_lstm_comparison(x, y, None, LSTMWeights(**{**roles, role: off}), start, False,
                                                  asymmetric, 1e-5, 1e-5)
         assert not judged.ok, role
+
+
+def test_the_float_step_check_sees_a_gate_a_little_off():
+    """verify judges each step of a float LSTM op from the op's own h (rounding never feeds through R), so its
+    allowance stays near float32's: a runtime computing one output-gate bias 7e-4 off, or one candidate bias 2e-4
+    off, fails, which a free run's allowance (grown to 2.3e-3 by step 50) let pass (measured); the exact weights
+    pass."""
+    from tflrnn.verification.numeric import _lstm_comparison
+
+    weights = initial_weights(64, 32, 0)
+    x = np.random.default_rng(0).standard_normal((1, 50, 32)).astype(np.float32)
+    start = np.zeros((1, 128))
+
+    def output(bias):
+        data = tflrnn.build(LSTMCell(64), weights=LSTMWeights(weights.input_weights, weights.recurrent_weights,
+                                                              bias), input_size=32, time_steps=50)
+        return _invoke(_interpreter(data, False), x)
+
+    assert _lstm_comparison(x, output(weights.bias), weights, start, False, 1e-5, 1e-5).ok
+    for gate, delta in ((3, 7e-4), (2, 2e-4)):  # one unit's output gate, its candidate
+        off = weights.bias.copy()
+        off[gate * 64 + 6] += delta
+        assert not _lstm_comparison(x, output(off), weights, start, False, 1e-5, 1e-5).ok

@@ -121,11 +121,6 @@ def parse_document(text: str, path: Path):
         raise ConfigError(f"{path}: invalid {kind}: {' '.join(str(exc).split())[:160]}") from None
 
 
-# Keys only one kind's get_config() writes: a config holding one is that kind's (Keras GRU always writes
-# reset_after, Keras LSTM unit_forget_bias).
-_KIND_KEYS = {"reset_after": "gru", "unit_forget_bias": "lstm"}
-
-
 def _config_kind(document: dict, where: str, class_name) -> str | None:
     """The cell kind a config names (`cell`), implies by its keys, or by the class keras.layers.serialize() wraps it
     in (a kind's Keras names, cells/); they must agree."""
@@ -138,7 +133,8 @@ def _config_kind(document: dict, where: str, class_name) -> str | None:
             raise ConfigError(f"{where}: a {class_name}'s config: tflrnn builds "
                               f"{', '.join(n for k in kinds().values() for n in k.keras[:1])}")
         said[f"class_name {class_name}"] = found[0]
-    said.update({f"key {key}": kind for key, kind in _KIND_KEYS.items() if key in document})
+    # keys only one kind's get_config() writes (Keras GRU always writes reset_after, Keras LSTM unit_forget_bias)
+    said.update({f"key {key}": k.name for k in kinds().values() for key in k.config_keys if key in document})
     if document.get("cell") is not None:
         said[f"cell {document['cell']}"] = document["cell"]
     if len(set(said.values())) > 1:
@@ -347,8 +343,9 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
             units = c.get("num_units", c.get("units"))
             if units is None:
                 raise ConfigError(f"cell {k} of the stack has no num_units")
-            cell_settings = {key: c.get(key, settings.get(key)) for key in _CELL_ARGUMENTS}
-            cells.append(_new_cell({**cell_settings, "cell": c.get("cell", settings.get("cell"))}, units,
+            cell_settings = {key: c.get(key, settings.get(key)) for key in _cell_arguments()}
+            kind = _config_kind(c, f"cell {k} of the stack", None) or settings.get("cell")
+            cells.append(_new_cell({**cell_settings, "cell": kind}, units,
                                    activation=c.get("activation"), name=c.get("name", f"{base}/cell_{k}"),
                                    reuse=c.get("reuse"), dtype=c.get("dtype") if isinstance(c.get("dtype"), str)
                                    else None))
@@ -368,9 +365,12 @@ def _stack(settings: dict, given: set[str]) -> list[RNNCell] | None:
             for k in range(layers)]
 
 
-# Settings that only some kinds' cells take (a GRU's reset_after; a GRU's and an LSTM's recurrent_activation; an
-# LSTM's cell_clip).
-_CELL_ARGUMENTS = ("reset_after", "recurrent_activation", "cell_clip")
+def _cell_arguments() -> list[str]:
+    """The settings only some kinds' cells take, as the kinds declare them (a GRU's reset_after, an LSTM's
+    cell_clip, ...)."""
+    from .cells import kinds
+
+    return list(dict.fromkeys(key for k in kinds().values() for key in k.settings))
 
 
 def _with_source(settings: dict, source) -> dict:
@@ -387,24 +387,25 @@ def _with_source(settings: dict, source) -> dict:
 
 def _new_cell(settings: dict, units: int, *, weights=None, **arguments):
     """A cell of the kind asked for (--cell, a config's `cell`), else of the weights' kind, else the basic one."""
-    import inspect
-
     from .cells import kind, kind_of, kinds
 
     asked = settings.get("cell")
     found = kind_of(weights) if weights is not None else None
     if asked is not None and found is not None and asked != found.name:
-        raise ConfigError(f"--cell {asked}, but the weights are a {found.title}'s: drop --cell (the weights say)")
+        raise ConfigError(f"{kind(asked).a_title} cell was asked for (--cell, or what the config says), but the "
+                          f"weights are {found.a_title}'s: leave the kind to the weights")
     chosen = found or kind(asked or "rnn")
-    takes = inspect.signature(chosen.cell).parameters
-    for key in _CELL_ARGUMENTS:
-        if settings.get(key) is None:
+    for key in _cell_arguments():
+        value = settings.get(key)
+        if value is None or (value == 0 and not isinstance(value, bool)):  # a setting of 0 (a cell_clip) is none
             continue
-        if key not in takes:
-            owners = [k for k in kinds().values() if key in inspect.signature(k.cell).parameters]
-            raise ConfigError(f"{key} is a setting of the {' and '.join(k.title for k in owners)} cell, not of the "
-                              f"{chosen.title} cell asked for: say --cell {owners[0].name}")
-        arguments[key] = settings[key]
+        if key not in chosen.settings:
+            owners = [k for k in kinds().values() if key in k.settings]
+            whose = (f"and the weights are {chosen.a_title}'s" if found is not None else
+                     f"not of the {chosen.title} cell {'asked for' if asked else '(the default)'}: say --cell "
+                     f"{owners[0].name}")
+            raise ConfigError(f"{key} is a setting of the {' and '.join(k.title for k in owners)} cell, {whose}")
+        arguments[key] = value
     if weights is not None and hasattr(weights, "reset_after"):
         if arguments.get("reset_after", weights.reset_after) != weights.reset_after:
             raise ConfigError(f"reset_after={arguments['reset_after']} was asked, but the weights are a GRU's with "

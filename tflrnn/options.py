@@ -73,8 +73,9 @@ BUILD_OPTIONS = (
     Option("reset_after", ("--reset-after/--reset-before",), "A GRU's reset gate: applied after the candidate's "
            "recurrent product (default; Keras 3's reset_after=True, PyTorch, ONNX linear_before_reset=1) or to h "
            "before it (Keras reset_after=False). With --weights, the weights say.", CELL),
-    Option("cell_clip", ("--cell-clip",), "An LSTM's cell state clipped to [-CLIP, CLIP] each step (TF1 "
-           "LSTMCell's cell_clip; the LSTM op's cell_clip option). Default none: Keras and PyTorch never clip.", CELL,
+    Option("cell_clip", ("--cell-clip",), "An LSTM's cell state clipped to [-FLOAT, FLOAT] each step (TF1 "
+           "LSTMCell's cell_clip): the LSTM op's cell_clip option, or MAXIMUM and MINIMUM in the portable lowering; "
+           "in full int8 at least c's int16 step. Default none (0): Keras and PyTorch never clip.", CELL,
            type="float"),
     Option("lowering", ("--lowering",), "fused (default for rnn and lstm): TFLite's fused RNN and LSTM ops; portable "
            "(default for gru): plain builtin ops that every TFLite runtime runs (the steps unrolled or in a WHILE "

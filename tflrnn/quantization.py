@@ -176,7 +176,13 @@ def lstm_kernel_formats(layer: Layer, observed: dict, channels: dict) -> Int8Cel
     saw, c int16 at a power of two (cell_state_format), the gates' input parts the kernel's fixed Q3.12; its W and R
     scales one per gate."""
     h, c = observed[f"{layer.name}/state"], observed[f"{layer.name}/cell"]
-    return Int8Cell({"state": int8_format(h.low, h.high), "cell": cell_state_format(max(-c.low, c.high)),
+    cell = cell_state_format(max(-c.low, c.high))
+    if layer.cell_clip and int(layer.cell_clip / cell.scale) == 0:
+        # the kernels store the clip as int16(clip / s_c), and a stored 0 means no clipping at all
+        raise ConfigError(f"LSTM layer '{layer.name}': cell_clip {layer.cell_clip:g} is below its int16 cell "
+                          f"state's step {cell.scale:g}: TFLite's integer LSTM kernel would store it as 0, which "
+                          f"means no clipping; give a clip of at least {cell.scale:g}, or build it in float")
+    return Int8Cell({"state": int8_format(h.low, h.high), "cell": cell,
                      "gate_input": LSTM_GATE_FORMAT, "gate_recurrent": LSTM_GATE_FORMAT},
                     {"input_weights": channels[layer.name][0], "recurrent_weights": channels[layer.name][1]})
 

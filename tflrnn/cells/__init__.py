@@ -34,6 +34,13 @@ class CellKind:
     steps: str | None = None  # the module writing its portable steps (None: the basic cell's, in portable.py)
     int8_steps_check: str | None = None  # verify's int8.steps for it (None: the basic cell's, in verification/int8.py)
     gates: int = 1  # blocks of rows in each weight role (the basic cell 1, a GRU 3, an LSTM 4)
+    settings: tuple[str, ...] = ()  # what else its cell takes (--reset-after, --cell-clip, a config's keys)
+    config_keys: tuple[str, ...] = ()  # keys only its Keras get_config() writes: a config holding one is this kind
+
+    @property
+    def a_title(self) -> str:
+        """Its title with its article, as the letters are said: a GRU, an LSTM, a basic RNN."""
+        return f"{'an' if self.title[0] in 'AEFHILMNORSX' else 'a'} {self.title}"
 
     def portable_steps(self):
         """The module that writes (and reads back) this kind's steps in the portable lowering: write_direction,

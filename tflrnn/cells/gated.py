@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 
 from ..cell import _float32, row_blocks
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 
 
 class GatedWeights:
@@ -97,3 +97,17 @@ def keras_kernels(kernel, recurrent_kernel, title: str, gates: int) -> tuple[np.
         raise WeightsError(f"{title} kernel {list(kernel.shape)} and recurrent_kernel {list(recurrent.shape)}: "
                            f"expected [input_size, {gates} * units] and [units, {gates} * units]")
     return np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent.T)
+
+
+def check_activations(title: str, activation, recurrent_activation) -> None:  # title: "GRU", "LSTM"
+    """A gated cell computes tanh for its candidate and sigmoid for its gates, as Keras' and PyTorch's do: another
+    activation is refused (named as Keras writes it: any case, or serialized as {"class_name": ..., "config": ...})."""
+    for what, value, only, op in (("activation", activation, "tanh", "TANH"),
+                                  ("recurrent_activation", recurrent_activation, "sigmoid", "LOGISTIC")):
+        name = value
+        if isinstance(name, dict):  # Keras 3 may serialize a function as {"class_name": ..., "config": "tanh"}
+            name = name.get("config") if isinstance(name.get("config"), str) else name.get("class_name")
+        if name is not None and not (isinstance(name, str) and name.strip().lower() == only):
+            article = "an" if title[0] in "AEFHILMNORSX" else "a"  # as the letter is said: an LSTM
+            raise ConfigError(f"{article} {title}'s {what} {value!r} is not written: tflrnn's {title} uses {only} "
+                              f"(TFLite's {op}; Keras' and PyTorch's default)")

@@ -19,7 +19,7 @@ from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive
 from ..errors import ConfigError, WeightsError
 from ..model import Activation
 from . import CellKind
-from .gated import GatedWeights, keras_kernels
+from .gated import GatedWeights, check_activations, keras_kernels
 
 GATES = 3  # z, r, n
 # What each framework's gate blocks are, in tflrnn's order z, r, n: the rows (or columns) to take from each.
@@ -128,12 +128,7 @@ class GRUCell(StateSized):
     def __init__(self, num_units, activation="tanh", recurrent_activation="sigmoid", reset_after=True, reuse=None,
                  name=None, dtype=None):
         self.num_units = check_positive_int(num_units, "num_units")
-        if activation not in (None, "tanh"):
-            raise ConfigError(f"a GRU's activation {activation!r} is not written: tflrnn's GRU computes the "
-                              "candidate with tanh (Keras' and PyTorch's default)")
-        if recurrent_activation not in (None, "sigmoid"):
-            raise ConfigError(f"a GRU's recurrent_activation {recurrent_activation!r} is not written: tflrnn's GRU "
-                              "gates with sigmoid (TFLite's LOGISTIC; Keras' and PyTorch's default)")
+        check_activations("GRU", activation, recurrent_activation)
         self.reset_after = bool(reset_after)
         self.reuse = None if reuse is None else bool(reuse)
         self.name = check_name("gru" if name is None else name)
@@ -169,4 +164,5 @@ KIND = CellKind(
     keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU", gates=GATES,
     reference="run_gru", values="gru_values", steps="tflrnn.lowering.gru",
     int8_steps_check="tflrnn.verification.int8_gru",
+    settings=("reset_after", "recurrent_activation"), config_keys=("reset_after",),
 )

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cell import StateSized, _float32, _orthogonal, check_name, check_positive_int
+from ..cell import StateSized, _float32, _orthogonal, _shown, check_name, check_positive_int
 from ..errors import ConfigError, WeightsError
 from ..model import Activation
 from . import CellKind
-from .gated import GatedWeights, keras_kernels
+from .gated import GatedWeights, check_activations, keras_kernels
 
 GATES = 4  # i, f, g, o
 GATE_NAMES = ("input", "forget", "cell", "output")  # as the fused op's inputs name them
@@ -100,12 +100,19 @@ def check_cell_clip(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"cell_clip must be a number, got {value!r}")
-    clip = float(np.float32(value))
-    if not np.isfinite(clip) or clip < 0 or (value and not clip):
-        raise ConfigError(f"cell_clip must be a finite number >= 0 (0: no clipping) that a float32 holds, "
-                          f"got {value!r}")
-    return clip or None
+        raise ConfigError(f"cell_clip must be a number, got {_shown(value)}")
+    try:
+        with np.errstate(over="ignore"):  # past float32's range: inf, refused below
+            clip = float(np.float32(float(value)))
+    except (OverflowError, ValueError):
+        clip = float("inf")
+    if clip == 0 and value == 0:
+        return None
+    # a subnormal clip leaves c and h too small for the hybrid kernel's per-row quantization (127 / max|h| overflows)
+    if not np.isfinite(clip) or clip < np.finfo(np.float32).tiny:
+        raise ConfigError(f"cell_clip must be 0 (no clipping) or a finite number from {np.finfo(np.float32).tiny:.3g} "
+                          f"to {np.finfo(np.float32).max:.3g} (a normal float32), got {_shown(value)}")
+    return clip
 
 
 def initial_weights(num_units: int, input_size: int, seed: int = 0) -> LSTMWeights:
@@ -135,12 +142,7 @@ class LSTMCell(StateSized):
                  dtype=None, cell_clip=None):
         self.num_units = check_positive_int(num_units, "num_units")
         self.cell_clip = check_cell_clip(cell_clip)
-        if activation not in (None, "tanh"):
-            raise ConfigError(f"an LSTM's activation {activation!r} is not written: tflrnn's LSTM uses tanh for the "
-                              "candidate and the cell output (Keras' and PyTorch's default)")
-        if recurrent_activation not in (None, "sigmoid"):
-            raise ConfigError(f"an LSTM's recurrent_activation {recurrent_activation!r} is not written: tflrnn's "
-                              "LSTM gates with sigmoid (TFLite's LOGISTIC; Keras' and PyTorch's default)")
+        check_activations("LSTM", activation, recurrent_activation)
         self.reuse = None if reuse is None else bool(reuse)
         self.name = check_name("lstm" if name is None else name)
         if dtype is not None and np.dtype(dtype) != np.float32:
@@ -181,4 +183,5 @@ KIND = CellKind(
     roles=("input_weights", "recurrent_weights", "bias"), fused=True,
     keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM", gates=GATES,
     reference="run_lstm", values="lstm_values", steps="tflrnn.lowering.lstm",
+    settings=("recurrent_activation", "cell_clip"), config_keys=("unit_forget_bias",),
 )

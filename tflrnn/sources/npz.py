@@ -22,7 +22,7 @@ import numpy as np
 
 from ..arrays import ArrayFileError, open_npz
 from ..cell import CellWeights
-from ..cells import gru, lstm
+from ..cells import gru, kind_of, lstm
 from ..cells.gru import GRUWeights
 from ..cells.lstm import LSTMWeights
 from ..errors import WeightsError
@@ -122,8 +122,9 @@ def _network(arrays: Mapping, record: dict):
             raise WeightsError(f"the network record names layer '{layer}', whose weights are not there")
         weights, _ = weights_from_arrays({key: arrays[key] for key in arrays
                                           if key.rpartition("/")[0] == (layer if prefix is None else prefix)})
-        if cell_clip is not None and weights.kind != "lstm":
-            raise WeightsError(f"the network record gives layer '{layer}' a cell_clip, which only an LSTM has")
+        if cell_clip and "cell_clip" not in kind_of(weights).settings:
+            raise WeightsError(f"the network record gives layer '{layer}' a cell_clip, which "
+                               f"{kind_of(weights).a_title} has not")
         # the kind is in the weights' shapes
         cells.append(ImportedCell(weights, "npz", layer, activation=activation, cell_clip=cell_clip))
     head = []

@@ -138,10 +138,10 @@ def check_op(op, tensors, known: dict, start: dict | None, runtime_name: str = "
     c = _real(c_t, np.zeros(c_t.shape, np.int16) if start is None else start[c_t.name])
     h_step, c_step = float(out.quantization.scale[0]), float(c_t.quantization.scale[0])
     h_low, h_high = ((-128 - out.quantization.zero_point[0]) * h_step, (127 - out.quantization.zero_point[0]) * h_step)
-    # c saturates at int16's ends, and is then clipped by cell_clip as both kernels quantize it: int16(clip / s_c)
-    # (truncated; a cell_clip of 0 clips nothing)
-    clip = float(op.options.cell_clip)
-    c_limit = (min(32767, int(clip / c_step)) if clip > 0 else 32767) * c_step
+    # c saturates at int16's ends, and is then clipped by cell_clip as both kernels quantize it: int16(clip / s_c),
+    # truncated, where a stored 0 (a clip of 0, or one below c's step) clips nothing
+    clip = int(min(float(op.options.cell_clip) / c_step, 32767)) if float(op.options.cell_clip) > 0 else 0
+    c_limit = (clip if clip > 0 else 32767) * c_step
     previous, bound_c = h0, np.zeros_like(c)
     worst, problem = 0.0, None
     for t in range(x.shape[1]):
