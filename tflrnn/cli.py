@@ -183,9 +183,12 @@ def _cell_text(layer: dict) -> str:
 
 
 def _settings_text(layer: dict) -> str:
-    """A gated cell's settings as the summary and inspect say them: a GRU's reset before, an LSTM's cell_clip."""
-    return ("" if layer.get("reset_after", True) else " (reset before)") + (
-        f" (cell_clip {layer['cell_clip']:g})" if layer.get("cell_clip") else "")
+    """A cell's settings as the summary and inspect say them, in its kind's words (cells/: a GRU's reset before, an
+    LSTM's cell_clip)."""
+    from .cells import kind
+
+    describe = kind(layer.get("cell", "rnn")).describe
+    return describe(layer) if describe else ""
 
 
 def _stages(layers: list[dict]) -> list[str]:

@@ -36,6 +36,7 @@ class CellKind:
     gates: int = 1  # blocks of rows in each weight role (the basic cell 1, a GRU 3, an LSTM 4)
     settings: tuple[str, ...] = ()  # what else its cell takes (--reset-after, --cell-clip, a config's keys)
     config_keys: tuple[str, ...] = ()  # keys only its Keras get_config() writes: a config holding one is this kind
+    describe: object = None  # (a layer as inspect and the summary give it) -> its settings as words, " (...)" or ""
 
     @property
     def a_title(self) -> str:

@@ -158,11 +158,16 @@ class GRUCell(StateSized):
         return f"GRUCell(num_units={self.num_units}, reset_after={self.reset_after}, name={self.name!r})"
 
 
+def describe(layer: dict) -> str:
+    """A GRU's settings as the summary and inspect say them: only a reset before the recurrent product."""
+    return "" if layer.get("reset_after", True) else " (reset before)"
+
+
 KIND = CellKind(
     name="gru", title="GRU", cell=GRUCell, weights=GRUWeights,
     roles=("input_weights", "recurrent_weights", "bias", "recurrent_bias"), fused=False,
     keras=("GRU", "GRUCell"), torch="GRU", onnx="GRU", gates=GATES,
     reference="run_gru", values="gru_values", steps="tflrnn.lowering.gru",
     int8_steps_check="tflrnn.verification.int8_gru",
-    settings=("reset_after", "recurrent_activation"), config_keys=("reset_after",),
+    settings=("reset_after", "recurrent_activation"), config_keys=("reset_after",), describe=describe,
 )

@@ -178,10 +178,15 @@ class LSTMCell(StateSized):
         return f"LSTMCell(num_units={self.num_units}{clip}, name={self.name!r})"
 
 
+def describe(layer: dict) -> str:
+    """An LSTM's settings as the summary and inspect say them: its cell_clip, if any."""
+    return f" (cell_clip {layer['cell_clip']:g})" if layer.get("cell_clip") else ""
+
+
 KIND = CellKind(
     name="lstm", title="LSTM", cell=LSTMCell, weights=LSTMWeights,
     roles=("input_weights", "recurrent_weights", "bias"), fused=True,
     keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM", gates=GATES,
     reference="run_lstm", values="lstm_values", steps="tflrnn.lowering.lstm",
-    settings=("recurrent_activation", "cell_clip"), config_keys=("unit_forget_bias",),
+    settings=("recurrent_activation", "cell_clip"), config_keys=("unit_forget_bias",), describe=describe,
 )

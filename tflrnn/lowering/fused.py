@@ -296,6 +296,11 @@ class RNNGraph:
         return bool(self.options.time_major)
 
     @property
+    def cell_clip(self) -> float:
+        """The op's clip of an LSTM's c (0: none; an RNN op has none)."""
+        return float(getattr(self.options, "cell_clip", 0.0))
+
+    @property
     def hybrid(self) -> bool:
         return self.input_weights.dtype == "int8" and not self.full_int8
 
@@ -643,7 +648,7 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
         if activation not in Activation._value2member_map_:
             raise ModelFormatError(f"'{g.name}' has fused activation {activation}, which no RNN kernel applies")
         seen[key] = Layer(g.name, Activation(activation), g.weights(), int8,
-                          bool(g.options.asymmetric_quantize_inputs), float(getattr(g.options, "cell_clip", 0.0)))
+                          bool(g.options.asymmetric_quantize_inputs), g.cell_clip)
     return seen[key]
 
 

@@ -45,7 +45,7 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
     }
     report.notes += declared_input_notes(g.input.shape, g.input.shape_signature, g.time_major,
                                          result.source.declared)
-    report.notes += clip_notes([float(getattr(layer.options, "cell_clip", 0.0)) for layer in layers],
+    report.notes += clip_notes([layer.cell_clip for layer in layers],
                                result.source.format)
     # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
@@ -204,11 +204,11 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
                 parts.append(_hybrid_lstm_comparison(x_k, y_k, final_c, against[k] if against is not None else w,
                                                      start, g.time_major, bool(g.options.asymmetric_quantize_inputs),
                                                      atol, rtol, rounded=against is not None,
-                                                     cell_clip=float(g.options.cell_clip)))
+                                                     cell_clip=g.cell_clip))
                 continue
             if g.kind == "lstm":
                 parts.append(_lstm_comparison(x_k, y_k, w, start, g.time_major, atol, rtol,
-                                              cell_clip=float(g.options.cell_clip)))
+                                              cell_clip=g.cell_clip))
                 continue
             previous = _previous_states(y_k, start, g.time_major)
             judge_by = against[k] if against is not None else w
@@ -235,7 +235,7 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
                 found.append(np.concatenate([values[i].reshape(tensors[i].shape) for i in indices], axis=-1))
             elif g.kind == "lstm":
                 found.append(reference.run_lstm(x_k, w, time_major=g.time_major, initial_state=start,
-                                                cell_clip=float(g.options.cell_clip))[1])
+                                                cell_clip=g.cell_clip)[1])
             else:
                 found.append(_last_step(y_k, g.time_major))
         return found
@@ -445,7 +445,7 @@ def _run_graph(network: FusedGraph, weights: list, x: np.ndarray, starts: list) 
             if g.backward:
                 source = np.flip(source, axis=time_axis)
             y, _ = reference.run_cell(source, weights[k], g.options.activation, time_major=g.time_major,
-                                      initial_state=starts[k], cell_clip=float(getattr(g.options, "cell_clip", 0.0)))
+                                      initial_state=starts[k], cell_clip=g.cell_clip)
             outs.append(np.flip(y, axis=time_axis) if g.backward else y)
         if len(outs) == 2 and len(op.outputs) == 1:
             values[op.outputs[0]] = np.concatenate(outs, axis=-1)

@@ -374,7 +374,7 @@ def _metadata_checks(network: FusedGraph, layer_weights: list) -> list[Check]:
             "num_units": w.shape[0] if len(w.shape) == 2 else None,
             "input_size": w.shape[1] if len(w.shape) == 2 else None,
             "activation": ACTIVATION_NAMES.get(g.options.activation),
-            "cell_clip": float(getattr(g.options, "cell_clip", 0.0)) or None,  # an LSTM's; None: no clip
+            "cell_clip": g.cell_clip or None,  # an LSTM's; None: no clip
         }
         problems += [f"{where}{key} {cell.get(key)!r} but the graph has {actual!r}" for key, actual in facts.items()
                      if (key in cell or key in ("activation", "cell_clip")) and cell.get(key) != actual]
