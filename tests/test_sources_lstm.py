@@ -640,6 +640,50 @@ def test_tf1_lstm_cell_checkpoint(tmp_path, cli, cell_class, scope):
     np.testing.assert_allclose(_invokes(tmp_path / "m.tflite", [x])[0], expected, atol=ATOL)
 
 
+@pytest.mark.parametrize("lowering", ["fused", "portable"])
+def test_tf1_lstm_cell_config_with_its_checkpoint_computes_as_tf1(tmp_path, cli, lowering):
+    """A TF1 LSTMCell(forget_bias=0.3, cell_clip=0.2): its checkpoint holds neither, its get_config() both. Built
+    from the two, the model computes what TF1 computed (the clip binds: without it the outputs differ)."""
+    x = _inputs(steps=12) * 2
+    made = {}
+
+    def make(cells):
+        made["cell"] = cells.LSTMCell(4, forget_bias=0.3, cell_clip=0.2)
+        return made["cell"]
+
+    expected, prefix = _tf1_graph(tmp_path, make, x)
+    config = tmp_path / "cell.json"
+    config.write_text(json.dumps(made["cell"].get_config()))
+    out = tmp_path / "m.tflite"
+    built = cli("build", "--weights", prefix, "--config", config, "--time-steps", 12, "--batch-size", 2,
+                "--lowering", lowering, "-o", out)
+    assert built.code == 0, built.err
+    np.testing.assert_allclose(_invokes(out, [x])[0], expected, atol=ATOL)
+    plain = tmp_path / "plain.tflite"  # the checkpoint alone: forget_bias 1.0 and no clip, as documented
+    assert cli("build", "--weights", prefix, "--time-steps", 12, "--batch-size", 2, "--lowering", lowering, "-o",
+               plain).code == 0
+    assert np.max(np.abs(_invokes(plain, [x])[0] - expected)) > 1e-2
+    assert_clean_error(cli("build", "--config", config, "-o", tmp_path / "x.tflite"),
+                       "forget_bias=0.3 with seeded weights")
+
+
+def test_tf1_lstm_cell_configs_refuse_what_tflrnn_does_not_write(tmp_path, cli):
+    for document, message in (({"num_units": 4, "use_peepholes": True}, "use_peepholes=true"),
+                              ({"num_units": 4, "num_proj": 2}, "num_proj=2"),
+                              ({"num_units": 4, "forget_bias": 1.0, "cell": "gru"}, "name different cells")):
+        config = tmp_path / "cell.json"
+        config.write_text(json.dumps(document))
+        assert_clean_error(cli("build", "--config", config, "-o", tmp_path / "x.tflite"), message)
+    # weights other than a TF1 checkpoint's hold their whole forget-gate bias: a forget_bias has nowhere to go
+    weights = tmp_path / "w.npz"
+    rng = np.random.default_rng(0)
+    np.savez(weights, input_weights=rng.standard_normal((16, 3)).astype(np.float32),
+             recurrent_weights=rng.standard_normal((16, 4)).astype(np.float32), bias=np.zeros(16, np.float32))
+    config.write_text(json.dumps({"num_units": 4, "forget_bias": 1.0}))
+    assert_clean_error(cli("build", "--config", config, "--weights", weights, "-o", tmp_path / "x.tflite"),
+                       "forget_bias=1 is what a TF1 LSTMCell adds at run time", "the npz weights hold")
+
+
 def test_tf1_lstm_cell_beside_a_dense_layer(tmp_path, cli):
     """A Dense layer's kernel [U, 8] and bias [8] are shaped like an LSTMCell's (a multiple of 4 columns), and a TF1
     checkpoint says nothing of which is which: building asks for --scope in one line, and reads the scope named."""

@@ -27,6 +27,8 @@ _REFUSED = {
     "return_state": (True, "return_state=true is not supported: the model has one output, whose last step is "
                            "the final state"),
     "go_backwards": (True, "go_backwards=true is not supported: the fused op runs forward in time"),
+    "use_peepholes": (True, "use_peepholes=true (a TF1 LSTMCell's peepholes) is not supported: tflrnn's LSTM has "
+                            "none"),
 }
 
 
@@ -147,6 +149,9 @@ def _settings(document: dict, where: str, class_name=None) -> dict:
     for key, (refused, reason) in _REFUSED.items():
         if document.get(key) is refused:
             raise ConfigError(f"{where}: {reason}")
+    if document.get("num_proj"):
+        raise ConfigError(f"{where}: num_proj={document['num_proj']} (a TF1 LSTMCell's projection) is not supported: "
+                          "tflrnn's LSTM outputs h itself")
     if "num_units" in document and "units" in document and document["num_units"] != document["units"]:
         raise ConfigError(f"{where}: num_units={document['num_units']} and units={document['units']} disagree")
     settings = {}
@@ -161,7 +166,7 @@ def _settings(document: dict, where: str, class_name=None) -> dict:
         settings["cells"] = document["cells"]
     if "return_sequences" in document:
         settings["last_step"] = not document["return_sequences"]
-    for key in (*CONFIG_KEYS, "use_bias", "recurrent_activation"):
+    for key in (*CONFIG_KEYS, "use_bias", "recurrent_activation", "forget_bias"):
         if document.get(key) is not None:
             settings[key] = document[key]
     kind = _config_kind(document, where, class_name)
@@ -231,6 +236,8 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
              layer_index) -> BuildPlan:
     settings.update(given)
     cells = _stack(settings, set(given))
+    if cells is not None or settings.get("bidirectional"):  # cells made here, weights (if any) from an .npz
+        _seeded_forget_bias(settings, from_weights=weights_path is not None)
     flags = settings.get("bidirectional")
     if flags and not isinstance(flags, list) or isinstance(flags, list) and any(flags):
         # Bidirectional layers: a cell (or a stack of them), each run forward (<name>/fw) and backward (<name>/bw).
@@ -272,7 +279,7 @@ def _resolve(settings: dict, given: dict, config_path, weights_path, weights_for
             return _imported_model(found, names, {**implied, **declared, **settings})
         settings = {**implied, **({"name": found.names[0]} if found.names else {}), **declared, **settings}
         source = found.cells[0]
-    weights = source.weights if source else None
+    weights = _forget_bias_folded(settings, source, source.weights if source else None)
     units = settings.get("num_units")
     if units is None and weights is None:
         raise ConfigError("the number of units is missing: give --units, a config with num_units, or --weights")
@@ -308,16 +315,17 @@ def _imported_model(found, names: list[str] | None, settings: dict) -> BuildPlan
     if units is not None and units != first.weights.num_units:
         raise ConfigError(f"num_units={units} does not match the weights: {first.layer} has "
                           f"{first.weights.num_units} units")
+    refolded = {id(c): _forget_bias_folded(settings, c, c.weights) for c in found.cells}
     cells = []
     for k, layer in enumerate(found.layers):
         name = names[k] if names else base if len(found.layers) == 1 else f"{base}/cell_{k}"
         cells.append(_new_cell(_with_source(settings, layer[0]), layer[0].weights.num_units,
-                               activation=layer[0].activation or given, name=name, weights=layer[0].weights))
+                               activation=layer[0].activation or given, name=name, weights=refolded[id(layer[0])]))
     flags = found.bidirectional
     # a merge mode the source implies (a Keras model's) is not the user's --merge on a one-way model
     layout = {**_layout(settings, bidirectional=any(flags) or "merge" in found.implied), "bidirectional": flags,
               "head": settings.get("head")}
-    return BuildPlan(options={"cell": cells, "weights": [c.weights for c in found.cells], **layout},
+    return BuildPlan(options={"cell": cells, "weights": [refolded[id(c)] for c in found.cells], **layout},
                      source=first, sources=found.cells)
 
 
@@ -371,6 +379,36 @@ def _cell_arguments() -> list[str]:
     from .cells import kinds
 
     return list(dict.fromkeys(key for k in kinds().values() for key in k.settings))
+
+
+def _forget_bias_folded(settings: dict, source, weights):
+    """The weights with a TF1 LSTMCell's forget_bias (a config's) folded into the forget gate's bias: a TF1
+    checkpoint's reader folded its default, 1.0, in; another value replaces it (in float64, rounded once)."""
+    asked = settings.get("forget_bias")
+    folded = getattr(source, "forget_bias", None)
+    if asked is None or (folded is not None and asked == folded):
+        return weights
+    if weights is None or folded is None:
+        _seeded_forget_bias(settings, from_weights=weights is not None,
+                            what=f"the {source.format} weights" if source is not None else "these weights")
+        return weights
+    bias = np.asarray(weights.bias, np.float64)
+    units = weights.num_units
+    bias[units:2 * units] += float(asked) - folded  # gates i, f, g, o
+    return type(weights)(weights.input_weights, weights.recurrent_weights, bias)
+
+
+def _seeded_forget_bias(settings: dict, from_weights: bool, what: str = "these weights") -> None:
+    """A config's forget_bias where no TF1 checkpoint's weights take it: seeded weights open the forget gate by 1.0
+    (TF1's default), and any other weights hold their whole forget-gate bias already."""
+    asked = settings.get("forget_bias")
+    if asked is None or (asked == 1.0 and not from_weights):
+        return
+    if not from_weights:
+        raise ConfigError(f"forget_bias={asked:g} with seeded weights: tflrnn's seeded LSTM opens its forget gate by "
+                          "1.0 (TF1's default); give the checkpoint's weights (--weights) to use another")
+    raise ConfigError(f"forget_bias={asked:g} is what a TF1 LSTMCell adds at run time, folded into a TF1 "
+                      f"checkpoint's weights; {what} hold their whole forget-gate bias")
 
 
 def _with_source(settings: dict, source) -> dict:

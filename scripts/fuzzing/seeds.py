@@ -195,6 +195,10 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                                                        "reset_after": False}}),
         ("keras-lstm", {**keras_config, "name": "lstm", "recurrent_activation": "sigmoid", "unit_forget_bias": True,
                         "cell_clip": 0.5, "time_steps": 2}),
+        # TF1 LSTMCell.get_config() (TFLiteLSTMCell's is the same), its null values left out (TOML has none)
+        ("tf1-lstm-cell", {"name": "lstm_cell", "trainable": True, "dtype": "float32", "num_units": 3,
+                           "use_peepholes": False, "cell_clip": 0.5, "forget_bias": 1.0, "state_is_tuple": True,
+                           "activation": "tanh"}),
     ):
         for suffix in (".json", ".toml"):
             text = render_json(doc) if suffix == ".json" else render_toml(doc)

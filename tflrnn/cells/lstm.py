@@ -188,5 +188,8 @@ KIND = CellKind(
     roles=("input_weights", "recurrent_weights", "bias"), fused=True,
     keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM", gates=GATES,
     reference="run_lstm", values="lstm_values", steps="tflrnn.lowering.lstm",
-    settings=("recurrent_activation", "cell_clip"), config_keys=("unit_forget_bias",), describe=describe,
+    settings=("recurrent_activation", "cell_clip"), describe=describe,
+    # Keras' LSTM writes unit_forget_bias; TF1's LSTMCell and TFLiteLSTMCell the others
+    config_keys=("unit_forget_bias", "use_peepholes", "num_proj", "forget_bias", "state_is_tuple", "num_unit_shards",
+                 "num_proj_shards"),
 )

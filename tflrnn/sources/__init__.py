@@ -65,6 +65,7 @@ class ImportedCell:
     hint: str = ""  # what to do when the source does not record the activation and none was given
     declared: DeclaredInput | None = None  # the model input's shape, where the source declares it
     cell_clip: float | None = None  # an LSTM's cell_clip, where the source records one (a `tflrnn weights` record)
+    forget_bias: float | None = None  # what was added to the forget gate's bias on reading (a TF1 LSTMCell's)
 
     def describe(self, given_activation: str | None = None) -> str:
         w = self.weights

@@ -199,7 +199,8 @@ def _cell(arrays: dict, scope: str | None, prefix: str, folded: set = frozenset(
             details = (f"TF1 LSTMCell: its forget_bias, which a checkpoint does not store, is taken as "
                        f"{TF1_FORGET_BIAS} (the default) and added to the forget gate's bias; " + details +
                        " and without cell_clip (give --cell-clip if the cell had one)")
-        return ImportedCell(weights, "checkpoint", scope or None, activation="tanh", details=details)
+        return ImportedCell(weights, "checkpoint", scope or None, activation="tanh", details=details,
+                            forget_bias=TF1_FORGET_BIAS if scope in folded else None)
     if weights.kind == "gru":  # a checkpoint does not record the activation either; tflrnn's GRU computes tanh
         return ImportedCell(weights, "checkpoint", scope or None, activation="tanh",
                             details="a checkpoint does not record the GRU's activation: read as tanh (the default)")

@@ -45,8 +45,7 @@ def _against_checks(layers: list[RNNGraph], model_weights: list, inputs, runs: d
     }
     report.notes += declared_input_notes(g.input.shape, g.input.shape_signature, g.time_major,
                                          result.source.declared)
-    report.notes += clip_notes([layer.cell_clip for layer in layers],
-                               result.source.format)
+    report.notes += clip_notes([layer.cell_clip for layer in layers], result.source.format)
     # The scale of each step's terms along the source's own trajectory, for the rounding allowance. (A stack or
     # both directions compound their rounding: there, the outputs' own magnitude plus one stands in.)
     # A hybrid cell also rounds its weights (against the source's float ones) and its inputs each step.
