@@ -444,11 +444,11 @@ def _new_cell(settings: dict, units: int, *, weights=None, **arguments):
                      f"{owners[0].name}")
             raise ConfigError(f"{key} is a setting of the {' and '.join(k.title for k in owners)} cell, {whose}")
         arguments[key] = value
-    if weights is not None and hasattr(weights, "reset_after"):
-        if arguments.get("reset_after", weights.reset_after) != weights.reset_after:
-            raise ConfigError(f"reset_after={arguments['reset_after']} was asked, but the weights are a GRU's with "
-                              f"reset_after={weights.reset_after}")
-        arguments["reset_after"] = weights.reset_after
+    for key, value in (weights.settings() if weights is not None else {}).items():  # what the weights fix
+        if arguments.get(key, value) != value:
+            raise ConfigError(f"{key}={arguments[key]} was asked, but the weights are {chosen.a_title}'s with "
+                              f"{key}={value}")
+        arguments[key] = value
     return chosen.cell(units, **arguments)
 
 
