@@ -156,8 +156,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
             "activation": ACTIVATION_NAMES[layer.activation],
             "state_shape": [network.batch_size, layer.weights.state_width],
             "weights_sha256": layer.weights.sha256(),
-            **layer.weights.settings(),
-            **({"cell_clip": layer.cell_clip} if layer.cell_clip else {}),
+            **layer.settings(),
         }
         for layer in network.layers
     ]
@@ -190,8 +189,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
         summary["int8"] = int8_summary(network, model, data)
     if len(layers) == 1:  # a single cell: its facts at the top level too
         summary.update({key: layers[0][key] for key in ("cell", "units", "input_size", "activation", "state_shape",
-                                                          "weights_sha256", *network.layers[0].weights.settings(),
-                                                          *(("cell_clip",) if network.layers[0].cell_clip else ()))})
+                                                          "weights_sha256", *network.layers[0].settings())})
     return summary
 
 

@@ -91,7 +91,7 @@ def _network(description: Model) -> dict | None:
     return {"lowering": network.lowering, "state": network.state,
             "layers": [{"name": layer.name, "cell": layer.kind, "units": layer.weights.num_units,
                         "input_size": layer.weights.input_size, "activation": ACTIVATION_NAMES[layer.activation],
-                        **layer.weights.settings(), **({"cell_clip": layer.cell_clip} if layer.cell_clip else {})}
+                        **layer.settings()}
                        for layer in network.layers]}
 
 

@@ -46,6 +46,11 @@ class Layer:
         """The cell kind (cells/): its weights say."""
         return self.weights.kind
 
+    def settings(self) -> dict:
+        """What, besides its kind, sizes and activation, sets how this direction computes, as inspect and the summary
+        show it: its weights' (a GRU's reset_after) and its cell_clip, if any."""
+        return {**self.weights.settings(), **({"cell_clip": self.cell_clip} if self.cell_clip else {})}
+
     @property
     def op_version(self) -> int:
         """The fused op's version for these weights: 1 float, 2 hybrid, 3 hybrid with asymmetric inputs."""
