@@ -76,6 +76,16 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.QUANTIZE, 1): "1.14.0",
     (BuiltinOperator.QUANTIZE, 2): "1.15.0",  # to int16: a float input for the 16x8 FULLY_CONNECTED (version 1)
     (BuiltinOperator.DEQUANTIZE, 2): "1.14.0",
+    # a full-int8 LSTM's int16 values (16x8, the portable lowering): op_version.cc's int16 versions
+    (BuiltinOperator.ADD, 3): "2.4.0",  # pot_scale_int16 false: the general int16 kernel
+    (BuiltinOperator.MUL, 4): "2.3.0",
+    (BuiltinOperator.LOGISTIC, 3): "2.3.0",
+    (BuiltinOperator.TANH, 3): "2.3.0",
+    (BuiltinOperator.SPLIT, 4): "2.3.0",
+    (BuiltinOperator.UNPACK, 4): "2.3.0",
+    (BuiltinOperator.PACK, 3): "2.3.0",
+    (BuiltinOperator.CONCATENATION, 3): "2.3.0",
+    (BuiltinOperator.DEQUANTIZE, 3): "1.15.0",
 }
 
 _FIELDS = ("activation", "weights_sha256", "quantize", "cell_clip")  # the items of an entry, in order

@@ -290,6 +290,16 @@ def refusal(network: Network) -> str | None:
     if network.bidirectional and chosen.int8_weight_scales == "per-tensor":
         return ("a bidirectional LSTM in full int8 is not written: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM has no integer "
                 "kernel; build it in float or unidirectional")
+    wide = [layer for layer in network.layers if value_bits(layer, chosen) == 16]
+    if wide and len(kinds) > 1:
+        return (f"a full-int8 {kind_of(wide[0].weights).title} keeps its values in int16 (16x8) in the "
+                f"{chosen.name} lowering: stacked with {' and '.join(kind_of_name(k) for k in sorted(kinds - {wide[0].kind}))} "
+                "layers (int8 values) it is not written; build the stack in float, or of one kind")
+    clipped = next((layer for layer in wide if layer.cell_clip), None)
+    if clipped is not None:
+        return (f"a cell_clip in a full-int8 {kind_of(clipped.weights).title} of the {chosen.name} lowering is not "
+                f"written (layer '{clipped.name}'): its int16 bound would be the clip on c's grid, not the clip; "
+                "build it with --lowering fused (the integer LSTM kernel clips) or in float")
     names = [layer.name for layer in network.layers]
     if len(set(names)) != len(names):
         return "full-int8 gives each layer its own formats: layers that reuse one cell's variables are refused"
@@ -297,6 +307,18 @@ def refusal(network: Network) -> str | None:
         if layer.int8 is not None:
             return "full-int8 quantizes the float weights itself: drop the hybrid --quantize int8"
     return None
+
+
+def value_bits(layer: Layer, chosen=None) -> int:
+    """The bits of a full-int8 layer's values in the portable lowering: 8, or 16 for a kind whose steps module
+    says so (an LSTM: 16x8, int16 values and int8 weights); the fused op's are its kernel's."""
+    from .lowering import lowering
+
+    chosen = chosen or lowering("portable")
+    steps = kind_of(layer.weights).portable_steps()
+    if chosen.int8_weight_scales == "per-tensor" or steps is None:
+        return 8
+    return steps.INT8_VALUE_BITS
 
 
 def _lowerings():
@@ -346,12 +368,20 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
         channels[dense.name] = (s,)
         heads.append(replace(dense, weights=dequantized(q, s)))
     weighted = replace(network, stages=[_swap(stage, layers) for stage in network.stages], head=heads)
+    sixteen = [layer for layer in network.layers if value_bits(layer, lowering(network.lowering)) == 16]
+    if sixteen and (int8_io or not int16_input):
+        raise ConfigError(
+            f"a full-int8 {kind_of(sixteen[0].weights).title} of the {network.lowering} lowering keeps its values and "
+            f"state in int16 (16x8): " + ("an int8 interface (--io int8) would round them to 8 bits at every invoke; "
+                                          "use --io float" if int8_io else
+                                          "its input is int16 too: drop --input-precision int8"))
     wide = int16_input and not (int8_io or per_gate)  # the fused LSTM op takes int8
     calibrated = with_int8_biases(weighted, _plan(weighted, sequences, channels, per_gate, int8_io, wide))
     # The ranges again, of the biases as the model stores them (int32), until they settle (a layer's biases are on
-    # the grid of its input's format, which the layer before sets): an LSTM's h format is its range, which the float
-    # biases move by a hair, so that a model rebuilt from its exported weights would otherwise differ
-    for _ in range(BIAS_PASSES if per_gate else 0):
+    # the grid of its input's format, which the layer before sets): an LSTM's formats are its ranges (the fused op's h,
+    # every int16 one of the portable lowering's), which the float biases move by a hair, so that a model rebuilt
+    # from its exported weights would otherwise differ
+    for _ in range(BIAS_PASSES if per_gate or sixteen else 0):
         plan = _plan(calibrated, sequences, channels, per_gate, int8_io, wide)
         if plan == calibrated.int8:
             break
@@ -575,7 +605,8 @@ def with_int8_biases(network: Network, plan: Int8Plan) -> Network:
     head = []
     for dense in network.head:
         scales = bias_scales(formats[dense.name].scale, plan.dense[dense.name].kernel_scales)
-        head.append(Dense(dense.name, dense.weights, dequantized_bias(bias_int32(dense.bias, scales), scales),
+        integers = bias_int32(dense.bias, scales, bias_type(formats[dense.name]))  # int64 on an int16 input
+        head.append(Dense(dense.name, dense.weights, dequantized_bias(integers, scales),
                           dense.activation))
     return replace(network, stages=stages, head=head, int8=plan)
 

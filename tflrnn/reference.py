@@ -319,7 +319,8 @@ def gru_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray
 def lstm_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """From one trace entry of run_network for an LSTM direction (its input, initial state [h | c] and outputs,
     batch-major), every value an int8 LSTM holds, [B, T, width] each: the gates' pre-activations (i, f, g, o) and
-    their parts x W + b and h R, the cell state c after each step, and h."""
+    their parts x W + b and h R (also as the portable lowering groups them), the cell state c after each step, its
+    parts f c and i g, and h."""
     weights = layer.weights
     units = weights.num_units
     w, r, b = (np.asarray(a, np.float64) for a in (weights.input_weights, weights.recurrent_weights, weights.bias))
@@ -329,13 +330,20 @@ def lstm_values(layer, source: np.ndarray, start: np.ndarray, outputs: np.ndarra
     gate_sum = gate_input + gate_recurrent
     i, f = _sigmoid(gate_sum[..., :units]), _sigmoid(gate_sum[..., units:2 * units])
     g = np.tanh(gate_sum[..., 2 * units:3 * units])
-    cells = np.empty(outputs.shape)
+    cells, kept = np.empty(outputs.shape), np.empty(outputs.shape)
     c = np.asarray(start[:, units:], np.float64)
     for t in range(outputs.shape[1]):
-        c = clip_cell(f[:, t] * c + i[:, t] * g[:, t], layer.cell_clip)
+        kept[:, t] = f[:, t] * c
+        c = clip_cell(kept[:, t] + i[:, t] * g[:, t], layer.cell_clip)
         cells[:, t] = c
+    # the portable lowering's groups: the sigmoid gates i, f, o together, the candidate g apart
+    sigmoid = np.r_[0:2 * units, 3 * units:4 * units]
+    candidate = np.r_[2 * units:3 * units]
     return {"gate_input": gate_input, "gate_recurrent": gate_recurrent, "gate_sum": gate_sum, "cell": cells,
-            "state": outputs}
+            "state": outputs, "kept": kept, "added": i * g,
+            "ifo_projection": gate_input[..., sigmoid], "g_projection": gate_input[..., candidate],
+            "ifo_recurrent": gate_recurrent[..., sigmoid], "g_recurrent": gate_recurrent[..., candidate],
+            "ifo_sum": gate_sum[..., sigmoid], "g_sum": gate_sum[..., candidate]}
 
 
 def run_network(network, x: np.ndarray, states: list | None = None,

@@ -188,6 +188,7 @@ KIND = CellKind(
     roles=("input_weights", "recurrent_weights", "bias"), fused=True,
     keras=("LSTM", "LSTMCell"), torch="LSTM", onnx="LSTM", gates=GATES,
     reference="run_lstm", values="lstm_values", steps="tflrnn.lowering.lstm",
+    int8_steps_check="tflrnn.verification.int8_lstm_steps",
     settings=("recurrent_activation", "cell_clip"), describe=describe,
     # Keras' LSTM writes unit_forget_bias; TF1's LSTMCell and TFLiteLSTMCell the others
     config_keys=("unit_forget_bias", "use_peepholes", "num_proj", "forget_bias", "state_is_tuple", "num_unit_shards",

@@ -50,7 +50,7 @@ LOWERINGS = {
     "portable": Lowering("portable", portable.lower, portable.recover,
                          "plain builtin ops (FULLY_CONNECTED, ADD, TANH, UNPACK, PACK), the state in resource "
                          "variables, an input/output, or none: every TFLite runtime runs it",
-                         states=("carry", "io", "zero"), full_int8=("rnn", "gru"), loops=True, xnnpack=True,
+                         states=("carry", "io", "zero"), full_int8=("rnn", "gru", "lstm"), loops=True, xnnpack=True,
                          reset_key=portable.RESET_KEY, runtimes=None, exported_weights=portable.exported_weights,
                          ops_of=lambda network: "portable lowering"),
 }

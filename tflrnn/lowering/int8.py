@@ -33,6 +33,7 @@ FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CON
 # op_version.cc: a 16x8 FULLY_CONNECTED (int16 x, int8 weights, int64 bias, no keep_num_dims) matches none of its
 # rules and is 1; QUANTIZE to int16 is 2, to int8 (from float or int16) 1
 FC16_VERSION, QUANTIZE_VERSIONS = 1, {8: 1, 16: 2}
+DEQUANTIZE_VERSIONS, CONCATENATION_VERSIONS = {"int8": 2, "int16": 3}, {"int8": 2, "int16": 3}  # from int16: 3
 
 
 def per_tensor(fmt: Int8Format) -> Quantization:
@@ -70,6 +71,7 @@ class _Int8Graph(GraphWalk):
                                        self.plan.input)
         self.inputs, self.state_inputs, self.state_outputs, self.handles = [self.x], [], [], []
         self.loops = []  # its steps are unrolled
+        self.last_outputs = {}  # final state -> the last step's output, where the state holds more (an LSTM's)
         if self.network.state == "carry" and self.resource_state:
             self.op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
 
@@ -106,7 +108,7 @@ class _Int8Graph(GraphWalk):
         if self.plan.int8_io:
             return self.reshaped(index, source.shape, name) if name else index
         out = self.tensors.add(Tensor(name or f"{source.name}/float", source.shape))
-        self.op(BuiltinOperator.DEQUANTIZE, [index], [out], version=INT8_VERSION)
+        self.op(BuiltinOperator.DEQUANTIZE, [index], [out], version=DEQUANTIZE_VERSIONS[source.dtype])
         return out
 
     def fully_connected(self, source: int, weights: np.ndarray, scales: np.ndarray, bias: np.ndarray | None,
@@ -129,10 +131,15 @@ class _Int8Graph(GraphWalk):
     def project(self, source: int, weights: int, bias: int, out_name: str, fmt: Int8Format,
                 activation=Activation.NONE) -> int:
         """FULLY_CONNECTED of rows by int8 weights into `fmt`. On an int16 input, TFLite's 16x8 kernel: its int16
-        output (zero point 0, over what `fmt` holds) QUANTIZEd to `fmt`."""
+        output, `fmt` itself when that is int16 (an LSTM's values), else over what `fmt` holds, QUANTIZEd to it."""
         x = self.tensors[source]
         shape = (x.shape[0], self.tensors[weights].shape[0])
         options = FullyConnectedOptions(activation=activation)
+        if fmt.bits == 16:
+            out = self.quantized(out_name, shape, fmt)
+            self.op(BuiltinOperator.FULLY_CONNECTED, [source, weights, bias], [out], version=FC16_VERSION,
+                    options=options)
+            return out
         if x.dtype != "int16":
             out = self.int8(out_name, shape, fmt)
             self.op(BuiltinOperator.FULLY_CONNECTED, [source, weights, bias], [out], version=FC_VERSION,
@@ -154,10 +161,10 @@ class _Int8Graph(GraphWalk):
             self.state_inputs.append(given)
             return q, None
         handle = self.tensors.add(Tensor(f"{name}/state_handle", (), "resource"))
-        zeros = np.full((self.batch, units), fmt.zero_point, np.int8)
+        zeros = np.full((self.batch, units), fmt.zero_point, np.int8 if fmt.bits == 8 else np.int16)
         self.handles.append((f"{name}/hidden_state", zeros, per_tensor(fmt)))
         self.op(BuiltinOperator.VAR_HANDLE, [], [handle], options=VarHandleOptions(shared_name=self.handles[-1][0]))
-        read = self.int8(f"{name}/state", (self.batch, units), fmt)
+        read = self.quantized(f"{name}/state", (self.batch, units), fmt)
         self.op(BuiltinOperator.READ_VARIABLE, [handle], [read])
         return read, handle
 
@@ -230,9 +237,11 @@ class _Int8Graph(GraphWalk):
 
     def merged(self, stage, ends: list[int], last_only: bool) -> int:
         shape = (*self.tensors[ends[0]].shape[:-1], sum(self.tensors[i].shape[-1] for i in ends))
+        first = self.tensors[ends[0]]
         merged = self.tensors.add(Tensor(f"{base_name(stage)}/{'last_step' if last_only else 'output'}", shape,
-                                         "int8", quantization=self.tensors[ends[0]].quantization))
-        self.op(BuiltinOperator.CONCATENATION, ends, [merged], INT8_VERSION, ConcatenationOptions(axis=-1))
+                                         first.dtype, quantization=first.quantization))
+        self.op(BuiltinOperator.CONCATENATION, ends, [merged], CONCATENATION_VERSIONS[first.dtype],
+                ConcatenationOptions(axis=-1))
         return merged
 
     def write_head(self, ends: list[int]) -> list[int]:

@@ -19,12 +19,14 @@ import numpy as np
 
 from ..cells.lstm import LSTMWeights
 from ..model import (AddOptions, BuiltinOperator, ConcatenationOptions, FullyConnectedOptions, MulOptions, Operator,
-                     SplitOptions, Subgraph, Tensor, WhileOptions)
+                     PackOptions, Quantization, SplitOptions, Subgraph, Tensor, UnpackOptions, WhileOptions)
+from ..network import Int8Format
 from .common import Tensors
 
 ROLES = ("input_weights", "recurrent_weights", "bias")
 # Role -> the names of its gates' and candidate's tensors.
 PARTS = {role: (f"ifo_{role}", f"g_{role}") for role in ROLES}
+INT8_VALUE_BITS = 16  # its full-int8 values: int16, weights int8 (TFLite's 16x8 kernels)
 MARKER = "/ifo_input_weights"  # how the reader finds an LSTM direction: its gates' projection weights
 LOOP_VALUES = 5  # t, h, the candidate projection (becoming the output), the gates' projection, c
 
@@ -94,6 +96,18 @@ STEP_VALUES = {"rp": "h R_ifo", "ap": "the gates' sum", "gates": "sigmoid(ap)", 
                "c": "the new c", "tc": "tanh(c)", "h": "the new h"}
 
 
+# A full-int8 LSTM (16x8: int8 weights, int16 values, zero point 0): the role of each step value's format
+# (quantization: the LOGISTIC and TANH outputs are the int16 kernels' fixed (1/32768, 0); h, c and c's clipping one
+# state format, as [h | c] is one state tensor).
+INT16_ROLES = {"rp": "ifo_recurrent", "ap": "ifo_sum", "gates": "gate", "rq": "g_recurrent", "aq": "g_sum",
+               "n": "squashed", "fc": "kept", "in": "added", "c": "state", "tc": "squashed", "h": "state"}
+# op_version.cc on int16 values (and their runtimes, metadata.py): ADD 3 (pot_scale_int16 false: any scales), MUL 4,
+# LOGISTIC and TANH 3, SPLIT and UNPACK 4, PACK and CONCATENATION 3; a 16x8 FULLY_CONNECTED 1 (lowering/int8.py)
+INT16_VERSIONS = {BuiltinOperator.FULLY_CONNECTED: 1, BuiltinOperator.ADD: 3, BuiltinOperator.MUL: 4,
+                  BuiltinOperator.LOGISTIC: 3, BuiltinOperator.TANH: 3, BuiltinOperator.SPLIT: 4,
+                  BuiltinOperator.UNPACK: 4, BuiltinOperator.PACK: 3, BuiltinOperator.CONCATENATION: 3}
+
+
 def clip_tensors(tensors: Tensors, layer) -> tuple[int, int]:
     """A cell_clip's two constants, -clip and clip (float32 [1]): the bounds MAXIMUM and MINIMUM clip c' by."""
     clip = np.float32(layer.cell_clip)
@@ -117,13 +131,23 @@ def recover_settings(name: str, constant) -> dict:
 
 
 def write_step(tensors: Tensors, operators: list, gates_in: int, candidate_in: int, h: int, c: int, weights,
-               axis: int, prefix: str, t, shape: tuple, clip: tuple[int, int] | None = None) -> tuple[int, int]:
+               axis: int, prefix: str, t, shape: tuple, clip: tuple[int, int] | None = None,
+               formats: dict | None = None) -> tuple[int, int]:
     """One step's ops (module docstring); `weights` = (R_ifo, R_g) indices; `clip` = the cell_clip constants
-    (clip_tensors; None: no clipping). The new h and c."""
+    (clip_tensors; None: no clipping). The new h and c. With `formats` (a full-int8 LSTM: role -> its int16 format,
+    INT16_ROLES), every value is int16, zero point 0 (TFLite's 16x8 kernels)."""
     r_gates, r_candidate = weights
 
     def op(code, inputs, stem, out_shape=shape, **kwargs):
-        out = tensors.add(Tensor(f"{prefix}{stem}{t}", out_shape))
+        if formats is None:
+            out = tensors.add(Tensor(f"{prefix}{stem}{t}", out_shape))
+        else:
+            fmt = formats[INT16_ROLES[stem]]
+            out = tensors.add(Tensor(f"{prefix}{stem}{t}", out_shape, "int16",
+                                     quantization=Quantization((fmt.scale,), (0,))))
+            kwargs["version"] = INT16_VERSIONS[code]
+            if code in (BuiltinOperator.ADD, BuiltinOperator.SUB):  # the general int16 kernel, any scales
+                kwargs["options"] = AddOptions(pot_scale_int16=False)
         operators.append(Operator(code, inputs, [out], **kwargs))
         return out
 
@@ -132,9 +156,11 @@ def write_step(tensors: Tensors, operators: list, gates_in: int, candidate_in: i
                    options=FullyConnectedOptions())
     summed = op(BuiltinOperator.ADD, [gates_in, recurrent], "ap", gate_shape, options=AddOptions())
     gate = op(BuiltinOperator.LOGISTIC, [summed], "gates", gate_shape)
-    i = tensors.add(Tensor(f"{prefix}i{t}", shape), Tensor(f"{prefix}f{t}", shape), Tensor(f"{prefix}o{t}", shape)) - 2
+    i = tensors.add(*(Tensor(f"{prefix}{stem}{t}", shape, tensors[gate].dtype, quantization=tensors[gate].quantization)
+                      for stem in "ifo")) - 2
     operators.append(Operator(BuiltinOperator.SPLIT, [axis, gate], [i, i + 1, i + 2],
-                              options=SplitOptions(num_splits=3)))
+                              options=SplitOptions(num_splits=3),
+                              version=1 if formats is None else INT16_VERSIONS[BuiltinOperator.SPLIT]))
     forget, output_gate = i + 1, i + 2
     candidate_recurrent = op(BuiltinOperator.FULLY_CONNECTED, [h, r_candidate, -1], "rq",
                              options=FullyConnectedOptions())
@@ -216,3 +242,114 @@ def recover_weights(name: str, constant) -> LSTMWeights:
         return LSTMWeights.from_gate_rows(**found)
     except (WeightsError, ValueError, IndexError) as error:
         raise ModelFormatError(f"LSTM layer '{name}': its weights do not fit together ({error})") from None
+
+
+def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
+    """One direction of a full-int8 LSTM (lowering/int8.py's graph `g`), its steps unrolled, in TFLite's 16x8 form:
+    int8 weights per channel, every value int16 with zero point 0, biases int64. An all-int8 graph would round nine
+    values a step to 8 bits, c among them, and lose to the converter's integer LSTM kernel, which keeps its gates
+    and c in 16 bits (docs/model.md). The same write_step as the float LSTM, in the plan's formats; the state [h | c]
+    one int16 tensor in the state format. (Its PACKed output or None, its final state.)"""
+    from .int8 import _int8_weights, per_channel
+
+    tensors, name, units = g.tensors, layer.name, layer.weights.num_units
+    f, w = g.plan.layers[name], layer.weights
+    formats = {**f.formats, **INT16_FIXED}
+    parts = {}
+    for role in ("input_weights", "recurrent_weights"):
+        for part, array, channel in zip(PARTS[role], w.gate_rows(w.roles()[role]), w.gate_rows(f.scales[role])):
+            parts[part] = (tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
+                                              quantization=per_channel(channel))), channel)
+    pieces = {}
+    for stem, group, bias, width in zip("pq", ("ifo", "g"), w.gate_rows(w.bias), (3 * units, units)):
+        weights, channel = parts[f"{group}_input_weights"]
+        bias_index = g.bias(rows, bias, channel, f"{name}/{group}_bias")  # int64 at the input's scale x W's
+        out = g.project(rows, weights, bias_index, f"{name}/{group}_projection_rows", formats[f"{group}_projection"])
+        projection = g.reshaped(out, (*g.lead, width), f"{name}/{group}_projection")
+        first = len(tensors)
+        tensors.add(*(Tensor(f"{name}/{stem}{t}", (g.batch, width), "int16", quantization=tensors[out].quantization)
+                      for t in range(g.steps)))
+        g.op(BuiltinOperator.UNPACK, [projection], range(first, first + g.steps),
+             version=INT16_VERSIONS[BuiltinOperator.UNPACK], options=UnpackOptions(num=g.steps, axis=g.time_axis))
+        pieces[stem] = first
+    state_format = Quantization((f.state.scale,), (0,))
+    state, handle = g.initial_state(name, 2 * units, f.state)
+    if state is None:  # the zero state: an h and a c of zeros to start from
+        h = tensors.add(Tensor(f"{name}/h_zeros", (g.batch, units), "int16", data=np.zeros((g.batch, units), np.int16),
+                               quantization=state_format))
+        c = tensors.add(Tensor(f"{name}/c_zeros", (g.batch, units), "int16", data=np.zeros((g.batch, units), np.int16),
+                               quantization=state_format))
+    else:
+        axis = tensors.add(Tensor(f"{name}/state_axis", (), "int32", data=np.asarray(1, np.int32)))
+        h = tensors.add(*(Tensor(f"{name}/{part}_start", (g.batch, units), "int16", quantization=state_format)
+                          for part in "hc")) - 1
+        g.op(BuiltinOperator.SPLIT, [axis, state], [h, h + 1], version=INT16_VERSIONS[BuiltinOperator.SPLIT],
+             options=SplitOptions(num_splits=2))
+        c = h + 1
+    axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    recurrent = (parts["ifo_recurrent_weights"][0], parts["g_recurrent_weights"][0])
+    outputs = [None] * g.steps
+    for t in (range(g.steps - 1, -1, -1) if backward else range(g.steps)):
+        h, c = write_step(tensors, g.operators, pieces["p"] + t, pieces["q"] + t, h, c, recurrent, axis, f"{name}/",
+                          t, (g.batch, units), None, formats)  # (no cell_clip: quantization.refusal)
+        outputs[t] = h
+    output = None
+    if sequence:
+        output = g.quantized(f"{name}/output", (*g.lead, units), f.state)
+        g.op(BuiltinOperator.PACK, outputs, [output], version=INT16_VERSIONS[BuiltinOperator.PACK],
+             options=PackOptions(values_count=g.steps, axis=g.time_axis))
+    if g.network.state == "zero":
+        return output, h
+    final = g.quantized(f"{name}/final_state", (g.batch, 2 * units), f.state)
+    g.op(BuiltinOperator.CONCATENATION, [h, c], [final], version=INT16_VERSIONS[BuiltinOperator.CONCATENATION],
+         options=ConcatenationOptions(axis=1))
+    g.last_outputs[final] = h  # the last step's output is h, not the whole state
+    g.keep_state(final, handle)
+    return output, final
+
+
+# The int16 kernels' fixed output formats: LOGISTIC's and TANH's (1/32768, 0) (activations.cc)
+INT16_FIXED = {"gate": Int8Format(2.0 ** -15, 0, bits=16), "squashed": Int8Format(2.0 ** -15, 0, bits=16)}
+# The largest |sum| before LOGISTIC or TANH an int16 format holds: the int16 kernels rescale their input to steps of
+# 1 / (3 x 4096) in int16, +-10.7 (activations.cc), where sigmoid and tanh are 1 to within their output's step
+SUM_LIMIT = 10.7
+
+
+def int8_formats(directions, observed: dict, channels: dict) -> dict:
+    """A full-int8 LSTM stage's formats (16x8: int16, zero point 0, symmetric), from the values calibration
+    `observed` (reference.lstm_values): each over INPUT_MARGIN times the largest |value| seen (an int16 step is
+    1/32767 of it: the margin costs one bit and keeps unseen data from clipping); the sums before LOGISTIC and TANH
+    at most SUM_LIMIT; the state h and c one format (|h| <= |c|), the same for both directions
+    of a bidirectional layer (CONCATENATION copies bytes); f c in the state's format (|f c| <= |c|), i g in [-1, 1]."""
+    from ..network import Int8Cell
+    from ..quantization import INPUT_MARGIN, int16_format
+
+    def largest(key: str) -> float:
+        seen = observed[key]
+        return INPUT_MARGIN * max(abs(seen.low), abs(seen.high))
+
+    state = int16_format(max(largest(f"{layer.name}/cell") for layer in directions))
+    found = {}
+    for layer in directions:
+        name = layer.name
+        formats = {role: int16_format(largest(f"{name}/{role}"))
+                   for role in ("ifo_projection", "g_projection", "ifo_recurrent", "g_recurrent")}
+        formats.update({role: int16_format(min(largest(f"{name}/{role}"), SUM_LIMIT)) for role in ("ifo_sum", "g_sum")})
+        formats.update(state=state, kept=state, added=int16_format(1.0))
+        sw, sr = channels[name]
+        found[name] = Int8Cell(formats, {"input_weights": sw, "recurrent_weights": sr})
+    return found
+
+
+def int8_plan(layer, fmt, scales, any_step):
+    """A full-int8 LSTM direction's formats, read from the tensors write_int8_direction names by role."""
+    from ..network import Int8Cell
+
+    name, units = layer.name, layer.weights.num_units
+    formats = {role: fmt(any_step(name, stem)) for stem, role in INT16_ROLES.items() if role not in INT16_FIXED}
+    formats.update({role: fmt(f"{name}/{role}_rows") for role in ("ifo_projection", "g_projection")})
+    found = {}
+    for role in ("input_weights", "recurrent_weights"):  # (i f o, g) back to i, f, g, o
+        gates, candidate = scales(f"{name}/ifo_{role}", 3 * units), scales(f"{name}/g_{role}", units)
+        found[role] = np.concatenate([gates[:2 * units], candidate, gates[2 * units:]])
+    return Int8Cell(formats, found)

@@ -623,7 +623,11 @@ def _recover(model: Model) -> Network:
     dense = []
     for op in ops:
         if op.code == fc and len(op.inputs) == 3 and tensor(op.inputs[1]).name.endswith("/kernel"):
-            following = next((o for o in consumers(op.outputs[0]) if o.code in DENSE_FOLLOWERS), None)
+            result = op.outputs[0]
+            # on an int16 input (after a full-int8 LSTM), the 16x8 kernel's int16 result QUANTIZEd to int8 first
+            requantized = next((o for o in consumers(result) if o.code == BuiltinOperator.QUANTIZE), None)
+            result = requantized.outputs[0] if requantized is not None and requantized.outputs else result
+            following = next((o for o in consumers(result) if o.code in DENSE_FOLLOWERS), None)
             kernel, bias = tensor(op.inputs[1]), tensor(op.inputs[2])
             dense.append((op, Dense(kernel.name.rpartition("/")[0], real_values(kernel), real_values(bias),
                                     dense_activation(op, following))))

@@ -197,7 +197,8 @@ def clipped_shares(network: Network, xs: list[np.ndarray]) -> tuple[dict[str, fl
                 for role, values in reference.cell_values(*item).items():
                     if role in f.formats:
                         seen(role, f"'{item[0].name}'", values, f.formats[role],
-                             tanh_follows=role == "candidate_sum", sigmoid_follows=role == "gate_sum")
+                             tanh_follows=role in ("candidate_sum", "g_sum"),
+                             sigmoid_follows=role in ("gate_sum", "ifo_sum"))
             elif len(item) == 4:
                 layer = item[0]
                 f = plan.layers[layer.name]

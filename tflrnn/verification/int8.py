@@ -37,6 +37,9 @@ STEP_RUNTIMES = ("litert", "tensorflow", "micro")  # those that give back every 
 _FIXED_CODES = {BuiltinOperator.TANH: Int8Format(float(np.float32(1 / 128)), 0),
                 BuiltinOperator.LOGISTIC: Int8Format(float(np.float32(1 / 256)), -128),
                 BuiltinOperator.SOFTMAX: Int8Format(float(np.float32(1 / 256)), -128)}
+# Their int16 kernels (16x8: a full-int8 LSTM's values) write (1/32768, 0): activations.cc, LiteRT's and TFLite
+# Micro's, require it of the output
+_FIXED_CODES_16 = {code: Int8Format(2.0 ** -15, 0, bits=16) for code in (BuiltinOperator.TANH, BuiltinOperator.LOGISTIC)}
 _FIXED_BY_ACTIVATION = {"tanh": _FIXED_CODES[BuiltinOperator.TANH], "sigmoid": _FIXED_CODES[BuiltinOperator.LOGISTIC],
                         "softmax": _FIXED_CODES[BuiltinOperator.SOFTMAX]}
 # An int32 bias is in the scale of the sum it joins, input scale x weight scale per channel: the kernels require it
@@ -71,30 +74,44 @@ def formats_check(model: Model, network: Network) -> Check:
 
     wide_inputs = 0
 
+    def int16(index: int) -> bool:
+        """An int16 value with zero point 0, as TFLite's 16x8 kernels take and write them."""
+        found = fmt(index, wide=True)
+        return found is not None and found.bits == 16 and found.zero_point == 0
+
     for op in graph.operators:
         name = t[op.outputs[0]].name if op.outputs else ""
-        if op.code in _FIXED_CODES and fmt(op.outputs[0]) != _FIXED_CODES[op.code]:
-            fixed = _FIXED_CODES[op.code]
-            problems.append(f"'{name}' is {fmt(op.outputs[0])}; the int8 {BuiltinOperator(op.code).name} kernel "
-                            f"writes ({fixed.scale:g}, {fixed.zero_point})")
-        elif op.code in _SAME_FORMAT and _data_inputs(op) and any(fmt(i) != fmt(_data_inputs(op)[0]) for i in
-                                                                  (*_data_inputs(op), *op.outputs)):
+        wide_op = bool(op.outputs) and t[op.outputs[0]].dtype == "int16" and op.code != BuiltinOperator.QUANTIZE
+        fixed = (_FIXED_CODES_16 if wide_op else _FIXED_CODES).get(op.code)
+        if fixed is not None and fmt(op.outputs[0], wide=True) != fixed:
+            problems.append(f"'{name}' is {fmt(op.outputs[0], wide=True)}; the int{fixed.bits} "
+                            f"{BuiltinOperator(op.code).name} kernel writes ({fixed.scale:g}, {fixed.zero_point})")
+        elif op.code in _SAME_FORMAT and _data_inputs(op) and any(
+                fmt(i, wide=True) is None or fmt(i, wide=True) != fmt(_data_inputs(op)[0], wide=True)
+                for i in (*_data_inputs(op), *op.outputs)):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
-                            "need one int8 format")
+                            "need one format")
         elif op.code == BuiltinOperator.FULLY_CONNECTED and t[op.inputs[0]].dtype == "int16":
             # TFLite's 16x8 kernel: int16 in and out, both zero point 0 (fully_connected.cc, LiteRT's and Micro's)
             wide_inputs += 1
-            if any(fmt(i, wide=True) is None or fmt(i, wide=True).bits != 16 or fmt(i, wide=True).zero_point
-                   for i in (op.inputs[0], op.outputs[0])):
+            if not (int16(op.inputs[0]) and int16(op.outputs[0])):
                 problems.append(f"'{name}': a FULLY_CONNECTED on int16 needs int16 in and out, zero point 0")
-            else:  # its int16 output is QUANTIZEd to int8: a step of 1/128 of that one's at most, or it is lost
+            else:  # an int16 output QUANTIZEd to int8: a step of 1/128 of that one's at most, or it is lost
                 after = [fmt(o.outputs[0]) for o in graph.operators if o.inputs[:1] == [op.outputs[0]] and
                          o.code == BuiltinOperator.QUANTIZE and o.outputs]
-                if len(after) != 1 or after[0] is None or fmt(op.outputs[0], wide=True).scale > after[0].scale / 128:
+                if after and (len(after) != 1 or after[0] is None or
+                              fmt(op.outputs[0], wide=True).scale > after[0].scale / 128):
                     problems.append(f"'{name}': the int16 projection is not QUANTIZEd to one int8 format at least 128 "
                                     "times its step")
-        elif op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD, BuiltinOperator.SUB,
-                         BuiltinOperator.MUL) and any(fmt(i) is None for i in (op.inputs[0], op.outputs[0])):
+        elif wide_op and op.code in (BuiltinOperator.ADD, BuiltinOperator.SUB, BuiltinOperator.MUL,
+                                     BuiltinOperator.TANH, BuiltinOperator.LOGISTIC) and \
+                not all(int16(i) for i in (*op.inputs, *op.outputs)):
+            # the int16 kernels (add.cc, mul.cc, activations.cc; Micro's too) take zero points 0 only
+            problems.append(f"'{name}': int16 {BuiltinOperator(op.code).name} needs int16 inputs and output, zero "
+                            "point 0")
+        elif not wide_op and op.code in (BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD, BuiltinOperator.SUB,
+                                         BuiltinOperator.MUL) and any(fmt(i) is None for i in (op.inputs[0],
+                                                                                                op.outputs[0])):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
         if op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3:
             w = t[op.inputs[1]]
@@ -114,10 +131,11 @@ def formats_check(model: Model, network: Network) -> Check:
         return Check("int8.formats", False, "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
                                                                       if len(problems) > 3 else ""))
     plan = network.int8
-    wide = (f", {wide_inputs} of them on the int16 input (int16 out, zero points 0, biases int64)" if wide_inputs
-            else "")
+    wide = (f", {wide_inputs} of them on int16 (int16 out, zero points 0, biases int64)" if wide_inputs else "")
+    values = ("int16 (16x8: zero points 0) for the LSTM layers, int8 elsewhere" if any(
+        quant.value_bits(layer) == 16 for layer in network.layers) else "int8 but the input's")
     return Check("int8.formats", True, (
-        f"every op on int8 but the input's; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data "
+        f"every op's values {values}; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data "
         f"movement in one format; FULLY_CONNECTED weights per channel, biases int32{wide}; interface "
         f"{'int8' if plan.int8_io else 'float'} (input int{plan.input.bits}, scale {plan.input.scale:.4g}, zero point "
         f"{plan.input.zero_point})"))
@@ -224,6 +242,9 @@ class _Graph:
         self.quantized_input = self.index[x.name if network.int8.int8_io else
                                           f"{x.name}/int{network.int8.input.bits}"]
         self.steps, self.values = {}, {}
+        # a state holding more than the last h (an LSTM's [h | c]): the tensor its last step leaves it in
+        self.final_states = {layer.name: self.index[f"{layer.name}/final_state"] for layer in network.layers
+                             if network.state != "zero" and layer.weights.state_width != layer.weights.num_units}
         for layer in network.layers:
             role = "h" if layer.activation == Activation.TANH else "z"
             self.steps[layer.name] = [self.index[f"{layer.name}/{role}{t}"] for t in range(network.time_steps)]
@@ -239,6 +260,7 @@ class _Graph:
     def reads(self) -> list[int]:
         found = [self.quantized_input] + [i for steps in self.steps.values() for i in steps]
         found += [i for stems in self.values.values() for stem, steps in stems.items() if stem != "h" for i in steps]
+        found += list(self.final_states.values())
         return found + [i for pair in self.dense.values() for i in pair if i is not None]
 
     def final_int8(self) -> list[int]:
@@ -317,7 +339,7 @@ def _steps_on(data, model, network, report, runtime_name, seed, sequences, float
 
 
 def _zero_state(network: Network, layer) -> np.ndarray:
-    shape = (network.batch_size, layer.weights.num_units)
+    shape = (network.batch_size, layer.weights.state_width)
     if network.int8.int8_io:
         return np.full(shape, network.int8.layers[layer.name].state.zero_point, np.int8)
     return np.zeros(shape, np.float32)
@@ -334,10 +356,10 @@ def _starts(network, plan, fed, previous, where, read, k) -> list[np.ndarray]:
                           quant.dequantize_values(quant.quantize_values(value, fmt), fmt))
         elif network.state == "carry" and previous is not None:
             steps = where.steps[layer.name]
-            last = steps[0] if backward(network, layer) else steps[-1]
+            last = where.final_states.get(layer.name, steps[0] if backward(network, layer) else steps[-1])
             starts.append(quant.dequantize_values(previous[last], fmt))
         else:
-            starts.append(np.zeros((network.batch_size, layer.weights.num_units)))
+            starts.append(np.zeros((network.batch_size, layer.weights.state_width)))
     return starts
 
 
@@ -371,7 +393,10 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
         for d, layer in enumerate(stage_layers(stage)):
             f = plan.layers[layer.name]
             h = np.stack([quant.dequantize_values(read[i], f.state) for i in where.steps[layer.name]], axis=1)
-            last_states.append(h[:, 0] if d == 1 else h[:, -1])  # where a backward direction ends
+            if layer.name in where.final_states:  # the whole state its last step leaves ([h | c])
+                last_states.append(quant.dequantize_values(read[where.final_states[layer.name]], f.state))
+            else:
+                last_states.append(h[:, 0] if d == 1 else h[:, -1])  # where a backward direction ends
             check = kind(layer.kind).int8_check()
             if check is not None:  # a kind's steps, restated from its own equations (verification/int8_<kind>.py)
                 check.judge_steps(network, layer, where, read, source, starts[k], judge)
@@ -428,7 +453,7 @@ def _check_invoke(network, plan, where, x, read, starts, outputs) -> tuple[float
     for index, value, want in zip(where.outputs + where.finals, outputs, wanted):
         q = where.graph.tensors[index].quantization
         shown = quant.dequantize_values(value, Int8Format(q.scale[0], q.zero_point[0])) \
-            if value.dtype == np.int8 else np.asarray(value, np.float64)
+            if value.dtype in (np.int8, np.int16) else np.asarray(value, np.float64)
         if shown.size != want.size:
             judge(f"output '{where.graph.tensors[index].name}'", np.array([np.inf]), np.array([0.0]), 1.0)
             continue
