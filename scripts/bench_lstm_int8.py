@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Full int8 LSTM: tflrnn's fused `--quantize full-int8` against the converter's, on the same weights (issue 21).
+"""Full int8 LSTM: tflrnn's `--quantize full-int8`, the fused op and the portable lowering, against the converter's, on
+the same weights (issue 21).
 
 The same seeded weights every way: the converter gets them in a legacy `tf_keras` Sequential (its fused
-UNIDIRECTIONAL_SEQUENCE_LSTM), tflrnn in a Keras 3 `.keras` (`python -m tflrnn build --quantize full-int8`), both the
-same calibration sequences; each test sequence runs from the zero state on LiteRT and TFLite Micro, and is compared
+UNIDIRECTIONAL_SEQUENCE_LSTM), tflrnn in a Keras 3 `.keras` (`python -m tflrnn build --quantize full-int8`, and with
+`--lowering portable`: TFLite's 16x8 ops), all the same calibration sequences; each test sequence runs from the zero state on LiteRT and TFLite Micro, and is compared
 with tflrnn.reference's float64 recurrence. Also file sizes, the Micro arena and the Micro invoke time. Writes its
 section of BENCHMARKS.md (between its markers; the section says how each is measured).
 
@@ -56,6 +57,9 @@ CACHE = ROOT / "build" / "bench_cache" / "lstm_int8"
 GENERATION = 1  # bump when the weights' drawing or the Keras models change what a cached file holds
 CALIBRATION, TESTS = 64, 256
 RUNTIMES = ("LiteRT", "Micro")
+# tflrnn's models: name -> build options
+FORMS = {"tflrnn": [], "tflrnn portable": ["--lowering", "portable", "--recurrence", "unrolled"],
+         "tflrnn portable loop": ["--lowering", "portable", "--recurrence", "loop"]}
 SEEDS, QUICK_SEEDS = 3, 1
 
 
@@ -160,14 +164,14 @@ def converter_int8(net: Net, arrays, calibration, x0, y0) -> bytes:
     return _cached(CACHE / f"converter-{key}.tflite", make).read_bytes()
 
 
-def tflrnn_int8(path: Path, calibration, work: Path) -> tuple[bytes | None, str]:
+def tflrnn_int8(path: Path, calibration, work: Path, options=()) -> tuple[bytes | None, str]:
     """tflrnn's model from its CLI (a fresh process: tflrnn as it is on disk now), or None and the CLI's own words
     why not."""
     cal, out = work / "cal.npy", work / "tflrnn.tflite"
     np.save(cal, calibration)
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "tflrnn", "build", "--weights", str(path), "--quantize", "full-int8",
-               "--calibration", str(cal), "-o", str(out)]
+               "--calibration", str(cal), *options, "-o", str(out)]
     done = subprocess.run(command, cwd=work, capture_output=True, text=True)  # cwd: not shadowing PYTHONPATH
     if done.returncode != 0 or not out.exists():
         lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -196,7 +200,12 @@ class Runner:
             y_index = self.interpreter.get_output_details()[0]["index"]
             self.set = lambda x: self.interpreter.set_tensor(x_index, x)
             self.get = lambda: self.interpreter.get_tensor(y_index)
-            self.reset = self.interpreter.reset_all_variables
+            # reset_all_variables() leaves resource variables (the portable lowering's state) as they are: its
+            # `reset` signature zeroes them
+            if "reset" in self.interpreter.get_signature_list():
+                self.reset = lambda: self.interpreter.get_signature_runner("reset")()
+            else:
+                self.reset = self.interpreter.reset_all_variables
         else:
             from tflite_micro.python.tflite_micro import runtime as tflm
 
@@ -211,15 +220,18 @@ class Runner:
         return np.array(self.get(), np.float64)
 
 
-def state_check(data: bytes, runtime: str, a, b) -> dict:
-    """Whether the model carries its state from one invoke to the next (b after a differs from b in a fresh
-    interpreter), and whether reset() gives back the fresh interpreter's output exactly."""
+def state_check(data: bytes, runtime: str, before: list, b) -> dict:
+    """Whether the model carries its state from one invoke to the next (b after the sequences `before` differs from
+    b in a fresh interpreter: several, as an int8 classifier's output may not show one sequence's state), and
+    whether reset() gives back the fresh interpreter's output exactly."""
     fresh = Runner(data, runtime).run(b)
     runner = Runner(data, runtime)
-    runner.run(a)
+    for a in before:
+        runner.run(a)
     carried = runner.run(b)
     runner.reset()
-    runner.run(a)
+    for a in before:
+        runner.run(a)
     runner.reset()
     return {"carries": not np.array_equal(carried, fresh), "reset_ok": bool(np.array_equal(runner.run(b), fresh))}
 
@@ -227,7 +239,7 @@ def state_check(data: bytes, runtime: str, a, b) -> dict:
 def errors(data: bytes, runtime: str, tests, expected) -> dict:
     """Max and mean |output - float64| over the tests, each from the zero state: reset before each, or a fresh
     interpreter per sequence if the reset does not give a fresh interpreter's output."""
-    check = state_check(data, runtime, tests[0], tests[1])
+    check = state_check(data, runtime, list(tests[2:6]), tests[1])
     runner, found = Runner(data, runtime), []
     for x in tests:
         if check["reset_ok"]:
@@ -259,11 +271,14 @@ def case(net: Net, seed: int, quick: bool, work: Path) -> dict:
     path = keras_file(net, arrays)
     float_network = network_of(**resolve_build_options(BuildOptions(weights=path), given_by="the bench").options)
     expected = [reference.run_network(float_network, x)[0][0] for x in tests]
-    models = {"converter": converter_int8(net, arrays, calibration, tests[0], expected[0])}
-    mine, why = tflrnn_int8(path, calibration, work)
-    if mine is not None:
-        models = {"tflrnn": mine, **models}
-    row = {"network": net.name, "seed": seed, "not_built": why, "ops": {w: op_types(d) for w, d in models.items()},
+    models, why = {}, {}
+    for form, options in FORMS.items():
+        mine, why[form] = tflrnn_int8(path, calibration, work, options)
+        if mine is not None:
+            models[form] = mine
+    models["converter"] = converter_int8(net, arrays, calibration, tests[0], expected[0])
+    row = {"network": net.name, "seed": seed, "not_built": {f: w for f, w in why.items() if w},
+           "ops": {w: op_types(d) for w, d in models.items()},
            "bytes": {w: len(d) for w, d in models.items()}, "errors": {r: {} for r in RUNTIMES}}
     for runtime in RUNTIMES:
         for who, data in models.items():
@@ -272,10 +287,10 @@ def case(net: Net, seed: int, quick: bool, work: Path) -> dict:
     row["micro_rounds"] = 3 if quick else 5
     row["micro_us"] = micro_times(models, tests[0], expected[0], 100 if quick else 200, row["micro_rounds"], work)
     b, e = row["bytes"], row["errors"]
-    row["fails"] = ["not built"] if mine is None else [
-        f"{k} on {r}" for r in RUNTIMES for k in ("max", "mean") if e[r]["tflrnn"][k] > e[r]["converter"][k]] + (
-        ["file"] if b["tflrnn"] > b["converter"] else [])
-    row["meets"] = not row["fails"]
+    row["fails"] = {form: ["not built"] if form not in models else [
+        f"{k} on {r}" for r in RUNTIMES for k in ("max", "mean") if e[r][form][k] > e[r]["converter"][k]] + (
+        ["file"] if b[form] > b["converter"] else []) for form in FORMS}
+    row["meets"] = {form: not fails for form, fails in row["fails"].items()}
     return row
 
 
@@ -285,8 +300,8 @@ def _pair(e: dict | None) -> str:
     return "n/a" if e is None else f"{e['max']:.4f} / {e['mean']:.5f}"
 
 
-def _ratio(e: dict) -> str:
-    return " / ".join(f"{e['tflrnn'][k] / e['converter'][k]:.3f}" for k in ("max", "mean")) if "tflrnn" in e else "n/a"
+def _ratio(e: dict, form: str) -> str:
+    return " / ".join(f"{e[form][k] / e['converter'][k]:.3f}" for k in ("max", "mean")) if form in e else "n/a"
 
 
 def _n(value, unit: str) -> str:
@@ -303,24 +318,27 @@ def tflrnn_revision() -> str:
 
 
 def summary(rows: list[dict]) -> list[str]:
-    """Per network: the cases met, tflrnn's error over the converter's (the worst and the geometric mean over seeds
-    and runtimes), max and mean, and the largest file ratio."""
-    lines = ["| network | cases met | max error ratio: worst, geo. mean | mean error ratio: worst, geo. mean "
-             "| file ratio |", "|---|---|---|---|---|"]
-    for name in dict.fromkeys(row["network"] for row in rows):
-        mine = [row for row in rows if row["network"] == name]
-        ratios = [[e["tflrnn"][k] / e["converter"][k] for row in mine for e in row["errors"].values()]
-                  for k in ("max", "mean")]
-        lines.append(f"| {name} | {sum(row['meets'] for row in mine)} of {len(mine)} | " + " | ".join(
-            f"{max(r):.3f}, {np.exp(np.mean(np.log(r))):.3f}" for r in ratios)
-            + f" | {max(row['bytes']['tflrnn'] / row['bytes']['converter'] for row in mine):.3f} |")
+    """Per tflrnn form and network: the cases met, its error over the converter's (the worst and the geometric mean
+    over seeds and runtimes), max and mean, and the largest file ratio."""
+    lines = ["| tflrnn | network | cases met | max error ratio: worst, geo. mean | mean error ratio: worst, geo. mean "
+             "| file ratio |", "|---|---|---|---|---|---|"]
+    for form in FORMS:
+        for name in dict.fromkeys(row["network"] for row in rows):
+            mine = [row for row in rows if row["network"] == name and form in row["bytes"]]
+            if not mine:
+                continue
+            ratios = [[e[form][k] / e["converter"][k] for row in mine for e in row["errors"].values()]
+                      for k in ("max", "mean")]
+            lines.append(f"| {form.replace('tflrnn', '').strip() or 'fused'} | {name} | "
+                         f"{sum(row['meets'][form] for row in mine)} of {len(mine)} | " + " | ".join(
+                             f"{max(r):.3f}, {np.exp(np.mean(np.log(r))):.3f}" for r in ratios)
+                         + f" | {max(row['bytes'][form] / row['bytes']['converter'] for row in mine):.3f} |")
     return lines + ["", "(A ratio above 1: tflrnn's is larger.)", ""] if rows else []
 
 
 def markdown(rows: list[dict], command: str, elapsed: float) -> str:
-    built = [row for row in rows if not row["not_built"]]
-    met = sum(row["meets"] for row in rows)
     seeds = len({row["seed"] for row in rows})
+    met = {form: sum(row["meets"][form] for row in rows) for form in FORMS}
     lines = [BEGIN, "", "## Full-int8 LSTM against the converter's (issue 21)", "",
              f"{tflrnn_revision()}; {platform.machine()}, Python {platform.python_version()}, {_versions()}, "
              f"ai-edge-litert {importlib.metadata.version('ai-edge-litert')}. Reproduce: `{command}` "
@@ -330,48 +348,54 @@ def markdown(rows: list[dict], command: str, elapsed: float) -> str:
              "forget gate; Dense: glorot, N(0, 0.1)). The converter's: the `tf_keras` Sequential (batch 1) with "
              "those weights, `TFLiteConverter.from_keras_model`, `optimizations=[DEFAULT]`, `TFLITE_BUILTINS_INT8`, "
              "the float interface (the default inference types). tflrnn's: the same weights as a Keras 3 `.keras`, "
-             "`python -m tflrnn build --weights FILE --quantize full-int8 --calibration cal.npy` (fused op, "
-             f"`--io float`, the defaults). Both calibrated on the same {CALIBRATION} standard-normal sequences. "
+             "`python -m tflrnn build --weights FILE --quantize full-int8 --calibration cal.npy`: the fused op (the "
+             "default; `--io float`), and `--lowering portable` (TFLite's 16x8 ops: int8 weights, int16 values) with the "
+             f"steps unrolled and as a WHILE loop (`--recurrence`). All calibrated on the same {CALIBRATION} standard-normal sequences. "
              f"Error = |output - the float64 recurrence of the float weights| (`tflrnn.reference`) over {TESTS} "
              "held-out sequences, max / mean, each from the zero state (the state reset before each sequence; the "
-             "reset checked to give a fresh interpreter's output). LiteRT: ai_edge_litert's Interpreter, default "
-             "resolver, 1 thread. Micro arena: the smallest that allocates and invokes twice (tflrnn.arena, both "
-             "the same way). Micro invoke: each model in its own fresh process (scripts/bench_gru.py's probe), "
-             f"{rows[0]['micro_rounds']} processes per model, alternating (ABBA), the median of their medians. "
-             "Target: tflrnn's max and mean at most the converter's on both runtimes, its file at most the "
-             "converter's.", ""]
-    if len(built) < len(rows):
-        reasons = sorted({row["not_built"] for row in rows if row["not_built"]})
-        lines += [f"**tflrnn's model not built for {len(rows) - len(built)} of {len(rows)} cases:** "
-                  + "; ".join(f"`{r}`" for r in reasons), ""]
-    lines += [f"**{met} of {len(rows)} cases (network x seed) meet the target.**", ""] + summary(built) + [
-              "| network | seed | LiteRT: tflrnn | LiteRT: converter | ratio max / mean | Micro: tflrnn "
-              "| Micro: converter | ratio max / mean | target |", "|---|---|---|---|---|---|---|---|---|"]
+             "reset checked to give a fresh interpreter's output, else a fresh interpreter per sequence). LiteRT: "
+             "ai_edge_litert's Interpreter, default resolver, 1 thread. Micro arena: the smallest that allocates and "
+             "invokes twice (tflrnn.arena, all the same way). Micro invoke: each model in its own fresh process "
+             f"(scripts/bench_gru.py's probe), {rows[0]['micro_rounds']} processes per model, alternating, the "
+             "median of their medians. Target: tflrnn's max and mean at most the converter's on both runtimes, its "
+             "file at most the converter's.", ""]
+    for form in FORMS:
+        reasons = sorted({row["not_built"][form] for row in rows if form in row["not_built"]})
+        if reasons:
+            lines += [f"**{form}'s model not built for {sum(form in row['not_built'] for row in rows)} of "
+                      f"{len(rows)} cases:** " + "; ".join(f"`{r}`" for r in reasons), ""]
+    lines += ["**Cases (network x seed) that meet the target: " + ", ".join(
+        f"{form} {met[form]} of {len(rows)}" for form in FORMS) + ".**", ""] + summary(rows)
+    for form in FORMS:
+        lines += [f"{form}:", "", f"| network | seed | LiteRT: {form} | LiteRT: converter | ratio max / mean "
+                  f"| Micro: {form} | Micro: converter | ratio max / mean | target |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            cells = []
+            for runtime in RUNTIMES:
+                e = row["errors"][runtime]
+                cells += [_pair(e.get(form)), _pair(e["converter"]), _ratio(e, form)]
+            verdict = "yes" if row["meets"][form] else "**no**: " + ", ".join(row["fails"][form])
+            lines.append(f"| {row['network']} | {row['seed']} | " + " | ".join(cells) + f" | {verdict} |")
+        lines.append("")
+    who = [*FORMS, "converter"]
+    lines += ["| network | seed | " + " | ".join(f"file: {w}" for w in who) + " | "
+              + " | ".join(f"Micro arena: {w}" for w in who) + " | " + " | ".join(f"Micro invoke: {w}" for w in who)
+              + " |", "|---|---|" + "---|" * (3 * len(who))]
     for row in rows:
-        cells = []
-        for runtime in RUNTIMES:
-            e = row["errors"][runtime]
-            cells += [_pair(e.get("tflrnn")), _pair(e["converter"]), _ratio(e)]
-        verdict = "yes" if row["meets"] else "**no**: " + ", ".join(row["fails"])
-        lines.append(f"| {row['network']} | {row['seed']} | " + " | ".join(cells) + f" | {verdict} |")
-    lines += ["", "| network | seed | file: tflrnn | file: converter | Micro arena: tflrnn | Micro arena: converter "
-                  "| Micro invoke: tflrnn | Micro invoke: converter |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        cells = [_n(row[what].get(who), unit) for what, unit in (("bytes", "B"), ("arena", "B"), ("micro_us", "us"))
-                 for who in ("tflrnn", "converter")]
+        cells = [_n(row[what].get(w), unit) for what, unit in (("bytes", "B"), ("arena", "B"), ("micro_us", "us"))
+                 for w in who]
         lines.append(f"| {row['network']} | {row['seed']} | " + " | ".join(cells) + " |")
     groups = {}
     for row in rows:
-        ops = row["ops"]
-        text = (f"both {ops['converter']}" if len(ops) == 2 and len(set(ops.values())) == 1
-                else "; ".join(f"{w} {o}" for w, o in ops.items()))
-        groups.setdefault(f"Ops, {text}", {})[row["network"]] = None
+        for w, ops in row["ops"].items():
+            groups.setdefault(f"Ops, {w}: {ops}", {})[row["network"]] = None
     for row in rows:
         for runtime, e in row["errors"].items():
-            for who, found in e.items():
+            for w, found in e.items():
                 groups.setdefault(f"State, {'carried across invokes' if found['carries'] else 'none kept'}, reset "
-                                  + ("= a fresh interpreter" if found["reset_ok"] else "**is not a fresh interpreter** "
-                                     "(a fresh one per sequence instead)"), {})[f"{who} on {runtime}"] = None
+                                  + ("= a fresh interpreter" if found["reset_ok"] else "is not a fresh interpreter "
+                                     "(a fresh one per sequence instead)"), {})[f"{w} on {runtime}"] = None
     lines += [""] + [f"- {text}: {'; '.join(names)}." for text, names in groups.items()] + ["", END]
     return "\n".join(lines) + "\n"
 
@@ -402,10 +426,10 @@ def main() -> None:
         for net in networks:
             for seed in range(seeds):
                 rows.append(row := case(net, seed, args.quick, Path(tmp)))
-                print(f"{net.name} seed {seed}: " + "; ".join(f"{r} {_pair(e.get('tflrnn'))} vs {_pair(e['converter'])}"
-                                                               for r, e in row["errors"].items())
-                      + f"; bytes {row['bytes']}; {'ok' if row['meets'] else 'NO: ' + ', '.join(row['fails'])} "
-                      + row["not_built"], flush=True)
+                print(f"{net.name} seed {seed}: " + "; ".join(
+                    f"{r} " + ", ".join(f"{w} {_pair(found)}" for w, found in e.items()) for r, e in row["errors"].items())
+                    + f"; bytes {row['bytes']}; micro us {row['micro_us']}; fails {row['fails']} {row['not_built']}",
+                    flush=True)
     command = " ".join([".venv/bin/python scripts/bench_lstm_int8.py", *sys.argv[1:]])
     text = markdown(rows, command, time.perf_counter() - started)
     print(text)

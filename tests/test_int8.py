@@ -318,7 +318,7 @@ def test_a_wrong_tanh_output_format_fails_the_formats():
     ({"lowering": "fused", "calibration": _calibration()}, "need --lowering portable"),
     ({"lowering": "portable"}, "needs --calibration"),
     ({"lowering": "portable", "calibration": _calibration(), "recurrence": "loop"}, "unrolled"),
-    ({"lowering": "portable", "calibration": _calibration(), "time_steps": "dynamic"}, "unrolled"),
+    ({"lowering": "portable", "calibration": _calibration(), "time_steps": "dynamic"}, "fixed number of steps"),
     ({"lowering": "portable", "calibration": _calibration(input_size=5)}, "I = 3"),
     ({"lowering": "portable", "calibration": np.full((2, 1, 6, 3), np.nan, np.float32)}, "NaN"),
 ])

@@ -243,8 +243,8 @@ def test_same_inputs_give_the_same_bytes():
 
 
 @pytest.mark.parametrize("args,fragments", [
-    (["--lowering", "portable", "--quantize", "full-int8", "--calibration", "c.npy", "--recurrence", "loop"],
-     ["full-int8", "unrolled"]),
+    (["--lowering", "portable", "--quantize", "full-int8", "--calibration", "c.npy", "--time-steps", "dynamic"],
+     ["full-int8", "fixed number of steps"]),
     (["--activation", "relu"], ["activation 'relu'", "tanh"]),
 ])
 def test_cli_refuses_what_an_lstm_cannot_be(cli, tmp_path, args, fragments):

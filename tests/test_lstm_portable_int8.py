@@ -1,6 +1,6 @@
 """The portable lowering's full-int8 LSTM (lowering/lstm.py write_int8_direction): TFLite's 16x8 form, int8 weights
-per channel and every value int16 (zero point 0), on LiteRT, tf.lite and TFLite Micro with its state carried, as an
-input/output or none. Expectations come from Keras (a real keras.layers.LSTM, chained through its returned h and c),
+per channel and every value int16 (zero point 0), its steps unrolled or a WHILE loop, on LiteRT, tf.lite and TFLite
+Micro with its state carried, as an input/output or none. Expectations come from Keras (a real keras.layers.LSTM, chained through its returned h and c),
 the int16 kernels' fixed formats restated from their sources (activations.cc: LOGISTIC and TANH write (1/32768, 0);
 add.cc, mul.cc and the 16x8 FULLY_CONNECTED take zero points 0), never from the writer."""
 
@@ -86,12 +86,13 @@ def test_every_value_is_int16_as_the_16x8_kernels_take_them():
     assert counted > 6 * 10  # every step's
 
 
-@pytest.mark.parametrize("runtime_name", ["litert", "micro"])
-def test_it_is_keras_within_its_quantization_with_the_state_carried(runtime_name):
+@pytest.mark.parametrize("runtime_name, recurrence", [("litert", "unrolled"), ("micro", "unrolled"),
+                                                      ("litert", "loop"), ("micro", "loop")])
+def test_it_is_keras_within_its_quantization_with_the_state_carried(runtime_name, recurrence):
     """Against a real Keras LSTM with the same weights, chained over three invokes through its returned h and c
     (stateful as the model is): int16 values leave far less error than the int8 kernel's h (1/128 steps)."""
     keras = pytest.importorskip("keras")
-    data, weights = _build(units=8, input_size=4, time_steps=6)
+    data, weights = _build(units=8, input_size=4, time_steps=6, recurrence=recurrence)
     layer = keras.layers.LSTM(8, return_sequences=True, return_state=True)
     layer.build((1, 6, 4))
     layer.set_weights([weights.input_weights.T, weights.recurrent_weights.T, weights.bias])
@@ -108,6 +109,9 @@ def test_it_is_keras_within_its_quantization_with_the_state_carried(runtime_name
     ["--state", "io", "--bidirectional", "--merge", "none"],
     ["--state", "zero", "--layers", "2", "--last-step"],
     ["--bidirectional", "--layers", "2", "--time-major", "--batch-size", "2"],
+    ["--recurrence", "loop"],
+    ["--recurrence", "loop", "--state", "io", "--bidirectional", "--last-step"],
+    ["--recurrence", "loop", "--state", "zero", "--layers", "2", "--time-major", "--batch-size", "2"],
 ])
 def test_verify_passes_on_every_runtime(cli, tmp_path, args):
     shape = (6, 2, 4) if "--time-major" in args else (1, 6, 4)
@@ -121,6 +125,8 @@ def test_verify_passes_on_every_runtime(cli, tmp_path, args):
     ran = {(c["name"], c["runtime"]) for c in json.loads(verified.out)["checks"] if c["passed"]}
     assert {("int8.formats", None), ("int8.steps", "litert"), ("int8.ops", "litert"), ("int8.steps", "micro"),
             ("int8.ops", "micro"), ("int8.outputs", "compiled"), ("int8.outputs", "litert+xnnpack")} <= ran
+    if "loop" in args:  # those of its unrolled twin; the loop's own outputs are the twin's bit for bit
+        assert {("int8.loop", name) for name in ("litert", "litert+xnnpack", "tensorflow", "compiled", "micro")} <= ran
 
 
 def test_a_keras_classifier_builds_and_verifies_against_its_weights(cli, tmp_path):
@@ -139,7 +145,8 @@ def test_a_keras_classifier_builds_and_verifies_against_its_weights(cli, tmp_pat
     assert verified.code == 0, verified.out
 
 
-@pytest.mark.parametrize("options", [{}, {"state": "io", "bidirectional": True}, {"layers": 2, "last_step": True}])
+@pytest.mark.parametrize("options", [{}, {"state": "io", "bidirectional": True}, {"layers": 2, "last_step": True},
+                                     {"recurrence": "loop"}, {"recurrence": "loop", "layers": 2, "state": "zero"}])
 def test_loopback_and_same_bytes(options):
     layers = options.pop("layers", 1)
     if layers > 1:
@@ -152,11 +159,13 @@ def test_loopback_and_same_bytes(options):
         first, _ = _build(units=6, **options)
     network = recover(read(first))
     assert network.int8 is not None and network.lowering == "portable"
+    assert network.loop == (options.get("recurrence") == "loop")
     assert all(layer.kind == "lstm" for layer in network.layers)
     assert recover(lower(network)) == network
 
 
-@pytest.mark.parametrize("args", [[], ["--bidirectional", "--state", "io"], ["--layers", "2"]])
+@pytest.mark.parametrize("args", [[], ["--bidirectional", "--state", "io"], ["--layers", "2"],
+                                  ["--recurrence", "loop", "--bidirectional"]])
 def test_exported_weights_rebuild_the_same_bytes(cli, tmp_path, args):
     """`tflrnn weights` then `build --weights` with the same calibration data gives the model back byte for byte
     (calibration settles on the int64 biases the model stores, which the export holds)."""
@@ -170,10 +179,10 @@ def test_exported_weights_rebuild_the_same_bytes(cli, tmp_path, args):
     assert cli("verify", first, "--weights", exported).code == 0
 
 
-def _mutated(mutate) -> list:
-    data, _ = _build(units=6)
+def _mutated(mutate, **options) -> list:
+    data, _ = _build(units=6, **options)
     model = read(data)
-    mutate(model.subgraphs[0])
+    mutate(model.subgraphs[-1] if options.get("recurrence") == "loop" else model.subgraphs[0])
     report = verify(write(model), runtime="litert")
     return [c for c in report.checks if not c.passed]
 
@@ -228,3 +237,40 @@ def test_a_stack_with_another_kind_is_refused():
     with pytest.raises(ConfigError, match="16x8"):
         tflrnn.build([GRUCell(4, name="g"), LSTMCell(4, name="l")], input_size=4, time_steps=3, lowering="portable",
                      quantize="full-int8", calibration=np.zeros((2, 1, 3, 4), np.float32))
+
+
+def test_a_loop_is_its_unrolled_twin_bit_for_bit_on_litert_and_micro():
+    """The loop's body runs the unrolled step's integer ops on the same integers (its GATHER, QUANTIZE, DEQUANTIZE
+    and DYNAMIC_UPDATE_SLICE only move them): its outputs are the unrolled model's, bit for bit, over carried
+    invokes."""
+    unrolled, _ = _build(units=8, time_steps=6, recurrence="unrolled")
+    looped, _ = _build(units=8, time_steps=6, recurrence="loop")
+    assert len(looped) < len(unrolled)
+    xs = [np.random.default_rng(20 + k).standard_normal((1, 6, 4)).astype(np.float32) for k in range(3)]
+    for runtime_name in ("litert", "micro"):
+        for a, b in zip(_run(runtime_name, unrolled, xs), _run(runtime_name, looped, xs)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_int8_loop_catches_a_miswired_gate_in_the_body():
+    """MUL(i, c) where the LSTM has MUL(f, c), in the loop's body: the twin verify writes from the recovered network
+    is right, so its checks pass; the loop's outputs are not the twin's (int8.loop)."""
+    def mutate(body):
+        names = [t.name for t in body.tensors]
+        op = next(op for op in body.operators if op.outputs and names[op.outputs[0]] == "lstm/fc")
+        op.inputs[0] = names.index("lstm/i")
+
+    failed = _mutated(mutate, recurrence="loop")
+    assert [c.name for c in failed] == ["int8.loop", "int8.loop"], [(c.name, c.detail) for c in failed]
+    assert "off its unrolled twin's by up to" in failed[0].detail
+
+
+def test_int8_loop_catches_a_lost_state():
+    def mutate(graph):
+        graph.operators = [op for op in graph.operators if op.code != BuiltinOperator.ASSIGN_VARIABLE]
+
+    data, _ = _build(units=6, recurrence="loop")
+    model = read(data)
+    mutate(model.subgraphs[0])
+    failed = {c.name for c in verify(write(model), runtime="litert").checks if not c.passed}
+    assert failed == {"int8.loop"}, failed

@@ -86,6 +86,7 @@ _OP_MIN_RUNTIME = {
     (BuiltinOperator.PACK, 3): "2.3.0",
     (BuiltinOperator.CONCATENATION, 3): "2.3.0",
     (BuiltinOperator.DEQUANTIZE, 3): "1.15.0",
+    (BuiltinOperator.FILL, 1): "1.13.0",  # a full-int8 LSTM loop's output buffer
 }
 
 _FIELDS = ("activation", "weights_sha256", "quantize", "cell_clip")  # the items of an entry, in order

@@ -49,6 +49,7 @@ class BuiltinOperator(enum.IntEnum):
     MAXIMUM = 55
     MINIMUM = 57
     SHAPE = 77
+    FILL = 94
     PACK = 83
     UNPACK = 88
     QUANTIZE = 114

@@ -52,7 +52,8 @@ BUILD_OPTIONS = (
     Option("quantize", ("--quantize",), "int8: store W and R as symmetric int8 (a hybrid op, about 1/4 the size); "
            "full-int8 (with --calibration): integer ops only, int8 weights and values, for microcontrollers and NPUs "
            "(a basic RNN or GRU with --lowering portable, a float input QUANTIZEd to int16 for its first projection "
-           "unless --input-precision int8; an LSTM as the fused op on the integer LSTM kernel).",
+           "unless --input-precision int8; an LSTM as the fused op on the integer LSTM kernel, or with --lowering "
+           "portable int8 weights and int16 values, 16x8).",
            LAYOUT, choices=("none", "int8", "full-int8")),
     Option("calibration", ("--calibration",), "With --quantize full-int8: representative input sequences, .npy or "
            ".npz [N,B,T,I] ([N,T,B,I] time-major); the int8 ranges come from the float model run over them.", LAYOUT,
@@ -86,7 +87,8 @@ BUILD_OPTIONS = (
            LAYOUT, "carry", choices=("carry", "io", "zero")),
     Option("recurrence", ("--recurrence",), "With --lowering portable: the steps unrolled (fastest for small cells) "
            "or in a WHILE loop (R packed once: large cells, long sequences); auto (default) loops when the unrolled "
-           "steps would hold more than 8 MiB of R.", LAYOUT, "auto", choices=("auto", "unrolled", "loop")),
+           "steps would hold more than 8 MiB of R. Full int8 is unrolled, an LSTM's (int16 values) either way.",
+           LAYOUT, "auto", choices=("auto", "unrolled", "loop")),
     Option("seed", ("--seed",), "Seed of the initial weights when no --weights (default 0).", LAYOUT, 0, type="int"),
     Option("weights", ("--weights",), "Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, "
            ".safetensors/.pt, .onnx.", SOURCE, type="path"),

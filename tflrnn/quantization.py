@@ -263,7 +263,7 @@ def calibration_sequences(data, network: Network, what: str = "calibration") -> 
 
 def refusal(network: Network) -> str | None:
     """Why a network cannot be full-int8 (None: it can)."""
-    from .lowering import lowering  # here: the lowerings import this module
+    from .lowering import lowering, portable  # here: the lowerings import this module
 
     chosen = lowering(network.lowering)
     if not chosen.full_int8:
@@ -284,9 +284,11 @@ def refusal(network: Network) -> str | None:
             return f"full-int8 {title} layers are not written yet (layer '{unwritten.name}'): build it in float"
         return (f"full-int8 {title} layers need --lowering {others[0]} (layer '{unwritten.name}'): the {chosen.name} "
                 f"lowering writes {' and '.join(kind_of_name(k) for k in chosen.full_int8)} layers in full int8")
-    if network.loop or network.dynamic_time:
-        return ("full-int8 writes a fixed number of steps" + (", unrolled: drop --recurrence loop and --time-steps "
-                "dynamic" if chosen.loops else ": drop --time-steps dynamic"))
+    if network.dynamic_time:
+        return "full-int8 writes a fixed number of steps: drop --time-steps dynamic"
+    if network.loop and not all(portable.int8_loops(layer) for layer in network.layers):
+        return ("full-int8 writes a fixed number of steps, unrolled (an LSTM's also as a loop): drop --recurrence "
+                "loop")
     if network.bidirectional and chosen.int8_weight_scales == "per-tensor":
         return ("a bidirectional LSTM in full int8 is not written: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM has no integer "
                 "kernel; build it in float or unidirectional")

@@ -76,6 +76,13 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                            "full-int8", "--calibration", "{calibration}", "--layers", "2", "--last-step"],
         "lstm-hybrid": ["--cell", "lstm", "--units", "3", "--input-size", "2", "--time-steps", "2", "--quantize",
                         "int8", "--asymmetric-inputs"],
+        # The portable LSTM in full int8: int16 values (16x8), unrolled, and as a loop reading float sequences
+        "lstm-portable-full-int8": ["--cell", "lstm", "--lowering", "portable", "--units", "3", "--input-size", "2",
+                                    "--time-steps", "3", "--quantize", "full-int8", "--calibration", "{calibration}",
+                                    "--state", "io", "--bidirectional"],
+        "lstm-portable-full-int8-loop": ["--cell", "lstm", "--lowering", "portable", "--recurrence", "loop", "--units",
+                                         "2", "--input-size", "2", "--time-steps", "3", "--quantize", "full-int8",
+                                         "--calibration", "{calibration}", "--layers", "2", "--last-step"],
         # An LSTM's cell_clip: the fused op's option, and MAXIMUM / MINIMUM by two constants in the portable loop
         "lstm-cell-clip": ["--cell", "lstm", "--units", "3", "--input-size", "2", "--time-steps", "3", "--cell-clip",
                            "0.5"],

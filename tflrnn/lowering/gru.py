@@ -25,6 +25,7 @@ from .common import Tensors
 PARTS = {role: (f"gate_{role}", f"candidate_{role}")
          for role in ("input_weights", "recurrent_weights", "bias", "recurrent_bias")}
 INT8_VALUE_BITS = 8  # its full-int8 values: int8
+INT8_LOOPS = False  # its full-int8 steps are unrolled
 MARKER = "/gate_input_weights"  # how the reader finds a GRU direction: its gate projection's weights
 LOOP_VALUES = 4  # t, h, the candidate projection (becoming the output), the gate projection
 

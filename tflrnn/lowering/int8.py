@@ -33,7 +33,8 @@ FC_VERSION, ADD_VERSION, INT8_VERSION = 4, 2, 2  # op_version.cc: int8 FULLY_CON
 # op_version.cc: a 16x8 FULLY_CONNECTED (int16 x, int8 weights, int64 bias, no keep_num_dims) matches none of its
 # rules and is 1; QUANTIZE to int16 is 2, to int8 (from float or int16) 1
 FC16_VERSION, QUANTIZE_VERSIONS = 1, {8: 1, 16: 2}
-DEQUANTIZE_VERSIONS, CONCATENATION_VERSIONS = {"int8": 2, "int16": 3}, {"int8": 2, "int16": 3}  # from int16: 3
+DEQUANTIZE_VERSIONS = {"int8": 2, "int16": 3}
+CONCATENATION_VERSIONS = {"int8": 2, "int16": 3, "float32": 1}
 
 
 def per_tensor(fmt: Int8Format) -> Quantization:
@@ -67,11 +68,24 @@ class _Int8Graph(GraphWalk):
         self.rows = self.batch * self.steps
         self.tensors, self.operators = Tensors(), []
 
+        self.float_formats: dict[int, Int8Format] = {}
         self.x, self.xq = self.edge_in(f"{base_name(network.stages[0])}/input", (*self.lead, network.input_size),
                                        self.plan.input)
+        if network.loop:
+            # A loop GATHERs its steps from a float sequence (lowering/lstm.py): the input QUANTIZEd whole, as the
+            # unrolled steps take it, then DEQUANTIZEd (exact) for the loop, whose QUANTIZE of each step is then
+            # exact too. (LiteRT's QUANTIZE rounds x / s one value at a time but x * (1 / s) eight at a time: the
+            # loop's steps of a few values would round apart from the whole sequence.)
+            on_grid = self.tensors.add(Tensor(f"{self.tensors[self.xq].name}/float", self.tensors[self.xq].shape))
+            self.op(BuiltinOperator.DEQUANTIZE, [self.xq], [on_grid], version=DEQUANTIZE_VERSIONS["int16"])
+            self.xq = on_grid
+            self.float_formats[on_grid] = self.plan.input
         self.inputs, self.state_inputs, self.state_outputs, self.handles = [self.x], [], [], []
         self.loops = []  # its steps are unrolled
         self.last_outputs = {}  # final state -> the last step's output, where the state holds more (an LSTM's)
+        # float_formats: a loop's input and output sequences are float (LiteRT has no int16 GATHER to read them
+        # by): their values on the int16 grid of a format, QUANTIZEd (exactly) where an int16 op reads them
+        self.first_loop_subgraph = 3 if self.network.state == "carry" else 1
         if self.network.state == "carry" and self.resource_state:
             self.op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))
 
@@ -103,8 +117,11 @@ class _Int8Graph(GraphWalk):
         return given, q
 
     def edge_out(self, index: int, name: str | None = None) -> int:
-        """A signature output of an int8 value: its DEQUANTIZE (a float copy), or the value itself in int8."""
+        """A signature output of an int8 value: its DEQUANTIZE (a float copy), or the value itself in int8 (a loop's
+        float output as it is)."""
         source = self.tensors[index]
+        if source.dtype == "float32":
+            return index
         if self.plan.int8_io:
             return self.reshaped(index, source.shape, name) if name else index
         out = self.tensors.add(Tensor(name or f"{source.name}/float", source.shape))
@@ -228,8 +245,22 @@ class _Int8Graph(GraphWalk):
     def first_source(self) -> int:
         return self.xq
 
+    def integer(self, source: int) -> int:
+        """`source` as the integer value an int op reads: a loop's float output QUANTIZEd back to its int16 format
+        (its values are on that grid: exact), anything else as it is."""
+        fmt = self.float_formats.get(source)
+        if fmt is None:
+            return source
+        q = self.quantized(f"{self.tensors[source].name}/int{fmt.bits}", self.tensors[source].shape, fmt)
+        self.op(BuiltinOperator.QUANTIZE, [source], [q], version=QUANTIZE_VERSIONS[fmt.bits])
+        return q
+
     def stage_source(self, source: int, stage) -> int:
-        """The stage's input as rows [B*T, width]: TFLite Micro's per-channel FULLY_CONNECTED takes rank 2."""
+        """The stage's input as rows [B*T, width]: TFLite Micro's per-channel FULLY_CONNECTED takes rank 2. A loop
+        reads its input sequence, float, step by step."""
+        if self.network.loop:
+            return source
+        source = self.integer(source)
         return self.reshaped(source, (self.rows, self.tensors[source].shape[-1]), f"{base_name(stage)}/input_rows")
 
     def write_direction(self, layer, source: int, backward: bool, suffix: str, sequence: bool):
@@ -242,11 +273,13 @@ class _Int8Graph(GraphWalk):
                                          first.dtype, quantization=first.quantization))
         self.op(BuiltinOperator.CONCATENATION, ends, [merged], CONCATENATION_VERSIONS[first.dtype],
                 ConcatenationOptions(axis=-1))
+        if ends[0] in self.float_formats:  # two loops' float outputs (both directions' state in one format)
+            self.float_formats[merged] = self.float_formats[ends[0]]
         return merged
 
     def write_head(self, ends: list[int]) -> list[int]:
         """Dense layers in int8: FULLY_CONNECTED on rows, its activation op at the kernel's fixed format."""
-        source = ends[0]
+        source = self.integer(ends[0])
         for dense in self.network.head:
             shape = self.tensors[source].shape
             flat = source if len(shape) == 2 else self.reshaped(source, (self.rows, shape[-1]),
@@ -288,6 +321,10 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
 
     graph = model.subgraphs[0]
     by_name = {t.name: t for t in graph.tensors}
+    if network.loop:  # a loop body's step values, named <layer>/<stem> (lowering/lstm.py): the first of each name
+        for body in model.subgraphs[1:]:
+            for t in body.tensors:
+                by_name.setdefault(t.name, t)
 
     def tensor(name: str, channels: int | None = None) -> Tensor:
         t = by_name.get(name)
@@ -305,7 +342,7 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
         return np.asarray(tensor(name, channels).quantization.scale, np.float32)
 
     def any_step(name: str, role: str) -> str:
-        found = next((f"{name}/{role}{t}" for t in range(network.time_steps) if f"{name}/{role}{t}" in by_name),
+        found = next((f"{name}/{role}{t}" for t in (*range(network.time_steps), "") if f"{name}/{role}{t}" in by_name),
                      None)
         if found is None:
             raise ModelFormatError(f"layer '{name}' has no step tensor '{name}/{role}<t>'")

@@ -27,6 +27,7 @@ ROLES = ("input_weights", "recurrent_weights", "bias")
 # Role -> the names of its gates' and candidate's tensors.
 PARTS = {role: (f"ifo_{role}", f"g_{role}") for role in ROLES}
 INT8_VALUE_BITS = 16  # its full-int8 values: int16, weights int8 (TFLite's 16x8 kernels)
+INT8_LOOPS = True  # its int16 steps also as a WHILE loop (float sequences in and out of the body: LiteRT has no int16 GATHER)
 MARKER = "/ifo_input_weights"  # how the reader finds an LSTM direction: its gates' projection weights
 LOOP_VALUES = 5  # t, h, the candidate projection (becoming the output), the gates' projection, c
 
@@ -245,8 +246,8 @@ def recover_weights(name: str, constant) -> LSTMWeights:
 
 
 def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
-    """One direction of a full-int8 LSTM (lowering/int8.py's graph `g`), its steps unrolled, in TFLite's 16x8 form:
-    int8 weights per channel, every value int16 with zero point 0, biases int64. An all-int8 graph would round nine
+    """One direction of a full-int8 LSTM (lowering/int8.py's graph `g`), its steps unrolled or a WHILE loop
+    (_int8_loop), in TFLite's 16x8 form: int8 weights per channel, every value int16 with zero point 0, biases int64. An all-int8 graph would round nine
     values a step to 8 bits, c among them, and lose to the converter's integer LSTM kernel, which keeps its gates
     and c in 16 bits (docs/model.md). The same write_step as the float LSTM, in the plan's formats; the state [h | c]
     one int16 tensor in the state format. (Its PACKed output or None, its final state.)"""
@@ -255,6 +256,10 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
     tensors, name, units = g.tensors, layer.name, layer.weights.num_units
     f, w = g.plan.layers[name], layer.weights
     formats = {**f.formats, **INT16_FIXED}
+    h, c, handle = _int8_start(g, layer)
+    if g.network.loop:  # `rows` is the float sequence the loop reads (int8._Int8Graph.stage_source)
+        output, h, c = _int8_loop(g, layer, rows, h, c, formats, backward)
+        return _int8_end(g, layer, output, h, c, handle)
     parts = {}
     for role in ("input_weights", "recurrent_weights"):
         for part, array, channel in zip(PARTS[role], w.gate_rows(w.roles()[role]), w.gate_rows(f.scales[role])):
@@ -272,6 +277,26 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
         g.op(BuiltinOperator.UNPACK, [projection], range(first, first + g.steps),
              version=INT16_VERSIONS[BuiltinOperator.UNPACK], options=UnpackOptions(num=g.steps, axis=g.time_axis))
         pieces[stem] = first
+    axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    recurrent = (parts["ifo_recurrent_weights"][0], parts["g_recurrent_weights"][0])
+    outputs = [None] * g.steps
+    for t in (range(g.steps - 1, -1, -1) if backward else range(g.steps)):
+        h, c = write_step(tensors, g.operators, pieces["p"] + t, pieces["q"] + t, h, c, recurrent, axis, f"{name}/",
+                          t, (g.batch, units), None, formats)  # (no cell_clip: quantization.refusal)
+        outputs[t] = h
+    output = None
+    if sequence:
+        output = g.quantized(f"{name}/output", (*g.lead, units), f.state)
+        g.op(BuiltinOperator.PACK, outputs, [output], version=INT16_VERSIONS[BuiltinOperator.PACK],
+             options=PackOptions(values_count=g.steps, axis=g.time_axis))
+    return _int8_end(g, layer, output, h, c, handle)
+
+
+def _int8_start(g, layer):
+    """A full-int8 direction's state before its first step, h and c int16 in the state format: SPLIT from its
+    variable or input, or zeros. (h, c, the variable's handle or None.)"""
+    tensors, name, units = g.tensors, layer.name, layer.weights.num_units
+    f = g.plan.layers[name]
     state_format = Quantization((f.state.scale,), (0,))
     state, handle = g.initial_state(name, 2 * units, f.state)
     if state is None:  # the zero state: an h and a c of zeros to start from
@@ -286,26 +311,107 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
         g.op(BuiltinOperator.SPLIT, [axis, state], [h, h + 1], version=INT16_VERSIONS[BuiltinOperator.SPLIT],
              options=SplitOptions(num_splits=2))
         c = h + 1
-    axis = tensors.add(Tensor(f"{name}/split_axis", (), "int32", data=np.asarray(1, np.int32)))
-    recurrent = (parts["ifo_recurrent_weights"][0], parts["g_recurrent_weights"][0])
-    outputs = [None] * g.steps
-    for t in (range(g.steps - 1, -1, -1) if backward else range(g.steps)):
-        h, c = write_step(tensors, g.operators, pieces["p"] + t, pieces["q"] + t, h, c, recurrent, axis, f"{name}/",
-                          t, (g.batch, units), None, formats)  # (no cell_clip: quantization.refusal)
-        outputs[t] = h
-    output = None
-    if sequence:
-        output = g.quantized(f"{name}/output", (*g.lead, units), f.state)
-        g.op(BuiltinOperator.PACK, outputs, [output], version=INT16_VERSIONS[BuiltinOperator.PACK],
-             options=PackOptions(values_count=g.steps, axis=g.time_axis))
+    return h, c, handle
+
+
+def _int8_end(g, layer, output, h, c, handle):
+    """A full-int8 direction's end: its state [h | c] joined, kept where the network keeps it. (Its output, its
+    final state: h alone when the network keeps none.)"""
     if g.network.state == "zero":
         return output, h
-    final = g.quantized(f"{name}/final_state", (g.batch, 2 * units), f.state)
+    f, units = g.plan.layers[layer.name], layer.weights.num_units
+    final = g.quantized(f"{layer.name}/final_state", (g.batch, 2 * units), f.state)
     g.op(BuiltinOperator.CONCATENATION, [h, c], [final], version=INT16_VERSIONS[BuiltinOperator.CONCATENATION],
          options=ConcatenationOptions(axis=1))
     g.last_outputs[final] = h  # the last step's output is h, not the whole state
     g.keep_state(final, handle)
     return output, final
+
+
+def _int8_loop(g, layer, source: int, h: int, c: int, formats: dict, backward: bool):
+    """A full-int8 LSTM direction's steps as a WHILE loop over (t, h, output, input, c): h and c int16; the input
+    and output sequences float on their int16 grids (LiteRT has no int16 GATHER), so that only they and one step's
+    values live in memory (TFLite Micro's arena). The body GATHERs x_t, QUANTIZEs it to the input's int16 format
+    (exact), projects it (16x8 FULLY_CONNECTED), runs write_step in int16 and writes h_t, DEQUANTIZEd (exact),
+    into the output's step t: the same integers as the unrolled steps. (Output, h, c.)"""
+    from . import portable
+
+    tensors, name, units, batch = g.tensors, layer.name, layer.weights.num_units, g.batch
+    state = Quantization((g.plan.layers[name].state.scale,), (0,))
+    t0 = tensors.add(Tensor(f"{name}/t_start", (), "int32", data=np.asarray(g.steps - 1 if backward else 0, np.int32)))
+    # the output's buffer, zeros: FILL, not a constant of T x U floats in the file
+    shape = (*g.lead, units)
+    dims = tensors.add(Tensor(f"{name}/output_shape", (3,), "int32", data=np.asarray(shape, np.int32)))
+    zero = tensors.add(Tensor(f"{name}/zero", (), data=np.zeros((), np.float32)))
+    empty = tensors.add(Tensor(f"{name}/output_start", shape))
+    g.op(BuiltinOperator.FILL, [dims, zero], [empty])
+    t_end = tensors.add(Tensor(f"{name}/t_end", (), "int32"))
+    h_end = tensors.add(Tensor(f"{name}/h_end", (batch, units), "int16", quantization=state))
+    output = tensors.add(Tensor(f"{name}/output", shape))
+    source_end = tensors.add(Tensor(f"{name}/input_end", tensors[source].shape))
+    c_end = tensors.add(Tensor(f"{name}/c_end", (batch, units), "int16", quantization=state))
+    cond = g.first_loop_subgraph + len(g.loops)
+    extra = [Tensor("input", tensors[source].shape), Tensor("c", (batch, units), "int16", quantization=state)]
+    g.loops.extend([portable._loop_condition(name, (batch, units), shape, None, g.steps, backward, g.time_axis, extra,
+                                             h=Tensor("h", (batch, units), "int16", quantization=state)),
+                    _int8_loop_body(g, layer, formats, g.float_formats[source], shape, tensors[source].shape,
+                                    backward)])
+    g.op(BuiltinOperator.WHILE, [t0, h, empty, source, c], [t_end, h_end, output, source_end, c_end],
+         options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1))
+    g.float_formats[output] = g.plan.layers[name].state
+    return output, h_end, c_end
+
+
+def _int8_loop_body(g, layer, formats: dict, input_format, sequence_shape, input_shape, backward: bool) -> Subgraph:
+    """Step t of a full-int8 LSTM, then t += 1 (backward: -1), every value named as the unrolled step's without its
+    t (<layer>/<stem>): x_t GATHERed and QUANTIZEd (<layer>/input_int16), its projections by W (int8 per channel,
+    biases int64 at the input's scale x W's), write_step, h_t DEQUANTIZEd into the output's step t."""
+    from .. import quantization as quant
+    from .int8 import DEQUANTIZE_VERSIONS, QUANTIZE_VERSIONS, _int8_weights, per_channel
+    from .portable import gather_steps, step_begin, write_back_step
+
+    name, units, batch, w = layer.name, layer.weights.num_units, g.batch, layer.weights
+    f = g.plan.layers[name]
+    state = Quantization((f.state.scale,), (0,))
+    step_shape = (batch, units)
+    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape, "int16", quantization=state),
+                       Tensor("sequence", sequence_shape), Tensor("input", input_shape),
+                       Tensor("c", step_shape, "int16", quantization=state)])
+    t, h, sequence, source, c = range(LOOP_VALUES)
+    operators = []
+    begin = step_begin(tensors, operators, t, g.time_axis)
+    x_float = gather_steps(tensors, operators, t, g.time_axis, step_shape,
+                           (("input_t", source, input_shape[-1]),))["input_t"]
+    x = tensors.add(Tensor(f"{name}/input_int16", tensors[x_float].shape, "int16",
+                           quantization=Quantization((input_format.scale,), (0,))))
+    operators.append(Operator(BuiltinOperator.QUANTIZE, [x_float], [x], version=QUANTIZE_VERSIONS[16]))
+
+    def weights(role: str) -> list[int]:
+        return [tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
+                                   quantization=per_channel(channel)))
+                for part, array, channel in zip(PARTS[role], w.gate_rows(w.roles()[role]), w.gate_rows(f.scales[role]))]
+
+    projected = {}
+    for stem, group, weight, bias, channel in zip("pq", ("ifo", "g"), weights("input_weights"), w.gate_rows(w.bias),
+                                                  w.gate_rows(f.scales["input_weights"])):
+        scales = quant.bias_scales(input_format.scale, channel)
+        b = tensors.add(Tensor(f"{name}/{group}_bias", bias.shape, "int64", data=quant.bias_int32(bias, scales, np.int64),
+                               quantization=per_channel(scales)))
+        fmt = formats[f"{group}_projection"]
+        projected[stem] = tensors.add(Tensor(f"{name}/{stem}", (batch, 3 * units if stem == "p" else units), "int16",
+                                             quantization=Quantization((fmt.scale,), (0,))))
+        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [x, weight, b], [projected[stem]],
+                                  version=INT16_VERSIONS[BuiltinOperator.FULLY_CONNECTED],
+                                  options=FullyConnectedOptions()))
+    axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
+    new_h, new_c = write_step(tensors, operators, projected["p"], projected["q"], h, c,
+                              tuple(weights("recurrent_weights")), axis, f"{name}/", "", step_shape, None, formats)
+    h_float = tensors.add(Tensor(f"{name}/h_float", step_shape))
+    operators.append(Operator(BuiltinOperator.DEQUANTIZE, [new_h], [h_float], version=DEQUANTIZE_VERSIONS["int16"]))
+    written, next_t = write_back_step(tensors, operators, t, h_float, sequence, begin, sequence_shape, None,
+                                      g.time_axis, backward)
+    return Subgraph(list(tensors), operators, inputs=[t, h, sequence, source, c],
+                    outputs=[next_t, new_h, written, source, new_c], name=f"{name}/body")
 
 
 # The int16 kernels' fixed output formats: LOGISTIC's and TANH's (1/32768, 0) (activations.cc)
@@ -347,7 +453,7 @@ def int8_plan(layer, fmt, scales, any_step):
 
     name, units = layer.name, layer.weights.num_units
     formats = {role: fmt(any_step(name, stem)) for stem, role in INT16_ROLES.items() if role not in INT16_FIXED}
-    formats.update({role: fmt(f"{name}/{role}_rows") for role in ("ifo_projection", "g_projection")})
+    formats.update({role: fmt(any_step(name, stem)) for stem, role in (("p", "ifo_projection"), ("q", "g_projection"))})
     found = {}
     for role in ("input_weights", "recurrent_weights"):  # (i f o, g) back to i, f, g, o
         gates, candidate = scales(f"{name}/ifo_{role}", 3 * units), scales(f"{name}/g_{role}", units)

@@ -303,8 +303,17 @@ class _Graph(GraphWalk):
 
 def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: bool) -> bool:
     """What `recurrence="auto"` chooses: a loop for a dynamic length or large unrolled steps (loops_by_default);
-    full int8 is unrolled (quantization.refusal says why a loop is refused)."""
-    return not full_int8 and (dynamic_time or loops_by_default(stages, time_steps))
+    full int8 is unrolled (quantization.refusal says why a loop is refused), but for kinds whose full-int8 steps
+    have a loop form (an LSTM's int16 ones: `INT8_LOOPS`), chosen as in float."""
+    if full_int8 and not all(int8_loops(layer) for stage in stages for layer in stage_layers(stage)):
+        return False
+    return dynamic_time or loops_by_default(stages, time_steps)
+
+
+def int8_loops(layer: Layer) -> bool:
+    """Whether a layer's kind writes its full-int8 steps as a loop too (its steps module's INT8_LOOPS)."""
+    steps = kind_of(layer.weights).portable_steps()
+    return steps is not None and steps.INT8_LOOPS
 
 
 def loops_by_default(stages: list, time_steps: int) -> bool:
@@ -317,10 +326,11 @@ def loops_by_default(stages: list, time_steps: int) -> bool:
 
 
 def _loop_condition(name: str, step_shape, sequence_shape, signature, steps: int, backward: bool,
-                    time_axis: int, extra: list[Tensor] = ()) -> Subgraph:
+                    time_axis: int, extra: list[Tensor] = (), h: Tensor | None = None) -> Subgraph:
     """t < T (forward; with a dynamic time axis, T is the sequence's length), t >= 0 (backward): whether the loop
-    runs step t. `extra`: more loop values after (t, h, sequence), as a cell kind's loop carries them."""
-    tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
+    runs step t. `extra`: more loop values after (t, h, sequence), as a cell kind's loop carries them; `h`: the state's
+    tensor where it is not float32 (a full-int8 LSTM's int16)."""
+    tensors = Tensors([Tensor("t", (), "int32"), h or Tensor("h", step_shape),
                         Tensor("sequence", sequence_shape, shape_signature=signature), *extra])
     operators = []
     if backward:
@@ -419,16 +429,22 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
 
 
 def holds_a_layer(model: Model) -> bool:
-    """Whether the model's first subgraph has a layer as this lowering writes it (an input projection)."""
+    """Whether the model's first subgraph has a layer as this lowering writes it (an input projection, or a WHILE
+    whose body projects each step: a full-int8 LSTM's loop)."""
     if not model.subgraphs:
         return False
-    tensors = model.subgraphs[0].tensors
     from ..cells import portable_markers
 
     suffixes = ("/input_weights", *portable_markers())
-    return any(op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3 and 0 <= op.inputs[1] < len(tensors)
-               and tensors[op.inputs[1]].name.endswith(suffixes)
-               for op in model.subgraphs[0].operators)
+
+    def projects(graph) -> bool:
+        return any(op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3 and
+                   0 <= op.inputs[1] < len(graph.tensors) and graph.tensors[op.inputs[1]].name.endswith(suffixes)
+                   for op in graph.operators)
+
+    loops = [op.options.body_subgraph_index for op in model.subgraphs[0].operators if op.code == BuiltinOperator.WHILE
+             and 0 < getattr(op.options, "body_subgraph_index", -1) < len(model.subgraphs)]
+    return projects(model.subgraphs[0]) or any(projects(model.subgraphs[k]) for k in loops)
 
 
 def recover(model: Model) -> Network:
@@ -537,19 +553,37 @@ def _recover(model: Model) -> Network:
 
     fc = BuiltinOperator.FULLY_CONNECTED
     markers = portable_markers()  # each other kind's projection weights' suffix
-    projections = [op for op in ops if op.code == fc and len(op.inputs) == 3 and
-                   tensor(op.inputs[1]).name.endswith(("/input_weights", *markers))]
+    def body_projection(op):
+        """A WHILE whose body projects each step itself (a full-int8 LSTM's loop: lowering/lstm.py): that
+        FULLY_CONNECTED and its body, or None."""
+        index = getattr(op.options, "body_subgraph_index", -1)
+        if op.code != BuiltinOperator.WHILE or not 0 < index < len(model.subgraphs):
+            return None
+        body = model.subgraphs[index]
+        inner = next((o for o in body.operators if o.code == fc and len(o.inputs) == 3 and 0 <= o.inputs[1] < len(
+            body.tensors) and body.tensors[o.inputs[1]].name.endswith(tuple(markers))), None)
+        return None if inner is None else (inner, body)
+
+    projections = [op for op in ops if (op.code == fc and len(op.inputs) == 3 and
+                                        tensor(op.inputs[1]).name.endswith(("/input_weights", *markers)))
+                   or body_projection(op) is not None]
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
     layers: dict[int, Layer] = {}
     stages, source, axis, loops, whiles, bodies, strides, activations = [], None, None, [], {}, {}, {}, {}
     for op in projections:
-        w, b = tensor(op.inputs[1]), tensor(op.inputs[2])
+        inner = body_projection(op)
+        if inner is not None:  # the loop projects each step of its input sequence (the WHILE's fourth value)
+            projection, body = inner
+            w, key, read_from = body.tensors[projection.inputs[1]], (id(body), projection.inputs[1]), op.inputs[3:4]
+        else:
+            w, key, read_from = tensor(op.inputs[1]), op.inputs[1], op.inputs[:1]
         name = w.name.rpartition("/")[0]
         other = next((k for marker, k in markers.items() if w.name.endswith(marker)), None)
         if other is not None:  # another kind's direction: its weights by name, its time axis from its steps
             steps_module, title = other.portable_steps(), other.title
-            loop = next((u for u in consumers(op.outputs[0]) if u.code == BuiltinOperator.WHILE), None)
+            loop = op if inner is not None else next((u for u in consumers(op.outputs[0])
+                                                      if u.code == BuiltinOperator.WHILE), None)
             loops.append(loop is not None)
             if loop is not None:
                 values = steps_module.LOOP_VALUES
@@ -575,17 +609,16 @@ def _recover(model: Model) -> Network:
                                            "over")
                 axis, places = unpack.options.axis, (graph,)
             named = {t.name: t for place in places for t in place.tensors if t.name.startswith(f"{name}/")}
-            if op.inputs[1] not in layers:
+            if key not in layers:
                 constant = lambda n: real_values(named[n]) if n in named else None  # noqa: E731
                 settings = getattr(steps_module, "recover_settings", lambda *_: {})(name, constant)
-                layers[op.inputs[1]] = Layer(name, Activation.TANH, steps_module.recover_weights(name, constant),
-                                             **settings)
-            layer = layers[op.inputs[1]]
-            if op.inputs[0] == source and stages and not isinstance(stages[-1], tuple):
+                layers[key] = Layer(name, Activation.TANH, steps_module.recover_weights(name, constant), **settings)
+            layer = layers[key]
+            if read_from[:1] == [source] and stages and not isinstance(stages[-1], tuple):
                 stages[-1] = (stages[-1], layer)
             else:
                 stages.append(layer)
-            source = op.inputs[0]
+            source = read_from[0] if read_from else None
             continue
         projected = requantized(op.outputs[0])
         rows = next((u for u in consumers(projected) if u.code == BuiltinOperator.RESHAPE), None)
@@ -602,7 +635,7 @@ def _recover(model: Model) -> Network:
             after = [o for t in unpack.outputs for o in consumers(t)]
         else:
             raise ModelFormatError(f"layer '{name}': its projection is neither unpacked over time nor looped over")
-        arrays = [None if t is None else real_values(t) for t in (w, r, b)]
+        arrays = [None if t is None else real_values(t) for t in (w, r, tensor(op.inputs[2]))]
         if any(a is None for a in arrays):
             raise ModelFormatError(f"layer '{name}': its input_weights, recurrent_weights and bias must be constants "
                                    "(float32, or int8 and int32 quantized per channel)")
@@ -665,7 +698,8 @@ def _recover(model: Model) -> Network:
                       dynamic_time=dynamic_time,
                       last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
                       state=state, lowering="portable", loop=_one_form(loops))
-    if any(tensor(op.inputs[1]).dtype == "int8" for op in projections):
+    if any((tensor(op.inputs[1]) if body_projection(op) is None else
+            body_projection(op)[1].tensors[body_projection(op)[0].inputs[1]]).dtype == "int8" for op in projections):
         network.int8 = recover_plan(model, network)
     return network
 

@@ -61,9 +61,8 @@ def formats_check(model: Model, network: Network) -> Check:
     (1/128, 0) whatever the tensor says; CONCATENATION and PACK copy bytes): fixed outputs where the kernel fixes
     them, equal formats through data movement, weights per channel with zero point 0, biases int32 at input scale x
     weight scale, every activation int8."""
-    graph = model.subgraphs[0]
-    t = graph.tensors
     problems = []
+    t = None
 
     def fmt(index: int, wide: bool = False) -> Int8Format | None:
         """The tensor's int8 format (with `wide`, int16 too); None for anything else."""
@@ -79,16 +78,18 @@ def formats_check(model: Model, network: Network) -> Check:
         found = fmt(index, wide=True)
         return found is not None and found.bits == 16 and found.zero_point == 0
 
-    for op in graph.operators:
+    for graph, op in ((graph, op) for graph in model.subgraphs for op in graph.operators):  # a loop body's too
+        t = graph.tensors
         name = t[op.outputs[0]].name if op.outputs else ""
+        if op.outputs and t[op.outputs[0]].dtype in ("int32", "bool"):  # a loop's step index and its test
+            continue
         wide_op = bool(op.outputs) and t[op.outputs[0]].dtype == "int16" and op.code != BuiltinOperator.QUANTIZE
         fixed = (_FIXED_CODES_16 if wide_op else _FIXED_CODES).get(op.code)
         if fixed is not None and fmt(op.outputs[0], wide=True) != fixed:
             problems.append(f"'{name}' is {fmt(op.outputs[0], wide=True)}; the int{fixed.bits} "
                             f"{BuiltinOperator(op.code).name} kernel writes ({fixed.scale:g}, {fixed.zero_point})")
-        elif op.code in _SAME_FORMAT and _data_inputs(op) and any(
-                fmt(i, wide=True) is None or fmt(i, wide=True) != fmt(_data_inputs(op)[0], wide=True)
-                for i in (*_data_inputs(op), *op.outputs)):
+        elif op.code in _SAME_FORMAT and _data_inputs(op) and len({fmt(i, wide=True) for i in (
+                *_data_inputs(op), *op.outputs)}) > 1:  # (a loop body's float and int32 PACKs hold no format)
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} copies bytes, so its inputs and outputs "
                             "need one format")
         elif op.code == BuiltinOperator.FULLY_CONNECTED and t[op.inputs[0]].dtype == "int16":
@@ -145,7 +146,11 @@ def int8_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
                 seed: int, sequences: int, float_weights=None) -> None:
     """int8.steps on each runtime that gives back every tensor, with the free-running error measured; int8.outputs
     on those that give back only the outputs (the CompiledModel API, and LiteRT with XNNPACK, which users of
-    LiteRT get by default)."""
+    LiteRT get by default). A loop's steps (a full-int8 LSTM's) overwrite their values each iteration: loop_checks."""
+    if network.loop:
+        loop_checks(data, model, network, report, runtimes, seed=seed, sequences=sequences,
+                    float_weights=float_weights)
+        return
     output_only = [(name, False) for name in runtimes if name not in STEP_RUNTIMES]
     if "litert" in runtimes:
         output_only.append(("litert", True))
@@ -174,6 +179,61 @@ def int8_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
         names = ", ".join(f"{n}+xnnpack" if x else n for n, x in output_only)
         report.notes.append(f"int8.outputs not run on {names}: LiteRT's builtin kernels, their yardstick, failed "
                             "int8.steps (int8.ops)")
+
+
+def loop_checks(data: bytes, model: Model, network: Network, report: VerifyReport, runtimes: list[str], *,
+                seed: int, sequences: int, float_weights=None) -> None:
+    """A full-int8 loop holds one step's values at a time, so no runtime gives back each step's. Its witness is its
+    unrolled twin: the network verify recovered from this model, written with the steps unrolled (the same weights,
+    the same formats, the same ops each step), checked as any unrolled model is, op by op and step by step from
+    restated arithmetic (int8.steps, int8.ops, int8.outputs); then `int8.loop`: on each runtime, this model's
+    outputs must be the twin's bit for bit over the same invokes (integer kernels on the same integers give the same
+    integers; the loop's GATHER, DEQUANTIZE, QUANTIZE and DYNAMIC_UPDATE_SLICE only move them). A wrong weight,
+    format or wiring in the loop body, or a lost state, makes other integers."""
+    from dataclasses import replace
+
+    from ..lowering import lower
+    from ..writer import write
+    from . import data as on_data
+
+    twin = replace(network, loop=False)
+    twin_model = lower(twin)
+    twin_data = write(twin_model)
+    witness = VerifyReport(report.model, len(twin_data), "", {})
+    int8_checks(twin_data, twin_model, twin, witness, runtimes, seed=seed, sequences=sequences,
+                float_weights=float_weights)
+    report.checks += [replace(c, detail=f"its unrolled twin (the recovered network, steps unrolled): {c.detail}")
+                      for c in witness.checks]
+    report.notes += witness.notes
+    serving = next(s for s in model.signatures if s.key == SIGNATURE_KEY)
+    x_shape = model.subgraphs[serving.subgraph].tensors[serving.inputs[SIGNATURE_INPUT]].shape
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(x_shape).astype(np.float32) for _ in range(sequences)]
+    expected = on_data.expected_outputs(network, xs)
+    carried = {"carry": "the state carried by the model", "io": "the final states fed back",
+               "zero": "each invoke from zeros"}[network.state]
+    for runtime_name in runtimes:
+        for xnnpack in ((False, True) if runtime_name == "litert" else (False,)):
+            label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
+            try:
+                version, got = on_data.run_model(data, model, network, runtime_name, xs, xnnpack=xnnpack)
+                _, wanted = on_data.run_model(twin_data, twin_model, twin, runtime_name, xs, xnnpack=xnnpack)
+            except (RuntimeError, ValueError) as exc:
+                report.checks.append(Check("runtime", False, "the interpreter refused the model or its twin: "
+                                           f"{' '.join(str(exc).split())}", runtime=label))
+                continue
+            if label not in [r["name"] for r in report.runtimes]:
+                report.runtimes.append({"name": label, "version": version})
+            apart = max(float(np.max(np.abs(g - w), initial=0.0)) for gs, ws in zip(got, wanted)
+                        for g, w in zip(gs, ws))
+            worst, mean = on_data.errors(got, expected)
+            same = all(np.array_equal(g, w) for gs, ws in zip(got, wanted) for g, w in zip(gs, ws))
+            detail = (f"{len(xs)} invokes ({carried}): every output " + (
+                "bit for bit its unrolled twin's" if same else f"off its unrolled twin's by up to {apart:.3g}")
+                + f"; max error {worst:.4f} (mean {mean:.4f}) against the float64 reference on the dequantized "
+                "weights")
+            report.checks.append(Check("int8.loop", same, detail, max_abs_error=worst if np.isfinite(worst) else None,
+                                       runtime=label))
 
 
 def _outputs_on(data, model, network, report, pairs, seed, sequences) -> list[Check]:

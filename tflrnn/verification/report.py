@@ -50,6 +50,8 @@ CHECKS = {kind.id: kind for kind in (
                                  "inputs, within its quantization steps"),
     CheckKind("int8.outputs", False, "a full-int8 model's outputs on a runtime that gives back only them, against "
                                      "the float64 reference within twice the error of the step-checked kernels"),
+    CheckKind("int8.loop", False, "a full-int8 loop's outputs bit for bit those of its unrolled twin, which the "
+                                  "int8 checks verify step by step"),
     CheckKind("data", False, "the model over the user's sequences (--data) against the float network, within "
                              "--max-error when given"),
     CheckKind("against", False, "the source model in its own framework on the same inputs"),
@@ -58,7 +60,7 @@ CHECKS = {kind.id: kind for kind in (
 
 # The checks that compare numbers a runtime computed: a report without one of these checked no numbers.
 NUMERIC_KINDS = frozenset({"numeric.first_invoke", "numeric.state_carried", "numeric.reset", "numeric.float_weights",
-                           "int8.steps", "int8.ops", "int8.outputs", "data", "against"})
+                           "int8.steps", "int8.ops", "int8.outputs", "int8.loop", "data", "against"})
 
 
 @dataclass
