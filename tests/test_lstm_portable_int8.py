@@ -119,7 +119,8 @@ def test_verify_passes_on_every_runtime(cli, tmp_path, args):
     built = cli("build", *PORTABLE_INT8, "--units", "6", "--input-size", "4", "--time-steps", "6",
                 "--calibration", _calibration(tmp_path / "c.npy", shape), *args, "-o", out, "--json")
     assert built.code == 0, built.err
-    assert json.loads(built.out)["int8"]["calibration"]["max_error"] < 0.01
+    summary = json.loads(built.out)["int8"]
+    assert summary["calibration"]["max_error"] < 0.01 and summary["values"] == "int16"
     verified = cli("verify", out, "--runtime", "all", "--json")
     assert verified.code == 0, verified.out + verified.err
     ran = {(c["name"], c["runtime"]) for c in json.loads(verified.out)["checks"] if c["passed"]}

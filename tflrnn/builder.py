@@ -204,9 +204,14 @@ def int8_summary(network: Network, model: Model, data) -> dict:
     def fmt(f):
         return {"scale": f.scale, "zero_point": f.zero_point}
 
+    from .quantization import value_bits
+    from .lowering import lowering as lowering_named
+
     return {
         "io": "int8" if plan.int8_io else "float",
         "input": {**fmt(plan.input), "type": f"int{plan.input.bits}"},
+        # the recurrent values' type: int8, or int16 with int8 weights (16x8: a portable LSTM's)
+        "values": f"int{max(value_bits(layer, lowering_named(network.lowering)) for layer in network.layers)}",
         "layers": {name: {role: fmt(value) for role, value in f.formats.items()} for name, f in plan.layers.items()},
         "dense": {name: {"output": fmt(f.output)} for name, f in plan.dense.items()},
         "micro_arena_bytes": minimum_arena(bytes(data), micro_arena_bytes(model)),

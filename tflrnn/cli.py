@@ -149,7 +149,8 @@ def build(ctx, output, manifest, out_dir, check, jobs, as_json, **chosen):
         arena = summary["int8"]["micro_arena_bytes"]
         from .arena import not_measured
 
-        wide = ", int16 input" if summary["int8"]["input"]["type"] == "int16" else ""
+        wide = (", int16 values, int8 weights (16x8)" if summary["int8"]["values"] == "int16" else
+                ", int16 input" if summary["int8"]["input"]["type"] == "int16" else "")
         what += (f", full int8 ({summary['int8']['io']} interface{wide}, TFLite Micro arena "
                  + (f"{arena:,} bytes)" if arena else f"{not_measured()})"))
     click.echo(
