@@ -51,7 +51,7 @@ assert report["passed"], (path, [c for c in report["checks"] if not c["passed"]]
 loaded = {r["name"] for r in report["runtimes"]}
 numeric = {}
 for check in report["checks"]:
-    if check["runtime"] and check["name"].startswith(("numeric.", "int8.steps", "int8.ops", "int8.outputs",
+    if check["runtime"] and check["name"].startswith(("numeric.", "int8.steps", "int8.ops", "int8.outputs", "int8.loop",
                                                        "against.")):
         numeric.setdefault(check["runtime"], []).append(check["name"])
 missing = (required | loaded) - set(numeric)
@@ -108,6 +108,9 @@ verify_everywhere lstm_loop.tflite "$everywhere"
 # The fused LSTM op in full int8 (TFLite's integer LSTM kernel, int16 c) on LiteRT and TFLite Micro, state carried
 step tflrnn build --cell lstm --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o lstm_int8.tflite
 verify_everywhere lstm_int8.tflite litert,micro
+# The portable LSTM in full int8 (16x8: int16 values), as a WHILE loop, on every runtime (its unrolled twin step by step)
+step tflrnn build --cell lstm --lowering portable --recurrence loop --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o lstm_16x8.tflite
+verify_everywhere lstm_16x8.tflite "$everywhere"
 step tflrnn build --cell lstm --units 16 --input-size 16 --time-steps 20 --quantize int8 -o lstm_hybrid.tflite
 verify_everywhere lstm_hybrid.tflite litert
 step python - <<EOF

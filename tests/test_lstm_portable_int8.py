@@ -275,3 +275,14 @@ def test_int8_loop_catches_a_lost_state():
     mutate(model.subgraphs[0])
     failed = {c.name for c in verify(write(model), runtime="litert").checks if not c.passed}
     assert failed == {"int8.loop"}, failed
+
+
+def test_int8_loop_catches_a_reset_that_does_not_reset():
+    """The `reset` signature's subgraph emptied: the state is not zeroed, so the invoke after the reset is not the
+    first invoke again, as the twin's is."""
+    data, _ = _build(units=6, recurrence="loop")
+    model = read(data)
+    reset = next(s.subgraph for s in model.signatures if s.key == "reset")
+    model.subgraphs[reset].operators = []
+    failed = {c.name for c in verify(write(model), runtime="litert").checks if not c.passed}
+    assert failed == {"int8.loop"}, failed
