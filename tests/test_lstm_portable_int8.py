@@ -286,3 +286,35 @@ def test_int8_loop_catches_a_reset_that_does_not_reset():
     model.subgraphs[reset].operators = []
     failed = {c.name for c in verify(write(model), runtime="litert").checks if not c.passed}
     assert failed == {"int8.loop"}, failed
+
+
+def test_int8_formats_catch_a_state_format_the_loop_body_does_not_share():
+    """The main graph's h and c around the WHILE at twice the body's scale: the loop passes their bytes on as they
+    are, so the state output (io) would be read at the wrong scale."""
+    data, _ = _build(units=4, recurrence="loop", state="io")
+    model = read(data)
+    for t in model.subgraphs[0].tensors:
+        if t.name in ("lstm/h_start", "lstm/c_start", "lstm/h_end", "lstm/c_end"):
+            t.quantization = Quantization((2 * t.quantization.scale[0],), (0,))
+    failed = {c.name: c.detail for c in verify(write(model), runtime="litert").checks if not c.passed}
+    assert "keep one format through its body" in failed.get("int8.formats", ""), failed
+
+
+def test_a_degenerate_calibration_still_verifies_on_micro(cli, tmp_path):
+    """Calibration data of zeros: every format at its minimum, values near full scale, where TFLite Micro's 16x8
+    FULLY_CONNECTED requantizes with a 16-bit multiplier (a step more than LiteRT's exact rounding): within the
+    bound int8_ops restates."""
+    np.save(tmp_path / "zeros.npy", np.zeros((4, 1, 5, 4), np.float32))
+    out = tmp_path / "z.tflite"
+    assert cli("build", *PORTABLE_INT8, "--units", "4", "--input-size", "4", "--time-steps", "5", "--calibration",
+               tmp_path / "zeros.npy", "-o", out).code == 0
+    verified = cli("verify", out, "--runtime", "micro")
+    assert verified.code == 0, verified.out
+
+
+def test_a_loop_without_a_head_quantizes_only_its_input():
+    """The loop's float output is the signature's output as it is: no QUANTIZE of the whole sequence left unused."""
+    data, _ = _build(units=4, recurrence="loop")
+    graph = read(data).subgraphs[0]
+    quantized = [graph.tensors[op.outputs[0]].name for op in graph.operators if op.code == BuiltinOperator.QUANTIZE]
+    assert quantized == ["lstm/input/int16"]

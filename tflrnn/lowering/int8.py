@@ -279,7 +279,7 @@ class _Int8Graph(GraphWalk):
 
     def write_head(self, ends: list[int]) -> list[int]:
         """Dense layers in int8: FULLY_CONNECTED on rows, its activation op at the kernel's fixed format."""
-        source = self.integer(ends[0])
+        source = self.integer(ends[0]) if self.network.head else ends[0]
         for dense in self.network.head:
             shape = self.tensors[source].shape
             flat = source if len(shape) == 2 else self.reshaped(source, (self.rows, shape[-1]),

@@ -417,7 +417,8 @@ def _int8_loop_body(g, layer, formats: dict, input_format, sequence_shape, input
 # The int16 kernels' fixed output formats: LOGISTIC's and TANH's (1/32768, 0) (activations.cc)
 INT16_FIXED = {"gate": Int8Format(2.0 ** -15, 0, bits=16), "squashed": Int8Format(2.0 ** -15, 0, bits=16)}
 # The largest |sum| before LOGISTIC or TANH an int16 format holds: the int16 kernels rescale their input to steps of
-# 1 / (3 x 4096) in int16, +-10.7 (activations.cc), where sigmoid and tanh are 1 to within their output's step
+# 1 / (3 x 4096) and read their table over +-10.7 (activations.cc), beyond which sigmoid and tanh are 1 to within
+# their output's step
 SUM_LIMIT = 10.7
 
 

@@ -105,12 +105,13 @@ def _format_of(tensor) -> Int8Format | None:
 
 
 def run_model(data: bytes, model: Model, network: Network, runtime_name: str, xs: list[np.ndarray], *,
-              xnnpack: bool = False, then_reset: bool = False) -> tuple[str, list[list[np.ndarray]]]:
+              xnnpack: bool = False, then_reset: bool = False,
+              states_too: bool = False) -> tuple[str, list[list[np.ndarray]]]:
     """The model's outputs (real values: an int8 interface dequantized at its tensors' formats) for each sequence,
     run one after the other with the state as the model keeps it: carried by the model from a reset, fed back
     (io, from zeros), or none; and the runtime's version. `then_reset` (a carried state): after them, the state
-    reset and the first sequence run again, its outputs last. Raises RuntimeError / ValueError when the runtime
-    cannot run it."""
+    reset and the first sequence run again, its outputs last; `states_too`: each invoke's final states (io) after
+    its outputs. Raises RuntimeError / ValueError when the runtime cannot run it."""
     from .. import runtime
 
     found = serving_wiring(model)
@@ -133,8 +134,9 @@ def run_model(data: bytes, model: Model, network: Network, runtime_name: str, xs
                 np.rint(x.astype(np.float64) / in_formats[0].scale) + in_formats[0].zero_point, -128, 127
             ).astype(np.int8)
             values = interpreter.run(given, *states)
+            shown = values if states_too else values[:found["count"]]
             results.append([v.astype(np.float64) if f is None else (v.astype(np.float64) - f.zero_point) * f.scale
-                            for v, f in zip(values[:found["count"]], out_formats)])
+                            for v, f in zip(shown, out_formats)])
             return values[found["count"]:]
 
         for x in xs:

@@ -56,11 +56,18 @@ def _data_inputs(op) -> list[int]:
     return op.inputs[:1] if op.code == BuiltinOperator.RESHAPE else op.inputs
 
 
+def fmt_of(tensor) -> tuple:
+    """A tensor's type and per-tensor quantization, as bytes passed on unchanged must keep them."""
+    q = tensor.quantization
+    return (tensor.dtype, None if q is None else (tuple(q.scale), tuple(q.zero_point)))
+
+
 def formats_check(model: Model, network: Network) -> Check:
     """What the int8 kernels need of the formats, which no runtime checks (TFLite Micro writes TANH's output as
     (1/128, 0) whatever the tensor says; CONCATENATION and PACK copy bytes): fixed outputs where the kernel fixes
-    them, equal formats through data movement, weights per channel with zero point 0, biases int32 at input scale x
-    weight scale, every activation int8."""
+    them, equal formats through data movement (a loop's values through its WHILE and body too), weights per channel
+    with zero point 0, biases int32 (int64 on int16) at input scale x weight scale, every value int8 (int16 with zero
+    point 0 in a 16x8 LSTM)."""
     problems = []
     t = None
 
@@ -81,8 +88,8 @@ def formats_check(model: Model, network: Network) -> Check:
     for graph, op in ((graph, op) for graph in model.subgraphs for op in graph.operators):  # a loop body's too
         t = graph.tensors
         name = t[op.outputs[0]].name if op.outputs else ""
-        if op.outputs and t[op.outputs[0]].dtype in ("int32", "bool"):  # a loop's step index and its test
-            continue
+        if op.outputs and t[op.outputs[0]].dtype in ("int32", "bool") and op.code != BuiltinOperator.WHILE:
+            continue  # a loop's step index and its test
         wide_op = bool(op.outputs) and t[op.outputs[0]].dtype == "int16" and op.code != BuiltinOperator.QUANTIZE
         fixed = (_FIXED_CODES_16 if wide_op else _FIXED_CODES).get(op.code)
         if fixed is not None and fmt(op.outputs[0], wide=True) != fixed:
@@ -97,13 +104,15 @@ def formats_check(model: Model, network: Network) -> Check:
             wide_inputs += 1
             if not (int16(op.inputs[0]) and int16(op.outputs[0])):
                 problems.append(f"'{name}': a FULLY_CONNECTED on int16 needs int16 in and out, zero point 0")
-            else:  # an int16 output QUANTIZEd to int8: a step of 1/128 of that one's at most, or it is lost
-                after = [fmt(o.outputs[0]) for o in graph.operators if o.inputs[:1] == [op.outputs[0]] and
-                         o.code == BuiltinOperator.QUANTIZE and o.outputs]
-                if after and (len(after) != 1 or after[0] is None or
-                              fmt(op.outputs[0], wide=True).scale > after[0].scale / 128):
-                    problems.append(f"'{name}': the int16 projection is not QUANTIZEd to one int8 format at least 128 "
-                                    "times its step")
+            else:  # its int16 output QUANTIZEd to int8 (a step of 1/128 of that one's at most, or it is lost), or
+                # read by int16 ops only (a 16x8 LSTM's)
+                readers = [o for o in graph.operators if op.outputs[0] in o.inputs and o.outputs]
+                after = [fmt(o.outputs[0]) for o in readers if o.code == BuiltinOperator.QUANTIZE]
+                if not (after and len(after) == len(readers) == 1 and after[0] is not None and
+                        fmt(op.outputs[0], wide=True).scale <= after[0].scale / 128) and \
+                        not (readers and all(t[o.outputs[0]].dtype == "int16" for o in readers)):
+                    problems.append(f"'{name}': the int16 result is neither QUANTIZEd to one int8 format at least 128 "
+                                    "times its step nor read by int16 ops only")
         elif wide_op and op.code in (BuiltinOperator.ADD, BuiltinOperator.SUB, BuiltinOperator.MUL,
                                      BuiltinOperator.TANH, BuiltinOperator.LOGISTIC) and \
                 not all(int16(i) for i in (*op.inputs, *op.outputs)):
@@ -114,6 +123,14 @@ def formats_check(model: Model, network: Network) -> Check:
                                          BuiltinOperator.MUL) and any(fmt(i) is None for i in (op.inputs[0],
                                                                                                 op.outputs[0])):
             problems.append(f"'{name}': {BuiltinOperator(op.code).name} on values that are not int8 of one scale")
+        if op.code == BuiltinOperator.WHILE:  # its values pass as bytes into the body and out again
+            body = model.subgraphs[op.options.body_subgraph_index] \
+                if 0 < getattr(op.options, "body_subgraph_index", -1) < len(model.subgraphs) else None
+            inner = body.tensors if body is not None and len(body.inputs) == len(op.inputs) == len(
+                body.outputs) == len(op.outputs) else None
+            if inner is None or any(len({fmt_of(t[a]), fmt_of(inner[b]), fmt_of(inner[c]), fmt_of(t[d])}) > 1
+                                    for a, b, c, d in zip(op.inputs, body.inputs, body.outputs, op.outputs)):
+                problems.append(f"'{name}': the loop's values do not keep one format through its body")
         if op.code == BuiltinOperator.FULLY_CONNECTED and len(op.inputs) == 3:
             w = t[op.inputs[1]]
             qw = w.quantization
@@ -137,7 +154,7 @@ def formats_check(model: Model, network: Network) -> Check:
         quant.value_bits(layer) == 16 for layer in network.layers) else "int8 but the input's")
     return Check("int8.formats", True, (
         f"every op's values {values}; TANH / LOGISTIC / SOFTMAX outputs as their kernels write them; data "
-        f"movement in one format; FULLY_CONNECTED weights per channel, biases int32{wide}; interface "
+        f"movement in one format; FULLY_CONNECTED weights per channel, biases int32 on int8{wide}; interface "
         f"{'int8' if plan.int8_io else 'float'} (input int{plan.input.bits}, scale {plan.input.scale:.4g}, zero point "
         f"{plan.input.zero_point})"))
 
@@ -187,9 +204,11 @@ def loop_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
     unrolled twin: the network verify recovered from this model, written with the steps unrolled (the same weights,
     the same formats, the same ops each step), checked as any unrolled model is, op by op and step by step from
     restated arithmetic (int8.steps, int8.ops, int8.outputs); then `int8.loop`: on each runtime, this model's
-    outputs must be the twin's bit for bit over the same invokes (integer kernels on the same integers give the same
-    integers; the loop's GATHER, DEQUANTIZE, QUANTIZE and DYNAMIC_UPDATE_SLICE only move them). A wrong weight,
-    format or wiring in the loop body, or a lost state, makes other integers."""
+    outputs and final states must be the twin's bit for bit over the same invokes and after a reset (integer
+    kernels on the same integers give the same integers; the loop's GATHER, DEQUANTIZE, QUANTIZE and
+    DYNAMIC_UPDATE_SLICE only move them). Wiring in the body that is not the LSTM's, a lost state or a reset that
+    does not reset makes other integers. The weights and formats are the model's own (the twin takes them from it):
+    metadata.tflrnn's digest and --weights hold the weights to their source."""
     from dataclasses import replace
 
     from ..lowering import lower
@@ -217,9 +236,9 @@ def loop_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
             label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
             try:
                 version, got = on_data.run_model(data, model, network, runtime_name, xs, xnnpack=xnnpack,
-                                                 then_reset=True)
+                                                 then_reset=True, states_too=True)
                 _, wanted = on_data.run_model(twin_data, twin_model, twin, runtime_name, xs, xnnpack=xnnpack,
-                                              then_reset=True)
+                                              then_reset=True, states_too=True)
             except (RuntimeError, ValueError) as exc:
                 report.checks.append(Check("runtime", False, "the interpreter refused the model or its twin: "
                                            f"{' '.join(str(exc).split())}", runtime=label))
@@ -228,11 +247,12 @@ def loop_checks(data: bytes, model: Model, network: Network, report: VerifyRepor
                 report.runtimes.append({"name": label, "version": version})
             apart = max(float(np.max(np.abs(g - w), initial=0.0)) for gs, ws in zip(got, wanted)
                         for g, w in zip(gs, ws))
-            worst, mean = on_data.errors(got[:len(xs)], expected)  # (then the reset's invoke, the first again)
+            count = len(expected[0])  # the outputs; then the final states (io); then the reset's invoke
+            worst, mean = on_data.errors([g[:count] for g in got[:len(xs)]], expected)
             same = len(got) == len(wanted) and all(np.array_equal(g, w) for gs, ws in zip(got, wanted)
                                                      for g, w in zip(gs, ws))
             detail = (f"{len(got)} invokes ({carried}): " + (
-                "every output bit for bit its unrolled twin's" if same else
+                "every output (and final state) bit for bit its unrolled twin's" if same else
                 f"the outputs off its unrolled twin's by up to {apart:.3g}")
                 + f"; max error {worst:.4f} (mean {mean:.4f}) against the float64 reference on the dequantized "
                 "weights")
@@ -395,7 +415,7 @@ def _steps_on(data, model, network, report, runtime_name, seed, sequences, float
     carried = {"carry": "the state carried by the model", "io": "the final states fed back",
                "zero": "each invoke from zeros"}[network.state]
     detail = (f"{len(xs)} invokes ({carried}{', then reset' if after_reset is not None else ''}): every step of "
-              f"every op recomputed from the interpreter's own int8 inputs to it, worst {worst:.2f} of its "
+              f"every op recomputed from the interpreter's own integer inputs to it, worst {worst:.2f} of its "
               f"quantization-step bound; free-running, the outputs are {error}")
     if problems:
         return [Check("int8.steps", False, f"{'; '.join(problems[:2])}; {detail}", runtime=runtime_name)]

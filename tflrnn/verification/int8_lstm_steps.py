@@ -10,15 +10,13 @@ import numpy as np
 from .. import quantization as quant
 from ..network import Int8Format
 from .int8 import backward, clamp
+from .int8_ops import INT16_FC_STEPS as FC_STEPS
 from .int8_ops import INT16_SQUASH_STEPS as SQUASH_STEPS
 
 # The values of an LSTM step this check reads back, by the names the portable lowering gives them
 # (<layer>/<stem><t>): the input projections of the sigmoid gates (i, f, o, in that order) and of the candidate g,
 # their recurrent terms and sums, the gates, g, f c, i g, c, tanh(c) and h.
 LSTM_STEMS = ("p", "q", "rp", "ap", "gates", "i", "f", "o", "rq", "aq", "n", "fc", "in", "c", "tc", "h")
-# How many steps (LSB: the output format's scale) each op's kernel may be off, on top of the float64 value of the
-# interpreter's own inputs clamped to the output format: FULLY_CONNECTED, ADD, MUL round once (1); SPLIT copies (0);
-# int16 LOGISTIC and TANH as int8_ops says (SQUASH_STEPS)
 
 
 def stems(layer) -> list[str]:
@@ -29,7 +27,9 @@ def judge_steps(network, layer, where, read, source: np.ndarray, start: np.ndarr
     """Each step of a full-int8 LSTM direction, its values recomputed in float64 from the interpreter's own values
     of what each is made of (the stage's input, the previous h and c, the step's earlier values) as cells/lstm.py's
     equations make them (gates i, f, g, o), clamped to its format, within its kernel's steps. So the right values
-    meet in each op: a gate wired to another value, the gates' order, a lost c."""
+    meet in each op: a gate wired to another value, the gates' order, a lost c. Each value may be off by its
+    kernel's steps (LSB: its format's scale) on top of that: ADD and MUL round once (1), SPLIT copies (0), the 16x8
+    FULLY_CONNECTED, LOGISTIC and TANH as int8_ops says (FC_STEPS, SQUASH_STEPS)."""
     tensors = where.graph.tensors
     name, units, w = layer.name, layer.weights.num_units, layer.weights
     W, R, b = (np.asarray(a, np.float64) for a in (w.input_weights, w.recurrent_weights, w.bias))
@@ -51,12 +51,14 @@ def judge_steps(network, layer, where, read, source: np.ndarray, start: np.ndarr
         got = {stem: real(stem, t) for stem in indices}
         x = source[:, t]
         sigmoid = lambda v: 0.5 * (1 + np.tanh(v / 2))  # noqa: E731
-        expected = {"p": (x @ W[sigmoid_rows].T + b[sigmoid_rows], 1), "q": (x @ W[g_rows].T + b[g_rows], 1),
-                    "rp": (h @ R[sigmoid_rows].T, 1), "ap": (got["p"] + got["rp"], 1),
+        expected = {"p": (x @ W[sigmoid_rows].T + b[sigmoid_rows], FC_STEPS),
+                    "q": (x @ W[g_rows].T + b[g_rows], FC_STEPS),
+                    "rp": (h @ R[sigmoid_rows].T, FC_STEPS), "ap": (got["p"] + got["rp"], 1),
                     "gates": (sigmoid(got["ap"]), SQUASH_STEPS),
                     "i": (got["gates"][:, :units], 0), "f": (got["gates"][:, units:2 * units], 0),
                     "o": (got["gates"][:, 2 * units:], 0),
-                    "rq": (h @ R[g_rows].T, 1), "aq": (got["q"] + got["rq"], 1), "n": (np.tanh(got["aq"]), SQUASH_STEPS),
+                    "rq": (h @ R[g_rows].T, FC_STEPS), "aq": (got["q"] + got["rq"], 1),
+                    "n": (np.tanh(got["aq"]), SQUASH_STEPS),
                     "fc": (got["f"] * c, 1), "in": (got["i"] * got["n"], 1), "c": (got["fc"] + got["in"], 1),
                     "tc": (np.tanh(got["c"]), SQUASH_STEPS), "h": (got["o"] * got["tc"], 1)}
         for stem, (value, allowed) in expected.items():
