@@ -292,12 +292,13 @@ def refusal(network: Network) -> str | None:
     if network.bidirectional and chosen.int8_weight_scales == "per-tensor":
         return ("a bidirectional LSTM in full int8 is not written: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM has no integer "
                 "kernel; build it in float or unidirectional")
-    wide = [layer for layer in network.layers if value_bits(layer, chosen) == 16]
-    if wide and len(kinds) > 1:
-        return (f"a full-int8 {kind_of(wide[0].weights).title} keeps its values in int16 (16x8) in the "
-                f"{chosen.name} lowering: stacked with {' and '.join(kind_of_name(k) for k in sorted(kinds - {wide[0].kind}))} "
-                "layers (int8 values) it is not written; build the stack in float, or of one kind")
-    clipped = next((layer for layer in wide if layer.cell_clip), None)
+    sixteen = [layer for layer in network.layers if value_bits(layer, chosen) == 16]
+    if sixteen and len(kinds) > 1:
+        others = " and ".join(kind_of_name(k) for k in sorted(kinds - {sixteen[0].kind}))
+        return (f"a full-int8 {kind_of(sixteen[0].weights).title} keeps its values in int16 (16x8) in the "
+                f"{chosen.name} lowering: stacked with {others} layers (int8 values) it is not written; build the "
+                "stack in float, or of one kind")
+    clipped = next((layer for layer in sixteen if layer.cell_clip), None)
     if clipped is not None:
         return (f"a cell_clip in a full-int8 {kind_of(clipped.weights).title} of the {chosen.name} lowering is not "
                 f"written (layer '{clipped.name}'): its int16 bound would be the clip on c's grid, not the clip; "
@@ -348,6 +349,13 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
     from .lowering import lowering
 
     per_gate = lowering(network.lowering).int8_weight_scales == "per-tensor"
+    sixteen = [layer for layer in network.layers if value_bits(layer, lowering(network.lowering)) == 16]
+    if sixteen and (int8_io or not int16_input):
+        raise ConfigError(
+            f"a full-int8 {kind_of(sixteen[0].weights).title} of the {network.lowering} lowering keeps its values and "
+            f"state in int16 (16x8): " + ("an int8 interface (--io int8) would round them to 8 bits at every invoke; "
+                                          "use --io float" if int8_io else
+                                          "its input is int16 too: drop --input-precision int8"))
     grams = _input_grams(network, sequences) if per_gate else {}
     channels = {}
     layers = {}
@@ -370,13 +378,6 @@ def calibrate(network: Network, sequences: list[np.ndarray], *, int8_io: bool = 
         channels[dense.name] = (s,)
         heads.append(replace(dense, weights=dequantized(q, s)))
     weighted = replace(network, stages=[_swap(stage, layers) for stage in network.stages], head=heads)
-    sixteen = [layer for layer in network.layers if value_bits(layer, lowering(network.lowering)) == 16]
-    if sixteen and (int8_io or not int16_input):
-        raise ConfigError(
-            f"a full-int8 {kind_of(sixteen[0].weights).title} of the {network.lowering} lowering keeps its values and "
-            f"state in int16 (16x8): " + ("an int8 interface (--io int8) would round them to 8 bits at every invoke; "
-                                          "use --io float" if int8_io else
-                                          "its input is int16 too: drop --input-precision int8"))
     wide = int16_input and not (int8_io or per_gate)  # the fused LSTM op takes int8
     calibrated = with_int8_biases(weighted, _plan(weighted, sequences, channels, per_gate, int8_io, wide))
     # The ranges again, of the biases as the model stores them (int32), until they settle (a layer's biases are on

@@ -68,6 +68,8 @@ class _Int8Graph(GraphWalk):
         self.rows = self.batch * self.steps
         self.tensors, self.operators = Tensors(), []
 
+        # float_formats: a loop's input and output sequences are float (LiteRT has no int16 GATHER to read them
+        # by): their values on the int16 grid of a format, QUANTIZEd (exactly) where an int16 op reads them
         self.float_formats: dict[int, Int8Format] = {}
         self.x, self.xq = self.edge_in(f"{base_name(network.stages[0])}/input", (*self.lead, network.input_size),
                                        self.plan.input)
@@ -81,10 +83,8 @@ class _Int8Graph(GraphWalk):
             self.xq = on_grid
             self.float_formats[on_grid] = self.plan.input
         self.inputs, self.state_inputs, self.state_outputs, self.handles = [self.x], [], [], []
-        self.loops = []  # its steps are unrolled
+        self.loops = []  # the loop subgraphs (condition, body) of a kind whose int8 steps loop (an LSTM's)
         self.last_outputs = {}  # final state -> the last step's output, where the state holds more (an LSTM's)
-        # float_formats: a loop's input and output sequences are float (LiteRT has no int16 GATHER to read them
-        # by): their values on the int16 grid of a format, QUANTIZEd (exactly) where an int16 op reads them
         self.first_loop_subgraph = 3 if self.network.state == "carry" else 1
         if self.network.state == "carry" and self.resource_state:
             self.op(BuiltinOperator.CALL_ONCE, [], [], options=CallOnceOptions(init_subgraph_index=1))

@@ -553,6 +553,7 @@ def _recover(model: Model) -> Network:
 
     fc = BuiltinOperator.FULLY_CONNECTED
     markers = portable_markers()  # each other kind's projection weights' suffix
+
     def body_projection(op):
         """A WHILE whose body projects each step itself (a full-int8 LSTM's loop: lowering/lstm.py): that
         FULLY_CONNECTED and its body, or None."""
@@ -569,8 +570,9 @@ def _recover(model: Model) -> Network:
                    or body_projection(op) is not None]
     if not projections:
         raise ModelFormatError("no portable RNN layer in the model (a FULLY_CONNECTED by <name>/input_weights)")
-    layers: dict[int, Layer] = {}
+    layers: dict = {}  # by the weights' tensor (subgraph 0's index, or (body, index) for a loop's own projection)
     stages, source, axis, loops, whiles, bodies, strides, activations = [], None, None, [], {}, {}, {}, {}
+    weight_types = set()
     for op in projections:
         inner = body_projection(op)
         if inner is not None:  # the loop projects each step of its input sequence (the WHILE's fourth value)
@@ -578,6 +580,7 @@ def _recover(model: Model) -> Network:
             w, key, read_from = body.tensors[projection.inputs[1]], (id(body), projection.inputs[1]), op.inputs[3:4]
         else:
             w, key, read_from = tensor(op.inputs[1]), op.inputs[1], op.inputs[:1]
+        weight_types.add(w.dtype)
         name = w.name.rpartition("/")[0]
         other = next((k for marker, k in markers.items() if w.name.endswith(marker)), None)
         if other is not None:  # another kind's direction: its weights by name, its time axis from its steps
@@ -698,8 +701,7 @@ def _recover(model: Model) -> Network:
                       dynamic_time=dynamic_time,
                       last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
                       state=state, lowering="portable", loop=_one_form(loops))
-    if any((tensor(op.inputs[1]) if body_projection(op) is None else
-            body_projection(op)[1].tensors[body_projection(op)[0].inputs[1]]).dtype == "int8" for op in projections):
+    if "int8" in weight_types:
         network.int8 = recover_plan(model, network)
     return network
 
