@@ -245,14 +245,24 @@ def recover_weights(name: str, constant) -> LSTMWeights:
         raise ModelFormatError(f"LSTM layer '{name}': its weights do not fit together ({error})") from None
 
 
+def int8_weight_tensors(layer, formats, role: str) -> list[tuple[Tensor, np.ndarray]]:
+    """The gates' and the candidate's int8 tensors of one role (weight_tensors' full-int8 form: per output channel
+    at the plan's scales), each with its channel scales."""
+    from .int8 import _int8_weights, per_channel
+
+    w = layer.weights
+    return [(Tensor(f"{layer.name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
+                    quantization=per_channel(channel)), channel)
+            for part, array, channel in zip(PARTS[role], w.gate_rows(w.roles()[role]),
+                                            w.gate_rows(formats.scales[role]))]
+
+
 def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
     """One direction of a full-int8 LSTM (lowering/int8.py's graph `g`), its steps unrolled or a WHILE loop
     (_int8_loop), in TFLite's 16x8 form: int8 weights per channel, every value int16 with zero point 0, biases int64. An all-int8 graph would round nine
     values a step to 8 bits, c among them, and lose to the converter's integer LSTM kernel, which keeps its gates
     and c in 16 bits (docs/model.md). The same write_step as the float LSTM, in the plan's formats; the state [h | c]
     one int16 tensor in the state format. (Its PACKed output or None, its final state.)"""
-    from .int8 import _int8_weights, per_channel
-
     tensors, name, units = g.tensors, layer.name, layer.weights.num_units
     f, w = g.plan.layers[name], layer.weights
     formats = {**f.formats, **INT16_FIXED}
@@ -262,9 +272,8 @@ def write_int8_direction(g, layer, rows: int, backward: bool, sequence: bool):
         return _int8_end(g, layer, output, h, c, handle)
     parts = {}
     for role in ("input_weights", "recurrent_weights"):
-        for part, array, channel in zip(PARTS[role], w.gate_rows(w.roles()[role]), w.gate_rows(f.scales[role])):
-            parts[part] = (tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
-                                              quantization=per_channel(channel))), channel)
+        for part, (tensor, channel) in zip(PARTS[role], int8_weight_tensors(layer, f, role)):
+            parts[part] = (tensors.add(tensor), channel)
     pieces = {}
     for stem, group, bias, width in zip("pq", ("ifo", "g"), w.gate_rows(w.bias), (3 * units, units)):
         weights, channel = parts[f"{group}_input_weights"]
@@ -367,7 +376,7 @@ def _int8_loop_body(g, layer, formats: dict, input_format, sequence_shape, input
     t (<layer>/<stem>): x_t GATHERed and QUANTIZEd (<layer>/input_int16), its projections by W (int8 per channel,
     biases int64 at the input's scale x W's), write_step, h_t DEQUANTIZEd into the output's step t."""
     from .. import quantization as quant
-    from .int8 import DEQUANTIZE_VERSIONS, QUANTIZE_VERSIONS, _int8_weights, per_channel
+    from .int8 import DEQUANTIZE_VERSIONS, QUANTIZE_VERSIONS, per_channel
     from .portable import gather_steps, step_begin, write_back_step
 
     name, units, batch, w = layer.name, layer.weights.num_units, g.batch, layer.weights
@@ -387,9 +396,7 @@ def _int8_loop_body(g, layer, formats: dict, input_format, sequence_shape, input
     operators.append(Operator(BuiltinOperator.QUANTIZE, [x_float], [x], version=QUANTIZE_VERSIONS[16]))
 
     def weights(role: str) -> list[int]:
-        return [tensors.add(Tensor(f"{name}/{part}", array.shape, "int8", data=_int8_weights(array, channel),
-                                   quantization=per_channel(channel)))
-                for part, array, channel in zip(PARTS[role], w.gate_rows(w.roles()[role]), w.gate_rows(f.scales[role]))]
+        return [tensors.add(tensor) for tensor, _ in int8_weight_tensors(layer, f, role)]
 
     projected = {}
     for stem, group, weight, bias, channel in zip("pq", ("ifo", "g"), weights("input_weights"), w.gate_rows(w.bias),
