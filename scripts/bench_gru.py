@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """tflrnn's GRU against TensorFlow's converter, side by side in one run, on the same Keras 3 GRU weights (issue 20).
 
-One GRU (reset_after=True, Keras 3's default), T = 50, batch 1, return_sequences, four ways: the converter's
+One GRU (reset_after=True, Keras 3's default), T = 50, batch 1, return_sequences, five ways: the converter's
 default (a WHILE loop) and its unroll=True graph of the Keras layer (from_keras_model, a fixed batch-1 input), and
-tflrnn's portable GRU unrolled and as a WHILE loop (GRUWeights.from_keras of the same weights). At 64 units
-(input 32), 256 (input 256) and 1024 (input 256): invoke on LiteRT with its default XNNPACK delegate and without,
-on the CompiledModel API and on TFLite Micro (each model on its own in a fresh process, as scripts/bench.py times
-them), the memory the runtime adds, the file size, the raw float32 weights, the XNNPACK partitions, and the largest
+tflrnn's portable GRU unrolled and as a WHILE loop of one and of five steps a pass (GRUWeights.from_keras of the
+same weights). At 64 units (input 32), 256 (input 256) and 1024 (input 256): invoke on LiteRT with its default
+XNNPACK delegate and without, on the CompiledModel API and on TFLite Micro (each model on its own in a fresh
+process, as scripts/bench.py times them), the memory the runtime adds, the file size, the raw float32 weights, the XNNPACK partitions, and the largest
 error of each runtime's output against Keras' `model.predict` on the same input. The LiteRT default is also timed
 pair by pair (tflrnn.benchmark.bench, the state reset before each invoke) for the invoke targets. Then full int8
 at 64 and 256 units, on the same 64 calibration sequences and 16 test sequences: the converter's (WHILE and
@@ -37,9 +37,12 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TIME_STEPS = 50
 SIZES = ((64, 32), (256, 256), (1024, 256))  # (units, input)
-FORMS = ("converter (WHILE)", "converter (unroll=True)", "tflrnn unrolled", "tflrnn loop")
+# tflrnn's forms: (recurrence, steps per pass of the loop)
+MINE = {"tflrnn unrolled": ("unrolled", 1), "tflrnn loop": ("loop", 1), "tflrnn loop (5 a pass)": ("loop", 5)}
+FORMS = ("converter (WHILE)", "converter (unroll=True)", *MINE)
 SHORT = {"converter (WHILE)": "converter WHILE", "converter (unroll=True)": "converter unroll=True",
          "tflrnn unrolled": "tflrnn unrolled", "tflrnn loop": "tflrnn loop",
+         "tflrnn loop (5 a pass)": "tflrnn loop, 5 a pass",
          "tflrnn (state=carry)": "tflrnn state=carry", "tflrnn (state=zero)": "tflrnn state=zero"}
 INT8_FORMS = ("converter (WHILE)", "converter (unroll=True)", "tflrnn (state=carry)", "tflrnn (state=zero)")
 INT8_MAX_UNITS = 256  # the full-int8 trials run at the sizes up to this many units
@@ -137,13 +140,13 @@ def convert_int8_in_child(weights, unroll: bool, calibration, path: Path, work: 
     return None
 
 
-def build_tflrnn(weights, time_steps: int, recurrence: str) -> bytes:
+def build_tflrnn(weights, time_steps: int, recurrence: str, steps_per_iteration: int = 1) -> bytes:
     from tflrnn.builder import build
     from tflrnn.cells.gru import GRUCell, GRUWeights
 
     gru = GRUWeights.from_keras(*weights, reset_after=True)
     return build(GRUCell(gru.num_units), weights=gru, input_size=gru.input_size, time_steps=time_steps,
-                 recurrence=recurrence)
+                 recurrence=recurrence, steps_per_iteration=steps_per_iteration)
 
 
 def skip_reason(form: str, units: int, input_size: int) -> str | None:
@@ -308,9 +311,9 @@ def compare(units: int, input_size: int, runs: int, work: Path) -> dict:
         if form.startswith("converter"):
             data = convert(keras_model(weights, TIME_STEPS, unroll="unroll" in form))
         else:
-            data = build_tflrnn(weights, TIME_STEPS, form.split()[-1])
+            data = build_tflrnn(weights, TIME_STEPS, *MINE[form])
         seconds = time.perf_counter() - start
-        path = work / f"{form.replace(' ', '_').replace('(', '').replace(')', '').replace('=', '')}_{units}.tflite"
+        path = work / f"{re.sub(r'[^a-z0-9]+', '_', form.lower())}_{units}.tflite"
         path.write_bytes(data)
         ways[form] = {"path": str(path), "build_s": seconds, "bytes": len(data), "ops": op_count(data),
                       "runtimes": {runtime: on_runtime(path, runtime, runs if runtime != "micro" else
@@ -319,7 +322,7 @@ def compare(units: int, input_size: int, runs: int, work: Path) -> dict:
     # The invoke targets: each tflrnn form against each converter form, pair by pair in one process (LiteRT default,
     # the state reset before each invoke), so the ratio is measured, not derived from separate runs.
     pairs = {}
-    for mine in ("tflrnn unrolled", "tflrnn loop"):
+    for mine in MINE:
         for theirs in ("converter (WHILE)", "converter (unroll=True)"):
             if "path" in ways[mine] and "path" in ways[theirs]:
                 timed = tflrnn.benchmark.bench(ways[mine]["path"], vs=ways[theirs]["path"], runs=runs,
@@ -489,10 +492,11 @@ def markdown(points: list[dict], int8: list[dict], facts: str, command: str, ela
         "",
         f"Reproduce: `{command}` ({elapsed / 60:,.1f} minutes here; numbers vary by a few percent between runs).",
         "",
-        "One Keras 3 GRU (reset_after=True), T = 50, batch 1, return_sequences, the same weights four ways: the "
+        "One Keras 3 GRU (reset_after=True), T = 50, batch 1, return_sequences, the same weights five ways: the "
         "converter's default conversion (a WHILE loop) and its `unroll=True` graph (`TFLiteConverter."
         "from_keras_model`, a fixed batch-1 input), and tflrnn's portable GRU (`GRUWeights.from_keras`, state "
-        "carried in resource variables) unrolled and as a WHILE loop (`--recurrence`). Weights: kernel "
+        "carried in resource variables) unrolled and as a WHILE loop (`--recurrence`) of one step a pass and of five "
+        "(`--steps-per-iteration 5`: five steps unrolled in the loop's body). Weights: kernel "
         "glorot-uniform, recurrent kernel orthogonal per gate, both bias rows N(0, 0.1). Each model runs on each "
         "runtime on its own in a fresh process: the median invoke after a warm-up (the state carries between "
         "invokes), the peak memory the runtime adds over the process after its imports, the model's bytes included "
@@ -569,7 +573,7 @@ def targets(points: list[dict]) -> list[str]:
         pairs = point["pairs"]
         parts = []
         if pairs:
-            best_mine = min(("tflrnn unrolled", "tflrnn loop"),
+            best_mine = min(MINE,
                             key=lambda m: min((p["mine_us"] for n, p in pairs.items() if n.startswith(m)),
                                               default=float("inf")))
             theirs = {n.split(" | ")[1]: p for n, p in pairs.items() if n.startswith(best_mine)}
@@ -595,17 +599,26 @@ def targets(points: list[dict]) -> list[str]:
             parts.append(f"timed in fresh processes instead (the table): {best} {fresh[best] / fresh[rival]:.2f}x "
                          f"{SHORT[rival]}")
         goal_kb = memory_target_kb(point["weight_bytes"])
-        for form in ("tflrnn unrolled", "tflrnn loop"):
+        for form in MINE:
             result = ways[form].get("runtimes", {}).get("litert", {})
             if "memory_kb" in result:
                 parts.append(f"{form} memory {result['memory_kb'] / 1024:,.1f} MiB against {goal_kb / 1024:,.1f} "
                              f"MiB ({'met' if result['memory_kb'] <= goal_kb else 'missed'})")
         if units == 64:
-            for form in ("tflrnn unrolled", "tflrnn loop"):
+            for form in MINE:
                 if "bytes" in ways[form]:
                     over = ways[form]["bytes"] - point["weight_bytes"]
                     parts.append(f"{form} file {over:+,} B over the weights (target <= 16,384 B: "
                                  f"{'met' if over <= 16384 else f'missed by {over - 16384:,} B'})")
+        if units == 64 and pairs:  # the two targets in one model
+            both = []
+            for form in MINE:
+                theirs = [p for n, p in pairs.items() if n.startswith(f"{form} |")]
+                if theirs and "bytes" in ways[form]:
+                    ratio = min(theirs, key=lambda p: p["theirs_us"])["ratio"]
+                    if ratio <= 0.8 and ways[form]["bytes"] - point["weight_bytes"] <= 16384:
+                        both.append(f"{form} ({ratio:.2f}x, {ways[form]['bytes'] - point['weight_bytes']:+,} B)")
+            parts.append("invoke and file in one form: " + (", ".join(both) if both else "none"))
         lines.append(f"- {units:,} units: " + "; ".join(parts))
     return lines + [""]
 

@@ -5,7 +5,7 @@ One LSTM, T = 50, batch 1, return_sequences, the same weights every way: the con
 `tf_keras` LSTM converted to TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM (the fastest thing the converter makes of an
 LSTM), the Keras 3 LSTM's default conversion (a WHILE loop) and its unroll=True graph (all three
 `TFLiteConverter.from_keras_model`, a fixed batch-1 input); and tflrnn's, that is the portable LSTM unrolled and as a
-WHILE loop (`LSTMWeights.from_keras` of the same weights) and the fused op (`lowering="fused"`), when
+WHILE loop of one and of five steps a pass (`LSTMWeights.from_keras` of the same weights) and the fused op (`lowering="fused"`), when
 `tflrnn.cells.kind("lstm").fused` says tflrnn writes it. At 64 units (input 32), 256 (input 256) and 1024 (input
 256): invoke on LiteRT with its default XNNPACK delegate and without, on the CompiledModel API and on TFLite Micro
 (each model on its own in a fresh process, as scripts/bench_gru.py times them), the memory the runtime adds, the
@@ -64,10 +64,16 @@ from int8_converter import _quiet as quiet  # noqa: E402
 SIZES = ((64, 32), (256, 256), (1024, 256))  # (units, input)
 GATES = 4
 CONVERTER_FORMS = ("tf_keras fused", "converter (WHILE)", "converter (unroll=True)")
-TFLRNN_FORMS = ("tflrnn unrolled", "tflrnn loop", "tflrnn fused")
+# tflrnn's forms: the build options of each
+TFLRNN_OPTIONS = {"tflrnn unrolled": {"lowering": "portable", "recurrence": "unrolled"},
+                  "tflrnn loop": {"lowering": "portable", "recurrence": "loop"},
+                  "tflrnn loop (5 a pass)": {"lowering": "portable", "recurrence": "loop", "steps_per_iteration": 5},
+                  "tflrnn fused": {"lowering": "fused"}}
+TFLRNN_FORMS = tuple(TFLRNN_OPTIONS)
 SHORT = {"tf_keras fused": "tf_keras fused", "converter (WHILE)": "converter WHILE",
          "converter (unroll=True)": "converter unroll=True", "tflrnn unrolled": "tflrnn unrolled",
-         "tflrnn loop": "tflrnn loop", "tflrnn fused": "tflrnn fused"}
+         "tflrnn loop": "tflrnn loop", "tflrnn loop (5 a pass)": "tflrnn loop, 5 a pass",
+         "tflrnn fused": "tflrnn fused"}
 TF_KERAS_PIN = "tf-keras==2.21.0"  # the release of the TensorFlow the test extra installs
 # A correct float model differs from Keras by rounding (~1e-6 here); a wrong one (a gate mixed up, a state not
 # carried) by ~0.1. A form off by more than this is marked in the table and not counted for a target.
@@ -130,12 +136,11 @@ def fused_available() -> bool:
     return bool(kind("lstm").fused)
 
 
-def build_tflrnn(weights, time_steps: int, form: str) -> bytes:
+def build_tflrnn(weights, time_steps: int, options: dict) -> bytes:
     from tflrnn.builder import build
     from tflrnn.cells.lstm import LSTMCell, LSTMWeights
 
     lstm = LSTMWeights.from_keras(*weights)
-    options = {"lowering": "fused"} if form == "fused" else {"lowering": "portable", "recurrence": form}
     return build(LSTMCell(lstm.num_units), weights=lstm, input_size=lstm.input_size, time_steps=time_steps,
                  **options)
 
@@ -204,7 +209,7 @@ def compare(units: int, input_size: int, runs: int, forms: tuple[str, ...], work
             elif form.startswith("converter"):
                 data = convert(keras_model(weights, TIME_STEPS, unroll="unroll" in form))
             else:
-                data = build_tflrnn(weights, TIME_STEPS, form.split()[-1])
+                data = build_tflrnn(weights, TIME_STEPS, TFLRNN_OPTIONS[form])
         except Exception as exc:  # noqa: BLE001 - the table says why
             verb = "does not build" if form.startswith("tflrnn") else "does not convert"
             ways[form] = {"skipped": f"{verb}: {_one_line(exc)}"}
@@ -271,7 +276,8 @@ def markdown(points: list[dict], forms: tuple[str, ...], left_out: dict[str, str
         "(`TFLiteConverter.from_keras_model`, a fixed batch-1 input): the legacy `tf_keras` LSTM, which it converts "
         "to its fused UNIDIRECTIONAL_SEQUENCE_LSTM op (`tf_keras fused`), and the Keras 3 LSTM, which it converts "
         "to a WHILE loop by default and to a flat graph with `unroll=True`. tflrnn's (`LSTMWeights.from_keras`): "
-        "the portable LSTM (state carried in resource variables) unrolled and as a WHILE loop (`--recurrence`)"
+        "the portable LSTM (state carried in resource variables) unrolled and as a WHILE loop (`--recurrence`) of "
+        "one step a pass and of five (`--steps-per-iteration 5`)"
         + (", and the fused op (`lowering=\"fused\"`)" if "tflrnn fused" in forms else "") + ". Weights: kernel "
         "glorot-uniform, recurrent kernel orthogonal per gate, bias N(0, 0.1) plus 1 on the forget gate. Each model "
         "runs on each runtime on its own in a fresh process: the median invoke after a warm-up (the state carries "

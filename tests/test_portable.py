@@ -538,7 +538,7 @@ def test_the_loop_needs_a_newer_runtime_than_the_unrolled_steps():
 
 
 @pytest.mark.parametrize("tensor_name, value, fragment", [
-    ("stride", 0, "does not step t by one"),
+    ("stride", 0, "does not step t by the steps of a pass"),
     ("limit", 2**31 - 1, "does not run t over the 5 steps once"),
     ("t_start", 3, "does not run t over the 5 steps once"),
 ])

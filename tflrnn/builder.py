@@ -169,6 +169,7 @@ def summary_of(network: Network, model: Model, data, path=None) -> dict:
         "lowering": network.lowering,
         "state": network.state,
         "recurrence": ("loop" if network.loop else "unrolled") if lowering_of(network.lowering).loops else None,
+        "steps_per_iteration": network.steps_per_iteration if network.loop else None,
         "ops": [op_name(op.code) for op in graph.operators],
         "input_shape": _signature_shape(graph.tensors[graph.inputs[0]]),
         "output_shape": _signature_shape(graph.tensors[graph.outputs[0]]),
@@ -262,6 +263,7 @@ def network_of(
     lowering: str | None = None,
     state: str = "carry",
     recurrence: str = "auto",
+    steps_per_iteration: int = 1,
     calibration=None,
     io: str = "float",
     input_precision: str = "int16",
@@ -287,7 +289,8 @@ def network_of(
 
     `lowering="portable"` writes plain builtin ops instead of the fused ones, with the state carried in resource
     variables, an input and an output (`state="io"`), or none (`"zero"`); `recurrence` chooses its steps
-    unrolled or in a WHILE loop ("auto": `portable.loops_by_default`).
+    unrolled or in a WHILE loop ("auto": `portable.loops_by_default`), `steps_per_iteration` of them in each pass of
+    the loop's body (more than 1 makes the steps a loop; they divide `time_steps`).
 
     `quantize="full-int8"`: every op in int8 (a basic RNN or GRU in the portable lowering, an LSTM as the fused op on
     its integer kernel), formats from `calibration` (a .npy / .npz path or an array of representative sequences
@@ -322,11 +325,12 @@ def network_of(
         stages.append(tuple(mine) if flag else mine[0])
     _check_head(head, sum(x.weights.num_units for x in stage_layers(stages[-1])))
 
-    loop = recurrence == "loop" or (recurrence == "auto" and chosen.loops and
-                                    portable.auto_loops(stages, time_steps, dynamic_time, full_int8))
+    _check_steps_per_iteration(steps_per_iteration, chosen, recurrence, time_steps, dynamic_time)
+    loop = recurrence == "loop" or (recurrence == "auto" and chosen.loops and (
+        steps_per_iteration > 1 or portable.auto_loops(stages, time_steps, dynamic_time, full_int8)))
     network = Network(stages, time_steps=time_steps, batch_size=batch_size, time_major=bool(time_major),
                       dynamic_time=dynamic_time, last_step=bool(last_step), merge=merge == "concat", head=head,
-                      lowering=lowering, state=state, loop=loop)
+                      lowering=lowering, state=state, loop=loop, steps_per_iteration=steps_per_iteration)
     if full_int8:
         from . import quantization
 
@@ -368,6 +372,26 @@ def _check_modes(chosen, quantize, io, calibration, asymmetric_inputs, merge, st
                           "op runs its own loop): add --lowering portable")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _check_steps_per_iteration(steps: int, chosen, recurrence: str, time_steps: int, dynamic_time: bool) -> None:
+    """A loop's steps per pass: a positive integer that divides the time steps (each pass runs as many), of a loop."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"steps per iteration must be a positive integer, got {steps!r}")
+    if steps == 1:
+        return
+    if not chosen.loops:
+        raise ConfigError("--steps-per-iteration sets the steps in each pass of the portable lowering's WHILE loop "
+                          "(the fused op runs its own loop): add --lowering portable")
+    if recurrence == "unrolled":
+        raise ConfigError("--steps-per-iteration sets the steps in each pass of a WHILE loop; --recurrence unrolled "
+                          "writes every step as ops of its own")
+    if dynamic_time:
+        raise ConfigError("a dynamic time axis is looped over one step at a time: its length need not divide by "
+                          f"{steps} (drop --steps-per-iteration)")
+    if time_steps % steps:
+        raise ConfigError(f"--steps-per-iteration {steps} does not divide the {time_steps} time steps: each pass of "
+                          "the loop runs the same steps")
 
 
 def _directions(cell, weights, bidirectional) -> tuple[list, list[bool], list]:

@@ -145,6 +145,8 @@ def build(ctx, output, manifest, out_dir, check, jobs, as_json, **chosen):
         what += f", state {summary['state']}"
     if summary.get("recurrence"):
         what += f", steps {summary['recurrence']}"
+        if (summary.get("steps_per_iteration") or 1) > 1:
+            what += f" ({summary['steps_per_iteration']} a pass)"
     if summary.get("int8"):
         arena = summary["int8"]["micro_arena_bytes"]
         from .arena import not_measured

@@ -198,7 +198,8 @@ class Network:
     allocated until the input is resized). `merge`: a final bidirectional layer's outputs joined [fw | bw] (else
     two outputs). `last_step`: only the final step (the backward direction's at t=0, its final state). `head`:
     Dense layers after that. `state`: where the hidden state lives. `lowering`: how it becomes ops. `loop`: the
-    portable lowering runs the steps in a WHILE loop (R applied by one op) instead of unrolled. `int8`: a
+    portable lowering runs the steps in a WHILE loop (R applied by one op) instead of unrolled, `steps_per_iteration`
+    of them in each pass of its body (they divide `time_steps`). `int8`: a
     full-integer network (the portable lowering writes every op in int8), None for float.
     """
 
@@ -214,6 +215,7 @@ class Network:
     lowering: str = "fused"
     loop: bool = False
     int8: Int8Plan | None = None
+    steps_per_iteration: int = 1
 
     def takes(self, weights) -> bool:
         """Whether `weights` (one per direction, in layer order) are of this network's cell kinds and shapes."""

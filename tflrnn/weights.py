@@ -127,6 +127,8 @@ def network_record(description, keras_names: bool = False) -> dict | None:
         chosen = portable.auto_loops(network.stages, network.time_steps, network.dynamic_time,
                                      network.int8 is not None)
         record["recurrence"] = "auto" if network.loop == chosen else "loop" if network.loop else "unrolled"
+        if network.steps_per_iteration > 1:
+            record["steps_per_iteration"] = network.steps_per_iteration
     if network.int8 is not None:  # rebuilt from the same --calibration data
         record.update(quantize="full-int8", io="int8" if network.int8.int8_io else "float")
         if not network.int8.int8_io:

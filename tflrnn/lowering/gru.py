@@ -225,19 +225,21 @@ def _loop(g, layer, name, gates, candidate, h, backward):
     shapes = ((batch, units), tensors[output].shape, tensors[output].shape_signature)
     extra = [Tensor("gates", tensors[gates].shape, shape_signature=tensors[gates].shape_signature)]
     g.loops.extend([portable._loop_condition(name, *shapes, g.steps, backward, g.time_axis, extra),
-                    _loop_body(layer, name, *shapes, tensors[gates], g.time_axis, backward)])
+                    _loop_body(layer, name, *shapes, tensors[gates], g.time_axis, backward,
+                               g.network.steps_per_iteration)])
     operators.append(Operator(BuiltinOperator.WHILE, [t0, h, candidate, gates], [t_end, h_end, output, gates_end],
                               options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
     return output, h_end
 
 
 def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor: Tensor, time_axis: int,
-               backward: bool):
-    """Step t, then t += 1 (backward: -1). Step t is GATHERed, not SLICEd: a SLICE at a begin known only at run time
-    has a dynamic output, and a body with one makes TFLite re-prepare its ops and deep-copy the loop's values on
-    every iteration (while.cc: Eval_dynamic); measured in docs/model.md#gru."""
+               backward: bool, count: int = 1):
+    """Steps t .. t + count - 1 (backward: from the last), then t += count (backward: -). The steps are GATHERed,
+    not SLICEd: a SLICE at a begin known only at run time has a dynamic output, and a body with one makes TFLite
+    re-prepare its ops and deep-copy the loop's values on every iteration (while.cc: Eval_dynamic); measured in
+    docs/model.md#gru."""
     from ..model import Subgraph
-    from .portable import gather_steps, step_begin, write_back_step
+    from .portable import gather_block, step_begin, write_back_step
 
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", state_shape),
                        Tensor("sequence", sequence_shape, shape_signature=signature),
@@ -245,15 +247,18 @@ def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor
     t, h, sequence, gates = 0, 1, 2, 3
     operators = []
     begin = step_begin(tensors, operators, t, time_axis)
-    pieces = gather_steps(tensors, operators, t, time_axis, state_shape,
-                          (("x", sequence, state_shape[-1]), ("g", gates, 2 * state_shape[-1])))
+    pieces = gather_block(tensors, operators, t, time_axis, state_shape,
+                          (("x", sequence, state_shape[-1]), ("g", gates, 2 * state_shape[-1])), count)
     r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
     c = (tensors.add(*weight_tensors(layer, "recurrent_bias")) - 1) if layer.weights.reset_after else None
     axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
-    new_h = write_step(tensors, operators, pieces["g"], pieces["x"], h,
-                       (r, r + 1, -1 if c is None else c, -1 if c is None else c + 1), axis, "", "", state_shape,
-                       layer.weights.reset_after)
-    written, next_t = write_back_step(tensors, operators, t, new_h, sequence, begin, sequence_shape, signature,
+    new_hs, new_h = [None] * count, h
+    for j in (range(count - 1, -1, -1) if backward else range(count)):
+        new_h = write_step(tensors, operators, pieces["g"][j], pieces["x"][j], new_h,
+                           (r, r + 1, -1 if c is None else c, -1 if c is None else c + 1), axis, "",
+                           j if count > 1 else "", state_shape, layer.weights.reset_after)
+        new_hs[j] = new_h
+    written, next_t = write_back_step(tensors, operators, t, new_hs, sequence, begin, sequence_shape, signature,
                                       time_axis, backward)
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence, gates],
                     outputs=[next_t, new_h, written, gates], name=f"{name}/body")

@@ -196,7 +196,8 @@ def _loop(g, layer, name, gates, candidate, h, c, backward):
     extra = [Tensor("gates", tensors[gates].shape, shape_signature=tensors[gates].shape_signature),
              Tensor("c", (batch, units))]
     g.loops.extend([portable._loop_condition(name, *shapes, g.steps, backward, g.time_axis, extra),
-                    _loop_body(layer, name, *shapes, tensors[gates], g.time_axis, backward)])
+                    _loop_body(layer, name, *shapes, tensors[gates], g.time_axis, backward,
+                               g.network.steps_per_iteration)])
     operators.append(Operator(BuiltinOperator.WHILE, [t0, h, candidate, gates, c],
                               [t_end, h_end, output, gates_end, c_end],
                               options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
@@ -204,9 +205,10 @@ def _loop(g, layer, name, gates, candidate, h, c, backward):
 
 
 def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor: Tensor, time_axis: int,
-               backward: bool) -> Subgraph:
-    """Step t, then t += 1 (backward: -1); step t GATHERed, so every shape in the body is static (lowering/gru.py)."""
-    from .portable import gather_steps, step_begin, write_back_step
+               backward: bool, count: int = 1) -> Subgraph:
+    """Steps t .. t + count - 1 (backward: from the last), then t += count (backward: -); the steps GATHERed, so
+    every shape in the body is static (lowering/gru.py)."""
+    from .portable import gather_block, step_begin, write_back_step
 
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", state_shape),
                        Tensor("sequence", sequence_shape, shape_signature=signature),
@@ -215,14 +217,17 @@ def _loop_body(layer, name, state_shape, sequence_shape, signature, gates_tensor
     t, h, sequence, gates, c = range(LOOP_VALUES)
     operators = []
     begin = step_begin(tensors, operators, t, time_axis)
-    pieces = gather_steps(tensors, operators, t, time_axis, state_shape,
-                          (("q", sequence, state_shape[-1]), ("p", gates, 3 * state_shape[-1])))
+    pieces = gather_block(tensors, operators, t, time_axis, state_shape,
+                          (("q", sequence, state_shape[-1]), ("p", gates, 3 * state_shape[-1])), count)
     r = tensors.add(*weight_tensors(layer, "recurrent_weights")) - 1
     axis = tensors.add(Tensor("split_axis", (), "int32", data=np.asarray(1, np.int32)))
     clip = clip_tensors(tensors, layer) if layer.cell_clip else None
-    new_h, new_c = write_step(tensors, operators, pieces["p"], pieces["q"], h, c, (r, r + 1), axis, "", "",
-                              state_shape, clip)
-    written, next_t = write_back_step(tensors, operators, t, new_h, sequence, begin, sequence_shape, signature,
+    new_hs, new_h, new_c = [None] * count, h, c
+    for j in (range(count - 1, -1, -1) if backward else range(count)):
+        new_h, new_c = write_step(tensors, operators, pieces["p"][j], pieces["q"][j], new_h, new_c, (r, r + 1), axis,
+                                  "", j if count > 1 else "", state_shape, clip)
+        new_hs[j] = new_h
+    written, next_t = write_back_step(tensors, operators, t, new_hs, sequence, begin, sequence_shape, signature,
                                       time_axis, backward)
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence, gates, c],
                     outputs=[next_t, new_h, written, gates, new_c], name=f"{name}/body")
@@ -415,7 +420,7 @@ def _int8_loop_body(g, layer, formats: dict, input_format, sequence_shape, input
                               tuple(weights("recurrent_weights")), axis, f"{name}/", "", step_shape, None, formats)
     h_float = tensors.add(Tensor(f"{name}/h_float", step_shape))
     operators.append(Operator(BuiltinOperator.DEQUANTIZE, [new_h], [h_float], version=DEQUANTIZE_VERSIONS["int16"]))
-    written, next_t = write_back_step(tensors, operators, t, h_float, sequence, begin, sequence_shape, None,
+    written, next_t = write_back_step(tensors, operators, t, [h_float], sequence, begin, sequence_shape, None,
                                       g.time_axis, backward)
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence, source, c],
                     outputs=[next_t, new_h, written, source, new_c], name=f"{name}/body")

@@ -198,7 +198,8 @@ class _Graph(GraphWalk):
         cond = self.first_loop_subgraph + len(self.loops)
         shapes = (step_shape, self.tensors[output].shape, self.tensors[output].shape_signature)
         self.loops.extend([_loop_condition(name, *shapes, self.steps, backward, self.time_axis),
-                           _loop_body(layer, name, *shapes, self.time_axis, backward)])
+                           _loop_body(layer, name, *shapes, self.time_axis, backward,
+                                      self.network.steps_per_iteration)])
         self.operators.append(Operator(BuiltinOperator.WHILE, [t0, start, projection], [t_end, h_end, output],
                                        options=WhileOptions(cond_subgraph_index=cond, body_subgraph_index=cond + 1)))
         return output, self.reshaped(h_end, (self.batch, units), f"{name}/final_state")
@@ -240,8 +241,9 @@ class _Graph(GraphWalk):
             t0_value = self.tensors.add(Tensor(f"{name}/t_start", (), "int32"))
             self.operators.append(Operator(BuiltinOperator.ADD, [t0, minus_one], [t0_value], options=AddOptions()))
             return t0_value
+        last_pass = self.steps - self.network.steps_per_iteration  # where the last pass's steps begin
         return self.tensors.add(Tensor(f"{name}/t_start", (), "int32",
-                                       data=np.asarray(self.steps - 1 if backward else 0, np.int32)))
+                                       data=np.asarray(last_pass if backward else 0, np.int32)))
 
     def reshaped(self, index: int, shape: tuple[int, ...], new_name: str, shape_name: str | None = None) -> int:
         """A RESHAPE of `index` to `shape`: a new tensor (also a copy, where a runtime needs one of its own)."""
@@ -379,32 +381,62 @@ def gather_steps(tensors: Tensors, operators: list, t: int, time_axis: int, stat
     return pieces
 
 
-def write_back_step(tensors: Tensors, operators: list, t: int, new_h: int, sequence: int, begin: int,
+def gather_block(tensors: Tensors, operators: list, t: int, time_axis: int, state_shape, sources,
+                 count: int) -> dict[str, list[int]]:
+    """In a gated cell's loop body: steps t .. t + count - 1 of each (stem, sequence, width): stem -> their indices
+    in time order. One step is gather_steps'; more are GATHERed at once (indices t + [0, count)) and UNPACKed
+    into <stem><j>."""
+    if count == 1:
+        return {stem: [index] for stem, index in gather_steps(tensors, operators, t, time_axis, state_shape,
+                                                               sources).items()}
+    offsets = tensors.add(Tensor("offsets", (count,), "int32", data=np.arange(count, dtype=np.int32)))
+    steps = tensors.add(Tensor("steps", (count,), "int32"))
+    operators.append(Operator(BuiltinOperator.ADD, [t, offsets], [steps], options=AddOptions()))
+    pieces = {}
+    for stem, source, width in sources:
+        shape = [*state_shape[:-1], width]
+        block = tensors.add(Tensor(f"{stem}_steps", tuple(shape[:time_axis] + [count] + shape[time_axis:])))
+        operators.append(Operator(BuiltinOperator.GATHER, [source, steps], [block],
+                                  options=GatherOptions(axis=time_axis)))
+        first = tensors.add(*(Tensor(f"{stem}{j}", tuple(shape)) for j in range(count))) - count + 1
+        operators.append(Operator(BuiltinOperator.UNPACK, [block], list(range(first, first + count)),
+                                  options=UnpackOptions(num=count, axis=time_axis)))
+        pieces[stem] = list(range(first, first + count))
+    return pieces
+
+
+def write_back_step(tensors: Tensors, operators: list, t: int, new_hs: list[int], sequence: int, begin: int,
                     sequence_shape, signature, time_axis: int, backward: bool) -> tuple[int, int]:
-    """The end of a gated cell's loop body: h_t written over step t of the sequence (PACKed to a step, then
-    DYNAMIC_UPDATE_SLICE), and t += 1 (backward: -1). (The written sequence, the next t.)"""
+    """The end of a gated cell's loop body: the pass's states h_t .. (in time order) written over their steps of
+    the sequence (PACKed, then DYNAMIC_UPDATE_SLICE), and t += the steps (backward: -). (The written sequence, the
+    next t.)"""
     step_shape = list(sequence_shape)
-    step_shape[time_axis] = 1
+    step_shape[time_axis] = len(new_hs)
     step = tensors.add(Tensor("step", tuple(step_shape)))
-    operators.append(Operator(BuiltinOperator.PACK, [new_h], [step], options=PackOptions(values_count=1,
-                                                                                         axis=time_axis)))
+    operators.append(Operator(BuiltinOperator.PACK, list(new_hs), [step],
+                              options=PackOptions(values_count=len(new_hs), axis=time_axis)))
     written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
     operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, step, begin], [written]))
-    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
+    stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-len(new_hs) if backward else len(new_hs),
+                                                                       np.int32)))
     next_t = tensors.add(Tensor("t_next", (), "int32"))
     operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
     return written, next_t
 
 
 def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, time_axis: int,
-               backward: bool) -> Subgraph:
+               backward: bool, count: int = 1) -> Subgraph:
     """One step: x_t = the projection's slice t; h = act(x_t + h R^T); the slice t := h; t += 1 (backward: -1).
-    Step t's slice is read before it is overwritten and never read again, so the projection becomes the output."""
+    Step t's slice is read before it is overwritten and never read again, so the projection becomes the output.
+    `count` steps a pass: _block_body."""
     tensors = Tensors([Tensor("t", (), "int32"), Tensor("h", step_shape),
                         Tensor("sequence", sequence_shape, shape_signature=signature)])
     t, h, sequence = 0, 1, 2
     operators = []
     begin = step_begin(tensors, operators, t, time_axis)
+    if count > 1:
+        return _block_body(layer, name, tensors, operators, begin, step_shape, sequence_shape, signature, time_axis,
+                           backward, count)
     size = tensors.add(Tensor("size", (3,), "int32", data=np.asarray(step_shape, np.int32)))
     x = tensors.add(Tensor("x", step_shape))
     operators.append(Operator(BuiltinOperator.SLICE, [sequence, begin, size], [x]))
@@ -425,6 +457,40 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
     next_t = tensors.add(Tensor("t_next", (), "int32"))
     operators.append(Operator(BuiltinOperator.ADD, [t, stride], [next_t], options=AddOptions()))
     return Subgraph(list(tensors), operators, inputs=[t, h, sequence], outputs=[next_t, new_h, written],
+                    name=f"{name}/body")
+
+
+def _block_body(layer: Layer, name: str, tensors: Tensors, operators: list, begin: int, step_shape, sequence_shape,
+                signature, time_axis: int, backward: bool, count: int) -> Subgraph:
+    """`count` steps a pass (t .. t + count - 1, backward from the last), as the gated kinds' bodies run them: the
+    steps GATHERed and UNPACKed, h [B,U] between them (RESHAPEd from and to the loop's step shape), the new states
+    PACKed over their steps of the sequence; t += count (backward: -)."""
+    t, h, sequence = 0, 1, 2
+    batch, units = step_shape[1 - time_axis], step_shape[-1]
+    pieces = gather_block(tensors, operators, t, time_axis, (batch, units), (("x", sequence, units),), count)["x"]
+    flat = tensors.add(Tensor("state_shape", (2,), "int32", data=np.asarray((batch, units), np.int32)))
+    new_h = tensors.add(Tensor("h_flat", (batch, units)))
+    operators.append(Operator(BuiltinOperator.RESHAPE, [h, flat], [new_h]))
+    r = tensors.add(weight_tensors(layer)[1])
+    fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
+    new_hs = [None] * count
+    for j in (range(count - 1, -1, -1) if backward else range(count)):
+        recurrent = tensors.add(Tensor(f"r{j}", (batch, units)))
+        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [new_h, r, -1], [recurrent],
+                                  options=FullyConnectedOptions()))
+        new_h = tensors.add(Tensor(f"z{j}", (batch, units)))
+        operators.append(Operator(BuiltinOperator.ADD, [pieces[j], recurrent], [new_h],
+                                  options=AddOptions(activation=fused)))
+        if layer.activation == Activation.TANH:
+            summed, new_h = new_h, tensors.add(Tensor(f"h{j}", (batch, units)))
+            operators.append(Operator(BuiltinOperator.TANH, [summed], [new_h]))
+        new_hs[j] = new_h
+    written, next_t = write_back_step(tensors, operators, t, new_hs, sequence, begin, sequence_shape, signature,
+                                      time_axis, backward)
+    shape = tensors.add(Tensor("step_shape", (3,), "int32", data=np.asarray(step_shape, np.int32)))
+    last = tensors.add(Tensor("h_next", step_shape))
+    operators.append(Operator(BuiltinOperator.RESHAPE, [new_h, shape], [last]))
+    return Subgraph(list(tensors), operators, inputs=[t, h, sequence], outputs=[next_t, last, written],
                     name=f"{name}/body")
 
 
@@ -505,7 +571,9 @@ def _recover(model: Model) -> Network:
             body = model.subgraphs[index]
             weights = {t.name: t for t in body.tensors if t.name.endswith("/recurrent_weights")}
             pack = next((o for o in body.operators if o.code == BuiltinOperator.PACK), None)
-            piece = next((o for o in body.operators if o.code == BuiltinOperator.SLICE), None)
+            # step t's slice, or the first of a pass's steps (_block_body)
+            piece = next((o for o in body.operators if o.code in (BuiltinOperator.SLICE, BuiltinOperator.UNPACK)),
+                         None)
             if pack is None or piece is None or not body.inputs or body.inputs[0] not in pack.inputs:
                 raise ModelFormatError(f"layer '{name}': its loop body does not slice step t out of the sequence")
             in_body = readers_of(body.operators)
@@ -514,9 +582,10 @@ def _recover(model: Model) -> Network:
         whiles[id(op)] = (name, op)
         return weights.get(f"{name}/recurrent_weights"), axis, after, in_body
 
-    def check_bounds(name: str, op: Operator, steps: int, dynamic: bool) -> None:
-        """The loop runs t over the steps once, forward from 0 while t < T or backward from T-1 while t >= 0, by
-        one each time: a verifier must not hang on a model whose loop never ends."""
+    def check_bounds(name: str, op: Operator, steps: int, dynamic: bool) -> int:
+        """The loop runs t over the steps once, forward from 0 while t < T or backward from T-k while t >= 0, by
+        the k steps of a pass each time (k divides T; 1 with a dynamic T): a verifier must not hang on a model whose
+        loop never ends. k."""
         def constant(graph, index):
             if not 0 <= index < len(graph.tensors) or graph.tensors[index].data is None or \
                     graph.tensors[index].data.size != 1:
@@ -535,16 +604,20 @@ def _recover(model: Model) -> Network:
                 body, step.inputs[1 - step.inputs.index(body.inputs[0])])
         stride = strides[op.options.body_subgraph_index]
         test = cond.operators[-1] if cond.operators and cond.inputs else None
-        if stride not in (1, -1) or test is None or len(test.inputs) != 2 or test.inputs[0] != cond.inputs[0]:
-            raise ModelFormatError(f"layer '{name}': its loop does not step t by one under a condition on t")
+        per_pass = abs(stride) if stride else 0
+        if not 0 < per_pass <= steps or steps % per_pass or (dynamic and per_pass != 1) or test is None or \
+                len(test.inputs) != 2 or test.inputs[0] != cond.inputs[0]:
+            raise ModelFormatError(f"layer '{name}': its loop does not step t by the steps of a pass (dividing the "
+                                   f"{steps} steps) under a condition on t")
         limit, start = constant(cond, test.inputs[1]), constant(graph, op.inputs[0])
-        forward = (test.code == BuiltinOperator.LESS and stride == 1 and start == 0 and
+        forward = (test.code == BuiltinOperator.LESS and stride > 0 and start == 0 and
                    (limit == steps or (dynamic and limit is None)))
-        backward = (test.code == BuiltinOperator.GREATER_EQUAL and stride == -1 and limit == 0 and
-                    (start == steps - 1 or (dynamic and start is None)))
+        backward = (test.code == BuiltinOperator.GREATER_EQUAL and stride < 0 and limit == 0 and
+                    (start == steps - per_pass or (dynamic and start is None)))
         if not (forward or backward):
             raise ModelFormatError(f"layer '{name}': its loop does not run t over the {steps} steps once (from "
                                    f"{start}, by {stride}, {op_name(test.code)} {limit})")
+        return per_pass
 
     def requantized(projected: int) -> int:
         """Full int8 on an int16 input: the projection's int16, QUANTIZEd to its int8 format."""
@@ -695,12 +768,14 @@ def _recover(model: Model) -> Network:
     dynamic_time = x.shape_signature is not None and len(x.shape_signature) == 3 and x.shape_signature[axis] == -1
     if dynamic_time and not all(loops):
         raise ModelFormatError("a dynamic time axis with unrolled steps: lower() writes it only as a loop")
-    for name, op in whiles.values():
-        check_bounds(name, op, x.shape[axis], dynamic_time)
+    passes = {check_bounds(name, op, x.shape[axis], dynamic_time) for name, op in whiles.values()}
+    if len(passes) > 1:  # lower() writes every loop of a network with the same steps a pass
+        raise ModelFormatError(f"the model's loops run different steps a pass ({', '.join(map(str, sorted(passes)))})")
     network = Network(stages, time_steps=x.shape[axis], batch_size=x.shape[1 - axis], time_major=axis == 0,
                       dynamic_time=dynamic_time,
                       last_step=len(tensor(end).shape) == 2, merge=not two_outputs, head=[d for _, d in dense],
-                      state=state, lowering="portable", loop=_one_form(loops))
+                      state=state, lowering="portable", loop=_one_form(loops),
+                      steps_per_iteration=passes.pop() if passes else 1)
     if "int8" in weight_types:
         network.int8 = recover_plan(model, network)
     return network
