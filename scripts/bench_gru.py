@@ -574,9 +574,9 @@ def targets(points: list[dict]) -> list[str]:
         parts = []
         if pairs:
             best_mine = min(MINE,
-                            key=lambda m: min((p["mine_us"] for n, p in pairs.items() if n.startswith(m)),
+                            key=lambda m: min((p["mine_us"] for n, p in pairs.items() if n.startswith(f"{m} |")),
                                               default=float("inf")))
-            theirs = {n.split(" | ")[1]: p for n, p in pairs.items() if n.startswith(best_mine)}
+            theirs = {n.split(" | ")[1]: p for n, p in pairs.items() if n.startswith(f"{best_mine} |")}
             fastest = min(theirs, key=lambda t: theirs[t]["theirs_us"])
             ratio = theirs[fastest]["ratio"]
             if units == 64:

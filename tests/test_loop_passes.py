@@ -162,6 +162,10 @@ def test_the_command_line_builds_and_verifies_a_loop_of_passes(tmp_path, cli):
     result = cli("build", "--cell", "gru", "--units", "6", "--time-steps", "10", "--steps-per-iteration", "5",
                   "-o", str(tmp_path / "text.tflite"))
     assert "steps loop (5 a pass)" in result.out
+    inspected = cli("inspect", str(path), "--json")
+    network = json.loads(inspected.out)["network"]
+    assert (network["recurrence"], network["steps_per_iteration"]) == ("loop", 5)
+    assert "state carry, steps loop (5 a pass))" in cli("inspect", str(path)).out
     result = cli("verify", str(path), "--runtime", "micro", "--json")
     assert result.code == 0, result.out
     report = json.loads(result.out)

@@ -358,7 +358,10 @@ def inspect(model, as_json):
         from .cells import kind
 
         network = info["network"]
-        click.echo(f"network ({network['lowering']} lowering, state {network['state']}): " + ", ".join(
+        steps = f", steps {network['recurrence']}" if network.get("recurrence") else ""
+        if (network.get("steps_per_iteration") or 1) > 1:
+            steps += f" ({network['steps_per_iteration']} a pass)"
+        click.echo(f"network ({network['lowering']} lowering, state {network['state']}{steps}): " + ", ".join(
             f"'{layer['name']}' {kind(layer['cell']).title}"
             + (f" {layer['activation']}" if layer["cell"] == "rnn" else "")
             + _settings_text(layer)

@@ -80,7 +80,7 @@ def _network(description: Model) -> dict | None:
     """The network tflrnn reads in the model, in brief: its lowering and each direction's cell kind and sizes."""
     from .cell import ACTIVATION_NAMES
     from .errors import TflrnnError
-    from .lowering import holds_a_network, recover
+    from .lowering import holds_a_network, lowering as lowering_of, recover
 
     if not holds_a_network(description):
         return None
@@ -88,7 +88,10 @@ def _network(description: Model) -> dict | None:
         network = recover(description)
     except (TflrnnError, IndexError, KeyError, ValueError, TypeError, AttributeError):
         return None  # a model read from a file may be broken anywhere: verify says what is wrong with it
+    loops = lowering_of(network.lowering).loops  # the lowering writes its steps unrolled or as a loop
     return {"lowering": network.lowering, "state": network.state,
+            "recurrence": ("loop" if network.loop else "unrolled") if loops else None,
+            "steps_per_iteration": network.steps_per_iteration if network.loop else None,
             "layers": [{"name": layer.name, "cell": layer.kind, "units": layer.weights.num_units,
                         "input_size": layer.weights.input_size, "activation": ACTIVATION_NAMES[layer.activation],
                         **layer.settings()}

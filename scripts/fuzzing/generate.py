@@ -30,7 +30,9 @@ BUILD_EXTRA = ([], ["--activation", "relu"], ["--time-steps", "3"], ["--time-ste
                ["--lowering", "portable", "--recurrence", "loop", "--time-steps", "2"], ["--recurrence", "unrolled"],
                ["--cell", "gru", "--time-steps", "2"], ["--cell", "gru", "--lowering", "fused"],
                ["--cell", "lstm", "--time-steps", "2"], ["--cell", "lstm", "--lowering", "portable",
-                                                         "--recurrence", "loop", "--state", "io"])
+                                                         "--recurrence", "loop", "--state", "io"],
+               ["--lowering", "portable", "--time-steps", "4", "--steps-per-iteration", "2"],
+               ["--steps-per-iteration", "3"])
 
 
 WEIGHTS_EXTRA = (["--format", "npz"], ["--format", "keras"], ["--format", "safetensors"], ["--format", "onnx"],

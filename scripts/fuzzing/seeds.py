@@ -88,6 +88,11 @@ def generate_seeds(workdir: Path) -> dict[str, list[Seed]]:
                            "0.5"],
         "lstm-loop-cell-clip": ["--cell", "lstm", "--lowering", "portable", "--recurrence", "loop", "--units", "2",
                                 "--input-size", "2", "--time-steps", "2", "--cell-clip", "0.5"],
+        # Loops of several steps a pass: a GRU's bidirectional, a basic cell's time-major
+        "gru-loop-passes": ["--cell", "gru", "--units", "3", "--input-size", "2", "--time-steps", "4",
+                            "--steps-per-iteration", "2", "--bidirectional", "--state", "io"],
+        "rnn-loop-passes": ["--lowering", "portable", "--units", "3", "--input-size", "2", "--time-steps", "6",
+                            "--steps-per-iteration", "3", "--time-major", "--batch-size", "2"],
     }
     from tflrnn import reader
 
