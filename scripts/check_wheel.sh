@@ -98,6 +98,9 @@ step tflrnn inspect int8.tflite
 # A GRU (the second cell kind: portable only), float and full int8, on every runtime, its state carried
 step tflrnn build --cell gru --units 16 --input-size 16 --time-steps 20 -o gru.tflite
 verify_everywhere gru.tflite "$everywhere"
+# ... and as a WHILE loop of 5 steps a pass, bidirectional
+step tflrnn build --cell gru --bidirectional --units 8 --input-size 16 --time-steps 20 --steps-per-iteration 5 -o gru_passes.tflite
+verify_everywhere gru_passes.tflite "$everywhere"
 step tflrnn build --cell gru --units 16 --input-size 16 --time-steps 20 --quantize full-int8 --calibration calibration.npy -o gru_int8.tflite
 verify_everywhere gru_int8.tflite litert,litert+xnnpack,compiled,micro
 # An LSTM (the third kind, its state h and c), portable and as a WHILE loop, on every runtime, its state carried
