@@ -9,6 +9,7 @@ from functools import cache
 import tflite as fb
 
 from .builder import sha256
+from .errors import TflrnnError
 from .files import model_bytes
 from .model import Activation, Model, Operator, op_name
 from .reader import read
@@ -76,17 +77,20 @@ def inspect(model) -> Inspection:
                       _micro_arena(data, description) if full_int8 else None, full_int8, _network(description))
 
 
+# What reading a network out of a model broken anywhere may raise (inspect shows the tensors all the same)
+_BROKEN = (TflrnnError, IndexError, KeyError, ValueError, TypeError, AttributeError)
+
+
 def _network(description: Model) -> dict | None:
     """The network tflrnn reads in the model, in brief: its lowering and each direction's cell kind and sizes."""
     from .cell import ACTIVATION_NAMES
-    from .errors import TflrnnError
     from .lowering import holds_a_network, lowering as lowering_of, recover
 
     if not holds_a_network(description):
         return None
     try:
         network = recover(description)
-    except (TflrnnError, IndexError, KeyError, ValueError, TypeError, AttributeError):
+    except _BROKEN:
         return None  # a model read from a file may be broken anywhere: verify says what is wrong with it
     loops = lowering_of(network.lowering).loops  # the lowering writes its steps unrolled or as a loop
     return {"lowering": network.lowering, "state": network.state,
@@ -100,7 +104,6 @@ def _network(description: Model) -> dict | None:
 
 def _full_int8(description: Model) -> bool:
     """Whether the model is a full-int8 network tflrnn wrote (not a model tflrnn cannot read as one)."""
-    from .errors import TflrnnError
     from .lowering import lowering_for_model
 
     chosen = lowering_for_model(description)
@@ -108,7 +111,7 @@ def _full_int8(description: Model) -> bool:
         return False
     try:
         return chosen.recover(description).int8 is not None
-    except TflrnnError:
+    except _BROKEN:
         return False
 
 

@@ -592,6 +592,8 @@ def recover(model: Model) -> Network:
     first = graph.directions[0]
     x = first.input
     time_axis = 0 if first.time_major else 1
+    if len(x.shape) != 3:  # a model read from a file may say anything
+        raise ModelFormatError(f"the first RNN op's input is {list(x.shape)}, not a [B,T,I] or [T,B,I] sequence")
     signature = x.shape_signature
     stages, layers = [], {}
     for op in graph.rnn_ops:
@@ -636,8 +638,9 @@ def _layer(g: RNNGraph, seen: dict) -> Layer:
             _check_lstm(g)
         int8 = None
         if g.hybrid and g.kind == "lstm":
-            if any(t.dtype != "int8" or t.quantization is None or len(t.quantization.scale) != 1 for t in g.gates[:8]):
-                raise ModelFormatError(f"'{g.name}': a hybrid LSTM's W and R are int8 tensors of one scale each")
+            if any(t.dtype != "int8" or t.quantization is None or len(t.quantization.scale) != 1 or t.data is None
+                   or t.data.ndim != 2 for t in g.gates[:8]):
+                raise ModelFormatError(f"'{g.name}': a hybrid LSTM's W and R are int8 matrices of one scale each")
             int8 = tuple((np.concatenate([t.data for t in g.gates[k:k + 4]]),
                           np.asarray([t.quantization.scale[0] for t in g.gates[k:k + 4]], np.float64)) for k in (0, 4))
         elif g.hybrid:

@@ -108,9 +108,12 @@ def recover_plan(graph, network: Network) -> Int8Plan:
     """The int8 formats of a full-int8 fused model (`graph`, fused.find_network's view of it) for the network
     fused.recover read from its ops: the LSTM input's, each layer's h and c and its gates' scales, each Dense
     output's and kernel's."""
+    from ..errors import ModelFormatError
     from .fused import dense_arrays, dense_layers
 
     tensors = graph.subgraph.tensors
+    if not graph.subgraph.inputs or not 0 <= graph.subgraph.inputs[0] < len(tensors):
+        raise ModelFormatError("the serving subgraph has no input tensor")
     signature_input = tensors[graph.subgraph.inputs[0]]
     layers = {}
     for g in graph.directions:

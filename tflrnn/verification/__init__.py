@@ -195,6 +195,23 @@ def _verify_fused(model_data, label, description, weights, against, runtimes, se
     return report
 
 
+def _serving_wired(model) -> Check:
+    """The serving signature on subgraph 0, its input among that subgraph's inputs and its outputs among its outputs:
+    the tensors the numeric checks feed and read."""
+    from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY
+
+    serving = next((s for s in model.signatures if s.key == SIGNATURE_KEY), None)
+    graph = model.subgraphs[0]
+    if serving is None or serving.subgraph != 0 or SIGNATURE_INPUT not in serving.inputs:
+        return Check("signature", False, f"no '{SIGNATURE_KEY}' signature with an '{SIGNATURE_INPUT}' on subgraph 0")
+    stray = [k for k, i in serving.inputs.items() if i not in graph.inputs] + [
+        k for k, i in serving.outputs.items() if i not in graph.outputs]
+    if stray:
+        return Check("signature", False, f"{', '.join(map(repr, stray))}: not a subgraph input or output")
+    return Check("signature", True, f"'{SIGNATURE_KEY}': inputs {sorted(serving.inputs)}, outputs "
+                                    f"{sorted(serving.outputs)}")
+
+
 def _verify_fused_int8(model_data, label, description, graph, weights, against, runtimes, settings,
                        on_data, **source) -> VerifyReport:
     """verify for a full-int8 fused LSTM (int8_lstm.py): the integer kernel's tensors, then every op recomputed from
@@ -216,6 +233,7 @@ def _verify_fused_int8(model_data, label, description, graph, weights, against, 
         report.checks.append(Check("numeric", False, "not run: int8.lstm failed"))
         return report
     network = recover(description)
+    report.checks.append(_serving_wired(description))
     report.checks.append(formats_check(description, network))
     if weights is not None:
         from .int8 import weights_match
@@ -224,7 +242,8 @@ def _verify_fused_int8(model_data, label, description, graph, weights, against, 
                                source["scope"], source["layer_index"])
         report.checks.append(weights_match(network, given))
     blocking = _why_not_runnable(report.checks) or next(
-        (f"{c.name} failed" for c in report.checks if c.kind in ("int8.lstm", "int8.formats") and not c.passed), None)
+        (f"{c.name} failed" for c in report.checks if c.kind in ("int8.lstm", "signature", "int8.formats")
+         and not c.passed), None)
     if blocking:
         report.checks.append(Check("numeric", False, f"not run: {blocking}"))
         return report

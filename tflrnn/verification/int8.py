@@ -45,6 +45,9 @@ _FIXED_BY_ACTIVATION = {"tanh": _FIXED_CODES[BuiltinOperator.TANH], "sigmoid": _
 # An int32 bias is in the scale of the sum it joins, input scale x weight scale per channel: the kernels require it
 # within a relative 1e-6 (kernel_util.cc, GetQuantizedConvolutionMultipler).
 _BIAS_SCALE_RTOL = 1e-6
+# The ops whose values the checks below read: each has inputs and outputs
+_VALUE_CODES = {*_FIXED_CODES, *_FIXED_CODES_16, BuiltinOperator.FULLY_CONNECTED, BuiltinOperator.ADD,
+                BuiltinOperator.SUB, BuiltinOperator.MUL}
 _SAME_FORMAT = (BuiltinOperator.RESHAPE, BuiltinOperator.UNPACK, BuiltinOperator.PACK, BuiltinOperator.CONCATENATION,
                 BuiltinOperator.SPLIT)
 
@@ -73,8 +76,11 @@ def formats_check(model: Model, network: Network) -> Check:
 
     def fmt(index: int, wide: bool = False) -> Int8Format | None:
         """The tensor's int8 format (with `wide`, int16 too); None for anything else."""
+        if index < 0:  # an optional input left out
+            return None
         q = t[index].quantization
-        if t[index].dtype not in (("int8", "int16") if wide else ("int8",)) or q is None or len(q.scale) != 1:
+        if t[index].dtype not in (("int8", "int16") if wide else ("int8",)) or q is None or len(q.scale) != 1 or \
+                len(q.zero_point) != 1:
             return None
         return Int8Format(float(q.scale[0]), int(q.zero_point[0]), bits=16 if t[index].dtype == "int16" else 8)
 
@@ -87,7 +93,14 @@ def formats_check(model: Model, network: Network) -> Check:
 
     for graph, op in ((graph, op) for graph in model.subgraphs for op in graph.operators):  # a loop body's too
         t = graph.tensors
+        if not all(-1 <= i < len(t) for i in (*op.inputs, *op.outputs)):  # a malformed model's
+            problems.append(f"{graph.name or 'a subgraph'}: {BuiltinOperator(op.code).name} names a tensor it does "
+                            "not have")
+            continue
         name = t[op.outputs[0]].name if op.outputs else ""
+        if op.code in _VALUE_CODES and not (op.inputs and op.outputs):  # a malformed model's
+            problems.append(f"{BuiltinOperator(op.code).name} without inputs or outputs")
+            continue
         if op.outputs and t[op.outputs[0]].dtype in ("int32", "bool") and op.code != BuiltinOperator.WHILE:
             continue  # a loop's step index and its test
         wide_op = bool(op.outputs) and t[op.outputs[0]].dtype == "int16" and op.code != BuiltinOperator.QUANTIZE
