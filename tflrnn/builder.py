@@ -375,7 +375,8 @@ def _check_modes(chosen, quantize, io, calibration, asymmetric_inputs, merge, st
 
 
 def _check_steps_per_iteration(steps: int, chosen, recurrence: str, time_steps: int, dynamic_time: bool) -> None:
-    """A loop's steps per pass: a positive integer that divides the time steps (each pass runs as many), of a loop."""
+    """The steps a pass of the loop runs: a positive integer; more than 1 only for a loop of the portable lowering
+    over a fixed number of steps that it divides (every pass runs as many)."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ConfigError(f"steps per iteration must be a positive integer, got {steps!r}")
     if steps == 1:

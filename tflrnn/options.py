@@ -89,10 +89,10 @@ BUILD_OPTIONS = (
            "or in a WHILE loop (R packed once: large cells, long sequences); auto (default) loops when the unrolled "
            "steps would hold more than 8 MiB of R. Full int8 is unrolled, an LSTM's (int16 values) either way.",
            LAYOUT, "auto", choices=("auto", "unrolled", "loop")),
-    Option("steps_per_iteration", ("--steps-per-iteration",), "With --recurrence loop: the steps each pass of the "
-           "loop runs, unrolled in its body (default 1; must divide --time-steps). A few steps a pass spend less on "
-           "the loop itself and keep R's packed copies in cache: a small GRU or LSTM at 10 runs faster than unrolled "
-           "in a fraction of its file.", LAYOUT, 1, type="int"),
+    Option("steps_per_iteration", ("--steps-per-iteration",), "With --lowering portable: the steps each pass of "
+           "the WHILE loop runs, unrolled in its body (default 1; more makes the steps a loop; must divide "
+           "--time-steps). A few steps a pass spend less on the loop itself and keep R's packed copies in cache: a "
+           "small GRU or LSTM at 5 runs as fast as unrolled in a fraction of its file.", LAYOUT, 1, type="int"),
     Option("seed", ("--seed",), "Seed of the initial weights when no --weights (default 0).", LAYOUT, 0, type="int"),
     Option("weights", ("--weights",), "Trained weights: .npz, .keras/.h5/.weights.h5, TF checkpoint, "
            ".safetensors/.pt, .onnx.", SOURCE, type="path"),

@@ -290,8 +290,7 @@ def refusal(network: Network) -> str | None:
         return ("full-int8 writes a fixed number of steps, unrolled (an LSTM's also as a loop): drop --recurrence "
                 "loop")
     if network.steps_per_iteration > 1:
-        return ("a full-int8 LSTM's loop runs one step a pass (its int16 step values are read by name): drop "
-                "--steps-per-iteration")
+        return "a full-int8 LSTM's loop runs one step a pass: drop --steps-per-iteration"
     if network.bidirectional and chosen.int8_weight_scales == "per-tensor":
         return ("a bidirectional LSTM in full int8 is not written: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM has no integer "
                 "kernel; build it in float or unidirectional")

@@ -383,8 +383,8 @@ def gather_steps(tensors: Tensors, operators: list, t: int, time_axis: int, stat
 
 def gather_block(tensors: Tensors, operators: list, t: int, time_axis: int, state_shape, sources,
                  count: int) -> dict[str, list[int]]:
-    """In a gated cell's loop body: steps t .. t + count - 1 of each (stem, sequence, width): stem -> their indices
-    in time order. One step is gather_steps'; more are GATHERed at once (indices t + [0, count)) and UNPACKed
+    """In a loop body: steps t .. t + count - 1 of each (stem, sequence, width): stem -> their indices in time
+    order. One step is gather_steps'; more are GATHERed at once (indices t + [0, count)) and UNPACKed
     into <stem><j>."""
     if count == 1:
         return {stem: [index] for stem, index in gather_steps(tensors, operators, t, time_axis, state_shape,
@@ -407,8 +407,8 @@ def gather_block(tensors: Tensors, operators: list, t: int, time_axis: int, stat
 
 def write_back_step(tensors: Tensors, operators: list, t: int, new_hs: list[int], sequence: int, begin: int,
                     sequence_shape, signature, time_axis: int, backward: bool) -> tuple[int, int]:
-    """The end of a gated cell's loop body: the pass's states h_t .. (in time order) written over their steps of
-    the sequence (PACKed, then DYNAMIC_UPDATE_SLICE), and t += the steps (backward: -). (The written sequence, the
+    """The end of a loop body (a gated cell's, or the basic cell's of several steps a pass): the pass's states
+    (in time order) written over their steps of the sequence (PACKed, then DYNAMIC_UPDATE_SLICE), and t += the steps (backward: -). (The written sequence, the
     next t.)"""
     step_shape = list(sequence_shape)
     step_shape[time_axis] = len(new_hs)
@@ -585,7 +585,7 @@ def _recover(model: Model) -> Network:
     def check_bounds(name: str, op: Operator, steps: int, dynamic: bool) -> int:
         """The loop runs t over the steps once, forward from 0 while t < T or backward from T-k while t >= 0, by
         the k steps of a pass each time (k divides T; 1 with a dynamic T): a verifier must not hang on a model whose
-        loop never ends. k."""
+        loop never ends. Returns k."""
         def constant(graph, index):
             if not 0 <= index < len(graph.tensors) or graph.tensors[index].data is None or \
                     graph.tensors[index].data.size != 1:

@@ -140,7 +140,8 @@ def _network(arrays: Mapping, record: dict):
                           entry["activation"]))
     cells[0].declared = DeclaredInput("the .npz", record["time_steps"], record["batch_size"], record["time_major"])
     options = {key: record[key] for key in ("last_step", "lowering", "state", "recurrence", "steps_per_iteration",
-                                            "merge", "quantize", "asymmetric_inputs", "io", "input_precision") if key in record}
+                                            "merge", "quantize", "asymmetric_inputs", "io", "input_precision")
+               if key in record}
     options["layer_names"] = [entry["name"] for entry in record["layers"]]
     flags = [entry["bidirectional"] for entry in record["layers"]]
     if len(flags) == 1 and not head:
