@@ -348,6 +348,18 @@ def recurrence_check(sizes, work: Path, runs: int = 30) -> list[dict]:
     return results
 
 
+def replace_section(path: Path, text: str, start: str, end: str) -> None:
+    """Write `text` over the section of `path` between the markers `start` and `end` (the text holds them), or
+    append it; the other sections are left as they are."""
+    current = path.read_text() if path.exists() else ""
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text, current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text
+    path.write_text(updated)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

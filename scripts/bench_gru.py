@@ -61,7 +61,7 @@ SECTION_START, SECTION_END = "<!-- gru: scripts/bench_gru.py -->", "<!-- /gru --
 # The converter's fd-level quiet (scripts/int8_converter.py) and the machine facts line (scripts/bench.py): one
 # each, shared by the benchmarks
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import machine  # noqa: E402
+from bench import machine, replace_section  # noqa: E402
 from int8_converter import _quiet as quiet  # noqa: E402
 
 
@@ -739,13 +739,7 @@ def int8_targets(trials: list[dict]) -> list[str]:
 
 def write_section(path: Path, text: str) -> None:
     """Replace the GRU section (between its markers) or append it; the other sections are left as they are."""
-    current = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
+    replace_section(path, text, SECTION_START, SECTION_END)
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # log), the converter call (under the fd-level quiet of scripts/int8_converter.py), the machine facts line
 # (scripts/bench.py) and the table's cells.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import machine  # noqa: E402
+from bench import machine, replace_section  # noqa: E402
 from bench_gru import (  # noqa: E402
     RUNTIME_LABELS,
     RUNTIMES,
@@ -416,13 +416,7 @@ def targets(points: list[dict], forms: tuple[str, ...]) -> list[str]:
 
 def write_section(path: Path, text: str) -> None:
     """Replace the LSTM section (between its markers) or append it; the other sections are left as they are."""
-    current = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
+    replace_section(path, text, SECTION_START, SECTION_END)
 
 
 def main() -> None:
