@@ -157,27 +157,20 @@ class _Graph(GraphWalk):
         for t in (range(self.steps - 1, -1, -1) if backward else range(self.steps)):
             step = first + t
             if h is not None:
-                recurrent = self.tensors.add(Tensor(f"{name}/r{t}", (self.batch, units)))
-                self.operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r_index, -1], [recurrent],
-                                               options=FullyConnectedOptions()))
-                fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
-                summed = self.tensors.add(Tensor(f"{name}/z{t}", (self.batch, units)))
-                self.operators.append(Operator(BuiltinOperator.ADD, [step, recurrent], [summed],
-                                               options=AddOptions(activation=fused)))
+                h = basic_step(self.tensors, self.operators, layer, step, h, r_index, (self.batch, units),
+                               (f"{name}/r{t}", f"{name}/z{t}", f"{name}/h{t}"))
             else:  # the zero state: nothing to add, but a relu-like activation still applies
-                summed = step
+                h = step
                 if layer.activation in _FUSED_IN_ADD - {Activation.NONE}:
                     # ADD of zeros with the activation fused: TFLite Micro has no RELU_N1_TO_1 op of its own
                     zeros = self.tensors.add(Tensor(f"{name}/zeros", (self.batch, units),
                                                     data=np.zeros((self.batch, units), np.float32)))
-                    summed = self.tensors.add(Tensor(f"{name}/z{t}", (self.batch, units)))
-                    self.operators.append(Operator(BuiltinOperator.ADD, [step, zeros], [summed],
+                    h = self.tensors.add(Tensor(f"{name}/z{t}", (self.batch, units)))
+                    self.operators.append(Operator(BuiltinOperator.ADD, [step, zeros], [h],
                                                    options=AddOptions(activation=layer.activation)))
-            if layer.activation == Activation.TANH:
-                h = self.tensors.add(Tensor(f"{name}/h{t}", (self.batch, units)))
-                self.operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
-            else:
-                h = summed
+                if layer.activation == Activation.TANH:
+                    summed, h = h, self.tensors.add(Tensor(f"{name}/h{t}", (self.batch, units)))
+                    self.operators.append(Operator(BuiltinOperator.TANH, [summed], [h]))
             outputs[t] = h
         return outputs, h
 
@@ -303,6 +296,24 @@ class _Graph(GraphWalk):
         return state_out
 
 
+def basic_step(tensors: Tensors, operators: list, layer: Layer, x: int, h: int, r: int, shape, names,
+               **fc) -> int:
+    """One step of the basic cell, h' = act(x + h R^T): FULLY_CONNECTED by R, ADD (with a relu-like activation fused),
+    TANH after it for tanh; `names` those three values' tensor names, `fc` the FULLY_CONNECTED's version and options
+    (default: version 1, on [B,U]). The new h."""
+    recurrent = tensors.add(Tensor(names[0], shape))
+    operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r, -1], [recurrent],
+                              **(fc or {"options": FullyConnectedOptions()})))
+    fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
+    summed = tensors.add(Tensor(names[1], shape))
+    operators.append(Operator(BuiltinOperator.ADD, [x, recurrent], [summed], options=AddOptions(activation=fused)))
+    if layer.activation != Activation.TANH:
+        return summed
+    new_h = tensors.add(Tensor(names[2], shape))
+    operators.append(Operator(BuiltinOperator.TANH, [summed], [new_h]))
+    return new_h
+
+
 def auto_loops(stages: list, time_steps: int, dynamic_time: bool, full_int8: bool) -> bool:
     """What `recurrence="auto"` chooses: a loop for a dynamic length or large unrolled steps (loops_by_default);
     full int8 is unrolled (quantization.refusal says why a loop is refused), but for kinds whose full-int8 steps
@@ -408,8 +419,8 @@ def gather_block(tensors: Tensors, operators: list, t: int, time_axis: int, stat
 def write_back_step(tensors: Tensors, operators: list, t: int, new_hs: list[int], sequence: int, begin: int,
                     sequence_shape, signature, time_axis: int, backward: bool) -> tuple[int, int]:
     """The end of a loop body (a gated cell's, or the basic cell's of several steps a pass): the pass's states
-    (in time order) written over their steps of the sequence (PACKed, then DYNAMIC_UPDATE_SLICE), and t += the steps (backward: -). (The written sequence, the
-    next t.)"""
+    (in time order) written over their steps of the sequence (PACKed, then DYNAMIC_UPDATE_SLICE), and t += the
+    steps (backward: -). (The written sequence, the next t.)"""
     step_shape = list(sequence_shape)
     step_shape[time_axis] = len(new_hs)
     step = tensors.add(Tensor("step", tuple(step_shape)))
@@ -441,16 +452,8 @@ def _loop_body(layer: Layer, name: str, step_shape, sequence_shape, signature, t
     x = tensors.add(Tensor("x", step_shape))
     operators.append(Operator(BuiltinOperator.SLICE, [sequence, begin, size], [x]))
     r = tensors.add(weight_tensors(layer)[1])
-    recurrent = tensors.add(Tensor("r", step_shape))
-    operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [h, r, -1], [recurrent], version=5,
-                              options=FullyConnectedOptions(keep_num_dims=True)))
-    fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
-    summed = tensors.add(Tensor("z", step_shape))
-    operators.append(Operator(BuiltinOperator.ADD, [x, recurrent], [summed], options=AddOptions(activation=fused)))
-    new_h = summed
-    if layer.activation == Activation.TANH:
-        new_h = tensors.add(Tensor("h_next", step_shape))
-        operators.append(Operator(BuiltinOperator.TANH, [summed], [new_h]))
+    new_h = basic_step(tensors, operators, layer, x, h, r, step_shape, ("r", "z", "h_next"), version=5,
+                       options=FullyConnectedOptions(keep_num_dims=True))  # [B,1,U]: FULLY_CONNECTED keeps its dims
     written = tensors.add(Tensor("sequence_next", sequence_shape, shape_signature=signature))
     operators.append(Operator(BuiltinOperator.DYNAMIC_UPDATE_SLICE, [sequence, new_h, begin], [written]))
     stride = tensors.add(Tensor("stride", (), "int32", data=np.asarray(-1 if backward else 1, np.int32)))
@@ -472,18 +475,9 @@ def _block_body(layer: Layer, name: str, tensors: Tensors, operators: list, begi
     new_h = tensors.add(Tensor("h_flat", (batch, units)))
     operators.append(Operator(BuiltinOperator.RESHAPE, [h, flat], [new_h]))
     r = tensors.add(weight_tensors(layer)[1])
-    fused = layer.activation if layer.activation in _FUSED_IN_ADD else Activation.NONE
     new_hs = [None] * count
     for j in (range(count - 1, -1, -1) if backward else range(count)):
-        recurrent = tensors.add(Tensor(f"r{j}", (batch, units)))
-        operators.append(Operator(BuiltinOperator.FULLY_CONNECTED, [new_h, r, -1], [recurrent],
-                                  options=FullyConnectedOptions()))
-        new_h = tensors.add(Tensor(f"z{j}", (batch, units)))
-        operators.append(Operator(BuiltinOperator.ADD, [pieces[j], recurrent], [new_h],
-                                  options=AddOptions(activation=fused)))
-        if layer.activation == Activation.TANH:
-            summed, new_h = new_h, tensors.add(Tensor(f"h{j}", (batch, units)))
-            operators.append(Operator(BuiltinOperator.TANH, [summed], [new_h]))
+        new_h = basic_step(tensors, operators, layer, pieces[j], new_h, r, (batch, units), (f"r{j}", f"z{j}", f"h{j}"))
         new_hs[j] = new_h
     written, next_t = write_back_step(tensors, operators, t, new_hs, sequence, begin, sequence_shape, signature,
                                       time_axis, backward)
