@@ -179,6 +179,24 @@ def tflrnn_int8(path: Path, calibration, work: Path, options=()) -> tuple[bytes 
     return out.read_bytes(), ""
 
 
+def output_format(data: bytes) -> tuple[float, int]:
+    """The (scale, zero point) of a float-interface int8 model's output: the input of the DEQUANTIZE that writes it."""
+    graph = read(data).subgraphs[0]
+    dequantize = next(op for op in graph.operators if op.outputs[0] == graph.outputs[0])
+    q = graph.tensors[dequantize.inputs[0]].quantization
+    return float(q.scale[0]), int(q.zero_point[0])
+
+
+def rounding_floor(expected, fmt: tuple[float, int]) -> dict:
+    """The error of a model that computes exactly and writes its output in `fmt`: the float64 outputs rounded to
+    that int8 grid (clipped to its range), max and mean against themselves."""
+    scale, zero_point = fmt
+    exact = np.stack(expected)
+    rounded = (np.clip(np.rint(exact / scale) + zero_point, -128, 127) - zero_point) * scale
+    error = np.abs(rounded - exact)
+    return {"max": float(error.max()), "mean": float(error.mean())}
+
+
 def op_types(data: bytes) -> str:
     from tflrnn.model import op_name
 
@@ -283,6 +301,7 @@ def case(net: Net, seed: int, quick: bool, work: Path) -> dict:
     for runtime in RUNTIMES:
         for who, data in models.items():
             row["errors"][runtime][who] = errors(data, runtime, tests, expected)
+    row["floor"] = rounding_floor(expected, output_format(models["converter"]))
     row["arena"] = {w: minimum_arena(d, micro_arena_bytes(read(d))) for w, d in models.items()}
     row["micro_rounds"] = 3 if quick else 5
     row["micro_us"] = micro_times(models, tests[0], expected[0], 100 if quick else 200, row["micro_rounds"], work)
@@ -336,6 +355,54 @@ def summary(rows: list[dict]) -> list[str]:
     return lines + ["", "(A ratio above 1: tflrnn's is larger.)", ""] if rows else []
 
 
+def int8_weight_bytes(net_name: str) -> int:
+    """The bytes of a network's int8 W, R and Dense kernels: one byte a weight, whatever the form."""
+    net = next(n for n in BATTERY if n.name == net_name)
+    total, size = 0, net.input_size
+    for units in net.layers:
+        total, size = total + 4 * units * (size + units), units
+    for units, _ in net.head:
+        total, size = total + size * units, units
+    return total
+
+
+def beyond_weights(rows: list[dict], who: list[str]) -> list[str]:
+    """Each form's file beyond its int8 weights, per network (the same for every seed): what the file target leaves
+    a form for everything else is the converter's column."""
+    lines = ["Bytes beyond the int8 weights (the file less one byte a weight): everything else a model holds, its "
+             "biases, scales and zero points, tensors, ops, subgraphs, names and metadata.", "",
+             "| network | int8 weights | " + " | ".join(w for w in who) + " |", "|---|---" + "|---" * len(who) + "|"]
+    for name in dict.fromkeys(row["network"] for row in rows):
+        row = next(r for r in rows if r["network"] == name)
+        weights = int8_weight_bytes(name)
+        lines.append(f"| {name} | {weights:,} B | " + " | ".join(
+            _n(row["bytes"][w] - weights if w in row["bytes"] else None, "B") for w in who) + " |")
+    return lines + [""]
+
+
+def floor_table(rows: list[dict]) -> list[str]:
+    """Per case, the rounding floor of the converter's output format against the converter's own error (LiteRT)."""
+    shares = [row["floor"]["mean"] / row["errors"]["LiteRT"]["converter"]["mean"] for row in rows]
+    # at the floor: equal but for float32's rounding of the DEQUANTIZE (the floor is float64)
+    at_floor = [row for row in rows if row["floor"]["max"] >= row["errors"]["LiteRT"]["converter"]["max"] * (1 - 1e-4)]
+    lines = ["**The output's rounding floor.** Each model's output is int8 before its DEQUANTIZE; the fused ops' is "
+             "their h, over the range calibration saw (the converter's and tflrnn's fused op alike). The floor: the "
+             "exact outputs (float64) rounded to the converter's output format, what a model that computed every "
+             f"step exactly and wrote that format would score. It is {min(shares):.0%}-{max(shares):.0%} of the "
+             f"converter's mean error, and in {len(at_floor)} of {len(rows)} cases the converter's max error is the "
+             "floor's: an output past the calibrated range, clipped at its edge, which no model writing that format "
+             "can do better on, while a wider format has a coarser step and so a larger mean. tflrnn's fused op "
+             "takes the same kind of format from its own calibration run (over its int8 weights' values, so the edge "
+             "can differ in the last bits) and is judged on the rest of the error.", "",
+             "| network | seed | floor: max / mean | LiteRT: converter | floor / converter, mean | converter's max "
+             "at the floor |", "|---|---|---|---|---|---|"]
+    for row, share in zip(rows, shares):
+        converter = row["errors"]["LiteRT"]["converter"]
+        lines.append(f"| {row['network']} | {row['seed']} | {_pair(row['floor'])} | {_pair(converter)} | "
+                     f"{share:.2f} | {'yes' if row in at_floor else 'no'} |")
+    return lines + [""] if rows else []
+
+
 def markdown(rows: list[dict], command: str, elapsed: float) -> str:
     seeds = len({row["seed"] for row in rows})
     met = {form: sum(row["meets"][form] for row in rows) for form in FORMS}
@@ -365,7 +432,7 @@ def markdown(rows: list[dict], command: str, elapsed: float) -> str:
             lines += [f"**{form}'s model not built for {sum(form in row['not_built'] for row in rows)} of "
                       f"{len(rows)} cases:** " + "; ".join(f"`{r}`" for r in reasons), ""]
     lines += ["**Cases (network x seed) that meet the target: " + ", ".join(
-        f"{form} {met[form]} of {len(rows)}" for form in FORMS) + ".**", ""] + summary(rows)
+        f"{form} {met[form]} of {len(rows)}" for form in FORMS) + ".**", ""] + summary(rows) + floor_table(rows)
     for form in FORMS:
         lines += [f"{form}:", "", f"| network | seed | LiteRT: {form} | LiteRT: converter | ratio max / mean "
                   f"| Micro: {form} | Micro: converter | ratio max / mean | target |",
@@ -379,6 +446,7 @@ def markdown(rows: list[dict], command: str, elapsed: float) -> str:
             lines.append(f"| {row['network']} | {row['seed']} | " + " | ".join(cells) + f" | {verdict} |")
         lines.append("")
     who = [*FORMS, "converter"]
+    lines += beyond_weights(rows, who)
     lines += ["| network | seed | " + " | ".join(f"file: {w}" for w in who) + " | "
               + " | ".join(f"Micro arena: {w}" for w in who) + " | " + " | ".join(f"Micro invoke: {w}" for w in who)
               + " |", "|---|---|" + "---|" * (3 * len(who))]

@@ -17,7 +17,6 @@ A block that cannot run as written says so on the line before it, `<!-- not run:
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess

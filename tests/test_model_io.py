@@ -107,6 +107,21 @@ def test_codes_above_127_use_the_placeholder():
     assert (op.deprecated_builtin_code, op.builtin_code, op.code) == (127, 142, 142)
 
 
+def test_an_empty_name_is_left_out_and_reads_back_empty():
+    """The schema's name field is optional: an empty name is not written, and reads back ""."""
+    import tflite
+
+    named = _model([Operator(BuiltinOperator.TANH, [0], [6])])
+    anonymous = _model([Operator(BuiltinOperator.TANH, [0], [6])])
+    anonymous.subgraphs[0].tensors[1].name = ""
+    data = write(anonymous)
+    assert tflite.Model.GetRootAsModel(data, 0).Subgraphs(0).Tensors(1).Name() is None
+    back = read(data)
+    _same(anonymous, back)
+    assert back.subgraphs[0].tensors[1].name == ""
+    assert len(data) < len(write(named))  # no string, no offset to it
+
+
 def test_equal_tensors_share_one_buffer_and_read_back_apart():
     model = _model([Operator(BuiltinOperator.TANH, [0], [6])])
     model.subgraphs[0].tensors.append(Tensor("w_again", (5, 4), data=model.subgraphs[0].tensors[1].data.copy()))

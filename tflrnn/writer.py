@@ -183,7 +183,7 @@ def _opcode_key(op: Operator) -> tuple[int, int, int]:
 def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_keys) -> int:
     tensors = []
     for tensor, buffer_index in zip(graph.tensors, tensor_buffers):
-        name = builder.CreateString(tensor.name)
+        name = builder.CreateString(tensor.name) if tensor.name else None  # the schema's field is optional
         shape = ints(tensor.shape)
         signature = None
         if tensor.shape_signature is not None:
@@ -202,7 +202,8 @@ def _subgraph(builder, ints, graph: Subgraph, tensor_buffers: list[int], opcode_
         fb.TensorAddShape(builder, shape)
         fb.TensorAddType(builder, TENSOR_TYPES[tensor.dtype])
         fb.TensorAddBuffer(builder, buffer_index)
-        fb.TensorAddName(builder, name)
+        if name is not None:
+            fb.TensorAddName(builder, name)
         if tensor.is_variable:
             fb.TensorAddIsVariable(builder, True)
         if signature is not None:
