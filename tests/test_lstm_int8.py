@@ -215,7 +215,7 @@ def test_calibration_error_is_near_the_float_model():
 
 @pytest.mark.parametrize("args,fragments", [
     (["--cell", "rnn"], ["basic RNN", "--lowering portable"]),
-    (["--cell", "lstm", "--bidirectional"], ["bidirectional", "no integer kernel"]),
+    (["--cell", "lstm", "--bidirectional"], ["bidirectional", "no integer kernel", "--lowering portable"]),
     (["--cell", "lstm", "--time-steps", "dynamic"], ["fixed number of steps"]),
     (["--cell", "lstm", "--state", "io"], ["state 'io' needs the portable lowering"]),
     (["--cell", "lstm", "--state", "zero"], ["state 'zero' needs the portable lowering"]),

@@ -292,8 +292,9 @@ def refusal(network: Network) -> str | None:
     if network.steps_per_iteration > 1:
         return "a full-int8 LSTM's loop runs one step a pass: drop --steps-per-iteration"
     if network.bidirectional and chosen.int8_weight_scales == "per-tensor":
-        return ("a bidirectional LSTM in full int8 is not written: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM has no integer "
-                "kernel; build it in float or unidirectional")
+        return ("a bidirectional LSTM in full int8 is not written as a fused op: TFLite's BIDIRECTIONAL_SEQUENCE_LSTM "
+                "has no integer kernel; --lowering portable writes it (int8 weights, int16 values, every runtime), or "
+                "build it in float or unidirectional")
     sixteen = [layer for layer in network.layers if value_bits(layer, chosen) == 16]
     if sixteen and len(kinds) > 1:
         others = " and ".join(kind_of_name(k) for k in sorted(kinds - {sixteen[0].kind}))
