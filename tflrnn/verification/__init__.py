@@ -279,9 +279,9 @@ def _free_running_error(model_data, description, network, settings, float_networ
     xs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(settings["sequences"])]
     try:
         _, got = run_model(model_data, description, network, "litert", xs)
+        worst, mean = errors(got, expected_outputs(float_network or network, xs))
     except (RuntimeError, ValueError) as exc:
         return f"free-running error not measured: {' '.join(str(exc).split())}"
-    worst, mean = errors(got, expected_outputs(float_network or network, xs))
     return (f"free-running error on LiteRT over {len(xs)} invokes, the state carried, against the float64 network "
             f"of {'the given float weights' if float_network else 'its dequantized weights'}: max {worst:.4g}, "
             f"mean {mean:.4g} (measured, not bounded)")

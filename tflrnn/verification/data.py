@@ -160,7 +160,14 @@ def expected_outputs(network: Network, xs: list[np.ndarray]) -> list[list[np.nda
 
 
 def errors(got: list[list[np.ndarray]], expected: list[list[np.ndarray]]) -> tuple[float, float]:
-    """Max and mean absolute error over every output value (inf when an output is not finite)."""
+    """Max and mean absolute error over every output value (inf when an output is not finite); ValueError when an
+    output has another number of values than the network gives (a model whose slice or shape constants were
+    changed: the runtime sizes its outputs from them)."""
+    for gs, es in zip(got, expected):
+        for g, e in zip(gs, es):
+            if g.size != e.size:
+                raise ValueError(f"the model's output has {g.size} values where its network gives {e.size} "
+                                 f"{list(e.shape)}")
     every = np.concatenate([np.abs(g.reshape(e.shape) - e).ravel() for gs, es in zip(got, expected)
                             for g, e in zip(gs, es)])
     if not np.all(np.isfinite(every)):
@@ -240,10 +247,9 @@ def measure(data: bytes, model: Model, network: Network, xs: list[np.ndarray], r
         label = f"{runtime_name}+xnnpack" if xnnpack else runtime_name
         try:
             _, got = run_model(data, model, network, runtime_name, xs, xnnpack=xnnpack)
+            found.runs.append(DataRun(label, *errors(got, expected)))
         except (RuntimeError, ValueError) as exc:
             found.runs.append(DataRun(label, np.inf, np.inf, " ".join(str(exc).split())))
-            continue
-        found.runs.append(DataRun(label, *errors(got, expected)))
     if network.int8 is not None:
         found.clipped, found.levels = clipped_shares(network, xs)
     return found

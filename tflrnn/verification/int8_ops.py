@@ -82,9 +82,10 @@ def _compute(op, inputs: list, tensors) -> list[np.ndarray]:
         begin = tensors[op.inputs[1]].data
         index = tuple(int(begin[k]) if options.shrink_axis_mask >> k & 1 else slice(None)
                       for k in range(inputs[0].ndim))
+        strides = tensors[op.inputs[3]].data if len(op.inputs) > 3 else None
         if any(not (options.begin_mask >> k & 1 and options.end_mask >> k & 1) for k, i in enumerate(index)
-               if isinstance(i, slice)):
-            raise ValueError("a STRIDED_SLICE other than one step of whole axes")
+               if isinstance(i, slice)) or strides is None or np.any(np.ravel(strides) != 1):
+            raise ValueError("a STRIDED_SLICE other than one step of whole axes (strides 1)")
         return [inputs[0][index]]
     if code == Op.UNPACK:
         return [np.take(inputs[0], k, axis=options.axis) for k in range(len(op.outputs))]
