@@ -41,6 +41,21 @@ def test_missing_options_are_caught():
     assert "expected SequenceRNNOptions" in failed["op.options"]
 
 
+def test_unnamed_variables_are_caught():
+    """A VAR_HANDLE without its options names no variable, and the runtime gives every such handle one variable
+    (measured: a two-layer GRU's outputs then change from the first invoke on); verify must say so, not run it."""
+    from tflrnn.model import BuiltinOperator
+
+    model = describe_model([tflrnn.GRUCell(4, name="a"), tflrnn.GRUCell(4, name="b")], input_size=3, time_steps=5)
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if op.code == BuiltinOperator.VAR_HANDLE:
+                op.options = None
+    failed = _failed(write(model))
+    assert "no VarHandleOptions shared_name" in failed["op.options"]
+    assert failed["numeric"] == "not run: op.options failed"
+
+
 @pytest.mark.parametrize("builtin, deprecated", [(35, 0), (0, 35)])
 def test_both_op_code_fields_must_be_set(builtin, deprecated):
     # The runtime runs either (it reads the larger field); readers that read only one of them would not.

@@ -181,9 +181,11 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
         try:
             ratio, problem, carried, count = _check_invoke(graph, known, None if first else carried, runtime_name,
                                                            loosest)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:  # shapes or wiring no kernel would take
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            # shapes, wiring or options (another table, or none) no kernel would take
             ratio, count = 0.0, 0
-            problem = f"an op's values do not fit its tensors ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+            problem = (f"an op's values, tensors or options are not what its kernel takes ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:80]})")
         if not fused:  # (a fused LSTM's check starts each invoke from the variables the one before left)
             problem = problem or _state_problem(graph, network, ends, known, None if first else previous,
                                                 dict(zip(finals, values[len(outputs):len(outputs) + len(finals)])))
@@ -254,7 +256,7 @@ def _check_invoke(graph, known: dict, carried: dict | None, runtime_name: str = 
     handles = {}
     for op in graph.operators:
         if op.code == Op.VAR_HANDLE:
-            handles[op.outputs[0]] = op.options.shared_name
+            handles[op.outputs[0]] = getattr(op.options, "shared_name", "")  # (op.options checks it is named)
             continue
         if op.code == Op.ASSIGN_VARIABLE:
             assigned[handles.get(op.inputs[0])] = known.get(op.inputs[1])

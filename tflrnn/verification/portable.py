@@ -22,7 +22,7 @@ from ..lowering import portable
 from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..metadata import METADATA_KEY, dense_sha256
 from ..metadata import parse as parse_metadata
-from ..model import SCHEMA_VERSION, Activation, Model, op_name
+from ..model import SCHEMA_VERSION, Activation, BuiltinOperator, Model, op_name
 from .report import Check, Comparison, VerifyReport, _finite_max, _numeric_check
 
 
@@ -160,14 +160,21 @@ def _cell_words(layer) -> str:
 
 
 def _options_check(model: Model) -> Check:
-    """Every fused activation inside the enum: the runtime silently runs an unknown one as none."""
+    """Every fused activation inside the enum: the runtime silently runs an unknown one as none; every VAR_HANDLE
+    names its variable: without VarHandleOptions (or with an empty shared_name) the runtime gives all such handles
+    one variable, so the states would overwrite each other."""
     bad = [f"{op_name(op.code)} {k} activation {op.options.activation}" for g in model.subgraphs
            for k, op in enumerate(g.operators)
            if op.options is not None and getattr(op.options, "activation", 0) not in Activation._value2member_map_]
     if bad:
         return Check("op.options", False, f"{'; '.join(bad[:3])}: not an ActivationFunctionType (the runtime would "
                                           "silently apply none)")
-    return Check("op.options", True, "every fused activation is an ActivationFunctionType")
+    unnamed = [f"{g.name or 'a subgraph'}: VAR_HANDLE {k}" for g in model.subgraphs for k, op in enumerate(g.operators)
+               if op.code == BuiltinOperator.VAR_HANDLE and not getattr(op.options, "shared_name", "")]
+    if unnamed:
+        return Check("op.options", False, f"{'; '.join(unnamed[:3])}: no VarHandleOptions shared_name (the runtime "
+                                          "would give every unnamed handle one variable)")
+    return Check("op.options", True, "every fused activation is an ActivationFunctionType, every variable named")
 
 
 def _check_verifiable(network, sequences: int) -> None:
