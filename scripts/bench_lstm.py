@@ -186,7 +186,7 @@ def correct(result: dict) -> bool:
 
 def bare_bytes(data: bytes) -> int:
     """The model's size with nothing but its graph: no tensor names, signature, metadata or description (tflrnn's
-    writer leaves an empty name's field out). What the schema itself costs beyond the weights."""
+    writer leaves each empty field out). What the schema itself costs beyond the weights."""
     from tflrnn.reader import read
     from tflrnn.writer import write
 

@@ -367,16 +367,18 @@ def int8_weight_bytes(net_name: str) -> int:
 
 
 def beyond_weights(rows: list[dict], who: list[str]) -> list[str]:
-    """Each form's file beyond its int8 weights, per network (the same for every seed): what the file target leaves
-    a form for everything else is the converter's column."""
+    """Each form's file beyond its int8 weights, per network (the largest over the seeds, which differ by a few
+    bytes at most): what the file target leaves a form for everything else is the converter's column."""
     lines = ["Bytes beyond the int8 weights (the file less one byte a weight): everything else a model holds, its "
-             "biases, scales and zero points, tensors, ops, subgraphs, names and metadata.", "",
+             "biases, scales and zero points, tensors, ops, subgraphs, names and metadata (the largest over the "
+             "seeds).", "",
              "| network | int8 weights | " + " | ".join(w for w in who) + " |", "|---|---" + "|---" * len(who) + "|"]
     for name in dict.fromkeys(row["network"] for row in rows):
-        row = next(r for r in rows if r["network"] == name)
+        mine = [r for r in rows if r["network"] == name]
         weights = int8_weight_bytes(name)
         lines.append(f"| {name} | {weights:,} B | " + " | ".join(
-            _n(row["bytes"][w] - weights if w in row["bytes"] else None, "B") for w in who) + " |")
+            _n(max(r["bytes"][w] for r in mine) - weights if all(w in r["bytes"] for r in mine) else None, "B")
+            for w in who) + " |")
     return lines + [""]
 
 
@@ -386,7 +388,8 @@ def floor_table(rows: list[dict]) -> list[str]:
     # at the floor: equal but for float32's rounding of the DEQUANTIZE (the floor is float64)
     at_floor = [row for row in rows if row["floor"]["max"] >= row["errors"]["LiteRT"]["converter"]["max"] * (1 - 1e-4)]
     lines = ["**The output's rounding floor.** Each model's output is int8 before its DEQUANTIZE; the fused ops' is "
-             "their h, over the range calibration saw (the converter's and tflrnn's fused op alike). The floor: the "
+             "their h, over the range calibration saw (the converter's and tflrnn's fused op alike; a classifier's is "
+             "SOFTMAX's fixed format). The floor: the "
              "exact outputs (float64) rounded to the converter's output format, what a model that computed every "
              f"step exactly and wrote that format would score. It is {min(shares):.0%}-{max(shares):.0%} of the "
              f"converter's mean error, and in {len(at_floor)} of {len(rows)} cases the converter's max error is the "

@@ -122,6 +122,20 @@ def test_an_empty_name_is_left_out_and_reads_back_empty():
     assert len(data) < len(write(named))  # no string, no offset to it
 
 
+def test_an_empty_description_signature_list_and_metadata_are_left_out():
+    """Each of them is an optional field of the schema's Model: left out when empty, read back empty."""
+    import tflite
+
+    full = _model([Operator(BuiltinOperator.TANH, [0], [6])])
+    bare = _model([Operator(BuiltinOperator.TANH, [0], [6])])
+    bare.description, bare.signatures, bare.metadata = "", [], {}
+    data = write(bare)
+    root = tflite.Model.GetRootAsModel(data, 0)
+    assert (root.Description(), root.SignatureDefsIsNone(), root.MetadataIsNone()) == (None, True, True)
+    _same(bare, read(data))
+    assert len(data) < len(write(full))
+
+
 def test_equal_tensors_share_one_buffer_and_read_back_apart():
     model = _model([Operator(BuiltinOperator.TANH, [0], [6])])
     model.subgraphs[0].tensors.append(Tensor("w_again", (5, 4), data=model.subgraphs[0].tensors[1].data.copy()))

@@ -147,21 +147,25 @@ def serialize(model: Model) -> memoryview:
         fb.MetadataAddBuffer(builder, index)
         metadata.append(fb.MetadataEnd(builder))
 
-    description = builder.CreateString(model.description)
+    # An empty description, signature list or metadata list is left out (the schema's fields are optional)
+    description = builder.CreateString(model.description) if model.description else None
     opcodes_vec = _table_vector(builder, opcodes, fb.ModelStartOperatorCodesVector)
     subgraphs_vec = _table_vector(builder, subgraphs, fb.ModelStartSubgraphsVector)
     buffers_vec = _table_vector(builder, buffers, fb.ModelStartBuffersVector)
-    signatures_vec = _table_vector(builder, signatures, fb.ModelStartSignatureDefsVector)
-    metadata_vec = _table_vector(builder, metadata, fb.ModelStartMetadataVector)
+    signatures_vec = _table_vector(builder, signatures, fb.ModelStartSignatureDefsVector) if signatures else None
+    metadata_vec = _table_vector(builder, metadata, fb.ModelStartMetadataVector) if metadata else None
 
     fb.ModelStart(builder)
     fb.ModelAddVersion(builder, model.version)
     fb.ModelAddOperatorCodes(builder, opcodes_vec)
     fb.ModelAddSubgraphs(builder, subgraphs_vec)
-    fb.ModelAddDescription(builder, description)
+    if description is not None:
+        fb.ModelAddDescription(builder, description)
     fb.ModelAddBuffers(builder, buffers_vec)
-    fb.ModelAddSignatureDefs(builder, signatures_vec)
-    fb.ModelAddMetadata(builder, metadata_vec)
+    if signatures_vec is not None:
+        fb.ModelAddSignatureDefs(builder, signatures_vec)
+    if metadata_vec is not None:
+        fb.ModelAddMetadata(builder, metadata_vec)
     builder.Finish(fb.ModelEnd(builder), file_identifier=FILE_IDENTIFIER)
     return memoryview(builder.Bytes)[builder.Head() :]  # Output() would copy
 

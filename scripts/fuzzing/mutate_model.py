@@ -36,7 +36,9 @@ def semantic_mutate(rng: random.Random, seed: Seed) -> tuple[str, bytes]:
 
 
 def _semantic_edit(rng, model, kind, m) -> str:
-    g = model.subgraphs[0]
+    # half the edits in the serving subgraph, half in another where there are others (a loop's body and condition,
+    # the state's init and reset)
+    g = model.subgraphs[0] if len(model.subgraphs) == 1 or rng.random() < 0.5 else rng.choice(model.subgraphs[1:])
     tensors = g.tensors
     t = rng.choice(tensors)
     ops = g.operators
@@ -127,8 +129,13 @@ def _semantic_edit(rng, model, kind, m) -> str:
         elif how == "asymmetric" and hasattr(op.options, "asymmetric_quantize_inputs"):
             op.options.asymmetric_quantize_inputs = not op.options.asymmetric_quantize_inputs
         elif how == "swap":
+            subgraph = rng.choice((-1, 0, 1, 2, len(model.subgraphs), 2**31 - 1))
             op.options = rng.choice((m.SequenceRNNOptions(), m.BidirectionalSequenceRNNOptions(merge_outputs=True),
-                                     m.StridedSliceOptions(shrink_axis_mask=7)))
+                                     m.StridedSliceOptions(shrink_axis_mask=7), m.VarHandleOptions(shared_name=""),
+                                     m.VarHandleOptions(shared_name=rng.choice(("state", "lstm/cell_0/state"))),
+                                     m.WhileOptions(cond_subgraph_index=subgraph, body_subgraph_index=rng.choice(
+                                         (subgraph, 0, 1, 2))), m.CallOnceOptions(init_subgraph_index=subgraph),
+                                     m.GatherOptions(axis=rng.choice((0, 1, -1, 5)))))
         else:
             op.options_type = rng.choice((0, 31, 32, 70, 99, 255))
         return how

@@ -235,6 +235,8 @@ def _verify_fused_int8(model_data, label, description, graph, weights, against, 
     network = recover(description)
     report.checks.append(_serving_wired(description))
     report.checks.append(formats_check(description, network))
+    if network.last_step:
+        report.checks.append(_int8_last_step(graph, network))
     if weights is not None:
         from .int8 import weights_match
 
@@ -242,8 +244,8 @@ def _verify_fused_int8(model_data, label, description, graph, weights, against, 
                                source["scope"], source["layer_index"])
         report.checks.append(weights_match(network, given))
     blocking = _why_not_runnable(report.checks) or next(
-        (f"{c.name} failed" for c in report.checks if c.kind in ("int8.lstm", "signature", "int8.formats")
-         and not c.passed), None)
+        (f"{c.name} failed" for c in report.checks if c.kind in ("int8.lstm", "signature", "int8.formats",
+                                                                   "last_step") and not c.passed), None)
     if blocking:
         report.checks.append(Check("numeric", False, f"not run: {blocking}"))
         return report
@@ -266,6 +268,26 @@ def _verify_fused_int8(model_data, label, description, graph, weights, against, 
         data_checks(model_data, description, network, report, runtimes, data, load_data(data, network), max_error,
                     _float_network(network, None if weights is None else given))
     return report
+
+
+def _int8_last_step(graph, network) -> Check:
+    """The int8 op check recomputes a STRIDED_SLICE from its own constants, so it is the constants that must take
+    the final step (as head.py holds a float model's): the final LSTM op's output sliced at its last step."""
+    from ..model import BuiltinOperator
+    from .head import _op_problems, slice_problems
+
+    tensors = graph.subgraph.tensors
+    slices = [op for op in graph.head if op.code == BuiltinOperator.STRIDED_SLICE]
+    problems = [] if len(slices) == 1 else [f"{len(slices)} STRIDED_SLICE ops after the LSTM ops, expected 1"]
+    for op in slices[:1]:
+        problems += _op_problems(op, BuiltinOperator.STRIDED_SLICE, 2, 4, tensors)
+        if not problems:
+            if op.inputs[0] not in graph.rnn_ops[-1].outputs:
+                problems.append("the STRIDED_SLICE does not slice the final LSTM op's output")
+            problems += slice_problems(op, tensors, network.time_major, backward=False)
+    if problems:
+        return Check("last_step", False, "; ".join(problems))
+    return Check("last_step", True, "STRIDED_SLICE takes the final step of the last LSTM op's output")
 
 
 def _free_running_error(model_data, description, network, settings, float_network) -> str:

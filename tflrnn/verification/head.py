@@ -71,19 +71,9 @@ def _last_step_check(network: FusedGraph, slices: list, concat) -> tuple[Check, 
         problems += _op_problems(op, BuiltinOperator.STRIDED_SLICE, 1, 4, tensors)
         if problems:
             break
-        backward = d == 1
-        begin, options = _final_step_slice(g.time_major, backward)
         if op.inputs[0] != final.outputs[d]:
             problems.append(f"STRIDED_SLICE {d} does not slice the final RNN op's output {d}")
-        for name, index, values in zip(("begin", "end", "strides"), op.inputs[1:], (begin, [0, 0, 0], [1, 1, 1])):
-            tensor = tensors[index]
-            if tensor.data is None or tensor.dtype != "int32" or list(np.ravel(tensor.data)) != values:
-                shown = None if tensor.data is None else list(np.ravel(tensor.data))
-                problems.append(f"{name} {shown} ({tensor.dtype}), expected constant int32 {values}"
-                                + (" (the backward direction's final state is its output at t=0)" if backward and
-                                   name == "begin" else ""))
-        if op.options != options:
-            problems.append(f"options {op.options}, expected {options}")
+        problems += slice_problems(op, tensors, g.time_major, backward=d == 1)
         units = source.input_weights.shape[0] if len(source.input_weights.shape) == 2 else -1
         if op.outputs and 0 <= op.outputs[0] < len(tensors):
             problem = _plain_float(tensors[op.outputs[0]], (_batch(source), units))
@@ -108,6 +98,23 @@ def _last_step_check(network: FusedGraph, slices: list, concat) -> tuple[Check, 
     what = ("forward at the last step and backward at t=0, concatenated" if concat is not None else
             "forward at the last step and backward at t=0" if len(outs) == 2 else "the final step")
     return Check("last_step", True, f"STRIDED_SLICE takes {what}: output {shape}"), ends
+
+
+def slice_problems(op, tensors, time_major: bool, backward: bool) -> list[str]:
+    """Why a STRIDED_SLICE (4 inputs in range) does not take one direction's final step: its begin, end, strides
+    and options against _final_step_slice's."""
+    begin, options = _final_step_slice(time_major, backward)
+    problems = []
+    for name, index, values in zip(("begin", "end", "strides"), op.inputs[1:], (begin, [0, 0, 0], [1, 1, 1])):
+        tensor = tensors[index]
+        if tensor.data is None or tensor.dtype != "int32" or list(np.ravel(tensor.data)) != values:
+            shown = None if tensor.data is None else [int(v) for v in np.ravel(tensor.data)]
+            problems.append(f"{name} {shown} ({tensor.dtype}), expected constant int32 {values}"
+                            + (" (the backward direction's final state is its output at t=0)" if backward and
+                               name == "begin" else ""))
+    if op.options != options:
+        problems.append(f"options {op.options}, expected {options}")
+    return problems
 
 
 def _final_step_slice(time_major: bool, backward: bool) -> tuple[list[int], StridedSliceOptions]:

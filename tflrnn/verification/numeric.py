@@ -139,7 +139,10 @@ def _numeric_checks(data, network: FusedGraph, weights: list, report, inputs, at
     state_indices = [[next(i for i in g.operator.inputs if 0 <= i < len(tensors) and tensors[i] is state)
                       for state in g.states] for g in layers]
     if xnnpack:
-        read_back = list(dict.fromkeys([g0.operator.inputs[0], *network.subgraph.outputs]))
+        # the model's outputs; with a hybrid LSTM (which XNNPACK leaves to the builtin kernels) each op is judged on
+        # its own output, read back even when the subgraph does not name it (a model whose outputs were changed)
+        hybrid_outputs = [g.output_index for g in layers] if any(g.hybrid for g in layers) else []
+        read_back = list(dict.fromkeys([g0.operator.inputs[0], *network.subgraph.outputs, *hybrid_outputs]))
     else:
         # Every activation an op reads or writes (not constants, not states), read back after each invoke.
         read_back = sorted({i for op in network.subgraph.operators for i in (*op.inputs, *op.outputs)

@@ -160,21 +160,27 @@ def _cell_words(layer) -> str:
 
 
 def _options_check(model: Model) -> Check:
-    """Every fused activation inside the enum: the runtime silently runs an unknown one as none; every VAR_HANDLE
-    names its variable: without VarHandleOptions (or with an empty shared_name) the runtime gives all such handles
-    one variable, so the states would overwrite each other."""
+    """Every fused activation inside the enum: the runtime silently runs an unknown one as none; no two VAR_HANDLEs
+    of one subgraph name one variable (container and shared_name; no options table is the empty name): the runtime
+    would give them one variable, so two states would overwrite each other (tflrnn writes a state's handle once a
+    subgraph)."""
     bad = [f"{op_name(op.code)} {k} activation {op.options.activation}" for g in model.subgraphs
            for k, op in enumerate(g.operators)
            if op.options is not None and getattr(op.options, "activation", 0) not in Activation._value2member_map_]
     if bad:
         return Check("op.options", False, f"{'; '.join(bad[:3])}: not an ActivationFunctionType (the runtime would "
                                           "silently apply none)")
-    unnamed = [f"{g.name or 'a subgraph'}: VAR_HANDLE {k}" for g in model.subgraphs for k, op in enumerate(g.operators)
-               if op.code == BuiltinOperator.VAR_HANDLE and not getattr(op.options, "shared_name", "")]
-    if unnamed:
-        return Check("op.options", False, f"{'; '.join(unnamed[:3])}: no VarHandleOptions shared_name (the runtime "
-                                          "would give every unnamed handle one variable)")
-    return Check("op.options", True, "every fused activation is an ActivationFunctionType, every variable named")
+    shared = []
+    for g in model.subgraphs:
+        keys = [(getattr(op.options, "container", ""), getattr(op.options, "shared_name", "")) for op in g.operators
+                if op.code == BuiltinOperator.VAR_HANDLE]
+        shared += [f"{g.name or 'a subgraph'}: {keys.count(key)} VAR_HANDLEs name variable {key[1]!r}"
+                   for key in dict.fromkeys(keys) if keys.count(key) > 1]
+    if shared:
+        return Check("op.options", False, f"{'; '.join(shared[:3])} (the runtime would give them one variable: "
+                                          "the states would overwrite each other)")
+    return Check("op.options", True, "every fused activation is an ActivationFunctionType, every state's variable "
+                                     "its own")
 
 
 def _check_verifiable(network, sequences: int) -> None:
