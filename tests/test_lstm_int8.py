@@ -169,6 +169,23 @@ def test_verify_catches_a_state_lost_between_invokes(monkeypatch):
     assert "invoke 1:" not in failed[0].detail  # the first invoke, from zeros either way, passes
 
 
+@pytest.mark.parametrize("which,values", [(1, [0, -2, 0]), (1, [0, 0, 0]), (3, [1, 2, 1])])
+def test_verify_holds_the_last_step_to_the_final_step(which, values):
+    """The op check recomputes a STRIDED_SLICE from its own constants, which a changed begin or stride still
+    matches: the slice itself must take the final step (begin, end, strides and options), before any numbers."""
+    from tflrnn.writer import write
+
+    data, _, _ = _build(last_step=True)
+    assert verify(data, runtime="litert").passed
+    model = read(data)
+    graph = model.subgraphs[0]
+    (op,) = [op for op in graph.operators if op.code == BuiltinOperator.STRIDED_SLICE]
+    graph.tensors[op.inputs[which]].data = np.asarray(values, np.int32)
+    report = verify(write(model), runtime="litert")
+    failed = {c.kind: c.detail for c in report.checks if not c.passed}
+    assert f"{values}" in failed["last_step"] and failed["numeric"] == "not run: last_step failed"
+
+
 @pytest.mark.parametrize("mutation,fragment", [
     ("bias_scale", "not x's scale"),
     ("cell_scale", "power-of-two"),
