@@ -190,10 +190,11 @@ def output_format(data: bytes) -> tuple[float, int]:
 def rounding_floor(expected, fmt: tuple[float, int]) -> dict:
     """The error of a model that computes exactly and writes its output in `fmt`: the float64 outputs rounded to
     that int8 grid (clipped to its range), max and mean against themselves."""
-    scale, zero_point = fmt
+    from tflrnn.quantization import Int8Format, dequantize_values, quantize_values
+
     exact = np.stack(expected)
-    rounded = (np.clip(np.rint(exact / scale) + zero_point, -128, 127) - zero_point) * scale
-    error = np.abs(rounded - exact)
+    output = Int8Format(*fmt)
+    error = np.abs(dequantize_values(quantize_values(exact, output), output) - exact)
     return {"max": float(error.max()), "mean": float(error.mean())}
 
 

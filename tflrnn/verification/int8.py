@@ -28,6 +28,7 @@ from ..lowering import portable
 from ..lowering.common import SIGNATURE_INPUT, SIGNATURE_KEY, SIGNATURE_OUTPUT
 from ..model import Activation, BuiltinOperator, Model, op_name
 from ..network import Int8Format, Network, stage_layers
+from .int8_ops import MALFORMED, malformed
 from .report import Check, VerifyReport
 
 STEP_RUNTIMES = ("litert", "tensorflow", "micro")  # those that give back every tensor after an invoke
@@ -433,10 +434,8 @@ def _steps_on(data, model, network, report, runtime_name, seed, sequences, float
         try:
             starts = _starts(network, plan, fed, previous, where, read, k)
             ratio, problem = _check_invoke(network, plan, where, x, read, starts, values[:outputs_count])
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            # values of shapes no step computes (an op's options of another table, or none): as int8_ops says it
-            ratio, problem = 0.0, (f"an op's values, tensors or options are not what its kernel takes "
-                                   f"({type(exc).__name__}: {' '.join(str(exc).split())[:80]})")
+        except MALFORMED as exc:  # values of shapes no step computes
+            ratio, problem = 0.0, malformed(exc)
         worst = max(worst, ratio)
         if problem:
             problems.append(f"invoke {k + 1}: {problem}")

@@ -59,6 +59,16 @@ def _real(tensor, values: np.ndarray) -> np.ndarray:
     return (values.astype(np.float64) - zero) * scale
 
 
+# What recomputing an op raises on values, wiring or options (another table, or none) that no kernel would take
+MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+
+def malformed(exc: Exception) -> str:
+    """A check's problem for one of MALFORMED."""
+    return (f"an op's values, tensors or options are not what its kernel takes ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:80]})")
+
+
 def _range(tensor) -> tuple[float, float] | None:
     q = tensor.quantization
     if tensor.dtype not in ("int8", "int16") or q is None or len(q.scale) != 1:
@@ -181,11 +191,8 @@ def ops_checks(data: bytes, model: Model, network: Network, report: VerifyReport
         try:
             ratio, problem, carried, count = _check_invoke(graph, known, None if first else carried, runtime_name,
                                                            loosest)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            # shapes, wiring or options (another table, or none) no kernel would take
-            ratio, count = 0.0, 0
-            problem = (f"an op's values, tensors or options are not what its kernel takes ({type(exc).__name__}: "
-                       f"{' '.join(str(exc).split())[:80]})")
+        except MALFORMED as exc:
+            ratio, count, problem = 0.0, 0, malformed(exc)
         if not fused:  # (a fused LSTM's check starts each invoke from the variables the one before left)
             problem = problem or _state_problem(graph, network, ends, known, None if first else previous,
                                                 dict(zip(finals, values[len(outputs):len(outputs) + len(finals)])))
