@@ -142,7 +142,8 @@ def formats_check(model: Model, network: Network) -> Check:
             body = model.subgraphs[op.options.body_subgraph_index] \
                 if 0 < getattr(op.options, "body_subgraph_index", -1) < len(model.subgraphs) else None
             inner = body.tensors if body is not None and len(body.inputs) == len(op.inputs) == len(
-                body.outputs) == len(op.outputs) else None
+                body.outputs) == len(op.outputs) and all(0 <= i < len(body.tensors) for i in (
+                    *body.inputs, *body.outputs)) else None  # (a body naming tensors it lacks: reported so)
             if inner is None or any(len({fmt_of(t[a]), fmt_of(inner[b]), fmt_of(inner[c]), fmt_of(t[d])}) > 1
                                     for a, b, c, d in zip(op.inputs, body.inputs, body.outputs, op.outputs)):
                 problems.append(f"'{name}': the loop's values do not keep one format through its body")
