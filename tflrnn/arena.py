@@ -16,6 +16,9 @@ import sys
 ALIGNMENT = 16
 _MAX_CHILDREN = 64
 CHILD_SECONDS = 120  # a search takes well under a second for a model a microcontroller holds
+# The largest arena tried: far beyond any microcontroller's RAM, and a bound on what measuring costs (a model whose
+# declared shapes ask for gigabytes would otherwise have the interpreter allocate them)
+MAX_ARENA = 512 << 20
 
 # The child: bisects between argv's low (fails) and high (runs), printing each trial before and after it.
 _TRIALS = r"""
@@ -59,15 +62,15 @@ def not_measured() -> str:
     Micro did not run the model."""
     if not micro_installed():
         return "not measured: pip install 'tflrnn[micro]'"
-    return "not measured: TFLite Micro did not allocate and run the model"
+    return f"not measured: TFLite Micro did not allocate and run the model (in up to {MAX_ARENA >> 20} MiB)"
 
 
 def minimum_arena(data: bytes, upper: int) -> int | None:
-    """The smallest arena (bytes, a multiple of 16) the model allocates and runs in, searched up to `upper`; None
-    when tflite-micro is not installed or the model does not run in `upper` bytes."""
+    """The smallest arena (bytes, a multiple of 16) the model allocates and runs in, searched up to `upper` (at most
+    MAX_ARENA); None when tflite-micro is not installed or the model does not run in that many bytes."""
     if not micro_installed():
         return None
-    low, high = 0, -(-upper // ALIGNMENT) * ALIGNMENT
+    low, high = 0, -(-min(upper, MAX_ARENA) // ALIGNMENT) * ALIGNMENT
     for _ in range(_MAX_CHILDREN):
         try:
             child = subprocess.run([sys.executable, "-c", _TRIALS, str(low), str(high)], input=data,

@@ -702,6 +702,7 @@ def runtimes_for(model: Model) -> tuple[str, ...]:
     codes = {op.code for _, op in ops}
     # TFLite Micro's LSTM kernel: float, or integer with an int8 input; not hybrid (float input, int8 weights)
     hybrid = any(0 <= i < len(graph.tensors) and graph.tensors[i].dtype == "int8" for graph, op in ops
-                 for i in op.inputs[1:2]) and not any(graph.tensors[op.inputs[0]].dtype == "int8" for graph, op in ops)
+                 for i in op.inputs[1:2]) and not any(0 <= i < len(graph.tensors) and graph.tensors[i].dtype == "int8"
+                                                      for graph, op in ops for i in op.inputs[:1])
     return ("litert", "tensorflow", "micro") if codes == {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM} and \
         not hybrid else ("litert", "tensorflow")

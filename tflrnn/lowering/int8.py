@@ -342,8 +342,12 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
         return np.asarray(tensor(name, channels).quantization.scale, np.float32)
 
     def any_step(name: str, role: str) -> str:
-        found = next((f"{name}/{role}{t}" for t in (*range(network.time_steps), "") if f"{name}/{role}{t}" in by_name),
-                     None)
+        # the first step's tensor <name>/<role><t> (t < T), else the loop body's <name>/<role>: found among the
+        # names the graph has (T, read from a shape, may be anything)
+        prefix = f"{name}/{role}"
+        steps = sorted(int(key[len(prefix):]) for key in by_name if key.startswith(prefix) and
+                       key[len(prefix):].isdigit() and int(key[len(prefix):]) < network.time_steps)
+        found = f"{prefix}{steps[0]}" if steps else prefix if prefix in by_name else None
         if found is None:
             raise ModelFormatError(f"layer '{name}' has no step tensor '{name}/{role}<t>'")
         return found
