@@ -701,8 +701,10 @@ def runtimes_for(model: Model) -> tuple[str, ...]:
     ops = [(graph, op) for graph in model.subgraphs for op in graph.operators if op.code in RNN_CODES]
     codes = {op.code for _, op in ops}
     # TFLite Micro's LSTM kernel: float, or integer with an int8 input; not hybrid (float input, int8 weights)
-    hybrid = any(0 <= i < len(graph.tensors) and graph.tensors[i].dtype == "int8" for graph, op in ops
-                 for i in op.inputs[1:2]) and not any(0 <= i < len(graph.tensors) and graph.tensors[i].dtype == "int8"
-                                                      for graph, op in ops for i in op.inputs[:1])
+    def int8(slot: slice) -> bool:  # (a slot a malformed op lacks, or out of range, is not int8)
+        return any(0 <= i < len(graph.tensors) and graph.tensors[i].dtype == "int8" for graph, op in ops
+                   for i in op.inputs[slot])
+
+    hybrid = int8(slice(1, 2)) and not int8(slice(0, 1))  # int8 weights, a float input
     return ("litert", "tensorflow", "micro") if codes == {BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM} and \
         not hybrid else ("litert", "tensorflow")

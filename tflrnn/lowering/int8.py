@@ -345,9 +345,9 @@ def recover_plan(model: Model, network: Network) -> Int8Plan:
         # the first step's tensor <name>/<role><t> (t < T), else the loop body's <name>/<role>: found among the
         # names the graph has (T, read from a shape, may be anything)
         prefix = f"{name}/{role}"
-        steps = sorted(int(key[len(prefix):]) for key in by_name if key.startswith(prefix) and
-                       key[len(prefix):].isdigit() and int(key[len(prefix):]) < network.time_steps)
-        found = f"{prefix}{steps[0]}" if steps else prefix if prefix in by_name else None
+        suffixes = (key[len(prefix):] for key in by_name if key.startswith(prefix))
+        first = min((int(t) for t in suffixes if t.isdigit() and int(t) < network.time_steps), default=None)
+        found = f"{prefix}{first}" if first is not None else prefix if prefix in by_name else None
         if found is None:
             raise ModelFormatError(f"layer '{name}' has no step tensor '{name}/{role}<t>'")
         return found
